@@ -1,0 +1,24 @@
+# The two commands of the README. Both create the virtual environment when it is missing.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test lint venv
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+## the embedded demo: daemon + worker + API on SQLite and a serverless transport
+demo: $(VENV)/.installed
+	$(VENV)/bin/reconcile dev
+
+## the whole test suite (lint and type checks included), on the local services
+test: $(VENV)/.installed
+	$(VENV)/bin/pytest -n 2 -q
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy && $(VENV)/bin/lint-imports

@@ -1,0 +1,121 @@
+"""The `reconcile` console script: parses the command line and hands over to a command.
+
+Exit codes (DESIGN.md): 0 success / no changes, 1 error or invalid input, 2 the plan has
+changes, 3 refused by a safety guard. No traceback ever reaches the user for an error we
+expected; an unexpected one is reported in one line as a bug (exit 1), with the
+traceback only when RECONCILER_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+from reconciler import __version__
+from reconciler.errors import ConfigError, ReconcilerError, RefusedError, TransientError
+
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_REFUSED = 0, 1, 2, 3
+
+# name on the command line -> module in reconciler.commands
+COMMANDS = {
+    "validate": "validate",
+    "plan": "plan",
+    "apply": "apply",
+    "status": "status",
+    "run": "run",
+    "api": "api",
+    "worker": "worker",
+    "dev": "dev",
+    "schema": "schema",
+    "db": "db",
+}
+
+
+def _command(name: str) -> ModuleType:
+    return importlib.import_module(f"reconciler.commands.{COMMANDS[name]}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reconcile",
+        description="Scheduled jobs as YAML in git, reconciled into APScheduler and Celery.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="the same as `reconcile plan` (change nothing)"
+    )
+    _add_common(parser)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        module = _command(name)
+        sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
+        _add_common(sub)
+        module.add_arguments(sub)
+    return parser
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    # SUPPRESS keeps a flag given before the sub-command from being reset by the sub-parser.
+    parser.add_argument(
+        "--jobs-dir",
+        default=argparse.SUPPRESS,
+        help="folder of job files (env RECONCILER_JOBS_DIR, default ./jobs.d)",
+    )
+    parser.add_argument(
+        "--database-url",
+        default=argparse.SUPPRESS,
+        help="postgresql://... or sqlite:///... (env RECONCILER_DATABASE_URL)",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(arguments)
+    if args.command is None and args.dry_run:
+        args = parser.parse_args([*arguments, "plan"])
+    if args.command is None:
+        parser.print_help()
+        return EXIT_ERROR
+    logging.basicConfig(
+        level=os.environ.get("RECONCILER_LOG_LEVEL", "WARNING").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(_command(args.command).run(args))
+    except RefusedError as error:
+        print(f"refused: {error}", file=sys.stderr)
+        return EXIT_REFUSED
+    except (ConfigError, TransientError, ReconcilerError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:  # noqa: BLE001 - the one place a bug becomes a clean exit 1
+        if os.environ.get("RECONCILER_DEBUG") == "1":
+            raise
+        print(f"internal error (a bug, please report it): {type(error).__name__}: {error}",
+              file=sys.stderr)
+        return EXIT_ERROR
+
+
+def settings_from(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """Settings from the environment, with the common flags on top."""
+    from reconciler.settings import load_settings
+
+    try:
+        return load_settings(
+            jobs_dir=getattr(args, "jobs_dir", None),
+            database_url=getattr(args, "database_url", None),
+        )
+    except ValueError as error:
+        raise ConfigError(f"invalid setting: {error}") from None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

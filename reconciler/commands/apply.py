@@ -1,0 +1,15 @@
+"""`reconcile apply` (being written: see the open issue)."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "apply (not available yet)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def run(args: argparse.Namespace) -> int:
+    raise SystemExit("reconcile apply is not available yet")

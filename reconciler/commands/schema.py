@@ -1,0 +1,15 @@
+"""`reconcile schema` (being written: see the open issue)."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "schema (not available yet)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def run(args: argparse.Namespace) -> int:
+    raise SystemExit("reconcile schema is not available yet")

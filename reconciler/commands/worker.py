@@ -1,0 +1,15 @@
+"""`reconcile worker` (being written: see the open issue)."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "worker (not available yet)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def run(args: argparse.Namespace) -> int:
+    raise SystemExit("reconcile worker is not available yet")

@@ -1,0 +1,78 @@
+"""What a fire is, as data: its deterministic id, its idempotency key, its payload.
+
+The contract between the reconcile engine (which writes `apscheduler_jobs` rows) and the
+dispatcher (which APScheduler calls when a slot is due):
+
+- every row calls FIRE_CALLABLE, whatever the job: a refactor can never make APScheduler
+  delete rows for want of an importable callable;
+- the row's kwargs are `{"job": <name>, "payload": <FirePayload>}`, everything a fire
+  needs, so firing reads nothing from the database but the ledger;
+- the executor adds `scheduled_time` (an aware datetime) to the call.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import TypedDict
+
+from reconciler.spec.model import JobSpec
+
+FIRE_CALLABLE = "reconciler.dispatch.fire:fire_job"
+# Fixed namespace: the same (job, slot) gives the same id in every process, forever.
+FIRE_NAMESPACE = uuid.UUID("6f1b2a4e-93c1-5d7e-a0f4-2b8c9d3e4f51")
+
+
+class FirePayload(TypedDict):
+    task: str
+    args: list[object]
+    kwargs: dict[str, object]
+    queue: str
+    spec_hash: str
+    revision: str | None
+    idempotency_key: str | None  # a template; None = one key per fire (the fire id)
+    expires_seconds: int | None
+    time_limit_seconds: int | None
+    retries: int
+    retry_delay_seconds: int
+    max_concurrent_runs: int
+    misfire_grace_seconds: int
+
+
+def fire_payload(spec: JobSpec, *, spec_hash: str, revision: str | None) -> FirePayload:
+    return FirePayload(
+        task=spec.task,
+        args=list(spec.args),
+        kwargs=dict(spec.kwargs),
+        queue=spec.queue,
+        spec_hash=spec_hash,
+        revision=revision,
+        idempotency_key=spec.idempotency_key,
+        expires_seconds=spec.expires_seconds,
+        time_limit_seconds=spec.time_limit_seconds,
+        retries=spec.retries,
+        retry_delay_seconds=spec.retry_delay_seconds,
+        max_concurrent_runs=spec.max_concurrent_runs,
+        misfire_grace_seconds=spec.misfire_grace_seconds,
+    )
+
+
+def slot_utc(scheduled_time: datetime) -> datetime:
+    """The slot as UTC, to the microsecond. Naive times are refused: a slot is an instant."""
+    if scheduled_time.tzinfo is None:
+        raise ValueError("a scheduled time must be timezone-aware")
+    return scheduled_time.astimezone(UTC)
+
+
+def fire_id(job: str, scheduled_time: datetime) -> str:
+    """Deterministic id of one slot of one job: ledger key, Celery task id, default
+    idempotency key. uuid5 over the job name and the slot's UTC ISO time."""
+    return str(uuid.uuid5(FIRE_NAMESPACE, f"{job}@{slot_utc(scheduled_time).isoformat()}"))
+
+
+def idempotency_key(template: str | None, *, job: str, scheduled_time: datetime) -> str:
+    """The key a worker deduplicates on. Default: the fire id (exactly once per slot)."""
+    if template is None:
+        return fire_id(job, scheduled_time)
+    slot = slot_utc(scheduled_time)
+    return template.format(job=job, scheduled_time=slot.isoformat(), date=slot.date().isoformat())

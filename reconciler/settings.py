@@ -1,0 +1,91 @@
+"""Configuration: every setting is an environment variable prefixed `RECONCILER_`.
+
+`.env.example` lists them all; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_QUEUES = ("default", "high_priority", "low_priority", "scheduled")
+# Task names and prefixes a job may name unless RECONCILER_TASK_ALLOWLIST says otherwise.
+# A trailing dot or `*` marks a prefix.
+DEFAULT_TASK_ALLOWLIST = ("reconciler.tasks.*",)
+
+
+class Settings(BaseSettings):
+    """Runtime configuration. Immutable once read."""
+
+    model_config = SettingsConfigDict(env_prefix="RECONCILER_", frozen=True, extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite:///reconciler.db",
+        description="Where state lives: postgresql://user@host/db or sqlite:///path",
+    )
+    jobs_dir: Path = Field(default=Path("jobs.d"), description="Folder of job YAML files")
+    broker_url: str = Field(
+        default="amqp://guest:guest@127.0.0.1:5672//", description="Celery broker"
+    )
+    result_backend: str = Field(
+        default="redis://127.0.0.1:6379/0", description="Celery result backend"
+    )
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0", description="Idempotency keys and locks"
+    )
+    redis_prefix: str = Field(default="", description="Prefix for every Redis key we write")
+    result_ttl_seconds: int = Field(default=86_400, ge=60, description="Celery result TTL")
+    idempotency_ttl_seconds: int = Field(
+        default=86_400, ge=60, description="How long a completed fire is remembered"
+    )
+    queues: tuple[str, ...] = Field(default=DEFAULT_QUEUES, description="Allowed queues")
+    task_allowlist: tuple[str, ...] = Field(
+        default=DEFAULT_TASK_ALLOWLIST,
+        description="Exact task names, or prefixes ending in '.' or '*'",
+    )
+    max_delete_fraction: float = Field(
+        default=0.5, ge=0.0, le=1.0, description="Share of jobs one apply may remove"
+    )
+    resync_interval: float = Field(
+        default=60.0, gt=0, description="Seconds between full resyncs of the daemon"
+    )
+    settle_seconds: float = Field(
+        default=0.3, ge=0, description="Quiet time after file events before a reconcile"
+    )
+    poll_interval: float = Field(
+        default=0.5, gt=0, description="How often the leader checks for outside changes"
+    )
+    publish_timeout: float = Field(
+        default=5.0, gt=0, description="Seconds to wait for a broker confirm"
+    )
+    max_file_bytes: int = Field(default=1_048_576, ge=1024, description="Largest job file")
+    max_nesting_depth: int = Field(default=32, ge=4, description="Deepest YAML nesting")
+    max_catch_up_runs: int = Field(
+        default=10, ge=1, description="Most missed slots fired after downtime (catch_up: all)"
+    )
+    api_host: str = Field(default="127.0.0.1", description="API bind address")
+    api_port: int = Field(default=8000, ge=1, le=65535, description="API port")
+    api_token: str | None = Field(default=None, description="Bearer token for the API")
+    metrics_port: int = Field(
+        default=9101, ge=0, le=65535, description="Daemon /metrics port (0: off)"
+    )
+    instance_id: str | None = Field(
+        default=None, description="Name of this replica in leader records (default host:pid)"
+    )
+    log_level: str = Field(default="INFO", description="Logging level")
+
+    @field_validator("queues", "task_allowlist", mode="before")
+    @classmethod
+    def _split_csv(cls, value: object) -> object:
+        # Environment variables are strings: accept "a,b,c" as well as JSON lists.
+        if isinstance(value, str) and not value.lstrip().startswith("["):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment, with explicit overrides (CLI flags) on top."""
+    clean = {key: value for key, value in overrides.items() if value is not None}
+    return Settings(**clean)  # type: ignore[arg-type]

@@ -1,0 +1,67 @@
+"""Diagnostics: what is wrong, where, under which stable code.
+
+A diagnostic never carries the offending source text: a job file may hold a secret,
+and CI logs are widely readable. Positions are 1-based, like every editor's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+
+# Every code a diagnostic may carry, with what it means. The README lists the same table;
+# a test keeps them in step.
+CODES: dict[str, str] = {
+    "FILE_UNREADABLE": "the file could not be read",
+    "FILE_TOO_LARGE": "the file is larger than RECONCILER_MAX_FILE_BYTES",
+    "NOT_UTF8": "the file is not UTF-8 text",
+    "BINARY_FILE": "the file holds NUL or other control bytes",
+    "SYMLINK_REFUSED": "a symlink or a path leading outside the jobs folder",
+    "EMPTY_FILE": "the file holds no job (an empty file is an error, not zero jobs)",
+    "NESTING_TOO_DEEP": "nesting deeper than RECONCILER_MAX_NESTING_DEPTH",
+    "YAML_SYNTAX": "the text is not valid YAML",
+    "YAML_TAG": "YAML tags (!!python/..., !custom) are not allowed",
+    "YAML_ALIAS": "YAML anchors and aliases (&a / *a) are not allowed",
+    "DUPLICATE_KEY": "the same key twice in one mapping",
+    "NOT_A_MAPPING": "a job document must be a mapping",
+    "YAML_COERCION": "an unquoted value YAML 1.1 reads as another type (no, on, 1:30, 0755)",
+    "UNKNOWN_FIELD": "a key the job format does not know (typo?)",
+    "FORBIDDEN_OPTION": "a Celery publish option (link, chain, ...) jobs may not set",
+    "MISSING_FIELD": "a required key is missing",
+    "INVALID_TYPE": "a value of the wrong type",
+    "INVALID_VALUE": "a value out of range or of the wrong form",
+    "INVALID_NAME": "the job name is not a stable identifier",
+    "CRON_SYNTAX": "the cron expression is invalid",
+    "CRON_NEVER_FIRES": "the schedule has no future fire time",
+    "UNKNOWN_TIMEZONE": "the time zone is not in the IANA database",
+    "UNKNOWN_QUEUE": "the queue is not one of the configured queues",
+    "TASK_NOT_ALLOWED": "the task is not on the allowlist (celery.* never is)",
+    "DUPLICATE_JOB": "two documents declare the same job name",
+    "START_AFTER_END": "start is not before end",
+}
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Diagnostic:
+    """One problem in one file. `line`/`column` are 1-based; 0 means "the whole file"."""
+
+    path: str
+    line: int
+    column: int
+    code: str
+    message: str
+
+    def render(self) -> str:
+        return f"{self.path}:{self.line}:{self.column}: {self.code} {self.message}"
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def render_text(diagnostics: Iterable[Diagnostic]) -> str:
+    return "\n".join(d.render() for d in sorted(diagnostics))
+
+
+def render_json(diagnostics: Iterable[Diagnostic]) -> str:
+    return json.dumps([d.as_dict() for d in sorted(diagnostics)], indent=2)

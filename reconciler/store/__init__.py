@@ -1,0 +1,1 @@
+"""Adapters to the database: tables, queries, and raw access to `apscheduler_jobs`."""

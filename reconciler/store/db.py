@@ -1,0 +1,56 @@
+"""Engines from the plain database URLs users write.
+
+Users write `postgresql://user@host/db` or `sqlite:///path`; which driver serves the URL
+is our business: psycopg 3 for sync work, asyncpg / aiosqlite for the async API.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Engine, make_url
+
+from reconciler.errors import ConfigError
+
+_SYNC_DRIVERS = {"postgresql": "postgresql+psycopg", "sqlite": "sqlite+pysqlite"}
+_ASYNC_DRIVERS = {"postgresql": "postgresql+asyncpg", "sqlite": "sqlite+aiosqlite"}
+
+
+def _with_driver(url: str, drivers: dict[str, str]) -> URL:
+    try:
+        parsed = make_url(url)
+    except sa.exc.ArgumentError as error:
+        raise ConfigError(f"invalid database URL: {error}") from None
+    backend = parsed.get_backend_name()
+    if backend not in drivers:
+        raise ConfigError(f"unsupported database {backend!r}: use postgresql:// or sqlite:///")
+    return parsed.set(drivername=drivers[backend])
+
+
+def sync_url(url: str) -> URL:
+    return _with_driver(url, _SYNC_DRIVERS)
+
+
+def async_url(url: str) -> URL:
+    return _with_driver(url, _ASYNC_DRIVERS)
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def create_sync_engine(url: str, **options: object) -> Engine:
+    """A pooled engine. SQLite gets WAL and a busy timeout, so the daemon, the API and a
+    CLI apply can share one file."""
+    engine = sa.create_engine(sync_url(url), **options)  # type: ignore[arg-type]
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _tune_sqlite)
+    return engine
+
+
+def _tune_sqlite(dbapi_connection: object, _record: object) -> None:
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()

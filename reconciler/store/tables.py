@@ -1,0 +1,135 @@
+"""Every table this package reads or writes. Changed only together with a migration.
+
+`apscheduler_jobs` is APScheduler 3's `SQLAlchemyJobStore` table, declared here exactly
+as the store declares it so that Alembic creates it and the store finds it existing.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+metadata = sa.MetaData()
+
+# JSONB on PostgreSQL (indexable, compact); JSON text elsewhere.
+Json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+Moment = sa.DateTime(timezone=True)
+
+JOB_STATUSES = ("active", "paused", "completed")
+RUN_STATUSES = (
+    "scheduled",  # ledger row written, not yet published
+    "published",  # the broker confirmed the message
+    "started",  # a worker began executing it
+    "succeeded",
+    "failed",
+    "retried",  # failed, a retry is queued
+    "skipped",  # not run on purpose: duplicate, overlap ... (see `reason`)
+    "missed",  # its slot passed unfired: downtime past the grace, coalesced ... (`reason`)
+    "expired",  # could not be published before it expired
+)
+
+scheduled_jobs = sa.Table(
+    "scheduled_jobs",
+    metadata,
+    sa.Column("name", sa.String(191), primary_key=True),
+    sa.Column("spec", Json, nullable=False),
+    sa.Column("spec_hash", sa.String(64), nullable=False),
+    sa.Column("task", sa.String(255), nullable=False),
+    sa.Column("queue", sa.String(64), nullable=False),
+    sa.Column("labels", Json, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("source_file", sa.Text, nullable=False),
+    sa.Column("source_line", sa.Integer, nullable=False),
+    sa.Column("revision", sa.String(64)),
+    sa.Column("revision_dirty", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_at", Moment, nullable=False),
+    sa.Column("updated_at", Moment, nullable=False),
+    sa.Column("generation", sa.Integer, nullable=False, server_default="1"),
+    sa.Index("ix_scheduled_jobs_status", "status"),
+    sa.Index("ix_scheduled_jobs_queue", "queue"),
+)
+
+job_runs = sa.Table(
+    "job_runs",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),  # the fire id == Celery task id
+    sa.Column("job_name", sa.String(191), nullable=False),
+    sa.Column("scheduled_time", Moment, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("task", sa.String(255), nullable=False),
+    sa.Column("queue", sa.String(64), nullable=False),
+    sa.Column("idempotency_key", sa.String(512), nullable=False),
+    sa.Column("revision", sa.String(64)),
+    sa.Column("fired_at", Moment),
+    sa.Column("published_at", Moment),
+    sa.Column("started_at", Moment),
+    sa.Column("finished_at", Moment),
+    sa.Column("lateness_seconds", sa.Float),
+    sa.Column("publish_attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", Moment),
+    sa.Column("expires_at", Moment),
+    sa.Column("retries", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("duplicates", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("worker", sa.String(255)),
+    sa.Column("result_summary", sa.Text),
+    sa.Column("error", sa.Text),
+    sa.Column("updated_at", Moment, nullable=False),
+    sa.UniqueConstraint("job_name", "scheduled_time", name="uq_job_runs_job_slot"),
+    sa.Index("ix_job_runs_job_time", "job_name", "scheduled_time"),
+    sa.Index("ix_job_runs_status", "status"),
+)
+
+reconcile_runs = sa.Table(
+    "reconcile_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("trigger", sa.String(16), nullable=False),  # cli / watch / resync / startup
+    sa.Column("instance", sa.String(255)),
+    sa.Column("started_at", Moment, nullable=False),
+    sa.Column("finished_at", Moment),
+    sa.Column("duration_seconds", sa.Float),
+    sa.Column("outcome", sa.String(16), nullable=False),  # applied/no_changes/refused/error/stale
+    sa.Column("revision", sa.String(64)),
+    sa.Column("revision_dirty", sa.Boolean),
+    sa.Column("plan_hash", sa.String(64)),
+    sa.Column("added", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("updated", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("paused", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("resumed", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("removed", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("repaired", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("quarantined_files", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("foreign_rows", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("errors", Json),
+    sa.Index("ix_reconcile_runs_started", "started_at"),
+)
+
+# Files whose last parse failed: their jobs keep their last applied spec.
+quarantined_files = sa.Table(
+    "quarantined_files",
+    metadata,
+    sa.Column("path", sa.Text, primary_key=True),
+    sa.Column("diagnostics", Json, nullable=False),
+    sa.Column("since", Moment, nullable=False),
+    sa.Column("last_seen", Moment, nullable=False),
+)
+
+# One row per reconciler process; the leader row carries the fencing token (epoch).
+reconciler_instances = sa.Table(
+    "reconciler_instances",
+    metadata,
+    sa.Column("instance", sa.String(255), primary_key=True),
+    sa.Column("role", sa.String(16), nullable=False),  # leader / standby / stopped
+    sa.Column("epoch", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("started_at", Moment, nullable=False),
+    sa.Column("heartbeat_at", Moment, nullable=False),
+)
+
+apscheduler_jobs = sa.Table(
+    "apscheduler_jobs",
+    metadata,
+    sa.Column("id", sa.Unicode(191), primary_key=True),
+    sa.Column("next_run_time", sa.Float(25), index=True),
+    sa.Column("job_state", sa.LargeBinary, nullable=False),
+)
