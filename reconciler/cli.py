@@ -18,6 +18,7 @@ from types import ModuleType
 
 from reconciler import __version__
 from reconciler.errors import ConfigError, ReconcilerError, RefusedError, TransientError
+from reconciler.settings import Settings
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_REFUSED = 0, 1, 2, 3
 
@@ -96,7 +97,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
-    except Exception as error:  # noqa: BLE001 - the one place a bug becomes a clean exit 1
+    except BrokenPipeError:
+        # `reconcile plan | head`: the reader left; not an error of ours.
+        sys.stderr.close()
+        return EXIT_OK
+    except Exception as error:
         if os.environ.get("RECONCILER_DEBUG") == "1":
             raise
         print(f"internal error (a bug, please report it): {type(error).__name__}: {error}",
@@ -104,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
 
 
-def settings_from(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def settings_from(args: argparse.Namespace) -> Settings:
     """Settings from the environment, with the common flags on top."""
     from reconciler.settings import load_settings
 

@@ -4,16 +4,49 @@ Names are prefixed `reconciler_`. Label cardinality is bounded: job names and ta
 are labels (a few thousand at most); fire ids, task ids and run ids never are.
 Dashboards and alert rules in `docker/` use only these names; a test scrapes the real
 processes and checks that every name they use is exported.
+
+Labels:
+- the job's name is the label `job_name`, never `job`: Prometheus gives every scraped
+  series a `job` label of its own (the scrape job) and would rename ours `exported_job`
+  (the convention of kube-state-metrics, whose CronJob metrics say `job_name` too);
+- closed vocabularies (triggers, outcomes, actions, statuses, reasons) are the tuples
+  below. Their series are created at import with the value 0, so every process exports
+  them before the first event and `rate()` / `increase()` count the first event too.
+  Per-job and per-task series are created by `track_job` / `track_task` for the same
+  reason, and `forget_job` drops a removed job's series so no alert fires for it.
+
+Every process imports this module and so exports every family; a process that never
+touches a metric exports it at 0 (or no series at all, when it has labels). Dashboards
+and alerts therefore aggregate across processes with `sum` (counters) or `max` (gauges).
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, Summary
+
+RECONCILE_TRIGGERS = ("watch", "resync", "cli")
+RECONCILE_OUTCOMES = ("succeeded", "failed", "refused")
+CHANGE_ACTIONS = ("add", "update", "pause", "resume", "remove", "repair")
+ERROR_KINDS = ("transient", "refused", "bug")
+# The inventory's statuses (reconciler.store.tables.JOB_STATUSES; a test keeps them equal).
+JOB_STATUSES = ("active", "paused", "completed")
+# `fenced`: a slot offered to a process that had just lost the leadership, not fired.
+FIRE_OUTCOMES = (
+    "published",
+    "duplicate",
+    "skipped_overlap",
+    "missed",
+    "unpublished",
+    "expired",
+    "fenced",
+)
+MISS_REASONS = ("misfire", "coalesced", "catch_up_limit", "overlap", "expired")
+TASK_STATUSES = ("succeeded", "failed", "retried", "duplicate")
 
 # --- reconciler daemon / CLI: the reconcile loop ---------------------------------------
 RECONCILE_RUNS = Counter(
     "reconciler_reconcile_runs_total",
-    "Reconcile passes by trigger and outcome",
+    "Reconcile passes by trigger (watch, resync, cli) and outcome (succeeded, failed, refused)",
     ["trigger", "outcome"],
 )
 RECONCILE_DURATION = Histogram(
@@ -31,29 +64,42 @@ RECONCILE_ERRORS = Counter(
     "Reconcile passes that failed, by error kind (transient, refused, bug)",
     ["kind"],
 )
+# Gauges of the daemon are `livemax` in a multiprocess worker (which exports them at 0):
+# one series without a `pid` label, gone with the process.
 QUARANTINED_FILES = Gauge(
-    "reconciler_quarantined_files", "Job files that failed to parse or validate"
+    "reconciler_quarantined_files",
+    "Job files that failed to parse or validate",
+    multiprocess_mode="livemax",
 )
-DRIFT_REPAIRS = Counter(
-    "reconciler_drift_repairs_total", "apscheduler_jobs rows of ours repaired"
-)
+DRIFT_REPAIRS = Counter("reconciler_drift_repairs_total", "apscheduler_jobs rows of ours repaired")
 FOREIGN_ROWS = Gauge(
-    "reconciler_foreign_scheduler_rows", "apscheduler_jobs rows we do not own (left alone)"
+    "reconciler_foreign_scheduler_rows",
+    "apscheduler_jobs rows we do not own (left alone)",
+    multiprocess_mode="livemax",
 )
 MANAGED_JOBS = Gauge(
-    "reconciler_managed_jobs", "Jobs in the inventory, by status", ["status"]
+    "reconciler_managed_jobs",
+    "Jobs in the inventory, by status",
+    ["status"],
+    multiprocess_mode="livemax",
 )
-LEADER = Gauge("reconciler_leader", "1 while this process is the leader, else 0")
+LEADER = Gauge(
+    "reconciler_leader",
+    "1 while this process is the leader, else 0",
+    multiprocess_mode="livemax",
+)
 LAST_RECONCILE_SUCCESS = Gauge(
     "reconciler_last_reconcile_success_timestamp_seconds",
     "Unix time of the last reconcile pass that did not fail",
+    multiprocess_mode="max",
 )
 
-# --- firing ------------------------------------------------------------------------
+# --- firing (the leader's scheduler) -------------------------------------------------
 FIRES = Counter(
     "reconciler_fires_total",
-    "Fires by outcome (published, duplicate, skipped_overlap, missed, unpublished, expired)",
-    ["job", "outcome"],
+    "Fires by outcome (published, duplicate, skipped_overlap, missed, unpublished, expired, "
+    "fenced)",
+    ["job_name", "outcome"],
 )
 FIRE_LATENESS = Histogram(
     "reconciler_fire_lateness_seconds",
@@ -61,7 +107,9 @@ FIRE_LATENESS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 UNPUBLISHED_FIRES = Gauge(
-    "reconciler_unpublished_fires", "Fires in the ledger not yet confirmed by the broker"
+    "reconciler_unpublished_fires",
+    "Fires in the ledger not yet confirmed by the broker",
+    multiprocess_mode="livemax",
 )
 PUBLISH_FAILURES = Counter(
     "reconciler_publish_failures_total", "Publish attempts that failed or timed out"
@@ -69,15 +117,25 @@ PUBLISH_FAILURES = Counter(
 DUPLICATE_FIRES = Counter(
     "reconciler_duplicate_fires_suppressed_total",
     "Second fires of a slot (failover, two schedulers) recorded and not published",
-    ["job"],
+    ["job_name"],
 )
 MISSED_SLOTS = Counter(
     "reconciler_missed_slots_total",
-    "Slots that were not run, by reason (misfire, coalesced, overlap, expired)",
-    ["job", "reason"],
+    "Slots that were not run, by reason (misfire, coalesced, catch_up_limit, overlap, expired)",
+    ["job_name", "reason"],
 )
 NEXT_FIRE = Gauge(
-    "reconciler_job_next_fire_timestamp_seconds", "Next scheduled fire per job", ["job"]
+    "reconciler_job_next_fire_timestamp_seconds",
+    "Next scheduled fire per job (absent while paused)",
+    ["job_name"],
+    multiprocess_mode="max",
+)
+JOB_INTERVAL = Gauge(
+    "reconciler_job_interval_seconds",
+    "Nominal seconds between two fires of a job: its interval, or the gap between the "
+    "next two fires of its cron (absent for a one-off date)",
+    ["job_name"],
+    multiprocess_mode="max",
 )
 
 # --- workers -----------------------------------------------------------------------
@@ -96,8 +154,18 @@ TASK_RETRIES = Counter("reconciler_task_retries_total", "Task retries by task", 
 JOB_LAST_SUCCESS = Gauge(
     "reconciler_job_last_success_timestamp_seconds",
     "Unix time a job last succeeded",
-    ["job"],
+    ["job_name"],
     multiprocess_mode="max",
+)
+JOB_RUNS = Counter(
+    "reconciler_job_runs_total",
+    "Executions of a job's fires by final status (succeeded, failed, retried, duplicate)",
+    ["job_name", "status"],
+)
+# A summary without quantiles: `_sum` and `_count` per job (two series; a histogram per
+# job would be a dozen), enough for the mean duration of a job's runs.
+JOB_RUN_DURATION = Summary(
+    "reconciler_job_run_duration_seconds", "Run time of a job's executions", ["job_name"]
 )
 IDEMPOTENT_SKIPS = Counter(
     "reconciler_idempotent_skips_total",
@@ -112,3 +180,62 @@ API_REQUESTS = Counter(
 API_LATENCY = Histogram(
     "reconciler_api_request_duration_seconds", "API request latency by route", ["route"]
 )
+
+
+def _init_closed_vocabularies() -> None:
+    for trigger in RECONCILE_TRIGGERS:
+        for outcome in RECONCILE_OUTCOMES:
+            RECONCILE_RUNS.labels(trigger=trigger, outcome=outcome)
+    for action in CHANGE_ACTIONS:
+        RECONCILE_CHANGES.labels(action=action)
+    for kind in ERROR_KINDS:
+        RECONCILE_ERRORS.labels(kind=kind)
+    for status in JOB_STATUSES:
+        MANAGED_JOBS.labels(status=status)
+
+
+_init_closed_vocabularies()
+
+
+def track_job(
+    job_name: str, *, interval_seconds: float | None, next_fire: float | None = None
+) -> None:
+    """Create a managed job's series at 0 (so its first fire counts in `increase()`) and
+    set its nominal interval and next fire (Unix seconds; None: paused or no more fires).
+
+    Called by the daemon for every job it manages, after each apply. Idempotent."""
+    for outcome in FIRE_OUTCOMES:
+        FIRES.labels(job_name=job_name, outcome=outcome)
+    for reason in MISS_REASONS:
+        MISSED_SLOTS.labels(job_name=job_name, reason=reason)
+    DUPLICATE_FIRES.labels(job_name=job_name)
+    # `remove` of an absent series is a no-op.
+    if interval_seconds is None:
+        JOB_INTERVAL.remove(job_name)
+    else:
+        JOB_INTERVAL.labels(job_name=job_name).set(interval_seconds)
+    if next_fire is None:
+        NEXT_FIRE.remove(job_name)
+    else:
+        NEXT_FIRE.labels(job_name=job_name).set(next_fire)
+
+
+def forget_job(job_name: str) -> None:
+    """Drop every daemon-side series of a job that was removed (no stale alert for it)."""
+    for outcome in FIRE_OUTCOMES:
+        FIRES.remove(job_name, outcome)
+    for reason in MISS_REASONS:
+        MISSED_SLOTS.remove(job_name, reason)
+    DUPLICATE_FIRES.remove(job_name)
+    JOB_INTERVAL.remove(job_name)
+    NEXT_FIRE.remove(job_name)
+
+
+def track_task(task: str) -> None:
+    """Create a task's worker-side series at 0. Called by a worker for each task it
+    serves, at start-up (before the pool forks, so the zeros are exported once)."""
+    for status in TASK_STATUSES:
+        TASK_EXECUTIONS.labels(task=task, status=status)
+    TASK_DURATION.labels(task=task)
+    TASK_RETRIES.labels(task=task)
+    IDEMPOTENT_SKIPS.labels(task=task)

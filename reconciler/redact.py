@@ -1,7 +1,8 @@
 """Redaction of values whose keys look secret, for API responses, logs and errors.
 
-A key looks secret when any of its words (split on `_`, `-`, `.` and camelCase) is one of
-SECRET_WORDS, e.g. `password`, `api_key`, `authToken`, `client-secret`.
+A key looks secret when one of its words (split on `_`, `-`, `.` and camelCase) is in
+SECRET_WORDS (`password`, `authToken`, `client-secret`), or it is `key` qualified by a
+word such as `api` or `private` (`api_key`, `privateKey`).
 """
 
 from __future__ import annotations
@@ -12,17 +13,24 @@ from typing import Any
 REDACTED = "***"
 SECRET_WORDS = frozenset(
     {
-        "password", "passwd", "pwd", "secret", "token", "key", "apikey", "auth",
-        "authorization", "credential", "credentials", "private", "passphrase", "cookie",
-        "session", "dsn", "signature",
+        "password", "passwd", "pwd", "secret", "token", "apikey", "auth", "authorization",
+        "credential", "credentials", "private", "passphrase", "cookie", "session", "dsn",
+        "signature",
     }
+)
+# "key" alone is too common (`key: value`, `idempotency_key`) to redact on its own; with
+# one of these beside it (`api_key`, `secretKey`, `ssh-key`) it names a secret.
+KEY_QUALIFIERS = frozenset(
+    {"api", "secret", "private", "access", "signing", "encryption", "ssh", "master", "client"}
 )
 _WORD_SPLIT = re.compile(r"[_\-.\s]+|(?<=[a-z0-9])(?=[A-Z])")
 
 
 def looks_secret(key: str) -> bool:
     words = {word.lower() for word in _WORD_SPLIT.split(key) if word}
-    return bool(words & SECRET_WORDS) or key.lower().replace("_", "") in SECRET_WORDS
+    if words & SECRET_WORDS:
+        return True
+    return "key" in words and bool(words & KEY_QUALIFIERS)
 
 
 def redact(value: Any) -> Any:

@@ -6,9 +6,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_QUEUES = ("default", "high_priority", "low_priority", "scheduled")
 # Task names and prefixes a job may name unless RECONCILER_TASK_ALLOWLIST says otherwise.
@@ -45,6 +46,18 @@ class Settings(BaseSettings):
         default=DEFAULT_TASK_ALLOWLIST,
         description="Exact task names, or prefixes ending in '.' or '*'",
     )
+    # NoDecode: a comma list from the environment reaches `_split_csv` instead of failing
+    # pydantic-settings' JSON decoding of complex fields.
+    task_modules: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Extra modules of Celery tasks the worker imports (comma list)",
+    )
+    idempotency_lease_seconds: int = Field(
+        default=30,
+        ge=2,
+        le=3600,
+        description="TTL of a running fire's idempotency key, renewed while it runs",
+    )
     max_delete_fraction: float = Field(
         default=0.5, ge=0.0, le=1.0, description="Share of jobs one apply may remove"
     )
@@ -76,7 +89,7 @@ class Settings(BaseSettings):
     )
     log_level: str = Field(default="INFO", description="Logging level")
 
-    @field_validator("queues", "task_allowlist", mode="before")
+    @field_validator("queues", "task_allowlist", "task_modules", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
         # Environment variables are strings: accept "a,b,c" as well as JSON lists.

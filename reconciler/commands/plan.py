@@ -1,15 +1,64 @@
-"""`reconcile plan` (being written: see the open issue)."""
+"""`reconcile plan` (also `reconcile --dry-run`): what apply would do, changing nothing.
+
+Exit codes: 0 no changes, 2 changes, 1 error, 3 refused by a safety guard.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
-HELP = "plan (not available yet)"
+from reconciler.commands._common import (
+    add_format,
+    open_engine,
+    require_jobs_dir,
+    schema_ready,
+    stdout_is_terminal,
+)
+from reconciler.core.render import render_json, render_markdown, render_text
+
+HELP = "show what apply would change (a dry run); exit 0 none, 2 changes, 3 refused"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    add_format(parser, "text", "json", "markdown")
+    parser.add_argument(
+        "--allow-mass-delete",
+        action="store_true",
+        help="plan as `apply --allow-mass-delete` would (no refusal for mass removal)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    raise SystemExit("reconcile plan is not available yet")
+    from reconciler.cli import EXIT_CHANGES, EXIT_OK, EXIT_REFUSED, settings_from
+    from reconciler.engine.reconcile import reconcile_once
+
+    settings = settings_from(args)
+    require_jobs_dir(settings)
+    engine = open_engine(settings)
+    try:
+        if not schema_ready(engine):
+            print(
+                "note: the database has no schema yet; planning against an empty state",
+                file=sys.stderr,
+            )
+        result = reconcile_once(
+            engine,
+            settings,
+            trigger="cli",
+            apply=False,
+            allow_mass_delete=getattr(args, "allow_mass_delete", False),
+        )
+    finally:
+        engine.dispose()
+    plan = result.plan
+    fmt = getattr(args, "format", "text")
+    if fmt == "json":
+        print(render_json(plan))
+    elif fmt == "markdown":
+        print(render_markdown(plan), end="")
+    else:
+        print(render_text(plan, colour=stdout_is_terminal()), end="")
+    if plan.refused:
+        return EXIT_REFUSED
+    return EXIT_CHANGES if plan.has_changes else EXIT_OK

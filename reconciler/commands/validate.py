@@ -1,15 +1,60 @@
-"""`reconcile validate` (being written: see the open issue)."""
+"""`reconcile validate [PATH ...]`: parse and validate job files; no database needed.
+
+Prints every diagnostic of every file (`path:line:col: CODE message`, never the source
+line), or a one-line summary when all is valid. Exit 0 valid, 1 invalid.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
 
-HELP = "validate (not available yet)"
+from reconciler.spec.diagnostics import render_text
+from reconciler.spec.loader import LoadResult, load_paths
+
+HELP = "validate job files (default: the jobs folder); exit 0 valid, 1 invalid"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument(
+        "paths", nargs="*", type=Path, metavar="PATH", help="files or folders (default: jobs dir)"
+    )
+    parser.add_argument("--format", choices=("text", "json"), default="text", help="output format")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise SystemExit("reconcile validate is not available yet")
+    from reconciler.cli import settings_from
+
+    settings = settings_from(args)
+    paths = list(args.paths) or [settings.jobs_dir]
+    result = load_paths(paths, settings=settings)
+    output = render_json(result) if args.format == "json" else render_summary(result)
+    sys.stdout.write(output + "\n")
+    return 0 if result.valid else 1
+
+
+def render_summary(result: LoadResult) -> str:
+    """The diagnostics, then one summary line: `3 files, 7 jobs: valid`."""
+    counts = f"{_plural(result.files, 'file')}, {_plural(len(result.jobs), 'job')}"
+    if result.valid:
+        return f"{counts}: valid"
+    bad = _plural(len(result.quarantined), "file")
+    problems = _plural(len(result.diagnostics), "error")
+    return f"{render_text(result.diagnostics)}\n{counts}: invalid, {problems} in {bad}"
+
+
+def render_json(result: LoadResult) -> str:
+    """{"valid", "files", "jobs", "errors": [{path, line, column, code, message}]}."""
+    document = {
+        "valid": result.valid,
+        "files": result.files,
+        "jobs": len(result.jobs),
+        "errors": [diagnostic.as_dict() for diagnostic in result.diagnostics],
+    }
+    return json.dumps(document, indent=2)
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"

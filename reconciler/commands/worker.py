@@ -1,15 +1,57 @@
-"""`reconcile worker` (being written: see the open issue)."""
+"""`reconcile worker`: a Celery worker on the reconciler's queues.
+
+The same worker as `celery -A reconciler.worker worker -Q default,high_priority,
+low_priority,scheduled`, configured from RECONCILER_* (and --database-url). Runs until
+SIGTERM or Ctrl-C (Celery's warm shutdown: running tasks finish, then it exits 0).
+"""
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "worker (not available yet)"
+from reconciler.errors import ConfigError
+
+HELP = "run a Celery worker on the job queues (until SIGTERM)"
+POOLS = ("prefork", "solo", "threads")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument(
+        "--concurrency", type=int, default=None, help="pool size (default: number of CPUs)"
+    )
+    parser.add_argument(
+        "--queues",
+        default=None,
+        help="comma list of queues to consume (default: all of RECONCILER_QUEUES)",
+    )
+    parser.add_argument(
+        "--pool",
+        choices=POOLS,
+        default="prefork",
+        help="prefork (default; the only pool that enforces time limits), solo or threads",
+    )
+    parser.add_argument("--hostname", default=None, help="node name, e.g. worker1@%%h")
+    parser.add_argument("--loglevel", default="INFO", help="worker log level (default INFO)")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise SystemExit("reconcile worker is not available yet")
+    from reconciler.cli import settings_from
+    from reconciler.worker.app import create_celery_app
+
+    settings = settings_from(args)
+    app = create_celery_app(settings)
+    app.worker_main(worker_argv(args, default_queues=settings.queues))
+    return 0
+
+
+def worker_argv(args: argparse.Namespace, *, default_queues: tuple[str, ...]) -> list[str]:
+    """The `celery worker` command line for these flags (pure: testable without a worker)."""
+    queues = args.queues or ",".join(default_queues)
+    argv = ["worker", f"--queues={queues}", f"--pool={args.pool}", f"--loglevel={args.loglevel}"]
+    if args.concurrency is not None:
+        if args.concurrency < 1:
+            raise ConfigError("--concurrency must be at least 1")
+        argv.append(f"--concurrency={args.concurrency}")
+    if args.hostname:
+        argv.append(f"--hostname={args.hostname}")
+    return argv

@@ -1,0 +1,203 @@
+"""Response models of the read-only API: the published contract, kept apart from the tables.
+
+The routes build plain dicts (fast) and serialise them with `pydantic_core.to_json`; these
+models describe those dicts for OpenAPI, and the tests validate every body against them
+(the schemathesis run checks every documented response). Times are ISO 8601 in UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Problem(_Out):
+    """An error, as an RFC 9457 problem document (`application/problem+json`)."""
+
+    type: str = Field(description="URI naming the kind of problem; about:blank for plain HTTP")
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    errors: list[dict[str, Any]] | None = Field(
+        default=None, description="Validation errors: loc, msg, type (the input is never echoed)"
+    )
+
+
+class ScheduleSummary(_Out):
+    kind: str = Field(description="cron, interval or date")
+    value: str = Field(description="The cron expression, interval (e.g. 1h30m) or date")
+    timezone: str
+
+
+class JobItem(_Out):
+    name: str
+    task: str
+    queue: str
+    status: str
+    labels: dict[str, str]
+    schedule: ScheduleSummary | None
+    next_fire_time: datetime | None = Field(
+        description="From apscheduler_jobs.next_run_time; null when paused or unscheduled"
+    )
+    source_file: str
+    revision: str | None
+    updated_at: datetime
+
+
+class JobList(_Out):
+    items: list[JobItem]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null at the end"
+    )
+    total: int | None = Field(
+        default=None, description="Matching jobs in all pages; only with include_total=true"
+    )
+
+
+class Run(_Out):
+    id: str = Field(description="The fire id, which is also the Celery task id")
+    job: str
+    scheduled_time: datetime
+    status: str
+    reason: str | None
+    task: str
+    queue: str
+    revision: str | None
+    fired_at: datetime | None
+    published_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    lateness_seconds: float | None
+    duration_seconds: float | None = Field(description="finished_at - started_at")
+    retries: int
+    duplicates: int
+    worker: str | None
+    result_summary: str | None = Field(description="Redacted")
+    error: str | None = Field(description="Redacted")
+
+
+class RunList(_Out):
+    items: list[Run]
+    next_cursor: str | None
+
+
+class QuarantineInfo(_Out):
+    path: str
+    since: datetime
+    last_seen: datetime
+    diagnostics: Any = Field(description="The parse/validation errors of the file (redacted)")
+
+
+class Drift(_Out):
+    code: str = Field(
+        description="missing_scheduler_row, scheduler_paused (job active), "
+        "scheduler_active (job paused), unexpected_scheduler_row (job completed)"
+    )
+    detail: str
+
+
+class JobDetail(_Out):
+    name: str
+    task: str
+    queue: str
+    status: str
+    labels: dict[str, str]
+    schedule: ScheduleSummary | None
+    spec: dict[str, Any] = Field(description="The applied spec; secret-looking values redacted")
+    spec_hash: str
+    source_file: str
+    source_line: int
+    revision: str | None
+    revision_dirty: bool
+    generation: int
+    created_at: datetime
+    updated_at: datetime
+    next_fire_time: datetime | None
+    scheduled: bool = Field(description="An apscheduler_jobs row exists for the job")
+    last_run: Run | None
+    run_counts: dict[str, int] = Field(description="Runs in the ledger by status")
+    quarantine: QuarantineInfo | None = Field(
+        description="Set when the job's source file is quarantined (the job keeps its last spec)"
+    )
+    drift: Drift | None
+
+
+class CeleryResult(_Out):
+    task_id: str
+    state: str = Field(description="Celery state; PENDING only when the ledger knows the id")
+    ready: bool
+    successful: bool
+    date_done: datetime | None
+    result: Any = Field(description="The task's return value (redacted), or its error")
+
+
+class TaskInfo(CeleryResult):
+    run: Run | None = Field(description="The ledger row of this fire, if any")
+
+
+class Instance(_Out):
+    instance: str
+    role: str
+    epoch: int
+    started_at: datetime
+    heartbeat_at: datetime
+    fresh: bool = Field(description="Heartbeat younger than the staleness limit")
+
+
+class ReconcileRun(_Out):
+    id: int
+    trigger: str
+    instance: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    duration_seconds: float | None
+    outcome: str
+    revision: str | None
+    revision_dirty: bool | None
+    plan_hash: str | None
+    changes: dict[str, int] = Field(
+        description="added, updated, paused, resumed, removed, repaired"
+    )
+    quarantined_files: int
+    foreign_rows: int
+    errors: Any
+
+
+class DriftCounts(_Out):
+    missing_scheduler_rows: int = Field(description="Jobs of ours with no apscheduler_jobs row")
+    paused_mismatches: int = Field(description="Rows paused while the job is active, or vice versa")
+    foreign_scheduler_rows: int = Field(description="apscheduler_jobs rows we do not own")
+
+
+class ReconcilerStatus(_Out):
+    leader: Instance | None = Field(description="The leader with a fresh heartbeat, if any")
+    instances: list[Instance]
+    applied_revision: str | None = Field(description="Revision of the last successful reconcile")
+    last_reconcile: ReconcileRun | None
+    reconcile_runs: list[ReconcileRun] = Field(description="Newest first")
+    jobs_by_status: dict[str, int]
+    quarantined_files: list[QuarantineInfo]
+    drift: DriftCounts
+
+
+class Health(_Out):
+    status: str
+    version: str
+
+
+class Check(_Out):
+    ok: bool
+    latency_ms: float
+    error: str | None = None
+
+
+class Readiness(_Out):
+    status: str = Field(description="ready or unready")
+    checks: dict[str, Check]

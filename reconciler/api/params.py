@@ -1,0 +1,64 @@
+"""Query and path parameter types shared by the routes, with their limits.
+
+Every string a client sends is bounded in length and free of control characters (a NUL
+reaches PostgreSQL as an error, not as a match), so hostile input is a 422 problem.
+`limit` above its cap is a 422 too: the API never silently returns fewer rows than asked.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Path, Query
+
+from reconciler.api.models import Problem
+from reconciler.api.problems import PROBLEM_JSON
+
+MAX_LIMIT = 500
+DEFAULT_LIMIT = 50
+MAX_OFFSET = 1_000_000
+NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
+STATUS = r"^[a-z_]{1,16}$"
+LABEL = r"^[A-Za-z0-9._/-]{1,63}=[^\x00-\x1f\x7f]{0,253}$"
+
+Limit = Annotated[
+    int,
+    Query(
+        ge=1,
+        le=MAX_LIMIT,
+        description=f"Page size, 1..{MAX_LIMIT} (default {DEFAULT_LIMIT}); more is a 422",
+    ),
+]
+Cursor = Annotated[
+    str | None,
+    Query(max_length=1024, description="The next_cursor of the previous page (opaque)"),
+]
+Status = Annotated[str | None, Query(pattern=STATUS, description="Only this status")]
+JobName = Annotated[
+    str,
+    Path(min_length=1, max_length=191, pattern=NO_CONTROL, description="The job's name"),
+]
+TaskId = Annotated[
+    str,
+    Path(min_length=1, max_length=255, pattern=NO_CONTROL, description="A Celery task id"),
+]
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "model": Problem,
+        "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+
+
+AUTH_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    401: _problem("Missing or wrong bearer token"),
+    422: _problem("Invalid parameters"),
+}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: _problem("Not found")}
+BAD_CURSOR: dict[int | str, dict[str, Any]] = {400: _problem("Invalid cursor")}
+NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
+    304: {"description": "Not modified (If-None-Match matched the ETag)"}
+}
+UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: _problem("A backing service is unavailable")}

@@ -1,0 +1,168 @@
+"""/api/v1/jobs, /api/v1/jobs/{name}, /api/v1/jobs/{name}/runs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from reconciler.api import params
+from reconciler.api.cursor import decode_cursor, encode_cursor, invalid_cursor
+from reconciler.api.deps import Authed, Conn
+from reconciler.api.models import JobDetail, JobList, RunList
+from reconciler.api.problems import ApiProblem
+from reconciler.api.queries import runs as run_queries
+from reconciler.api.queries.jobs import JobFilter, count_jobs, drift_of, get_job, list_jobs
+from reconciler.api.responses import json_response
+from reconciler.api.scrub import redact_spec
+from reconciler.api.shape import as_utc, epoch_to_utc, schedule_summary
+
+router = APIRouter(
+    prefix="/api/v1/jobs",
+    tags=["jobs"],
+    dependencies=[Authed],
+    responses={**params.AUTH_PROBLEMS, **params.NOT_MODIFIED, **params.UNAVAILABLE},
+)
+RUNS_CURSOR = "runs:time-desc"
+Label = Annotated[str, Query(pattern=params.LABEL)]
+
+
+@router.get("", response_model=JobList, responses=params.BAD_CURSOR, summary="List jobs")
+async def jobs_index(
+    request: Request,
+    connection: Conn,
+    status: params.Status = None,
+    queue: Annotated[str | None, Query(max_length=64, pattern=params.NO_CONTROL)] = None,
+    label: Annotated[
+        list[Label] | None,
+        Query(max_length=20, description="key=value; repeat to require several"),
+    ] = None,
+    prefix: Annotated[
+        str | None, Query(max_length=191, pattern=params.NO_CONTROL, description="Name prefix")
+    ] = None,
+    sort: Annotated[Literal["name", "-name"], Query(description="name or -name")] = "name",
+    limit: params.Limit = params.DEFAULT_LIMIT,
+    offset: Annotated[int, Query(ge=0, le=params.MAX_OFFSET, description="Rows to skip")] = 0,
+    cursor: params.Cursor = None,
+    include_total: Annotated[bool, Query(description="Count all matches (one more query)")] = False,
+) -> Response:
+    """Jobs in name order. Page with `cursor` (keyset; stable under inserts) and/or
+    `offset` (rows skipped after the cursor position, or from the start)."""
+    kind = f"jobs:{sort}"
+    after = decode_cursor(cursor, kind, 1)[0] if cursor else None
+    where = JobFilter(
+        status=status,
+        queue=queue,
+        prefix=prefix,
+        labels=tuple(
+            (key, value) for key, _, value in (item.partition("=") for item in label or ())
+        ),
+    )
+    rows = await list_jobs(
+        connection,
+        where=where,
+        descending=sort == "-name",
+        after=after,
+        offset=offset,
+        limit=limit + 1,
+    )
+    more = len(rows) > limit
+    items = rows[:limit]
+    body: dict[str, Any] = {
+        "items": items,
+        "next_cursor": encode_cursor(kind, items[-1]["name"]) if more else None,
+    }
+    if include_total:
+        body["total"] = await count_jobs(connection, where=where)
+    return json_response(request, body)
+
+
+@router.get("/{name}", response_model=JobDetail, responses=params.NOT_FOUND, summary="One job")
+async def job_detail(request: Request, connection: Conn, name: params.JobName) -> Response:
+    """The applied spec (redacted), provenance, scheduler state, last run, run counts,
+    quarantine of its file and drift. Carries an ETag; If-None-Match gives 304."""
+    record = await get_job(connection, name)
+    if record is None:
+        raise ApiProblem(404, "no job has this name")
+    job = record.job
+    spec = job["spec"] if isinstance(job["spec"], dict) else {}
+    body = {
+        "name": job["name"],
+        "task": job["task"],
+        "queue": job["queue"],
+        "status": job["status"],
+        "labels": job["labels"],
+        "schedule": schedule_summary(spec.get("schedule"), spec.get("timezone")),
+        "spec": redact_spec(spec),
+        "spec_hash": job["spec_hash"],
+        "source_file": job["source_file"],
+        "source_line": job["source_line"],
+        "revision": job["revision"],
+        "revision_dirty": job["revision_dirty"],
+        "generation": job["generation"],
+        "created_at": as_utc(job["created_at"]),
+        "updated_at": as_utc(job["updated_at"]),
+        "next_fire_time": epoch_to_utc(record.next_run_time),
+        "scheduled": record.scheduled,
+        "last_run": await run_queries.last_run(connection, name),
+        "run_counts": await run_queries.run_counts(connection, name),
+        "quarantine": record.quarantine,
+        "drift": drift_of(
+            job["status"], scheduled=record.scheduled, next_run_time=record.next_run_time
+        ),
+    }
+    return json_response(request, body)
+
+
+@router.get(
+    "/{name}/runs",
+    response_model=RunList,
+    responses={**params.NOT_FOUND, **params.BAD_CURSOR},
+    summary="Run history of a job",
+)
+async def job_runs(
+    request: Request,
+    connection: Conn,
+    name: params.JobName,
+    status: params.Status = None,
+    limit: params.Limit = params.DEFAULT_LIMIT,
+    cursor: params.Cursor = None,
+) -> Response:
+    """Runs newest first (scheduled time, then id), keyset-paginated. 404 when neither the
+    job nor any run of it exists."""
+    before = _runs_position(cursor) if cursor else None
+    rows = await run_queries.list_runs(
+        connection, job=name, status=status, before=before, limit=limit + 1
+    )
+    if not rows and before is None and not await _known_job(connection, name):
+        raise ApiProblem(404, "no job has this name")
+    more = len(rows) > limit
+    items = rows[:limit]
+    next_cursor = None
+    if more:
+        last = items[-1]
+        next_cursor = encode_cursor(RUNS_CURSOR, last["scheduled_time"].isoformat(), last["id"])
+    return json_response(request, {"items": items, "next_cursor": next_cursor})
+
+
+def _runs_position(cursor: str) -> tuple[datetime, str]:
+    moment, run_id = decode_cursor(cursor, RUNS_CURSOR, 2)
+    try:
+        parsed = as_utc(datetime.fromisoformat(moment))
+    except ValueError:
+        raise invalid_cursor() from None
+    assert parsed is not None
+    return parsed, run_id
+
+
+async def _known_job(connection: Conn, name: str) -> bool:
+    if await run_queries.job_exists(connection, name):
+        return True
+    return bool(await run_queries.run_counts(connection, name))
+
+
+def _label_pair(text: str) -> tuple[str, str]:
+    key, _, value = text.partition("=")
+    return key, value

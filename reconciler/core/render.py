@@ -1,0 +1,173 @@
+"""Plans as text (Terraform-like), JSON (for scripts) and Markdown (for pull requests).
+
+Rendering never changes a plan and a plan never depends on how it is rendered.
+Values of secret-looking fields were already replaced by "(sensitive)" in the plan.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from reconciler.core.plan import ACTIONS, Change, Plan
+from reconciler.spec.model import JobSpec
+
+FORMAT_VERSION = 1
+_SYMBOL = {"add": "+", "update": "~", "pause": "~", "resume": "~", "remove": "-", "repair": "!"}
+_COLOUR = {"+": "32", "~": "33", "-": "31", "!": "35"}
+
+
+def render_json(plan: Plan) -> str:
+    return json.dumps(plan_document(plan), indent=2, sort_keys=False, default=str)
+
+
+def plan_document(plan: Plan) -> dict[str, Any]:
+    """The JSON plan: a stable, versioned document."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "plan_hash": plan.plan_hash,
+        "revision": {"commit": plan.revision.commit, "dirty": plan.revision.dirty},
+        "summary": dict(plan.summary),
+        "has_changes": plan.has_changes,
+        "refused": plan.refused,
+        "changes": [_change_document(change) for change in plan.changes],
+        "quarantined": [
+            {"path": path, "errors": [d.as_dict() for d in diagnostics]}
+            for path, diagnostics in sorted(plan.quarantined.items())
+        ],
+        "foreign": list(plan.foreign),
+    }
+
+
+def _change_document(change: Change) -> dict[str, Any]:
+    return {
+        "action": change.action,
+        "job": change.job,
+        "source": change.source,
+        "reason": change.reason,
+        "diffs": [
+            {"path": diff.path, "before": diff.before, "after": diff.after} for diff in change.diffs
+        ],
+        "next_fires_before": [_iso(moment) for moment in change.fires_before],
+        "next_fires_after": [_iso(moment) for moment in change.fires_after],
+    }
+
+
+def render_text(plan: Plan, *, colour: bool = False) -> str:
+    paint = _painter(colour)
+    lines = [f"Revision: {plan.revision.label()}", ""]
+    if not plan.has_changes:
+        lines.append("No changes. The scheduler matches the job files.")
+    else:
+        lines.append("Reconcile will perform these actions:")
+        for change in plan.changes:
+            lines.append("")
+            lines.extend(_change_text(change, paint))
+    lines.extend(_trailer_text(plan))
+    return "\n".join(lines) + "\n"
+
+
+def _change_text(change: Change, paint: Any) -> list[str]:
+    symbol = _SYMBOL[change.action]
+    where = f"  ({change.source})" if change.source else ""
+    lines = [paint(symbol, f"  {symbol} {change.action:<7} {change.job}") + where]
+    lines.append(f"      # {change.reason}")
+    if change.action != "add" and change.action != "remove":
+        for diff in change.diffs:
+            lines.append(f"      {diff.path}: {_value(diff.before)} -> {_value(diff.after)}")
+    elif change.action == "add":
+        # The JSON plan lists every field; people read only what differs from the defaults.
+        for diff in change.diffs:
+            if not _is_default(diff.path, diff.after):
+                lines.append(f"      {diff.path}: {_value(diff.after)}")
+    if change.fires_before:
+        lines.append("      next fires before: " + ", ".join(map(_iso, change.fires_before)))
+    if change.fires_after:
+        lines.append("      next fires after:  " + ", ".join(map(_iso, change.fires_after)))
+    return lines
+
+
+def _trailer_text(plan: Plan) -> list[str]:
+    lines: list[str] = []
+    if plan.quarantined:
+        lines += ["", "Quarantined files (their jobs keep their last applied spec):"]
+        for diagnostics in (plan.quarantined[path] for path in sorted(plan.quarantined)):
+            lines += [f"  {diagnostic.render()}" for diagnostic in diagnostics]
+    if plan.foreign:
+        lines += ["", "Foreign apscheduler_jobs rows (not ours, left alone):"]
+        lines += [f"  {row_id}" for row_id in plan.foreign]
+    counts = ", ".join(f"{plan.summary.get(action, 0)} to {action}" for action in ACTIONS)
+    lines += ["", f"Plan: {counts}.", f"Plan hash: {plan.plan_hash}"]
+    if plan.refused:
+        lines += ["", f"REFUSED: {plan.refused}"]
+    return lines
+
+
+def render_markdown(plan: Plan) -> str:
+    """For a pull-request comment: a summary table, then one collapsible diff."""
+    lines = [f"### Reconcile plan for `{plan.revision.label()}`", ""]
+    if plan.refused:
+        lines += [f"> **Refused:** {plan.refused}", ""]
+    if not plan.has_changes:
+        lines.append("**No changes.** The scheduler matches the job files.")
+    else:
+        lines += ["| action | job | source | reason |", "| --- | --- | --- | --- |"]
+        for change in plan.changes:
+            lines.append(
+                f"| {_SYMBOL[change.action]} {change.action} | `{change.job}` "
+                f"| `{change.source or ''}` | {_escape(change.reason)} |"
+            )
+        lines += ["", "<details><summary>Field changes and next fire times</summary>", ""]
+        lines += ["```diff", *_markdown_diff(plan), "```", "", "</details>"]
+    if plan.quarantined:
+        lines += ["", "**Quarantined files** (their jobs keep their last applied spec):", ""]
+        for path in sorted(plan.quarantined):
+            for diagnostic in plan.quarantined[path]:
+                lines.append(f"- `{diagnostic.render()}`")
+    if plan.foreign:
+        lines += ["", "Foreign scheduler rows (left alone): " + ", ".join(plan.foreign)]
+    counts = " · ".join(f"{plan.summary.get(a, 0)} {a}" for a in ACTIONS)
+    lines += ["", f"**Plan:** {counts} — hash `{plan.plan_hash[:16]}`"]
+    return "\n".join(lines) + "\n"
+
+
+def _markdown_diff(plan: Plan) -> list[str]:
+    lines: list[str] = []
+    for change in plan.changes:
+        sign = {"add": "+", "remove": "-"}.get(change.action, "!")
+        lines.append(f"{sign} {change.action} {change.job}")
+        for diff in change.diffs:
+            if diff.before is not None and change.action != "add":
+                lines.append(f"-   {diff.path}: {_value(diff.before)}")
+            if diff.after is not None and change.action != "remove":
+                lines.append(f"+   {diff.path}: {_value(diff.after)}")
+        if change.fires_after:
+            lines.append("    next fires: " + ", ".join(map(_iso, change.fires_after)))
+    return lines
+
+
+def _is_default(path: str, value: Any) -> bool:
+    field = JobSpec.model_fields.get(path)
+    if field is None:
+        return path.startswith("schedule.interval.") and value == 0
+    return bool(field.get_default(call_default_factory=True) == value)
+
+
+def _painter(colour: bool) -> Any:
+    def paint(symbol: str, text: str) -> str:
+        return f"\x1b[{_COLOUR[symbol]}m{text}\x1b[0m" if colour else text
+
+    return paint
+
+
+def _value(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat()
+
+
+def _escape(text: str) -> str:
+    return text.replace("|", "\\|")

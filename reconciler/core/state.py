@@ -1,0 +1,150 @@
+"""Desired and actual state, as immutable values.
+
+Desired: what the job files declare (plus the files that are quarantined).
+Actual: our inventory (`scheduled_jobs`) and the scheduler's rows (`apscheduler_jobs`),
+read by the store without ever going through APScheduler's job store methods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from reconciler.core.essence import essence, spec_hash
+from reconciler.core.fires import FIRE_CALLABLE, FirePayload, fire_payload
+from reconciler.core.triggers import build_trigger, first_fire_after, trigger_fingerprint
+from reconciler.spec.diagnostics import Diagnostic
+from reconciler.spec.model import JobSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Revision:
+    """The git revision of the jobs folder: HEAD, and whether the tree had local edits."""
+
+    commit: str | None = None
+    dirty: bool = False
+
+    def label(self) -> str:
+        if self.commit is None:
+            return "(not a git checkout)"
+        return self.commit[:12] + (" (dirty)" if self.dirty else "")
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredJob:
+    spec: JobSpec
+    source: str
+    line: int
+    spec_hash: str
+    essence: Mapping[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @classmethod
+    def of(cls, spec: JobSpec, *, source: str, line: int = 1) -> DesiredJob:
+        return cls(spec, source, line, spec_hash(spec), essence(spec))
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredState:
+    jobs: Mapping[str, DesiredJob]
+    quarantined: Mapping[str, tuple[Diagnostic, ...]] = field(default_factory=dict)
+    revision: Revision = Revision()
+    files: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryRow:
+    """One row of `scheduled_jobs`: a job we own, as last applied."""
+
+    name: str
+    essence: Mapping[str, Any]
+    spec_hash: str
+    status: str  # active / paused / completed
+    source_file: str
+    source_line: int
+    revision: str | None = None
+
+    def spec(self) -> JobSpec:
+        return JobSpec.model_validate(dict(self.essence), strict=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerRow:
+    """One row of `apscheduler_jobs`, decoded without importing its callable.
+
+    `readable` is False when the pickled state could not be decoded at all; such a row
+    of ours is drift and gets repaired, a foreign one is only reported.
+    """
+
+    id: str
+    next_run_time: float | None
+    func: str = ""
+    fingerprint: str = ""
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    misfire_grace_time: int | None = None
+    coalesce: bool = True
+    max_instances: int = 1
+    readable: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ActualState:
+    inventory: Mapping[str, InventoryRow]
+    scheduler: Mapping[str, SchedulerRow]
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerJob:
+    """What the scheduler row of a job must hold: the job's runtime essence."""
+
+    id: str
+    trigger: Any  # an APScheduler trigger
+    fingerprint: str
+    kwargs: Mapping[str, Any]
+    misfire_grace_time: int
+    coalesce: bool
+    max_instances: int
+
+    def matches(self, row: SchedulerRow) -> str | None:
+        """None when `row` holds exactly this job; else why not, for the plan's reason."""
+        checks = (
+            (row.readable, "its stored state cannot be decoded"),
+            (row.func == FIRE_CALLABLE, f"it calls {row.func or '?'} instead of {FIRE_CALLABLE}"),
+            (row.fingerprint == self.fingerprint, "its trigger differs from the spec"),
+            (dict(row.kwargs) == dict(self.kwargs), "its arguments differ from the spec"),
+            (
+                (row.misfire_grace_time, row.coalesce, row.max_instances)
+                == (self.misfire_grace_time, self.coalesce, self.max_instances),
+                "its misfire/coalesce settings differ from the spec",
+            ),
+        )
+        return next((why for ok, why in checks if not ok), None)
+
+
+def scheduler_job(spec: JobSpec, *, spec_hash: str, revision: str | None) -> SchedulerJob:
+    """The `apscheduler_jobs` content for a job. `revision` is the revision that last
+    CHANGED the job (kept in its inventory row), not the newest commit: a commit that
+    leaves a job alone must not rewrite (and so re-time) its row."""
+    trigger = build_trigger(spec)
+    payload: FirePayload = fire_payload(spec, spec_hash=spec_hash, revision=revision)
+    return SchedulerJob(
+        id=spec.name,
+        trigger=trigger,
+        fingerprint=trigger_fingerprint(trigger),
+        kwargs={"job": spec.name, "payload": dict(payload)},
+        misfire_grace_time=spec.misfire_grace_seconds,
+        coalesce=spec.coalesce,
+        max_instances=max(spec.max_concurrent_runs, 1),
+    )
+
+
+def runtime_status(spec: JobSpec, *, now: datetime) -> str:
+    """active, paused, or completed (no future fire: a past one-off, an end passed)."""
+    if spec.paused:
+        return "paused"
+    return "active" if first_fire_after(spec, now=now) is not None else "completed"

@@ -1,0 +1,144 @@
+"""Recording one batch of fires in the ledger, BEFORE anything is published.
+
+`record_batch` decides, inside one transaction, what becomes of each request:
+
+- a slot already in the ledger (another scheduler, a failover, a retry of the same
+  slot) is a DUPLICATE: the existing row's `duplicates` is incremented, nothing is
+  published;
+- a job already running `max_concurrent_runs` times is an OVERLAP: the slot is
+  recorded 'skipped' (reason 'overlap') and not published;
+- a missed slot (misfire, coalesced, catch-up limit) is recorded 'missed' with its reason;
+- everything else is recorded 'scheduled' and returned for publishing.
+
+A run counts as "still running" while its row is active (scheduled, published, started,
+retried) and its slot is recent: within the job's time limit (one hour without one)
+times its attempts plus the retry delays. Older active rows are presumed lost (a worker
+died without reporting) so that one lost run cannot block a job forever.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy.engine import Connection
+
+from reconciler.core.fires import FirePayload
+from reconciler.dispatch import ledger
+from reconciler.dispatch.request import FireRequest
+
+DEFAULT_RUN_BOUND = timedelta(hours=1)
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    to_publish: list[FireRequest] = field(default_factory=list)
+    duplicates: list[FireRequest] = field(default_factory=list)
+    overlaps: list[FireRequest] = field(default_factory=list)
+    missed: list[FireRequest] = field(default_factory=list)
+
+
+def active_window(payload: FirePayload) -> timedelta:
+    """How long after its slot a run may plausibly still be running."""
+    limit = payload["time_limit_seconds"]
+    per_attempt = DEFAULT_RUN_BOUND if limit is None else timedelta(seconds=limit)
+    attempts = payload["retries"] + 1
+    return per_attempt * attempts + timedelta(seconds=payload["retry_delay_seconds"]) * (
+        attempts - 1
+    )
+
+
+def decide_overlaps(
+    requests: Sequence[FireRequest],
+    active: Mapping[str, Sequence[ledger.ActiveRun]],
+    *,
+    now: datetime,
+) -> set[str]:
+    """Ids of fire requests to skip because their job is at max_concurrent_runs.
+
+    Pure. Requests are taken in slot order, and each one not skipped counts against the
+    later ones of the same job in the batch (a catch-up of several slots).
+    """
+    running: dict[str, list[ledger.ActiveRun]] = {job: list(runs) for job, runs in active.items()}
+    skipped: set[str] = set()
+    for request in sorted(requests, key=lambda r: r.slot):
+        since = now - active_window(request.payload)
+        runs = [
+            run
+            for run in running.get(request.job, ())
+            if run.id != request.id and run.slot >= since
+        ]
+        if len(runs) >= request.payload["max_concurrent_runs"]:
+            skipped.add(request.id)
+        else:
+            running.setdefault(request.job, []).append(
+                ledger.ActiveRun(request.id, request.job, request.slot)
+            )
+    return skipped
+
+
+def record_batch(
+    connection: Connection,
+    requests: Sequence[FireRequest],
+    *,
+    now: datetime,
+    retry_at: datetime,
+) -> BatchOutcome:
+    """Write the batch's ledger rows (see the module doc). `retry_at` is the
+    next_attempt_at of rows to publish: if this process dies before marking them
+    published, the retrier (of this or the next leader) publishes them from then on."""
+    fires = [r for r in requests if r.kind == "fire"]
+    skipped = _overlapping(connection, fires, now=now)
+    rows, seen = [], set()
+    for request in requests:
+        if request.id in seen:
+            continue  # the same slot twice in one batch: the second is a duplicate
+        seen.add(request.id)
+        rows.append(_row_for(request, skipped=request.id in skipped, now=now, retry_at=retry_at))
+    inserted = ledger.insert_rows(connection, rows)
+    outcome = _classify(requests, inserted, skipped)
+    ledger.add_duplicates(connection, (r.id for r in outcome.duplicates), now=now)
+    return outcome
+
+
+def _overlapping(
+    connection: Connection, fires: Sequence[FireRequest], *, now: datetime
+) -> set[str]:
+    if not fires:
+        return set()
+    since = now - max(active_window(r.payload) for r in fires)
+    active = ledger.find_active_runs(connection, {r.job for r in fires}, since=since)
+    return decide_overlaps(fires, active, now=now)
+
+
+def _row_for(
+    request: FireRequest, *, skipped: bool, now: datetime, retry_at: datetime
+) -> dict[str, object]:
+    if request.kind == "missed":
+        return ledger.ledger_row(request, status="missed", now=now, next_attempt_at=None)
+    if skipped:
+        return ledger.ledger_row(
+            request, status="skipped", reason="overlap", now=now, next_attempt_at=None
+        )
+    return ledger.ledger_row(request, status="scheduled", now=now, next_attempt_at=retry_at)
+
+
+def _classify(
+    requests: Sequence[FireRequest], inserted: set[str], skipped: set[str]
+) -> BatchOutcome:
+    outcome = BatchOutcome()
+    for request in requests:
+        if request.id not in inserted:
+            if request.kind == "fire":
+                outcome.duplicates.append(request)
+            # a missed slot already in the ledger was fired or recorded: nothing to add
+            continue
+        inserted.discard(request.id)  # a second request for the id is a duplicate
+        if request.kind == "missed":
+            outcome.missed.append(request)
+        elif request.id in skipped:
+            outcome.overlaps.append(request)
+        else:
+            outcome.to_publish.append(request)
+    return outcome

@@ -1,0 +1,189 @@
+"""FireExecutor: APScheduler 3's thread-pool executor, plus the slot's scheduled time.
+
+APScheduler calls a job's function without saying which slot is being run; the fire id
+needs it. This executor runs each due run time as its own call with
+`scheduled_time=<aware datetime>` added to the job's kwargs, keeping APScheduler's
+misfire check (a run time later than misfire_grace_time is skipped and reported as
+EVENT_JOB_MISSED, here a FireMissedEvent carrying the payload) and its events.
+
+It also accounts for slots that would otherwise vanish without a trace:
+
+- catch-up bound: with coalesce=False a scheduler that was down submits every missed
+  run time; only the newest `max_catch_up_runs` are fired, the older ones are
+  recorded 'missed' (reason 'catch_up_limit');
+- coalesced slots: with coalesce=True APScheduler submits only the newest of several
+  due run times; the others are recorded 'missed' (reason 'coalesced'), at most
+  `missed_record_limit` per submission (the rest are only logged: a job every second
+  that was down for a day must not write 86,400 rows in the scheduler's thread);
+- max instances: slots refused because `max_instances` runs are in progress are
+  recorded 'missed' (reason 'max_instances'). fire_job returns in microseconds, so
+  this means the pool is starved; overlap policy itself is the ledger's job.
+
+After `shutdown()`, a submission runs inline in the caller's thread instead of being
+refused: BackgroundScheduler.shutdown() runs one more scheduling pass after stopping
+the executors, and a refused submission there is a lost fire (next_run_time advances
+anyway, FACTS). fire_job only queues, so running it inline is cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from datetime import UTC, datetime, timedelta
+from traceback import format_tb
+from typing import Any
+
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_EXECUTED,
+    EVENT_JOB_MISSED,
+    JobExecutionEvent,
+)
+from apscheduler.executors.base import MaxInstancesReachedError
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.job import Job
+
+from reconciler.core.fires import FirePayload
+from reconciler.dispatch.fire import current_dispatcher
+from reconciler.dispatch.missed import FireMissedEvent
+
+log = logging.getLogger(__name__)
+
+# (job name, payload, slots, reason) -> records them as missed.
+MissedSink = Callable[[str, FirePayload, Sequence[datetime], str], None]
+
+
+def dispatcher_sink(job: str, payload: FirePayload, slots: Sequence[datetime], reason: str) -> None:
+    """The default sink: the installed Dispatcher (see fire.install_dispatcher)."""
+    current_dispatcher().record_missed(
+        job=job, payload=payload, scheduled_times=slots, reason=reason
+    )
+
+
+class FireExecutor(ThreadPoolExecutor):
+    """`BackgroundScheduler(executors={"default": FireExecutor(...)})`."""
+
+    def __init__(
+        self,
+        max_workers: int = 10,
+        *,
+        max_catch_up_runs: int,
+        record_missed: MissedSink = dispatcher_sink,
+        missed_record_limit: int = 1000,
+        pool_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(max_workers, pool_kwargs)
+        self._max_catch_up_runs = max_catch_up_runs
+        self._record_missed = record_missed
+        self._missed_record_limit = missed_record_limit
+
+    def submit_job(self, job: Job, run_times: list[datetime]) -> None:
+        """Bound the catch-up, record what is dropped, submit the rest (one call each)."""
+        run_times = list(run_times)
+        if job.coalesce and run_times:
+            self._record(job, self._coalesced_slots(job, run_times[-1]), "coalesced")
+        if len(run_times) > self._max_catch_up_runs:
+            cut = len(run_times) - self._max_catch_up_runs
+            self._record(job, run_times[:cut], "catch_up_limit")
+            run_times = run_times[cut:]
+        try:
+            super().submit_job(job, run_times)
+        except MaxInstancesReachedError:
+            self._record(job, run_times, "max_instances")
+            raise
+
+    def _do_submit_job(self, job: Job, run_times: list[datetime]) -> None:
+        try:
+            future = self._pool.submit(
+                run_fire, job, job._jobstore_alias, run_times, self._logger.name
+            )
+        except RuntimeError:
+            # The pool is shut down: the scheduler's last pass (see the module doc).
+            future = Future()
+            future.set_result(run_fire(job, job._jobstore_alias, run_times, self._logger.name))
+        future.add_done_callback(lambda done: self._finished(job.id, done))
+
+    def _finished(self, job_id: str, future: Future[list[JobExecutionEvent]]) -> None:
+        error = future.exception()
+        if error is not None:
+            self._run_job_error(job_id, error, error.__traceback__)
+        else:
+            self._run_job_success(job_id, future.result())
+
+    def _coalesced_slots(self, job: Job, newest: datetime) -> list[datetime]:
+        """Due run times APScheduler collapsed into `newest`: from the job's
+        next_run_time (still the oldest due slot at submission) up to `newest`."""
+        slots: list[datetime] = []
+        moment = job.next_run_time
+        while moment is not None and moment < newest:
+            if len(slots) == self._missed_record_limit:
+                log.warning(
+                    "job %s: more than %d coalesced slots, the rest not recorded",
+                    job.id,
+                    len(slots),
+                )
+                break
+            slots.append(moment)
+            moment = job.trigger.get_next_fire_time(moment, newest)
+        return slots
+
+    def _record(self, job: Job, slots: Sequence[datetime], reason: str) -> None:
+        name, payload = job.kwargs.get("job"), job.kwargs.get("payload")
+        if not slots or name is None or payload is None:
+            return
+        try:
+            self._record_missed(name, payload, slots, reason)
+        except Exception as error:  # noqa: BLE001 - accounting must never stop a fire
+            log.warning("could not record %d %s slots of %s: %r", len(slots), reason, name, error)
+
+
+def run_fire(
+    job: Job, jobstore_alias: str, run_times: Sequence[datetime], logger_name: str
+) -> list[JobExecutionEvent]:
+    """APScheduler's `run_job`, calling the function once per run time with
+    `scheduled_time=run_time`. Returns the events for the scheduler to dispatch."""
+    events: list[JobExecutionEvent] = []
+    logger = logging.getLogger(logger_name)
+    for run_time in run_times:
+        if _misfired(job, run_time):
+            events.append(_missed_event(job, jobstore_alias, run_time))
+            logger.warning('Run time of job "%s" was missed (%s)', job, run_time)
+            continue
+        try:
+            value = job.func(*job.args, **job.kwargs, scheduled_time=run_time)
+        except BaseException:
+            error, traceback = sys.exc_info()[1:]
+            events.append(
+                JobExecutionEvent(
+                    EVENT_JOB_ERROR,
+                    job.id,
+                    jobstore_alias,
+                    run_time,
+                    exception=error,
+                    traceback="".join(format_tb(traceback)),
+                )
+            )
+            logger.exception('Job "%s" raised an exception', job)
+            del traceback
+        else:
+            events.append(
+                JobExecutionEvent(
+                    EVENT_JOB_EXECUTED, job.id, jobstore_alias, run_time, retval=value
+                )
+            )
+    return events
+
+
+def _misfired(job: Job, run_time: datetime) -> bool:
+    if job.misfire_grace_time is None:
+        return False
+    return datetime.now(UTC) - run_time > timedelta(seconds=job.misfire_grace_time)
+
+
+def _missed_event(job: Job, jobstore_alias: str, run_time: datetime) -> JobExecutionEvent:
+    name, payload = job.kwargs.get("job"), job.kwargs.get("payload")
+    if name is None or payload is None:
+        return JobExecutionEvent(EVENT_JOB_MISSED, job.id, jobstore_alias, run_time)
+    return FireMissedEvent(job.id, jobstore_alias, run_time, job=name, payload=payload)

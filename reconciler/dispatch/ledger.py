@@ -1,0 +1,207 @@
+"""The run ledger (`job_runs`) as the dispatcher writes it: set-based statements only.
+
+Every function takes an open SQLAlchemy Connection inside the caller's transaction and
+runs a constant number of statements whatever the batch size (one executemany insert,
+one update): 10,000 fires cost a few round trips, not 10,000.
+
+Times are stored in UTC. SQLite hands them back naive: `as_utc` restores the zone.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from reconciler.dispatch.request import FireRequest
+from reconciler.store.tables import job_runs
+
+# A run in one of these states may still be executing (or about to): it counts towards
+# max_concurrent_runs.
+ACTIVE_STATUSES = ("scheduled", "published", "started", "retried")
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveRun:
+    id: str
+    job: str
+    slot: datetime
+
+
+def as_utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def ledger_row(
+    request: FireRequest,
+    *,
+    status: str,
+    now: datetime,
+    next_attempt_at: datetime | None,
+    reason: str | None = None,
+) -> dict[str, object]:
+    """The job_runs row of a request, as first written."""
+    payload = request.payload
+    return {
+        "id": request.id,
+        "job_name": request.job,
+        "scheduled_time": request.slot,
+        "status": status,
+        "reason": reason if reason is not None else request.reason,
+        "task": payload["task"],
+        "queue": payload["queue"],
+        "idempotency_key": request.idempotency_key,
+        "revision": payload["revision"],
+        "fired_at": request.fired_at,
+        "lateness_seconds": request.lateness_seconds,
+        "publish_attempts": 0,
+        "next_attempt_at": next_attempt_at,
+        "expires_at": request.expires_at,
+        "updated_at": now,
+    }
+
+
+def insert_rows(connection: Connection, rows: Sequence[Mapping[str, object]]) -> set[str]:
+    """Insert rows, skipping any whose slot (or id) is already in the ledger.
+
+    Returns the ids actually inserted: a missing id is a slot recorded before (a
+    duplicate fire). One statement (batched VALUES) on both databases.
+    """
+    if not rows:
+        return set()
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(job_runs).on_conflict_do_nothing().returning(job_runs.c.id)
+    return set(connection.execute(statement, list(rows)).scalars())
+
+
+def add_duplicates(connection: Connection, ids: Iterable[str], *, now: datetime) -> None:
+    """Count one more duplicate fire on each row (an id listed twice counts twice)."""
+    counts = Counter(ids)
+    if not counts:
+        return
+    statement = (
+        job_runs.update()
+        .where(job_runs.c.id == sa.bindparam("fire_id"))
+        .values(duplicates=job_runs.c.duplicates + sa.bindparam("n"), updated_at=now)
+    )
+    connection.execute(statement, [{"fire_id": key, "n": n} for key, n in counts.items()])
+
+
+def find_active_runs(
+    connection: Connection, jobs: Collection[str], *, since: datetime
+) -> dict[str, list[ActiveRun]]:
+    """Runs of `jobs` that may still be running: an active status, slot at or after `since`."""
+    if not jobs:
+        return {}
+    query = sa.select(job_runs.c.id, job_runs.c.job_name, job_runs.c.scheduled_time).where(
+        job_runs.c.job_name.in_(sorted(jobs)),
+        job_runs.c.status.in_(ACTIVE_STATUSES),
+        job_runs.c.scheduled_time >= since,
+    )
+    active: dict[str, list[ActiveRun]] = defaultdict(list)
+    for fire_id, job, slot in connection.execute(query):
+        active[job].append(ActiveRun(fire_id, job, as_utc(slot)))
+    return active
+
+
+def mark_published(connection: Connection, ids: Collection[str], *, now: datetime) -> None:
+    """Confirmed by the broker. A worker may already have moved the row on (started,
+    succeeded): its status is then left alone."""
+    if not ids:
+        return
+    connection.execute(
+        job_runs.update()
+        .where(job_runs.c.id.in_(sorted(ids)))
+        .values(
+            status=sa.case(
+                (job_runs.c.status == "scheduled", "published"), else_=job_runs.c.status
+            ),
+            published_at=now,
+            publish_attempts=job_runs.c.publish_attempts + 1,
+            next_attempt_at=None,
+            updated_at=now,
+        )
+    )
+
+
+def mark_unpublished(
+    connection: Connection, retry_at: Mapping[str, datetime], *, now: datetime
+) -> None:
+    """A publish attempt failed: count it, and set when the retrier tries again."""
+    if not retry_at:
+        return
+    statement = (
+        job_runs.update()
+        .where(job_runs.c.id == sa.bindparam("fire_id"), job_runs.c.status == "scheduled")
+        .values(
+            publish_attempts=job_runs.c.publish_attempts + 1,
+            next_attempt_at=sa.bindparam("retry_at"),
+            updated_at=now,
+        )
+    )
+    connection.execute(
+        statement, [{"fire_id": key, "retry_at": at} for key, at in retry_at.items()]
+    )
+
+
+def expire_unpublished(connection: Connection, *, now: datetime) -> list[str]:
+    """Rows never published whose expiry passed become 'expired'. Returns their jobs."""
+    statement = (
+        job_runs.update()
+        .where(
+            job_runs.c.status == "scheduled",
+            job_runs.c.expires_at.is_not(None),
+            job_runs.c.expires_at <= now,
+        )
+        .values(status="expired", reason="not published before it expired", updated_at=now)
+        .returning(job_runs.c.job_name)
+    )
+    return list(connection.execute(statement).scalars())
+
+
+def due_unpublished(
+    connection: Connection, *, now: datetime, limit: int, exclude: Collection[str]
+) -> list[sa.Row[tuple[str, str, datetime, str, str | None, int, datetime | None]]]:
+    """Rows still 'scheduled' whose next attempt is due, oldest first, minus `exclude`
+    (fires this process is publishing right now)."""
+    query = (
+        sa.select(
+            job_runs.c.id,
+            job_runs.c.job_name,
+            job_runs.c.scheduled_time,
+            job_runs.c.idempotency_key,
+            job_runs.c.revision,
+            job_runs.c.publish_attempts,
+            job_runs.c.fired_at,
+        )
+        .where(
+            job_runs.c.status == "scheduled",
+            sa.or_(job_runs.c.next_attempt_at.is_(None), job_runs.c.next_attempt_at <= now),
+        )
+        .order_by(job_runs.c.scheduled_time)
+        .limit(limit + len(exclude))
+    )
+    rows = [row for row in connection.execute(query) if row.id not in exclude]
+    return rows[:limit]  # type: ignore[return-value]
+
+
+def count_unpublished(connection: Connection) -> int:
+    query = sa.select(sa.func.count()).select_from(job_runs).where(job_runs.c.status == "scheduled")
+    return int(connection.execute(query).scalar_one())
+
+
+def set_status(
+    connection: Connection, ids: Collection[str], *, status: str, reason: str, now: datetime
+) -> None:
+    """Close unpublished rows for good (e.g. their job is no longer managed)."""
+    if ids:
+        connection.execute(
+            job_runs.update()
+            .where(job_runs.c.id.in_(sorted(ids)), job_runs.c.status == "scheduled")
+            .values(status=status, reason=reason, updated_at=now)
+        )

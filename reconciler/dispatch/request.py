@@ -1,0 +1,104 @@
+"""One fire as an immutable value, and the exact Celery publish call it becomes.
+
+Pure: no I/O. The Dispatcher builds a FireRequest per slot in the scheduler's thread
+(cheap: a uuid5 and a few datetimes), the pipeline thread records and publishes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from reconciler.core.fires import FirePayload, fire_id, idempotency_key, slot_utc
+
+Kind = Literal["fire", "missed"]
+
+
+@dataclass(frozen=True, slots=True)
+class FireRequest:
+    """A slot to record (and, for kind 'fire', to publish).
+
+    `id` is the fire id: ledger key and Celery task id. `slot` is UTC. `reason` is set
+    for kind 'missed' (misfire, coalesced, catch_up_limit).
+    """
+
+    id: str
+    job: str
+    slot: datetime
+    payload: FirePayload
+    idempotency_key: str
+    fired_at: datetime
+    kind: Kind = "fire"
+    reason: str | None = None
+    # Set by the retrier: the ledger row exists (do not insert it again) and has seen
+    # `attempts` failed publishes (for the backoff).
+    recorded: bool = field(default=False, compare=False)
+    attempts: int = field(default=0, compare=False)
+
+    @property
+    def expires_at(self) -> datetime | None:
+        seconds = self.payload["expires_seconds"]
+        return None if seconds is None else self.slot + timedelta(seconds=seconds)
+
+    @property
+    def lateness_seconds(self) -> float:
+        return (self.fired_at - self.slot).total_seconds()
+
+
+def make_request(
+    *,
+    job: str,
+    payload: FirePayload,
+    scheduled_time: datetime,
+    now: datetime,
+    kind: Kind = "fire",
+    reason: str | None = None,
+) -> FireRequest:
+    """Build the request for one slot. Raises ValueError for a naive scheduled_time."""
+    slot = slot_utc(scheduled_time)
+    return FireRequest(
+        id=fire_id(job, slot),
+        job=job,
+        slot=slot,
+        payload=payload,
+        idempotency_key=idempotency_key(payload["idempotency_key"], job=job, scheduled_time=slot),
+        fired_at=now,
+        kind=kind,
+        reason=reason,
+    )
+
+
+def soft_time_limit(time_limit: int | None) -> float | None:
+    """A second below the hard limit, so the task can clean up (90% for a 1 s limit)."""
+    if time_limit is None:
+        return None
+    return float(time_limit - 1) if time_limit > 1 else time_limit * 0.9
+
+
+def send_task_arguments(request: FireRequest) -> dict[str, Any]:
+    """Keyword arguments of `celery_app.send_task` for this fire: THE WORKER CONTRACT.
+
+    The worker reads the custom headers (idempotency_key, job, revision, scheduled_time,
+    max_retries, retry_delay_seconds); the task id is the fire id.
+    """
+    payload = request.payload
+    time_limit = payload["time_limit_seconds"]
+    return {
+        "name": payload["task"],
+        "args": list(payload["args"]),
+        "kwargs": dict(payload["kwargs"]),
+        "queue": payload["queue"],
+        "task_id": request.id,
+        "headers": {
+            "idempotency_key": request.idempotency_key,
+            "job": request.job,
+            "revision": payload["revision"],
+            "scheduled_time": request.slot.isoformat(),
+            "max_retries": payload["retries"],
+            "retry_delay_seconds": payload["retry_delay_seconds"],
+        },
+        "expires": request.expires_at,
+        "time_limit": time_limit,
+        "soft_time_limit": soft_time_limit(time_limit),
+    }

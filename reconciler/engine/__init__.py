@@ -1,0 +1,1 @@
+"""The reconcile engine: reconcile_once, the daemon loop, leader election."""

@@ -1,0 +1,134 @@
+"""Finding and reading job files, refusing what could hurt before reading it.
+
+The only module of `reconciler.spec` that touches the file system. Contracts:
+
+- `find_job_files` lists `**/*.yaml|*.yml` under the jobs folder in sorted order,
+  skipping hidden entries (editor swap files, `.git`), and reports every symlink (file
+  or folder) as SYMLINK_REFUSED instead of following it: a symlink can point anywhere,
+  and a job file must be what is committed in the folder.
+- `read_job_file` never reads more than `max_bytes + 1` bytes, never blocks on a FIFO
+  and never follows a symlink, even one swapped in after the listing (O_NOFOLLOW).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from reconciler.spec.diagnostics import Diagnostic
+
+JOB_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    """A candidate job file: its label (posix path relative to the jobs folder, or as
+    given) and where it is."""
+
+    label: str
+    path: Path
+
+
+@dataclass(frozen=True, slots=True)
+class FileSignature:
+    """What tells an unchanged file from a changed one without reading it."""
+
+    size: int
+    mtime_ns: int
+    inode: int
+
+
+def find_job_files(jobs_dir: Path, *, prefix: str = "") -> tuple[list[FileEntry], list[Diagnostic]]:
+    """Every job file under `jobs_dir`, sorted by label, and the refused symlinks.
+
+    Labels are `prefix` + the posix path relative to `jobs_dir`. `jobs_dir` itself may
+    be a symlink (git-sync swaps one). A missing or unreadable `jobs_dir` is a
+    FILE_UNREADABLE diagnostic labelled with the folder."""
+    entries: list[FileEntry] = []
+    refused: list[Diagnostic] = []
+    root = jobs_dir.resolve()
+    if not root.is_dir():
+        label = prefix.rstrip("/") or "."
+        return [], [Diagnostic(label, 0, 0, "FILE_UNREADABLE", "not a folder, or missing")]
+    pending = [(root, prefix)]
+    while pending:
+        folder, prefix = pending.pop()
+        try:
+            listing = sorted(os.scandir(folder), key=lambda item: item.name)
+        except OSError as error:
+            label = prefix.rstrip("/") or "."
+            refused.append(Diagnostic(label, 0, 0, "FILE_UNREADABLE", _reason(error)))
+            continue
+        for item in listing:
+            label = f"{prefix}{item.name}"
+            if item.name.startswith("."):
+                continue
+            if item.is_symlink():
+                if item.name.endswith(JOB_SUFFIXES) or _is_dir_target(item.path):
+                    refused.append(_symlink_refused(label))
+            elif item.is_dir(follow_symlinks=False):
+                pending.append((Path(item.path), f"{label}/"))
+            elif item.name.endswith(JOB_SUFFIXES):
+                entries.append(FileEntry(label, Path(item.path)))
+    entries.sort(key=lambda entry: entry.label)
+    return entries, refused
+
+
+def _is_dir_target(path: str) -> bool:
+    try:
+        return os.path.isdir(path)
+    except OSError:
+        return False
+
+
+def _symlink_refused(label: str) -> Diagnostic:
+    return Diagnostic(
+        label, 0, 0, "SYMLINK_REFUSED", "symlinks are not followed; commit the file itself"
+    )
+
+
+def signature_of(path: Path) -> FileSignature | None:
+    """The file's signature (lstat: a symlink is not followed), or None if it is gone."""
+    try:
+        info = path.lstat()
+    except OSError:
+        return None
+    return FileSignature(info.st_size, info.st_mtime_ns, info.st_ino)
+
+
+def read_job_file(entry: FileEntry, *, max_bytes: int) -> bytes | Diagnostic:
+    """The file's bytes, or why it is refused: SYMLINK_REFUSED, FILE_TOO_LARGE (checked
+    from the size before reading, and again while reading, in case it grew),
+    FILE_UNREADABLE (missing, a folder, a FIFO or device, no permission)."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        descriptor = os.open(entry.path, flags)
+    except OSError as error:
+        if entry.path.is_symlink():
+            return _symlink_refused(entry.label)
+        return Diagnostic(entry.label, 0, 0, "FILE_UNREADABLE", _reason(error))
+    with os.fdopen(descriptor, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            return Diagnostic(entry.label, 0, 0, "FILE_UNREADABLE", "not a regular file")
+        if info.st_size > max_bytes:
+            return _too_large(entry.label, info.st_size, max_bytes)
+        try:
+            data = handle.read(max_bytes + 1)
+        except OSError as error:
+            return Diagnostic(entry.label, 0, 0, "FILE_UNREADABLE", _reason(error))
+    if len(data) > max_bytes:
+        return _too_large(entry.label, len(data), max_bytes)
+    return data
+
+
+def _too_large(label: str, size: int, max_bytes: int) -> Diagnostic:
+    message = f"{size} bytes or more; the limit is {max_bytes} (RECONCILER_MAX_FILE_BYTES)"
+    return Diagnostic(label, 0, 0, "FILE_TOO_LARGE", message)
+
+
+def _reason(error: OSError) -> str:
+    # strerror only: the exception's str() repeats the path, which the label already shows.
+    return error.strerror or type(error).__name__

@@ -1,0 +1,282 @@
+"""Load the jobs folder: every file parsed, validated, checked; bad files quarantined.
+
+Contracts:
+- Files are `**/*.yaml|*.yml` under the folder, in sorted order; jobs come out in file
+  order, then document order. A file may hold several documents, one job each; empty
+  documents (a trailing `---`) are skipped, but a file without any job is EMPTY_FILE.
+- A file with ANY diagnostic is quarantined as a whole: none of its jobs is returned
+  (the engine keeps running their last applied spec). Other files are unaffected, except
+  that a job name declared twice quarantines every file that declares it.
+- Nothing raises for bad input: every problem is a Diagnostic.
+- With a `LoadCache`, a file whose (size, mtime_ns, inode) has not changed is not read
+  again; the cross-file duplicate check runs on every call. Cached results were checked
+  at an earlier `now`: a cron that stops firing between two calls is noticed when its
+  file changes (or by a fresh cache).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from pydantic import ValidationError
+
+from reconciler.settings import Settings
+from reconciler.spec.checks import (
+    Finding,
+    NameSite,
+    check_job,
+    check_routing,
+    find_duplicate_names,
+)
+from reconciler.spec.diagnostics import Diagnostic
+from reconciler.spec.explain import explain_errors, explain_findings
+from reconciler.spec.files import (
+    FileEntry,
+    FileSignature,
+    find_job_files,
+    read_job_file,
+    signature_of,
+)
+from reconciler.spec.model import JobSpec
+from reconciler.spec.yamlsafe import describe_kind, locate_nodes, parse_yaml
+
+# A file modified less than this long before it was read may change again within the
+# same timestamp tick (coarse on many file systems): do not trust its cache entry yet.
+_RACY_NS = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedJob:
+    """A valid job and where it was declared (1-based position of its document)."""
+
+    spec: JobSpec
+    source: str
+    line: int
+    column: int
+
+
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    """Valid jobs of healthy files, and the diagnostics of quarantined ones by path.
+
+    `files` counts every file looked at, quarantined ones included."""
+
+    jobs: tuple[LoadedJob, ...]
+    quarantined: Mapping[str, tuple[Diagnostic, ...]]
+    files: int
+
+    @property
+    def valid(self) -> bool:
+        return not self.quarantined
+
+    @property
+    def diagnostics(self) -> tuple[Diagnostic, ...]:
+        """Every diagnostic of every quarantined file, sorted by path and position."""
+        return tuple(sorted(d for group in self.quarantined.values() for d in group))
+
+
+@dataclass(frozen=True, slots=True)
+class FileOutcome:
+    """What one file contributes, before the cross-file checks. Cacheable."""
+
+    source: str
+    jobs: tuple[LoadedJob, ...]
+    names: tuple[NameSite, ...]
+    diagnostics: tuple[Diagnostic, ...]
+
+
+class LoadCache:
+    """Per-file outcomes of earlier loads, keyed by path and file signature.
+
+    Owned by one caller (the daemon loop); not thread-safe. Outcomes depend on the
+    settings, so a call with different settings starts afresh."""
+
+    def __init__(self) -> None:
+        self._outcomes: dict[str, tuple[FileSignature, FileOutcome]] = {}
+        self._settings_key: tuple[Any, ...] | None = None
+
+    def __len__(self) -> int:
+        return len(self._outcomes)
+
+    def outcome_for(self, entry: FileEntry, *, settings: Settings, now: datetime) -> FileOutcome:
+        """The cached outcome if the file is unchanged, else a fresh one (then cached)."""
+        self._match_settings(settings)
+        signature = signature_of(entry.path)
+        cached = self._outcomes.get(entry.label)
+        if cached is not None and signature is not None and cached[0] == signature:
+            return cached[1]
+        outcome = load_file(entry, settings=settings, now=now)
+        if signature is not None and time.time_ns() - signature.mtime_ns > _RACY_NS:
+            self._outcomes[entry.label] = (signature, outcome)
+        else:
+            self._outcomes.pop(entry.label, None)
+        return outcome
+
+    def keep_only(self, labels: Iterable[str]) -> None:
+        """Forget files that are gone."""
+        keep = set(labels)
+        for label in [label for label in self._outcomes if label not in keep]:
+            del self._outcomes[label]
+
+    def _match_settings(self, settings: Settings) -> None:
+        key = (
+            settings.max_file_bytes,
+            settings.max_nesting_depth,
+            settings.queues,
+            settings.task_allowlist,
+        )
+        if key != self._settings_key:
+            self._outcomes.clear()
+            self._settings_key = key
+
+
+def load_jobs(
+    jobs_dir: Path,
+    *,
+    settings: Settings,
+    now: datetime | None = None,
+    cache: LoadCache | None = None,
+) -> LoadResult:
+    """Load every job file under `jobs_dir`; sources are posix paths relative to it."""
+    entries, refused = find_job_files(jobs_dir)
+    return load_entries(entries, refused, settings=settings, now=now, cache=cache)
+
+
+def load_paths(
+    paths: Sequence[Path], *, settings: Settings, now: datetime | None = None
+) -> LoadResult:
+    """Load the given files and folders (for `reconcile validate PATH ...`).
+
+    Sources are the paths as given, folders' files below them (`jobs.d/ops/x.yaml`).
+    A given file is read whatever its suffix, but never through a symlink."""
+    entries: list[FileEntry] = []
+    refused: list[Diagnostic] = []
+    for path in paths:
+        label = path.as_posix()
+        if path.is_dir():
+            found, skipped = find_job_files(path, prefix=label.rstrip("/") + "/")
+            entries += found
+            refused += skipped
+        else:
+            entries.append(FileEntry(label, path))
+    return load_entries(entries, refused, settings=settings, now=now)
+
+
+def load_entries(
+    entries: Sequence[FileEntry],
+    refused: Sequence[Diagnostic],
+    *,
+    settings: Settings,
+    now: datetime | None = None,
+    cache: LoadCache | None = None,
+) -> LoadResult:
+    """Load `entries` (refused entries only add their diagnostics) and run the
+    cross-file checks."""
+    moment = now if now is not None else datetime.now(UTC)
+    if cache is not None:
+        cache.keep_only(entry.label for entry in entries)
+        outcomes = [cache.outcome_for(e, settings=settings, now=moment) for e in entries]
+    else:
+        outcomes = [load_file(e, settings=settings, now=moment) for e in entries]
+    return assemble_result(outcomes, refused)
+
+
+def load_file(entry: FileEntry, *, settings: Settings, now: datetime) -> FileOutcome:
+    """Read, parse, validate and check one file."""
+    data = read_job_file(entry, max_bytes=settings.max_file_bytes)
+    if isinstance(data, Diagnostic):
+        return FileOutcome(entry.label, (), (), (data,))
+    return load_bytes(entry.label, data, settings=settings, now=now)
+
+
+def load_bytes(source: str, data: bytes, *, settings: Settings, now: datetime) -> FileOutcome:
+    """Parse, validate and check the text of one file (pure). `data` must already be
+    bounded in size: this function does not look at `settings.max_file_bytes`."""
+    parsed = parse_yaml(data, path=source, max_depth=settings.max_nesting_depth)
+    diagnostics = list(parsed.diagnostics)
+    jobs: list[LoadedJob] = []
+    names: list[NameSite] = []
+    failed: list[tuple[int, ValidationError | None, tuple[Finding, ...]]] = []
+    for number, document in enumerate(parsed.documents):
+        content = document.data
+        if content is None:
+            continue  # an empty document, e.g. after a trailing `---`
+        if not isinstance(content, dict):
+            message = f"a job document must be a mapping, not {describe_kind(content)}"
+            diagnostics.append(
+                Diagnostic(source, document.line, document.column, "NOT_A_MAPPING", message)
+            )
+            continue
+        if isinstance(content.get("name"), str):
+            site = NameSite(content["name"], source, document.name_line, document.name_column)
+            names.append(site)
+        if not document.clean:
+            continue  # its tag, alias or duplicate key is reported; the rest would be noise
+        try:
+            spec = JobSpec.model_validate(content)
+        except ValidationError as error:
+            failed.append((number, error, _routing_findings(content, error, settings)))
+            continue
+        findings = check_job(spec, settings=settings, now=now)
+        if findings:
+            failed.append((number, None, findings))
+            continue
+        jobs.append(LoadedJob(spec, source, document.line, document.column))
+    if failed:
+        diagnostics += _explain_failures(source, data, parsed.documents, failed, settings)
+    if not diagnostics and all(document.data is None for document in parsed.documents):
+        message = "no job in this file (only comments or empty documents)"
+        diagnostics.append(Diagnostic(source, 0, 0, "EMPTY_FILE", message))
+    return FileOutcome(source, tuple(jobs), tuple(names), tuple(sorted(diagnostics)))
+
+
+def _routing_findings(
+    content: dict[str, Any], error: ValidationError, settings: Settings
+) -> tuple[Finding, ...]:
+    """Task and queue findings for a document that failed validation, so one run reports
+    them too; skipped for a field that is itself invalid (one error per field is enough)."""
+    invalid = {details["loc"][0] for details in error.errors() if details["loc"]}
+    task = content.get("task") if "task" not in invalid else None
+    queue = content.get("queue") if "queue" not in invalid else None
+    return check_routing(task, queue, settings=settings)
+
+
+def _explain_failures(
+    source: str,
+    data: bytes,
+    documents: Sequence[Any],
+    failed: Sequence[tuple[int, ValidationError | None, tuple[Finding, ...]]],
+    settings: Settings,
+) -> list[Diagnostic]:
+    # Only now are positions needed: parse again, recording every node (rare, so cheap).
+    indexes = locate_nodes(data, max_depth=settings.max_nesting_depth)
+    diagnostics: list[Diagnostic] = []
+    for number, error, findings in failed:
+        index = indexes[number]
+        if error is not None:
+            content = documents[number].data
+            diagnostics += explain_errors(error, data=content, index=index, source=source)
+        diagnostics += explain_findings(findings, index=index, source=source)
+    return diagnostics
+
+
+def assemble_result(outcomes: Sequence[FileOutcome], refused: Sequence[Diagnostic]) -> LoadResult:
+    """Cross-file duplicate names, quarantine, and the jobs of healthy files."""
+    by_source: dict[str, list[Diagnostic]] = {}
+    for outcome in outcomes:
+        if outcome.diagnostics:
+            by_source.setdefault(outcome.source, []).extend(outcome.diagnostics)
+    for diagnostic in refused:
+        by_source.setdefault(diagnostic.path, []).append(diagnostic)
+    duplicates = find_duplicate_names(site for o in outcomes for site in o.names)
+    for diagnostic in duplicates:
+        by_source.setdefault(diagnostic.path, []).append(diagnostic)
+    quarantined = {source: tuple(sorted(by_source[source])) for source in sorted(by_source)}
+    jobs = tuple(job for o in outcomes if o.source not in quarantined for job in o.jobs)
+    return LoadResult(jobs, MappingProxyType(quarantined), len(outcomes) + len(refused))

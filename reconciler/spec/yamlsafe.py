@@ -1,0 +1,421 @@
+"""Hostile-input-safe YAML: bytes in, plain Python data (and, on request, positions) out.
+
+Why not `yaml.safe_load`: it accepts alias bombs, keeps the last of two duplicate keys,
+crashes the process (CSafeLoader segfaults in its recursive composer) on 50,000 nested
+`[`, and its errors print the offending source line. Here libyaml's C *parser* (an
+explicit state stack, no recursion) produces events, and a flat loop in this module
+builds the data from them, so that:
+
+- nesting deeper than `max_depth` stops the parse at the first too-deep node, before
+  libyaml has read further (flow nesting makes libyaml quadratic: stopping early matters);
+- tags, anchors and aliases, duplicate keys and non-text keys are reported, never built;
+- scalars are resolved exactly as PyYAML's YAML 1.1 resolver does (`no` is false,
+  `0755` is 493), and the same loop can record, for every node, where it starts and
+  whether it was a plain (unquoted) scalar, so a later type error can say "quote it".
+
+The caller bounds the byte size (see `reconciler.spec.files`). Everything here is pure.
+Building plain data is about twice as fast as `yaml.load_all(..., CSafeLoader)`; the
+positions are only recorded when asked for (`locate_nodes`), i.e. when a document has
+an error to report.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import yaml
+from yaml.constructor import SafeConstructor
+from yaml.events import (
+    AliasEvent,
+    DocumentEndEvent,
+    DocumentStartEvent,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+    StreamEndEvent,
+)
+from yaml.nodes import ScalarNode
+from yaml.resolver import Resolver
+
+from reconciler.spec.diagnostics import Diagnostic
+
+# A path from a document's root to a node: mapping keys and sequence indexes.
+NodePath = tuple[str | int, ...]
+# YAML forbids C0 controls (but tab, LF, CR), DEL, C1 controls (but NEL) and surrogates.
+_CONTROL_BYTES = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CONTROL_CHARS = re.compile("[\x80-\x84\x86-\x9f\ud800-\udfff\ufffe\uffff]")
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """Where one node starts (1-based), and where its key starts if it is a mapping value.
+
+    `plain` is true for an unquoted, untagged scalar: only those are subject to YAML 1.1
+    type resolution. `text` is the scalar as written (None for collections).
+    """
+
+    line: int
+    column: int
+    key_line: int
+    key_column: int
+    plain: bool
+    text: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class YamlDocument:
+    """One document: its data, where its root node starts (1-based), whether the
+    structure was clean (no tag, alias, duplicate or non-text key), and where its
+    top-level `name` key is (for duplicate-name messages; the root's position if none)."""
+
+    data: Any
+    line: int
+    column: int
+    clean: bool
+    name_line: int
+    name_column: int
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedYaml:
+    """The documents read before the first fatal error, and every problem found.
+
+    A fatal problem (encoding, syntax, nesting) ends the parse; structural problems
+    (tags, aliases, duplicate keys) mark their document unclean and parsing goes on,
+    so that one run reports them all.
+    """
+
+    documents: tuple[YamlDocument, ...]
+    diagnostics: tuple[Diagnostic, ...]
+
+
+class _Abort(Exception):
+    """Stop the parse: `diagnostic` is fatal for the whole file."""
+
+    def __init__(self, diagnostic: Diagnostic) -> None:
+        super().__init__(diagnostic.message)
+        self.diagnostic = diagnostic
+
+
+def parse_yaml(data: bytes, *, path: str, max_depth: int) -> ParsedYaml:
+    """Parse every document of `data` into plain data (dict, list, str, int, float,
+    bool, None, date, datetime). Never raises for any input; problems are diagnostics
+    labelled with `path`."""
+    problem = check_text(data, path=path)
+    if problem is not None:
+        return ParsedYaml((), (problem,))
+    builder = _Builder(path=path, max_depth=max_depth, record=False)
+    fatal = builder.run(data)
+    diagnostics = [*builder.diagnostics, *([fatal] if fatal else [])]
+    return ParsedYaml(tuple(builder.documents), tuple(diagnostics))
+
+
+def locate_nodes(data: bytes, *, max_depth: int) -> list[dict[NodePath, NodeInfo]]:
+    """Per document, the position of every node by its path from the root.
+
+    Meant for text `parse_yaml` already read without a fatal problem; for other text
+    the list covers the documents read before the problem."""
+    builder = _Builder(path="", max_depth=max_depth, record=True)
+    builder.run(data)
+    return builder.indexes
+
+
+def check_text(data: bytes, *, path: str) -> Diagnostic | None:
+    """BINARY_FILE for control bytes, NOT_UTF8 for invalid UTF-8, else None."""
+    byte_match = _CONTROL_BYTES.search(data)
+    if byte_match is not None:
+        line, column = _position_of(data, byte_match.start())
+        return Diagnostic(
+            path, line, column, "BINARY_FILE", f"control byte 0x{data[byte_match.start()]:02x}"
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line, column = _position_of(data, error.start)
+        return Diagnostic(path, line, column, "NOT_UTF8", f"invalid UTF-8: {error.reason}")
+    match = _CONTROL_CHARS.search(text)
+    if match is not None:
+        line, column = _position_of(data, len(text[: match.start()].encode("utf-8")))
+        code = ord(text[match.start()])
+        return Diagnostic(path, line, column, "BINARY_FILE", f"control character U+{code:04X}")
+    return None
+
+
+def _position_of(data: bytes, offset: int) -> tuple[int, int]:
+    """1-based line and column (in characters, as editors count) of a byte offset."""
+    line_start = data.rfind(b"\n", 0, offset) + 1
+    column = len(data[line_start:offset].decode("utf-8", errors="replace")) + 1
+    return data.count(b"\n", 0, offset) + 1, column
+
+
+class _Builder:
+    """Turns libyaml events into data. One instance per parse.
+
+    The containers under construction are kept on an explicit stack (never recursion),
+    so the depth bound is the only limit on input shape.
+    """
+
+    def __init__(self, *, path: str, max_depth: int, record: bool) -> None:
+        self.path = path
+        self.max_depth = max_depth
+        self.record = record
+        self.documents: list[YamlDocument] = []
+        self.indexes: list[dict[NodePath, NodeInfo]] = []
+        self.diagnostics: list[Diagnostic] = []
+        self._convert = _scalar_constructors()
+
+    def run(self, data: bytes) -> Diagnostic | None:
+        """Consume all events; return the fatal diagnostic that stopped it, if any."""
+        loader = yaml.CSafeLoader(data)
+        try:
+            self._consume(loader.get_event)
+        except _Abort as abort:
+            return abort.diagnostic
+        except yaml.MarkedYAMLError as error:
+            return self._syntax_error(error)
+        except yaml.YAMLError as error:  # ReaderError: has an offset, no mark
+            position = getattr(error, "position", 0)
+            line, column = _position_of(data, position if isinstance(position, int) else 0)
+            reason = getattr(error, "reason", "unreadable text")
+            return Diagnostic(self.path, line, column, "YAML_SYNTAX", str(reason))
+        finally:
+            loader.dispose()
+        return None
+
+    def _syntax_error(self, error: yaml.MarkedYAMLError) -> Diagnostic:
+        # Built from the problem and context only: str(error) may quote the source line.
+        mark = error.problem_mark or error.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
+        message = error.problem or "invalid YAML"
+        if error.context:
+            context_mark = error.context_mark
+            where = f" (line {context_mark.line + 1})" if context_mark is not None else ""
+            message = f"{message} {error.context}{where}"
+        if error.context == "while scanning an alias":
+            # The classic: an unquoted cron expression. `*` starts an alias in YAML.
+            message += '; a value starting with * must be quoted, e.g. "*/5 * * * *"'
+        return Diagnostic(self.path, line, column, "YAML_SYNTAX", message)
+
+    def _consume(self, next_event: Callable[[], Any]) -> None:
+        # One flat loop with local variables: this is the hot path of every load.
+        record = self.record
+        containers: list[Any] = []  # open dicts and lists, outermost first
+        pending_keys: list[Any] = []  # per open container: the key awaiting its value
+        key_marks: list[Any] = []  # per open container: that key's mark
+        paths: list[NodePath] = []  # per open container: its path (only when recording)
+        doc = _DocumentState()
+        while True:
+            event = next_event()
+            kind = type(event)
+            if kind is ScalarEvent or kind is AliasEvent:
+                if kind is AliasEvent or event.anchor is not None or event.tag is not None:
+                    self._report_structure(event)
+                    value: Any = None if kind is AliasEvent else event.value
+                elif event.implicit[0] and event.value[:1] in _IMPLICIT:
+                    value = self._resolve(event.value)
+                else:
+                    value = event.value  # quoted, or plain text no resolver could claim
+                if doc.root_mark is None:
+                    doc.root_mark = event.start_mark
+                top = containers[-1] if containers else None
+                if type(top) is dict and pending_keys[-1] is _NO_KEY:
+                    if type(value) is not str or value in top:
+                        value = self._key_text(event, value, top)
+                    pending_keys[-1] = value
+                    key_marks[-1] = event.start_mark
+                    if len(containers) == 1 and pending_keys[-1] == "name":
+                        doc.name_mark = event.start_mark
+                    continue
+                if record:
+                    path = _child_path(containers, pending_keys, paths)
+                    doc.index[path] = _node_info(event, containers, key_marks)
+            elif kind is MappingStartEvent or kind is SequenceStartEvent:
+                if event.anchor is not None or event.tag is not None:
+                    self._report_structure(event)
+                if len(containers) >= self.max_depth:
+                    message = f"nesting deeper than {self.max_depth} levels"
+                    raise _Abort(self._at(event, "NESTING_TOO_DEEP", message))
+                if containers and type(containers[-1]) is dict and pending_keys[-1] is _NO_KEY:
+                    message = "a mapping key must be text, not a collection"
+                    raise _Abort(self._at(event, "INVALID_TYPE", message))
+                if doc.root_mark is None:
+                    doc.root_mark = event.start_mark
+                if record:
+                    path = _child_path(containers, pending_keys, paths)
+                    doc.index[path] = _node_info(event, containers, key_marks)
+                    paths.append(path)
+                containers.append({} if kind is MappingStartEvent else [])
+                pending_keys.append(_NO_KEY)
+                key_marks.append(None)
+                continue
+            elif kind is MappingEndEvent or kind is SequenceEndEvent:
+                value = containers.pop()
+                pending_keys.pop()
+                key_marks.pop()
+                if record:
+                    paths.pop()
+            elif kind is DocumentStartEvent:
+                doc = _DocumentState(first_diagnostic=len(self.diagnostics))
+                continue
+            elif kind is DocumentEndEvent:
+                self._close_document(doc, event)
+                continue
+            elif kind is StreamEndEvent:
+                return
+            else:  # StreamStartEvent
+                continue
+            # A complete node (scalar, alias or closed collection): attach it to its parent.
+            if not containers:
+                doc.root = value
+                continue
+            top = containers[-1]
+            if type(top) is list:
+                top.append(value)
+            else:
+                top[pending_keys[-1]] = value
+                pending_keys[-1] = _NO_KEY
+
+    def _close_document(self, doc: _DocumentState, event: Any) -> None:
+        mark = doc.root_mark if doc.root_mark is not None else event.start_mark
+        name = doc.name_mark if doc.name_mark is not None else mark
+        clean = len(self.diagnostics) == doc.first_diagnostic
+        self.documents.append(
+            YamlDocument(
+                doc.root, mark.line + 1, mark.column + 1, clean, name.line + 1, name.column + 1
+            )
+        )
+        self.indexes.append(doc.index)
+
+    def _resolve(self, text: str) -> Any:
+        """The value PyYAML's YAML 1.1 resolver gives this plain, untagged scalar."""
+        for tag, pattern in _IMPLICIT.get(text[:1], ()):
+            if pattern.match(text):
+                convert = self._convert.get(tag)
+                return text if convert is None else convert(text)
+        return text
+
+    def _key_text(self, event: Any, value: Any, mapping: dict[str, Any]) -> str:
+        """The mapping key as text; reports non-text and duplicate keys."""
+        if type(value) is not str:
+            if type(event) is ScalarEvent:
+                shown = describe_value(value)
+                message = f"key read as {shown}; write it in quotes if you mean the text"
+                self.diagnostics.append(self._at(event, "YAML_COERCION", message))
+                value = str(event.value)
+            else:
+                value = ""
+        if value in mapping:
+            self.diagnostics.append(
+                self._at(event, "DUPLICATE_KEY", f"key {value!r} appears twice in this mapping")
+            )
+        return value
+
+    def _report_structure(self, event: Any) -> None:
+        if type(event) is AliasEvent:
+            self.diagnostics.append(
+                self._at(event, "YAML_ALIAS", "aliases (*name) are not allowed")
+            )
+            return
+        if event.anchor is not None:
+            self.diagnostics.append(
+                self._at(event, "YAML_ALIAS", "anchors (&name) are not allowed")
+            )
+        if event.tag is not None:
+            message = f"tag {_short(event.tag)} is not allowed; write plain YAML"
+            self.diagnostics.append(self._at(event, "YAML_TAG", message))
+
+    def _at(self, event: Any, code: str, message: str) -> Diagnostic:
+        mark = event.start_mark
+        return Diagnostic(self.path, mark.line + 1, mark.column + 1, code, message)
+
+
+class _DocumentState:
+    """What one document has collected so far."""
+
+    __slots__ = ("first_diagnostic", "index", "name_mark", "root", "root_mark")
+
+    def __init__(self, first_diagnostic: int = 0) -> None:
+        self.first_diagnostic = first_diagnostic
+        self.root: Any = None
+        self.root_mark: Any = None
+        self.name_mark: Any = None
+        self.index: dict[NodePath, NodeInfo] = {}
+
+
+class _NoKey:
+    """Marks a mapping that waits for a key (None is a valid, if refused, key value)."""
+
+
+_NO_KEY = _NoKey()
+_IMPLICIT: dict[str, list[tuple[str, re.Pattern[str]]]] = Resolver.yaml_implicit_resolvers
+
+
+def _child_path(containers: list[Any], pending_keys: list[Any], paths: list[NodePath]) -> NodePath:
+    if not containers:
+        return ()
+    top = containers[-1]
+    step = len(top) if type(top) is list else pending_keys[-1]
+    return (*paths[-1], step)
+
+
+def _node_info(event: Any, containers: list[Any], key_marks: list[Any]) -> NodeInfo:
+    mark = event.start_mark
+    in_mapping = bool(containers) and type(containers[-1]) is dict
+    key_mark = key_marks[-1] if in_mapping and key_marks[-1] is not None else mark
+    scalar = type(event) is ScalarEvent
+    return NodeInfo(
+        line=mark.line + 1,
+        column=mark.column + 1,
+        key_line=key_mark.line + 1,
+        key_column=key_mark.column + 1,
+        plain=scalar and bool(event.implicit[0]) and event.tag is None,
+        text=event.value if scalar else None,
+    )
+
+
+def _scalar_constructors() -> dict[str, Callable[[str], Any]]:
+    """PyYAML's own converters for the implicit YAML 1.1 types, keyed by tag."""
+    constructor = SafeConstructor()
+
+    def converter(tag: str) -> Callable[[str], Any]:
+        method = SafeConstructor.yaml_constructors[tag]
+        return lambda text: method(constructor, ScalarNode(tag, text))
+
+    names = ("null", "bool", "int", "float", "timestamp")
+    return {f"tag:yaml.org,2002:{n}": converter(f"tag:yaml.org,2002:{n}") for n in names}
+
+
+def describe_value(value: Any) -> str:
+    """How a resolved YAML value reads in a message: `boolean false`, `number 493`."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, int | float):
+        return f"number {value!r}"
+    if hasattr(value, "isoformat"):
+        return f"date {value.isoformat()}"
+    return type(value).__name__
+
+
+def describe_kind(value: Any) -> str:
+    """What kind of value this is, in a message: `text`, `a mapping`, `boolean true`."""
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, date):
+        return "a date"
+    return describe_value(value)
+
+
+def _short(tag: str) -> str:
+    return tag.replace("tag:yaml.org,2002:", "!!")

@@ -1,0 +1,143 @@
+"""Our inventory (`scheduled_jobs`), the quarantine list and the reconcile history."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from reconciler.core.plan import Target
+from reconciler.core.state import InventoryRow
+from reconciler.spec.diagnostics import Diagnostic
+from reconciler.store.tables import quarantined_files, reconcile_runs, scheduled_jobs
+
+
+class EssenceCache:
+    """Specs by hash: a hash names its content for ever, so a daemon fetches each spec
+    from the database once and later passes read only names and hashes."""
+
+    def __init__(self) -> None:
+        self._by_hash: dict[str, Mapping[str, Any]] = {}
+
+    def get(self, spec_hash: str) -> Mapping[str, Any] | None:
+        return self._by_hash.get(spec_hash)
+
+    def put(self, spec_hash: str, essence: Mapping[str, Any]) -> None:
+        self._by_hash[spec_hash] = essence
+
+
+def read_inventory(
+    connection: Connection, cache: EssenceCache | None = None
+) -> dict[str, InventoryRow]:
+    cache = cache or EssenceCache()
+    t = scheduled_jobs
+    heads = connection.execute(
+        sa.select(
+            t.c.name, t.c.spec_hash, t.c.status, t.c.source_file, t.c.source_line, t.c.revision
+        )
+    ).all()
+    missing = sorted({row.spec_hash for row in heads if cache.get(row.spec_hash) is None})
+    for start in range(0, len(missing), 5000):
+        chunk = missing[start : start + 5000]
+        query = sa.select(t.c.spec_hash, t.c.spec).where(t.c.spec_hash.in_(chunk))
+        for spec_hash, spec in connection.execute(query):
+            cache.put(spec_hash, spec if isinstance(spec, dict) else json.loads(spec))
+    return {
+        row.name: InventoryRow(
+            name=row.name,
+            essence=cache.get(row.spec_hash) or {},
+            spec_hash=row.spec_hash,
+            status=row.status,
+            source_file=row.source_file,
+            source_line=row.source_line,
+            revision=row.revision,
+        )
+        for row in heads
+    }
+
+
+def upsert_inventory(connection: Connection, targets: Iterable[Target], *, now: datetime) -> None:
+    values = [
+        {
+            "name": target.spec.name,
+            "spec": dict(target.essence),
+            "spec_hash": target.spec_hash,
+            "task": target.spec.task,
+            "queue": target.spec.queue,
+            "labels": dict(target.spec.labels),
+            "status": target.status,
+            "source_file": target.source,
+            "source_line": target.line,
+            "revision": target.revision,
+            "revision_dirty": target.revision_dirty,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for target in targets
+    ]
+    if not values:
+        return
+    statement = _insert(connection, scheduled_jobs)
+    kept = {"name", "created_at"}
+    updates = {key: statement.excluded[key] for key in values[0] if key not in kept}
+    updates["generation"] = scheduled_jobs.c.generation + 1
+    connection.execute(
+        statement.on_conflict_do_update(index_elements=[scheduled_jobs.c.name], set_=updates),
+        values,
+    )
+
+
+def delete_inventory(connection: Connection, names: Iterable[str]) -> None:
+    names = list(names)
+    for start in range(0, len(names), 5000):
+        chunk = names[start : start + 5000]
+        connection.execute(sa.delete(scheduled_jobs).where(scheduled_jobs.c.name.in_(chunk)))
+
+
+def replace_quarantine(
+    connection: Connection, quarantined: Mapping[str, tuple[Diagnostic, ...]], *, now: datetime
+) -> None:
+    """Make `quarantined_files` hold exactly the files quarantined now; `since` survives."""
+    t = quarantined_files
+    existing = {row.path: row.since for row in connection.execute(sa.select(t.c.path, t.c.since))}
+    gone = set(existing) - set(quarantined)
+    if gone:
+        connection.execute(sa.delete(t).where(t.c.path.in_(sorted(gone))))
+    values = [
+        {
+            "path": path,
+            "diagnostics": [d.as_dict() for d in diagnostics],
+            "since": existing.get(path, now),
+            "last_seen": now,
+        }
+        for path, diagnostics in quarantined.items()
+    ]
+    if values:
+        statement = _insert(connection, t)
+        connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=[t.c.path],
+                set_={
+                    "diagnostics": statement.excluded.diagnostics,
+                    "last_seen": statement.excluded.last_seen,
+                },
+            ),
+            values,
+        )
+
+
+def record_reconcile_run(connection: Connection, **values: Any) -> int:
+    result = connection.execute(sa.insert(reconcile_runs).values(**values))
+    return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
+def _insert(connection: Connection, table: sa.Table) -> Any:
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    return insert(table)

@@ -1,0 +1,180 @@
+"""Raw access to APScheduler's `apscheduler_jobs` table, never through its job store.
+
+APScheduler 3's `get_all_jobs()` / `get_due_jobs()` DELETE every row whose callable
+cannot be imported (upstream #341): a reader that merely lacks a module would wipe the
+table. So we read the columns with SQL and unpickle the state dict ourselves: that
+needs APScheduler's trigger classes, never the job's callable. We write rows in the
+exact format `SQLAlchemyJobStore` writes, so the scheduler reads them as its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from apscheduler.util import datetime_to_utc_timestamp
+from sqlalchemy.engine import Connection
+
+from reconciler.core.fires import FIRE_CALLABLE
+from reconciler.core.state import SchedulerJob, SchedulerRow
+from reconciler.store.tables import apscheduler_jobs
+
+EXECUTOR = "default"
+
+
+class RowDecoder:
+    """Decodes pickled job states, remembering them by digest: in a daemon, a pass after
+    nothing changed unpickles nothing (10,000 unpickles cost ~1 s)."""
+
+    def __init__(self) -> None:
+        self._by_digest: dict[str, SchedulerRow] = {}
+
+    def decode(self, row_id: str, next_run_time: float | None, job_state: bytes) -> SchedulerRow:
+        digest = state_digest(job_state)
+        known = self._by_digest.get(digest)
+        if known is None:
+            known = _unpickle(row_id, job_state)
+            self._by_digest[digest] = known
+        return _with_next_run_time(known, row_id, next_run_time)
+
+    def known(self, digest: str) -> SchedulerRow | None:
+        return self._by_digest.get(digest)
+
+    def forget_unused(self, used: set[str]) -> None:
+        for digest in set(self._by_digest) - used:
+            del self._by_digest[digest]
+
+
+def state_digest(job_state: bytes) -> str:
+    # md5 because PostgreSQL computes the same one server-side (see read_scheduler_rows).
+    return hashlib.md5(job_state, usedforsecurity=False).hexdigest()
+
+
+def read_scheduler_rows(
+    connection: Connection, decoder: RowDecoder | None = None
+) -> dict[str, SchedulerRow]:
+    """Every row, decoded. On PostgreSQL only digests travel for rows already known."""
+    decoder = decoder or RowDecoder()
+    table = apscheduler_jobs
+    if connection.dialect.name == "postgresql":
+        digest_column = sa.func.md5(table.c.job_state).label("digest")
+        heads = connection.execute(sa.select(table.c.id, table.c.next_run_time, digest_column))
+        rows: dict[str, SchedulerRow] = {}
+        unknown: list[str] = []
+        for row_id, next_run_time, digest in heads:
+            known = decoder.known(digest)
+            if known is None:
+                unknown.append(row_id)
+            else:
+                rows[row_id] = _with_next_run_time(known, row_id, next_run_time)
+        for chunk in _chunks(unknown, 5000):
+            query = sa.select(table).where(table.c.id.in_(chunk))
+            for row_id, next_run_time, job_state in connection.execute(query):
+                rows[row_id] = decoder.decode(row_id, next_run_time, job_state)
+        return rows
+    return {
+        row_id: decoder.decode(row_id, next_run_time, job_state)
+        for row_id, next_run_time, job_state in connection.execute(sa.select(table))
+    }
+
+
+def job_state(job: SchedulerJob, next_run_time: datetime | None) -> bytes:
+    """The pickled state dict, exactly as APScheduler's `Job.__getstate__` builds it."""
+    state = {
+        "version": 1,
+        "id": job.id,
+        "func": FIRE_CALLABLE,
+        "trigger": job.trigger,
+        "executor": EXECUTOR,
+        "args": (),
+        "kwargs": dict(job.kwargs),
+        "name": job.id,
+        "misfire_grace_time": job.misfire_grace_time,
+        "coalesce": job.coalesce,
+        "max_instances": job.max_instances,
+        "next_run_time": next_run_time,
+    }
+    return pickle.dumps(state, pickle.HIGHEST_PROTOCOL)
+
+
+def upsert_scheduler_rows(
+    connection: Connection, rows: Iterable[tuple[SchedulerJob, datetime | None]]
+) -> None:
+    """Write (job, next_run_time) pairs; next_run_time None = paused."""
+    values = [
+        {
+            "id": job.id,
+            "next_run_time": datetime_to_utc_timestamp(next_run_time),
+            "job_state": job_state(job, next_run_time),
+        }
+        for job, next_run_time in rows
+    ]
+    if values:
+        _upsert(connection, values)
+
+
+def delete_scheduler_rows(connection: Connection, ids: Iterable[str]) -> None:
+    for chunk in _chunks(list(ids), 5000):
+        connection.execute(sa.delete(apscheduler_jobs).where(apscheduler_jobs.c.id.in_(chunk)))
+
+
+def _upsert(connection: Connection, values: list[dict[str, Any]]) -> None:
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    statement = insert(apscheduler_jobs)
+    statement = statement.on_conflict_do_update(
+        index_elements=[apscheduler_jobs.c.id],
+        set_={
+            "next_run_time": statement.excluded.next_run_time,
+            "job_state": statement.excluded.job_state,
+        },
+    )
+    connection.execute(statement, values)
+
+
+def _unpickle(row_id: str, job_state: bytes) -> SchedulerRow:
+    try:
+        state: Mapping[str, Any] = pickle.loads(job_state)
+        return SchedulerRow(
+            id=row_id,
+            next_run_time=None,
+            func=str(state.get("func", "")),
+            fingerprint=repr(state.get("trigger")),
+            kwargs=dict(state.get("kwargs") or {}),
+            misfire_grace_time=state.get("misfire_grace_time"),
+            coalesce=bool(state.get("coalesce", True)),
+            max_instances=int(state.get("max_instances", 1)),
+        )
+    except Exception:  # noqa: BLE001 - any undecodable state is drift, never a crash
+        return SchedulerRow(id=row_id, next_run_time=None, readable=False)
+
+
+def _with_next_run_time(
+    row: SchedulerRow, row_id: str, next_run_time: float | None
+) -> SchedulerRow:
+    return replace(row, id=row_id, next_run_time=next_run_time)
+
+
+def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def read_next_run_times(connection: Connection, ids: list[str]) -> dict[str, float]:
+    """Current next_run_time of the given rows (paused or missing rows are left out)."""
+    table = apscheduler_jobs
+    found: dict[str, float] = {}
+    for chunk in _chunks(ids, 5000):
+        query = sa.select(table.c.id, table.c.next_run_time).where(table.c.id.in_(chunk))
+        for row_id, next_run_time in connection.execute(query):
+            if next_run_time is not None:
+                found[row_id] = next_run_time
+    return found

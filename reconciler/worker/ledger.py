@@ -1,0 +1,163 @@
+"""The worker's writes to the run ledger (`job_runs`), one short transaction each.
+
+The dispatcher inserted the row (id = fire id = Celery task id) before publishing; the
+worker moves it started -> succeeded / failed / retried, or counts a duplicate delivery.
+
+The ledger is the AUTHORITY on whether a fire already ran: `start` refuses a row in a
+final status (succeeded, failed), which covers Redis having lost an idempotency key.
+
+Failure policy: a ledger write that fails (database down, lock timeout) is logged and
+counted (LEDGER_WRITE_FAILURES) and never raised into the task: losing a status update is
+better than losing the task's result or running it again. `start` then answers UNKNOWN
+and the task runs, guarded by Redis alone.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from prometheus_client import Counter
+from sqlalchemy.engine import Engine
+
+from reconciler.redact import redact
+from reconciler.store.tables import job_runs
+
+log = logging.getLogger(__name__)
+
+# TODO(lead): move to reconciler/metrics.py (the one place for metrics) and import it here.
+LEDGER_WRITE_FAILURES = Counter(
+    "reconciler_ledger_write_failures_total",
+    "Run-ledger writes by workers that failed (the task itself was not affected)",
+    ["operation"],
+)
+
+# Statuses after which a fire must not execute again.
+FINAL_STATUSES = ("succeeded", "failed")
+SUMMARY_LIMIT = 500
+ERROR_LIMIT = 1000
+
+
+class Start(enum.Enum):
+    STARTED = "started"  # row moved to started: run
+    NO_ROW = "no_row"  # no ledger row (published outside the dispatcher): run, log it
+    REFUSED = "refused"  # final (or, when exclusive, already started): do not run
+    UNKNOWN = "unknown"  # the ledger could not be read: run (Redis still guards)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Ledger:
+    """`job_runs` writes for one worker process. `clock` is a test seam."""
+
+    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
+        self.engine = engine
+        self._clock = clock
+
+    def start(
+        self, run_id: str, *, worker: str, retries: int, exclusive: bool
+    ) -> tuple[Start, str | None]:
+        """Move the row to `started` unless it is final; returns the outcome and, when
+        REFUSED, the status found. `exclusive` also refuses a row already `started`: the
+        ledger is then the claim itself (no Redis guard)."""
+        blocked = [*FINAL_STATUSES, "started"] if exclusive else list(FINAL_STATUSES)
+        now = self._clock()
+        statement = (
+            sa.update(job_runs)
+            .where(job_runs.c.id == run_id, job_runs.c.status.not_in(blocked))
+            .values(
+                status="started",
+                started_at=now,
+                finished_at=None,
+                worker=worker,
+                retries=retries,
+                updated_at=now,
+            )
+        )
+        try:
+            with self.engine.begin() as connection:
+                if connection.execute(statement).rowcount:
+                    return Start.STARTED, "started"
+                status = connection.execute(
+                    sa.select(job_runs.c.status).where(job_runs.c.id == run_id)
+                ).scalar_one_or_none()
+        except sa.exc.SQLAlchemyError as error:
+            _failed("start", run_id, error)
+            return Start.UNKNOWN, None
+        return (Start.NO_ROW, None) if status is None else (Start.REFUSED, status)
+
+    def status(self, run_id: str) -> str | None:
+        with self.engine.connect() as connection:
+            return connection.execute(
+                sa.select(job_runs.c.status).where(job_runs.c.id == run_id)
+            ).scalar_one_or_none()
+
+    def succeeded(self, run_id: str, *, result: Any) -> None:
+        self._finish(run_id, "succeeded", result_summary=summarize(result), error=None)
+
+    def failed(self, run_id: str, *, error: BaseException, worker: str | None = None) -> None:
+        values: dict[str, Any] = {"error": describe(error)}
+        if worker:
+            values["worker"] = worker
+        self._finish(run_id, "failed", **values)
+
+    def retried(self, run_id: str, *, error: BaseException, retries: int) -> None:
+        """A failed attempt whose retry is about to be published (written BEFORE the
+        publish, so that the retry can never find the row still `started`)."""
+        self._write(
+            "retried",
+            run_id,
+            status="retried",
+            error=describe(error),
+            retries=retries,
+            finished_at=self._clock(),
+        )
+
+    def duplicate(self, run_id: str, *, reason: str, own_fire: bool) -> None:
+        """Count a delivery that was not executed. A delivery of the fire that holds the
+        key only bumps `duplicates`; another fire sharing the key (an explicit idempotency
+        template) is itself recorded as `skipped` with the reason."""
+        values: dict[str, Any] = {"duplicates": job_runs.c.duplicates + 1}
+        if not own_fire:
+            values.update(status="skipped", reason=reason, finished_at=self._clock())
+        self._write("duplicate", run_id, **values)
+
+    def _finish(self, run_id: str, status: str, **values: Any) -> None:
+        self._write(status, run_id, status=status, finished_at=self._clock(), **values)
+
+    def _write(self, operation: str, run_id: str, **values: Any) -> None:
+        statement = (
+            sa.update(job_runs)
+            .where(job_runs.c.id == run_id)
+            .values(updated_at=self._clock(), **values)
+        )
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(statement)
+        except sa.exc.SQLAlchemyError as error:
+            _failed(operation, run_id, error)
+
+
+def _failed(operation: str, run_id: str, error: Exception) -> None:
+    LEDGER_WRITE_FAILURES.labels(operation).inc()
+    log.error("ledger %s failed for run %s: %s", operation, run_id, describe(error))
+
+
+def summarize(result: Any, limit: int = SUMMARY_LIMIT) -> str:
+    """The result as redacted JSON, cut to `limit` characters (an ellipsis marks a cut)."""
+    text = json.dumps(redact(result), default=str, sort_keys=True, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def describe(error: BaseException, limit: int = ERROR_LIMIT) -> str:
+    """`Type: message`, one line, no traceback (tracebacks go to the logs)."""
+    message = " ".join(str(error).split())
+    text = f"{type(error).__name__}: {message}" if message else type(error).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"

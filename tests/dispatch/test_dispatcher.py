@@ -1,0 +1,254 @@
+"""The Dispatcher and the retrier on real PostgreSQL and RabbitMQ: ledger first,
+duplicates, overlaps, fencing, a broker outage, a crashed leader's leftovers."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from reconciler.core.fires import fire_id
+from reconciler.dispatch.dispatcher import Backoff, Dispatcher
+from reconciler.dispatch.publisher import Publisher
+from reconciler.dispatch.retrier import UnpublishedRetrier
+from reconciler.errors import NotLeaderError
+from reconciler.store.tables import job_runs
+
+from .conftest import Broker
+from .helpers import (
+    Fence,
+    add_to_inventory,
+    drain_queue,
+    make_payload,
+    make_spec,
+    runs,
+    wait_until,
+)
+
+pytestmark = pytest.mark.services
+
+SLOT = datetime.now(UTC).replace(microsecond=0)
+
+
+class Stack:
+    """A dispatcher and a retrier wired like the daemon wires them."""
+
+    def __init__(self, engine: sa.Engine, broker_url: str, fence: Fence, **options: object):
+        self.fence = fence
+        self.dispatcher = Dispatcher(
+            engine=engine,
+            publisher=Publisher(broker_url=broker_url, timeout=2),
+            fence=fence,
+            backoff=Backoff(base=0.2, cap=0.5),
+            **options,  # type: ignore[arg-type]
+        )
+        self.retrier = UnpublishedRetrier(
+            engine=engine, dispatcher=self.dispatcher, fence=fence, interval=0.2
+        )
+
+    def start(self) -> Stack:
+        self.dispatcher.start()
+        self.retrier.start()
+        return self
+
+    def stop(self) -> None:
+        self.retrier.stop()
+        self.dispatcher.stop()
+
+
+@pytest.fixture
+def stacks(engine: sa.Engine) -> Iterator[list[Stack]]:
+    made: list[Stack] = []
+    yield made
+    for stack in made:
+        stack.stop()
+
+
+def start_stack(stacks: list[Stack], engine: sa.Engine, url: str, **options: object) -> Stack:
+    stack = Stack(engine, url, Fence(True), **options).start()
+    stacks.append(stack)
+    return stack
+
+
+def statuses(engine: sa.Engine, job: str) -> list[str]:
+    return [row.status for row in runs(engine, job)]
+
+
+def test_fires_are_recorded_then_published_once(engine, broker: Broker, stacks) -> None:
+    stack = start_stack(stacks, engine, broker.url)
+    payload = make_payload(make_spec(queue=broker.queue))
+    jobs = [f"job-{i}" for i in range(20)]
+    for job in jobs:
+        stack.dispatcher.fire(job=job, payload=payload, scheduled_time=SLOT)
+    wait_until(lambda: all(statuses(engine, job) == ["published"] for job in jobs), timeout=10)
+    messages = drain_queue(broker.url, broker.queue)
+    assert sorted(m.headers["id"] for m in messages) == sorted(fire_id(j, SLOT) for j in jobs)
+    row = runs(engine, "job-0")[0]
+    assert row.id == fire_id("job-0", SLOT)
+    assert row.publish_attempts == 1 and row.published_at is not None
+    assert row.task == "reconciler.tasks.noop" and row.revision == "rev1"
+
+
+def test_the_same_slot_fired_twice_is_published_once(engine, broker: Broker, stacks) -> None:
+    first, second = (start_stack(stacks, engine, broker.url) for _ in range(2))
+    payload = make_payload(make_spec(queue=broker.queue))
+    # Two schedulers fire one slot (a failover): one row, one message, one duplicate.
+    first.dispatcher.fire(job="sweep", payload=payload, scheduled_time=SLOT)
+    second.dispatcher.fire(job="sweep", payload=payload, scheduled_time=SLOT)
+    wait_until(
+        lambda: [(r.status, r.duplicates) for r in runs(engine)] == [("published", 1)], timeout=10
+    )
+    # And again later, from the same process (a retried fire).
+    first.dispatcher.fire(job="sweep", payload=payload, scheduled_time=SLOT)
+    wait_until(lambda: runs(engine)[0].duplicates == 2, timeout=10)
+    assert len(drain_queue(broker.url, broker.queue)) == 1
+
+
+def test_a_job_at_max_concurrent_runs_skips_its_slot(engine, broker: Broker, stacks) -> None:
+    stack = start_stack(stacks, engine, broker.url)
+    payload = make_payload(make_spec(queue=broker.queue, max_concurrent_runs=1))
+    slots = [SLOT + timedelta(seconds=n) for n in range(3)]
+    stack.dispatcher.fire(job="sweep", payload=payload, scheduled_time=slots[0])
+    wait_until(lambda: statuses(engine, "sweep") == ["published"], timeout=10)
+    stack.dispatcher.fire(job="sweep", payload=payload, scheduled_time=slots[1])
+    wait_until(lambda: len(runs(engine)) == 2, timeout=10)
+    skipped = runs(engine)[1]
+    assert (skipped.status, skipped.reason) == ("skipped", "overlap")
+    # Once the first run finished, the next slot runs.
+    with engine.begin() as connection:
+        connection.execute(
+            job_runs.update()
+            .where(job_runs.c.id == fire_id("sweep", slots[0]))
+            .values(status="succeeded")
+        )
+    stack.dispatcher.fire(job="sweep", payload=payload, scheduled_time=slots[2])
+    wait_until(
+        lambda: statuses(engine, "sweep") == ["succeeded", "skipped", "published"], timeout=10
+    )
+    assert len(drain_queue(broker.url, broker.queue)) == 2
+
+
+def test_a_fenced_process_records_nothing(engine, broker: Broker) -> None:
+    stack = Stack(engine, broker.url, Fence(False)).start()
+    try:
+        with pytest.raises(NotLeaderError):
+            stack.dispatcher.fire(
+                job="sweep", payload=make_payload(make_spec()), scheduled_time=SLOT
+            )
+    finally:
+        stack.stop()
+    assert runs(engine) == []
+
+
+def test_missed_slots_are_recorded_with_their_reason(engine, broker: Broker, stacks) -> None:
+    stack = start_stack(stacks, engine, broker.url)
+    payload = make_payload(make_spec(queue=broker.queue))
+    stack.dispatcher.fire(job="sweep", payload=payload, scheduled_time=SLOT)
+    wait_until(lambda: statuses(engine, "sweep") == ["published"], timeout=10)
+    earlier = [SLOT - timedelta(seconds=2), SLOT - timedelta(seconds=1)]
+    stack.dispatcher.record_missed(
+        job="sweep", payload=payload, scheduled_times=[*earlier, SLOT], reason="misfire"
+    )
+    wait_until(lambda: len(runs(engine)) == 3, timeout=10)
+    assert [(r.status, r.reason) for r in runs(engine)] == [
+        ("missed", "misfire"),
+        ("missed", "misfire"),
+        ("published", None),
+    ]  # the slot that was fired keeps its row
+
+
+def test_a_full_queue_records_synchronously_for_the_retrier(engine, broker: Broker) -> None:
+    stack = Stack(engine, broker.url, Fence(True), queue_size=1)  # pipeline not started
+    payload = make_payload(make_spec(queue=broker.queue))
+    stack.dispatcher.fire(job="a", payload=payload, scheduled_time=SLOT)  # queued
+    stack.dispatcher.fire(job="b", payload=payload, scheduled_time=SLOT)  # written here
+    (row,) = runs(engine, "b")
+    assert row.status == "scheduled" and row.next_attempt_at <= datetime.now(UTC)
+    stack.start()
+    try:
+        wait_until(
+            lambda: statuses(engine, "a") == statuses(engine, "b") == ["published"], timeout=10
+        )
+    finally:
+        stack.stop()
+    assert len(drain_queue(broker.url, broker.queue)) == 2
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True)
+
+
+def test_a_broker_outage_loses_nothing_and_never_blocks_the_fire_path(
+    engine, amqp_url: str, stacks
+) -> None:
+    vhost = amqp_url.rsplit("/", 1)[1]
+    stack = start_stack(stacks, engine, amqp_url)
+    payload = make_payload(make_spec())
+    rabbitmqctl("delete_vhost", vhost)  # the broker refuses us from now on
+    try:
+        slowest = 0.0
+        for n in range(50):
+            started = time.perf_counter()
+            stack.dispatcher.fire(job=f"job-{n}", payload=payload, scheduled_time=SLOT)
+            slowest = max(slowest, time.perf_counter() - started)
+        assert slowest < 0.05
+        wait_until(
+            lambda: len(runs(engine)) == 50 and all(r.publish_attempts >= 1 for r in runs(engine)),
+            timeout=10,
+        )
+        assert {r.status for r in runs(engine)} == {"scheduled"}
+    finally:
+        rabbitmqctl("add_vhost", vhost)
+        rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    wait_until(lambda: {r.status for r in runs(engine)} == {"published"}, timeout=20)
+    ids = sorted(m.headers["id"] for m in drain_queue(amqp_url, "default"))
+    assert ids == sorted(fire_id(f"job-{n}", SLOT) for n in range(50))
+
+
+def test_the_next_leader_publishes_what_a_crashed_leader_left(engine, broker: Broker, stacks):
+    spec = make_spec("sweep", queue=broker.queue, args=[7])
+    add_to_inventory(engine, spec)
+    past = datetime.now(UTC) - timedelta(seconds=5)
+    with engine.begin() as connection:  # what the dead leader wrote before publishing
+        connection.execute(
+            job_runs.insert().values(
+                id=fire_id("sweep", SLOT),
+                job_name="sweep",
+                scheduled_time=SLOT,
+                status="scheduled",
+                task=spec.task,
+                queue=spec.queue,
+                idempotency_key=fire_id("sweep", SLOT),
+                revision="old-rev",
+                fired_at=past,
+                next_attempt_at=past,
+                updated_at=past,
+            )
+        )
+        connection.execute(
+            job_runs.insert().values(  # expired before anyone could publish it
+                id=fire_id("gone", SLOT),
+                job_name="gone",
+                scheduled_time=SLOT,
+                status="scheduled",
+                task=spec.task,
+                queue=spec.queue,
+                idempotency_key="k",
+                fired_at=past,
+                next_attempt_at=past,
+                expires_at=past,
+                updated_at=past,
+            )
+        )
+    start_stack(stacks, engine, broker.url)
+    wait_until(lambda: statuses(engine, "sweep") == ["published"], timeout=10)
+    (message,) = drain_queue(broker.url, broker.queue)
+    assert message.headers["id"] == fire_id("sweep", SLOT)
+    assert message.headers["revision"] == "old-rev"
+    assert message.decode()[0] == [7]
+    (gone,) = runs(engine, "gone")
+    assert (gone.status, gone.reason) == ("expired", "not published before it expired")

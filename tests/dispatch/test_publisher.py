@@ -1,0 +1,97 @@
+"""Publisher against a real RabbitMQ vhost: confirms, the exact message, a dead broker."""
+
+from __future__ import annotations
+
+import socket
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+from reconciler.dispatch.publisher import Publisher
+from reconciler.dispatch.request import make_request, send_task_arguments
+
+from .conftest import Broker
+from .helpers import drain_queue, make_payload, make_spec
+
+pytestmark = pytest.mark.services
+
+
+def requests(count: int, queue: str = "default", **fields: object):
+    now = datetime.now(UTC)
+    payload = make_payload(make_spec(queue=queue, **fields))
+    return [
+        make_request(job=f"job-{i}", payload=payload, scheduled_time=now, now=now)
+        for i in range(count)
+    ]
+
+
+def closed_port_url() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"amqp://guest:guest@127.0.0.1:{port}//"
+
+
+def test_a_batch_is_confirmed_and_delivered(broker: Broker) -> None:
+    publisher = Publisher(broker_url=broker.url, timeout=5)
+    batch = requests(300, broker.queue)
+    try:
+        result = publisher.publish(batch)
+    finally:
+        publisher.close()
+    assert result.error is None
+    assert result.confirmed == {r.id for r in batch}
+    messages = drain_queue(broker.url, broker.queue)
+    assert sorted(m.headers["id"] for m in messages) == sorted(r.id for r in batch)
+
+
+def test_the_message_is_what_send_task_sends(broker: Broker) -> None:
+    (request,) = requests(
+        1,
+        broker.queue,
+        args=[1, "x"],
+        kwargs={"n": 2},
+        expires_seconds=600,
+        time_limit_seconds=30,
+        retries=2,
+    )
+    publisher = Publisher(broker_url=broker.url, timeout=5)
+    try:
+        publisher.publish([request])
+        (ours,) = drain_queue(broker.url, broker.queue)
+        with publisher._app.connection_for_write() as connection:
+            publisher._app.send_task(**send_task_arguments(request), connection=connection)
+        (theirs,) = drain_queue(broker.url, broker.queue)
+    finally:
+        publisher.close()
+    assert ours.body == theirs.body
+    differs = {"origin", "ignore_result", "expires"}  # host/pid, None vs None, ms apart
+    assert {k: v for k, v in ours.headers.items() if k not in differs} == {
+        k: v for k, v in theirs.headers.items() if k not in differs
+    }
+    assert ours.headers["expires"] == theirs.headers["expires"]
+    assert ours.properties["correlation_id"] == request.id
+    assert ours.headers["job"] == request.job and ours.headers["max_retries"] == 2
+
+
+def test_secret_kwargs_are_redacted_in_the_repr_headers(broker: Broker) -> None:
+    (request,) = requests(1, broker.queue, kwargs={"api_token": "hunter2", "n": 1})
+    publisher = Publisher(broker_url=broker.url, timeout=5)
+    try:
+        publisher.publish([request])
+    finally:
+        publisher.close()
+    (message,) = drain_queue(broker.url, broker.queue)
+    assert "hunter2" not in message.headers["kwargsrepr"]
+    assert message.decode()[1] == {"api_token": "hunter2", "n": 1}  # the task still gets it
+
+
+def test_a_dead_broker_is_reported_quickly_not_raised() -> None:
+    publisher = Publisher(broker_url=closed_port_url(), timeout=2)
+    started = time.monotonic()
+    result = publisher.publish(requests(5))
+    assert time.monotonic() - started < 2.5
+    assert result.confirmed == frozenset()
+    assert result.error
+    publisher.close()

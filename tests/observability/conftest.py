@@ -1,0 +1,131 @@
+"""Fixtures of the observability tests: promtool, and the real processes to scrape."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import uuid
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from observability import targets as t
+
+# One job that fires every 2 seconds, for the daemon (and through it, the worker).
+PROBE_JOB = """\
+name: observability-probe
+task: reconciler.tasks.noop
+schedule:
+  cron: "*/2 * * * * *"
+description: fires often so that the metrics of firing and execution have data
+"""
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    found = shutil.which("promtool")
+    if found is None:
+        pytest.skip("promtool is missing: apt-get install prometheus (.ci/run does)")
+    return found
+
+
+@pytest.fixture(scope="session")
+def prometheus_binary() -> str:
+    found = shutil.which("prometheus")
+    if found is None:
+        pytest.skip("prometheus is missing: apt-get install prometheus (.ci/run does)")
+    return found
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """The processes that run, and the names of the targets left out (placeholders)."""
+
+    running: list[t.Running]
+    not_built: list[str]
+
+    def expositions(self) -> dict[str, str]:
+        return {running.target.job: t.scrape(running.metrics_url) for running in self.running}
+
+
+@pytest.fixture(scope="session")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    """Every process of TARGETS that exists, started on free loopback ports with its
+    own SQLite database, jobs folder, RabbitMQ vhost and Redis key prefix."""
+    base = tmp_path_factory.mktemp("fleet")
+    jobs_dir = base / "jobs.d"
+    jobs_dir.mkdir()
+    (jobs_dir / "probe.yaml").write_text(PROBE_JOB)
+    db_url = f"sqlite:///{base / 'state.db'}"
+    migrate = subprocess.run(
+        [str(t.BIN / "reconcile"), "--database-url", db_url, "db", "upgrade"],
+        capture_output=True,
+        text=True,
+    )
+    assert migrate.returncode == 0, migrate.stderr
+    with _rabbitmq_vhost() as broker_url:
+        context = {
+            "db_url": db_url,
+            "jobs_dir": str(jobs_dir),
+            "broker_url": broker_url,
+            "redis_url": "redis://127.0.0.1:6379/0",
+            "redis_prefix": f"obs{uuid.uuid4().hex[:8]}:",
+        }
+        running: list[t.Running] = []
+        not_built: list[str] = []
+        try:
+            for target in t.selected_targets():
+                try:
+                    running.append(t.start(target, context=context, log_dir=base))
+                except t.NotBuilt:
+                    not_built.append(target.job)
+            if not any(r.target.job in {"reconciler-api", "reconciler-daemon"} for r in running):
+                running.append(t.start(t.STAND_IN, context=context, log_dir=base))
+            if not_built:
+                warnings.warn(
+                    f"not scraped, their commands are placeholders: {', '.join(not_built)}",
+                    stacklevel=1,
+                )
+            yield Fleet(running, not_built)
+        finally:
+            for process in running:
+                t.stop(process)
+
+
+@pytest.fixture(scope="session")
+def exported(fleet: Fleet) -> set[str]:
+    """Series names exported by the real processes (see targets.exported_names)."""
+    names: set[str] = set()
+    for exposition in fleet.expositions().values():
+        names |= t.exported_names(exposition)
+    return names
+
+
+class _Vhost:
+    def __init__(self) -> None:
+        self.name = f"obs_{uuid.uuid4().hex[:12]}"
+
+    def __enter__(self) -> str:
+        if shutil.which("rabbitmqctl") is None:
+            return "amqp://guest:guest@127.0.0.1:5672//"
+        for command in (
+            ["add_vhost", self.name],
+            ["set_permissions", "-p", self.name, "guest", ".*", ".*", ".*"],
+        ):
+            subprocess.run(["rabbitmqctl", "-q", *command], check=True, capture_output=True)
+        return f"amqp://guest:guest@127.0.0.1:5672/{self.name}"
+
+    def __exit__(self, *exc: object) -> None:
+        if shutil.which("rabbitmqctl") is not None:
+            subprocess.run(["rabbitmqctl", "-q", "delete_vhost", self.name], capture_output=True)
+
+
+def _rabbitmq_vhost() -> _Vhost:
+    return _Vhost()
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[2]

@@ -1,0 +1,251 @@
+"""docker/: compose.yaml, the Dockerfile and prometheus.yml agree with the code.
+
+No Docker engine runs here: what can be checked without one is checked against the
+code itself (the CLI's parser, the settings, the console scripts, promtool).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from reconciler.cli import COMMANDS, build_parser
+from reconciler.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKER = ROOT / "docker"
+COMPOSE = yaml.safe_load((DOCKER / "compose.yaml").read_text())
+SERVICES: dict[str, dict] = COMPOSE["services"]
+PROMETHEUS_CONFIG = DOCKER / "prometheus" / "prometheus.yml"
+IMAGE = "jobs-reconciler:latest"
+CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
+
+
+def _ours() -> dict[str, dict]:
+    """The services that run our image."""
+    return {name: service for name, service in SERVICES.items() if service.get("image") == IMAGE}
+
+
+def _interpolate(value: str) -> str:
+    # Compose's ${NAME:-default}: the default (what runs when nothing is set).
+    return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", value)
+
+
+def _dockerfile() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined, comments dropped."""
+    text = (DOCKER / "Dockerfile").read_text()
+    logical = re.sub(r"\\\n", " ", text)
+    instructions = []
+    for line in logical.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keyword, _, rest = line.partition(" ")
+            instructions.append((keyword.upper(), rest.strip()))
+    return instructions
+
+
+# --- compose.yaml ------------------------------------------------------------------------
+def test_compose_has_every_process_of_the_design() -> None:
+    commands = {name: service.get("command") for name, service in _ours().items()}
+    assert {"postgres", "rabbitmq", "redis", "prometheus", "grafana"} <= set(SERVICES)
+    assert commands["migrate"] == ["db", "upgrade"]
+    assert sorted(name for name, command in commands.items() if command == ["run"]) == [
+        "reconciler-a",
+        "reconciler-b",
+    ]
+    assert any(command and command[0] == "worker" for command in commands.values())
+    assert commands["api"][:3] == ["api", "--host", "0.0.0.0"]
+    assert (
+        "rabbitmq:" in SERVICES["rabbitmq"]["image"]
+        and "management" in SERVICES["rabbitmq"]["image"]
+    )
+
+
+@pytest.mark.parametrize("name", sorted(_ours()))
+def test_each_command_is_a_real_subcommand(name: str) -> None:
+    service = _ours()[name]
+    command = [str(part) for part in service["command"]]
+    entrypoint = service.get("entrypoint")
+    if entrypoint in (["celery"], "celery"):
+        assert command[:3] == ["-A", "reconciler.worker", "worker"], command
+        return
+    assert entrypoint is None, "our image's entry point is `reconcile`"
+    assert command[0] in COMMANDS
+    try:
+        build_parser().parse_args(command)
+    except SystemExit as error:  # argparse's way of refusing a command line
+        pytest.fail(f"`reconcile {' '.join(command)}` does not parse (exit {error.code})")
+
+
+def test_a_wrong_command_would_be_noticed() -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["api", "--hots", "0.0.0.0"])
+
+
+def test_every_reconciler_variable_is_a_setting_with_a_valid_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fields = {"RECONCILER_" + name.upper() for name in Settings.model_fields}
+    for name, service in _ours().items():
+        environment = service.get("environment", {})
+        assert isinstance(environment, dict), f"{name}: environment as a mapping"
+        ours = {key: _interpolate(str(value)) for key, value in environment.items()}
+        assert set(ours) <= fields, f"{name}: not settings: {set(ours) - fields}"
+        assert all(key.startswith("RECONCILER_") for key in ours), name
+        for key in fields:
+            monkeypatch.delenv(key, raising=False)
+        for key, value in ours.items():
+            monkeypatch.setenv(key, value)
+        Settings()  # raises when a value is not valid
+
+
+def test_services_wait_for_what_they_need() -> None:
+    for name, service in SERVICES.items():
+        depends_on = service.get("depends_on", {})
+        assert isinstance(depends_on, dict), f"{name}: depends_on with conditions"
+        for other, rule in depends_on.items():
+            assert other in SERVICES, f"{name} depends on unknown {other}"
+            assert rule["condition"] in CONDITIONS, name
+            if rule["condition"] == "service_healthy":
+                assert "healthcheck" in SERVICES[other], f"{name} waits for {other}'s health"
+            if rule["condition"] == "service_completed_successfully":
+                assert SERVICES[other].get("restart") == "no", f"{other} is one-shot"
+    for name in ("reconciler-a", "reconciler-b", "worker", "api"):
+        assert SERVICES[name]["depends_on"]["migrate"]["condition"] == (
+            "service_completed_successfully"
+        )
+    assert SERVICES["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+
+def test_volumes_exist() -> None:
+    declared = set(COMPOSE.get("volumes", {}))
+    for name, service in SERVICES.items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                assert (DOCKER / source).exists(), f"{name}: {source} is missing"
+            else:
+                assert source in declared, f"{name}: volume {source} is not declared"
+    for name in ("reconciler-a", "reconciler-b"):
+        assert "../jobs.d:/app/jobs.d:ro" in SERVICES[name]["volumes"]
+
+
+def test_the_image_is_built_from_this_dockerfile() -> None:
+    for name, service in _ours().items():
+        build = service["build"]
+        assert (
+            DOCKER / build["context"] / build["dockerfile"]
+        ).resolve() == DOCKER / "Dockerfile", name
+
+
+# --- prometheus.yml ------------------------------------------------------------------------
+def test_prometheus_config_passes_promtool(promtool: str) -> None:
+    result = subprocess.run(
+        [promtool, "check", "config", str(PROMETHEUS_CONFIG)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_prometheus_scrapes_every_process_on_its_port() -> None:
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    metrics_port = {
+        name: int(_interpolate(str(service["environment"]["RECONCILER_METRICS_PORT"])))
+        for name, service in _ours().items()
+    }
+    daemons = jobs["reconciler-daemon"]["static_configs"][0]["targets"]
+    assert sorted(daemons) == [
+        f"{name}:{metrics_port[name]}" for name in ("reconciler-a", "reconciler-b")
+    ]
+    (workers,) = jobs["reconciler-worker"]["dns_sd_configs"]
+    assert workers["names"] == ["worker"] and workers["port"] == metrics_port["worker"]
+    api_command = SERVICES["api"]["command"]
+    api_port = api_command[api_command.index("--port") + 1]
+    assert jobs["reconciler-api"]["static_configs"][0]["targets"] == [f"api:{api_port}"]
+    assert jobs["reconciler-api"].get("metrics_path", "/metrics") == "/metrics"
+    assert config["rule_files"] == ["alerts.yml"]
+    mounted = SERVICES["prometheus"]["volumes"]
+    assert "./prometheus/alerts.yml:/etc/prometheus/alerts.yml:ro" in mounted
+    assert "./prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in mounted
+
+
+# --- Dockerfile ------------------------------------------------------------------------
+def test_dockerfile_runs_as_a_user_and_enters_through_reconcile() -> None:
+    instructions = _dockerfile()
+    assert instructions[0] == ("FROM", "python:3.11-slim")
+    users = [rest for keyword, rest in instructions if keyword == "USER"]
+    assert users and users[-1].split(":")[0] not in {"root", "0"}
+    (entrypoint,) = [json.loads(rest) for keyword, rest in instructions if keyword == "ENTRYPOINT"]
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert entrypoint == ["reconcile"] and "reconcile" in scripts
+    runs = " ".join(rest for keyword, rest in instructions if keyword == "RUN")
+    assert "pip install ." in runs
+    for keyword, rest in instructions:
+        if keyword == "ENV" and "RECONCILER_" in rest:
+            for name in re.findall(r"(RECONCILER_[A-Z_]+)=", rest):
+                assert name.removeprefix("RECONCILER_").lower() in Settings.model_fields
+
+
+def test_dockerfile_copies_what_exists() -> None:
+    copied = set()
+    for keyword, rest in _dockerfile():
+        if keyword == "COPY":
+            *sources, _ = rest.split()
+            for source in sources:
+                if "*" not in source:
+                    assert (ROOT / source).exists(), f"COPY {source}: missing in the repository"
+                    copied.add(source)
+    assert {"pyproject.toml", "reconciler", "migrations", "jobs.d", "schemas"} <= copied
+
+
+@pytest.mark.slow
+def test_the_copied_files_build_the_package(tmp_path: Path) -> None:
+    # `pip install .` in the image sees only what the Dockerfile copies: build a wheel
+    # from exactly that and check it carries the package and the `reconcile` script.
+    context = tmp_path / "context"
+    context.mkdir()
+    for keyword, rest in _dockerfile():
+        if keyword == "COPY":
+            *sources, _ = rest.split()
+            for pattern in sources:
+                for source in ROOT.glob(pattern):
+                    if source.is_dir():
+                        shutil.copytree(
+                            source,
+                            context / source.name,
+                            ignore=shutil.ignore_patterns("__pycache__"),
+                        )
+                    else:
+                        shutil.copy(source, context / source.name)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "-q",
+            "-w",
+            str(tmp_path),
+            ".",
+        ],
+        cwd=context,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    (wheel,) = tmp_path.glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        assert "reconciler/metrics.py" in names and "reconciler/observability.py" in names
+        (entry_points,) = [name for name in names if name.endswith("entry_points.txt")]
+        assert "reconcile = reconciler.cli:main" in archive.read(entry_points).decode()

@@ -1,0 +1,106 @@
+"""reconciler.metrics: names, labels, closed vocabularies, per-job series; and the
+daemon's exposition (reconciler.observability.start_metrics_server)."""
+
+from __future__ import annotations
+
+import urllib.request
+
+import pytest
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Summary
+from prometheus_client.parser import text_string_to_metric_families
+
+from observability.targets import free_port
+from reconciler import metrics
+from reconciler.observability import start_metrics_server
+from reconciler.store.tables import JOB_STATUSES
+
+ALL = [
+    value
+    for value in vars(metrics).values()
+    if isinstance(value, Counter | Gauge | Histogram | Summary)
+]
+
+
+def _value(name: str, **labels: str) -> float | None:
+    return REGISTRY.get_sample_value(name, labels)
+
+
+def test_every_metric_is_prefixed_and_never_labels_job_or_instance() -> None:
+    assert len(ALL) >= 27
+    for metric in ALL:
+        assert metric._name.startswith("reconciler_"), metric._name
+        # Prometheus owns `job` and `instance`: ours would be renamed exported_job.
+        assert not {"job", "instance", "pid"} & set(metric._labelnames), metric._name
+
+
+def test_the_job_statuses_are_the_inventory_statuses() -> None:
+    assert metrics.JOB_STATUSES == JOB_STATUSES
+
+
+@pytest.mark.parametrize(
+    ("name", "label", "values"),
+    [
+        ("reconciler_reconcile_changes_total", "action", metrics.CHANGE_ACTIONS),
+        ("reconciler_reconcile_errors_total", "kind", metrics.ERROR_KINDS),
+        ("reconciler_managed_jobs", "status", metrics.JOB_STATUSES),
+    ],
+)
+def test_closed_vocabularies_are_exported_from_the_start(
+    name: str, label: str, values: tuple[str, ...]
+) -> None:
+    for value in values:
+        assert _value(name, **{label: value}) is not None, (name, value)
+
+
+def test_every_trigger_and_outcome_of_a_pass_is_exported() -> None:
+    for trigger in metrics.RECONCILE_TRIGGERS:
+        for outcome in metrics.RECONCILE_OUTCOMES:
+            assert (
+                _value("reconciler_reconcile_runs_total", trigger=trigger, outcome=outcome)
+                is not None
+            )
+
+
+def test_track_job_creates_and_forget_job_drops_its_series() -> None:
+    job = "test-track-job"
+    metrics.track_job(job, interval_seconds=300, next_fire=1_700_000_000)
+    for outcome in metrics.FIRE_OUTCOMES:
+        assert _value("reconciler_fires_total", job_name=job, outcome=outcome) == 0
+    for reason in metrics.MISS_REASONS:
+        assert _value("reconciler_missed_slots_total", job_name=job, reason=reason) == 0
+    assert _value("reconciler_job_interval_seconds", job_name=job) == 300
+    assert _value("reconciler_job_next_fire_timestamp_seconds", job_name=job) == 1_700_000_000
+    # Paused: no next fire, and the interval stays (the stale-success alert needs both).
+    metrics.track_job(job, interval_seconds=300, next_fire=None)
+    assert _value("reconciler_job_next_fire_timestamp_seconds", job_name=job) is None
+    metrics.forget_job(job)
+    for name in ("reconciler_job_interval_seconds", "reconciler_duplicate_fires_suppressed_total"):
+        assert _value(name, job_name=job) is None
+    assert _value("reconciler_fires_total", job_name=job, outcome="published") is None
+    metrics.forget_job(job)  # a second time: nothing left, no error
+
+
+def test_track_task_creates_the_worker_series() -> None:
+    task = "reconciler.tasks.test_track_task"
+    metrics.track_task(task)
+    for status in metrics.TASK_STATUSES:
+        assert _value("reconciler_task_executions_total", task=task, status=status) == 0
+    assert _value("reconciler_task_duration_seconds_count", task=task) == 0
+    assert _value("reconciler_idempotent_skips_total", task=task) == 0
+
+
+def test_start_metrics_server_serves_the_default_registry() -> None:
+    assert start_metrics_server(0) is None  # settings.metrics_port 0: off
+    server = start_metrics_server(free_port(), "127.0.0.1")
+    assert server is not None
+    try:
+        metrics.RECONCILE_CHANGES.labels(action="repair").inc()
+        body = urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5).read()
+        families = {f.name: f for f in text_string_to_metric_families(body.decode())}
+        assert "reconciler_leader" in families
+        samples = families["reconciler_reconcile_changes"].samples
+        assert any(s.labels == {"action": "repair"} and s.value >= 1 for s in samples)
+        with pytest.raises(OSError):
+            start_metrics_server(server.port, "127.0.0.1")  # the port is taken
+    finally:
+        server.close()

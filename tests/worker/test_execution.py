@@ -1,0 +1,194 @@
+"""Fires executed by a real worker on RabbitMQ + Redis + PostgreSQL: outcomes recorded in
+the ledger, results in Redis, duplicates executed once, retries, time limits."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from conftest import Rig
+
+pytestmark = [pytest.mark.services, pytest.mark.e2e]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200 if self.path == "/ok" else 503)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def http_url() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_fires_run_and_their_outcomes_are_recorded(rig: Rig, http_url: str) -> None:
+    worker = rig.start_worker("exec")
+    report = rig.tmp_path / "out" / "report.csv"
+    example = rig.publish(
+        "reconciler.tasks.example_task", kwargs={"data": {"n": 1, "api_token": "s3cret"}}
+    )
+    probe = rig.publish("reconciler.tasks.http_probe", args=[f"{http_url}/ok"])
+    written = rig.publish(
+        "reconciler.tasks.write_report", args=[str(report)], kwargs={"rows": [{"a": 1, "b": 2}]}
+    )
+    sql = rig.publish(
+        "reconciler.tasks.sql_maintenance",
+        args=["UPDATE job_runs SET reason = 'touched' WHERE job_name = 'marker';"],
+    )
+    refused = rig.publish(
+        "reconciler.tasks.sql_maintenance",
+        args=["SELECT 1; DROP TABLE job_runs"],
+        max_retries=3,  # a permanent error is not retried, whatever the policy
+    )
+
+    row = rig.wait_status(example, "succeeded", "failed")
+    assert row["status"] == "succeeded"
+    assert row["worker"] == f"exec@{socket.gethostname()}"
+    assert row["started_at"] <= row["finished_at"]
+    assert row["error"] is None and row["retries"] == 0 and row["duplicates"] == 0
+    summary = json.loads(row["result_summary"])
+    assert summary["input"] == {"n": 1, "api_token": "***"}  # redacted in the ledger
+    # ... and the untouched result is in Redis, under our prefix, with its TTL.
+    assert rig.app.AsyncResult(example).get(timeout=5)["input"]["api_token"] == "s3cret"
+    client = rig.redis()
+    ttl = client.ttl(f"{rig.settings.redis_prefix}celery-task-meta-{example}")
+    assert 0 < ttl <= rig.settings.result_ttl_seconds
+    assert "s3cret" not in worker.log()
+
+    assert rig.wait_status(probe, "succeeded", "failed")["status"] == "succeeded"
+    assert rig.wait_status(written, "succeeded", "failed")["status"] == "succeeded"
+    assert report.read_text().splitlines() == ["a,b", "1,2"]
+    assert rig.wait_status(sql, "succeeded", "failed")["status"] == "succeeded"
+    assert json.loads(rig.run(sql)["result_summary"]) == {"rowcount": 0}
+
+    refused_row = rig.wait_status(refused, "succeeded", "failed")
+    assert refused_row["status"] == "failed"
+    assert refused_row["error"] == "PermanentTaskError: only one SQL statement is allowed"
+    assert refused_row["retries"] == 0
+
+
+def test_a_message_sent_by_hand_runs_without_the_ledger(rig: Rig) -> None:
+    worker = rig.start_worker("hand")
+    result = rig.app.send_task("reconciler.tasks.example_task", kwargs={"data": 7})
+    assert result.get(timeout=15)["input"] == 7
+    assert "task.unguarded" in worker.log()
+
+
+def test_the_same_fire_published_twice_executes_once(rig: Rig) -> None:
+    worker = rig.start_worker("dup")
+    report = rig.tmp_path / "dup.json"
+    kwargs = {"rows": [{"run": 1}], "append": True}
+    run_id = rig.publish("reconciler.tasks.write_report", args=[str(report)], kwargs=kwargs)
+    rig.wait_status(run_id, "succeeded")
+    first = rig.app.AsyncResult(run_id).get(timeout=5)
+
+    # A duplicate publish of the same fire (same id, same key): recorded, not executed.
+    row = rig.run(run_id)
+    resend = {
+        "args": [str(report)],
+        "kwargs": kwargs,
+        "job": row["job_name"],
+        "slot": row["scheduled_time"],
+        "max_retries": 0,
+        "retry_delay_seconds": 0,
+        "time_limit": None,
+        "soft_time_limit": None,
+        "key": run_id,
+    }
+    rig.send(run_id, "reconciler.tasks.write_report", **resend)
+    rig.wait_for(lambda: rig.run(run_id)["duplicates"] == 1, timeout=15, what="a duplicate")
+
+    # Redis forgot the key: the ledger (succeeded) still refuses a second execution.
+    client = rig.redis()
+    assert client.delete(rig.idem_key(run_id)) == 1
+    rig.send(run_id, "reconciler.tasks.write_report", **resend)
+    rig.wait_for(lambda: rig.run(run_id)["duplicates"] == 2, timeout=15, what="a second duplicate")
+
+    assert len(json.loads(report.read_text())["rows"]) == 1  # written once
+    final = rig.run(run_id)
+    assert final["status"] == "succeeded"
+    assert rig.app.AsyncResult(run_id).get(timeout=5) == first  # the real result stands
+    assert worker.log().count("task.duplicate") == 2
+
+
+def test_a_duplicate_delivered_while_the_fire_runs_is_skipped(rig: Rig) -> None:
+    rig.start_worker("overlap", concurrency=2)
+    run_id = rig.publish("reconciler.tasks.sleep_task", args=[1.5])
+    row = rig.wait_status(run_id, "started")
+    rig.send(
+        run_id,
+        "reconciler.tasks.sleep_task",
+        args=[1.5],
+        kwargs={},
+        job=row["job_name"],
+        slot=row["scheduled_time"],
+        max_retries=0,
+        retry_delay_seconds=0,
+        time_limit=None,
+        soft_time_limit=None,
+        key=run_id,
+    )
+    rig.wait_for(lambda: rig.run(run_id)["duplicates"] == 1, timeout=15, what="the duplicate")
+    assert rig.run(run_id)["status"] == "started"  # the duplicate did not touch the run
+    final = rig.wait_status(run_id, "succeeded", "failed")
+    assert final["status"] == "succeeded"
+    assert rig.app.AsyncResult(run_id).get(timeout=5)["slept"] == 1.5
+
+
+def test_a_failing_task_retries_as_configured_then_fails(rig: Rig, http_url: str) -> None:
+    worker = rig.start_worker("retry")
+    failing = rig.publish(
+        "reconciler.tasks.fail_task", args=["boom"], max_retries=2, retry_delay_seconds=0
+    )
+    probe = rig.publish("reconciler.tasks.http_probe", args=[f"{http_url}/down"], max_retries=1)
+    row = rig.wait_status(failing, "failed")
+    assert row["retries"] == 2
+    assert row["error"] == "RuntimeError: boom"
+    assert row["finished_at"] is not None
+    assert worker.log().count(f'task.retried task="reconciler.tasks.fail_task" id="{failing}"') == 2
+    probe_row = rig.wait_status(probe, "failed")
+    assert probe_row["retries"] == 1
+    assert probe_row["error"].startswith("ProbeFailed: ") and "503" in probe_row["error"]
+    # The key was released on failure: nothing is left claiming the fire.
+    client = rig.redis()
+    assert client.get(rig.idem_key(failing)) is None
+
+
+@pytest.mark.slow
+def test_a_task_over_its_time_limit_is_stopped_and_recorded_failed(rig: Rig) -> None:
+    rig.start_worker("limits", concurrency=2)
+    soft = rig.publish("reconciler.tasks.sleep_task", args=[30], soft_time_limit=1, time_limit=5)
+    hard = rig.publish(
+        "reconciler.tasks.sleep_task",
+        args=[30],
+        kwargs={"ignore_soft_limit": True},
+        time_limit=2,
+        max_retries=2,
+    )
+    soft_row = rig.wait_status(soft, "failed", "succeeded", timeout=15)
+    assert soft_row["status"] == "failed"
+    assert soft_row["error"].startswith("SoftTimeLimitExceeded")
+    hard_row = rig.wait_status(hard, "failed", "succeeded", timeout=15)
+    assert hard_row["status"] == "failed"
+    assert hard_row["error"].startswith("TimeLimitExceeded")
+    assert hard_row["retries"] == 0  # time limits are not retried
+    client = rig.redis()
+    # The killed pool process's key was released by the worker's main process.
+    assert client.get(rig.idem_key(hard)) is None
+    assert rig.app.AsyncResult(hard).state == "FAILURE"
