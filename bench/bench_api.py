@@ -27,6 +27,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import sqlalchemy as sa
@@ -236,6 +237,92 @@ def load(
     return asyncio.run(run_httpx(urls, duration=args.duration, connections=args.connections))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+Result = tuple[str, float, float, float]  # label, req/s, p99 ms, server CPU ms per request
+
+
+def measure(
+    label: str, server: subprocess.Popen[bytes], base: str, path: str, **options: Any
+) -> Result:
+    """Warm up, then load `path`; also the server's CPU per request, which is what one
+    free core would turn into req/s on a machine that other work is not sharing."""
+    load(base, path, **options)  # warm-up: pools, prepared statements, caches
+    before = cpu_seconds(server.pid)
+    rps, p99 = load(base, path, **options)
+    used = cpu_seconds(server.pid) - before
+    requests = rps * options["args"].duration
+    return label, rps, p99, used * 1000 / max(requests, 1)
+
+
+def bench_api(url: str, args: argparse.Namespace, tmp: Path) -> list[Result]:
+    port = free_port()
+    env = {**os.environ, "RECONCILER_DATABASE_URL": url, "RECONCILER_LOG_LEVEL": "WARNING"}
+    reconcile = str(Path(sys.executable).parent / "reconcile")
+    server = start_server([reconcile, "api", "--port", str(port), "--no-access-log"], port, env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        return [
+            measure(
+                "GET /api/v1/jobs?limit=100",
+                server,
+                base,
+                "/api/v1/jobs?limit=100",
+                random_job=False,
+                args=args,
+                tmp=tmp,
+            ),
+            measure(
+                "GET /api/v1/jobs/{name} (random of 10,000)",
+                server,
+                base,
+                "/api/v1/jobs/job-00000",
+                random_job=True,
+                args=args,
+                tmp=tmp,
+            ),
+        ]
+    finally:
+        print(f"reconcile api stopped on SIGTERM with exit code {stop_server(server)}")
+
+
+def bench_bare(args: argparse.Namespace, tmp: Path) -> Result:
+    port = free_port()
+    (tmp / "bare.py").write_text(BARE_APP)
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "bare:app",
+        "--app-dir",
+        str(tmp),
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    server = start_server(command, port, dict(os.environ))
+    try:
+        return measure(
+            "bare FastAPI constant (ceiling)",
+            server,
+            f"http://127.0.0.1:{port}",
+            "/constant",
+            random_job=False,
+            args=args,
+            tmp=tmp,
+        )
+    finally:
+        stop_server(server)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=15, help="seconds per scenario")
@@ -245,77 +332,30 @@ def main() -> int:
     tool = "wrk" if shutil.which("wrk") and not args.httpx else "httpx"
     name = create_database()
     url = f"{PG_BASE}/{name}"
-    results: list[tuple[str, float, float]] = []
+    load_before = os.getloadavg()[0]
     try:
         started = time.monotonic()
         upgrade_database(url)
         seed(url)
         print(f"seeded {JOBS} jobs and {RUNS} runs in {time.monotonic() - started:.1f} s")
         with tempfile.TemporaryDirectory() as folder:
-            tmp = Path(folder)
-            env = {**os.environ, "RECONCILER_DATABASE_URL": url, "RECONCILER_LOG_LEVEL": "WARNING"}
-            api_port, bare_port = free_port(), free_port()
-            reconcile = str(Path(sys.executable).parent / "reconcile")
-            api = start_server(
-                [reconcile, "api", "--port", str(api_port), "--no-access-log"], api_port, env
-            )
-            try:
-                base = f"http://127.0.0.1:{api_port}"
-                for label, path, random_job in (
-                    ("GET /api/v1/jobs?limit=100", "/api/v1/jobs?limit=100", False),
-                    ("GET /api/v1/jobs/{name} (random of 10,000)", "", True),
-                ):
-                    load(
-                        base,
-                        path or "/api/v1/jobs/job-00000",
-                        random_job=random_job,
-                        args=args,
-                        tmp=tmp,
-                    )  # warm-up
-                    rps, p99 = load(base, path, random_job=random_job, args=args, tmp=tmp)
-                    results.append((label, rps, p99))
-            finally:
-                code = stop_server(api)
-                print(f"reconcile api stopped on SIGTERM with exit code {code}")
-            (tmp / "bare.py").write_text(BARE_APP)
-            bare = start_server(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "bare:app",
-                    "--app-dir",
-                    str(tmp),
-                    "--port",
-                    str(bare_port),
-                    "--workers",
-                    "1",
-                    "--no-access-log",
-                    "--log-level",
-                    "warning",
-                ],
-                bare_port,
-                env,
-            )
-            try:
-                base = f"http://127.0.0.1:{bare_port}"
-                load(base, "/constant", random_job=False, args=args, tmp=tmp)
-                rps, p99 = load(base, "/constant", random_job=False, args=args, tmp=tmp)
-                results.append(("bare FastAPI constant (ceiling)", rps, p99))
-            finally:
-                stop_server(bare)
+            results = [*bench_api(url, args, Path(folder)), bench_bare(args, Path(folder))]
     finally:
         drop_database(name)
-    print(f"\nload: {tool}, {args.connections} connections, {args.duration} s per scenario\n")
-    print("| scenario | req/s | p99 (ms) |")
-    print("| --- | ---: | ---: |")
-    for label, rps, p99 in results:
-        print(f"| {label} | {rps:,.0f} | {p99:.1f} |")
     print(
-        json.dumps(
-            {label: {"rps": round(rps), "p99_ms": round(p99, 2)} for label, rps, p99 in results}
-        )
+        f"\nload: {tool}, {args.connections} connections, {args.duration} s per scenario; "
+        f"machine: {os.cpu_count()} cores, load average {load_before:.1f} before, "
+        f"{os.getloadavg()[0]:.1f} after\n"
     )
+    print("| scenario | req/s | p99 (ms) | server CPU per request (ms) |")
+    print("| --- | ---: | ---: | ---: |")
+    for label, rps, p99, cpu in results:
+        print(f"| {label} | {rps:,.0f} | {p99:.1f} | {cpu:.2f} |")
+    summary = {
+        label: {"rps": round(rps), "p99_ms": round(p99, 2), "cpu_ms_per_request": round(cpu, 3)}
+        for label, rps, p99, cpu in results
+    }
+    print(json.dumps(summary))
     return 0
 
 

@@ -12,8 +12,14 @@
     3. `on_worker_child_exit(pid)` when a pool child exits (Celery's
        `worker_process_shutdown` signal, which runs in the exiting child), so that the
        gauges of dead children (`live*` modes) stop being reported.
-  `install_worker_hooks(port=..., host=...)` connects 2 and 3 to Celery's signals.
-- The API serves `/metrics` itself (`render_latest()` gives the body and content type).
+  `install_worker_hooks(port=..., host=...)` connects 2 and 3 to Celery's signals, and
+  creates the zero series of the worker's tasks (`reconciler.metrics.track_task`).
+- The API serves `/metrics` itself, from the default registry.
+
+The `celery -A reconciler.worker worker` form: set $PROMETHEUS_MULTIPROC_DIR to an empty
+folder in the environment (prometheus_client then writes files from its first import)
+and call `install_worker_hooks` where the Celery app is created; `worker_init` only
+fires in a worker, so the other processes that import the app are not affected.
 
 Errors: `enable_multiprocess_mode` raises `RuntimeError` when it is called too late
 (metrics already created in single-process mode); the servers raise `OSError` when the
@@ -22,6 +28,7 @@ port is taken.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -31,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIServer
+
+log = logging.getLogger(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Files of prometheus_client's multiprocess mode: counter_123.db, gauge_livemax_123.db ...
@@ -113,13 +122,24 @@ def setup_worker_metrics(port: int, host: str = "0.0.0.0") -> MetricsServer | No
     """Serve the sum over the worker's main process and all its pool children.
 
     Call in the worker's main process after `enable_multiprocess_mode()` (Celery's
-    `worker_init` signal). Port 0 means off. Raises RuntimeError when multiprocess
-    mode is not enabled, OSError when the port is taken."""
+    `worker_init` signal). Without multiprocess mode (a solo or threads pool) it serves
+    this process's registry, and warns: a prefork pool's children would be missing.
+    Port 0 means off. Raises OSError when the port is taken."""
     if port == 0:
         return None
-    from prometheus_client import start_http_server
+    from prometheus_client import REGISTRY, start_http_server
 
-    server, thread = start_http_server(port, addr=host, registry=multiprocess_registry())
+    if os.environ.get(MULTIPROC_ENV):
+        # Before the fork, every file not this process's is a previous run's.
+        _remove_sample_files(Path(_multiprocess_dir()), keep_pid=os.getpid())
+        registry = multiprocess_registry()
+    else:
+        log.warning(
+            "worker metrics without multiprocess mode: the prefork pool's children are "
+            "not counted (call enable_multiprocess_mode() first)"
+        )
+        registry = REGISTRY
+    server, thread = start_http_server(port, addr=host, registry=registry)
     return MetricsServer(server=server, thread=thread)
 
 
@@ -134,12 +154,18 @@ def on_worker_child_exit(pid: int) -> None:
 
 
 def install_worker_hooks(*, port: int, host: str = "0.0.0.0") -> None:  # noqa: S104 - see start_metrics_server
-    """Connect `setup_worker_metrics` to Celery's `worker_init` and
-    `on_worker_child_exit` to `worker_process_shutdown`. Call at import of the Celery
-    app module, after `enable_multiprocess_mode()`."""
+    """Connect to Celery's signals: at `worker_init` (main process, before the fork),
+    create the zero series of every task of the worker's app (`track_task`) and start
+    `setup_worker_metrics`; at `worker_process_shutdown`, `on_worker_child_exit`.
+    Call where the worker's app is created, after `enable_multiprocess_mode()`."""
     from celery import signals
 
-    def _serve(**_: object) -> None:
+    def _serve(sender: Any = None, **_: object) -> None:
+        from reconciler.metrics import track_task
+
+        for name in getattr(getattr(sender, "app", None), "tasks", {}):
+            if not name.startswith("celery."):
+                track_task(name)
         setup_worker_metrics(port, host)
 
     def _forget(pid: int | None = None, **_: object) -> None:
@@ -148,15 +174,6 @@ def install_worker_hooks(*, port: int, host: str = "0.0.0.0") -> None:  # noqa: 
     # weak=False: the closures above have no other reference and would be collected.
     signals.worker_init.connect(_serve, weak=False)
     signals.worker_process_shutdown.connect(_forget, weak=False)
-
-
-def render_latest() -> tuple[bytes, str]:
-    """The exposition of this process (or of all worker processes, in multiprocess
-    mode): (body, content type), for a web framework's /metrics route."""
-    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
-
-    registry = multiprocess_registry() if os.environ.get(MULTIPROC_ENV) else REGISTRY
-    return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
 def _multiprocess_dir() -> str:

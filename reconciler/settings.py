@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -41,13 +42,15 @@ class Settings(BaseSettings):
     idempotency_ttl_seconds: int = Field(
         default=86_400, ge=60, description="How long a completed fire is remembered"
     )
-    queues: tuple[str, ...] = Field(default=DEFAULT_QUEUES, description="Allowed queues")
-    task_allowlist: tuple[str, ...] = Field(
+    # NoDecode: a comma list from the environment reaches `_split_csv` instead of failing
+    # pydantic-settings' JSON decoding of complex fields; `_split_csv` takes JSON too.
+    queues: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=DEFAULT_QUEUES, description="Allowed queues (comma list)"
+    )
+    task_allowlist: Annotated[tuple[str, ...], NoDecode] = Field(
         default=DEFAULT_TASK_ALLOWLIST,
         description="Exact task names, or prefixes ending in '.' or '*'",
     )
-    # NoDecode: a comma list from the environment reaches `_split_csv` instead of failing
-    # pydantic-settings' JSON decoding of complex fields.
     task_modules: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(),
         description="Extra modules of Celery tasks the worker imports (comma list)",
@@ -93,7 +96,9 @@ class Settings(BaseSettings):
     @classmethod
     def _split_csv(cls, value: object) -> object:
         # Environment variables are strings: accept "a,b,c" as well as JSON lists.
-        if isinstance(value, str) and not value.lstrip().startswith("["):
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 

@@ -9,7 +9,8 @@ location and message but never the value sent.
                                 WWW-Authenticate)
     RequestValidationError   -> 422, with `errors` [{loc, msg, type}]
     ApiProblem               -> raised by our own code with a specific type and status
-    database unreachable     -> 503
+    database unreachable     -> 503 (SQLAlchemy OperationalError, InterfaceError, pool timeout)
+    other connection errors  -> 503
     anything else            -> 500 "internal error" (logged by the server with its traceback)
 """
 
@@ -94,7 +95,7 @@ async def _on_http_exception(_request: Request, error: Exception) -> Response:
     }
     detail = error.detail if isinstance(error.detail, str) else _phrase(error.status_code)
     if error.status_code == 405:
-        detail = "this API is read-only: only GET (and HEAD) are allowed"
+        detail = "this API is read-only: only GET is allowed"
     return problem_response(error.status_code, detail, headers=headers or None)
 
 
@@ -137,6 +138,16 @@ async def _on_database_down(_request: Request, error: Exception) -> Response:
     )
 
 
+async def _on_service_down(_request: Request, error: Exception) -> Response:
+    log.warning("a backing service is unavailable: %s", type(error).__name__)
+    return problem_response(
+        503,
+        "a backing service is unavailable",
+        type_="urn:reconciler:problem:service-unavailable",
+        headers={"Retry-After": "5"},
+    )
+
+
 async def _on_bug(_request: Request, _error: Exception) -> Response:
     return problem_response(500, "internal error (a bug): see the server log")
 
@@ -150,8 +161,8 @@ def install_problem_handlers(app: FastAPI) -> None:
         sqlalchemy.exc.OperationalError,
         sqlalchemy.exc.InterfaceError,
         sqlalchemy.exc.TimeoutError,
-        ConnectionError,
-        OSError,
     ):
         app.add_exception_handler(kind, _on_database_down)
+    # asyncpg raises a bare OSError (connection refused) on connect.
+    app.add_exception_handler(OSError, _on_service_down)
     app.add_exception_handler(Exception, _on_bug)

@@ -40,6 +40,10 @@ def serve(settings: Settings, *, host: str, port: int, access_log: bool = True) 
         server_header=False,
     )
     server = _Server(config)
-    server.run()
-    # uvicorn reports a failed startup (port in use, lifespan error) by not starting.
+    try:
+        server.run()
+    except SystemExit as stop:
+        # uvicorn exits 3 when it cannot start (port taken, lifespan failure); our exit
+        # code 3 means "refused by a safety guard", so report a failed start as 1.
+        return 1 if stop.code else 0
     return 0 if server.started else 1

@@ -21,7 +21,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "paths", nargs="*", type=Path, metavar="PATH", help="files or folders (default: jobs dir)"
     )
-    parser.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    parser.add_argument(
+        "--format",
+        choices=("text", "json", "markdown"),
+        default="text",
+        help="output format (markdown: for a pull-request comment)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     paths = list(args.paths) or [settings.jobs_dir]
     result = load_paths(paths, settings=settings)
-    output = render_json(result) if args.format == "json" else render_summary(result)
+    renderers = {"text": render_summary, "json": render_json, "markdown": render_markdown}
+    output = renderers[args.format](result)
     sys.stdout.write(output + "\n")
     return 0 if result.valid else 1
 
@@ -54,6 +60,24 @@ def render_json(result: LoadResult) -> str:
         "errors": [diagnostic.as_dict() for diagnostic in result.diagnostics],
     }
     return json.dumps(document, indent=2)
+
+
+def render_markdown(result: LoadResult) -> str:
+    """A heading with the verdict and, when invalid, a table of the diagnostics."""
+    counts = f"{_plural(result.files, 'file')}, {_plural(len(result.jobs), 'job')}"
+    if result.valid:
+        return f"### Job files: valid\n\n{counts}."
+    rows = [
+        f"| `{d.path}:{d.line}:{d.column}` | `{d.code}` | {_cell(d.message)} |"
+        for d in result.diagnostics
+    ]
+    table = "\n".join(["| where | code | problem |", "| --- | --- | --- |", *rows])
+    bad = _plural(len(result.quarantined), "file")
+    return f"### Job files: invalid\n\n{counts}; {bad} quarantined.\n\n{table}"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def _plural(count: int, noun: str) -> str:

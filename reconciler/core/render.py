@@ -138,6 +138,10 @@ def _markdown_diff(plan: Plan) -> list[str]:
         sign = {"add": "+", "remove": "-"}.get(change.action, "!")
         lines.append(f"{sign} {change.action} {change.job}")
         for diff in change.diffs:
+            if change.action in ("add", "remove") and _is_default(
+                diff.path, diff.after if change.action == "add" else diff.before
+            ):
+                continue
             if diff.before is not None and change.action != "add":
                 lines.append(f"-   {diff.path}: {_value(diff.before)}")
             if diff.after is not None and change.action != "remove":

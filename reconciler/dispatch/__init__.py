@@ -6,9 +6,10 @@ The path of one slot, and the modules that own each step:
       └─ FireExecutor (executor.py)       adds scheduled_time; bounds catch-up
            └─ fire_job (fire.py)          the callable every apscheduler_jobs row names
                 └─ Dispatcher.fire        fencing check, ids, enqueue: never blocks
-                     └─ pipeline thread   per batch: ledger insert FIRST (duplicates and
-                        (dispatcher.py)   overlaps decided there), publish with confirms
-                                          (publisher.py), mark published (ledger.py)
+                     └─ recorder thread   per batch: ledger insert FIRST (duplicates and
+                        (dispatcher.py)   overlaps decided there, batch.py, ledger.py)
+                     └─ publisher thread  publish with confirms (publisher.py), then
+                                          mark published / retry later (ledger.py)
     UnpublishedRetrier (retrier.py)       re-publishes ledger rows left 'scheduled'
     MissedRunRecorder (missed.py)         records slots APScheduler dropped (misfire)
 """

@@ -5,19 +5,22 @@ Two stages, so that the scheduler loop never waits for the database or the broke
 1. `fire()` runs in APScheduler's executor thread. It checks leadership (fencing),
    computes the fire id and idempotency key, and puts the request on a bounded queue.
    Microseconds; it never blocks (a full queue is the one exception: see `fire`).
-2. One pipeline thread drains the queue in batches. Per batch: ONE transaction records
-   every slot in the ledger (duplicates and overlaps are decided there, see
-   `batch.record_batch`); then the slots to run are published on one channel with
-   confirms (`Publisher`); then ONE update marks the confirmed ones 'published' and the
-   others 'scheduled' with publish_attempts+1 and a backed-off next_attempt_at, which
-   `UnpublishedRetrier` picks up. The ledger row is always committed before its message
+2. Two pipeline threads. The recorder drains the queue in batches; per batch ONE
+   transaction records every slot in the ledger (duplicates and overlaps are decided
+   there, see `batch.record_batch`). Once committed, the batch goes to the publisher,
+   which publishes the slots to run on one channel with confirms (`Publisher`), then
+   ONE update marks the confirmed ones 'published' and the others 'scheduled' with
+   publish_attempts+1 and a backed-off next_attempt_at, which `UnpublishedRetrier`
+   picks up. The ledger row is always committed before its message
    is published, so a slot is never published without a row, and a row left
    'scheduled' (broker down, crash) is re-published later: never silently lost.
 
 Fencing: `fire()` refuses (NotLeaderError) when this process is not leader. A request
 accepted just before leadership was lost is still recorded, but not published: the row
 is left due for the retrier, which runs only in the current leader. The ledger's unique
-slot key is the last line of defence: two processes can never both publish one slot.
+slot key is the last line of defence: a slot is recorded once, only the process whose
+insert won publishes it fresh, and any re-publish (retrier) carries the same task id,
+which the worker runs once.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
@@ -68,6 +71,27 @@ class Backoff:
 
 
 _STOP = object()
+
+
+@dataclass(frozen=True, slots=True)
+class _Recorded:
+    """A batch whose ledger rows are committed: `to_publish` may now be published."""
+
+    requests: list[FireRequest]
+    to_publish: list[FireRequest]
+
+
+def _take_batch(source: queue.Queue[Any], size: int) -> list[Any]:
+    """Block for one item, then take what is already there, up to `size` (stop at _STOP)."""
+    items = [source.get()]
+    while len(items) < size and items[-1] is not _STOP:
+        try:
+            items.append(source.get_nowait())
+        except queue.Empty:
+            break
+    return items
+
+
 DB_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0)
 
 
@@ -83,7 +107,7 @@ class Dispatcher:
         engine: Engine,
         publisher: Publisher,
         fence: Fence,
-        batch_size: int = 500,
+        batch_size: int = 1000,
         queue_size: int = 100_000,
         backoff: Backoff | None = None,
         publish_grace: float = 30.0,
@@ -105,17 +129,20 @@ class Dispatcher:
         self._unpublished: dict[str, FireRequest] = {}
         self._unpublished_limit = queue_size
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        # Bounded: when the broker is slow the recorder waits here, not the scheduler.
+        self._handoff: queue.Queue[_Recorded | object] = queue.Queue(maxsize=4)
+        self._threads: list[threading.Thread] = []
+        self._stopped = False
 
     # --- stage 1: the scheduler's thread -----------------------------------------------
     def fire(self, *, job: str, payload: FirePayload, scheduled_time: datetime) -> FireRequest:
         """Accept one due slot. Returns at once (the ledger write and publish follow on the
-        pipeline thread).
+        pipeline threads).
 
         Raises NotLeaderError (and records nothing) unless this process is leader;
         ValueError for a naive scheduled_time. If the queue is full (the pipeline is far
-        behind), the row is written here, synchronously, due for the retrier: slower,
-        never lost, still never waiting for the broker.
+        behind) or the dispatcher was stopped, the row is written here, synchronously,
+        due for the retrier: slower, never lost, still never waiting for the broker.
         """
         if not self._fence.is_leader():
             metrics.FIRES.labels(job, "fenced").inc()
@@ -178,66 +205,91 @@ class Dispatcher:
         with self._lock:
             self._in_flight.add(request.id)
         try:
+            if self._stopped:
+                raise queue.Full  # nobody would drain the queue any more
             self._queue.put_nowait(request)
         except queue.Full:
-            log.warning("fire queue full: recording %s synchronously", request.id)
+            log.warning("fire queue full or stopped: recording %s synchronously", request.id)
             try:
                 self._record([request], publishable=False)
-                self._remember_unpublished([request], published=())
+                if request.kind == "fire":
+                    self._remember_unpublished([request], published=())
             finally:
                 self._forget([request])
 
     # --- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
-        """Start the pipeline thread. Idempotent."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="fire-pipeline", daemon=True)
-            self._thread.start()
+        """Start the pipeline threads (recorder, publisher). Idempotent."""
+        if not self._threads:
+            self._threads = [
+                threading.Thread(target=self._record_loop, name="fire-recorder", daemon=True),
+                threading.Thread(target=self._publish_loop, name="fire-publisher", daemon=True),
+            ]
+            for thread in self._threads:
+                thread.start()
 
     def stop(self, *, timeout: float = 30.0) -> None:
         """Finish what is queued (record, publish with its deadline), then stop. Call it
         AFTER the scheduler has shut down, so the scheduler's last pass is recorded."""
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            self._queue.put(_STOP)
-            thread.join(timeout)
-            if thread.is_alive():
-                log.error("fire pipeline did not finish in %.0f s", timeout)
+        threads, self._threads = self._threads, []
+        self._stopped = True
+        if threads:
+            self._queue.put(_STOP)  # flows through the recorder to the publisher
+            deadline = time.monotonic() + timeout
+            for thread in threads:
+                thread.join(max(deadline - time.monotonic(), 0))
+                if thread.is_alive():
+                    log.error("%s did not finish in %.0f s", thread.name, timeout)
         self._publisher.close()
 
-    # --- stage 2: the pipeline thread -----------------------------------------------------
-    def _run(self) -> None:
+    # --- stage 2: the pipeline threads ----------------------------------------------------
+    # The recorder writes batch N+1 to the ledger while the publisher publishes batch N:
+    # the database and the broker work at the same time. Handing a batch over only after
+    # its transaction committed keeps "ledger row first, then message".
+    def _record_loop(self) -> None:
         while True:
-            items = self._take_batch()
+            items = _take_batch(self._queue, self._batch_size)
             requests = [item for item in items if isinstance(item, FireRequest)]
             if requests:
-                self.process(requests)
+                self._handoff.put(self._record_stage(requests))
             if len(requests) < len(items):
+                self._handoff.put(_STOP)
                 return
 
-    def _take_batch(self) -> list[FireRequest | object]:
-        items = [self._queue.get()]
-        while len(items) < self._batch_size and items[-1] is not _STOP:
-            try:
-                items.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
-        return items
+    def _publish_loop(self) -> None:
+        while True:
+            items = _take_batch(self._handoff, 2)
+            batches = [item for item in items if isinstance(item, _Recorded)]
+            for recorded in batches:
+                self._publish_stage(recorded)
+            if len(batches) < len(items):
+                return
 
-    def process(self, requests: Sequence[FireRequest]) -> None:
-        """Record, publish and mark one batch. Called by the pipeline thread (a test seam
-        too). Never raises: failures leave rows for the retrier and are logged."""
+    def _record_stage(self, requests: Sequence[FireRequest]) -> _Recorded:
+        """Record the fresh requests; pass on what to publish. Never raises."""
+        fresh = [r for r in requests if not r.recorded]
+        again = [r for r in requests if r.recorded]
+        to_publish: list[FireRequest] = []
         try:
-            fresh = [r for r in requests if not r.recorded]
-            again = [r for r in requests if r.recorded]
             publishable = self._fence.is_leader()
             to_publish = self._record_with_retries(fresh, publishable=publishable)
-            if publishable:
-                self._publish(to_publish + again)
+            if not publishable:
+                again = []
         except Exception:  # a bug or a dead database must not kill the pipeline
-            log.exception("fire pipeline: a batch of %d failed", len(requests))
+            log.exception("fire pipeline: recording a batch of %d failed", len(fresh))
+        return _Recorded(requests=list(requests), to_publish=to_publish + again)
+
+    def _publish_stage(self, recorded: _Recorded) -> None:
+        """Publish and mark one recorded batch. Never raises: failures leave the rows for
+        the retrier and are logged."""
+        try:
+            # Leadership lost since recording: the rows wait for the leader's retrier.
+            if recorded.to_publish and self._fence.is_leader():
+                self._publish(recorded.to_publish)
+        except Exception:  # a bug or a dead database must not kill the pipeline
+            log.exception("fire pipeline: publishing %d fires failed", len(recorded.to_publish))
         finally:
-            self._forget(requests)
+            self._forget(recorded.requests)
 
     def _record_with_retries(
         self, requests: Sequence[FireRequest], *, publishable: bool

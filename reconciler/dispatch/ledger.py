@@ -70,13 +70,57 @@ def insert_rows(connection: Connection, rows: Sequence[Mapping[str, object]]) ->
     """Insert rows, skipping any whose slot (or id) is already in the ledger.
 
     Returns the ids actually inserted: a missing id is a slot recorded before (a
-    duplicate fire). One statement (batched VALUES) on both databases.
+    duplicate fire). One statement on both databases.
     """
     if not rows:
         return set()
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(job_runs).on_conflict_do_nothing().returning(job_runs.c.id)
+    if connection.dialect.name == "postgresql":
+        return _insert_rows_unnest(connection, rows)
+    statement = sqlite.insert(job_runs).on_conflict_do_nothing().returning(job_runs.c.id)
     return set(connection.execute(statement, list(rows)).scalars())
+
+
+# PostgreSQL: one array per column and a fixed statement text. A VALUES list of 500 rows
+# has 7,500 placeholders that the driver re-parses on every batch (two thirds of the
+# ledger's CPU time when measured); 15 arrays parse in microseconds.
+_ROW_COLUMNS = (
+    ("id", "varchar"),
+    ("job_name", "varchar"),
+    ("scheduled_time", "timestamptz"),
+    ("status", "varchar"),
+    ("reason", "text"),
+    ("task", "varchar"),
+    ("queue", "varchar"),
+    ("idempotency_key", "varchar"),
+    ("revision", "varchar"),
+    ("fired_at", "timestamptz"),
+    ("lateness_seconds", "float8"),
+    ("publish_attempts", "int4"),
+    ("next_attempt_at", "timestamptz"),
+    ("expires_at", "timestamptz"),
+    ("updated_at", "timestamptz"),
+)
+_UNNEST_ARGS = ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in _ROW_COLUMNS)
+_INSERT_UNNEST = sa.text(
+    f"INSERT INTO job_runs ({', '.join(name for name, _ in _ROW_COLUMNS)}) "
+    f"SELECT * FROM unnest({_UNNEST_ARGS}) ON CONFLICT DO NOTHING RETURNING id"
+)
+
+
+def _insert_rows_unnest(connection: Connection, rows: Sequence[Mapping[str, object]]) -> set[str]:
+    arrays = {name: [row[name] for row in rows] for name, _ in _ROW_COLUMNS}
+    return set(connection.execute(_INSERT_UNNEST, arrays).scalars())
+
+
+def _member_of(
+    connection: Connection, column: sa.ColumnElement[str], values: Collection[str]
+) -> sa.ColumnElement[bool]:
+    """`column IN values`: one array parameter on PostgreSQL (see _INSERT_UNNEST)."""
+    if connection.dialect.name == "postgresql":
+        return column == sa.any_(
+            sa.bindparam(None, list(values), type_=postgresql.ARRAY(sa.String))
+        )
+    return column.in_(sorted(values))
 
 
 def add_duplicates(connection: Connection, ids: Iterable[str], *, now: datetime) -> None:
@@ -99,7 +143,7 @@ def find_active_runs(
     if not jobs:
         return {}
     query = sa.select(job_runs.c.id, job_runs.c.job_name, job_runs.c.scheduled_time).where(
-        job_runs.c.job_name.in_(sorted(jobs)),
+        _member_of(connection, job_runs.c.job_name, jobs),
         job_runs.c.status.in_(ACTIVE_STATUSES),
         job_runs.c.scheduled_time >= since,
     )
@@ -116,7 +160,7 @@ def mark_published(connection: Connection, ids: Collection[str], *, now: datetim
         return
     connection.execute(
         job_runs.update()
-        .where(job_runs.c.id.in_(sorted(ids)))
+        .where(_member_of(connection, job_runs.c.id, ids))
         .values(
             status=sa.case(
                 (job_runs.c.status == "scheduled", "published"), else_=job_runs.c.status

@@ -11,9 +11,9 @@ task id is the fire id and the worker deduplicates on it.
 
 Celery's publish retry policy would block the caller for seconds while the broker is
 down: every publish here passes `retry=False`, and the connection is opened with a
-connect timeout. The message is built by the same two calls `send_task` makes
-(create_task_message, send_task_message), so it is what the worker contract describes;
-argsrepr/kwargsrepr (shown by monitoring tools) are redacted.
+connect timeout. The message is built by the call `send_task` makes
+(create_task_message), so it is what the worker contract describes (a test compares
+the two); argsrepr/kwargsrepr (shown by monitoring tools) are redacted.
 """
 
 from __future__ import annotations
@@ -21,18 +21,23 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from celery import Celery
-from kombu import Connection, Producer
+from kombu import Connection
+from kombu.serialization import dumps
 
 from reconciler.dispatch.request import FireRequest, send_task_arguments
 from reconciler.redact import redact
 
 log = logging.getLogger(__name__)
+
+PERSISTENT = 2  # AMQP delivery mode: Celery's default (task_default_delivery_mode)
+FLUSH_EVERY = 64  # messages per socket write (see _coalesced_writes)
 
 
 def make_publisher_app(
@@ -122,7 +127,7 @@ class Publisher:
         # False on transports without confirms (filesystem://: the write is the confirm).
         self._confirms = True
         self._connection: Connection | None = None
-        self._producer: Producer | None = None
+        self._channel: Any = None
         self._tracker = _ConfirmTracker()
         self._declared: set[str] = set()
         self._lock = threading.Lock()
@@ -146,16 +151,22 @@ class Publisher:
             self._discard_connection()
 
     def _publish(self, requests: Sequence[FireRequest], deadline: float) -> PublishResult:
-        producer = self._ensure_producer()
+        channel = self._ensure_channel()
         tracker = self._tracker
         tracker.acked.clear()
         tracker.refused.clear()
-        for request in requests:
-            remaining = _remaining(deadline)
-            self._send(producer, request, timeout=remaining)
-            tracker.sent(request.id)
-            if not self._confirms:
-                tracker.on_ack(tracker.next_tag - 1, False)
+        # Declares wait for the broker's answer: all of them before writes are coalesced.
+        for queue_name in dict.fromkeys(r.payload["queue"] for r in requests):
+            self._declare_queue(channel, queue_name)
+        with _coalesced_writes(self._connection) as flush:
+            for count, request in enumerate(requests, 1):
+                _remaining(deadline)  # raises once the deadline has passed
+                self._send(channel, request)
+                tracker.sent(request.id)
+                if not self._confirms:
+                    tracker.on_ack(tracker.next_tag - 1, False)
+                if count % FLUSH_EVERY == 0:
+                    flush()
         self._await_confirms(deadline)
         confirmed = frozenset(tracker.acked - tracker.refused)
         missing = len(requests) - len(confirmed)
@@ -163,13 +174,16 @@ class Publisher:
             confirmed, error=f"{missing} refused by the broker" if missing else None
         )
 
-    def _send(self, producer: Producer, request: FireRequest, *, timeout: float) -> None:
-        """What `send_task(**send_task_arguments(request), producer=...)` does, minus the
-        parts a producer-only app never needs (router, parent task, result object): half
-        the CPU per message. A test checks the message equals send_task's."""
+    def _send(self, channel: Any, request: FireRequest) -> None:
+        """Publish the message `send_task(**send_task_arguments(request))` would publish.
+
+        Built by the same call (create_task_message), published on the channel directly:
+        Celery's send_task_message and kombu's Producer add routing, signals, retries
+        and per-message declares this path has no use for, and cost two thirds of the
+        CPU per message. A test compares the result with send_task's, field by field.
+        """
         call = send_task_arguments(request)
-        amqp = self._app.amqp
-        message = amqp.create_task_message(
+        headers, properties, body, _event = self._app.amqp.create_task_message(
             call["task_id"],
             call["name"],
             call["args"],
@@ -183,31 +197,28 @@ class Publisher:
             argsrepr=repr(redact(call["args"])),
             kwargsrepr=repr(redact(call["kwargs"])),
         )
-        options: dict[str, Any] = {}
+        headers.update(call["headers"])
+        properties = {**properties, "delivery_mode": PERSISTENT}
         if call["expires"] is not None:
-            # send_task turns `expires` into the message TTL the same way.
-            ttl = (call["expires"] - datetime.now(UTC)).total_seconds()
-            options["expiration"] = max(ttl, 0)
-        self._declare_queue(producer, call["queue"])
-        amqp.send_task_message(
-            producer,
-            call["name"],
+            # The message TTL send_task derives from `expires` (kombu: milliseconds).
+            ttl = max((call["expires"] - datetime.now(UTC)).total_seconds(), 0)
+            properties["expiration"] = str(int(ttl * 1000))
+        content_type, encoding, data = dumps(body, serializer="json")
+        message = channel.prepare_message(data, 0, content_type, encoding, headers, properties)
+        channel.basic_publish(
             message,
-            queue=call["queue"],
-            declare=[],
-            headers=call["headers"],
-            retry=False,
+            exchange="",
+            routing_key=call["queue"],
             mandatory=self._confirms,
-            timeout=timeout,
-            **options,
+            # No per-message socket timeout (two syscalls each): the connection's
+            # write_timeout bounds every write, the batch deadline bounds the loop.
         )
 
-    def _declare_queue(self, producer: Producer, name: str) -> None:
-        # Declared once per connection here: kombu's per-message maybe_declare copies the
-        # Queue entity every time (a sixth of the publish CPU). Declaring makes sure a
-        # message is never routed to a queue that does not exist (and silently dropped).
+    def _declare_queue(self, channel: Any, name: str) -> None:
+        # Once per connection: a message must never go to a queue that does not exist
+        # (RabbitMQ drops it, and still confirms it). Declared as the worker declares it.
         if name not in self._declared:
-            self._app.amqp.queues[name].bind(producer.channel).declare()
+            self._app.amqp.queues[name].bind(channel).declare()
             self._declared.add(name)
 
     def _await_confirms(self, deadline: float) -> None:
@@ -215,9 +226,9 @@ class Publisher:
         while self._tracker.pending:
             self._connection.drain_events(timeout=_remaining(deadline))
 
-    def _ensure_producer(self) -> Producer:
-        if self._producer is not None:
-            return self._producer
+    def _ensure_channel(self) -> Any:
+        if self._channel is not None:
+            return self._channel
         connection = Connection(
             self._broker_url,
             connect_timeout=self._timeout,
@@ -245,12 +256,11 @@ class Publisher:
         except Exception:
             connection.release()
             raise
-        self._connection, self._tracker = connection, tracker
-        self._producer = Producer(channel, auto_declare=False)
-        return self._producer
+        self._connection, self._tracker, self._channel = connection, tracker, channel
+        return channel
 
     def _discard_connection(self) -> None:
-        connection, self._connection, self._producer = self._connection, None, None
+        connection, self._connection, self._channel = self._connection, None, None
         self._tracker = _ConfirmTracker()
         self._declared = set()
         if connection is not None:
@@ -258,6 +268,38 @@ class Publisher:
                 connection.release()
             except Exception as error:  # noqa: BLE001 - a dead connection may fail to close
                 log.debug("closing a broken broker connection: %r", error)
+
+
+@contextmanager
+def _coalesced_writes(connection: Connection | None) -> Iterator[Callable[[], None]]:
+    """Collect the socket writes of many messages and send them with few syscalls.
+
+    py-amqp sends every message with its own `sendall`: two thirds of the publishing
+    time on a busy 2-core machine (~0.2 ms per call, measured). Inside this block its
+    transport's write appends to a buffer instead (a COPY: py-amqp hands out a view of
+    one frame buffer it reuses), and `flush()` sends the buffer. Nothing here may wait
+    for a broker reply while unflushed (hence: queues are declared before). Transports
+    without py-amqp's `_write` (filesystem://, ...) are left alone.
+    """
+    transport = getattr(getattr(connection, "connection", None), "transport", None)
+    send = getattr(transport, "_write", None)
+    if send is None:
+        yield lambda: None
+        return
+    pending = bytearray()
+
+    def flush() -> None:
+        if pending:
+            data = bytes(pending)
+            pending.clear()
+            send(data)
+
+    transport._write = pending.extend  # type: ignore[union-attr]
+    try:
+        yield flush
+    finally:
+        transport._write = send  # type: ignore[union-attr]
+    flush()
 
 
 def _remaining(deadline: float) -> float:

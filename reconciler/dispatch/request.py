@@ -1,7 +1,7 @@
 """One fire as an immutable value, and the exact Celery publish call it becomes.
 
 Pure: no I/O. The Dispatcher builds a FireRequest per slot in the scheduler's thread
-(cheap: a uuid5 and a few datetimes), the pipeline thread records and publishes it.
+(cheap: a uuid5 and a few datetimes), the pipeline threads record and publish it.
 """
 
 from __future__ import annotations

@@ -17,10 +17,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.engine import Connection
 
 from reconciler.core.plan import Plan, Target
+from reconciler.core.state import SchedulerJob
 from reconciler.core.triggers import first_fire_after
 from reconciler.store.inventory import (
     delete_inventory,
-    replace_quarantine,
     upsert_inventory,
 )
 from reconciler.store.scheduler_rows import (
@@ -30,7 +30,10 @@ from reconciler.store.scheduler_rows import (
 )
 
 
-def apply_plan(connection: Connection, plan: Plan, *, now: datetime) -> None:
+def apply_plan(
+    connection: Connection, plan: Plan, *, now: datetime
+) -> list[tuple[SchedulerJob, bytes]]:
+    """Write the plan. Returns the scheduler rows written (job, pickled state)."""
     removed = [change.job for change in plan.changes if change.action == "remove"]
     delete_scheduler_rows(connection, removed)
     delete_inventory(connection, removed)
@@ -42,7 +45,7 @@ def apply_plan(connection: Connection, plan: Plan, *, now: datetime) -> None:
         now=now,
     )
     kept = read_next_run_times(connection, [t.spec.name for t in targets if t.keep_next_run_time])
-    upsert_scheduler_rows(
+    return upsert_scheduler_rows(
         connection,
         [
             (target.scheduler, _next_run_time(target, kept.get(target.spec.name), now))
@@ -50,7 +53,6 @@ def apply_plan(connection: Connection, plan: Plan, *, now: datetime) -> None:
             if target.status != "completed"
         ],
     )
-    replace_quarantine(connection, plan.quarantined, now=now)
 
 
 def _next_run_time(target: Target, kept: float | None, now: datetime) -> datetime | None:

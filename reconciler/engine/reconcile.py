@@ -27,7 +27,12 @@ from reconciler.engine.gitrev import read_revision
 from reconciler.errors import RefusedError, StalePlanError
 from reconciler.settings import Settings
 from reconciler.spec.loader import LoadCache, load_jobs
-from reconciler.store.inventory import EssenceCache, read_inventory, record_reconcile_run
+from reconciler.store.inventory import (
+    EssenceCache,
+    read_inventory,
+    record_reconcile_run,
+    replace_quarantine,
+)
 from reconciler.store.scheduler_rows import RowDecoder, read_scheduler_rows
 
 log = logging.getLogger(__name__)
@@ -44,6 +49,9 @@ class ReconcileCaches:
     changed re-parses no file and unpickles no row. A CLI run starts empty."""
 
     files: LoadCache = field(default_factory=LoadCache)
+    # LoadedJob -> DesiredJob (hash and essence computed once per parsed document). Keyed
+    # by id() while the LoadedJob itself is held in the value, so ids cannot be reused.
+    desired: dict[int, tuple[object, DesiredJob]] = field(default_factory=dict)
     essences: EssenceCache = field(default_factory=EssenceCache)
     rows: RowDecoder = field(default_factory=RowDecoder)
 
@@ -57,10 +65,14 @@ class ReconcileResult:
 
 def load_desired(settings: Settings, caches: ReconcileCaches, *, now: datetime) -> DesiredState:
     loaded = load_jobs(settings.jobs_dir, settings=settings, now=now, cache=caches.files)
-    jobs = {
-        job.spec.name: DesiredJob.of(job.spec, source=job.source, line=job.line)
-        for job in loaded.jobs
-    }
+    known, fresh = caches.desired, {}
+    for job in loaded.jobs:
+        entry = known.get(id(job))
+        if entry is None or entry[0] is not job:
+            entry = (job, DesiredJob.of(job.spec, source=job.source, line=job.line))
+        fresh[id(job)] = entry
+    caches.desired = fresh
+    jobs = {entry[1].name: entry[1] for entry in fresh.values()}
     return DesiredState(
         jobs=jobs,
         quarantined=dict(loaded.quarantined),
@@ -113,14 +125,21 @@ def reconcile_once(
             now=now,
             max_delete_fraction=settings.max_delete_fraction,
             allow_mass_delete=allow_mass_delete,
+            preview_fires=not apply,
         )
         outcome = _check(plan, expected_plan_hash, apply)
         if apply and outcome == "applied":
-            apply_plan(connection, plan, now=now)
+            written = apply_plan(connection, plan, now=now)
+            caches.rows.remember(written)
+            for change in plan.changes:
+                if change.target is not None:
+                    caches.essences.put(change.target.spec_hash, change.target.essence)
             if connection.dialect.name == "postgresql":
                 connection.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, plan.plan_hash)))
             if before_commit is not None:
                 before_commit(connection, plan)
+        if apply and outcome in ("applied", "no_changes"):
+            replace_quarantine(connection, plan.quarantined, now=now)
         if apply:
             _record(connection, plan, trigger, outcome, started, now, instance)
     duration = time.monotonic() - started

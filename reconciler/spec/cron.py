@@ -5,6 +5,10 @@ Two traps are handled here so that no other module has to know them:
 - Standard cron numbers weekdays 0-7 from Sunday; APScheduler 3 numbers them 0-6 from
   MONDAY (its issue #286). Numeric weekday fields are expanded here into explicit names,
   so `1-5` means Monday to Friday, as every crontab user expects.
+- In crontab, a day of month AND a day of week both restricted means EITHER matches
+  (`0 0 1 * 1`: the 1st, and every Monday); APScheduler requires BOTH. A cron string
+  restricting both is refused rather than silently read the other way; the field map,
+  which is APScheduler's own form, keeps APScheduler's meaning (both must match).
 """
 
 from __future__ import annotations
@@ -56,13 +60,24 @@ def _split_expression(expression: str) -> dict[str, str]:
     text = _MACROS.get(expression.strip().lower(), expression)
     parts = text.split()
     if len(parts) == 5:
-        return dict(zip(_FIVE, parts, strict=True))
-    if len(parts) == 6:
-        return dict(zip(_SIX, parts, strict=True))
-    raise CronSyntaxError(
-        f"a cron expression has 5 fields (minute hour day month weekday) or 6 with seconds "
-        f"first; this one has {len(parts)}"
-    )
+        fields = dict(zip(_FIVE, parts, strict=True))
+    elif len(parts) == 6:
+        fields = dict(zip(_SIX, parts, strict=True))
+    else:
+        raise CronSyntaxError(_FIELD_COUNT.format(count=len(parts)))
+    if fields["day"] != "*" and fields["day_of_week"] != "*":
+        raise CronSyntaxError(
+            "day of month and day of week are both restricted: crontab runs on either, "
+            "this scheduler only on both; restrict one, or write a cron field map "
+            "({day: ..., day_of_week: ...}) to mean both"
+        )
+    return fields
+
+
+_FIELD_COUNT = (
+    "a cron expression has 5 fields (minute hour day month weekday) or 6 with seconds "
+    "first; this one has {count}"
+)
 
 
 def _weekday_names(field: str) -> str:

@@ -138,7 +138,7 @@ def _explain_group(
         explained.append(_explain_type(path, type_errors, value, index.get(path)))
     for details in group:
         if details["type"] not in _EXPECTED:
-            explained.append(_explain_one(path, details))
+            explained.append(_explain_one(path, details, value))
     unique = dict.fromkeys(explained)
     diagnostics = [Diagnostic(source, line, column, code, message) for code, message in unique]
     if any(details["type"] == "cron_syntax" for details in group):
@@ -176,7 +176,8 @@ def _explain_type(
         wants_text = any(d["type"] in ("string_type", "invalid-json-value") for d in group)
         if wants_text and node.text == "":
             return "INVALID_TYPE", f"{field}: the value is empty"
-        if wants_text and (value is not None or any(d["type"] == "string_type" for d in group)):
+        # null is null in every YAML version: a plain type error, not a 1.1 surprise.
+        if wants_text and value is not None:
             text = node.text if len(node.text) <= 40 else node.text[:37] + "..."
             message = (
                 f"{field}: read as {describe_value(value)}; "
@@ -187,7 +188,7 @@ def _explain_type(
     return "INVALID_TYPE", f"{field}: expected {expected}, found {describe_kind(value)}"
 
 
-def _explain_one(path: NodePath, details: ErrorDetails) -> tuple[str, str]:
+def _explain_one(path: NodePath, details: ErrorDetails, value: Any) -> tuple[str, str]:
     kind, message = details["type"], details["msg"]
     field = _dotted(path)
     if kind == "extra_forbidden" and len(path) == 1 and path[0] in FORBIDDEN_OPTIONS:
@@ -202,11 +203,26 @@ def _explain_one(path: NodePath, details: ErrorDetails) -> tuple[str, str]:
         return "INVALID_NAME", f"name: {_NAME_RULE}"
     if kind == "string_pattern_mismatch" and path == ("task",):
         return "INVALID_VALUE", f"task: {_TASK_RULE}"
+    if kind == "invalid_schedule" and isinstance(value, dict):
+        return "INVALID_VALUE", _schedule_message(value)
     if kind in _CODES:
         return _CODES[kind], message
     if kind.startswith("datetime"):
         return "INVALID_VALUE", f"{field}: expected a date and time such as 2030-01-01T09:00:00"
     return "INVALID_VALUE", f"{field}: {message}" if field else message
+
+
+def _schedule_message(schedule: Mapping[str, Any]) -> str:
+    kinds = [key for key in schedule if key in _SCHEDULE_KINDS]
+    if len(kinds) > 1:
+        return f"schedule: {' and '.join(kinds)} together; a schedule has exactly one kind"
+    unknown = [key for key in schedule if key not in _SCHEDULE_KINDS]
+    message = "schedule: needs exactly one of cron, interval, at"
+    if unknown:
+        close = difflib.get_close_matches(str(unknown[0]), _SCHEDULE_KINDS, n=1, cutoff=0.5)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        message += f" (found {unknown[0]!r}{hint})"
+    return message
 
 
 def _unknown_field_message(path: NodePath) -> str:

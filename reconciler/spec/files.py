@@ -92,7 +92,7 @@ def _symlink_refused(label: str) -> Diagnostic:
 def signature_of(path: Path) -> FileSignature | None:
     """The file's signature (lstat: a symlink is not followed), or None if it is gone."""
     try:
-        info = path.lstat()
+        info = os.lstat(path)
     except OSError:
         return None
     return FileSignature(info.st_size, info.st_mtime_ns, info.st_ino)

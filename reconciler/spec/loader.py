@@ -17,6 +17,7 @@ Contracts:
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -44,7 +45,12 @@ from reconciler.spec.files import (
     signature_of,
 )
 from reconciler.spec.model import JobSpec
-from reconciler.spec.yamlsafe import describe_kind, locate_nodes, parse_yaml
+from reconciler.spec.yamlsafe import (
+    MAX_DIAGNOSTICS_PER_FILE,
+    describe_kind,
+    locate_nodes,
+    parse_yaml,
+)
 
 # A file modified less than this long before it was read may change again within the
 # same timestamp tick (coarse on many file systems): do not trust its cache entry yet.
@@ -233,7 +239,23 @@ def load_bytes(source: str, data: bytes, *, settings: Settings, now: datetime) -
     if not diagnostics and all(document.data is None for document in parsed.documents):
         message = "no job in this file (only comments or empty documents)"
         diagnostics.append(Diagnostic(source, 0, 0, "EMPTY_FILE", message))
-    return FileOutcome(source, tuple(jobs), tuple(names), tuple(sorted(diagnostics)))
+    return FileOutcome(source, tuple(jobs), tuple(names), bound_diagnostics(diagnostics))
+
+
+def bound_diagnostics(diagnostics: Sequence[Diagnostic]) -> tuple[Diagnostic, ...]:
+    """The first MAX_DIAGNOSTICS_PER_FILE in order, then one line per code for the rest:
+    a hostile file must not turn into a hostile report."""
+    ordered = sorted(diagnostics)
+    if len(ordered) <= MAX_DIAGNOSTICS_PER_FILE:
+        return tuple(ordered)
+    shown, hidden = ordered[:MAX_DIAGNOSTICS_PER_FILE], ordered[MAX_DIAGNOSTICS_PER_FILE:]
+    counts = Counter(d.code for d in hidden)
+    path = shown[0].path
+    summary = [
+        Diagnostic(path, 0, 0, code, f"{count} more problems of this kind not shown")
+        for code, count in sorted(counts.items())
+    ]
+    return tuple(sorted([*shown, *summary]))
 
 
 def _routing_findings(

@@ -45,6 +45,8 @@ from yaml.resolver import Resolver
 
 from reconciler.spec.diagnostics import Diagnostic
 
+# Structural problems listed per file; the rest are counted in one line per code.
+MAX_DIAGNOSTICS_PER_FILE = 100
 # A path from a document's root to a node: mapping keys and sequence indexes.
 NodePath = tuple[str | int, ...]
 # YAML forbids C0 controls (but tab, LF, CR), DEL, C1 controls (but NEL) and surrogates.
@@ -112,7 +114,11 @@ def parse_yaml(data: bytes, *, path: str, max_depth: int) -> ParsedYaml:
         return ParsedYaml((), (problem,))
     builder = _Builder(path=path, max_depth=max_depth, record=False)
     fatal = builder.run(data)
-    diagnostics = [*builder.diagnostics, *([fatal] if fatal else [])]
+    diagnostics = [
+        *builder.diagnostics,
+        *builder.summarise_suppressed(),
+        *([fatal] if fatal else []),
+    ]
     return ParsedYaml(tuple(builder.documents), tuple(diagnostics))
 
 
@@ -169,6 +175,8 @@ class _Builder:
         self.indexes: list[dict[NodePath, NodeInfo]] = []
         self.diagnostics: list[Diagnostic] = []
         self._convert = _scalar_constructors()
+        self.problems = 0  # every structural problem, shown or not
+        self.suppressed: dict[str, int] = {}
 
     def run(self, data: bytes) -> Diagnostic | None:
         """Consume all events; return the fatal diagnostic that stopped it, if any."""
@@ -218,7 +226,7 @@ class _Builder:
                     self._report_structure(event)
                     value: Any = None if kind is AliasEvent else event.value
                 elif event.implicit[0] and event.value[:1] in _IMPLICIT:
-                    value = self._resolve(event.value)
+                    value = self._resolve(event)
                 else:
                     value = event.value  # quoted, or plain text no resolver could claim
                 if doc.root_mark is None:
@@ -261,7 +269,7 @@ class _Builder:
                 if record:
                     paths.pop()
             elif kind is DocumentStartEvent:
-                doc = _DocumentState(first_diagnostic=len(self.diagnostics))
+                doc = _DocumentState(first_problem=self.problems)
                 continue
             elif kind is DocumentEndEvent:
                 self._close_document(doc, event)
@@ -284,7 +292,7 @@ class _Builder:
     def _close_document(self, doc: _DocumentState, event: Any) -> None:
         mark = doc.root_mark if doc.root_mark is not None else event.start_mark
         name = doc.name_mark if doc.name_mark is not None else mark
-        clean = len(self.diagnostics) == doc.first_diagnostic
+        clean = self.problems == doc.first_problem
         self.documents.append(
             YamlDocument(
                 doc.root, mark.line + 1, mark.column + 1, clean, name.line + 1, name.column + 1
@@ -292,12 +300,27 @@ class _Builder:
         )
         self.indexes.append(doc.index)
 
-    def _resolve(self, text: str) -> Any:
-        """The value PyYAML's YAML 1.1 resolver gives this plain, untagged scalar."""
+    def _resolve(self, event: Any) -> Any:
+        """The value PyYAML's YAML 1.1 resolver gives this plain, untagged scalar.
+
+        Text that YAML 1.1 claims but cannot convert (`2024-02-30`, an integer of 5,000
+        digits) makes PyYAML raise ValueError; here it is a YAML_COERCION problem."""
+        text: str = event.value
         for tag, pattern in _IMPLICIT.get(text[:1], ()):
             if pattern.match(text):
                 convert = self._convert.get(tag)
-                return text if convert is None else convert(text)
+                if convert is None:
+                    return text
+                try:
+                    return convert(text)
+                except (ValueError, OverflowError) as error:
+                    kind = tag.rsplit(":", 1)[-1]
+                    message = (
+                        f"read as a {kind}, but not a valid one ({str(error)[:60]}); "
+                        "write it in quotes if you mean the text"
+                    )
+                    self._report(self._at(event, "YAML_COERCION", message))
+                    return text
         return text
 
     def _key_text(self, event: Any, value: Any, mapping: dict[str, Any]) -> str:
@@ -306,29 +329,40 @@ class _Builder:
             if type(event) is ScalarEvent:
                 shown = describe_value(value)
                 message = f"key read as {shown}; write it in quotes if you mean the text"
-                self.diagnostics.append(self._at(event, "YAML_COERCION", message))
+                self._report(self._at(event, "YAML_COERCION", message))
                 value = str(event.value)
             else:
                 value = ""
         if value in mapping:
-            self.diagnostics.append(
+            self._report(
                 self._at(event, "DUPLICATE_KEY", f"key {value!r} appears twice in this mapping")
             )
         return value
 
+    def _report(self, diagnostic: Diagnostic) -> None:
+        # Bounded: a 1 MB file of aliases would otherwise print 250,000 lines.
+        self.problems += 1
+        if len(self.diagnostics) < MAX_DIAGNOSTICS_PER_FILE:
+            self.diagnostics.append(diagnostic)
+        else:
+            self.suppressed[diagnostic.code] = self.suppressed.get(diagnostic.code, 0) + 1
+
+    def summarise_suppressed(self) -> list[Diagnostic]:
+        """One diagnostic per code whose reports were cut off by the bound."""
+        return [
+            Diagnostic(self.path, 0, 0, code, f"{count} more problems of this kind not shown")
+            for code, count in sorted(self.suppressed.items())
+        ]
+
     def _report_structure(self, event: Any) -> None:
         if type(event) is AliasEvent:
-            self.diagnostics.append(
-                self._at(event, "YAML_ALIAS", "aliases (*name) are not allowed")
-            )
+            self._report(self._at(event, "YAML_ALIAS", "aliases (*name) are not allowed"))
             return
         if event.anchor is not None:
-            self.diagnostics.append(
-                self._at(event, "YAML_ALIAS", "anchors (&name) are not allowed")
-            )
+            self._report(self._at(event, "YAML_ALIAS", "anchors (&name) are not allowed"))
         if event.tag is not None:
             message = f"tag {_short(event.tag)} is not allowed; write plain YAML"
-            self.diagnostics.append(self._at(event, "YAML_TAG", message))
+            self._report(self._at(event, "YAML_TAG", message))
 
     def _at(self, event: Any, code: str, message: str) -> Diagnostic:
         mark = event.start_mark
@@ -338,10 +372,10 @@ class _Builder:
 class _DocumentState:
     """What one document has collected so far."""
 
-    __slots__ = ("first_diagnostic", "index", "name_mark", "root", "root_mark")
+    __slots__ = ("first_problem", "index", "name_mark", "root", "root_mark")
 
-    def __init__(self, first_diagnostic: int = 0) -> None:
-        self.first_diagnostic = first_diagnostic
+    def __init__(self, first_problem: int = 0) -> None:
+        self.first_problem = first_problem
         self.root: Any = None
         self.root_mark: Any = None
         self.name_mark: Any = None

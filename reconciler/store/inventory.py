@@ -103,18 +103,22 @@ def replace_quarantine(
 ) -> None:
     """Make `quarantined_files` hold exactly the files quarantined now; `since` survives."""
     t = quarantined_files
-    existing = {row.path: row.since for row in connection.execute(sa.select(t.c.path, t.c.since))}
+    rows = connection.execute(sa.select(t.c.path, t.c.since, t.c.diagnostics)).all()
+    wanted = {path: [d.as_dict() for d in found] for path, found in quarantined.items()}
+    if {row.path: row.diagnostics for row in rows} == wanted:
+        return  # the common case of a daemon pass: write nothing
+    existing = {row.path: row.since for row in rows}
     gone = set(existing) - set(quarantined)
     if gone:
         connection.execute(sa.delete(t).where(t.c.path.in_(sorted(gone))))
     values = [
         {
             "path": path,
-            "diagnostics": [d.as_dict() for d in diagnostics],
+            "diagnostics": wanted[path],
             "since": existing.get(path, now),
             "last_seen": now,
         }
-        for path, diagnostics in quarantined.items()
+        for path in quarantined
     ]
     if values:
         statement = _insert(connection, t)

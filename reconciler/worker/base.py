@@ -6,7 +6,8 @@ One execution of a task (a delivery of a fire) goes through:
     __call__       admit the fire (idempotency key + ledger row -> started), run it;
                    on an exception, retry per the fire's policy (headers max_retries,
                    retry_delay_seconds) or let it fail
-    on_success     ledger succeeded + result summary, key completed, metrics
+    on_success     ledger succeeded + result summary, key completed (both batched a
+                   moment later by the process's LedgerWriter), metrics
     on_failure     ledger failed + error text, key released, metrics
     on_retry       metrics and log (the ledger was written before the retry's publish)
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from typing import Any
 
@@ -159,5 +161,11 @@ def log_event(level: int, event: str, **fields: Any) -> None:
     parts = [event]
     for key, value in fields.items():
         if value is not None:
-            parts.append(f"{key}={json.dumps(redact(value), default=str, ensure_ascii=False)}")
+            text = json.dumps(redact(value), default=str, ensure_ascii=False)
+            parts.append(f"{key}={_URL_PASSWORD.sub(_MASK, text)}")
     log.log(level, " ".join(parts))
+
+
+# `scheme://user:password@host`: a database_url kwarg must not print its password.
+_MASK = r"\1***@"
+_URL_PASSWORD = re.compile(r"(\w[\w+.-]*://[^:/@\s\"]*:)[^@\s\"]+@")

@@ -6,7 +6,9 @@ Redis key `{prefix}idem:{key}`, value JSON:
   Its TTL is a short LEASE (settings.idempotency_lease_seconds), renewed by a heartbeat
   thread of the executing process. If that process dies, nobody renews it: the key
   vanishes within one lease.
-- `{"status": "completed", "task_id", "worker"}` after success, TTL idempotency_ttl_seconds.
+- `{"status": "completed", "task_id", "worker"}` after success, TTL idempotency_ttl_seconds
+  (written a moment after the task returned, by the LedgerWriter's thread; the lease is
+  renewed until then).
 - no key: never ran, ran and failed (the key is released so a retry can run), or forgotten.
 
 Claim decision for a delivery that finds the key held (`RedisGuard.claim`):
@@ -18,6 +20,14 @@ Claim decision for a delivery that finds the key held (`RedisGuard.claim`):
   completed, or is still renewed after the wait (the holder is alive), -> DUPLICATE.
   A pool process lost inside a live worker does not even cost the wait: the worker's main
   process releases its key at once (`reconciler.worker.request`).
+
+Why a lease rather than checking the holder's hostname + pid: a pid can be checked only
+on its own machine (and pids are reused), while workers run on several machines; a lease
+works everywhere, at the cost of a wait of at most one lease when a whole worker died.
+Inside a live worker the main process knows the lost pool process and frees its key at
+once: the pid check where it is reliable, the lease everywhere else.
+Limit: a holder that is alive but lost its broker connection (its message requeued) keeps
+its claim; the redelivery is skipped as a duplicate, and the holder's own outcome stands.
 
 Every write is a compare-and-set on the exact value we wrote (Lua), so a slow execution
 whose lease was taken over can never release or complete someone else's claim.
@@ -136,6 +146,17 @@ class RedisGuard:
         return bool(
             self._complete(keys=[self.redis_key(key)], args=[value, completed, self._completed_ttl])
         )
+
+    def mark_many_completed(self, items: list[tuple[str, str, str]]) -> list[bool]:
+        """`mark_completed` for many (key, our value, completed value), one round trip."""
+        pipe = self._client.pipeline(transaction=False)
+        for key, value, completed in items:
+            self._complete(
+                keys=[self.redis_key(key)],
+                args=[value, completed, self._completed_ttl],
+                client=pipe,
+            )
+        return [bool(result) for result in pipe.execute()]
 
     def release(self, key: str, value: str) -> bool:
         """Delete the key if we still hold it, so that a retry or a redelivery may run."""

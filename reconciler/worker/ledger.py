@@ -59,6 +59,8 @@ class Ledger:
 
     def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
         self.engine = engine
+        # Reads in autocommit: one round trip, no BEGIN / ROLLBACK around a SELECT.
+        self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._clock = clock
 
     def start(
@@ -93,11 +95,40 @@ class Ledger:
             return Start.UNKNOWN, None
         return (Start.NO_ROW, None) if status is None else (Start.REFUSED, status)
 
-    def status(self, run_id: str) -> str | None:
-        with self.engine.connect() as connection:
-            return connection.execute(
-                sa.select(job_runs.c.status).where(job_runs.c.id == run_id)
-            ).scalar_one_or_none()
+    def peek(self, run_id: str) -> tuple[Start, str | None]:
+        """Whether the fire may start, by reading its status (one round trip, no write):
+        STARTED (may start), REFUSED (final), NO_ROW, or UNKNOWN (database error)."""
+        query = sa.select(job_runs.c.status).where(job_runs.c.id == run_id)
+        try:
+            with self._reader.connect() as connection:
+                status = connection.execute(query).scalar_one_or_none()
+        except sa.exc.SQLAlchemyError as error:
+            _failed("peek", run_id, error)
+            return Start.UNKNOWN, None
+        if status is None:
+            return Start.NO_ROW, None
+        return (Start.REFUSED, status) if status in FINAL_STATUSES else (Start.STARTED, status)
+
+    def started_values(self, *, worker: str, retries: int) -> dict[str, Any]:
+        """Parameters of a deferred `started` write (see write_batch), timed now."""
+        now = self._clock()
+        return {"p_started_at": now, "p_worker": worker, "p_retries": retries, "p_updated_at": now}
+
+    def succeeded_values(self, *, result: Any) -> dict[str, Any]:
+        """Parameters of a deferred `succeeded` write (see write_batch), timed now."""
+        now = self._clock()
+        return {"p_finished_at": now, "p_summary": summarize(result), "p_updated_at": now}
+
+    def write_batch(self, started: list[dict[str, Any]], succeeded: list[dict[str, Any]]) -> None:
+        """Apply deferred writes in one transaction: every `started` before every
+        `succeeded` (a fire's start is always queued before its success, so per-row
+        order holds). Each item is `{"p_run_id": id, **<kind>_values(...)}`. A
+        `started` never overwrites a final status. Raises SQLAlchemyError."""
+        with self.engine.begin() as connection:
+            if started:
+                connection.execute(_STARTED_LATER, started)
+            if succeeded:
+                connection.execute(_SUCCEEDED_LATER, succeeded)
 
     def succeeded(self, run_id: str, *, result: Any) -> None:
         self._finish(run_id, "succeeded", result_summary=summarize(result), error=None)
@@ -129,6 +160,24 @@ class Ledger:
             values.update(status="skipped", reason=reason, finished_at=self._clock())
         self._write("duplicate", run_id, **values)
 
+    def expired(self, run_id: str) -> None:
+        """The message expired before a worker took it (never ran)."""
+        statement = (
+            sa.update(job_runs)
+            .where(job_runs.c.id == run_id, job_runs.c.status.not_in(FINAL_STATUSES))
+            .values(
+                status="expired",
+                reason="expired before a worker took it",
+                finished_at=self._clock(),
+                updated_at=self._clock(),
+            )
+        )
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(statement)
+        except sa.exc.SQLAlchemyError as error:
+            _failed("expired", run_id, error)
+
     def _finish(self, run_id: str, status: str, **values: Any) -> None:
         self._write(status, run_id, status=status, finished_at=self._clock(), **values)
 
@@ -145,9 +194,42 @@ class Ledger:
             _failed(operation, run_id, error)
 
 
+_STARTED_LATER = (
+    sa.update(job_runs)
+    .where(
+        job_runs.c.id == sa.bindparam("p_run_id"),
+        # Not NOT IN: an expanding IN list cannot be used with executemany.
+        *(job_runs.c.status != final for final in FINAL_STATUSES),
+    )
+    .values(
+        status="started",
+        started_at=sa.bindparam("p_started_at"),
+        finished_at=None,
+        worker=sa.bindparam("p_worker"),
+        retries=sa.bindparam("p_retries"),
+        updated_at=sa.bindparam("p_updated_at"),
+    )
+)
+_SUCCEEDED_LATER = (
+    sa.update(job_runs)
+    .where(job_runs.c.id == sa.bindparam("p_run_id"))
+    .values(
+        status="succeeded",
+        finished_at=sa.bindparam("p_finished_at"),
+        result_summary=sa.bindparam("p_summary"),
+        error=None,
+        updated_at=sa.bindparam("p_updated_at"),
+    )
+)
+
+
 def _failed(operation: str, run_id: str, error: Exception) -> None:
-    LEDGER_WRITE_FAILURES.labels(operation).inc()
+    record_failure(operation)
     log.error("ledger %s failed for run %s: %s", operation, run_id, describe(error))
+
+
+def record_failure(operation: str, count: int = 1) -> None:
+    LEDGER_WRITE_FAILURES.labels(operation).inc(count)
 
 
 def summarize(result: Any, limit: int = SUMMARY_LIMIT) -> str:

@@ -26,13 +26,16 @@ PATHS = [
 ]
 
 
-@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE", "OPTIONS", "FROBNICATE"])
+@pytest.mark.parametrize(
+    "method", ["POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "FROBNICATE"]
+)
 def test_everything_but_get_is_405(client: TestClient, method: str) -> None:
     for path in PATHS:
         response = client.request(method, path)
         assert response.status_code == 405, (method, path)
         assert response.headers["allow"] == "GET"
-        assert "read-only" in problem_of(response)["detail"]
+        if method != "HEAD":  # a HEAD response has no body
+            assert "read-only" in problem_of(response)["detail"]
 
 
 def test_token_guards_all_but_health(seeded_url: str) -> None:
@@ -132,7 +135,7 @@ def test_database_down_is_503(tmp_path: object) -> None:
     with TestClient(create_app(settings)) as client:
         response = client.get("/api/v1/jobs")
     assert response.status_code == 503
-    assert problem_of(response)["type"].endswith("database-unavailable")
+    assert problem_of(response)["type"].endswith(("database-unavailable", "service-unavailable"))
 
 
 def test_a_bug_is_a_500_problem_without_a_trace(

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from prometheus_client import REGISTRY
 
 from reconciler.core.fires import fire_id
 from reconciler.dispatch.dispatcher import Backoff, Dispatcher
@@ -178,6 +179,10 @@ def test_a_full_queue_records_synchronously_for_the_retrier(engine, broker: Brok
     assert len(drain_queue(broker.url, broker.queue)) == 2
 
 
+def unpublished_gauge() -> float | None:
+    return REGISTRY.get_sample_value("reconciler_unpublished_fires")
+
+
 def rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True)
 
@@ -201,10 +206,12 @@ def test_a_broker_outage_loses_nothing_and_never_blocks_the_fire_path(
             timeout=10,
         )
         assert {r.status for r in runs(engine)} == {"scheduled"}
+        wait_until(lambda: unpublished_gauge() == 50, timeout=5)
     finally:
         rabbitmqctl("add_vhost", vhost)
         rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
     wait_until(lambda: {r.status for r in runs(engine)} == {"published"}, timeout=20)
+    wait_until(lambda: unpublished_gauge() == 0, timeout=5)
     ids = sorted(m.headers["id"] for m in drain_queue(amqp_url, "default"))
     assert ids == sorted(fire_id(f"job-{n}", SLOT) for n in range(50))
 
@@ -244,8 +251,24 @@ def test_the_next_leader_publishes_what_a_crashed_leader_left(engine, broker: Br
                 updated_at=past,
             )
         )
+        connection.execute(
+            job_runs.insert().values(  # its job was removed from jobs.d meanwhile
+                id=fire_id("removed", SLOT),
+                job_name="removed",
+                scheduled_time=SLOT,
+                status="scheduled",
+                task=spec.task,
+                queue=spec.queue,
+                idempotency_key="k",
+                fired_at=past,
+                next_attempt_at=past,
+                updated_at=past,
+            )
+        )
     start_stack(stacks, engine, broker.url)
     wait_until(lambda: statuses(engine, "sweep") == ["published"], timeout=10)
+    wait_until(lambda: statuses(engine, "removed") == ["expired"], timeout=10)
+    assert runs(engine, "removed")[0].reason == "job no longer managed"
     (message,) = drain_queue(broker.url, broker.queue)
     assert message.headers["id"] == fire_id("sweep", SLOT)
     assert message.headers["revision"] == "old-rev"

@@ -72,6 +72,9 @@ def test_the_message_is_what_send_task_sends(broker: Broker) -> None:
     }
     assert ours.headers["expires"] == theirs.headers["expires"]
     assert ours.properties["correlation_id"] == request.id
+    for key in ("delivery_mode", "priority", "content_type", "content_encoding", "reply_to"):
+        assert ours.properties.get(key) == theirs.properties.get(key), key
+    assert abs(int(ours.properties["expiration"]) - int(theirs.properties["expiration"])) < 5000
     assert ours.headers["job"] == request.job and ours.headers["max_retries"] == 2
 
 

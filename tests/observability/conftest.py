@@ -7,7 +7,6 @@ import subprocess
 import uuid
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -40,19 +39,8 @@ def prometheus_binary() -> str:
     return found
 
 
-@dataclass(frozen=True)
-class Fleet:
-    """The processes that run, and the names of the targets left out (placeholders)."""
-
-    running: list[t.Running]
-    not_built: list[str]
-
-    def expositions(self) -> dict[str, str]:
-        return {running.target.job: t.scrape(running.metrics_url) for running in self.running}
-
-
 @pytest.fixture(scope="session")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[t.Fleet]:
     """Every process of TARGETS that exists, started on free loopback ports with its
     own SQLite database, jobs folder, RabbitMQ vhost and Redis key prefix."""
     base = tmp_path_factory.mktemp("fleet")
@@ -89,14 +77,14 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
                     f"not scraped, their commands are placeholders: {', '.join(not_built)}",
                     stacklevel=1,
                 )
-            yield Fleet(running, not_built)
+            yield t.Fleet(running, not_built)
         finally:
             for process in running:
                 t.stop(process)
 
 
 @pytest.fixture(scope="session")
-def exported(fleet: Fleet) -> set[str]:
+def exported(fleet: t.Fleet) -> set[str]:
     """Series names exported by the real processes (see targets.exported_names)."""
     names: set[str] = set()
     for exposition in fleet.expositions().values():

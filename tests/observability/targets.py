@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 BIN = Path(sys.executable).parent
 NOT_BUILT = "not available yet"
-START_TIMEOUT = 30.0
+START_TIMEOUT = 20.0
 
 
 @dataclass(frozen=True)
@@ -114,6 +114,17 @@ class Running:
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """The processes that run, and the targets left out (placeholder commands)."""
+
+    running: list[Running]
+    not_built: list[str]
+
+    def expositions(self) -> dict[str, str]:
+        return {running.target.job: scrape(running.metrics_url) for running in self.running}
 
 
 class NotBuilt(Exception):

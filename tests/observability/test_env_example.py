@@ -82,6 +82,15 @@ def test_the_listed_values_read_back_as_the_defaults(monkeypatch: pytest.MonkeyP
         if variable.startswith(PREFIX):
             monkeypatch.delenv(variable)
     assignments, _ = read_env_file(ENV_EXAMPLE.read_text())
+    refused = []
+    for variable, value in assignments.items():
+        with monkeypatch.context() as one:
+            one.setenv(variable, value)
+            try:
+                Settings()
+            except ValueError as error:  # pydantic's ValidationError, SettingsError
+                refused.append(f"{variable}={value}: {str(error).splitlines()[0]}")
+    assert not refused, "values of .env.example the settings refuse:\n" + "\n".join(refused)
     for variable, value in assignments.items():
         monkeypatch.setenv(variable, value)
     assert Settings() == Settings.model_construct()

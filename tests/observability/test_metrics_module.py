@@ -4,6 +4,7 @@ daemon's exposition (reconciler.observability.start_metrics_server)."""
 from __future__ import annotations
 
 import urllib.request
+from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Summary
@@ -104,3 +105,10 @@ def test_start_metrics_server_serves_the_default_registry() -> None:
             start_metrics_server(server.port, "127.0.0.1")  # the port is taken
     finally:
         server.close()
+
+
+def test_every_metric_is_documented_for_operators() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "observability.md").read_text()
+    for metric in ALL:
+        suffix = "_total" if isinstance(metric, Counter) else ""
+        assert f"`{metric._name}{suffix}`" in docs, metric._name

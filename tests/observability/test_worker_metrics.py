@@ -16,6 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from observability.targets import free_port
+from reconciler.observability import setup_worker_metrics
 
 TASKS = 6
 
@@ -25,7 +26,8 @@ APP = textwrap.dedent(
 
     from reconciler.observability import enable_multiprocess_mode, install_worker_hooks
 
-    enable_multiprocess_mode(os.environ["OBS_MULTIPROC_DIR"])
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:  # else: the `celery -A` form
+        enable_multiprocess_mode(os.environ["OBS_MULTIPROC_DIR"])
     install_worker_hooks(port=int(os.environ["OBS_METRICS_PORT"]), host="127.0.0.1")
 
     from celery import Celery
@@ -43,7 +45,6 @@ APP = textwrap.dedent(
         task_ignore_result=True,
         worker_prefetch_multiplier=1,
     )
-    metrics.track_task("obs.work")
 
 
     @app.task(name="obs.work")
@@ -80,11 +81,15 @@ def _send(tmp_path: Path, broker: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.e2e
-def test_a_prefork_worker_exports_the_sum_of_its_children(tmp_path: Path) -> None:
+@pytest.mark.parametrize("form", ["reconcile-worker", "celery-env"])
+def test_a_prefork_worker_exports_the_sum_of_its_children(tmp_path: Path, form: str) -> None:
+    # reconcile-worker: enable_multiprocess_mode() in code. celery-env: the `celery -A`
+    # form, $PROMETHEUS_MULTIPROC_DIR set by the environment, with a previous run's file.
     (tmp_path / "obs_worker_app.py").write_text(APP)
     broker = tmp_path / "broker"
     broker.mkdir()
     samples_dir = tmp_path / "samples"
+    stale = samples_dir / "counter_999999.db"
     port = free_port()
     env = {
         **os.environ,
@@ -94,6 +99,10 @@ def test_a_prefork_worker_exports_the_sum_of_its_children(tmp_path: Path) -> Non
         "OBS_BROKER_DIR": str(broker),
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    if form == "celery-env":
+        samples_dir.mkdir()
+        stale.write_bytes(b"\0" * 16)
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(samples_dir)
     log = (tmp_path / "worker.log").open("wb")
     worker = subprocess.Popen(
         [
@@ -150,15 +159,33 @@ def test_a_prefork_worker_exports_the_sum_of_its_children(tmp_path: Path) -> Non
         for job in ("job-0", "job-1"):
             stamp = done[("reconciler_job_last_success_timestamp_seconds", (("job_name", job),))]
             assert time.time() - 60 < stamp <= time.time()
+        assert not stale.exists()
         # The closed vocabularies are exported by a worker too (created at import).
         assert ("reconciler_reconcile_changes_total", (("action", "add"),)) in done
-        # ... and the task's zeros (track_task before the fork).
+        # ... and the task's zeros (install_worker_hooks: track_task before the fork).
         failed = ("reconciler_task_executions_total", (("status", "failed"), ("task", "obs.work")))
         assert done[failed] == 0
     finally:
         worker.terminate()
         worker.wait(timeout=20)
         log.close()
+
+
+def test_without_multiprocess_mode_the_worker_serves_its_own_registry(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A solo or threads pool: one process, the default registry; a warning says so.
+    import reconciler.metrics  # noqa: F401 - registers the metrics in the default registry
+
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+    assert setup_worker_metrics(0) is None
+    server = setup_worker_metrics(free_port(), "127.0.0.1")
+    assert server is not None
+    try:
+        assert ("reconciler_leader", ()) in _samples(server.port)
+    finally:
+        server.close()
+    assert "not counted" in caplog.text
 
 
 def test_multiprocess_mode_refuses_to_start_late(tmp_path: Path) -> None:

@@ -67,6 +67,8 @@ def test_unknown_queue(settings: Settings) -> None:
         ("0 0 31 2 *", False),  # 31 February
         ("0 0 30 2 *", False),
         ("0 0 31 4,6,9,11 *", False),
+        ({"day": "31", "month": "4,6,9,11", "day_of_week": "mon"}, False),
+        ({"day": "13", "day_of_week": "fri"}, True),  # Friday the 13th
         ("0 0 29 2 *", True),  # leap years
         ("0 0 31 * *", True),
         ("*/30 * * * * *", True),

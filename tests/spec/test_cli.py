@@ -89,3 +89,17 @@ def test_validate_subprocess_exit_codes_without_traceback(tmp_path: Path) -> Non
         )
         assert run.returncode == code, run.stdout + run.stderr
         assert "Traceback" not in run.stdout + run.stderr
+
+
+def test_markdown_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = write(tmp_path, "bad.yaml", JOB + "description: a | b\nowner: no\n")
+    assert main(["validate", "--format", "markdown", str(bad)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "### Job files: invalid"
+    assert lines[-1] == (
+        f"| `{bad}:5:8` | `YAML_COERCION` | owner: read as boolean false; "
+        "write 'no' in quotes if you mean the text |"
+    )
+    write(tmp_path, "ok/a.yaml", JOB)
+    assert main(["validate", "--format", "markdown", str(tmp_path / "ok")]) == 0
+    assert capsys.readouterr().out == "### Job files: valid\n\n1 file, 1 job.\n"

@@ -62,6 +62,7 @@ def test_hostile_file_is_refused_cleanly(corpus: Path, name: str) -> None:
     assert f": {code} " in str(result["out"]), output
     assert "Traceback" not in output and "internal error" not in output
     assert SECRET not in output
+    assert len(str(result["out"]).splitlines()) <= 110  # bounded report, whatever the input
     assert int(str(result["rss_kb"])) <= MAX_RSS_KB, result["rss_kb"]
     assert float(str(result["cpu"])) <= MAX_CPU_SECONDS, result["cpu"]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -230,14 +231,14 @@ def test_no_change_pass_over_10k_jobs_is_fast(tmp_path: Path, settings: Settings
         _age(write(tmp_path, f"team{number % 10}/f{number}.yaml", docs))
     cache = LoadCache()
     assert len(load_jobs(tmp_path, settings=settings, now=NOW, cache=cache).jobs) == 10_000
+    # CPU time, best of five: the bound is about work done, not about a busy CI machine.
     best = min(
-        _timed(lambda: load_jobs(tmp_path, settings=settings, now=NOW, cache=cache))
-        for _ in range(3)
+        _cpu_time(lambda: load_jobs(tmp_path, settings=settings, cache=cache)) for _ in range(5)
     )
     assert best < 0.1
 
 
-def _timed(action: object) -> float:
-    start = time.perf_counter()
-    action()  # type: ignore[operator]
-    return time.perf_counter() - start
+def _cpu_time(action: Callable[[], object]) -> float:
+    start = time.process_time()
+    action()
+    return time.process_time() - start

@@ -27,6 +27,12 @@ scalars = st.one_of(
     st.text(max_size=20),
     st.sampled_from(["no", "on", "1:30", "0755", "1.10", "2024-01-01", "*/5 * * * *", "~"]),
 )
+# Text YAML 1.1 claims as a timestamp or a number, valid or not (2024-02-30, 5,000 digits).
+claimed = st.one_of(
+    st.from_regex(r"\A[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}([ T][0-9]{1,2}:[0-9]{2}:[0-9]{2})?\Z"),
+    st.from_regex(r"\A[-+]?[0-9][0-9_]{0,6000}\Z"),
+    st.from_regex(r"\A[0-9]{1,3}(:[0-5]?[0-9]){1,3}(\.[0-9]+)?\Z"),
+)
 keys = st.one_of(
     st.sampled_from(["name", "task", "schedule", "cron", "interval", "at", "queue", "kwargs"]),
     st.text(max_size=10),
@@ -56,6 +62,13 @@ def assert_clean_outcome(data: bytes) -> None:
 @given(st.text(max_size=300))
 def test_any_text_gives_jobs_or_diagnostics(text: str) -> None:
     assert_clean_outcome(text.encode("utf-8", errors="surrogatepass"))
+
+
+@PROPERTY
+@given(st.lists(claimed, min_size=1, max_size=5))
+def test_text_yaml_claims_as_typed_gives_jobs_or_diagnostics(values: list[str]) -> None:
+    lines = "".join(f"k{number}: {value}\n" for number, value in enumerate(values))
+    assert_clean_outcome(("name: x\ntask: a.b\nschedule: {cron: '* * * * *'}\n" + lines).encode())
 
 
 @PROPERTY

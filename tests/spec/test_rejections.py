@@ -32,6 +32,8 @@ CASES = [
     ("coerce-octal", JOB + "owner: 0755\n", [(4, 8, "YAML_COERCION")]),
     ("coerce-float", JOB + "description: 1.10\n", [(4, 14, "YAML_COERCION")]),
     ("coerce-date", JOB + "owner: 2024-01-01\n", [(4, 8, "YAML_COERCION")]),
+    ("invalid-timestamp", JOB + "owner: 2024-02-30\n", [(4, 8, "YAML_COERCION")]),
+    ("huge-integer", JOB + "owner: " + "9" * 5000 + "\n", [(4, 8, "YAML_COERCION")]),
     ("coerce-name", JOB.replace("name: job-a", "name: 0755"), [(1, 7, "YAML_COERCION")]),
     (
         "coerce-cron-map",
@@ -68,6 +70,7 @@ CASES = [
     ),
     ("cron-syntax", JOB.replace("*/5 * * * *", "61 * * * *"), [(3, 18, "CRON_SYNTAX")]),
     ("cron-fields", JOB.replace("*/5 * * * *", "* * *"), [(3, 18, "CRON_SYNTAX")]),
+    ("cron-day-and-weekday", JOB.replace("*/5 * * * *", "0 0 1 * 1"), [(3, 18, "CRON_SYNTAX")]),
     ("cron-never", JOB.replace("*/5 * * * *", "0 0 31 2 *"), [(3, 18, "CRON_NEVER_FIRES")]),
     ("timezone", JOB + "timezone: Mars/Olympus\n", [(4, 11, "UNKNOWN_TIMEZONE")]),
     ("queue", JOB + "queue: urgent\n", [(4, 8, "UNKNOWN_QUEUE")]),
@@ -169,3 +172,33 @@ def test_every_code_is_exercised_somewhere() -> None:
     # Covered by tests that need files or settings: see test_loader.py.
     elsewhere = {"FILE_UNREADABLE", "FILE_TOO_LARGE", "SYMLINK_REFUSED"}
     assert set(CODES) - exercised - elsewhere == set()
+
+
+def test_schedule_messages_name_the_problem(
+    load_text: Callable[[str | bytes], FileOutcome],
+) -> None:
+    typo = load_text(JOB.replace("{cron:", "{crn:")).diagnostics
+    assert [d.message for d in typo] == [
+        "schedule: needs exactly one of cron, interval, at (found 'crn'; did you mean 'cron'?)"
+    ]
+    both = load_text(JOB.replace("{cron:", "{interval: {minutes: 1}, cron:")).diagnostics
+    assert [d.message for d in both] == [
+        "schedule: interval and cron together; a schedule has exactly one kind"
+    ]
+
+
+def test_null_is_a_type_error_not_a_coercion(
+    load_text: Callable[[str | bytes], FileOutcome],
+) -> None:
+    (diagnostic,) = load_text(JOB + "timezone: ~\n").diagnostics
+    assert (diagnostic.code, diagnostic.message) == (
+        "INVALID_TYPE",
+        "timezone: expected text, found null",
+    )
+
+
+def test_invalid_timestamp_is_explained_not_raised(
+    load_text: Callable[[str | bytes], FileOutcome],
+) -> None:
+    (diagnostic,) = load_text(JOB + "owner: 2024-02-30\n").diagnostics
+    assert diagnostic.message.startswith("read as a timestamp, but not a valid one")

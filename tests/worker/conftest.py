@@ -154,6 +154,7 @@ class Rig:
         soft_time_limit: int | None = None,
         insert: bool = True,
         key: str | None = None,
+        expires: float = 600,
     ) -> str:
         """Publish one fire as the dispatcher does; returns the fire id."""
         slot = slot or datetime.now(UTC).replace(microsecond=0) + timedelta(
@@ -174,6 +175,7 @@ class Rig:
             time_limit=time_limit,
             soft_time_limit=soft_time_limit,
             key=key or run_id,
+            expires=expires,
         )
         return run_id
 
@@ -191,6 +193,7 @@ class Rig:
         time_limit: int | None,
         soft_time_limit: int | None,
         key: str,
+        expires: float = 600,
     ) -> None:
         self.app.send_task(
             task,
@@ -206,7 +209,7 @@ class Rig:
                 "max_retries": max_retries,
                 "retry_delay_seconds": retry_delay_seconds,
             },
-            expires=600,
+            expires=expires,
             time_limit=time_limit,
             soft_time_limit=soft_time_limit,
             retries=0,

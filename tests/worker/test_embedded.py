@@ -20,6 +20,9 @@ def test_fires_run_on_the_serverless_transports(embedded_rig: Rig) -> None:
     rig = embedded_rig
     folder = filesystem_folder(rig.settings)
     assert folder == rig.tmp_path / "broker"  # beside the SQLite database
+    # Expires (0.5 s) before the worker is up (~2 s): the worker drops it and we record it.
+    # (RabbitMQ drops expired messages itself, before any worker sees them.)
+    expiring = rig.publish("reconciler.tasks.example_task", kwargs={"data": 1}, expires=0.5)
     worker = rig.start_worker("embedded", concurrency=2)
     report = rig.tmp_path / "embedded.json"
     run_id = rig.publish(
@@ -49,4 +52,6 @@ def test_fires_run_on_the_serverless_transports(embedded_rig: Rig) -> None:
     rig.wait_for(lambda: rig.run(run_id)["duplicates"] == 1, timeout=30, what="the duplicate")
     assert len(json.loads(report.read_text())["rows"]) == 1
     assert rig.run(run_id)["status"] == "succeeded"
+    expired = rig.wait_status(expiring, "expired", "succeeded")
+    assert (expired["status"], expired["reason"]) == ("expired", "expired before a worker took it")
     assert "rt_" not in worker.log() and "amqp://" not in worker.log()

@@ -264,3 +264,42 @@ def test_reports_are_appended_and_paths_checked(tmp_path: Path) -> None:
             write_report.run(bad, rows=[])
     with pytest.raises(PermanentTaskError):
         write_report.run(str(tmp_path / "y.json"), rows="not a list")
+
+
+@pytest.mark.services
+def test_deferred_writes_land_in_order_and_never_reopen_a_final_run(pg_migrated: str) -> None:
+    from reconciler.worker.writer import LedgerWriter
+
+    engine = create_sync_engine(pg_migrated)
+    ledger = Ledger(engine)
+    for run_id, status in [("a", "published"), ("b", "failed")]:
+        _insert(engine, run_id, status)
+    writer = LedgerWriter(ledger, max_delay=0.01)
+    writer.started("a", worker="w", retries=1)
+    writer.succeeded("a", result={"token": "t", "n": 1})
+    writer.started("b", worker="w", retries=0)  # b is final: left alone
+    assert writer.flush(timeout=10)
+    with engine.connect() as connection:
+        rows = {row.id: row for row in connection.execute(job_runs.select())}
+    a, b = rows["a"], rows["b"]
+    assert (a.status, a.worker, a.retries) == ("succeeded", "w", 1)
+    assert a.started_at <= a.finished_at
+    assert json.loads(a.result_summary) == {"n": 1, "token": "***"}
+    assert (b.status, b.worker) == ("failed", None)
+    engine.dispose()
+
+
+def test_task_logs_redact_secrets_and_url_passwords(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from reconciler.worker.base import log_event
+
+    with caplog.at_level(logging.INFO, logger="reconciler.worker.task"):
+        log_event(
+            logging.INFO,
+            "task.started",
+            kwargs={"database_url": "postgresql://u:pw@db/x", "api_key": "k1", "n": 2},
+        )
+    assert caplog.messages == [
+        'task.started kwargs={"database_url": "postgresql://u:***@db/x", "api_key": "***", "n": 2}'
+    ]

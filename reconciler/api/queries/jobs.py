@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from reconciler.api.shape import as_utc, epoch_to_utc, quarantine_dict, schedule_summary
+from reconciler.api.shape import (
+    as_utc,
+    epoch_to_utc,
+    quarantine_dict,
+    run_dict,
+    schedule_summary,
+)
 from reconciler.store.tables import apscheduler_jobs as aps
+from reconciler.store.tables import job_runs
 from reconciler.store.tables import quarantined_files as quarantine
 from reconciler.store.tables import scheduled_jobs as jobs
 
@@ -95,48 +103,59 @@ def _item(row: Any) -> dict[str, Any]:
 
 @dataclass(frozen=True, kw_only=True)
 class JobRecord:
-    """One job as stored, with its scheduler row (if any) and its file's quarantine (if any)."""
+    """One job as stored, with its scheduler row, its file's quarantine and its newest run
+    (each None when there is none)."""
 
     job: dict[str, Any]
     scheduled: bool
     next_run_time: float | None
     quarantine: dict[str, Any] | None
+    last_run: dict[str, Any] | None
+
+
+_last = job_runs.alias("last_run")
+_NEWEST_RUN_ID = (
+    sa.select(job_runs.c.id)
+    .where(job_runs.c.job_name == jobs.c.name)
+    .order_by(job_runs.c.scheduled_time.desc(), job_runs.c.id.desc())
+    .limit(1)
+    .scalar_subquery()
+)
+_DETAIL = sa.select(
+    jobs,
+    aps.c.id.label("aps_id"),
+    aps.c.next_run_time,
+    *(column.label(f"q_{column.name}") for column in quarantine.columns),
+    *(column.label(f"r_{column.name}") for column in _last.columns),
+).select_from(
+    _WITH_SCHEDULER.outerjoin(quarantine, quarantine.c.path == jobs.c.source_file).outerjoin(
+        _last, _last.c.id == _NEWEST_RUN_ID
+    )
+)
 
 
 async def get_job(connection: AsyncConnection, name: str) -> JobRecord | None:
-    """One query: the job LEFT JOIN its scheduler row LEFT JOIN its file's quarantine."""
-    statement = (
-        sa.select(
-            jobs,
-            aps.c.id.label("aps_id"),
-            aps.c.next_run_time,
-            quarantine.c.path.label("q_path"),
-            quarantine.c.diagnostics.label("q_diagnostics"),
-            quarantine.c.since.label("q_since"),
-            quarantine.c.last_seen.label("q_last_seen"),
-        )
-        .select_from(_WITH_SCHEDULER.outerjoin(quarantine, quarantine.c.path == jobs.c.source_file))
-        .where(jobs.c.name == name)
-    )
-    row = (await connection.execute(statement)).mappings().first()
+    """One query: the job LEFT JOIN its scheduler row, its file's quarantine and its newest
+    run (a correlated subquery on the (job_name, scheduled_time) index)."""
+    row = (await connection.execute(_DETAIL.where(jobs.c.name == name))).mappings().first()
     if row is None:
         return None
-    quarantined = None
-    if row["q_path"] is not None:
-        quarantined = quarantine_dict(
-            {
-                "path": row["q_path"],
-                "diagnostics": row["q_diagnostics"],
-                "since": row["q_since"],
-                "last_seen": row["q_last_seen"],
-            }
-        )
     return JobRecord(
         job={column.name: row[column.name] for column in jobs.columns},
         scheduled=row["aps_id"] is not None,
         next_run_time=row["next_run_time"],
-        quarantine=quarantined,
+        quarantine=_prefixed(row, "q_", quarantine, quarantine_dict),
+        last_run=_prefixed(row, "r_", _last, run_dict),
     )
+
+
+def _prefixed(
+    row: Any, prefix: str, table: sa.FromClause, shape: Callable[[dict[str, Any]], Any]
+) -> Any:
+    """The joined table's columns (labelled `prefix` + name) shaped, or None if no match."""
+    values = {column.name: row[prefix + column.name] for column in table.columns}
+    primary = next(iter(table.primary_key)).name
+    return None if values[primary] is None else shape(values)
 
 
 def drift_of(status: str, *, scheduled: bool, next_run_time: float | None) -> dict[str, str] | None:
@@ -165,4 +184,3 @@ def drift_of(status: str, *, scheduled: bool, next_run_time: float | None) -> di
             "detail": "the job is paused but its scheduler row will fire",
         }
     return None
-

@@ -45,12 +45,6 @@ async def get_run(connection: AsyncConnection, run_id: str) -> dict[str, Any] | 
     return None if row is None else run_dict(row)
 
 
-async def last_run(connection: AsyncConnection, job: str) -> dict[str, Any] | None:
-    statement = sa.select(runs).where(runs.c.job_name == job).order_by(*_NEWEST_FIRST).limit(1)
-    row = (await connection.execute(statement)).mappings().first()
-    return None if row is None else run_dict(row)
-
-
 async def run_counts(connection: AsyncConnection, job: str) -> dict[str, int]:
     statement = (
         sa.select(runs.c.status, sa.func.count())

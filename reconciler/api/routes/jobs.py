@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
@@ -26,46 +26,29 @@ router = APIRouter(
     responses={**params.AUTH_PROBLEMS, **params.NOT_MODIFIED, **params.UNAVAILABLE},
 )
 RUNS_CURSOR = "runs:time-desc"
-Label = Annotated[str, Query(pattern=params.LABEL)]
 
 
 @router.get("", response_model=JobList, responses=params.BAD_CURSOR, summary="List jobs")
 async def jobs_index(
-    request: Request,
-    connection: Conn,
-    status: params.Status = None,
-    queue: Annotated[str | None, Query(max_length=64, pattern=params.NO_CONTROL)] = None,
-    label: Annotated[
-        list[Label] | None,
-        Query(max_length=20, description="key=value; repeat to require several"),
-    ] = None,
-    prefix: Annotated[
-        str | None, Query(max_length=191, pattern=params.NO_CONTROL, description="Name prefix")
-    ] = None,
-    sort: Annotated[Literal["name", "-name"], Query(description="name or -name")] = "name",
-    limit: params.Limit = params.DEFAULT_LIMIT,
-    offset: Annotated[int, Query(ge=0, le=params.MAX_OFFSET, description="Rows to skip")] = 0,
-    cursor: params.Cursor = None,
-    include_total: Annotated[bool, Query(description="Count all matches (one more query)")] = False,
+    request: Request, connection: Conn, query: Annotated[params.JobsQuery, Query()]
 ) -> Response:
     """Jobs in name order. Page with `cursor` (keyset; stable under inserts) and/or
     `offset` (rows skipped after the cursor position, or from the start)."""
-    kind = f"jobs:{sort}"
-    after = decode_cursor(cursor, kind, 1)[0] if cursor else None
+    kind = f"jobs:{query.sort}"
+    after = decode_cursor(query.cursor, kind, 1)[0] if query.cursor else None
     where = JobFilter(
-        status=status,
-        queue=queue,
-        prefix=prefix,
-        labels=tuple(
-            (key, value) for key, _, value in (item.partition("=") for item in label or ())
-        ),
+        status=query.status,
+        queue=query.queue,
+        prefix=query.prefix,
+        labels=tuple(_label_pair(item) for item in query.label),
     )
+    limit = query.limit
     rows = await list_jobs(
         connection,
         where=where,
-        descending=sort == "-name",
+        descending=query.sort == "-name",
         after=after,
-        offset=offset,
+        offset=query.offset,
         limit=limit + 1,
     )
     more = len(rows) > limit
@@ -74,7 +57,7 @@ async def jobs_index(
         "items": items,
         "next_cursor": encode_cursor(kind, items[-1]["name"]) if more else None,
     }
-    if include_total:
+    if query.include_total:
         body["total"] = await count_jobs(connection, where=where)
     return json_response(request, body)
 
@@ -82,7 +65,7 @@ async def jobs_index(
 @router.get("/{name}", response_model=JobDetail, responses=params.NOT_FOUND, summary="One job")
 async def job_detail(request: Request, connection: Conn, name: params.JobName) -> Response:
     """The applied spec (redacted), provenance, scheduler state, last run, run counts,
-    quarantine of its file and drift. Carries an ETag; If-None-Match gives 304."""
+    quarantine of its file and drift. Two queries. Carries an ETag; If-None-Match: 304."""
     record = await get_job(connection, name)
     if record is None:
         raise ApiProblem(404, "no job has this name")
@@ -106,7 +89,7 @@ async def job_detail(request: Request, connection: Conn, name: params.JobName) -
         "updated_at": as_utc(job["updated_at"]),
         "next_fire_time": epoch_to_utc(record.next_run_time),
         "scheduled": record.scheduled,
-        "last_run": await run_queries.last_run(connection, name),
+        "last_run": record.last_run,
         "run_counts": await run_queries.run_counts(connection, name),
         "quarantine": record.quarantine,
         "drift": drift_of(

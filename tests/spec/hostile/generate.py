@@ -39,6 +39,16 @@ def _alias_bomb() -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
+def _impossible_crons(count: int) -> bytes:
+    # Distinct expressions (no memo helps): 30/31 February at every minute of the day.
+    documents = [
+        f"name: never-{n}\ntask: reconciler.tasks.x\n"
+        f"schedule: {{cron: '{n % 60} {n // 60 % 24} {30 + n // 1440 % 2} 2 *'}}\n"
+        for n in range(count)
+    ]
+    return "---\n".join(documents).encode()
+
+
 def _deep_block(depth: int) -> bytes:
     # One space per level keeps it small: 500 levels are 130 KB.
     return b"".join(b" " * level + b"k:\n" for level in range(depth)) + b" " * depth + b"x\n"
@@ -47,6 +57,8 @@ def _deep_block(depth: int) -> bytes:
 CORPUS: dict[str, tuple[str, str]] = {
     # name: (code, why)
     "alias-bomb.yaml": ("YAML_ALIAS", "billion laughs: explodes when walked or dumped"),
+    "alias-flood.yaml": ("YAML_ALIAS", "200,000 aliases: the report must stay short"),
+    "impossible-crons.yaml": ("CRON_NEVER_FIRES", "3,000 distinct crons that never fire"),
     "deep-flow.yaml": ("NESTING_TOO_DEEP", "50,000 nested '[': CSafeLoader segfaults"),
     "deep-flow-map.yaml": ("NESTING_TOO_DEEP", "50,000 nested '{a: '"),
     "deep-block.yaml": ("NESTING_TOO_DEEP", "500 levels of block mappings"),
@@ -73,6 +85,8 @@ def write_corpus(folder: Path, *, huge_bytes: int = 50 * 1024 * 1024) -> list[Ho
     folder.mkdir(parents=True, exist_ok=True)
     contents: dict[str, bytes] = {
         "alias-bomb.yaml": _alias_bomb(),
+        "alias-flood.yaml": b"a: &a x\nb: [" + b"*a, " * 200_000 + b"]\n",
+        "impossible-crons.yaml": _impossible_crons(3_000),
         "deep-flow.yaml": b"[" * 50_000,
         "deep-flow-map.yaml": b"{a: " * 50_000,
         "deep-block.yaml": _deep_block(500),

@@ -1,0 +1,258 @@
+"""Benchmark of firing: 10,000 jobs due at the same instant.
+
+    .venv/bin/python bench/bench_fire.py [--jobs 10000] [--only stock,dispatcher,full]
+
+Three runs, each on a fresh PostgreSQL database and a fresh RabbitMQ vhost:
+
+- stock:      APScheduler 3 (BackgroundScheduler, SQLAlchemyJobStore on PostgreSQL,
+              20 threads) calling a no-op: the scheduler's own ceiling (FACTS: ~10 s);
+- dispatcher: the Dispatcher alone: 10,000 `fire()` calls at the instant (as FireExecutor
+              makes them), each slot recorded in the ledger and published to RabbitMQ
+              with publisher confirms: the target is all confirmed within 5 s;
+- full:       APScheduler with FireExecutor calling fire_job -> Dispatcher -> ledger +
+              confirmed publish: what the daemon does end to end.
+
+Reported per run: time from the instant to the last call / last confirmed publish, and the
+median. Needs PostgreSQL (127.0.0.1:5432, postgres, trust) and RabbitMQ (guest/guest,
+`rabbitmqctl` on PATH). Creates and drops its own database and vhost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from apscheduler.executors.pool import ThreadPoolExecutor  # noqa: E402
+from apscheduler.jobstores.memory import MemoryJobStore  # noqa: E402
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore  # noqa: E402
+from apscheduler.schedulers.background import BackgroundScheduler  # noqa: E402
+from apscheduler.triggers.interval import IntervalTrigger  # noqa: E402
+
+from reconciler.core.fires import FIRE_CALLABLE, fire_payload  # noqa: E402
+from reconciler.dispatch.dispatcher import Dispatcher  # noqa: E402
+from reconciler.dispatch.executor import FireExecutor  # noqa: E402
+from reconciler.dispatch.fire import install_dispatcher  # noqa: E402
+from reconciler.dispatch.publisher import Publisher  # noqa: E402
+from reconciler.spec.model import JobSpec  # noqa: E402
+from reconciler.store.db import create_sync_engine  # noqa: E402
+from reconciler.store.migrate import upgrade_database  # noqa: E402
+from reconciler.store.tables import apscheduler_jobs, job_runs  # noqa: E402
+
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+AMQP_BASE = "amqp://guest:guest@127.0.0.1:5672"
+LEAD = 4.0  # seconds between setting up and the instant
+
+CALLS: list[float] = []
+
+
+def noop(**_kwargs: object) -> None:
+    CALLS.append(time.time())
+
+
+class AlwaysLeader:
+    def is_leader(self) -> bool:
+        return True
+
+
+@contextmanager
+def fresh_database() -> Iterator[str]:
+    name = f"bench_fire_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = f"postgresql://postgres@127.0.0.1:5432/{name}"
+    try:
+        upgrade_database(url)
+        yield url
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@contextmanager
+def fresh_vhost() -> Iterator[str]:
+    vhost = f"bench_{uuid.uuid4().hex[:8]}"
+    subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True)
+    subprocess.run(
+        ["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
+        check=True,
+    )
+    try:
+        yield f"{AMQP_BASE}/{vhost}"
+    finally:
+        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], check=False)
+
+
+def payload_for(name: str) -> dict[str, object]:
+    spec = JobSpec.model_validate(
+        {"name": name, "task": "reconciler.tasks.noop", "schedule": {"interval": {"hours": 1}}}
+    )
+    return dict(fire_payload(spec, spec_hash="0" * 64, revision="bench"))
+
+
+def store_jobs(engine: sa.Engine, count: int, func: str | Callable[..., None], at: datetime):
+    """Write `count` apscheduler_jobs rows due at `at` in one executemany (built with a
+    memory store, pickled as SQLAlchemyJobStore pickles them)."""
+    builder = BackgroundScheduler(jobstores={"default": MemoryJobStore()}, timezone=UTC)
+    builder.start(paused=True)
+    for n in range(count):
+        name = f"job-{n:05d}"
+        builder.add_job(
+            func,
+            IntervalTrigger(hours=1, start_date=at, timezone=UTC),
+            id=name,
+            kwargs={"job": name, "payload": payload_for(name)},
+            misfire_grace_time=3600,
+            max_instances=10,
+        )
+    rows = [
+        {
+            "id": job.id,
+            "next_run_time": at.timestamp(),
+            "job_state": pickle.dumps(job.__getstate__(), pickle.HIGHEST_PROTOCOL),
+        }
+        for job in builder.get_jobs()
+    ]
+    builder.shutdown(wait=False)
+    with engine.begin() as connection:
+        connection.execute(apscheduler_jobs.insert(), rows)
+
+
+def instant() -> datetime:
+    return (datetime.now(UTC) + timedelta(seconds=LEAD)).replace(microsecond=0)
+
+
+def sleep_until(moment: datetime) -> None:
+    time.sleep(max((moment - datetime.now(UTC)).total_seconds(), 0))
+
+
+BATCH_SIZE = 1000
+
+
+def make_dispatcher(engine: sa.Engine, broker_url: str) -> Dispatcher:
+    publisher = Publisher(broker_url=broker_url, timeout=10)
+    return Dispatcher(
+        engine=engine, publisher=publisher, fence=AlwaysLeader(), batch_size=BATCH_SIZE
+    )
+
+
+def wait_published(engine: sa.Engine, count: int, timeout: float = 120) -> list[float]:
+    """Poll the ledger until `count` rows are published; their published_at (Unix s)."""
+    query = sa.select(job_runs.c.published_at).where(job_runs.c.status == "published")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with engine.connect() as connection:
+            stamps = [row.published_at.timestamp() for row in connection.execute(query)]
+        if len(stamps) >= count:
+            return stamps
+        time.sleep(0.05)
+    raise SystemExit(f"only {len(stamps)} of {count} published after {timeout} s")
+
+
+def report(label: str, at: datetime, stamps: list[float]) -> dict[str, float]:
+    late = sorted(stamp - at.timestamp() for stamp in stamps)
+    result = {"count": len(late), "p50": statistics.median(late), "last": late[-1]}
+    print(f"{label:<11} n={len(late):>6}  p50 {result['p50']:6.2f} s  last {result['last']:6.2f} s")
+    return result
+
+
+def run_stock(count: int) -> dict[str, float]:
+    with fresh_database() as url:
+        engine = create_sync_engine(url)
+        at = instant() + timedelta(seconds=2)
+        store_jobs(engine, count, f"{__name__}:noop", at)
+        CALLS.clear()
+        scheduler = BackgroundScheduler(
+            jobstores={"default": SQLAlchemyJobStore(engine=engine)},
+            executors={"default": ThreadPoolExecutor(20)},
+            timezone=UTC,
+        )
+        scheduler.start()
+        deadline = time.monotonic() + 120
+        while len(CALLS) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        scheduler.shutdown()
+        engine.dispose()
+        return report("stock", at, list(CALLS))
+
+
+def run_dispatcher(count: int) -> dict[str, float]:
+    with fresh_database() as url, fresh_vhost() as broker:
+        engine = create_sync_engine(url, pool_size=5)
+        dispatcher = make_dispatcher(engine, broker)
+        dispatcher.start()
+        payloads = {f"job-{n:05d}": payload_for(f"job-{n:05d}") for n in range(count)}
+        at = instant()
+        sleep_until(at)
+        for name, payload in payloads.items():
+            dispatcher.fire(job=name, payload=payload, scheduled_time=at)  # type: ignore[arg-type]
+        accepted = time.time() - at.timestamp()
+        stamps = wait_published(engine, count)
+        dispatcher.stop()
+        engine.dispose()
+        print(f"{'':<11} all {count} fire() calls returned {accepted:.2f} s after the instant")
+        return report("dispatcher", at, stamps)
+
+
+def run_full(count: int) -> dict[str, float]:
+    with fresh_database() as url, fresh_vhost() as broker:
+        engine = create_sync_engine(url, pool_size=5)
+        dispatcher = make_dispatcher(engine, broker)
+        dispatcher.start()
+        install_dispatcher(dispatcher)
+        at = instant() + timedelta(seconds=2)
+        store_jobs(engine, count, FIRE_CALLABLE, at)
+        scheduler = BackgroundScheduler(
+            jobstores={"default": SQLAlchemyJobStore(engine=engine)},
+            executors={"default": FireExecutor(20, max_catch_up_runs=10)},
+            timezone=UTC,
+        )
+        scheduler.start()
+        stamps = wait_published(engine, count)
+        scheduler.shutdown()
+        dispatcher.stop()
+        install_dispatcher(None)
+        engine.dispose()
+        return report("full", at, stamps)
+
+
+RUNS = {"stock": run_stock, "dispatcher": run_dispatcher, "full": run_full}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--jobs", type=int, default=10_000)
+    parser.add_argument("--only", default="stock,dispatcher,full")
+    parser.add_argument("--batch", type=int, default=1000, help="Dispatcher batch size")
+    args = parser.parse_args()
+    global BATCH_SIZE
+    BATCH_SIZE = args.batch
+    threading.current_thread().name = "bench"
+    for name in args.only.split(","):
+        load = os.getloadavg()[0]
+        RUNS[name](args.jobs)
+        print(
+            f"{'':<11} (1-min load average {load:.1f} before, {os.getloadavg()[0]:.1f} after;"
+            f" {os.cpu_count()} CPUs)"
+        )
+
+
+if __name__ == "__main__":
+    main()

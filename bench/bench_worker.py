@@ -1,0 +1,322 @@
+"""Worker throughput: the full guard + ledger against plain Celery, same broker/backend.
+
+    .venv/bin/python bench/bench_worker.py [--fires 5000] [--concurrency 2]
+
+Needs the loopback services (RabbitMQ, Redis, PostgreSQL). For each variant it creates a
+fresh RabbitMQ vhost (an empty queue), publishes all fires first, then starts ONE worker
+(`celery -A reconciler.worker worker --pool=prefork`, log level WARNING) and measures the
+drain rate from the results' `date_done` (first to last completion):
+
+- plain    a plain Celery no-op task (`bench.plain_noop`, defined here), no headers;
+- base     `reconciler.tasks.noop` without headers: BaseTask hooks and metrics only;
+- guarded  `reconciler.tasks.noop` published as the dispatcher does (ledger row first,
+           then the headers): Redis SET NX claim + lease, ledger started -> succeeded,
+           key completed.
+
+Overhead per task = (1/rate_variant - 1/rate_plain) * concurrency: the extra time each
+pool process spends per task. Everything it creates (vhosts, database, keys) is removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import redis
+import sqlalchemy as sa
+from celery import shared_task
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+AMQP_BASE = "amqp://guest:guest@127.0.0.1:5672"
+
+
+@shared_task(name="bench.plain_noop")
+def plain_noop() -> None:
+    """The baseline: a plain Celery task (no BaseTask)."""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--fires", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--variants", default="plain,base,guarded")
+    parser.add_argument("--rounds", type=int, default=3)
+    options = parser.parse_args()
+    database = f"bench_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{database}"'))
+    database_url = f"postgresql://postgres@127.0.0.1:5432/{database}"
+    try:
+        from reconciler.store.migrate import upgrade_database
+
+        upgrade_database(database_url)
+        # Rounds alternate the variants, so that a noisy neighbour hurts all of them alike;
+        # the median of each variant is reported.
+        rates: dict[str, list[float]] = {}
+        for _ in range(options.rounds):
+            for variant in options.variants.split(","):
+                rate = run_variant(
+                    variant,
+                    fires=options.fires,
+                    concurrency=options.concurrency,
+                    database_url=database_url,
+                )
+                rates.setdefault(variant, []).append(rate)
+        protocol_ms = measure_protocol(database_url, fires=min(options.fires, 2000))
+        report(rates, fires=options.fires, concurrency=options.concurrency, protocol_ms=protocol_ms)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def run_variant(variant: str, *, fires: int, concurrency: int, database_url: str) -> float:
+    from reconciler.settings import Settings
+    from reconciler.worker.app import create_celery_app
+
+    vhost = f"bench_{uuid.uuid4().hex[:8]}"
+    prefix = f"bench_{uuid.uuid4().hex[:8]}:"
+    _rabbitmqctl("add_vhost", vhost)
+    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    settings = Settings(
+        broker_url=f"{AMQP_BASE}/{vhost}",
+        result_backend=REDIS_URL,
+        redis_url=REDIS_URL,
+        redis_prefix=prefix,
+        database_url=database_url,
+    )
+    app = create_celery_app(settings)
+    client = redis.Redis.from_url(REDIS_URL)
+    worker = None
+    try:
+        started = time.perf_counter()
+        ids = publish(app, variant, fires=fires, database_url=database_url)
+        print(f"{variant}: published {fires} in {time.perf_counter() - started:.1f} s", flush=True)
+        worker = start_worker(settings, concurrency=concurrency)
+        keys = [f"{prefix}celery-task-meta-{task_id}" for task_id in ids]
+        deadline = time.monotonic() + 600
+        while client.exists(*keys) < fires:
+            if time.monotonic() > deadline or worker.poll() is not None:
+                raise SystemExit(f"{variant}: the worker did not finish")
+            time.sleep(0.5)
+        done = sorted(_date_done(raw) for raw in client.mget(keys))
+        rate = (fires - 1) / (done[-1] - done[0]).total_seconds()
+        print(f"{variant}: {rate:,.0f} tasks/s", flush=True)
+        return rate
+    finally:
+        if worker is not None:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+        app.close()
+        for batch in _batches(list(client.scan_iter(f"{prefix}*", count=1000)), 1000):
+            client.delete(*batch)
+        client.close()
+        _rabbitmqctl("delete_vhost", vhost)
+
+
+def publish(app, variant: str, *, fires: int, database_url: str) -> list[str]:  # type: ignore[no-untyped-def]
+    """Publish every fire (and, for `guarded`, its ledger row first, as the dispatcher)."""
+    from reconciler.core.fires import fire_id
+    from reconciler.store.db import create_sync_engine
+    from reconciler.store.tables import job_runs
+
+    job = f"bench-{variant}-{uuid.uuid4().hex[:6]}"
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    slots = [base + timedelta(seconds=index) for index in range(fires)]
+    ids = [fire_id(job, slot) for slot in slots]
+    if variant == "guarded":
+        now = datetime.now(UTC)
+        engine = create_sync_engine(database_url)
+        with engine.begin() as connection:
+            connection.execute(
+                job_runs.insert(),
+                [
+                    {
+                        "id": run_id,
+                        "job_name": job,
+                        "scheduled_time": slot,
+                        "status": "published",
+                        "task": "reconciler.tasks.noop",
+                        "queue": "default",
+                        "idempotency_key": run_id,
+                        "updated_at": now,
+                    }
+                    for run_id, slot in zip(ids, slots, strict=True)
+                ],
+            )
+        engine.dispose()
+    task = "bench.plain_noop" if variant == "plain" else "reconciler.tasks.noop"
+    with app.producer_or_acquire() as producer:
+        for run_id, slot in zip(ids, slots, strict=True):
+            headers = (
+                {
+                    "idempotency_key": run_id,
+                    "job": job,
+                    "revision": None,
+                    "scheduled_time": slot.isoformat(),
+                    "max_retries": 0,
+                    "retry_delay_seconds": 0,
+                }
+                if variant == "guarded"
+                else {}
+            )
+            app.send_task(task, queue="default", task_id=run_id, headers=headers, producer=producer)
+    return ids
+
+
+def start_worker(settings, *, concurrency: int) -> subprocess.Popen[bytes]:  # type: ignore[no-untyped-def]
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RECONCILER_")}
+    env.update(
+        RECONCILER_BROKER_URL=settings.broker_url,
+        RECONCILER_RESULT_BACKEND=settings.result_backend,
+        RECONCILER_REDIS_URL=settings.redis_url,
+        RECONCILER_REDIS_PREFIX=settings.redis_prefix,
+        RECONCILER_DATABASE_URL=settings.database_url,
+        RECONCILER_TASK_MODULES="bench_worker",
+        PYTHONPATH=os.pathsep.join([str(ROOT / "bench"), str(ROOT)]),
+    )
+    command = [
+        str(BIN / "celery"),
+        "-A",
+        "reconciler.worker",
+        "worker",
+        "-Q",
+        "default",
+        f"--concurrency={concurrency}",
+        "--pool=prefork",
+        "--loglevel=WARNING",
+        "--without-gossip",
+        "--without-mingle",
+        "--hostname=bench@%h",
+    ]
+    return subprocess.Popen(
+        command,
+        env=env,
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def measure_protocol(database_url: str, *, fires: int) -> dict[str, float]:
+    """The guard + ledger protocol alone, in this process (no Celery): mean ms per fire of
+    admit() (Redis SET NX, ledger read, `started` queued) and succeeded() (Redis
+    compare-and-set, `succeeded` queued), the batched writes flushed at the end."""
+    from reconciler.core.fires import fire_id
+    from reconciler.settings import Settings
+    from reconciler.store.tables import job_runs
+    from reconciler.worker.context import FireContext
+    from reconciler.worker.runtime import WorkerRuntime
+
+    prefix = f"bench_{uuid.uuid4().hex[:8]}:"
+    runtime = WorkerRuntime.from_settings(
+        Settings(database_url=database_url, redis_url=REDIS_URL, redis_prefix=prefix)
+    )
+    job = f"bench-protocol-{uuid.uuid4().hex[:6]}"
+    slots = [datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=i) for i in range(fires)]
+    ids = [fire_id(job, slot) for slot in slots]
+    now = datetime.now(UTC)
+    with runtime.ledger.engine.begin() as connection:
+        connection.execute(
+            job_runs.insert(),
+            [
+                {
+                    "id": run_id,
+                    "job_name": job,
+                    "scheduled_time": slot,
+                    "status": "published",
+                    "task": "reconciler.tasks.noop",
+                    "queue": "default",
+                    "idempotency_key": run_id,
+                    "updated_at": now,
+                }
+                for run_id, slot in zip(ids, slots, strict=True)
+            ],
+        )
+    admit = succeed = 0.0
+    for run_id in ids:
+        fire = FireContext(
+            run_id=run_id,
+            task="reconciler.tasks.noop",
+            idempotency_key=run_id,
+            job=job,
+            revision=None,
+            scheduled_time=None,
+            max_retries=0,
+            retry_delay_seconds=0,
+            retries=0,
+            redelivered=False,
+            hostname="bench@host",
+            pid=os.getpid(),
+        )
+        started = time.perf_counter()
+        admission = runtime.admit(fire)
+        middle = time.perf_counter()
+        runtime.succeeded(fire, admission, None)
+        admit += middle - started
+        succeed += time.perf_counter() - middle
+    runtime.close()
+    client = redis.Redis.from_url(REDIS_URL)
+    for batch in _batches(list(client.scan_iter(f"{prefix}*", count=1000)), 1000):
+        client.delete(*batch)
+    client.close()
+    return {"admit": admit / fires * 1000, "succeeded": succeed / fires * 1000}
+
+
+def report(
+    rates: dict[str, list[float]], *, fires: int, concurrency: int, protocol_ms: dict[str, float]
+) -> None:
+    print(f"\n{fires} no-op fires per run, one worker, prefork, concurrency {concurrency}")
+    print(
+        "| variant | runs (tasks/s) | median tasks/s | ms per task (wall) "
+        "| overhead vs plain, ms per task per process |"
+    )
+    print("| --- | --- | ---: | ---: | ---: |")
+    medians = {variant: statistics.median(values) for variant, values in rates.items()}
+    plain = medians.get("plain")
+    for variant, rate in medians.items():
+        overhead = (
+            f"{(1 / rate - 1 / plain) * concurrency * 1000:.2f}"
+            if plain and variant != "plain"
+            else "-"
+        )
+        runs = ", ".join(f"{value:,.0f}" for value in rates[variant])
+        print(f"| {variant} | {runs} | {rate:,.0f} | {1000 / rate:.3f} | {overhead} |")
+    total = protocol_ms["admit"] + protocol_ms["succeeded"]
+    print(
+        f"\nguard + ledger protocol alone (in-process, mean of the fires): admit "
+        f"{protocol_ms['admit']:.3f} ms + succeeded {protocol_ms['succeeded']:.3f} ms "
+        f"= {total:.3f} ms per task"
+    )
+
+
+def _date_done(raw: bytes | None) -> datetime:
+    assert raw is not None
+    value = json.loads(raw)["date_done"]
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+def _batches(items: list[bytes], size: int) -> list[list[bytes]]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""FiringService: the dispatch pieces, built from settings and started/stopped in order.
+
+For the daemon, per leadership term:
+
+    service = FiringService(engine=engine, settings=settings, fence=elector)
+    service.start()                                   # dispatcher, fire_job slot, retrier
+    scheduler = BackgroundScheduler(
+        jobstores={"default": SQLAlchemyJobStore(engine=engine)},
+        executors={"default": service.executor()},    # a NEW executor per scheduler
+        timezone=UTC,
+    )
+    service.attach(scheduler)                          # records misfired slots
+    scheduler.start()
+    ...
+    scheduler.shutdown()   # FIRST: its last pass still fires, through the running dispatcher
+    service.stop()         # THEN: retrier, drain + publish what is queued, uninstall
+
+Why this order: BackgroundScheduler.shutdown() runs one more scheduling pass after its
+executors stopped (FACTS). FireExecutor runs that pass's fires inline, and they reach the
+Dispatcher only if it is still running and installed. Stopping the dispatcher first
+would turn those slots into rows written synchronously (still not lost, but slower).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from apscheduler.events import EVENT_JOB_MISSED
+from sqlalchemy.engine import Engine
+
+from reconciler.dispatch.dispatcher import Dispatcher, Fence
+from reconciler.dispatch.executor import FireExecutor
+from reconciler.dispatch.fire import install_dispatcher
+from reconciler.dispatch.missed import MissedRunRecorder, scheduler_payload_lookup
+from reconciler.dispatch.publisher import Publisher
+from reconciler.dispatch.retrier import UnpublishedRetrier
+from reconciler.settings import Settings
+
+
+class FiringService:
+    """Owns one Dispatcher, its Publisher and an UnpublishedRetrier."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        settings: Settings,
+        fence: Fence,
+        transport_options: Mapping[str, Any] | None = None,
+        executor_threads: int = 20,
+    ) -> None:
+        self.settings = settings
+        publisher = Publisher(
+            broker_url=settings.broker_url,
+            timeout=settings.publish_timeout,
+            transport_options=transport_options,
+        )
+        self.dispatcher = Dispatcher(engine=engine, publisher=publisher, fence=fence)
+        self.retrier = UnpublishedRetrier(
+            engine=engine, dispatcher=self.dispatcher, fence=fence, interval=1.0
+        )
+        self._executor_threads = executor_threads
+
+    def executor(self) -> FireExecutor:
+        """A fresh FireExecutor (one per scheduler: a shut-down one runs everything inline)."""
+        return FireExecutor(
+            self._executor_threads, max_catch_up_runs=self.settings.max_catch_up_runs
+        )
+
+    def attach(self, scheduler: Any) -> None:
+        """Record the slots `scheduler` drops as misfired."""
+        recorder = MissedRunRecorder(
+            dispatcher=self.dispatcher, lookup_payload=scheduler_payload_lookup(scheduler)
+        )
+        scheduler.add_listener(recorder, EVENT_JOB_MISSED)
+
+    def start(self) -> None:
+        """Start before the scheduler: dispatcher, then the fire_job slot, then the retrier."""
+        self.dispatcher.start()
+        install_dispatcher(self.dispatcher)
+        self.retrier.start()
+
+    def stop(self, *, timeout: float = 30.0) -> None:
+        """Stop after the scheduler: retrier, dispatcher (drains its queue), then the slot."""
+        self.retrier.stop()
+        self.dispatcher.stop(timeout=timeout)
+        install_dispatcher(None)

@@ -1,0 +1,82 @@
+"""`reconcile api` as a real process: serves, then stops cleanly (exit 0) on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from api_seed import seed
+
+from reconciler.store.migrate import upgrade_database
+
+pytestmark = pytest.mark.e2e
+RECONCILE = str(Path(sys.executable).parent / "reconcile")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_until_up(base: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        try:
+            httpx.get(f"{base}/health/live", timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise AssertionError("reconcile api did not start")
+
+
+def test_serves_and_stops_on_sigterm(sqlite_url: str) -> None:
+    upgrade_database(sqlite_url)
+    seed(sqlite_url)
+    port = _free_port()
+    env = {**os.environ, "RECONCILER_DATABASE_URL": sqlite_url, "RECONCILER_API_TOKEN": "tok"}
+    process = subprocess.Popen(
+        [RECONCILE, "api", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_until_up(base, process)
+        assert httpx.get(f"{base}/health").json()["status"] == "ok"
+        assert httpx.get(f"{base}/api/v1/jobs").status_code == 401
+        jobs = httpx.get(f"{base}/api/v1/jobs", headers={"Authorization": "Bearer tok"})
+        assert jobs.status_code == 200 and len(jobs.json()["items"]) == 5
+        assert "server" not in jobs.headers  # no version banner
+        process.send_signal(signal.SIGTERM)
+        _out, err = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, err.decode()
+    assert b"Traceback" not in err
+    assert b"tok" not in err.replace(b"Started", b"")  # the token is never logged
+
+
+def test_taken_port_exits_1(sqlite_url: str) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [RECONCILE, "api", "--port", str(port)],
+            env={**os.environ, "RECONCILER_DATABASE_URL": sqlite_url},
+            capture_output=True,
+            timeout=30,
+        )
+    assert result.returncode == 1
