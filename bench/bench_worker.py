@@ -63,18 +63,21 @@ def main() -> None:
         from reconciler.store.migrate import upgrade_database
 
         upgrade_database(database_url)
-        # Rounds alternate the variants, so that a noisy neighbour hurts all of them alike;
-        # the median of each variant is reported.
-        rates: dict[str, list[float]] = {}
-        for _ in range(options.rounds):
-            for variant in options.variants.split(","):
+        # Rounds alternate the variants, each round in another order (a variant that always
+        # ran second would always follow the previous one's cleanup), so that a noisy
+        # neighbour hurts all of them alike; the median of each variant is reported.
+        variants = options.variants.split(",")
+        rates: dict[str, list[float]] = {variant: [] for variant in variants}
+        for round_number in range(options.rounds):
+            shift = round_number % len(variants)
+            for variant in variants[shift:] + variants[:shift]:
                 rate = run_variant(
                     variant,
                     fires=options.fires,
                     concurrency=options.concurrency,
                     database_url=database_url,
                 )
-                rates.setdefault(variant, []).append(rate)
+                rates[variant].append(rate)
         protocol_ms = measure_protocol(database_url, fires=min(options.fires, 2000))
         report(rates, fires=options.fires, concurrency=options.concurrency, protocol_ms=protocol_ms)
     finally:

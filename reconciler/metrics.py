@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram, Summary
 
-RECONCILE_TRIGGERS = ("watch", "resync", "cli")
+RECONCILE_TRIGGERS = ("watch", "resync", "startup", "cli")
 RECONCILE_OUTCOMES = ("succeeded", "failed", "refused")
 CHANGE_ACTIONS = ("add", "update", "pause", "resume", "remove", "repair")
 ERROR_KINDS = ("transient", "refused", "bug")

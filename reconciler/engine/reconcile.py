@@ -24,7 +24,7 @@ from reconciler.core.plan import Plan, make_plan
 from reconciler.core.state import ActualState, DesiredJob, DesiredState, Revision
 from reconciler.engine.apply import apply_plan
 from reconciler.engine.gitrev import read_revision
-from reconciler.errors import RefusedError, StalePlanError
+from reconciler.errors import RefusedError, StalePlanError, TransientError
 from reconciler.settings import Settings
 from reconciler.spec.loader import LoadCache, load_jobs
 from reconciler.store.inventory import (
@@ -36,7 +36,7 @@ from reconciler.store.inventory import (
 from reconciler.store.scheduler_rows import RowDecoder, read_scheduler_rows
 
 log = logging.getLogger(__name__)
-Trigger = Literal["cli", "watch", "resync", "startup", "poll"]
+Trigger = Literal["cli", "watch", "resync", "startup"]
 Outcome = Literal["applied", "no_changes", "planned", "refused", "stale", "error"]
 # Any constant shared by every process of a deployment: the key of the apply lock.
 APPLY_LOCK_KEY = 0x7265636F6E63  # "reconc"
@@ -179,7 +179,25 @@ def record_failure(
             )
     except Exception:
         log.warning("could not record the failed reconcile pass", exc_info=True)
-    metrics.RECONCILE_RUNS.labels(trigger=trigger, outcome="error").inc()
+    metrics.RECONCILE_RUNS.labels(trigger=trigger, outcome="failed").inc()
+    metrics.RECONCILE_ERRORS.labels(kind=_error_kind(error)).inc()
+
+
+# The metric's closed vocabulary (reconciler.metrics.RECONCILE_OUTCOMES).
+_METRIC_OUTCOME: dict[Outcome, str] = {
+    "applied": "succeeded",
+    "no_changes": "succeeded",
+    "planned": "succeeded",
+    "refused": "refused",
+    "stale": "failed",
+    "error": "failed",
+}
+
+
+def _error_kind(error: BaseException) -> str:
+    if isinstance(error, TransientError | sa.exc.OperationalError | OSError):
+        return "transient"
+    return "bug"
 
 
 def _lock(connection: Connection) -> None:
@@ -235,7 +253,7 @@ def _record(
 def _observe(
     plan: Plan, trigger: Trigger, outcome: Outcome, duration: float, *, applied: bool
 ) -> None:
-    metrics.RECONCILE_RUNS.labels(trigger=trigger, outcome=outcome).inc()
+    metrics.RECONCILE_RUNS.labels(trigger=trigger, outcome=_METRIC_OUTCOME[outcome]).inc()
     metrics.RECONCILE_DURATION.observe(duration)
     metrics.QUARANTINED_FILES.set(len(plan.quarantined))
     metrics.FOREIGN_ROWS.set(len(plan.foreign))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from alembic import command
@@ -22,6 +23,8 @@ def alembic_config(url: str) -> Config:
 def upgrade_database(url: str, revision: str = "head") -> None:
     """Bring the schema to `revision`. Safe to run concurrently with itself on PostgreSQL
     (Alembic's version table serialises it) and idempotent."""
+    # Alembic logs every plugin and step at INFO; a daemon start is not the place.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     engine = create_sync_engine(url)
     try:
         with engine.begin() as connection:

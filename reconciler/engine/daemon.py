@@ -1,0 +1,225 @@
+"""`reconcile run`: the long-running reconciler. Several replicas may run; one leads.
+
+    standby ──(lock acquired)──▶ leader ──(lock lost / SIGTERM)──▶ standby / exit
+
+The leader, in order: reconciles once (so the scheduler starts on converged rows),
+starts the firing pipeline (Dispatcher, UnpublishedRetrier), then APScheduler on the
+same database. From then on one loop, one pass at a time:
+- file events wake it; it waits for the tree to settle, then runs a full pass (watch);
+- every RESYNC_INTERVAL it runs a full pass anyway (resync: missed events, drift);
+- every POLL_INTERVAL it wakes the scheduler, so rows written by another process (a CLI
+  `reconcile apply`) are live within that interval (our own passes wake it at once);
+- a failed pass is recorded and retried with exponential backoff (1 s .. 60 s).
+Stopping (SIGTERM, or leadership lost): the scheduler is paused FIRST (APScheduler's
+BackgroundScheduler would otherwise run one more pass after its executor stopped and
+lose that fire), then shut down, then the retrier, then the Dispatcher drains what is
+queued (ledger + publish), and only then is the lock released: no fire is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC
+
+from apscheduler.events import EVENT_JOB_MISSED
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy.engine import Engine
+
+from reconciler import metrics
+from reconciler.dispatch.dispatcher import Dispatcher
+from reconciler.dispatch.executor import FireExecutor
+from reconciler.dispatch.fire import install_dispatcher
+from reconciler.dispatch.missed import MissedRunRecorder, scheduler_payload_lookup
+from reconciler.dispatch.retrier import UnpublishedRetrier
+from reconciler.engine.jobstore import OwnedJobStore
+from reconciler.engine.leader import LeaderElector
+from reconciler.engine.reconcile import (
+    ReconcileCaches,
+    ReconcileResult,
+    Trigger,
+    reconcile_once,
+    record_failure,
+)
+from reconciler.engine.watch import JobsWatcher
+from reconciler.errors import RefusedError
+from reconciler.settings import Settings
+
+log = logging.getLogger(__name__)
+MAX_SETTLE_SECONDS = 10.0
+BACKOFF = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
+
+
+@dataclass
+class FiringRuntime:
+    """What runs only in the leader: the scheduler and the firing pipeline."""
+
+    scheduler: BackgroundScheduler
+    store: OwnedJobStore
+    dispatcher: Dispatcher
+    retrier: UnpublishedRetrier
+
+    def stop(self) -> None:
+        try:
+            self.scheduler.pause()  # no extra pass after the executor stops (see above)
+            self.scheduler.shutdown(wait=True)
+        finally:
+            self.retrier.stop()
+            self.dispatcher.stop()
+            install_dispatcher(None)
+
+
+def start_firing(
+    *,
+    settings: Settings,
+    engine: Engine,
+    elector: LeaderElector,
+    make_dispatcher: Callable[[], Dispatcher],
+) -> FiringRuntime:
+    dispatcher = make_dispatcher()
+    install_dispatcher(dispatcher)
+    dispatcher.start()
+    retrier = UnpublishedRetrier(engine=engine, dispatcher=dispatcher, fence=elector)
+    retrier.start()
+    store = OwnedJobStore(engine=engine)
+    scheduler = BackgroundScheduler(
+        jobstores={"default": store},
+        executors={"default": FireExecutor(20, max_catch_up_runs=settings.max_catch_up_runs)},
+        timezone=UTC,
+    )
+    scheduler.add_listener(
+        MissedRunRecorder(
+            dispatcher=dispatcher, lookup_payload=scheduler_payload_lookup(scheduler)
+        ),
+        EVENT_JOB_MISSED,
+    )
+    scheduler.start()
+    return FiringRuntime(scheduler, store, dispatcher, retrier)
+
+
+class Daemon:
+    """Keyword-only wiring; `make_dispatcher` builds the publisher side (a test seam)."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        engine: Engine,
+        elector: LeaderElector,
+        make_dispatcher: Callable[[], Dispatcher],
+    ) -> None:
+        self._settings = settings
+        self._engine = engine
+        self._elector = elector
+        self._make_dispatcher = make_dispatcher
+        self._wake = threading.Event()
+        self._watcher = JobsWatcher(settings.jobs_dir, on_change=self._wake.set)
+        self._failures = 0
+        self.passes = 0
+
+    def run(self, stop: threading.Event) -> None:
+        """Run until `stop` is set. Leads when it can, stands by otherwise."""
+        self._watcher.start()
+        try:
+            while not stop.is_set():
+                if self._elector.wait_for_leadership(stop, poll=0.5):
+                    self._lead(stop)
+        finally:
+            self._watcher.stop()
+            self._elector.close()
+            log.info("reconciler stopped")
+
+    def _lead(self, stop: threading.Event) -> None:
+        caches = ReconcileCaches()
+        self._pass("startup", caches)
+        runtime = start_firing(
+            settings=self._settings,
+            engine=self._engine,
+            elector=self._elector,
+            make_dispatcher=self._make_dispatcher,
+        )
+        try:
+            self._loop(stop, caches, runtime)
+        finally:
+            runtime.stop()
+            if self._elector.is_leader():
+                self._elector.release()
+
+    def _loop(self, stop: threading.Event, caches: ReconcileCaches, runtime: FiringRuntime) -> None:
+        settings = self._settings
+        next_resync = time.monotonic() + settings.resync_interval
+        retry_at: float | None = None
+        while not stop.is_set() and self._elector.is_leader():
+            woke = self._wake.wait(timeout=settings.poll_interval)
+            now = time.monotonic()
+            trigger: Trigger | None = None
+            if woke and retry_at is None:
+                self._settle(stop)
+                trigger = "watch"
+            elif now >= next_resync or (retry_at is not None and now >= retry_at):
+                trigger = "resync"
+            if trigger is not None and not stop.is_set():
+                self._wake.clear()
+                ok = self._pass(trigger, caches)
+                runtime.store.forget_unreadable()
+                next_resync = time.monotonic() + settings.resync_interval
+                retry_at = None if ok else time.monotonic() + self._backoff()
+            # Rows written by other processes (CLI apply) and our own pass: wake it.
+            runtime.scheduler.wakeup()
+
+    def _settle(self, stop: threading.Event) -> None:
+        """Wait until no file event for settle_seconds (a checkout in progress)."""
+        settle = self._settings.settle_seconds
+        deadline = time.monotonic() + MAX_SETTLE_SECONDS
+        while not stop.is_set() and time.monotonic() < deadline:
+            quiet_for = time.monotonic() - self._watcher.last_event
+            if quiet_for >= settle:
+                return
+            stop.wait(settle - quiet_for)
+
+    def _pass(self, trigger: Trigger, caches: ReconcileCaches) -> bool:
+        """One reconcile pass. True when it did not fail (a refusal is not a failure to
+        retry: it waits for the next change or resync)."""
+        started = time.monotonic()
+        self.passes += 1
+        try:
+            result = reconcile_once(
+                self._engine,
+                self._settings,
+                trigger=trigger,
+                caches=caches,
+                instance=self._elector.instance_id,
+            )
+        except RefusedError as error:
+            log.error("reconcile refused: %s", error)
+            return True
+        except Exception as error:  # recorded, retried with backoff
+            self._failures += 1
+            log.exception("reconcile pass (%s) failed", trigger)
+            record_failure(
+                self._engine,
+                trigger=trigger,
+                error=error,
+                started=started,
+                instance=self._elector.instance_id,
+            )
+            return False
+        self._failures = 0
+        self._report(result)
+        return True
+
+    def _backoff(self) -> float:
+        return BACKOFF[min(self._failures, len(BACKOFF)) - 1]
+
+    def _report(self, result: ReconcileResult) -> None:
+        plan = result.plan
+        if plan.has_changes:
+            counts = ", ".join(f"{n} {a}" for a, n in plan.summary.items() if n)
+            log.info("applied %s (%s) in %.3f s", counts, plan.revision.label(), result.duration)
+        for change in plan.changes:
+            if change.action == "remove":
+                metrics.forget_job(change.job)
+        metrics.MANAGED_JOBS.labels(status="active")  # series exist from the start
