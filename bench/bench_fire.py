@@ -226,6 +226,12 @@ def run_full(count: int) -> dict[str, float]:
         )
         scheduler.start()
         stamps = wait_published(engine, count)
+        with engine.connect() as connection:
+            fired = [
+                row.fired_at.timestamp()
+                for row in connection.execute(sa.select(job_runs.c.fired_at))
+            ]
+        report("  fire_job", at, fired)
         scheduler.shutdown()
         dispatcher.stop()
         install_dispatcher(None)

@@ -81,12 +81,14 @@ class _Recorded:
     to_publish: list[FireRequest]
 
 
-def _take_batch(source: queue.Queue[Any], size: int) -> list[Any]:
-    """Block for one item, then take what is already there, up to `size` (stop at _STOP)."""
+def _take_batch(source: queue.Queue[Any], size: int, *, linger: float = 0.0) -> list[Any]:
+    """Block for one item, then take more, up to `size`, for at most `linger` seconds
+    (stop at _STOP)."""
     items = [source.get()]
+    deadline = time.monotonic() + linger
     while len(items) < size and items[-1] is not _STOP:
         try:
-            items.append(source.get_nowait())
+            items.append(source.get(timeout=max(deadline - time.monotonic(), 0)))
         except queue.Empty:
             break
     return items
@@ -111,6 +113,7 @@ class Dispatcher:
         queue_size: int = 100_000,
         backoff: Backoff | None = None,
         publish_grace: float = 30.0,
+        linger: float = 0.02,
         clock: Clock = utcnow,
     ) -> None:
         self._engine = engine
@@ -123,6 +126,11 @@ class Dispatcher:
         # 'scheduled' belongs to the retrier (this process died, or its publish hung).
         self._publish_grace = timedelta(seconds=publish_grace)
         self._clock = clock
+        # How long the recorder waits to fill a batch once a fire arrived. A burst of
+        # due slots trickles in at the scheduler's pace (~1,000/s): without it, batches
+        # of a few fires each cost the same round trips as full ones, and the busy
+        # pipeline threads slow the scheduler's own database I/O (the GIL).
+        self._linger = linger
         self._in_flight: set[str] = set()
         # Requests whose publish failed, by id, so the retrier re-sends exactly what was
         # fired (bounded: past it, the retrier rebuilds payloads from the inventory).
@@ -248,7 +256,7 @@ class Dispatcher:
     # its transaction committed keeps "ledger row first, then message".
     def _record_loop(self) -> None:
         while True:
-            items = _take_batch(self._queue, self._batch_size)
+            items = _take_batch(self._queue, self._batch_size, linger=self._linger)
             requests = [item for item in items if isinstance(item, FireRequest)]
             if requests:
                 self._handoff.put(self._record_stage(requests))

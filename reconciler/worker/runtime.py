@@ -78,6 +78,7 @@ class WorkerRuntime:
         # No pre-ping (a round trip per checkout on the hot path): the writer retries a
         # batch once on a dropped connection, and a failed read lets Redis guard alone.
         engine = create_sync_engine(settings.database_url)
+        reader = create_sync_engine(settings.database_url, isolation_level="AUTOCOMMIT")
         guard = None
         if settings.redis_url:
             client = redis.Redis.from_url(
@@ -89,7 +90,7 @@ class WorkerRuntime:
                 lease_seconds=settings.idempotency_lease_seconds,
                 completed_ttl_seconds=settings.idempotency_ttl_seconds,
             )
-        return cls(settings, ledger=Ledger(engine), guard=guard)
+        return cls(settings, ledger=Ledger(engine, reader=reader), guard=guard)
 
     # --- the protocol ------------------------------------------------------------------
     def admit(self, fire: FireContext) -> Admission:
@@ -160,7 +161,7 @@ class WorkerRuntime:
         self.writer.flush()
         if self.heartbeat is not None:
             self.heartbeat.stop()
-        self.ledger.engine.dispose()
+        self.ledger.dispose()
 
     # --- helpers -----------------------------------------------------------------------
     def _claim_key(self, fire: FireContext, value: str) -> bool | Admission:
@@ -265,7 +266,7 @@ def _on_process_init(**_: Any) -> None:
         if inherited is not None and inherited.pid != os.getpid():
             # The parent's pooled connections are the parent's: drop them without closing
             # (closing would tell PostgreSQL to end the parent's sessions).
-            inherited.ledger.engine.dispose(close=False)
+            inherited.ledger.dispose(close=False)
         app.reconciler_runtime = None
         runtime_for(app)
 
