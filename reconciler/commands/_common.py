@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import argparse
 import sys
-
-import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from typing import TYPE_CHECKING
 
 from reconciler.errors import ConfigError
-from reconciler.settings import Settings
-from reconciler.store.db import create_sync_engine
+
+if TYPE_CHECKING:  # imported when used: `reconcile validate` must not pay for SQLAlchemy
+    from sqlalchemy.engine import Engine
+
+    from reconciler.settings import Settings
 
 
 def open_engine(settings: Settings) -> Engine:
+    from reconciler.store.db import create_sync_engine
+
     return create_sync_engine(settings.database_url)
 
 
 def schema_ready(engine: Engine) -> bool:
-    return sa.inspect(engine).has_table("scheduled_jobs")
+    import sqlalchemy as sa
+
+    return bool(sa.inspect(engine).has_table("scheduled_jobs"))
 
 
 def require_jobs_dir(settings: Settings) -> None:

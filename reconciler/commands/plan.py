@@ -15,7 +15,6 @@ from reconciler.commands._common import (
     schema_ready,
     stdout_is_terminal,
 )
-from reconciler.core.render import render_json, render_markdown, render_text
 
 HELP = "show what apply would change (a dry run); exit 0 none, 2 changes, 3 refused"
 
@@ -31,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from reconciler.cli import EXIT_CHANGES, EXIT_OK, EXIT_REFUSED, settings_from
+    from reconciler.core.render import render_json, render_markdown, render_text
     from reconciler.engine.reconcile import reconcile_once
 
     settings = settings_from(args)

@@ -112,10 +112,9 @@ class Ledger:
     def peek(self, run_id: str) -> tuple[Start, str | None]:
         """Whether the fire may start, by reading its status (one round trip, no write):
         STARTED (may start), REFUSED (final), NO_ROW, or UNKNOWN (database error)."""
-        query = sa.select(job_runs.c.status).where(job_runs.c.id == run_id)
         try:
             with self._reader.connect() as connection:
-                status = connection.execute(query).scalar_one_or_none()
+                status = connection.execute(_PEEK, {"p_run_id": run_id}).scalar_one_or_none()
         except sa.exc.SQLAlchemyError as error:
             _failed("peek", run_id, error)
             return Start.UNKNOWN, None
@@ -217,6 +216,8 @@ class Ledger:
             _failed(operation, run_id, error)
 
 
+# Built once: constructing a statement per call costs more than executing it.
+_PEEK = sa.select(job_runs.c.status).where(job_runs.c.id == sa.bindparam("p_run_id"))
 _STARTED_LATER = (
     sa.update(job_runs)
     .where(
