@@ -22,7 +22,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
@@ -148,18 +147,25 @@ def main() -> None:
                 run_child(OURS, f"postgresql://postgres@127.0.0.1:5432/{ours_db}", str(root))
             )
         seed_seconds = float(
-            run_child(SEED, f"postgresql+psycopg://postgres@127.0.0.1:5432/{seed_db}",
-                      str(options.seed_jobs))
+            run_child(
+                SEED,
+                f"postgresql+psycopg://postgres@127.0.0.1:5432/{seed_db}",
+                str(options.seed_jobs),
+            )
         )
     finally:
         drop_database(ours_db)
         drop_database(seed_db)
     seed_for_same = seed_seconds * options.jobs / options.seed_jobs
     print(f"jobs: {options.jobs} in {options.jobs // options.per_file} files (PostgreSQL)")
-    print(f"seed path ({options.seed_jobs} jobs):  {seed_seconds:8.2f} s "
-          f"({options.seed_jobs / seed_seconds:,.0f} jobs/s)")
-    print(f"cold apply:             {ours['cold']:8.2f} s  "
-          f"-> {seed_for_same / ours['cold']:.1f}x faster than the seed path (target >= 15x)")
+    print(
+        f"seed path ({options.seed_jobs} jobs):  {seed_seconds:8.2f} s "
+        f"({options.seed_jobs / seed_seconds:,.0f} jobs/s)"
+    )
+    print(
+        f"cold apply:             {ours['cold']:8.2f} s  "
+        f"-> {seed_for_same / ours['cold']:.1f}x faster than the seed path (target >= 15x)"
+    )
     print(f"no-op reconcile:        {ours['noop']:8.3f} s  (target <= 0.2 s; median of 5)")
     print(f"one file changed:       {ours['one_file']:8.3f} s  (target <= 0.1 s; median of 5)")
     print(f"peak RSS:               {ours['peak_rss_mb']:8.0f} MB (target <= 300 MB)")

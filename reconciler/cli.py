@@ -104,8 +104,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:
         if os.environ.get("RECONCILER_DEBUG") == "1":
             raise
-        print(f"internal error (a bug, please report it): {type(error).__name__}: {error}",
-              file=sys.stderr)
+        print(
+            f"internal error (a bug, please report it): {type(error).__name__}: {error}",
+            file=sys.stderr,
+        )
         return EXIT_ERROR
 
 

@@ -344,7 +344,7 @@ def _finish(
     *,
     refused: str | None,
 ) -> Plan:
-    summary = {action: 0 for action in ACTIONS}
+    summary: dict[str, int] = dict.fromkeys(ACTIONS, 0)
     for change in changes:
         summary[change.action] += 1
     identity = {

@@ -25,7 +25,7 @@ from reconciler.store.tables import scheduled_jobs
 log = logging.getLogger(__name__)
 
 
-class OwnedJobStore(SQLAlchemyJobStore):  # type: ignore[misc]
+class OwnedJobStore(SQLAlchemyJobStore):
     """`SQLAlchemyJobStore(engine=...)` seeing only our jobs, never deleting unread rows."""
 
     def __init__(self, **options: Any) -> None:

@@ -42,7 +42,7 @@ def is_sqlite(url: str) -> bool:
 def create_sync_engine(url: str, **options: object) -> Engine:
     """A pooled engine. SQLite gets WAL and a busy timeout, so the daemon, the API and a
     CLI apply can share one file."""
-    engine = sa.create_engine(sync_url(url), **options)  # type: ignore[arg-type]
+    engine = sa.create_engine(sync_url(url), **options)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _tune_sqlite)
     return engine

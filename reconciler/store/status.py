@@ -38,7 +38,7 @@ def read_status(connection: Connection, *, now: datetime | None = None) -> Statu
     now = now or datetime.now(UTC)
     jobs = scheduled_jobs
     aps = apscheduler_jobs
-    by_status = dict(
+    by_status: dict[str, int] = dict(
         connection.execute(sa.select(jobs.c.status, sa.func.count()).group_by(jobs.c.status)).all()
     )
     joined = jobs.outerjoin(aps, aps.c.id == jobs.c.name)

@@ -29,7 +29,7 @@ def main(point: str) -> None:
     if point == "after_inventory":
         original = apply_module.upsert_scheduler_rows
 
-        def write_rows_then_stop(connection, rows):  # noqa: ANN001, ANN202
+        def write_rows_then_stop(connection, rows):
             stop_here(point)
             original(connection, rows)
 

@@ -40,8 +40,12 @@ def assert_converged(ws: Workspace) -> None:
 def kill_at_point(ws: Workspace, point: str) -> None:
     script = Path(__file__).with_name("kill_point.py")
     process = subprocess.Popen(
-        [sys.executable, str(script), point], env=ws.env(), cwd=REPO_ROOT,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, str(script), point],
+        env=ws.env(),
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert process.stdout is not None
@@ -81,8 +85,11 @@ def test_kill_at_timed_points_of_cold_and_changing_applies(workspace: Workspace)
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
     assert_converged(workspace)
-    assert workspace.scalar(
-        "select count(*) from scheduled_jobs where spec::text like '%0 * * * *%'"
-        if workspace.db_url.startswith("postgresql")
-        else "select count(*) from scheduled_jobs where spec like '%0 * * * *%'"
-    ) == JOBS
+    assert (
+        workspace.scalar(
+            "select count(*) from scheduled_jobs where spec::text like '%0 * * * *%'"
+            if workspace.db_url.startswith("postgresql")
+            else "select count(*) from scheduled_jobs where spec like '%0 * * * *%'"
+        )
+        == JOBS
+    )

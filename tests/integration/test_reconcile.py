@@ -54,9 +54,7 @@ def test_each_file_edit_is_exactly_its_action(workspace: Workspace) -> None:
     assert sorted(actions(workspace)) == [("pause", "job1"), ("remove", "job2"), ("update", "job0")]
     assert workspace.cli("plan").code == 2
     assert workspace.cli("apply").code == 0
-    assert workspace.scalar(
-        "select next_run_time from apscheduler_jobs where id = 'job1'"
-    ) is None
+    assert workspace.scalar("select next_run_time from apscheduler_jobs where id = 'job1'") is None
     assert workspace.scalar("select count(*) from apscheduler_jobs where id = 'job2'") == 0
     workspace.write("team/job1.yaml", job_yaml("job1"))
     assert actions(workspace) == [("resume", "job1")]
@@ -86,7 +84,9 @@ def test_broken_file_is_quarantined_and_the_rest_still_applies(workspace: Worksp
     seed(workspace, 3)
     assert workspace.cli("apply").code == 0
     spec_before = workspace.scalar("select spec_hash from scheduled_jobs where name = 'job1'")
-    row_before = workspace.rows("select next_run_time, job_state from apscheduler_jobs where id='job1'")
+    row_before = workspace.rows(
+        "select next_run_time, job_state from apscheduler_jobs where id='job1'"
+    )
     workspace.write("team/job1.yaml", "name: job1\ntask: [unclosed\n")
     workspace.write("team/new.yaml", job_yaml("new"))
     workspace.remove("team/job2.yaml")
@@ -94,13 +94,17 @@ def test_broken_file_is_quarantined_and_the_rest_still_applies(workspace: Worksp
     assert [q["path"] for q in plan["quarantined"]] == ["team/job1.yaml"]
     assert plan["quarantined"][0]["errors"][0]["code"] == "YAML_SYNTAX"
     assert sorted((c["action"], c["job"]) for c in plan["changes"]) == [
-        ("add", "new"), ("remove", "job2")
+        ("add", "new"),
+        ("remove", "job2"),
     ]
     assert workspace.cli("apply").code == 0
-    assert workspace.scalar("select spec_hash from scheduled_jobs where name = 'job1'") == spec_before
-    assert workspace.rows(
-        "select next_run_time, job_state from apscheduler_jobs where id='job1'"
-    ) == row_before
+    assert (
+        workspace.scalar("select spec_hash from scheduled_jobs where name = 'job1'") == spec_before
+    )
+    assert (
+        workspace.rows("select next_run_time, job_state from apscheduler_jobs where id='job1'")
+        == row_before
+    )
     status = json.loads(workspace.cli("status", "--format", "json").out)
     assert [q["path"] for q in status["quarantined"]] == ["team/job1.yaml"]
     workspace.write("team/job1.yaml", job_yaml("job1"))
@@ -119,9 +123,9 @@ def test_mass_delete_is_refused_and_changes_nothing(workspace: Workspace) -> Non
     assert "--allow-mass-delete" in refused.err
     assert workspace.scalar("select count(*) from scheduled_jobs") == 10
     assert workspace.scalar("select count(*) from apscheduler_jobs") == 10
-    assert workspace.scalar(
-        "select outcome from reconcile_runs order by id desc limit 1"
-    ) == "refused"
+    assert (
+        workspace.scalar("select outcome from reconcile_runs order by id desc limit 1") == "refused"
+    )
     assert workspace.cli("apply", "--allow-mass-delete").code == 0
     assert workspace.scalar("select count(*) from scheduled_jobs") == 2
 
@@ -155,7 +159,8 @@ def test_lost_or_altered_scheduler_rows_are_repaired(workspace: Workspace) -> No
     )
     plan = plan_json(workspace)
     assert [(c["action"], c["job"]) for c in plan["changes"]] == [
-        ("repair", "job0"), ("repair", "job1")
+        ("repair", "job0"),
+        ("repair", "job1"),
     ]
     assert "missing" in plan["changes"][0]["reason"]
     assert "trigger differs" in plan["changes"][1]["reason"]
@@ -176,8 +181,9 @@ def test_foreign_rows_are_reported_and_never_touched(workspace: Workspace) -> No
     plan = plan_json(workspace)
     assert plan["foreign"] == ["theirs"]
     assert workspace.cli("apply").code == 0
-    assert workspace.rows("select next_run_time, job_state from apscheduler_jobs where id='theirs'") \
-        == [(1.5, b"not a pickle")]
+    assert workspace.rows(
+        "select next_run_time, job_state from apscheduler_jobs where id='theirs'"
+    ) == [(1.5, b"not a pickle")]
     status = json.loads(workspace.cli("status", "--format", "json").out)
     assert status["foreign_rows"] == ["theirs"]
 

@@ -18,7 +18,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def job_yaml(name: str, *, cron: str = "*/5 * * * *", **fields: object) -> str:
-    lines = [f"name: {name}", "task: reconciler.tasks.example_task", f'schedule: {{cron: "{cron}"}}']
+    lines = [
+        f"name: {name}",
+        "task: reconciler.tasks.example_task",
+        f'schedule: {{cron: "{cron}"}}',
+    ]
     lines += [f"{key}: {value}" for key, value in fields.items()]
     return "\n".join(lines) + "\n"
 
@@ -59,14 +63,21 @@ class Workspace:
         """Run `reconcile ARGS` as a real process (exit code, stdout, stderr)."""
         done = subprocess.run(
             [sys.executable, "-m", "reconciler.cli", *args],
-            env=self.env(**env), capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
+            env=self.env(**env),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=REPO_ROOT,
         )
         return Result(done.returncode, done.stdout, done.stderr)
 
     def spawn(self, args: Sequence[str], **env: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
             [sys.executable, "-m", "reconciler.cli", *args],
-            env=self.env(**env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=self.env(**env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
             cwd=REPO_ROOT,
         )
 

@@ -34,8 +34,11 @@ def spec(name: str, **fields: Any) -> JobSpec:
     return JobSpec.model_validate(data)
 
 
-def desired(*specs: JobSpec, quarantined: dict[str, tuple[Diagnostic, ...]] | None = None,
-            sources: dict[str, str] | None = None) -> DesiredState:
+def desired(
+    *specs: JobSpec,
+    quarantined: dict[str, tuple[Diagnostic, ...]] | None = None,
+    sources: dict[str, str] | None = None,
+) -> DesiredState:
     sources = sources or {}
     jobs = {
         s.name: DesiredJob.of(s, source=sources.get(s.name, f"{s.name}.yaml"), line=1)
@@ -44,8 +47,9 @@ def desired(*specs: JobSpec, quarantined: dict[str, tuple[Diagnostic, ...]] | No
     return DesiredState(jobs=jobs, quarantined=quarantined or {}, revision=REVISION)
 
 
-def applied(*specs: JobSpec, sources: dict[str, str] | None = None,
-            rows: bool = True) -> ActualState:
+def applied(
+    *specs: JobSpec, sources: dict[str, str] | None = None, rows: bool = True
+) -> ActualState:
     """The actual state right after applying `specs` (inventory + scheduler rows)."""
     sources = sources or {}
     inventory = {}
@@ -55,8 +59,13 @@ def applied(*specs: JobSpec, sources: dict[str, str] | None = None,
         job = DesiredJob.of(s, source=sources.get(s.name, f"{s.name}.yaml"))
         status = "paused" if s.paused else "active"
         inventory[s.name] = InventoryRow(
-            name=s.name, essence=job.essence, spec_hash=job.spec_hash, status=status,
-            source_file=job.source, source_line=1, revision=REVISION.commit,
+            name=s.name,
+            essence=job.essence,
+            spec_hash=job.spec_hash,
+            status=status,
+            source_file=job.source,
+            source_line=1,
+            revision=REVISION.commit,
         )
         if rows:
             expected = scheduler_job(s, spec_hash=job.spec_hash, revision=REVISION.commit)

@@ -17,7 +17,7 @@ from tests.unit.core.planning import (
 )
 
 
-def actions(result):  # noqa: ANN001, ANN202 - test helper
+def actions(result):
     return [(change.action, change.job) for change in result.changes]
 
 
@@ -37,7 +37,9 @@ def test_new_job_is_added_with_its_next_fires() -> None:
     change = result.changes[0]
     assert change.reason == "declared in a.yaml:1, not scheduled yet"
     assert [t.isoformat() for t in change.fires_after] == [
-        "2026-11-22T12:05:00+00:00", "2026-11-22T12:10:00+00:00", "2026-11-22T12:15:00+00:00",
+        "2026-11-22T12:05:00+00:00",
+        "2026-11-22T12:10:00+00:00",
+        "2026-11-22T12:15:00+00:00",
     ]
     assert change.target is not None and change.target.status == "active"
 
@@ -117,18 +119,23 @@ def test_changed_trigger_in_scheduler_row_is_repaired() -> None:
 def test_wrong_callable_and_unreadable_rows_are_repaired() -> None:
     row = applied(spec("a")).scheduler["a"]
     wrong = dataclasses.replace(row, func="old.module:gone")
-    assert "instead of" in plan(desired(spec("a")), with_rows(applied(spec("a")), a=wrong)) \
-        .changes[0].reason
+    assert (
+        "instead of"
+        in plan(desired(spec("a")), with_rows(applied(spec("a")), a=wrong)).changes[0].reason
+    )
     broken = dataclasses.replace(row, readable=False)
-    assert "cannot be decoded" in plan(
-        desired(spec("a")), with_rows(applied(spec("a")), a=broken)
-    ).changes[0].reason
+    assert (
+        "cannot be decoded"
+        in plan(desired(spec("a")), with_rows(applied(spec("a")), a=broken)).changes[0].reason
+    )
 
 
 def test_paused_state_mismatch_is_repaired() -> None:
     row = applied(spec("a")).scheduler["a"]
-    result = plan(desired(spec("a")), with_rows(applied(spec("a")), a=dataclasses.replace(
-        row, next_run_time=None)))
+    result = plan(
+        desired(spec("a")),
+        with_rows(applied(spec("a")), a=dataclasses.replace(row, next_run_time=None)),
+    )
     assert actions(result) == [("repair", "a")]
 
 

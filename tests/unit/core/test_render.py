@@ -28,20 +28,28 @@ def every_action_plan() -> Plan:
         spec("gone"),
         spec("drifted"),
         spec("frozen"),
-        spec("kept-1"), spec("kept-2"), spec("kept-3"), spec("kept-4"),
+        spec("kept-1"),
+        spec("kept-2"),
+        spec("kept-3"),
+        spec("kept-4"),
     ]
     after = [
         spec("added", schedule={"interval": {"minutes": 10}}, queue="high_priority"),
-        spec("changed", schedule={"cron": "30 6 * * 1-5"}, timezone="Europe/Berlin",
-             kwargs={"api_key": "canary-new"}),
+        spec(
+            "changed",
+            schedule={"cron": "30 6 * * 1-5"},
+            timezone="Europe/Berlin",
+            kwargs={"api_key": "canary-new"},
+        ),
         spec("to-pause", paused=True),
         spec("to-resume"),
         spec("drifted"),
-        spec("kept-1"), spec("kept-2"), spec("kept-3"), spec("kept-4"),
+        spec("kept-1"),
+        spec("kept-2"),
+        spec("kept-3"),
+        spec("kept-4"),
     ]
-    quarantined = {
-        "frozen.yaml": (Diagnostic("frozen.yaml", 4, 7, "YAML_COERCION", "quote it"),)
-    }
+    quarantined = {"frozen.yaml": (Diagnostic("frozen.yaml", 4, 7, "YAML_COERCION", "quote it"),)}
     actual = with_rows(applied(*before), drifted=None, other=foreign_row("other"))
     return plan(desired(*after, quarantined=quarantined), actual)
 
@@ -63,7 +71,7 @@ def test_every_action_is_in_the_plan() -> None:
         ("no-changes.txt", None),
     ],
 )
-def test_rendering_matches_golden(name: str, render) -> None:  # noqa: ANN001
+def test_rendering_matches_golden(name: str, render) -> None:
     if render is None:
         jobs = [spec("a")]
         text = render_text(plan(desired(*jobs), applied(*jobs)))
@@ -82,8 +90,15 @@ def test_json_plan_contract() -> None:
     assert len(document["plan_hash"]) == 64
     assert set(document["summary"]) == {"add", "update", "pause", "resume", "remove", "repair"}
     for change in document["changes"]:
-        assert set(change) >= {"action", "job", "source", "diffs", "reason",
-                               "next_fires_before", "next_fires_after"}
+        assert set(change) >= {
+            "action",
+            "job",
+            "source",
+            "diffs",
+            "reason",
+            "next_fires_before",
+            "next_fires_after",
+        }
         for diff in change["diffs"]:
             assert set(diff) == {"path", "before", "after"}
     assert document["quarantined"][0]["errors"][0]["code"] == "YAML_COERCION"
