@@ -68,25 +68,36 @@ def main() -> None:
         # neighbour hurts all of them alike; the median of each variant is reported.
         variants = options.variants.split(",")
         rates: dict[str, list[float]] = {variant: [] for variant in variants}
+        cpu: dict[str, list[float]] = {variant: [] for variant in variants}
         for round_number in range(options.rounds):
             shift = round_number % len(variants)
             for variant in variants[shift:] + variants[:shift]:
-                rate = run_variant(
+                rate, cpu_ms = run_variant(
                     variant,
                     fires=options.fires,
                     concurrency=options.concurrency,
                     database_url=database_url,
                 )
                 rates[variant].append(rate)
+                cpu[variant].append(cpu_ms)
         protocol_ms = measure_protocol(database_url, fires=min(options.fires, 2000))
-        report(rates, fires=options.fires, concurrency=options.concurrency, protocol_ms=protocol_ms)
+        report(
+            rates,
+            cpu,
+            fires=options.fires,
+            concurrency=options.concurrency,
+            protocol_ms=protocol_ms,
+        )
     finally:
         with admin.connect() as connection:
             connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
         admin.dispose()
 
 
-def run_variant(variant: str, *, fires: int, concurrency: int, database_url: str) -> float:
+def run_variant(
+    variant: str, *, fires: int, concurrency: int, database_url: str
+) -> tuple[float, float]:
+    """One worker draining `fires` pre-published fires: (tasks/s, worker CPU ms/task)."""
     from reconciler.settings import Settings
     from reconciler.worker.app import create_celery_app
 
@@ -110,15 +121,17 @@ def run_variant(variant: str, *, fires: int, concurrency: int, database_url: str
         print(f"{variant}: published {fires} in {time.perf_counter() - started:.1f} s", flush=True)
         worker = start_worker(settings, concurrency=concurrency)
         keys = [f"{prefix}celery-task-meta-{task_id}" for task_id in ids]
-        deadline = time.monotonic() + 600
-        while client.exists(*keys) < fires:
-            if time.monotonic() > deadline or worker.poll() is not None:
-                raise SystemExit(f"{variant}: the worker did not finish")
-            time.sleep(0.5)
+        # CPU of the worker's processes (main + pool, all their threads) from its first
+        # result to its last: start-up excluded, and a CPU second is a CPU second however
+        # busy the machine's other tenants keep it (a rate is not).
+        first_done = _wait_results(client, keys, worker, at_least=1, every=0.01)
+        cpu_before = tree_cpu_seconds(worker.pid)
+        _wait_results(client, keys, worker, at_least=fires, every=0.2)
+        cpu_ms = (tree_cpu_seconds(worker.pid) - cpu_before) * 1000 / (fires - first_done)
         done = sorted(_date_done(raw) for raw in client.mget(keys))
         rate = (fires - 1) / (done[-1] - done[0]).total_seconds()
-        print(f"{variant}: {rate:,.0f} tasks/s", flush=True)
-        return rate
+        print(f"{variant}: {rate:,.0f} tasks/s, {cpu_ms:.3f} worker CPU ms per task", flush=True)
+        return rate, cpu_ms
     finally:
         if worker is not None:
             os.killpg(worker.pid, signal.SIGKILL)
@@ -128,6 +141,38 @@ def run_variant(variant: str, *, fires: int, concurrency: int, database_url: str
             client.delete(*batch)
         client.close()
         _rabbitmqctl("delete_vhost", vhost)
+
+
+def _wait_results(
+    client: redis.Redis,
+    keys: list[str],
+    worker: subprocess.Popen[bytes],
+    *,
+    at_least: int,
+    every: float,
+) -> int:
+    deadline = time.monotonic() + 600
+    while (count := client.exists(*keys)) < at_least:
+        if time.monotonic() > deadline or worker.poll() is not None:
+            raise SystemExit("the worker did not finish")
+        time.sleep(every)
+    return int(count)
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU of `pid` and its children (the pool), from /proc (Linux)."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(entry) == pid or int(fields[1]) == pid:
+            total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def publish(app, variant: str, *, fires: int, database_url: str) -> list[str]:  # type: ignore[no-untyped-def]
@@ -210,8 +255,8 @@ def start_worker(settings, *, concurrency: int) -> subprocess.Popen[bytes]:  # t
         env=env,
         cwd=ROOT,
         start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=open(os.environ.get("BENCH_WORKER_LOG", os.devnull), "ab"),
+        stderr=subprocess.STDOUT,
     )
 
 
@@ -281,29 +326,34 @@ def measure_protocol(database_url: str, *, fires: int) -> dict[str, float]:
 
 
 def report(
-    rates: dict[str, list[float]], *, fires: int, concurrency: int, protocol_ms: dict[str, float]
+    rates: dict[str, list[float]],
+    cpu: dict[str, list[float]],
+    *,
+    fires: int,
+    concurrency: int,
+    protocol_ms: dict[str, float],
 ) -> None:
     print(f"\n{fires} no-op fires per run, one worker, prefork, concurrency {concurrency}")
     print(
-        "| variant | runs (tasks/s) | median tasks/s | ms per task (wall) "
-        "| overhead vs plain, ms per task per process |"
+        "| variant | tasks/s (runs) | median tasks/s | worker CPU ms/task (runs) | median "
+        "| overhead vs plain, CPU ms/task |"
     )
-    print("| --- | --- | ---: | ---: | ---: |")
-    medians = {variant: statistics.median(values) for variant, values in rates.items()}
-    plain = medians.get("plain")
-    for variant, rate in medians.items():
+    print("| --- | --- | ---: | --- | ---: | ---: |")
+    plain_cpu = statistics.median(cpu["plain"]) if cpu.get("plain") else None
+    for variant in rates:
+        rate = statistics.median(rates[variant])
+        cpu_ms = statistics.median(cpu[variant])
         overhead = (
-            f"{(1 / rate - 1 / plain) * concurrency * 1000:.2f}"
-            if plain and variant != "plain"
-            else "-"
+            f"{cpu_ms - plain_cpu:+.3f}" if plain_cpu is not None and variant != "plain" else "-"
         )
         runs = ", ".join(f"{value:,.0f}" for value in rates[variant])
-        print(f"| {variant} | {runs} | {rate:,.0f} | {1000 / rate:.3f} | {overhead} |")
+        cpu_runs = ", ".join(f"{value:.3f}" for value in cpu[variant])
+        print(f"| {variant} | {runs} | {rate:,.0f} | {cpu_runs} | {cpu_ms:.3f} | {overhead} |")
     total = protocol_ms["admit"] + protocol_ms["succeeded"]
     print(
         f"\nguard + ledger protocol alone (in-process, mean of the fires): admit "
         f"{protocol_ms['admit']:.3f} ms + succeeded {protocol_ms['succeeded']:.3f} ms "
-        f"= {total:.3f} ms per task"
+        f"= {total:.3f} ms per task (latency added to a task; writes batched behind)"
     )
 
 

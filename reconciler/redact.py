@@ -13,8 +13,21 @@ from typing import Any
 REDACTED = "***"
 SECRET_WORDS = frozenset(
     {
-        "password", "passwd", "pwd", "secret", "token", "apikey", "auth", "authorization",
-        "credential", "credentials", "private", "passphrase", "cookie", "session", "dsn",
+        "password",
+        "passwd",
+        "pwd",
+        "secret",
+        "token",
+        "apikey",
+        "auth",
+        "authorization",
+        "credential",
+        "credentials",
+        "private",
+        "passphrase",
+        "cookie",
+        "session",
+        "dsn",
         "signature",
     }
 )

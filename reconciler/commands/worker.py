@@ -3,6 +3,10 @@
 The same worker as `celery -A reconciler.worker worker -Q default,high_priority,
 low_priority,scheduled`, configured from RECONCILER_* (and --database-url). Runs until
 SIGTERM or Ctrl-C (Celery's warm shutdown: running tasks finish, then it exits 0).
+
+Metrics: `--metrics-port` (default RECONCILER_METRICS_PORT; 0: off) serves
+`/metrics` from the worker's main process, summed over its pool processes
+(prometheus_client's multiprocess mode, see `reconciler.observability`).
 """
 
 from __future__ import annotations
@@ -32,13 +36,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--hostname", default=None, help="node name, e.g. worker1@%%h")
     parser.add_argument("--loglevel", default="INFO", help="worker log level (default INFO)")
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve /metrics on this port (default RECONCILER_METRICS_PORT; 0: off)",
+    )
+    parser.add_argument(
+        "--metrics-host",
+        # Prometheus scrapes workers from another host or container, as it does the daemon.
+        default="0.0.0.0",  # noqa: S104
+        help="metrics bind address (default 0.0.0.0)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from reconciler.cli import settings_from
-    from reconciler.worker.app import create_celery_app
 
     settings = settings_from(args)
+    port = settings.metrics_port if args.metrics_port is None else args.metrics_port
+    if port:
+        from reconciler.observability import enable_multiprocess_mode, install_worker_hooks
+
+        # Before anything imports reconciler.metrics: the metrics pick their storage
+        # (files shared with the pool processes) when they are created.
+        enable_multiprocess_mode()
+        install_worker_hooks(port=port, host=args.metrics_host)
+    from reconciler.worker.app import create_celery_app
+
     app = create_celery_app(settings)
     app.worker_main(worker_argv(args, default_queues=settings.queues))
     return 0

@@ -14,10 +14,10 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from reconciler.core.dst import WallClockCronTrigger
 from reconciler.spec.cron import cron_fields
 from reconciler.spec.model import CronSchedule, IntervalSchedule, JobSpec
 
@@ -65,7 +65,7 @@ def _build(spec: JobSpec, *, with_jitter: bool) -> BaseTrigger:
     schedule = spec.schedule
     if isinstance(schedule, CronSchedule):
         source = schedule.cron if isinstance(schedule.cron, str) else schedule.cron.as_mapping()
-        return CronTrigger(
+        return WallClockCronTrigger(
             timezone=zone, start_date=start, end_date=end, jitter=jitter, **cron_fields(source)
         )
     if isinstance(schedule, IntervalSchedule):

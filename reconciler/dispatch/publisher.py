@@ -99,11 +99,17 @@ class _ConfirmTracker:
     def _settled(self, delivery_tag: int, multiple: bool) -> list[int]:
         if not multiple:
             return [delivery_tag] if delivery_tag in self.pending else []
-        return [tag for tag in self.pending if tag <= delivery_tag]
+        # Tags were added in increasing order (and dicts keep it): stop at the first later one.
+        settled = []
+        for tag in self.pending:
+            if tag > delivery_tag:
+                break
+            settled.append(tag)
+        return settled
 
 
 class Publisher:
-    """Publishes batches of fires on one connection. Not thread-safe: one owner thread.
+    """Publishes batches of fires on one connection (calls are serialised by a lock).
 
     `publish` never takes longer than about `timeout` seconds, whatever the broker does
     (connect, write and confirm all share one deadline), and never raises for a broker
@@ -240,10 +246,9 @@ class Publisher:
             },
         )
         try:
-            # kombu's connect() sleeps 2 s before its one retry: try twice, no sleep.
-            connection.ensure_connection(
-                max_retries=1, interval_start=0, interval_step=0, interval_max=0
-            )
+            # One attempt (kombu's connect() retries once after sleeping 2 s): the
+            # caller retries later, and a publish costs at most about one timeout.
+            connection.ensure_connection(max_retries=0)
             channel = connection.channel()
             tracker = _ConfirmTracker()
             self._confirms = hasattr(channel, "confirm_select")

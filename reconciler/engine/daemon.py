@@ -3,8 +3,10 @@
     standby ──(lock acquired)──▶ leader ──(lock lost / SIGTERM)──▶ standby / exit
 
 The leader, in order: reconciles once (so the scheduler starts on converged rows),
-starts the firing pipeline (Dispatcher, UnpublishedRetrier), then APScheduler on the
-same database. From then on one loop, one pass at a time:
+starts the firing pipeline (Dispatcher, UnpublishedRetrier), makes due again the slots a
+killed predecessor lost between moving next_run_time on and recording them
+(OwnedJobStore.rewind_lost_slots), then starts APScheduler on the same database.
+From then on one loop, one pass at a time:
 - file events wake it; it waits for the tree to settle, then runs a full pass (watch);
 - every RESYNC_INTERVAL it runs a full pass anyway (resync: missed events, drift);
 - every POLL_INTERVAL it wakes the scheduler, so rows written by another process (a CLI
@@ -85,6 +87,7 @@ def start_firing(
     retrier = UnpublishedRetrier(engine=engine, dispatcher=dispatcher, fence=elector)
     retrier.start()
     store = OwnedJobStore(engine=engine)
+    store.rewind_lost_slots()  # a killed or fenced predecessor's last slots (jobstore doc)
     scheduler = BackgroundScheduler(
         jobstores={"default": store},
         executors={"default": FireExecutor(20, max_catch_up_runs=settings.max_catch_up_runs)},

@@ -2,7 +2,9 @@
 
 `celery -A reconciler.worker worker -Q default,high_priority,low_priority,scheduled`
 finds `app` here. It is built on first access from the environment (RECONCILER_*), so
-importing this package connects to nothing and reads no settings.
+importing this package connects to nothing and reads no settings. With
+$PROMETHEUS_MULTIPROC_DIR set (an empty folder), such a worker also serves /metrics on
+RECONCILER_METRICS_PORT; `reconcile worker` does that by itself.
 
 Public API:
     create_celery_app(settings) -> Celery      reconciler.worker.app
@@ -12,6 +14,7 @@ Public API:
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 from reconciler.worker.app import create_celery_app
@@ -37,5 +40,12 @@ def _environment_app() -> Celery:
     if _app is None:
         from reconciler.settings import load_settings
 
-        _app = create_celery_app(load_settings())
+        settings = load_settings()
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR") and settings.metrics_port:
+            # `celery -A` metrics (see reconciler.observability): the hooks act at
+            # worker_init only, so a process that merely uses the app is not affected.
+            from reconciler.observability import install_worker_hooks
+
+            install_worker_hooks(port=settings.metrics_port)
+        _app = create_celery_app(settings)
     return _app

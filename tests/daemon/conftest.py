@@ -12,9 +12,7 @@ from .helpers import BrokerCounter, Cluster
 
 
 @pytest.fixture
-def make_cluster(
-    tmp_path: Path, pg_url: str, amqp_url: str
-) -> Iterator[Callable[..., Cluster]]:
+def make_cluster(tmp_path: Path, pg_url: str, amqp_url: str) -> Iterator[Callable[..., Cluster]]:
     """`make_cluster(**settings)`: a Cluster whose daemons get RECONCILER_<KEY>=value.
     Fast defaults: resync every 5 s, settle 0.1 s."""
     made: list[Cluster] = []

@@ -7,9 +7,10 @@ messages (consumed with kombu, no worker) are compared with the ledger slot by s
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter, defaultdict
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -76,3 +77,72 @@ def test_two_daemons_publish_every_slot_exactly_once(make_cluster, broker) -> No
     assert max(firsts) - min(firsts) <= timedelta(seconds=2)
     assert max(lasts) - min(lasts) <= timedelta(seconds=1)
     print(f"\n{count} slots over {len(by_job)} jobs, each published once")
+
+
+def test_sigkill_of_the_leader_hands_over_without_duplicates_or_gaps(make_cluster, broker) -> None:
+    jobs = JOBS[:20]
+    cluster = make_cluster()
+    write_jobs(cluster.jobs_dir, jobs)
+    first, second = cluster.start("daemon-a"), cluster.start("daemon-b")
+    wait_until(lambda: cluster.count_runs() >= 20 * 5, timeout=40, what="5 s of fires")
+    name, epoch = cluster.leader()
+    leading, standby = (first, second) if name == "daemon-a" else (second, first)
+    # Just after a second boundary: while the leader is firing that second's slots (the
+    # scheduler has moved next_run_time on, the pipeline is recording and publishing).
+    phase = float(os.environ.get("KILL_PHASE", "0.01"))
+    now = time.time()
+    time.sleep(1 - now % 1 + phase)
+    killed_at = datetime.now(UTC)
+    t_kill = time.monotonic()
+    leading.kill()
+    new = wait_until(
+        lambda: (lead := cluster.leader()) and lead[1] > epoch and lead,
+        timeout=10,
+        interval=0.02,
+        what="takeover",
+    )
+    takeover = time.monotonic() - t_kill
+    wait_until(
+        lambda: cluster.scalar(
+            "SELECT count(*) FROM job_runs WHERE fired_at > :t AND status = 'published'",
+            t=killed_at,
+        ),
+        timeout=10,
+        interval=0.02,
+        what="first fire of the new leader",
+    )
+    first_fire = time.monotonic() - t_kill
+    assert new[0] == standby.instance
+    wait_until(
+        lambda: (
+            cluster.scalar("SELECT max(scheduled_time) FROM job_runs")
+            >= killed_at + timedelta(seconds=8)
+        ),
+        timeout=20,
+        what="8 s of fires after the kill",
+    )
+    assert standby.stop() == 0
+
+    rows = cluster.ledger()
+    statuses = Counter((row.status, row.reason) for row in rows)
+    # Slots the dead leader recorded but had not marked published stay 'scheduled'
+    # until a retrier re-publishes them (see the report); everything else is published,
+    # or missed with a reason (coalesced: slots due while nobody led).
+    assert_every_slot_present(rows, jobs, allowed={"published", "missed", "scheduled"})
+    assert {reason for status, reason in statuses if status == "missed"} <= {"coalesced", "misfire"}
+    assert sum(row.duplicates for row in rows) == 0
+    wait_until(lambda: broker.drain(idle=0.3) == 0 and broker.task_ids, timeout=30)
+    twice = [key for key, n in Counter(broker.task_ids).items() if n > 1]
+    assert not twice, f"{len(twice)} task ids published more than once"
+    published = {row.id for row in rows if row.status == "published"}
+    scheduled = {row.id for row in rows if row.status == "scheduled"}
+    consumed = set(broker.task_ids)
+    assert published <= consumed  # none lost
+    assert consumed - published <= scheduled  # published by the dead leader, not marked
+    print(
+        f"\ntakeover {takeover:.2f} s, first fire of the new leader {first_fire:.2f} s after "
+        f"the kill; ledger {dict(statuses)}; {len(consumed)} messages, "
+        f"{len(consumed - published)} of them published by the dead leader but not marked"
+    )
+    assert takeover < 5
+    assert first_fire < 5

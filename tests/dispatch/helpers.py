@@ -81,10 +81,16 @@ def runs(engine: sa.Engine, job: str | None = None) -> list[sa.Row[Any]]:
         return list(connection.execute(query))
 
 
-def drain_queue(amqp_url: str, queue: str = "default", *, timeout: float = 1.0) -> list[Any]:
+def drain_queue(
+    url: str,
+    queue: str = "default",
+    *,
+    timeout: float = 1.0,
+    transport_options: dict[str, Any] | None = None,
+) -> list[Any]:
     """Consume every message in `queue`; return them (headers, body)."""
     messages: list[Any] = []
-    with Connection(amqp_url) as connection:
+    with Connection(url, transport_options=transport_options or {}) as connection:
         simple = connection.SimpleQueue(queue)
         try:
             while True:

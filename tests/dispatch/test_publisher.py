@@ -98,3 +98,31 @@ def test_a_dead_broker_is_reported_quickly_not_raised() -> None:
     assert result.confirmed == frozenset()
     assert result.error
     publisher.close()
+
+
+def test_a_broker_that_never_answers_costs_one_timeout() -> None:
+    # A listening socket nobody serves: TCP connects, AMQP never answers (a hung broker).
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        publisher = Publisher(broker_url=f"amqp://guest:guest@127.0.0.1:{port}//", timeout=1)
+        started = time.monotonic()
+        result = publisher.publish(requests(5))
+        elapsed = time.monotonic() - started
+        publisher.close()
+    assert result.confirmed == frozenset() and result.error
+    assert elapsed < 2  # one timeout (1 s) plus slack
+
+
+def test_the_embedded_filesystem_transport_works_without_confirms(tmp_path) -> None:
+    folders = {"data_folder_in": str(tmp_path), "data_folder_out": str(tmp_path)}
+    publisher = Publisher(broker_url="filesystem://", timeout=2, transport_options=folders)
+    batch = requests(3)
+    try:
+        result = publisher.publish(batch)
+    finally:
+        publisher.close()
+    assert result.error is None and result.confirmed == {r.id for r in batch}
+    messages = drain_queue("filesystem://", "default", transport_options=folders)
+    assert sorted(m.headers["id"] for m in messages) == sorted(r.id for r in batch)

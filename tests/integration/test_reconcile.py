@@ -27,7 +27,9 @@ def plan_json(ws: Workspace) -> dict:
 
 
 def actions(ws: Workspace) -> list[tuple[str, str]]:
-    return [(c["action"], c["job"]) for c in plan_json(ws)["changes"]]
+    changes = plan_json(ws)["changes"]
+    print([(c["action"], c["job"], c["reason"]) for c in changes])  # shown on failure
+    return [(c["action"], c["job"]) for c in changes]
 
 
 def test_apply_then_plan_has_no_changes(workspace: Workspace) -> None:

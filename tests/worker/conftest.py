@@ -100,6 +100,7 @@ class Rig:
         pool: str = "prefork",
         via_cli: bool = False,
         ready: bool = True,
+        metrics_port: int = 0,
     ) -> WorkerProcess:
         log_path = self.tmp_path / f"worker-{name}.log"
         if via_cli:
@@ -109,6 +110,8 @@ class Rig:
                 f"--concurrency={concurrency}",
                 f"--pool={pool}",
                 f"--hostname={name}@%h",
+                f"--metrics-port={metrics_port}",
+                "--metrics-host=127.0.0.1",
             ]
         else:
             command = [
@@ -255,7 +258,13 @@ class Rig:
 
 
 def _worker_env(settings: Settings) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("RECONCILER_")}
+    # Nothing of the caller's own configuration leaks into the worker (nor a shared
+    # prometheus multiprocess folder).
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("RECONCILER_") and key != "PROMETHEUS_MULTIPROC_DIR"
+    }
     env.update(
         RECONCILER_BROKER_URL=settings.broker_url,
         RECONCILER_RESULT_BACKEND=settings.result_backend,
@@ -264,6 +273,7 @@ def _worker_env(settings: Settings) -> dict[str, str]:
         RECONCILER_DATABASE_URL=settings.database_url,
         RECONCILER_IDEMPOTENCY_LEASE_SECONDS=str(settings.idempotency_lease_seconds),
         RECONCILER_LOG_LEVEL="INFO",
+        RECONCILER_METRICS_PORT="0",  # a test that scrapes a worker picks a free port
         PYTHONUNBUFFERED="1",
     )
     return env

@@ -23,7 +23,8 @@ def test_fires_run_on_the_serverless_transports(embedded_rig: Rig) -> None:
     # Expires (0.5 s) before the worker is up (~2 s): the worker drops it and we record it.
     # (RabbitMQ drops expired messages itself, before any worker sees them.)
     expiring = rig.publish("reconciler.tasks.example_task", kwargs={"data": 1}, expires=0.5)
-    worker = rig.start_worker("embedded", concurrency=2)
+    # `reconcile worker` with the threads pool, as a single small process might run it.
+    worker = rig.start_worker("embedded", concurrency=2, pool="threads", via_cli=True)
     report = rig.tmp_path / "embedded.json"
     run_id = rig.publish(
         "reconciler.tasks.write_report",

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import urllib.request
 from typing import TYPE_CHECKING
 
 import pytest
@@ -26,7 +27,8 @@ def test_a_fire_survives_kill_9_of_its_worker(rig: Rig) -> None:
     # The dead worker's key is still "in progress" until its lease lapses; the new worker
     # gets the message back (redelivered, acks_late) and waits out the lease, then runs it.
     assert rig.redis().get(rig.idem_key(run_id)) is not None
-    second = rig.start_worker("second", concurrency=1, via_cli=True)
+    port = _free_port()
+    second = rig.start_worker("second", concurrency=1, via_cli=True, metrics_port=port)
     row = rig.wait_status(run_id, "succeeded", "failed", timeout=30)
     assert row["status"] == "succeeded"
     assert row["worker"] == f"second@{socket.gethostname()}"
@@ -36,7 +38,19 @@ def test_a_fire_survives_kill_9_of_its_worker(rig: Rig) -> None:
         second.log().count(f'task.succeeded task="reconciler.tasks.sleep_task" id="{run_id}"') == 1
     )
     assert rig.app.AsyncResult(run_id).get(timeout=5)["slept"] == 2
+    # Its /metrics sums the pool process's samples (prometheus multiprocess mode).
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+    assert (
+        b'reconciler_task_executions_total{status="succeeded",task="reconciler.tasks.sleep_task"}'
+        b" 1.0" in metrics
+    )
     assert second.stop() == 0  # `reconcile worker` exits cleanly on SIGTERM
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def test_a_lost_pool_process_frees_its_fire_at_once(rig: Rig) -> None:

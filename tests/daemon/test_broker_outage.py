@@ -1,0 +1,102 @@
+"""A real RabbitMQ outage (`rabbitmqctl stop_app` for 20 s) under a running daemon.
+
+SERIAL: stopping RabbitMQ breaks every other test using it, so this runs in the lead's
+separate, non-parallel `-m serial` phase; `start_app` is always called in a finally.
+"""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from .helpers import as_utc, wait_until, write_jobs
+from .test_exactly_once import assert_every_slot_present
+
+pytestmark = [pytest.mark.services, pytest.mark.slow, pytest.mark.serial]
+
+JOBS = [f"through-outage-{n:02d}" for n in range(10)]
+OUTAGE_SECONDS = 20
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=120)
+
+
+def test_fires_during_a_broker_outage_are_published_after_it(make_cluster, broker) -> None:
+    cluster = make_cluster(publish_timeout="2")
+    write_jobs(cluster.jobs_dir, JOBS)
+    daemon = cluster.start("daemon-a")
+    wait_until(lambda: cluster.count_runs("published") >= 10 * 3, timeout=40, what="fires")
+    broker.drain(idle=0.2)
+
+    samples: list[tuple[float, int, int]] = []  # (t, rows recorded, rows published) in outage
+    rabbitmqctl("stop_app")
+    try:
+        down_at = datetime.now(UTC)
+        started = time.monotonic()
+        while time.monotonic() - started < OUTAGE_SECONDS:
+            time.sleep(1 - time.time() % 1 + 0.5)  # mid-second: that second's fires are in
+            counts = dict(
+                cluster.rows(
+                    "SELECT status, count(*) FROM job_runs WHERE scheduled_time > :t "
+                    "GROUP BY status",
+                    t=down_at + timedelta(seconds=1),
+                )
+            )
+            samples.append(
+                (time.monotonic() - started, sum(counts.values()), counts.get("published", 0))
+            )
+            assert daemon.alive()
+    finally:
+        rabbitmqctl("start_app")
+    up_at = datetime.now(UTC)
+    t_up = time.monotonic()
+
+    # Never stalled: every second of the outage added that second's 10 ledger rows...
+    recorded = [n for _, n, _ in samples]
+    assert all(b - a >= 10 for a, b in itertools.pairwise(recorded)), recorded
+    # ...none of them could be published, and the scheduler fired them on time.
+    assert all(published == 0 for _, _, published in samples), samples
+    outage_rows = cluster.rows(
+        "SELECT status, lateness_seconds FROM job_runs WHERE scheduled_time > :a "
+        "AND scheduled_time < :b",
+        a=down_at + timedelta(seconds=1),
+        b=up_at - timedelta(seconds=1),
+    )
+    assert len(outage_rows) >= 10 * (OUTAGE_SECONDS - 2)
+    max_late = max(late for _, late in outage_rows)
+    assert max_late < 1.0
+
+    # After it: the retrier publishes every one of them.
+    wait_until(
+        lambda: cluster.count_runs("scheduled") == 0,
+        timeout=90,
+        interval=0.2,
+        what="every outage fire published",
+    )
+    recovered = time.monotonic() - t_up
+    assert daemon.stop() == 0
+    rows = cluster.ledger()
+    assert_every_slot_present(rows, JOBS, allowed={"published"})
+    wait_until(lambda: broker.drain(idle=0.3) == 0 and broker.task_ids, timeout=60)
+    twice = [key for key, n in Counter(broker.task_ids).items() if n > 1]
+    published_in_outage = [
+        row for row in rows if down_at + timedelta(seconds=1) < as_utc(row.scheduled_time) < up_at
+    ]
+    attempts = cluster.rows(
+        "SELECT max(publish_attempts) FROM job_runs WHERE scheduled_time > :a",
+        a=down_at,
+    )[0][0]
+    print(
+        f"\noutage {OUTAGE_SECONDS} s: {len(published_in_outage)} fires recorded on time "
+        f"(max lateness {max_late * 1000:.0f} ms), all published {recovered:.1f} s after "
+        f"start_app (max {attempts} publish attempts); {len(broker.task_ids)} messages "
+        f"consumed, {len(twice)} task ids twice"
+    )
+    assert not twice
+    assert set(broker.task_ids) == {row.id for row in rows}  # drained before, too

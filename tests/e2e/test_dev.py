@@ -1,0 +1,60 @@
+"""`reconcile dev` from a clean checkout: it starts the daemon, a worker and the API with
+no server at all (SQLite, filesystem broker), a fire is executed and visible through the
+API, and Ctrl-C (SIGINT) stops everything cleanly."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.processes import REPO_ROOT, free_port, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def test_dev_runs_the_examples_without_servers(tmp_path: Path) -> None:
+    checkout = tmp_path / "checkout"
+    shutil.copytree(REPO_ROOT / "jobs.d", checkout / "jobs.d")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
+    # Point every service URL at a closed port: the embedded system must not use them.
+    env.update(
+        RECONCILER_REDIS_URL="redis://127.0.0.1:1/0",
+        RECONCILER_BROKER_URL="amqp://guest:guest@127.0.0.1:1//",
+    )
+    log = (tmp_path / "dev.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reconciler.cli", "dev", "--port", str(port)],
+        cwd=checkout,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+
+        def a_run_succeeded() -> bool:
+            return "succeeded" in (tmp_path / "dev.log").read_text(errors="replace")
+
+        wait_for(a_run_succeeded, timeout=120, what="a finished run printed by reconcile dev")
+        jobs = httpx.get(f"http://127.0.0.1:{port}/api/v1/jobs", timeout=10).json()
+        assert {item["name"] for item in jobs["items"]} >= {"example-task", "invoice-sweep"}
+        runs = httpx.get(
+            f"http://127.0.0.1:{port}/api/v1/jobs/example-task/runs", timeout=10
+        ).json()
+        assert any(run["status"] == "succeeded" for run in runs["items"]) or a_run_succeeded()
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        assert process.wait(60) == 0, (tmp_path / "dev.log").read_text()[-3000:]
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+        log.close()
+    assert (checkout / ".dev" / "state.db").exists()
