@@ -368,7 +368,13 @@ def _batches(items: list[bytes], size: int) -> list[list[bytes]]:
 
 
 def _rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True)
+    # rabbitmqctl fails now and then on a loaded machine (a CLI node that did not start).
+    for attempt in range(3):
+        result = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True)
+        if result.returncode == 0:
+            return
+        time.sleep(1 + attempt)
+    raise SystemExit(f"rabbitmqctl {' '.join(args)} failed: {result.stderr.strip()}")
 
 
 if __name__ == "__main__":

@@ -40,6 +40,8 @@ class OwnedJobStore(SQLAlchemyJobStore):
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self._unreadable: set[str] = set()
+        self._read_states: dict[str, bytes] = {}  # job id -> job_state as last read
+        self._pending: dict[str, dict[str, Any]] = {}  # buffered update_job writes
 
     def _owned(self) -> sa.ColumnElement[bool]:
         owned = self.jobs_t.c.id.in_(sa.select(scheduled_jobs.c.name))
@@ -48,10 +50,58 @@ class OwnedJobStore(SQLAlchemyJobStore):
         return owned
 
     def get_due_jobs(self, now: datetime) -> list[Job]:
+        self.flush()
         timestamp = datetime_to_utc_timestamp(now)
         return self._get_jobs(self.jobs_t.c.next_run_time <= timestamp)
 
+    def update_job(self, job: Job) -> None:
+        read = self._read_states.get(job.id)
+        if read is None:  # not read by us (add/modify through the scheduler API): write now
+            self.flush()
+            super().update_job(job)
+            return
+        self._pending[job.id] = {
+            "b_id": job.id,
+            "b_read": read,
+            "b_next": datetime_to_utc_timestamp(job.next_run_time),
+            "b_state": pickle.dumps(job.__getstate__(), self.pickle_protocol),
+        }
+
+    def flush(self) -> None:
+        """Write the buffered updates, each only if its row is unchanged since read."""
+        if not self._pending:
+            return
+        pending, self._pending = list(self._pending.values()), {}
+        table = self.jobs_t
+        statement = (
+            table.update()
+            .where(table.c.id == sa.bindparam("b_id"))
+            .where(table.c.job_state == sa.bindparam("b_read"))
+            .values(next_run_time=sa.bindparam("b_next"), job_state=sa.bindparam("b_state"))
+        )
+        with self.engine.begin() as connection:
+            connection.execute(statement, pending)
+        for row in pending:
+            self._read_states.pop(row["b_id"], None)
+
+    def lookup_job(self, job_id: str) -> Job | None:
+        self.flush()
+        return super().lookup_job(job_id)
+
+    def remove_job(self, job_id: str) -> None:
+        self.flush()
+        super().remove_job(job_id)
+
+    def add_job(self, job: Job) -> None:
+        self.flush()
+        super().add_job(job)
+
+    def shutdown(self) -> None:
+        self.flush()
+        super().shutdown()
+
     def get_next_run_time(self) -> datetime | None:
+        self.flush()  # the end of a scheduler pass: write what it fired
         query = (
             sa.select(self.jobs_t.c.next_run_time)
             .where(self.jobs_t.c.next_run_time.is_not(None))
@@ -63,6 +113,7 @@ class OwnedJobStore(SQLAlchemyJobStore):
             return utc_timestamp_to_datetime(connection.execute(query).scalar())
 
     def get_all_jobs(self) -> list[Job]:
+        self.flush()
         jobs = self._get_jobs()
         self._fix_paused_jobs_sorting(jobs)
         return jobs
@@ -78,6 +129,7 @@ class OwnedJobStore(SQLAlchemyJobStore):
             for row in connection.execute(query):
                 try:
                     jobs.append(self._reconstitute_job(row.job_state))
+                    self._read_states[row.id] = row.job_state
                 except Exception:  # skip, never delete (see module doc)
                     log.exception("job %r cannot be restored; skipped until repaired", row.id)
                     self._unreadable.add(row.id)
