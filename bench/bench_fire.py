@@ -49,10 +49,11 @@ from reconciler.dispatch.dispatcher import Dispatcher  # noqa: E402
 from reconciler.dispatch.executor import FireExecutor  # noqa: E402
 from reconciler.dispatch.fire import install_dispatcher  # noqa: E402
 from reconciler.dispatch.publisher import Publisher  # noqa: E402
+from reconciler.engine.jobstore import OwnedJobStore  # noqa: E402
 from reconciler.spec.model import JobSpec  # noqa: E402
 from reconciler.store.db import create_sync_engine  # noqa: E402
 from reconciler.store.migrate import upgrade_database  # noqa: E402
-from reconciler.store.tables import apscheduler_jobs, job_runs  # noqa: E402
+from reconciler.store.tables import apscheduler_jobs, job_runs, scheduled_jobs  # noqa: E402
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 AMQP_BASE = "amqp://guest:guest@127.0.0.1:5672"
@@ -133,6 +134,29 @@ def store_jobs(engine: sa.Engine, count: int, func: str | Callable[..., None], a
     builder.shutdown(wait=False)
     with engine.begin() as connection:
         connection.execute(apscheduler_jobs.insert(), rows)
+
+
+def own_jobs(engine: sa.Engine, count: int) -> None:
+    """Inventory rows for the jobs, so the daemon's OwnedJobStore sees them as ours."""
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "name": f"job-{n:05d}",
+            "spec": {},
+            "spec_hash": "0" * 64,
+            "task": "reconciler.tasks.noop",
+            "queue": "default",
+            "labels": {},
+            "status": "active",
+            "source_file": "bench.yaml",
+            "source_line": 1,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for n in range(count)
+    ]
+    with engine.begin() as connection:
+        connection.execute(scheduled_jobs.insert(), rows)
 
 
 def instant() -> datetime:
@@ -219,8 +243,10 @@ def run_full(count: int) -> dict[str, float]:
         install_dispatcher(dispatcher)
         at = instant() + timedelta(seconds=2)
         store_jobs(engine, count, FIRE_CALLABLE, at)
+        own_jobs(engine, count)
         scheduler = BackgroundScheduler(
-            jobstores={"default": SQLAlchemyJobStore(engine=engine)},
+            # The daemon's store: only our rows, and one batched UPDATE per pass.
+            jobstores={"default": OwnedJobStore(engine=engine)},
             executors={"default": FireExecutor(20, max_catch_up_runs=10)},
             timezone=UTC,
         )

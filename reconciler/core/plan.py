@@ -27,7 +27,6 @@ from reconciler.core.state import (
     InventoryRow,
     Revision,
     SchedulerJob,
-    runtime_status,
     scheduler_job,
 )
 from reconciler.core.triggers import next_fire_times
@@ -173,7 +172,7 @@ def _compare(
     fires: Fires,
 ) -> Change | None:
     if wanted.spec_hash == have.spec_hash:
-        status = runtime_status(wanted.spec, now=now)
+        status = wanted.status(now=now)
         if status != have.status:
             target = _target(wanted, have.revision, False, now=now, keep=True, status=status)
             return Change(
@@ -292,7 +291,7 @@ def _target(
         essence=wanted.essence,
         source=wanted.source,
         line=wanted.line,
-        status=status or runtime_status(wanted.spec, now=now),
+        status=status or wanted.status(now=now),
         revision=commit,
         revision_dirty=dirty,
         scheduler=scheduler_job(wanted.spec, spec_hash=wanted.spec_hash, revision=commit),

@@ -44,6 +44,7 @@ class DesiredJob:
     line: int
     spec_hash: str
     essence: Mapping[str, Any]
+    open_ended: bool = False  # fires for ever: its status needs no fire-time computation
 
     @property
     def name(self) -> str:
@@ -51,7 +52,13 @@ class DesiredJob:
 
     @classmethod
     def of(cls, spec: JobSpec, *, source: str, line: int = 1) -> DesiredJob:
-        return cls(spec, source, line, spec_hash(spec), essence(spec))
+        return cls(spec, source, line, spec_hash(spec), essence(spec), has_open_end(spec))
+
+    def status(self, *, now: datetime) -> str:
+        """active, paused or completed (see runtime_status)."""
+        if self.open_ended and not self.spec.paused:
+            return "active"
+        return runtime_status(self.spec, now=now)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,9 +6,12 @@ is our business: psycopg 3 for sync work, asyncpg / aiosqlite for the async API.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from reconciler.errors import ConfigError
 
@@ -54,3 +57,39 @@ def _tune_sqlite(dbapi_connection: object, _record: object) -> None:
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def upsert(
+    connection: Connection,
+    table: sa.Table,
+    values: list[dict[str, Any]],
+    *,
+    key: str,
+    keep: frozenset[str] = frozenset(),
+    extra: Mapping[str, Any] | None = None,
+) -> None:
+    """INSERT ... ON CONFLICT (key) DO UPDATE, for PostgreSQL and SQLite alike.
+
+    On conflict every incoming column is written except `key` and those in `keep`, plus
+    the `extra` assignments. One executemany (psycopg pipelines it): a multi-row VALUES
+    statement was measured slower here, its compilation costs more than it saves."""
+    if not values:
+        return
+    statement = _dialect_insert(connection)(table)
+    changes = {
+        column: statement.excluded[column]
+        for column in values[0]
+        if column != key and column not in keep
+    }
+    changes.update(extra or {})
+    connection.execute(
+        statement.on_conflict_do_update(index_elements=[table.c[key]], set_=changes), values
+    )
+
+
+def _dialect_insert(connection: Connection) -> Any:
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    return insert

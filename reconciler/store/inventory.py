@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection
 from reconciler.core.plan import Target
 from reconciler.core.state import InventoryRow
 from reconciler.spec.diagnostics import Diagnostic
+from reconciler.store.db import upsert
 from reconciler.store.tables import quarantined_files, reconcile_runs, scheduled_jobs
 
 
@@ -22,6 +23,8 @@ class EssenceCache:
 
     def __init__(self) -> None:
         self._by_hash: dict[str, Mapping[str, Any]] = {}
+        # The rows of the last read, by their column values: unchanged rows are reused.
+        self.rows: dict[tuple[Any, ...], InventoryRow] = {}
 
     def get(self, spec_hash: str) -> Mapping[str, Any] | None:
         return self._by_hash.get(spec_hash)
@@ -46,18 +49,23 @@ def read_inventory(
         query = sa.select(t.c.spec_hash, t.c.spec).where(t.c.spec_hash.in_(chunk))
         for spec_hash, spec in connection.execute(query):
             cache.put(spec_hash, spec if isinstance(spec, dict) else json.loads(spec))
-    return {
-        row.name: InventoryRow(
-            name=row.name,
-            essence=cache.get(row.spec_hash) or {},
-            spec_hash=row.spec_hash,
-            status=row.status,
-            source_file=row.source_file,
-            source_line=row.source_line,
-            revision=row.revision,
-        )
-        for row in heads
-    }
+    known, fresh = cache.rows, {}
+    for row in heads:
+        key = tuple(row)
+        item = known.get(key)
+        if item is None:
+            item = InventoryRow(
+                name=row.name,
+                essence=cache.get(row.spec_hash) or {},
+                spec_hash=row.spec_hash,
+                status=row.status,
+                source_file=row.source_file,
+                source_line=row.source_line,
+                revision=row.revision,
+            )
+        fresh[key] = item
+    cache.rows = fresh
+    return {item.name: item for item in fresh.values()}
 
 
 def upsert_inventory(connection: Connection, targets: Iterable[Target], *, now: datetime) -> None:
@@ -81,13 +89,13 @@ def upsert_inventory(connection: Connection, targets: Iterable[Target], *, now: 
     ]
     if not values:
         return
-    statement = _insert(connection, scheduled_jobs)
-    kept = {"name", "created_at"}
-    updates = {key: statement.excluded[key] for key in values[0] if key not in kept}
-    updates["generation"] = scheduled_jobs.c.generation + 1
-    connection.execute(
-        statement.on_conflict_do_update(index_elements=[scheduled_jobs.c.name], set_=updates),
+    upsert(
+        connection,
+        scheduled_jobs,
         values,
+        key="name",
+        keep=frozenset({"created_at"}),
+        extra={"generation": scheduled_jobs.c.generation + 1},
     )
 
 
@@ -120,28 +128,9 @@ def replace_quarantine(
         }
         for path in quarantined
     ]
-    if values:
-        statement = _insert(connection, t)
-        connection.execute(
-            statement.on_conflict_do_update(
-                index_elements=[t.c.path],
-                set_={
-                    "diagnostics": statement.excluded.diagnostics,
-                    "last_seen": statement.excluded.last_seen,
-                },
-            ),
-            values,
-        )
+    upsert(connection, t, values, key="path", keep=frozenset({"since"}))
 
 
 def record_reconcile_run(connection: Connection, **values: Any) -> int:
     result = connection.execute(sa.insert(reconcile_runs).values(**values))
     return int(result.inserted_primary_key[0])  # type: ignore[index]
-
-
-def _insert(connection: Connection, table: sa.Table) -> Any:
-    if connection.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
-    return insert(table)

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 
 from reconciler.core.fires import FIRE_CALLABLE
 from reconciler.core.state import SchedulerJob, SchedulerRow
+from reconciler.store.db import upsert
 from reconciler.store.tables import apscheduler_jobs
 
 EXECUTOR = "default"
@@ -32,6 +33,8 @@ class RowDecoder:
 
     def __init__(self) -> None:
         self._by_digest: dict[str, SchedulerRow] = {}
+        # Rows of the last read by (id, next_run_time, digest): unchanged rows are reused.
+        self.rows: dict[tuple[str, float | None, str], SchedulerRow] = {}
 
     def decode(self, row_id: str, next_run_time: float | None, job_state: bytes) -> SchedulerRow:
         digest = state_digest(job_state)
@@ -79,12 +82,19 @@ def read_scheduler_rows(
         heads = connection.execute(sa.select(table.c.id, table.c.next_run_time, digest_column))
         rows: dict[str, SchedulerRow] = {}
         unknown: list[str] = []
+        previous, current = decoder.rows, {}
         for row_id, next_run_time, digest in heads:
+            key = (row_id, next_run_time, digest)
+            reused = previous.get(key)
+            if reused is not None:
+                rows[row_id] = current[key] = reused
+                continue
             known = decoder.known(digest)
             if known is None:
                 unknown.append(row_id)
             else:
-                rows[row_id] = _with_next_run_time(known, row_id, next_run_time)
+                rows[row_id] = current[key] = _with_next_run_time(known, row_id, next_run_time)
+        decoder.rows = current
         for chunk in _chunks(unknown, 5000):
             query = sa.select(table).where(table.c.id.in_(chunk))
             for row_id, next_run_time, job_state in connection.execute(query):
@@ -130,30 +140,13 @@ def upsert_scheduler_rows(
         for job, next_run_time, state in written
     ]
     if values:
-        _upsert(connection, values)
+        upsert(connection, apscheduler_jobs, values, key="id")
     return [(job, state) for job, _, state in written]
 
 
 def delete_scheduler_rows(connection: Connection, ids: Iterable[str]) -> None:
     for chunk in _chunks(list(ids), 5000):
         connection.execute(sa.delete(apscheduler_jobs).where(apscheduler_jobs.c.id.in_(chunk)))
-
-
-def _upsert(connection: Connection, values: list[dict[str, Any]]) -> None:
-    dialect = connection.dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
-    statement = insert(apscheduler_jobs)
-    statement = statement.on_conflict_do_update(
-        index_elements=[apscheduler_jobs.c.id],
-        set_={
-            "next_run_time": statement.excluded.next_run_time,
-            "job_state": statement.excluded.job_state,
-        },
-    )
-    connection.execute(statement, values)
 
 
 def _unpickle(row_id: str, job_state: bytes) -> SchedulerRow:
