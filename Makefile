@@ -16,9 +16,11 @@ venv: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(VENV)/bin/reconcile dev
 
-## the whole test suite (lint and type checks included), on the local services
+## the whole test suite (lint and type checks included), on the local services.
+## Tests marked `serial` stop RabbitMQ for a while, so they run alone, after the rest.
 test: $(VENV)/.installed
-	$(VENV)/bin/pytest -n 2 -q
+	$(VENV)/bin/pytest -n 2 -q -m "not serial"
+	$(VENV)/bin/pytest -q -m serial || test $$? -eq 5
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy && $(VENV)/bin/lint-imports

@@ -167,6 +167,11 @@ JOB_RUNS = Counter(
 JOB_RUN_DURATION = Summary(
     "reconciler_job_run_duration_seconds", "Run time of a job's executions", ["job_name"]
 )
+LEDGER_WRITE_FAILURES = Counter(
+    "reconciler_ledger_write_failures_total",
+    "Run-ledger writes by workers that failed (the task itself was not affected)",
+    ["operation"],
+)
 IDEMPOTENT_SKIPS = Counter(
     "reconciler_idempotent_skips_total",
     "Deliveries not executed because the fire already ran or is running",

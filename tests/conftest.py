@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,17 +76,24 @@ def redis_prefix() -> Iterator[str]:
     client.close()
 
 
+def rabbitmqctl(*args: str) -> None:
+    """rabbitmqctl flakes on a loaded machine (exit 64 when concurrent CLI invocations
+    collide); a retry succeeds."""
+    for attempt in range(5):
+        result = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True)
+        if result.returncode == 0:
+            return
+        time.sleep(0.5 + attempt)
+    raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {result.stderr.strip()}")
+
+
 @pytest.fixture
 def amqp_url() -> Iterator[str]:
     """A fresh RabbitMQ vhost (so queues and messages are this test's alone)."""
     vhost = _unique("rt")
-    subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True, capture_output=True)
-    subprocess.run(
-        ["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
-        check=True,
-        capture_output=True,
-    )
+    rabbitmqctl("add_vhost", vhost)
     try:
+        rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
         yield f"{AMQP_BASE}/{vhost}"
     finally:
         subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True)

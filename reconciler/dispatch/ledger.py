@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -193,16 +193,30 @@ def mark_unpublished(
     )
 
 
+# A published message past its expiry is dropped by the broker (RabbitMQ honours the
+# per-message expiration): no worker will ever start it. This grace covers clock skew.
+EXPIRED_IN_BROKER_GRACE = timedelta(seconds=30)
+
+
 def expire_unpublished(connection: Connection, *, now: datetime) -> list[str]:
-    """Rows never published whose expiry passed become 'expired'. Returns their jobs."""
+    """Rows never published whose expiry passed, and published rows that no worker
+    started before the broker dropped them, become 'expired'. Returns their jobs."""
+    never_published = sa.and_(job_runs.c.status == "scheduled", job_runs.c.expires_at <= now)
+    dropped = sa.and_(
+        job_runs.c.status == "published",
+        job_runs.c.expires_at <= now - EXPIRED_IN_BROKER_GRACE,
+    )
     statement = (
         job_runs.update()
-        .where(
-            job_runs.c.status == "scheduled",
-            job_runs.c.expires_at.is_not(None),
-            job_runs.c.expires_at <= now,
+        .where(job_runs.c.expires_at.is_not(None), sa.or_(never_published, dropped))
+        .values(
+            status="expired",
+            reason=sa.case(
+                (job_runs.c.status == "scheduled", "not published before it expired"),
+                else_="expired in the broker before a worker started it",
+            ),
+            updated_at=now,
         )
-        .values(status="expired", reason="not published before it expired", updated_at=now)
         .returning(job_runs.c.job_name)
     )
     return list(connection.execute(statement).scalars())

@@ -123,13 +123,15 @@ def filesystem_broker_config(settings: Settings) -> dict[str, Any]:
 def filesystem_folder(settings: Settings) -> Path:
     """Where a `filesystem://` broker keeps its messages.
 
-    `filesystem:///abs/dir` names the folder itself. A bare `filesystem://` uses a
-    `broker` folder beside the SQLite database file (so `reconcile dev`'s daemon and worker
-    agree without more configuration), or `./.dev/broker` when the database is not SQLite.
+    `filesystem:///abs/dir` (or `filesystem://rel/dir`, from the working folder) names
+    the folder itself. A bare `filesystem://` uses a `broker` folder beside the SQLite
+    database file (so a daemon and a worker on one machine agree without more
+    configuration), or `./.dev/broker` when the database is not SQLite. Messages are
+    files in `<folder>/queue`.
     """
     rest = settings.broker_url[len(FILESYSTEM_SCHEME) :]
     if rest.strip("/"):
-        return Path("/" + rest.lstrip("/"))
+        return Path(rest).resolve()  # `/abs/dir` as is; `rel/dir` from the working folder
     database = make_url(settings.database_url).database
     if settings.database_url.startswith("sqlite") and database and database != ":memory:":
         return Path(database).resolve().parent / "broker"

@@ -12,8 +12,9 @@ One execution of a task (a delivery of a fire) goes through:
     on_retry       metrics and log (the ledger was written before the retry's publish)
 
 A delivery that is not admitted (the fire already ran or is running) is not executed:
-it is counted (job_runs.duplicates, IDEMPOTENT_SKIPS) and returns DUPLICATE_MARKER-shaped
-data without raising, and without storing a result that could hide the real one.
+it is counted (job_runs.duplicates, IDEMPOTENT_SKIPS) and returns
+`{"status": "duplicate", "fire": <id>, "reason": ...}` without raising, and without
+storing that as the fire's result (it would hide the real one).
 
 A message without our headers (sent by hand) runs with logs and metrics only.
 

@@ -22,20 +22,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from prometheus_client import Counter
 from sqlalchemy.engine import Engine
 
+from reconciler import metrics
 from reconciler.redact import redact
 from reconciler.store.tables import job_runs
 
 log = logging.getLogger(__name__)
 
-# TODO(lead): move to reconciler/metrics.py (the one place for metrics) and import it here.
-LEDGER_WRITE_FAILURES = Counter(
-    "reconciler_ledger_write_failures_total",
-    "Run-ledger writes by workers that failed (the task itself was not affected)",
-    ["operation"],
-)
+LEDGER_WRITE_FAILURES = metrics.LEDGER_WRITE_FAILURES
 
 # Statuses after which a fire must not execute again.
 FINAL_STATUSES = ("succeeded", "failed")

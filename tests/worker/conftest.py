@@ -296,30 +296,6 @@ def _rig(settings: Settings, tmp_path: Path) -> Iterator[Rig]:
         engine.dispose()
 
 
-def _rabbitmqctl(*args: str) -> None:
-    # rabbitmqctl fails now and then on a loaded machine (exit 64 when concurrent CLI
-    # invocations collide); a retry succeeds.
-    for attempt in range(4):
-        result = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True)
-        if result.returncode == 0:
-            return
-        time.sleep(0.5 + attempt)
-    raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {result.stderr.strip()}")
-
-
-@pytest.fixture
-def amqp_url() -> Iterator[str]:
-    """Overrides the shared fixture (same contract: a fresh vhost, deleted afterwards)
-    with retries around rabbitmqctl, which flakes under load."""
-    vhost = f"rt_{uuid.uuid4().hex[:12]}"
-    _rabbitmqctl("add_vhost", vhost)
-    try:
-        _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-        yield f"{AMQP_BASE}/{vhost}"
-    finally:
-        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True)
-
-
 @pytest.fixture
 def pg_migrated(pg_url: str) -> str:
     from reconciler.store.migrate import upgrade_database
