@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from reconciler import __version__
+from reconciler.api.microcache import MicroCache
 from reconciler.api.middleware import RequestMetrics
 from reconciler.api.problems import install_problem_handlers
 from reconciler.api.resources import Resources, open_resources
@@ -51,7 +52,8 @@ def create_app(settings: Settings) -> FastAPI:
     for module in (jobs, runs, tasks, status, health, meta):
         app.include_router(module.router)
     install_problem_handlers(app)
-    app.add_middleware(RequestMetrics)
+    app.add_middleware(MicroCache, seconds=settings.api_cache_seconds)
+    app.add_middleware(RequestMetrics)  # outermost: counts cached answers too
     return app
 
 
