@@ -6,8 +6,7 @@ its collaborators as keyword arguments.
 
 from __future__ import annotations
 
-from reconciler.dispatch.dispatcher import Dispatcher
-from reconciler.dispatch.publisher import Publisher
+from reconciler.dispatch.service import FiringService
 from reconciler.engine.daemon import Daemon
 from reconciler.engine.leader import default_instance_id, leader_elector_for
 from reconciler.settings import Settings
@@ -20,17 +19,15 @@ def build_daemon(settings: Settings) -> Daemon:
         settings.database_url, settings.instance_id or default_instance_id()
     )
 
-    def make_dispatcher() -> Dispatcher:
-        publisher = Publisher(
-            broker_url=settings.broker_url,
-            timeout=settings.publish_timeout,
+    def make_service() -> FiringService:
+        return FiringService(
+            engine=engine,
+            settings=settings,
+            fence=elector,
             transport_options=broker_transport_options(settings),
         )
-        return Dispatcher(engine=engine, publisher=publisher, fence=elector)
 
-    return Daemon(
-        settings=settings, engine=engine, elector=elector, make_dispatcher=make_dispatcher
-    )
+    return Daemon(settings=settings, engine=engine, elector=elector, make_service=make_service)
 
 
 def broker_transport_options(settings: Settings) -> dict[str, object]:

@@ -12,10 +12,10 @@ From then on one loop, one pass at a time:
 - every POLL_INTERVAL it wakes the scheduler, so rows written by another process (a CLI
   `reconcile apply`) are live within that interval (our own passes wake it at once);
 - a failed pass is recorded and retried with exponential backoff (1 s .. 60 s).
-Stopping (SIGTERM, or leadership lost): the scheduler is paused FIRST (APScheduler's
-BackgroundScheduler would otherwise run one more pass after its executor stopped and
-lose that fire), then shut down, then the retrier, then the Dispatcher drains what is
-queued (ledger + publish), and only then is the lock released: no fire is lost.
+Stopping (SIGTERM, or leadership lost): the scheduler shuts down FIRST (its last pass
+still fires: FireExecutor runs it inline into the running pipeline, where stock
+APScheduler would lose it), then the retrier, then the Dispatcher drains what is queued
+(ledger + publish), and only then is the lock released: no fire is lost.
 """
 
 from __future__ import annotations
@@ -27,16 +27,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC
 
-from apscheduler.events import EVENT_JOB_MISSED
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import Engine
 
 from reconciler import metrics
-from reconciler.dispatch.dispatcher import Dispatcher
-from reconciler.dispatch.executor import FireExecutor
-from reconciler.dispatch.fire import install_dispatcher
-from reconciler.dispatch.missed import MissedRunRecorder, scheduler_payload_lookup
-from reconciler.dispatch.retrier import UnpublishedRetrier
+from reconciler.dispatch.service import FiringService
 from reconciler.engine.jobstore import OwnedJobStore
 from reconciler.engine.leader import LeaderElector
 from reconciler.engine.reconcile import (
@@ -61,50 +56,32 @@ class FiringRuntime:
 
     scheduler: BackgroundScheduler
     store: OwnedJobStore
-    dispatcher: Dispatcher
-    retrier: UnpublishedRetrier
+    service: FiringService
 
     def stop(self) -> None:
+        """The scheduler FIRST: its last pass still fires, through the running pipeline
+        (FireExecutor runs it inline); THEN the pipeline drains and publishes."""
         try:
-            self.scheduler.pause()  # no extra pass after the executor stops (see above)
             self.scheduler.shutdown(wait=True)
         finally:
-            self.retrier.stop()
-            self.dispatcher.stop()
-            install_dispatcher(None)
+            self.service.stop()
 
 
-def start_firing(
-    *,
-    settings: Settings,
-    engine: Engine,
-    elector: LeaderElector,
-    make_dispatcher: Callable[[], Dispatcher],
-) -> FiringRuntime:
-    dispatcher = make_dispatcher()
-    install_dispatcher(dispatcher)
-    dispatcher.start()
-    retrier = UnpublishedRetrier(engine=engine, dispatcher=dispatcher, fence=elector)
-    retrier.start()
+def start_firing(*, engine: Engine, service: FiringService) -> FiringRuntime:
+    service.start()
     store = OwnedJobStore(engine=engine)
     store.rewind_lost_slots()  # a killed or fenced predecessor's last slots (jobstore doc)
     scheduler = BackgroundScheduler(
-        jobstores={"default": store},
-        executors={"default": FireExecutor(20, max_catch_up_runs=settings.max_catch_up_runs)},
-        timezone=UTC,
+        jobstores={"default": store}, executors={"default": service.executor()}, timezone=UTC
     )
-    scheduler.add_listener(
-        MissedRunRecorder(
-            dispatcher=dispatcher, lookup_payload=scheduler_payload_lookup(scheduler)
-        ),
-        EVENT_JOB_MISSED,
-    )
+    service.attach(scheduler)
     scheduler.start()
-    return FiringRuntime(scheduler, store, dispatcher, retrier)
+    return FiringRuntime(scheduler, store, service)
 
 
 class Daemon:
-    """Keyword-only wiring; `make_dispatcher` builds the publisher side (a test seam)."""
+    """Keyword-only wiring; `make_service` builds the firing pipeline for each leadership
+    term (a test seam)."""
 
     def __init__(
         self,
@@ -112,12 +89,12 @@ class Daemon:
         settings: Settings,
         engine: Engine,
         elector: LeaderElector,
-        make_dispatcher: Callable[[], Dispatcher],
+        make_service: Callable[[], FiringService],
     ) -> None:
         self._settings = settings
         self._engine = engine
         self._elector = elector
-        self._make_dispatcher = make_dispatcher
+        self._make_service = make_service
         self._wake = threading.Event()
         self._watcher = JobsWatcher(settings.jobs_dir, on_change=self._wake.set)
         self._failures = 0
@@ -138,12 +115,7 @@ class Daemon:
     def _lead(self, stop: threading.Event) -> None:
         caches = ReconcileCaches()
         self._pass("startup", caches)
-        runtime = start_firing(
-            settings=self._settings,
-            engine=self._engine,
-            elector=self._elector,
-            make_dispatcher=self._make_dispatcher,
-        )
+        runtime = start_firing(engine=self._engine, service=self._make_service())
         try:
             self._loop(stop, caches, runtime)
         finally:
