@@ -1,0 +1,211 @@
+"""The daemon under steady load, and its memory with 10,000 jobs (issue 4).
+
+    .venv/bin/python bench/bench_daemon.py          # --steady-jobs 1000 --seconds 90 --big 10000
+
+Both parts start a real `reconcile run` on a fresh PostgreSQL database and RabbitMQ vhost
+(created and removed here), with a consumer-less broker (messages just queue up).
+
+- steady: 1,000 jobs spread over a minute (job i fires every minute at second i % 60,
+  ~17 slots a second), for SECONDS. From the ledger: fire lateness (fired_at - slot) and
+  publish lateness (published_at - slot, i.e. confirmed by the broker), p50 / p99 / max,
+  and whether every slot was published exactly once.
+- big: 10,000 jobs (hourly, so nothing fires), the daemon's resident memory (VmRSS and
+  its peak VmHWM from /proc) after it has applied them and run a few passes.
+
+Targets (issue 4): steady p99 lateness <= 100 ms; daemon RSS with 10,000 jobs <= 300 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import sqlalchemy as sa
+
+ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+AMQP = "amqp://guest:guest@127.0.0.1:5672"
+
+
+def create_database() -> str:
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return name
+
+
+def drop_database(name: str) -> None:
+    admin = sa.create_engine(ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True)
+
+
+def write_jobs(root: Path, count: int, *, cron_for) -> None:
+    for start in range(0, count, 100):
+        documents = [
+            f"name: job-{n:05d}\ntask: reconciler.tasks.noop\n"
+            f'schedule: {{cron: "{cron_for(n)}"}}\nmax_concurrent_runs: 1000\n'
+            for n in range(start, min(start + 100, count))
+        ]
+        (root / f"jobs-{start:05d}.yaml").write_text("---\n".join(documents))
+
+
+def start_daemon(url: str, jobs: Path, vhost: str, log: Path) -> subprocess.Popen[bytes]:
+    env = dict(
+        os.environ,
+        RECONCILER_DATABASE_URL=url,
+        RECONCILER_JOBS_DIR=str(jobs),
+        RECONCILER_BROKER_URL=f"{AMQP}/{vhost}",
+        RECONCILER_METRICS_PORT="0",
+        RECONCILER_TASK_ALLOWLIST="reconciler.tasks.*",
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "reconciler.cli", "run"],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def memory_mb(pid: int) -> tuple[float, float]:
+    fields = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    return (int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024)
+
+
+def wait_for(predicate, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit("timed out")
+        time.sleep(0.5)
+
+
+def with_environment(run):
+    def wrapped(*args):
+        name, vhost = create_database(), f"bench_{uuid.uuid4().hex[:8]}"
+        rabbitmqctl("add_vhost", vhost)
+        rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        try:
+            with tempfile.TemporaryDirectory() as folder:
+                return run(
+                    f"postgresql://postgres@127.0.0.1:5432/{name}", Path(folder), vhost, *args
+                )
+        finally:
+            subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True)
+            drop_database(name)
+
+    return wrapped
+
+
+@with_environment
+def steady(url: str, folder: Path, vhost: str, count: int, seconds: int) -> None:
+    jobs = folder / "jobs.d"
+    jobs.mkdir()
+    write_jobs(jobs, count, cron_for=lambda n: f"{n % 60} * * * * *")
+    daemon = start_daemon(url, jobs, vhost, folder / "daemon.log")
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        time.sleep(seconds)  # the measurement window itself
+        os.kill(daemon.pid, signal.SIGTERM)
+        daemon.wait(60)
+        with engine.connect() as connection:
+            rows = connection.execute(
+                sa.text(
+                    "select extract(epoch from fired_at - scheduled_time), "
+                    "extract(epoch from published_at - scheduled_time), status "
+                    "from job_runs where scheduled_time > "
+                    "(select min(scheduled_time) + interval '5 seconds' from job_runs)"
+                )
+            ).all()
+            slots = connection.execute(
+                sa.text("select count(*), count(distinct (job_name, scheduled_time)) from job_runs")
+            ).one()
+    finally:
+        if daemon.poll() is None:
+            os.killpg(daemon.pid, signal.SIGKILL)
+        engine.dispose()
+    fired = sorted(float(r[0]) * 1000 for r in rows if r[0] is not None)
+    published = sorted(float(r[1]) * 1000 for r in rows if r[1] is not None)
+    unpublished = sum(1 for r in rows if r[2] != "published")
+    print(
+        f"steady: {count} jobs over a minute, {seconds} s, {len(rows)} slots measured "
+        f"(after the first 5 s); ledger rows {slots[0]}, distinct slots {slots[1]}; "
+        f"not published: {unpublished}"
+    )
+    for label, values in (("fire lateness", fired), ("publish lateness", published)):
+        if values:
+            p99 = values[min(len(values) - 1, int(len(values) * 0.99))]
+            print(
+                f"  {label:<17} p50 {statistics.median(values):7.1f} ms   "
+                f"p99 {p99:7.1f} ms   max {values[-1]:7.1f} ms   (target p99 <= 100 ms)"
+            )
+
+
+@with_environment
+def big(url: str, folder: Path, vhost: str, count: int) -> None:
+    jobs = folder / "jobs.d"
+    jobs.mkdir()
+    write_jobs(jobs, count, cron_for=lambda n: f"{n % 60} {n % 60} * * * *")
+    daemon = start_daemon(url, jobs, vhost, folder / "daemon.log")
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+
+        def applied() -> bool:
+            try:
+                with engine.connect() as connection:
+                    return (
+                        connection.execute(sa.text("select count(*) from scheduled_jobs")).scalar()
+                        == count
+                    )
+            except sa.exc.ProgrammingError:
+                return False
+
+        started = time.monotonic()
+        wait_for(applied, timeout=300)
+        took = time.monotonic() - started
+        time.sleep(10)  # a few idle loop turns after the apply
+        rss, peak = memory_mb(daemon.pid)
+    finally:
+        os.kill(daemon.pid, signal.SIGTERM)
+        try:
+            daemon.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(daemon.pid, signal.SIGKILL)
+        engine.dispose()
+    print(
+        f"big: {count} jobs applied by the daemon in {took:.1f} s; daemon RSS {rss:.0f} MB, "
+        f"peak {peak:.0f} MB (target <= 300 MB)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steady-jobs", type=int, default=1000)
+    parser.add_argument("--seconds", type=int, default=90)
+    parser.add_argument("--big", type=int, default=10_000)
+    options = parser.parse_args()
+    print(f"load average before: {os.getloadavg()[0]:.1f}")
+    steady(options.steady_jobs, options.seconds)
+    big(options.big)
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
