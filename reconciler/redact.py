@@ -8,6 +8,7 @@ word such as `api` or `private` (`api_key`, `privateKey`).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 REDACTED = "***"
@@ -46,13 +47,16 @@ def looks_secret(key: str) -> bool:
     return "key" in words and bool(words & KEY_QUALIFIERS)
 
 
-def redact(value: Any) -> Any:
-    """A copy of `value` with the values of secret-looking keys replaced, at any depth."""
+def redact(value: Any, *, text: Callable[[str], str] | None = None) -> Any:
+    """A copy of `value` with the values of secret-looking keys replaced, at any depth.
+    `text`, if given, also rewrites every string value (free-text scrubbing)."""
+    if isinstance(value, str) and text is not None:
+        return text(value)
     if isinstance(value, dict):
         return {
-            key: REDACTED if isinstance(key, str) and looks_secret(key) else redact(item)
+            key: REDACTED if isinstance(key, str) and looks_secret(key) else redact(item, text=text)
             for key, item in value.items()
         }
     if isinstance(value, list | tuple):
-        return [redact(item) for item in value]
+        return [redact(item, text=text) for item in value]
     return value

@@ -53,16 +53,11 @@ def _mask_pair(match: re.Match[str]) -> str:
     return f"{match['key']}{match['sep']}{quote}{REDACTED}{quote}"
 
 
+def _scrub_str(text: str) -> str:
+    return scrub_text(text) or ""
+
+
 def redact_deep(value: Any) -> Any:
     """Structured data redacted by key, and every string in it scrubbed as free text
     (for task results and exception messages, whose shape nobody declared)."""
-    if isinstance(value, str):
-        return scrub_text(value)
-    if isinstance(value, dict):
-        return {
-            key: REDACTED if isinstance(key, str) and looks_secret(key) else redact_deep(item)
-            for key, item in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return [redact_deep(item) for item in value]
-    return value
+    return redact(value, text=_scrub_str)
