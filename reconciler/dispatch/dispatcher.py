@@ -141,6 +141,7 @@ class Dispatcher:
         self._handoff: queue.Queue[_Recorded | object] = queue.Queue(maxsize=4)
         self._threads: list[threading.Thread] = []
         self._stopped = False
+        self._broker_down = False  # the last publish failed (owned by the publisher thread)
 
     # --- stage 1: the scheduler's thread -----------------------------------------------
     def fire(self, *, job: str, payload: FirePayload, scheduled_time: datetime) -> FireRequest:
@@ -331,9 +332,15 @@ class Dispatcher:
         now = self._clock()
         failed = {r.id: r for r in requests if r.id not in result.confirmed}
         retry_at = {key: now + self._backoff.delay(r.attempts + 1) for key, r in failed.items()}
+        recovered = self._broker_down and not failed
+        self._broker_down = bool(failed)
         with self._engine.begin() as connection:
             ledger.mark_published(connection, result.confirmed, now=now)
             ledger.mark_unpublished(connection, retry_at, now=now)
+            if recovered:
+                # The broker is back: rows waiting out their backoff (up to 60 s) are due
+                # now, so an outage's fires go out within a retrier pass of its end.
+                ledger.make_unpublished_due(connection, now=now)
         self._remember_unpublished(failed.values(), published=result.confirmed)
         _count_publish(requests, result, now=now)
 

@@ -222,6 +222,15 @@ def expire_unpublished(connection: Connection, *, now: datetime) -> list[str]:
     return list(connection.execute(statement).scalars())
 
 
+def make_unpublished_due(connection: Connection, *, now: datetime) -> None:
+    """Every row waiting to be re-published is due now (the broker came back)."""
+    connection.execute(
+        job_runs.update()
+        .where(job_runs.c.status == "scheduled", job_runs.c.next_attempt_at > now)
+        .values(next_attempt_at=now, updated_at=now)
+    )
+
+
 def due_unpublished(
     connection: Connection, *, now: datetime, limit: int, exclude: Collection[str]
 ) -> list[sa.Row[tuple[str, str, datetime, str, str | None, int, datetime | None]]]:
