@@ -82,7 +82,11 @@ def test_a_terminated_lock_session_fences_the_leader_and_hands_over(
     try:
         with engine.connect() as connection:
             holder = connection.execute(
-                sa.text("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted")
+                # This test's database only: parallel tests hold advisory locks of their own.
+                sa.text(
+                    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND "
+                    "database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                )
             ).scalar_one()
             connection.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": holder})
     finally:
