@@ -30,8 +30,8 @@ from datetime import UTC
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import Engine
 
-from reconciler import metrics
 from reconciler.dispatch.service import FiringService
+from reconciler.engine.gauges import JobGauges
 from reconciler.engine.jobstore import OwnedJobStore
 from reconciler.engine.leader import LeaderElector
 from reconciler.engine.reconcile import (
@@ -48,6 +48,7 @@ from reconciler.settings import Settings
 log = logging.getLogger(__name__)
 MAX_SETTLE_SECONDS = 10.0
 BACKOFF = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
+GAUGE_REFRESH_SECONDS = 10.0
 
 
 @dataclass
@@ -99,6 +100,7 @@ class Daemon:
         self._watcher = JobsWatcher(settings.jobs_dir, on_change=self._wake.set)
         self._failures = 0
         self.passes = 0
+        self._gauges = JobGauges()
 
     def run(self, stop: threading.Event) -> None:
         """Run until `stop` is set. Leads when it can, stands by otherwise."""
@@ -126,22 +128,33 @@ class Daemon:
     def _loop(self, stop: threading.Event, caches: ReconcileCaches, runtime: FiringRuntime) -> None:
         settings = self._settings
         next_resync = time.monotonic() + settings.resync_interval
+        next_gauges = time.monotonic() + GAUGE_REFRESH_SECONDS
         retry_at: float | None = None
+        changed = False  # a file event arrived (perhaps during a backoff)
         while not stop.is_set() and self._elector.is_leader():
-            woke = self._wake.wait(timeout=settings.poll_interval)
+            if self._wake.wait(timeout=settings.poll_interval):
+                self._wake.clear()
+                changed = True
             now = time.monotonic()
             trigger: Trigger | None = None
-            if woke and retry_at is None:
+            if retry_at is not None and now < retry_at:
+                pass  # backing off after a failure: the change waits for the retry
+            elif changed:
                 self._settle(stop)
+                self._wake.clear()
                 trigger = "watch"
-            elif now >= next_resync or (retry_at is not None and now >= retry_at):
+            elif now >= next_resync or retry_at is not None:
                 trigger = "resync"
             if trigger is not None and not stop.is_set():
-                self._wake.clear()
+                changed = False
                 ok = self._pass(trigger, caches)
                 runtime.store.forget_unreadable()
                 next_resync = time.monotonic() + settings.resync_interval
                 retry_at = None if ok else time.monotonic() + self._backoff()
+            elif now >= next_gauges:
+                self._refresh_gauges(caches)  # next fires move with every fire
+            if now >= next_gauges:
+                next_gauges = now + GAUGE_REFRESH_SECONDS
             # Rows written by other processes (CLI apply) and our own pass: wake it.
             runtime.scheduler.wakeup()
 
@@ -183,18 +196,21 @@ class Daemon:
             )
             return False
         self._failures = 0
-        self._report(result)
+        self._report(result, caches)
         return True
 
     def _backoff(self) -> float:
         return BACKOFF[min(self._failures, len(BACKOFF)) - 1]
 
-    def _report(self, result: ReconcileResult) -> None:
+    def _report(self, result: ReconcileResult, caches: ReconcileCaches) -> None:
         plan = result.plan
         if plan.has_changes:
             counts = ", ".join(f"{n} {a}" for a, n in plan.summary.items() if n)
             log.info("applied %s (%s) in %.3f s", counts, plan.revision.label(), result.duration)
-        for change in plan.changes:
-            if change.action == "remove":
-                metrics.forget_job(change.job)
-        metrics.MANAGED_JOBS.labels(status="active")  # series exist from the start
+        self._refresh_gauges(caches)
+
+    def _refresh_gauges(self, caches: ReconcileCaches) -> None:
+        try:
+            self._gauges.refresh(self._engine, caches.essences)
+        except Exception:  # metrics must never fail the loop
+            log.warning("refreshing the job gauges failed", exc_info=True)
