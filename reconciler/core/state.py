@@ -138,6 +138,13 @@ class SchedulerJob:
         return next((why for ok, why in checks if not ok), None)
 
 
+# APScheduler's max_instances counts calls of fire_job still running in its executor, and
+# fire_job only enqueues (microseconds). Overlap of RUNS is max_concurrent_runs, enforced
+# by the dispatcher against the ledger; a low value here would only turn a slow thread
+# pool into slots dropped as "max_instances".
+FIRE_MAX_INSTANCES = 10
+
+
 def scheduler_job(spec: JobSpec, *, spec_hash: str, revision: str | None) -> SchedulerJob:
     """Memoised on (spec_hash, revision), which determine the result completely: a pass
     over 10,000 unchanged jobs then costs a lookup per job."""
@@ -166,7 +173,7 @@ def _scheduler_job(spec: JobSpec, *, spec_hash: str, revision: str | None) -> Sc
         kwargs={"job": spec.name, "payload": dict(payload)},
         misfire_grace_time=spec.misfire_grace_seconds,
         coalesce=spec.coalesce,
-        max_instances=max(spec.max_concurrent_runs, 1),
+        max_instances=FIRE_MAX_INSTANCES,
     )
 
 
