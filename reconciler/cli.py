@@ -15,6 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 from types import ModuleType
+from typing import NoReturn
 
 from reconciler import __version__
 from reconciler.errors import ConfigError, ReconcilerError, RefusedError, TransientError
@@ -41,8 +42,16 @@ def _command(name: str) -> ModuleType:
     return importlib.import_module(f"reconciler.commands.{COMMANDS[name]}")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on a usage error, but 2 means "the plan has changes" here."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="reconcile",
         description="Scheduled jobs as YAML in git, reconciled into APScheduler and Celery.",
     )
@@ -77,9 +86,10 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     arguments = list(sys.argv[1:] if argv is None else argv)
+    if "--dry-run" in arguments and not set(arguments) & set(COMMANDS):
+        # `reconcile --dry-run [plan flags]` is `reconcile plan [plan flags]`.
+        arguments = ["plan" if item == "--dry-run" else item for item in arguments]
     args = parser.parse_args(arguments)
-    if args.command is None and args.dry_run:
-        args = parser.parse_args([*arguments, "plan"])
     if args.command is None:
         parser.print_help()
         return EXIT_ERROR
