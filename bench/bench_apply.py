@@ -22,12 +22,9 @@ import json
 import subprocess
 import sys
 import tempfile
-import uuid
 from pathlib import Path
 
-import sqlalchemy as sa
-
-ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+from benchdb import create_database, drop_database
 
 OURS = r"""
 import json, resource, sys, time
@@ -92,22 +89,6 @@ for index in range(count):
 print(time.perf_counter() - start)
 scheduler.shutdown(wait=False)
 """
-
-
-def create_database() -> str:
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return name
-
-
-def drop_database(name: str) -> None:
-    admin = sa.create_engine(ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def write_jobs(root: Path, jobs: int, per_file: int) -> None:

@@ -29,25 +29,9 @@ import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
+from benchdb import create_database, drop_database
 
-ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 AMQP = "amqp://guest:guest@127.0.0.1:5672"
-
-
-def create_database() -> str:
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return name
-
-
-def drop_database(name: str) -> None:
-    admin = sa.create_engine(ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def rabbitmqctl(*args: str) -> None:
