@@ -31,6 +31,7 @@ from typing import Any
 
 import httpx
 import sqlalchemy as sa
+from benchdb import create_database, drop_database
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -39,7 +40,6 @@ from reconciler.store.db import create_sync_engine  # noqa: E402
 from reconciler.store.migrate import upgrade_database  # noqa: E402
 from reconciler.store.tables import apscheduler_jobs, job_runs, scheduled_jobs  # noqa: E402
 
-ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1/postgres")
 PG_BASE = os.environ.get("BENCH_PG_BASE", "postgresql://postgres@127.0.0.1:5432")
 JOBS, RUNS = 10_000, 100_000
 QUEUES = ("default", "high_priority", "low_priority", "scheduled")
@@ -58,22 +58,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def create_database() -> str:
-    name = f"bench_api_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return name
-
-
-def drop_database(name: str) -> None:
-    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def job_name(index: int) -> str:
