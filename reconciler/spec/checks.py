@@ -13,6 +13,7 @@ point at the right line. Contracts:
 
 from __future__ import annotations
 
+import copy
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from functools import lru_cache
 from reconciler.settings import Settings
 from reconciler.spec.cron import cron_fields
 from reconciler.spec.diagnostics import Diagnostic
-from reconciler.spec.model import CronSchedule, JobSpec
+from reconciler.spec.model import CronSchedule, JobSpec, utc_cron_trigger
 
 # Celery's built-ins (celery.chord_unlock, celery.backend_cleanup, celery.group ...) run
 # whatever signatures they are given: never allowed, whatever the allowlist says.
@@ -144,7 +145,12 @@ def _next_fire(
     from apscheduler.triggers.cron import CronTrigger
 
     horizon = start.replace(year=min(start.year + years, 9999), month=1, day=1)
-    trigger = CronTrigger(timezone=timezone, end_date=horizon, **dict(fields))
+    if timezone == "UTC":
+        # The trigger validation built (its fields compiled once), bounded by a copy.
+        trigger = copy.copy(utc_cron_trigger(fields))
+        trigger.end_date = horizon
+    else:
+        trigger = CronTrigger(timezone=timezone, end_date=horizon, **dict(fields))
     fire: datetime | None = trigger.get_next_fire_time(None, start)
     return fire
 

@@ -205,6 +205,10 @@ class _Builder:
             context_mark = error.context_mark
             where = f" (line {context_mark.line + 1})" if context_mark is not None else ""
             message = f"{message} {error.context}{where}"
+        if "maximum nesting depth" in message:
+            # libyaml >= 0.2.5 (PyYAML 6.0.4's wheels) stops deep flow nesting itself,
+            # sometimes before our own depth check sees the node: the same problem.
+            return Diagnostic(self.path, line, column, "NESTING_TOO_DEEP", message)
         if error.context == "while scanning an alias":
             # The classic: an unquoted cron expression. `*` starts an alias in YAML.
             message += '; a value starting with * must be quoted, e.g. "*/5 * * * *"'
