@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from reconciler.core.essence import essence, spec_hash
+from reconciler.core.essence import essence, hash_essence
 from reconciler.core.fires import FIRE_CALLABLE, FirePayload, fire_payload
 from reconciler.core.triggers import (
     build_trigger,
@@ -52,7 +52,8 @@ class DesiredJob:
 
     @classmethod
     def of(cls, spec: JobSpec, *, source: str, line: int = 1) -> DesiredJob:
-        return cls(spec, source, line, spec_hash(spec), essence(spec), has_open_end(spec))
+        data = essence(spec)
+        return cls(spec, source, line, hash_essence(data), data, has_open_end(spec))
 
     def status(self, *, now: datetime) -> str:
         """active, paused or completed (see runtime_status)."""

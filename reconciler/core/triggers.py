@@ -36,7 +36,7 @@ def build_trigger(spec: JobSpec, *, with_jitter: bool = True) -> BaseTrigger:
 
 def _timing_key(spec: JobSpec, with_jitter: bool) -> tuple[object, ...]:
     return (
-        spec.schedule.model_dump_json(),
+        _schedule_text(spec.schedule),
         spec.timezone,
         spec.start,
         spec.end,
@@ -44,6 +44,20 @@ def _timing_key(spec: JobSpec, with_jitter: bool) -> tuple[object, ...]:
     )
 
 
+def _schedule_text(schedule: object) -> str:
+    """The schedule as JSON, memoised per (immutable) schedule object: several lookups
+    per job and pass need it, and dumping it costs more than the lookup it keys."""
+    known = _SCHEDULE_TEXTS.get(id(schedule))
+    if known is not None and known[0] is schedule:
+        return known[1]
+    text: str = schedule.model_dump_json()  # type: ignore[attr-defined]
+    if len(_SCHEDULE_TEXTS) >= _TRIGGERS_MAX:
+        _SCHEDULE_TEXTS.clear()
+    _SCHEDULE_TEXTS[id(schedule)] = (schedule, text)  # holds the object: ids stay unique
+    return text
+
+
+_SCHEDULE_TEXTS: dict[int, tuple[object, str]] = {}
 _TRIGGERS: dict[tuple[object, ...], BaseTrigger] = {}
 _TRIGGERS_MAX = 50_000
 

@@ -17,23 +17,21 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.engine import Connection
 
 from reconciler.core.plan import Plan, Target
-from reconciler.core.state import SchedulerJob
 from reconciler.core.triggers import first_fire_after
 from reconciler.store.inventory import (
     delete_inventory,
     upsert_inventory,
 )
 from reconciler.store.scheduler_rows import (
+    WrittenRow,
     delete_scheduler_rows,
     read_next_run_times,
     upsert_scheduler_rows,
 )
 
 
-def apply_plan(
-    connection: Connection, plan: Plan, *, now: datetime
-) -> list[tuple[SchedulerJob, bytes]]:
-    """Write the plan. Returns the scheduler rows written (job, pickled state)."""
+def apply_plan(connection: Connection, plan: Plan, *, now: datetime) -> list[WrittenRow]:
+    """Write the plan. Returns the scheduler rows written."""
     removed = [change.job for change in plan.changes if change.action == "remove"]
     delete_scheduler_rows(connection, removed)
     delete_inventory(connection, removed)

@@ -9,24 +9,29 @@ Every pass, whatever its outcome, is recorded in `reconcile_runs` (Flux's defer)
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from reconciler import metrics
-from reconciler.core.plan import Plan, make_plan
+from reconciler.core.plan import Plan, PlanMemo, actual_after, make_plan
 from reconciler.core.state import ActualState, DesiredJob, DesiredState, Revision
 from reconciler.engine.apply import apply_plan
 from reconciler.engine.gitrev import read_revision
 from reconciler.errors import RefusedError, StalePlanError, TransientError
 from reconciler.settings import Settings
-from reconciler.spec.loader import LoadCache, load_jobs
+from reconciler.spec.loader import FileOutcome, LoadCache, LoadedJob, LoadResult, load_jobs
+from reconciler.store.fingerprint import Fingerprint, read_fingerprint
+from reconciler.store.fingerprint import supported as fingerprint_supported
 from reconciler.store.inventory import (
     EssenceCache,
     read_inventory,
@@ -41,19 +46,31 @@ Outcome = Literal["applied", "no_changes", "planned", "refused", "stale", "error
 # Any constant shared by every process of a deployment: the key of the apply lock.
 APPLY_LOCK_KEY = 0x7265636F6E63  # "reconc"
 NOTIFY_CHANNEL = "reconciler_changed"
+# Up to this many changes, a pass carries its cached state forward by what it wrote;
+# past it (a cold apply), patching costs more than the next pass's full read (~0.1 s).
+TRACKED_CHANGES_MAX = 1000
 
 
 @dataclass
 class ReconcileCaches:
     """What a long-running process keeps between passes so that a pass after nothing
-    changed re-parses no file and unpickles no row. A CLI run starts empty."""
+    changed re-parses no file, unpickles no row and reads no row. A CLI run has none."""
 
     files: LoadCache = field(default_factory=LoadCache)
-    # LoadedJob -> DesiredJob (hash and essence computed once per parsed document). Keyed
-    # by id() while the LoadedJob itself is held in the value, so ids cannot be reused.
-    desired: dict[int, tuple[object, DesiredJob]] = field(default_factory=dict)
+    # Per file outcome, its desired jobs (hash and essence computed once per parsed
+    # file). Keyed by id() while the outcome itself is held in the value, so ids cannot
+    # be reused.
+    desired: dict[int, tuple[FileOutcome, list[tuple[str, DesiredJob]]]] = field(
+        default_factory=dict
+    )
+    # The last load result and the desired jobs built from it.
+    loaded: tuple[LoadResult, dict[str, DesiredJob]] | None = None
     essences: EssenceCache = field(default_factory=EssenceCache)
     rows: RowDecoder = field(default_factory=RowDecoder)
+    plan: PlanMemo = field(default_factory=PlanMemo)
+    # The actual state after the last committed pass, and the fingerprint of the tables
+    # it matches (PostgreSQL only; see reconciler.store.fingerprint).
+    actual: tuple[Fingerprint, ActualState] | None = None
 
 
 @dataclass(frozen=True)
@@ -65,14 +82,18 @@ class ReconcileResult:
 
 def load_desired(settings: Settings, caches: ReconcileCaches, *, now: datetime) -> DesiredState:
     loaded = load_jobs(settings.jobs_dir, settings=settings, now=now, cache=caches.files)
-    known, fresh = caches.desired, {}
-    for job in loaded.jobs:
-        entry = known.get(id(job))
-        if entry is None or entry[0] is not job:
-            entry = (job, DesiredJob.of(job.spec, source=job.source, line=job.line))
-        fresh[id(job)] = entry
-    caches.desired = fresh
-    jobs = {entry[1].name: entry[1] for entry in fresh.values()}
+    if caches.loaded is not None and caches.loaded[0] is loaded:
+        jobs = caches.loaded[1]  # no file changed: the very same desired jobs
+    else:
+        known, fresh = caches.desired, {}
+        for outcome in loaded.healthy:
+            entry = known.get(id(outcome))
+            if entry is None or entry[0] is not outcome:
+                entry = (outcome, [(job.spec.name, _desired(job)) for job in outcome.jobs])
+            fresh[id(outcome)] = entry
+        jobs = dict(chain.from_iterable(entry[1] for entry in fresh.values()))
+        caches.desired = fresh
+        caches.loaded = (loaded, jobs)
     return DesiredState(
         jobs=jobs,
         quarantined=dict(loaded.quarantined),
@@ -81,15 +102,57 @@ def load_desired(settings: Settings, caches: ReconcileCaches, *, now: datetime) 
     )
 
 
+def _desired(job: LoadedJob) -> DesiredJob:
+    return DesiredJob.of(job.spec, source=job.source, line=job.line)
+
+
 def read_actual(connection: Connection, caches: ReconcileCaches) -> ActualState:
     """Inventory and scheduler rows. A database without our schema holds nothing yet:
     a plan against it shows every job as an add (apply creates the schema first)."""
     if not sa.inspect(connection).has_table("scheduled_jobs"):
         return ActualState(inventory={}, scheduler={})
+    return _read_tables(connection, caches)
+
+
+def _read_tables(connection: Connection, caches: ReconcileCaches) -> ActualState:
     return ActualState(
         inventory=read_inventory(connection, caches.essences),
         scheduler=read_scheduler_rows(connection, caches.rows),
     )
+
+
+def _read_actual_cached(
+    connection: Connection, caches: ReconcileCaches, *, reuse: bool
+) -> tuple[ActualState, Fingerprint | None]:
+    """The actual state, and the fingerprint it was read at (None: not tracked).
+
+    The fingerprint is taken BEFORE the rows are read: a write committed in between
+    makes the rows newer than the fingerprint, so the next pass sees a difference and
+    reads again (never the reverse, which would hide that write)."""
+    cached, caches.actual = caches.actual, None  # set again once this pass commits
+    if not fingerprint_supported(connection):
+        return read_actual(connection, caches), None
+    if cached is None and not sa.inspect(connection).has_table("scheduled_jobs"):
+        return ActualState(inventory={}, scheduler={}), None
+    fingerprint = read_fingerprint(connection)
+    if reuse and cached is not None and cached[0] == fingerprint:
+        return cached[1], fingerprint
+    return _read_tables(connection, caches), fingerprint
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection during a pass. A pass allocates hundreds of
+    thousands of objects that live until its end, and CPython's collector, triggered by
+    allocation counts, kept re-scanning them: 1.3 s of a 3.7 s cold apply of 10,000 jobs
+    (measured). What a pass leaves behind is collected once it is re-enabled."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def reconcile_once(
@@ -112,36 +175,42 @@ def reconcile_once(
     no longer matches), SpecError never (broken files are quarantined, not raised),
     and TransientError/SQLAlchemy errors when a service fails. `before_commit` is a test
     seam (kill points) and the daemon's hook to wake its scheduler.
+
+    With `caches` (a long-running process), a pass whose tables have not changed since
+    the last committed pass (same fingerprint) plans against the state that pass left,
+    without reading a row; a "resync" or "startup" pass always reads everything.
     """
+    reuse = caches is not None and trigger not in ("resync", "startup")
     caches = caches or ReconcileCaches()
     started, clock_started = time.monotonic(), clock()
-    desired = load_desired(settings, caches, now=clock_started)
-    with engine.begin() as connection:
-        _lock(connection)
-        now = clock()
-        plan = make_plan(
-            desired,
-            read_actual(connection, caches),
-            now=now,
-            max_delete_fraction=settings.max_delete_fraction,
-            allow_mass_delete=allow_mass_delete,
-            preview_fires=not apply,
-        )
-        outcome = _check(plan, expected_plan_hash, apply)
-        if apply and outcome == "applied":
-            written = apply_plan(connection, plan, now=now)
-            caches.rows.remember(written)
-            for change in plan.changes:
-                if change.target is not None:
-                    caches.essences.put(change.target.spec_hash, change.target.essence)
-            if connection.dialect.name == "postgresql":
-                connection.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, plan.plan_hash)))
-            if before_commit is not None:
-                before_commit(connection, plan)
-        if apply and outcome in ("applied", "no_changes"):
-            replace_quarantine(connection, plan.quarantined, now=now)
-        if apply:
-            _record(connection, plan, trigger, outcome, started, now, instance)
+    with _collector_paused():
+        desired = load_desired(settings, caches, now=clock_started)
+        with engine.begin() as connection:
+            _lock(connection)
+            now = clock()
+            actual, fingerprint = _read_actual_cached(connection, caches, reuse=reuse)
+            plan = make_plan(
+                desired,
+                actual,
+                now=now,
+                max_delete_fraction=settings.max_delete_fraction,
+                allow_mass_delete=allow_mass_delete,
+                preview_fires=not apply,
+                memo=caches.plan,
+            )
+            outcome = _check(plan, expected_plan_hash, apply)
+            if apply and outcome == "applied":
+                actual, fingerprint = _apply(connection, plan, actual, fingerprint, caches, now)
+                if connection.dialect.name == "postgresql":
+                    connection.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, plan.plan_hash)))
+                if before_commit is not None:
+                    before_commit(connection, plan)
+            if apply and outcome in ("applied", "no_changes"):
+                replace_quarantine(connection, plan.quarantined, now=now)
+            if apply:
+                _record(connection, plan, trigger, outcome, started, now, instance)
+        if fingerprint is not None:
+            caches.actual = (fingerprint, actual)  # committed: the next pass may trust it
     duration = time.monotonic() - started
     _observe(plan, trigger, outcome, duration, applied=apply)
     if apply and outcome == "refused":
@@ -152,6 +221,33 @@ def reconcile_once(
             f"not {expected_plan_hash}; run `reconcile plan` again"
         )
     return ReconcileResult(plan=plan, outcome=outcome, duration=duration)
+
+
+def _apply(
+    connection: Connection,
+    plan: Plan,
+    actual: ActualState,
+    fingerprint: Fingerprint | None,
+    caches: ReconcileCaches,
+    now: datetime,
+) -> tuple[ActualState, Fingerprint | None]:
+    """Write the plan; return the actual state and fingerprint after it (tracked only).
+
+    The fingerprint moves by exactly what this pass wrote: the rows it touched are
+    summarised just before and just after writing. A concurrent writer's change to any
+    row makes the real fingerprint differ from the one computed, never agree with it."""
+    touched = [change.job for change in plan.changes]
+    if len(touched) > TRACKED_CHANGES_MAX:
+        fingerprint = None  # a bulk change: the next pass reads everything instead
+    before = read_fingerprint(connection, touched) if fingerprint is not None else None
+    written = caches.rows.remember(apply_plan(connection, plan, now=now))
+    for change in plan.changes:
+        if change.target is not None:
+            caches.essences.put(change.target.spec_hash, change.target.essence)
+    if fingerprint is None or before is None:
+        return actual, None
+    after = read_fingerprint(connection, touched)
+    return actual_after(actual, plan, written), fingerprint.moved(before, after)
 
 
 def record_failure(

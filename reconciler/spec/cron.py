@@ -13,6 +13,7 @@ Two traps are handled here so that no other module has to know them:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 FIELD_NAMES = ("year", "month", "day", "week", "day_of_week", "hour", "minute", "second")
@@ -41,7 +42,7 @@ def cron_fields(expression: str | Mapping[str, str | int]) -> dict[str, str]:
     trigger does that (see `reconciler.core.triggers`).
     """
     if isinstance(expression, str):
-        fields = _split_expression(expression)
+        return dict(_string_fields(expression))
     else:
         unknown = sorted(set(expression) - set(FIELD_NAMES))
         if unknown:
@@ -51,6 +52,16 @@ def cron_fields(expression: str | Mapping[str, str | int]) -> dict[str, str]:
         if not expression:
             raise CronSyntaxError("a cron field map needs at least one field")
         fields = {key: str(value).strip() for key, value in expression.items()}
+    if "day_of_week" in fields:
+        fields["day_of_week"] = _weekday_names(fields["day_of_week"])
+    return fields
+
+
+@functools.lru_cache(maxsize=4096)
+def _string_fields(expression: str) -> dict[str, str]:
+    """Memoised: jobs share expressions, and every load, plan and fire-time computation
+    asks again. Callers get a copy (see cron_fields)."""
+    fields = _split_expression(expression)
     if "day_of_week" in fields:
         fields["day_of_week"] = _weekday_names(fields["day_of_week"])
     return fields

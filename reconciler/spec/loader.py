@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import chain
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -28,6 +29,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from reconciler.settings import Settings
+from reconciler.spec import parallel
 from reconciler.spec.checks import (
     Finding,
     NameSite,
@@ -71,11 +73,13 @@ class LoadedJob:
 class LoadResult:
     """Valid jobs of healthy files, and the diagnostics of quarantined ones by path.
 
-    `files` counts every file looked at, quarantined ones included."""
+    `files` counts every file looked at, quarantined ones included; `healthy` holds the
+    outcomes of the files whose jobs are in `jobs`, in the same order."""
 
     jobs: tuple[LoadedJob, ...]
     quarantined: Mapping[str, tuple[Diagnostic, ...]]
     files: int
+    healthy: tuple[FileOutcome, ...] = ()
 
     @property
     def valid(self) -> bool:
@@ -106,23 +110,50 @@ class LoadCache:
     def __init__(self) -> None:
         self._outcomes: dict[str, tuple[FileSignature, FileOutcome]] = {}
         self._settings_key: tuple[Any, ...] | None = None
+        # The last result and what it was assembled from: the same outcomes (the same
+        # objects) and refusals give the same result, returned as the same object so
+        # that callers can tell "nothing changed" by identity.
+        self._assembled: tuple[list[FileOutcome], list[Diagnostic], LoadResult] | None = None
 
     def __len__(self) -> int:
         return len(self._outcomes)
 
-    def outcome_for(self, entry: FileEntry, *, settings: Settings, now: datetime) -> FileOutcome:
-        """The cached outcome if the file is unchanged, else a fresh one (then cached)."""
+    def outcomes(
+        self, entries: Sequence[FileEntry], *, settings: Settings, now: datetime
+    ) -> list[FileOutcome]:
+        """Each file's cached outcome if it is unchanged, else a fresh one (then cached,
+        unless the file was modified too recently to trust its signature)."""
         self._match_settings(settings)
-        signature = signature_of(entry.path)
-        cached = self._outcomes.get(entry.label)
-        if cached is not None and signature is not None and cached[0] == signature:
-            return cached[1]
-        outcome = load_file(entry, settings=settings, now=now)
-        if signature is not None and time.time_ns() - signature.mtime_ns > _RACY_NS:
-            self._outcomes[entry.label] = (signature, outcome)
-        else:
-            self._outcomes.pop(entry.label, None)
-        return outcome
+        found: dict[str, FileOutcome] = {}
+        missing: list[tuple[FileEntry, FileSignature | None]] = []
+        for entry in entries:
+            signature = entry.signature or signature_of(entry.path)
+            cached = self._outcomes.get(entry.label)
+            if cached is not None and signature is not None and cached[0] == signature:
+                found[entry.label] = cached[1]
+            else:
+                missing.append((entry, signature))
+        fresh = load_files([entry for entry, _ in missing], settings=settings, now=now)
+        for (entry, signature), outcome in zip(missing, fresh, strict=True):
+            found[entry.label] = outcome
+            if signature is not None and time.time_ns() - signature.mtime_ns > _RACY_NS:
+                self._outcomes[entry.label] = (signature, outcome)
+            else:
+                self._outcomes.pop(entry.label, None)
+        return [found[entry.label] for entry in entries]
+
+    def assemble(self, outcomes: list[FileOutcome], refused: list[Diagnostic]) -> LoadResult:
+        last = self._assembled
+        if (
+            last is not None
+            and last[1] == refused
+            and len(last[0]) == len(outcomes)
+            and all(old is new for old, new in zip(last[0], outcomes, strict=True))
+        ):
+            return last[2]
+        result = assemble_result(outcomes, refused)
+        self._assembled = (outcomes, refused, result)
+        return result
 
     def keep_only(self, labels: Iterable[str]) -> None:
         """Forget files that are gone."""
@@ -187,26 +218,39 @@ def load_entries(
     moment = now if now is not None else datetime.now(UTC)
     if cache is not None:
         cache.keep_only(entry.label for entry in entries)
-        outcomes = [cache.outcome_for(e, settings=settings, now=moment) for e in entries]
-    else:
-        outcomes = [load_file(e, settings=settings, now=moment) for e in entries]
+        outcomes = cache.outcomes(entries, settings=settings, now=moment)
+        return cache.assemble(outcomes, list(refused))
+    outcomes = load_files(entries, settings=settings, now=moment)
     return assemble_result(outcomes, refused)
 
 
 def load_file(entry: FileEntry, *, settings: Settings, now: datetime) -> FileOutcome:
     """Read, parse, validate and check one file."""
-    data = read_job_file(entry, max_bytes=settings.max_file_bytes)
-    if isinstance(data, Diagnostic):
-        return FileOutcome(entry.label, (), (), (data,))
-    return load_bytes(entry.label, data, settings=settings, now=now)
+    return _load_file(entry, settings=settings, now=now)[0]
 
 
 def load_bytes(source: str, data: bytes, *, settings: Settings, now: datetime) -> FileOutcome:
     """Parse, validate and check the text of one file (pure). `data` must already be
     bounded in size: this function does not look at `settings.max_file_bytes`."""
+    return _load_bytes(source, data, settings=settings, now=now)[0]
+
+
+# A file's outcome, and the document each of its valid jobs was validated from.
+_Loaded = tuple[FileOutcome, tuple[dict[str, Any], ...]]
+
+
+def _load_file(entry: FileEntry, *, settings: Settings, now: datetime) -> _Loaded:
+    data = read_job_file(entry, max_bytes=settings.max_file_bytes)
+    if isinstance(data, Diagnostic):
+        return FileOutcome(entry.label, (), (), (data,)), ()
+    return _load_bytes(entry.label, data, settings=settings, now=now)
+
+
+def _load_bytes(source: str, data: bytes, *, settings: Settings, now: datetime) -> _Loaded:
     parsed = parse_yaml(data, path=source, max_depth=settings.max_nesting_depth)
     diagnostics = list(parsed.diagnostics)
     jobs: list[LoadedJob] = []
+    documents: list[dict[str, Any]] = []
     names: list[NameSite] = []
     failed: list[tuple[int, ValidationError | None, tuple[Finding, ...]]] = []
     for number, document in enumerate(parsed.documents):
@@ -234,12 +278,48 @@ def load_bytes(source: str, data: bytes, *, settings: Settings, now: datetime) -
             failed.append((number, None, findings))
             continue
         jobs.append(LoadedJob(spec, source, document.line, document.column))
+        documents.append(content)
     if failed:
         diagnostics += _explain_failures(source, data, parsed.documents, failed, settings)
     if not diagnostics and all(document.data is None for document in parsed.documents):
         message = "no job in this file (only comments or empty documents)"
         diagnostics.append(Diagnostic(source, 0, 0, "EMPTY_FILE", message))
-    return FileOutcome(source, tuple(jobs), tuple(names), bound_diagnostics(diagnostics))
+    outcome = FileOutcome(source, tuple(jobs), tuple(names), bound_diagnostics(diagnostics))
+    return outcome, tuple(documents)
+
+
+def load_files(
+    entries: Sequence[FileEntry], *, settings: Settings, now: datetime
+) -> list[FileOutcome]:
+    """`[load_file(entry) ...]`; many files are loaded on two cores (spec.parallel)."""
+    if len(entries) < parallel.MIN_FILES or not parallel.can_fork():
+        return [load_file(entry, settings=settings, now=now) for entry in entries]
+    loaded = parallel.map_on_two_cores(
+        entries,
+        lambda entry: _load_file(entry, settings=settings, now=now),
+        _plain_outcome,
+        _outcome_from_plain,
+    )
+    return [outcome for outcome, _ in loaded]
+
+
+def _plain_outcome(loaded: _Loaded) -> tuple[Any, ...]:
+    outcome, documents = loaded
+    jobs = tuple(
+        (document, job.line, job.column)
+        for job, document in zip(outcome.jobs, documents, strict=True)
+    )
+    return outcome.source, jobs, outcome.names, outcome.diagnostics
+
+
+def _outcome_from_plain(plain: tuple[Any, ...]) -> _Loaded:
+    source, jobs, names, diagnostics = plain
+    # The same validation the child ran, so the same spec; its checks passed there.
+    specs = tuple(
+        LoadedJob(JobSpec.model_validate(document), source, line, column)
+        for document, line, column in jobs
+    )
+    return FileOutcome(source, specs, names, diagnostics), ()
 
 
 def bound_diagnostics(diagnostics: Sequence[Diagnostic]) -> tuple[Diagnostic, ...]:
@@ -296,9 +376,15 @@ def assemble_result(outcomes: Sequence[FileOutcome], refused: Sequence[Diagnosti
             by_source.setdefault(outcome.source, []).extend(outcome.diagnostics)
     for diagnostic in refused:
         by_source.setdefault(diagnostic.path, []).append(diagnostic)
-    duplicates = find_duplicate_names(site for o in outcomes for site in o.names)
+    names = [site.name for outcome in outcomes for site in outcome.names]
+    duplicates = (
+        find_duplicate_names(site for o in outcomes for site in o.names)
+        if len(set(names)) != len(names)
+        else []  # the usual case, on every daemon pass: only the names, no sites
+    )
     for diagnostic in duplicates:
         by_source.setdefault(diagnostic.path, []).append(diagnostic)
     quarantined = {source: tuple(sorted(by_source[source])) for source in sorted(by_source)}
-    jobs = tuple(job for o in outcomes if o.source not in quarantined for job in o.jobs)
-    return LoadResult(jobs, MappingProxyType(quarantined), len(outcomes) + len(refused))
+    healthy = tuple(o for o in outcomes if o.source not in quarantined)
+    jobs = tuple(chain.from_iterable(o.jobs for o in healthy))
+    return LoadResult(jobs, MappingProxyType(quarantined), len(outcomes) + len(refused), healthy)

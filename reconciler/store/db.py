@@ -6,9 +6,12 @@ is our business: psycopg 3 for sync work, asyncpg / aiosqlite for the async API.
 
 from __future__ import annotations
 
+import itertools
+import json
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
@@ -71,9 +74,13 @@ def upsert(
     """INSERT ... ON CONFLICT (key) DO UPDATE, for PostgreSQL and SQLite alike.
 
     On conflict every incoming column is written except `key` and those in `keep`, plus
-    the `extra` assignments. One executemany (psycopg pipelines it): a multi-row VALUES
-    statement was measured slower here, its compilation costs more than it saves."""
+    the `extra` assignments. A few rows: one executemany (psycopg pipelines it; a
+    multi-row VALUES statement was measured slower, its compilation costs more than it
+    saves). Many rows on PostgreSQL: COPY, which is several times faster again."""
     if not values:
+        return
+    if connection.dialect.name == "postgresql" and len(values) >= BULK_ROWS:
+        _copy_upsert(connection, table, values, key=key, keep=keep, extra=extra)
         return
     statement = _dialect_insert(connection)(table)
     changes = {
@@ -85,6 +92,72 @@ def upsert(
     connection.execute(
         statement.on_conflict_do_update(index_elements=[table.c[key]], set_=changes), values
     )
+
+
+# From this many rows on, upsert goes through COPY (measured: 10,000 inventory rows by
+# executemany 0.5-0.8 s, by COPY + INSERT ... SELECT about 0.15 s).
+BULK_ROWS = 500
+_stage_numbers = itertools.count()
+
+
+def _copy_upsert(
+    connection: Connection,
+    table: sa.Table,
+    values: list[dict[str, Any]],
+    *,
+    key: str,
+    keep: frozenset[str],
+    extra: Mapping[str, Any] | None,
+) -> None:
+    """COPY the rows into a temporary table, then one INSERT ... SELECT ... ON CONFLICT
+    with exactly the conflict rule of the executemany path. The stage table is created
+    from the target's own column types (so COPY's text input is parsed as the target
+    parses it) and dropped at commit."""
+    from psycopg.types.json import set_json_dumps
+    from sqlalchemy.dialects.postgresql import insert
+
+    columns = list(values[0])
+    stage = f"reconciler_stage_{next(_stage_numbers)}"
+    quoted = ", ".join(f'"{column}"' for column in columns)
+    connection.exec_driver_sql(
+        f'CREATE TEMPORARY TABLE "{stage}" ON COMMIT DROP AS '
+        f'SELECT {quoted} FROM "{table.name}" WITH NO DATA'
+    )
+    # Binary COPY: a pickled job state travels as its bytes, not as hex text (10,000
+    # rows of 1.3 KB: 0.26 s as text, 0.11 s binary). Binary needs each column's type.
+    types = connection.execute(
+        sa.text(
+            "SELECT atttypid FROM pg_attribute WHERE attrelid = CAST(:stage AS regclass) "
+            "AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
+        ),
+        {"stage": stage},
+    ).scalars()
+    cursor: Any = connection.connection.cursor()  # psycopg's, for COPY
+    try:
+        set_json_dumps(_json_text, context=cursor)
+        with cursor.copy(f'COPY "{stage}" ({quoted}) FROM STDIN (FORMAT BINARY)') as copy:
+            copy.set_types(list(types))
+            for row in values:
+                copy.write_row([row[column] for column in columns])
+    finally:
+        cursor.close()
+    staged = sa.table(stage, *(sa.column(column) for column in columns))
+    statement = insert(table).from_select(columns, sa.select(*(staged.c[c] for c in columns)))
+    changes = {
+        column: statement.excluded[column]
+        for column in columns
+        if column != key and column not in keep
+    }
+    changes.update(extra or {})
+    connection.execute(statement.on_conflict_do_update(index_elements=[table.c[key]], set_=changes))
+
+
+def _json_text(value: Any) -> str:
+    """JSON for the COPY of a json/jsonb column (orjson: 10x json's speed)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # what orjson refuses (integers beyond 64 bits) json still writes
+        return json.dumps(value)
 
 
 def _dialect_insert(connection: Connection) -> Any:

@@ -10,8 +10,10 @@ exact format `SQLAlchemyJobStore` writes, so the scheduler reads them as its own
 from __future__ import annotations
 
 import hashlib
+import io
 import pickle
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +27,15 @@ from reconciler.store.db import upsert
 from reconciler.store.tables import apscheduler_jobs
 
 EXECUTOR = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class WrittenRow:
+    """A row as we wrote it: the job, its next_run_time column, its pickled state."""
+
+    job: SchedulerJob
+    next_run_time: float | None
+    state: bytes
 
 
 class RowDecoder:
@@ -44,10 +55,13 @@ class RowDecoder:
             self._by_digest[digest] = known
         return _with_next_run_time(known, row_id, next_run_time)
 
-    def remember(self, written: Iterable[tuple[SchedulerJob, bytes]]) -> None:
-        """Learn rows we wrote ourselves, so the next pass need not unpickle them."""
-        for job, state in written:
-            self._by_digest[state_digest(state)] = SchedulerRow(
+    def remember(self, written: Iterable[WrittenRow]) -> dict[str, SchedulerRow]:
+        """Learn rows we wrote ourselves, so that no later pass unpickles them. Returns
+        each row as reading it back would decode it."""
+        decoded: dict[str, SchedulerRow] = {}
+        for row in written:
+            job = row.job
+            template = self._by_digest[state_digest(row.state)] = SchedulerRow(
                 id=job.id,
                 next_run_time=None,
                 func=FIRE_CALLABLE,
@@ -57,6 +71,8 @@ class RowDecoder:
                 coalesce=job.coalesce,
                 max_instances=job.max_instances,
             )
+            decoded[job.id] = _with_next_run_time(template, job.id, row.next_run_time)
+        return decoded
 
     def known(self, digest: str) -> SchedulerRow | None:
         return self._by_digest.get(digest)
@@ -107,7 +123,8 @@ def read_scheduler_rows(
 
 
 def job_state(job: SchedulerJob, next_run_time: datetime | None) -> bytes:
-    """The pickled state dict, exactly as APScheduler's `Job.__getstate__` builds it."""
+    """The pickled state dict, as APScheduler's `Job.__getstate__` builds it: unpickling
+    gives exactly that dict (`SQLAlchemyJobStore` loads it with plain `pickle.loads`)."""
     state = {
         "version": 1,
         "id": job.id,
@@ -122,26 +139,60 @@ def job_state(job: SchedulerJob, next_run_time: datetime | None) -> bytes:
         "max_instances": job.max_instances,
         "next_run_time": next_run_time,
     }
-    return pickle.dumps(state, pickle.HIGHEST_PROTOCOL)
+    buffer = io.BytesIO()
+    _StatePickler(buffer, job.trigger).dump(state)
+    return buffer.getvalue()
+
+
+class _StatePickler(pickle.Pickler):
+    """Pickles the trigger as a nested pickle made once per trigger object.
+
+    Pickling a CronTrigger runs its Python `__getstate__` and walks its eight fields:
+    three quarters of the cost of a row (10,000 rows: 0.25 s, 0.07 s without the
+    trigger). Triggers are shared between jobs with the same schedule (see
+    core.triggers), so the nested pickle is reused; it unpickles with `pickle.loads`,
+    which plain unpickling calls, into an equal trigger."""
+
+    def __init__(self, buffer: io.BytesIO, trigger: object) -> None:
+        super().__init__(buffer, pickle.HIGHEST_PROTOCOL)
+        self._trigger = trigger
+
+    def reducer_override(self, obj: object) -> Any:
+        if obj is self._trigger:
+            return pickle.loads, (_trigger_pickle(obj),)
+        return NotImplemented
+
+
+def _trigger_pickle(trigger: object) -> bytes:
+    known = _TRIGGER_PICKLES.get(id(trigger))
+    if known is not None and known[0] is trigger:
+        return known[1]
+    data = pickle.dumps(trigger, pickle.HIGHEST_PROTOCOL)
+    if len(_TRIGGER_PICKLES) >= 10_000:
+        _TRIGGER_PICKLES.clear()
+    _TRIGGER_PICKLES[id(trigger)] = (trigger, data)  # holds the trigger: ids stay unique
+    return data
+
+
+_TRIGGER_PICKLES: dict[int, tuple[object, bytes]] = {}
 
 
 def upsert_scheduler_rows(
     connection: Connection, rows: Iterable[tuple[SchedulerJob, datetime | None]]
-) -> list[tuple[SchedulerJob, bytes]]:
+) -> list[WrittenRow]:
     """Write (job, next_run_time) pairs; next_run_time None = paused. Returns what was
     written, for RowDecoder.remember."""
-    written = [(job, next_run_time, job_state(job, next_run_time)) for job, next_run_time in rows]
+    written = [
+        WrittenRow(job, datetime_to_utc_timestamp(next_run_time), job_state(job, next_run_time))
+        for job, next_run_time in rows
+    ]
     values = [
-        {
-            "id": job.id,
-            "next_run_time": datetime_to_utc_timestamp(next_run_time),
-            "job_state": state,
-        }
-        for job, next_run_time, state in written
+        {"id": row.job.id, "next_run_time": row.next_run_time, "job_state": row.state}
+        for row in written
     ]
     if values:
         upsert(connection, apscheduler_jobs, values, key="id")
-    return [(job, state) for job, _, state in written]
+    return written
 
 
 def delete_scheduler_rows(connection: Connection, ids: Iterable[str]) -> None:

@@ -216,6 +216,25 @@ def test_cache_reruns_cross_file_checks_and_forgets_removed_files(
     assert result.valid and len(cache) == 1
 
 
+def test_cache_returns_the_same_result_object_while_nothing_changes(
+    tmp_path: Path, settings: Settings
+) -> None:
+    """The engine tells "no file changed" by identity, and skips rebuilding its jobs."""
+    a, b = write(tmp_path, "a.yaml", job("a")), write(tmp_path, "b.yaml", job("b"))
+    _age(a), _age(b)
+    cache = LoadCache()
+    first = load_jobs(tmp_path, settings=settings, now=NOW, cache=cache)
+    assert load_jobs(tmp_path, settings=settings, now=NOW, cache=cache) is first
+    write(tmp_path, "b.yaml", job("b", "queue: nope\n"))
+    _age(b, 5)
+    second = load_jobs(tmp_path, settings=settings, now=NOW, cache=cache)
+    assert second is not first and list(second.quarantined) == ["b.yaml"]
+    assert load_jobs(tmp_path, settings=settings, now=NOW, cache=cache) is second
+    b.unlink()
+    third = load_jobs(tmp_path, settings=settings, now=NOW, cache=cache)
+    assert third is not second and third.valid and [j.spec.name for j in third.jobs] == ["a"]
+
+
 def test_cache_starts_afresh_when_settings_change(tmp_path: Path, settings: Settings) -> None:
     _age(write(tmp_path, "a.yaml", job("a", "queue: extra\n")))
     cache = LoadCache()

@@ -1,0 +1,97 @@
+"""Loading many files on two cores: half of them in a forked child.
+
+A cold load (a CLI `apply` or `validate` of 1,000 files) is CPU-bound Python: libyaml's
+events turned into data, then validation and checks. On the 2-core machines we target,
+the database server is idle meanwhile, so a forked child loads the second half of the
+files while this process loads the first (measured: 10,000 jobs in 1,000 files, 0.8 s
+-> 0.55 s).
+
+What comes back from the child is plain data: each valid job as the document it was
+validated from, not as a pydantic model (unpickling 5,000 models costs more than the
+child saves; re-validating their documents costs 50 ms). Diagnostics and name sites are
+small dataclasses. Every problem falls back to loading the child's half here: a child
+that cannot fork, fails, dies or sends garbage changes nothing but the time taken.
+
+Forking is only done from a process with a single thread (a forked child of a threaded
+process may inherit a lock held by another thread, for ever).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+Entry = TypeVar("Entry")
+Outcome = TypeVar("Outcome")
+# Below this many files, a fork costs more than it saves.
+MIN_FILES = 200
+
+
+def can_fork() -> bool:
+    return hasattr(os, "fork") and (os.cpu_count() or 1) > 1 and threading.active_count() == 1
+
+
+def map_on_two_cores(
+    entries: Sequence[Entry],
+    load: Callable[[Entry], Outcome],
+    to_plain: Callable[[Outcome], Any],
+    from_plain: Callable[[Any], Outcome],
+) -> list[Outcome]:
+    """`[load(e) for e in entries]`, the second half computed in a forked child and sent
+    back as `to_plain(outcome)`, rebuilt here with `from_plain`. Same result, in order."""
+    half = len(entries) // 2
+    mine, theirs = entries[:half], entries[half:]
+    try:
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+    except OSError:
+        return [load(entry) for entry in entries]
+    if pid == 0:  # the child: never returns
+        _child(read_end, write_end, theirs, load, to_plain)
+    os.close(write_end)
+    try:
+        outcomes = [load(entry) for entry in mine]
+        with os.fdopen(read_end, "rb") as incoming:
+            data = incoming.read()
+    finally:
+        _, status = os.waitpid(pid, 0)
+    rebuilt = _rebuild(data, status, len(theirs), from_plain)
+    if rebuilt is None:
+        rebuilt = [load(entry) for entry in theirs]
+    return outcomes + rebuilt
+
+
+def _child(
+    read_end: int,
+    write_end: int,
+    entries: Sequence[Entry],
+    load: Callable[[Entry], Outcome],
+    to_plain: Callable[[Outcome], Any],
+) -> None:
+    code = 1
+    try:
+        os.close(read_end)
+        data = pickle.dumps([to_plain(load(entry)) for entry in entries], pickle.HIGHEST_PROTOCOL)
+        with os.fdopen(write_end, "wb") as outgoing:
+            outgoing.write(data)
+        code = 0
+    finally:
+        # No cleanup of the parent's state (atexit, buffered output, connections).
+        os._exit(code)
+
+
+def _rebuild(
+    data: bytes, status: int, expected: int, from_plain: Callable[[Any], Outcome]
+) -> list[Outcome] | None:
+    if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
+        return None
+    try:
+        plain = pickle.loads(data)
+        if not isinstance(plain, list) or len(plain) != expected:
+            return None
+        return [from_plain(item) for item in plain]
+    except Exception:  # noqa: BLE001 - any surprise: load that half here instead
+        return None

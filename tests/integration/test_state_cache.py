@@ -1,0 +1,185 @@
+"""A long-running process plans against the state its last pass left, when the tables'
+fingerprint says nobody else wrote since (PostgreSQL). These tests hold that cache to
+the truth: after every pass it equals a fresh read of both tables, a write by anyone
+else is seen by the next pass, and a resync always reads everything."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from reconciler.engine import reconcile as reconcile_module
+from reconciler.engine.reconcile import ReconcileCaches, ReconcileResult, reconcile_once
+from reconciler.settings import Settings
+from reconciler.store.db import create_sync_engine
+from reconciler.store.fingerprint import read_fingerprint
+from reconciler.store.inventory import read_inventory
+from reconciler.store.migrate import upgrade_database
+from reconciler.store.scheduler_rows import read_scheduler_rows
+from tests.integration.workspace import job_yaml
+
+
+class Daemonish:
+    """What the daemon does: one engine, one set of caches, pass after pass."""
+
+    def __init__(self, jobs_dir: Path, url: str) -> None:
+        self.jobs_dir = jobs_dir
+        self.settings = Settings(database_url=url, jobs_dir=jobs_dir, max_delete_fraction=1.0)
+        self.engine = create_sync_engine(url)
+        self.caches = ReconcileCaches()
+        self.reads = 0
+
+    def write(self, name: str, text: str) -> None:
+        (self.jobs_dir / name).write_text(text)
+
+    def reconcile(self, trigger: reconcile_module.Trigger = "watch") -> ReconcileResult:
+        result = reconcile_once(self.engine, self.settings, trigger=trigger, caches=self.caches)
+        self.assert_cache_is_the_truth()
+        return result
+
+    def assert_cache_is_the_truth(self) -> None:
+        assert self.caches.actual is not None
+        fingerprint, cached = self.caches.actual
+        with self.engine.connect() as connection:
+            assert read_fingerprint(connection) == fingerprint
+            assert dict(cached.inventory) == read_inventory(connection)
+            assert dict(cached.scheduler) == read_scheduler_rows(connection)
+
+    def execute(self, sql: str, **params: object) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(sa.text(sql), params)
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Daemonish]:
+    upgrade_database(pg_url)
+    jobs = tmp_path / "jobs.d"
+    jobs.mkdir()
+    space = Daemonish(jobs, pg_url)
+    real_read = reconcile_module.read_inventory
+
+    def counting_read(*args: object, **kwargs: object) -> object:
+        space.reads += 1
+        return real_read(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(reconcile_module, "read_inventory", counting_read)
+    yield space
+    space.engine.dispose()
+
+
+def actions(result: ReconcileResult) -> list[tuple[str, str]]:
+    return [(change.action, change.job) for change in result.plan.changes]
+
+
+def test_the_cache_follows_every_kind_of_change(daemon: Daemonish) -> None:
+    daemon.write("a.yaml", job_yaml("a") + "---\n" + job_yaml("b", paused="true"))
+    daemon.write(
+        "c.yaml", "name: c\ntask: reconciler.tasks.noop\nschedule: {interval: {minutes: 7}}\n"
+    )
+    daemon.write("d.yaml", job_yaml("d", cron="0 3 * * *"))
+    assert sorted(actions(daemon.reconcile("startup"))) == [
+        ("add", "a"),
+        ("add", "b"),
+        ("add", "c"),
+        ("add", "d"),
+    ]
+    reads = daemon.reads
+    assert daemon.reconcile().outcome == "no_changes"
+    assert daemon.reads == reads, "nothing changed: the rows must not be read again"
+
+    daemon.write("d.yaml", job_yaml("d", cron="0 4 * * *"))  # update
+    daemon.write("a.yaml", job_yaml("a", paused="true") + "---\n" + job_yaml("b"))  # pause, resume
+    assert sorted(actions(daemon.reconcile())) == [("pause", "a"), ("resume", "b"), ("update", "d")]
+    daemon.write("c.yaml", "name: c\ntask: [broken\n")  # quarantined: c is left alone
+    (daemon.jobs_dir / "d.yaml").unlink()  # remove
+    daemon.write("e.yaml", job_yaml("e"))  # add
+    result = daemon.reconcile()
+    assert sorted(actions(result)) == [("add", "e"), ("remove", "d")]
+    assert list(result.plan.quarantined) == ["c.yaml"]
+    assert daemon.reads == reads, "our own writes must not force a read"
+    assert daemon.reconcile().outcome == "no_changes"
+
+
+def test_writes_by_anyone_else_are_seen_by_the_next_pass(daemon: Daemonish) -> None:
+    daemon.write("jobs.yaml", "---\n".join(job_yaml(name) for name in "abcde"))
+    daemon.reconcile("startup")
+    daemon.execute("DELETE FROM apscheduler_jobs WHERE id = 'a'")
+    assert actions(daemon.reconcile()) == [("repair", "a")]
+    daemon.execute("UPDATE apscheduler_jobs SET next_run_time = NULL WHERE id = 'b'")
+    assert actions(daemon.reconcile()) == [("repair", "b")]
+    daemon.execute("UPDATE apscheduler_jobs SET job_state = 'garbage' WHERE id = 'c'")
+    assert actions(daemon.reconcile()) == [("repair", "c")]
+    daemon.execute("UPDATE scheduled_jobs SET status = 'paused' WHERE name = 'd'")
+    assert actions(daemon.reconcile()) == [("update", "d")]
+    daemon.execute(
+        "INSERT INTO apscheduler_jobs (id, next_run_time, job_state) VALUES ('x', 1, 'x')"
+    )
+    result = daemon.reconcile()
+    assert result.outcome == "no_changes" and result.plan.foreign == ("x",)
+    # A write that leaves every value as it was is still a new row version: read again.
+    reads = daemon.reads
+    daemon.execute("UPDATE apscheduler_jobs SET next_run_time = next_run_time WHERE id = 'e'")
+    assert daemon.reconcile().outcome == "no_changes"
+    assert daemon.reads == reads + 1
+
+
+def test_resync_reads_everything(daemon: Daemonish) -> None:
+    daemon.write("a.yaml", job_yaml("a"))
+    daemon.reconcile("startup")
+    reads = daemon.reads
+    daemon.reconcile("watch")
+    assert daemon.reads == reads
+    daemon.reconcile("resync")
+    assert daemon.reads == reads + 1
+
+
+def test_a_failed_pass_leaves_no_cache_behind(daemon: Daemonish) -> None:
+    daemon.write("a.yaml", job_yaml("a"))
+    daemon.reconcile("startup")
+    daemon.write("a.yaml", job_yaml("a", cron="1 * * * *"))
+
+    def crash(*_: object) -> None:
+        raise RuntimeError("killed before commit")
+
+    with pytest.raises(RuntimeError):
+        reconcile_once(
+            daemon.engine,
+            daemon.settings,
+            trigger="watch",
+            caches=daemon.caches,
+            before_commit=crash,
+        )
+    assert daemon.caches.actual is None
+    assert actions(daemon.reconcile()) == [("update", "a")]
+
+
+def test_a_large_apply_goes_through_copy_and_reads_back_identically(daemon: Daemonish) -> None:
+    """600 jobs: both tables are written by COPY (store.db.BULK_ROWS); what was cached
+    equals what is read back, and a second write of the same keys updates them."""
+    for index in range(60):
+        jobs = [job_yaml(f"bulk-{index}-{slot}", kwargs=f"{{n: {slot}}}") for slot in range(10)]
+        daemon.write(f"bulk-{index}.yaml", "---\n".join(jobs))
+    daemon.write("big.yaml", job_yaml("big-int", kwargs="{n: 123456789012345678901234567890}"))
+    assert daemon.reconcile("startup").plan.summary["add"] == 601
+    for index in range(60):
+        jobs = [job_yaml(f"bulk-{index}-{slot}", cron="7 * * * *") for slot in range(10)]
+        daemon.write(f"bulk-{index}.yaml", "---\n".join(jobs))
+    assert daemon.reconcile().plan.summary["update"] == 600
+    with daemon.engine.connect() as connection:
+        generations = connection.execute(
+            sa.text("SELECT generation, count(*) FROM scheduled_jobs GROUP BY generation")
+        ).all()
+        created = connection.execute(
+            sa.text("SELECT count(*) FROM scheduled_jobs WHERE created_at = updated_at")
+        ).scalar()
+        big = connection.execute(
+            sa.text("SELECT spec #>> '{kwargs,n}' FROM scheduled_jobs WHERE name = 'big-int'")
+        ).scalar()
+    assert sorted(generations) == [(1, 1), (2, 600)]
+    assert created == 1  # created_at survived the update of the 600
+    assert big == "123456789012345678901234567890"
+    daemon.reconcile("resync")
+    assert daemon.reconcile().outcome == "no_changes"

@@ -1,0 +1,128 @@
+"""Loading on two cores (reconciler.spec.parallel) gives exactly the sequential result,
+and any failure of the child only costs time.
+
+Forking is done only by a single-threaded process, and a pytest-xdist worker has
+threads: each case runs in a fresh interpreter."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from reconciler.settings import Settings
+from reconciler.spec.loader import load_jobs
+from reconciler.spec.parallel import MIN_FILES
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+SUMMARY = """
+def summary(result):
+    return {
+        "jobs": [[j.spec.model_dump(mode="json"), j.source, j.line, j.column] for j in result.jobs],
+        "quarantined": {p: [d.as_dict() for d in ds] for p, ds in result.quarantined.items()},
+        "files": result.files,
+    }
+"""
+
+
+def run_python(code: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO_ROOT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def write_corpus(root: Path, files: int) -> None:
+    for number in range(files):
+        documents = [
+            f"name: job-{number}-{slot}\ntask: reconciler.tasks.example_task\n"
+            f'schedule: {{cron: "{slot} * * * *"}}\n'
+            f"kwargs: {{n: {slot}, ratio: 0.5, tags: [a, {slot}]}}\n"
+            for slot in range(3)
+        ]
+        text = "---\n".join(documents)
+        if number in (7, files - 7):  # broken files in both halves
+            text += "---\nname: bad\ntask: [unclosed\n"
+        if number in (3, files - 3):  # the same name in both halves
+            text += "---\n" + "name: twice\ntask: reconciler.tasks.example_task\n"
+            text += "schedule: {cron: '0 1 * * *'}\n"
+        (root / f"f{number:04d}.yaml").write_text(text)
+
+
+def test_two_cores_give_the_sequential_result(tmp_path: Path) -> None:
+    write_corpus(tmp_path, MIN_FILES + 50)
+    settings = Settings(max_nesting_depth=32)
+    now = "2026-11-22T12:00:00+00:00"
+    from datetime import datetime
+
+    expected = load_jobs(tmp_path, settings=settings, now=datetime.fromisoformat(now))
+    output = run_python(
+        SUMMARY
+        + textwrap.dedent(f"""
+        import json
+        from datetime import datetime
+        from reconciler.settings import Settings
+        from reconciler.spec import parallel
+        from reconciler.spec.loader import load_jobs
+        calls = []
+        real = parallel.map_on_two_cores
+        parallel.map_on_two_cores = lambda *a: calls.append(1) or real(*a)
+        from pathlib import Path
+        result = load_jobs(Path({str(tmp_path)!r}), settings=Settings(max_nesting_depth=32),
+                           now=datetime.fromisoformat({now!r}))
+        print(json.dumps({{"forked": len(calls), **summary(result)}}))
+        """)
+    )
+    got = json.loads(output)
+    namespace: dict[str, object] = {}
+    exec(SUMMARY, namespace)
+    assert got.pop("forked") == 1, "the corpus is large enough: it must load on two cores"
+    assert got == json.loads(json.dumps(namespace["summary"](expected)))  # type: ignore[operator]
+    assert sorted(got["quarantined"]) == sorted(
+        f"f{n:04d}.yaml" for n in (3, 7, MIN_FILES + 50 - 7, MIN_FILES + 50 - 3)
+    )
+
+
+def test_a_child_that_fails_or_cannot_be_forked_only_costs_time() -> None:
+    output = run_python(
+        textwrap.dedent("""
+        import os
+        from reconciler.spec.parallel import map_on_two_cores
+        items = list(range(10))
+        square = lambda n: n * n
+        same = lambda value: value
+        print(map_on_two_cores(items, square, same, same))
+        # The child fails while converting: its half is computed here instead.
+        def fail_in_child(value, parent=os.getpid()):
+            if os.getpid() != parent:
+                raise RuntimeError("boom")
+            return value
+        print(map_on_two_cores(items, square, fail_in_child, same))
+        # The child dies of a signal.
+        def die_in_child(value, parent=os.getpid()):
+            if os.getpid() != parent:
+                os.kill(os.getpid(), 9)
+            return value
+        print(map_on_two_cores(items, square, die_in_child, same))
+        # Rebuilding what the child sent fails.
+        def refuse(value):
+            raise ValueError("garbage")
+        print(map_on_two_cores(items, square, same, refuse))
+        # No fork at all.
+        def no_fork():
+            raise OSError("no more processes")
+        os.fork = no_fork
+        print(map_on_two_cores(items, square, same, same))
+        """)
+    )
+    expected = str([n * n for n in range(10)])
+    assert output.splitlines() == [expected] * 5

@@ -1,0 +1,93 @@
+"""A PlanMemo only saves work: the same inputs give the same plan with or without it,
+whatever sequence of states came before (the daemon keeps one memo for ever)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from reconciler.core.plan import Plan, PlanMemo, actual_after, make_plan
+from reconciler.core.state import ActualState, DesiredState
+from reconciler.spec.diagnostics import Diagnostic
+from reconciler.store.scheduler_rows import RowDecoder, job_state
+from tests.unit.core.planning import NOW, applied, desired, foreign_row, spec, with_rows
+
+
+def same_plan(memo: PlanMemo, wanted: DesiredState, actual: ActualState, **options: Any) -> Plan:
+    """The plan with `memo`, checked equal to the plan without any memo."""
+    with_memo = make_plan(wanted, actual, now=NOW, memo=memo, **options)
+    fresh = make_plan(wanted, actual, now=NOW, **options)
+    assert with_memo.plan_hash == fresh.plan_hash
+    assert with_memo.changes == fresh.changes
+    assert with_memo.foreign == fresh.foreign
+    return with_memo
+
+
+def test_memo_is_used_and_gives_the_same_plan_over_a_sequence_of_states() -> None:
+    memo = PlanMemo()
+    jobs = [spec("a"), spec("b", paused=True), spec("c", schedule={"interval": {"minutes": 5}})]
+    wanted, actual = desired(*jobs), applied(*jobs)
+    assert not same_plan(memo, wanted, actual).has_changes
+    assert set(memo.in_sync) == {"a", "b", "c"}
+    # The same objects again: every job is reused, nothing is compared.
+    assert not same_plan(memo, wanted, actual).has_changes
+    # A scheduler row lost: same desired and inventory objects, but the row differs.
+    assert [c.action for c in same_plan(memo, wanted, with_rows(actual, a=None)).changes] == [
+        "repair"
+    ]
+    # A spec edited: a new DesiredJob object for "c" only.
+    edited = desired(jobs[0], jobs[1], spec("c", schedule={"interval": {"minutes": 7}}))
+    edited_jobs = dict(edited.jobs)
+    edited_jobs["a"], edited_jobs["b"] = wanted.jobs["a"], wanted.jobs["b"]
+    edited = DesiredState(jobs=edited_jobs, revision=edited.revision)
+    result = same_plan(memo, edited, actual)
+    assert [(c.action, c.job) for c in result.changes] == [("update", "c")]
+    # A foreign row appears in a new scheduler mapping.
+    result = same_plan(memo, wanted, with_rows(actual, other=foreign_row("other")))
+    assert result.foreign == ("other",)
+
+
+def test_a_job_of_a_quarantined_file_is_removed_once_the_file_is_gone() -> None:
+    memo = PlanMemo()
+    jobs = [spec("a"), spec("b")]
+    actual = applied(*jobs)
+    broken = {"b.yaml": (Diagnostic("b.yaml", 1, 1, "YAML_SYNTAX", "broken"),)}
+    frozen = desired(jobs[0], quarantined=broken)
+    assert not same_plan(memo, frozen, actual).has_changes
+    assert "b" in memo.in_sync  # found in sync while its file was quarantined
+    gone = DesiredState(jobs=frozen.jobs, revision=frozen.revision)
+    result = same_plan(memo, gone, actual, max_delete_fraction=1.0)
+    assert [(c.action, c.job) for c in result.changes] == [("remove", "b")]
+
+
+def test_a_job_whose_status_moves_with_time_is_never_taken_from_the_memo() -> None:
+    memo = PlanMemo()
+    ends = NOW + timedelta(minutes=30)
+    job = spec("a", end=ends.isoformat())
+    wanted, actual = desired(job), applied(job)
+    assert not same_plan(memo, wanted, actual).has_changes
+    assert "a" not in memo.in_sync
+    later = NOW + timedelta(hours=1)
+    with_memo = make_plan(wanted, actual, now=later, memo=memo)
+    assert [(c.action, c.job) for c in with_memo.changes] == [("update", "a")]
+    assert with_memo.plan_hash == make_plan(wanted, actual, now=later).plan_hash
+
+
+def test_actual_after_is_what_the_plan_leaves() -> None:
+    kept, edited, dropped = spec("kept"), spec("edited"), spec("dropped")
+    actual = applied(kept, edited, dropped)
+    changed = spec("edited", kwargs={"n": 2})
+    wanted = desired(kept, changed, spec("new"))
+    result = make_plan(wanted, actual, now=NOW, max_delete_fraction=1.0)
+    decoder, written = RowDecoder(), {}
+    for change in result.changes:
+        if change.target is not None:
+            job = change.target.scheduler
+            written[job.id] = decoder.decode(job.id, NOW.timestamp(), job_state(job, NOW))
+    after = actual_after(actual, result, written)
+    assert set(after.inventory) == set(after.scheduler) == {"kept", "edited", "new"}
+    assert after.inventory["kept"] is actual.inventory["kept"]
+    assert after.scheduler["kept"] is actual.scheduler["kept"]
+    assert after.inventory["edited"].spec_hash == wanted.jobs["edited"].spec_hash
+    assert after.scheduler["new"] is written["new"]
+    assert not make_plan(wanted, after, now=NOW).has_changes
