@@ -9,6 +9,7 @@ traceback only when RECONCILER_DEBUG=1.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import logging
 import os
@@ -36,6 +37,11 @@ COMMANDS = {
     "schema": "schema",
     "db": "db",
 }
+# Commands that do one thing and exit. They run without CPython's cyclic collector: it
+# would only re-scan what they keep until they exit (0.3 s of a 10,000-job apply, and
+# as much again at exit, measured), and what they allocate is freed with the process.
+# The long-running ones (run, api, worker, dev) keep it.
+ONE_SHOT_COMMANDS = frozenset({"validate", "plan", "apply", "status", "schema", "db"})
 
 
 def _command(name: str) -> ModuleType:
@@ -93,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_ERROR
+    if argv is None and args.command in ONE_SHOT_COMMANDS:
+        gc.disable()  # the program itself (not a caller passing argv): it exits after
     logging.basicConfig(
         level=os.environ.get("RECONCILER_LOG_LEVEL", "WARNING").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -17,9 +17,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
+from itertools import compress
+from operator import is_not
 from typing import Any, Literal
 
-from reconciler.core.essence import canonical_json
 from reconciler.core.state import (
     ActualState,
     DesiredJob,
@@ -33,6 +34,7 @@ from reconciler.core.state import (
 from reconciler.core.triggers import next_fire_times
 from reconciler.redact import looks_secret
 from reconciler.spec.diagnostics import Diagnostic
+from reconciler.spec.essence import canonical_json
 from reconciler.spec.model import JobSpec
 
 Action = Literal["add", "update", "pause", "resume", "remove", "repair"]
@@ -125,21 +127,35 @@ class Plan:
 class PlanMemo:
     """What `make_plan` may reuse from its previous call in a long-running process.
 
-    It keeps facts about immutable objects only, so reusing them cannot change a plan:
-    a job found in sync with exactly these desired, inventory and scheduler objects is in
-    sync again with the same three objects, provided its status cannot change with time
-    (a schedule without end, or a paused job); mappings with the same keys have the same
-    sorted names and the same foreign rows. A pass over 10,000 unchanged jobs then costs a few
-    identity checks per job instead of a comparison of every field."""
+    A job's verdict is a function of its desired job, inventory row and scheduler row
+    (all immutable values), whether its file is quarantined, and, for a job whose status
+    can change with time (an end date, a one-off), the clock. So a pass only needs to
+    look at the names whose three objects are not the very ones of the previous pass
+    (found by identity, at C speed), the names that had a change then, and the
+    time-dependent ones: a pass over 10,000 jobs with one file changed examines ~10.
+    A different set of quarantined files examines everything again."""
 
-    in_sync: dict[str, tuple[DesiredJob | None, InventoryRow, SchedulerRow | None]] = field(
-        default_factory=dict
-    )
-    names: tuple[Mapping[str, object], Mapping[str, object], list[str]] | None = None
-    foreign: (
-        tuple[Mapping[str, object], Mapping[str, object], Mapping[str, object], tuple[str, ...]]
-        | None
-    ) = None
+    desired: Mapping[str, DesiredJob] | None = None
+    inventory: Mapping[str, InventoryRow] | None = None
+    scheduler: Mapping[str, SchedulerRow] | None = None
+    frozen_files: frozenset[str] = frozenset()
+    unsettled: frozenset[str] = frozenset()  # names to examine on every pass
+    foreign: frozenset[str] = frozenset()
+
+    def names_to_examine(self, desired: DesiredState, actual: ActualState) -> set[str] | None:
+        """The names whose verdict may differ from the previous pass; None: all."""
+        if (
+            self.desired is None
+            or self.inventory is None
+            or self.scheduler is None
+            or self.frozen_files != frozenset(desired.quarantined)
+        ):
+            return None
+        names = set(self.unsettled)
+        names |= _changed_keys(self.desired, desired.jobs)
+        names |= _changed_keys(self.inventory, actual.inventory)
+        names |= _changed_keys(self.scheduler, actual.scheduler)
+        return names
 
 
 def make_plan(
@@ -159,83 +175,83 @@ def make_plan(
     and computing three fire times for each of 10,000 new jobs costs seconds)."""
     memo = memo if memo is not None else PlanMemo()
     fires = _fires if preview_fires else _no_fires
-    frozen_files = set(desired.quarantined)
+    frozen_files = frozenset(desired.quarantined)
+    examine = memo.names_to_examine(desired, actual)
+    if examine is None:
+        names = set(desired.jobs) | set(actual.inventory)
+        foreign = set(actual.scheduler) - names
+        examine = names
+    else:
+        # A name's membership of the three mappings only changes if it is examined.
+        foreign = set(memo.foreign) - examine
+        foreign.update(
+            name
+            for name in examine
+            if name in actual.scheduler
+            and name not in actual.inventory
+            and name not in desired.jobs
+        )
     changes: list[Change] = []
-    previous, in_sync = memo.in_sync, {}
-    # Bound methods: this loop runs for every job on every daemon pass.
-    wanted_of, have_of, row_of = desired.jobs.get, actual.inventory.get, actual.scheduler.get
-    seen_of = previous.get
-    for name in _sorted_names(desired, actual, memo):
-        wanted, have = wanted_of(name), have_of(name)
-        change: Change | None = None
-        row: SchedulerRow | None = None
-        if have is not None:
-            row = row_of(name)
-            seen = seen_of(name)
-            if (
-                seen is not None
-                and seen[0] is wanted
-                and seen[1] is have
-                and seen[2] is row
-                and (wanted is not None or have.source_file in frozen_files)
-            ):
-                in_sync[name] = seen
-                continue
-        if wanted is not None and have is None:
-            change = _add(wanted, desired.revision, now=now, fires=fires)
-        elif wanted is not None and have is not None:
-            change = _compare(wanted, have, actual, desired.revision, now=now, fires=fires)
-            if change is None and (wanted.open_ended or wanted.spec.paused):
-                in_sync[name] = (wanted, have, row)
-        elif have is not None and have.source_file not in frozen_files:
-            change = _remove(have)
-        elif have is not None:
-            change = _repair_if_drifted(have, actual, reason_prefix="quarantined file; ")
-            if change is None:
-                in_sync[name] = (None, have, row)
+    unsettled: set[str] = set()
+    for name in sorted(examine):
+        wanted, have = desired.jobs.get(name), actual.inventory.get(name)
+        change = _verdict(wanted, have, actual, desired.revision, frozen_files, now, fires)
         if change is not None:
             changes.append(change)
-    memo.in_sync = in_sync
+        if change is not None or (wanted is not None and _moves_with_time(wanted)):
+            unsettled.add(name)
+    memo.desired, memo.inventory, memo.scheduler = desired.jobs, actual.inventory, actual.scheduler
+    memo.frozen_files, memo.unsettled, memo.foreign = (
+        frozen_files,
+        frozenset(unsettled),
+        frozenset(foreign),
+    )
     return _finish(
         changes,
         desired,
         actual,
-        _foreign(desired, actual, memo),
+        tuple(sorted(foreign)),
         refused=_guard(changes, desired, actual, max_delete_fraction, allow_mass_delete),
     )
 
 
-def _sorted_names(desired: DesiredState, actual: ActualState, memo: PlanMemo) -> list[str]:
-    known = memo.names
-    if (
-        known is not None
-        and _same_keys(known[0], desired.jobs)
-        and _same_keys(known[1], actual.inventory)
-    ):
-        return known[2]
-    names = sorted(set(desired.jobs) | set(actual.inventory))
-    memo.names = (desired.jobs, actual.inventory, names)
-    return names
+def _verdict(
+    wanted: DesiredJob | None,
+    have: InventoryRow | None,
+    actual: ActualState,
+    revision: Revision,
+    frozen_files: frozenset[str],
+    now: datetime,
+    fires: Fires,
+) -> Change | None:
+    """The change one job needs, or None when it is in sync."""
+    if wanted is not None and have is None:
+        return _add(wanted, revision, now=now, fires=fires)
+    if wanted is not None and have is not None:
+        return _compare(wanted, have, actual, revision, now=now, fires=fires)
+    if have is not None and have.source_file not in frozen_files:
+        return _remove(have)
+    if have is not None:
+        return _repair_if_drifted(have, actual, reason_prefix="quarantined file; ")
+    return None  # a foreign row: reported, never planned
 
 
-def _foreign(desired: DesiredState, actual: ActualState, memo: PlanMemo) -> tuple[str, ...]:
-    """Scheduler rows that are neither ours nor declared: reported, never touched."""
-    known = memo.foreign
-    if (
-        known is not None
-        and _same_keys(known[0], desired.jobs)
-        and _same_keys(known[1], actual.inventory)
-        and _same_keys(known[2], actual.scheduler)
-    ):
-        return known[3]
-    foreign = tuple(sorted(set(actual.scheduler) - set(actual.inventory) - set(desired.jobs)))
-    memo.foreign = (desired.jobs, actual.inventory, actual.scheduler, foreign)
-    return foreign
+def _moves_with_time(wanted: DesiredJob) -> bool:
+    """Whether the job's status may change with the clock alone (see DesiredJob.status)."""
+    return not (wanted.open_ended or wanted.spec.paused)
 
 
-def _same_keys(before: Mapping[str, object], now: Mapping[str, object]) -> bool:
-    # A set comparison of the keys costs a tenth of sorting them again.
-    return before is now or before.keys() == now.keys()
+def _changed_keys(before: Mapping[str, object], after: Mapping[str, object]) -> set[str]:
+    """Keys whose value is not the very same object in both, or that are in one only."""
+    if before is after:
+        return set()
+    if len(before) == len(after) and list(before) == list(after):
+        # The same keys in the same order (a mapping patched in place, the usual case):
+        # compare the values pairwise without a Python-level loop (0.3 ms per 10,000).
+        return set(compress(after, map(is_not, before.values(), after.values())))
+    changed = {key for key, value in after.items() if before.get(key) is not value}
+    changed.update(key for key in before if key not in after)
+    return changed
 
 
 def actual_after(

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from reconciler.core.essence import essence, hash_essence
 from reconciler.core.fires import FIRE_CALLABLE, FirePayload, fire_payload
 from reconciler.core.triggers import (
     build_trigger,
@@ -21,6 +20,7 @@ from reconciler.core.triggers import (
     trigger_fingerprint,
 )
 from reconciler.spec.diagnostics import Diagnostic
+from reconciler.spec.essence import essence, hash_essence
 from reconciler.spec.model import JobSpec
 
 
@@ -51,9 +51,20 @@ class DesiredJob:
         return self.spec.name
 
     @classmethod
-    def of(cls, spec: JobSpec, *, source: str, line: int = 1) -> DesiredJob:
-        data = essence(spec)
-        return cls(spec, source, line, hash_essence(data), data, has_open_end(spec))
+    def of(
+        cls,
+        spec: JobSpec,
+        *,
+        source: str,
+        line: int = 1,
+        known_essence: tuple[Mapping[str, Any], str] | None = None,
+    ) -> DesiredJob:
+        """`known_essence`: the spec's essence and hash, if already computed."""
+        if known_essence is None:
+            fresh = essence(spec)
+            known_essence = fresh, hash_essence(fresh)
+        data, digest = known_essence
+        return cls(spec, source, line, digest, data, has_open_end(spec))
 
     def status(self, *, now: datetime) -> str:
         """active, paused or completed (see runtime_status)."""

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.engine import Connection
 
 from reconciler.core.plan import Plan, Target
+from reconciler.core.state import SchedulerJob
 from reconciler.core.triggers import first_fire_after
 from reconciler.store.inventory import (
     delete_inventory,
@@ -36,21 +37,31 @@ def apply_plan(connection: Connection, plan: Plan, *, now: datetime) -> list[Wri
     delete_scheduler_rows(connection, removed)
     delete_inventory(connection, removed)
 
-    targets = [change.target for change in plan.changes if change.target is not None]
-    upsert_inventory(
-        connection,
-        [c.target for c in plan.changes if c.target is not None and c.action != "repair"],
-        now=now,
-    )
-    kept = read_next_run_times(connection, [t.spec.name for t in targets if t.keep_next_run_time])
-    return upsert_scheduler_rows(
-        connection,
-        [
-            (target.scheduler, _next_run_time(target, kept.get(target.spec.name), now))
-            for target in targets
-            if target.status != "completed"
-        ],
-    )
+    # An add names a job without an inventory row: its rows are written as new ones (the
+    # fast path of a cold apply, see store.db.upsert); every other change upserts.
+    added: list[Target] = []
+    others: list[Target] = []
+    for change in plan.changes:
+        if change.target is not None:
+            (added if change.action == "add" else others).append(change.target)
+    upsert_inventory(connection, added, now=now, expect_new=True)
+    # A repair rewrites the scheduler row only: the inventory row is what it repairs to.
+    repaired = {c.job for c in plan.changes if c.action == "repair"}
+    upsert_inventory(connection, [t for t in others if t.spec.name not in repaired], now=now)
+    kept = read_next_run_times(connection, [t.spec.name for t in others if t.keep_next_run_time])
+    new_rows = upsert_scheduler_rows(connection, _scheduled(added, {}, now), expect_new=True)
+    return new_rows + upsert_scheduler_rows(connection, _scheduled(others, kept, now))
+
+
+def _scheduled(
+    targets: list[Target], kept: dict[str, float], now: datetime
+) -> list[tuple[SchedulerJob, datetime | None]]:
+    """The scheduler rows of `targets` with their next run times (completed: none)."""
+    return [
+        (target.scheduler, _next_run_time(target, kept.get(target.spec.name), now))
+        for target in targets
+        if target.status != "completed"
+    ]
 
 
 def _next_run_time(target: Target, kept: float | None, now: datetime) -> datetime | None:

@@ -51,6 +51,10 @@ NOTIFY_CHANNEL = "reconciler_changed"
 TRACKED_CHANGES_MAX = 1000
 
 
+# A healthy file's outcome and its desired jobs, by name.
+_FileJobs = tuple[FileOutcome, list[tuple[str, DesiredJob]]]
+
+
 @dataclass
 class ReconcileCaches:
     """What a long-running process keeps between passes so that a pass after nothing
@@ -60,9 +64,7 @@ class ReconcileCaches:
     # Per file outcome, its desired jobs (hash and essence computed once per parsed
     # file). Keyed by id() while the outcome itself is held in the value, so ids cannot
     # be reused.
-    desired: dict[int, tuple[FileOutcome, list[tuple[str, DesiredJob]]]] = field(
-        default_factory=dict
-    )
+    desired: dict[int, _FileJobs] = field(default_factory=dict)
     # The last load result and the desired jobs built from it.
     loaded: tuple[LoadResult, dict[str, DesiredJob]] | None = None
     essences: EssenceCache = field(default_factory=EssenceCache)
@@ -81,29 +83,53 @@ class ReconcileResult:
 
 
 def load_desired(settings: Settings, caches: ReconcileCaches, *, now: datetime) -> DesiredState:
-    loaded = load_jobs(settings.jobs_dir, settings=settings, now=now, cache=caches.files)
-    if caches.loaded is not None and caches.loaded[0] is loaded:
-        jobs = caches.loaded[1]  # no file changed: the very same desired jobs
-    else:
-        known, fresh = caches.desired, {}
-        for outcome in loaded.healthy:
-            entry = known.get(id(outcome))
-            if entry is None or entry[0] is not outcome:
-                entry = (outcome, [(job.spec.name, _desired(job)) for job in outcome.jobs])
-            fresh[id(outcome)] = entry
-        jobs = dict(chain.from_iterable(entry[1] for entry in fresh.values()))
-        caches.desired = fresh
+    loaded = load_jobs(
+        settings.jobs_dir, settings=settings, now=now, cache=caches.files, essences=True
+    )
+    if caches.loaded is None or caches.loaded[0] is not loaded:
+        caches.desired, jobs = _desired_jobs(loaded, caches)
         caches.loaded = (loaded, jobs)
     return DesiredState(
-        jobs=jobs,
+        jobs=caches.loaded[1],
         quarantined=dict(loaded.quarantined),
         revision=read_revision(settings.jobs_dir),
         files=loaded.files,
     )
 
 
+def _desired_jobs(
+    loaded: LoadResult, caches: ReconcileCaches
+) -> tuple[dict[int, _FileJobs], dict[str, DesiredJob]]:
+    """The desired jobs of the healthy files, built only for files parsed anew.
+
+    With the previous mapping at hand, only the jobs of files that joined or left the
+    healthy set are added or removed (healthy files never share a job name, so this
+    gives exactly the mapping built from scratch): one changed file costs its own jobs,
+    not a walk over every job."""
+    known: dict[int, _FileJobs] = {}
+    added = []
+    for outcome in loaded.healthy:
+        entry = caches.desired.get(id(outcome))
+        if entry is None or entry[0] is not outcome:
+            entry = (outcome, [(job.spec.name, _desired(job)) for job in outcome.jobs])
+            added.append(entry)
+        known[id(outcome)] = entry
+    if caches.loaded is None:
+        return known, dict(chain.from_iterable(entry[1] for entry in known.values()))
+    jobs = dict(caches.loaded[1])
+    for _, pairs in added:
+        jobs.update(pairs)  # an edited file's jobs keep their place (see PlanMemo)
+    kept = {name for _, pairs in added for name, _ in pairs}
+    for key, (_, pairs) in caches.desired.items():
+        if key not in known:  # a file gone, edited or quarantined
+            for name, _ in pairs:
+                if name not in kept:
+                    del jobs[name]
+    return known, jobs
+
+
 def _desired(job: LoadedJob) -> DesiredJob:
-    return DesiredJob.of(job.spec, source=job.source, line=job.line)
+    return DesiredJob.of(job.spec, source=job.source, line=job.line, known_essence=job.essence)
 
 
 def read_actual(connection: Connection, caches: ReconcileCaches) -> ActualState:
@@ -135,9 +161,20 @@ def _read_actual_cached(
     if cached is None and not sa.inspect(connection).has_table("scheduled_jobs"):
         return ActualState(inventory={}, scheduler={}), None
     fingerprint = read_fingerprint(connection)
-    if reuse and cached is not None and cached[0] == fingerprint:
-        return cached[1], fingerprint
-    return _read_tables(connection, caches), fingerprint
+    if not reuse or cached is None:
+        return _read_tables(connection, caches), fingerprint
+    before, state = cached
+    if before == fingerprint:
+        return state, fingerprint
+    # Usually only the scheduler's rows moved (fires): the inventory is not read again.
+    return ActualState(
+        inventory=state.inventory
+        if before.inventory == fingerprint.inventory
+        else read_inventory(connection, caches.essences),
+        scheduler=state.scheduler
+        if before.scheduler == fingerprint.scheduler
+        else read_scheduler_rows(connection, caches.rows),
+    ), fingerprint
 
 
 @contextmanager

@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from itertools import chain
 from pathlib import Path
@@ -38,6 +38,7 @@ from reconciler.spec.checks import (
     find_duplicate_names,
 )
 from reconciler.spec.diagnostics import Diagnostic
+from reconciler.spec.essence import essence, hash_essence
 from reconciler.spec.explain import explain_errors, explain_findings
 from reconciler.spec.files import (
     FileEntry,
@@ -61,12 +62,16 @@ _RACY_NS = 1_000_000_000
 
 @dataclass(frozen=True, slots=True)
 class LoadedJob:
-    """A valid job and where it was declared (1-based position of its document)."""
+    """A valid job and where it was declared (1-based position of its document).
+
+    `essence` is the job's essence and its hash when the loader computed them already
+    (the forked child of a parallel load does, so that the parent need not)."""
 
     spec: JobSpec
     source: str
     line: int
     column: int
+    essence: tuple[dict[str, Any], str] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +124,12 @@ class LoadCache:
         return len(self._outcomes)
 
     def outcomes(
-        self, entries: Sequence[FileEntry], *, settings: Settings, now: datetime
+        self,
+        entries: Sequence[FileEntry],
+        *,
+        settings: Settings,
+        now: datetime,
+        essences: bool = False,
     ) -> list[FileOutcome]:
         """Each file's cached outcome if it is unchanged, else a fresh one (then cached,
         unless the file was modified too recently to trust its signature)."""
@@ -133,7 +143,9 @@ class LoadCache:
                 found[entry.label] = cached[1]
             else:
                 missing.append((entry, signature))
-        fresh = load_files([entry for entry, _ in missing], settings=settings, now=now)
+        fresh = load_files(
+            [entry for entry, _ in missing], settings=settings, now=now, essences=essences
+        )
         for (entry, signature), outcome in zip(missing, fresh, strict=True):
             found[entry.label] = outcome
             if signature is not None and time.time_ns() - signature.mtime_ns > _RACY_NS:
@@ -179,10 +191,16 @@ def load_jobs(
     settings: Settings,
     now: datetime | None = None,
     cache: LoadCache | None = None,
+    essences: bool = False,
 ) -> LoadResult:
-    """Load every job file under `jobs_dir`; sources are posix paths relative to it."""
+    """Load every job file under `jobs_dir`; sources are posix paths relative to it.
+
+    `essences`: also compute each job's essence and hash (LoadedJob.essence), on both
+    cores when the load is parallel: a reconcile needs them, `validate` does not."""
     entries, refused = find_job_files(jobs_dir)
-    return load_entries(entries, refused, settings=settings, now=now, cache=cache)
+    return load_entries(
+        entries, refused, settings=settings, now=now, cache=cache, essences=essences
+    )
 
 
 def load_paths(
@@ -212,15 +230,16 @@ def load_entries(
     settings: Settings,
     now: datetime | None = None,
     cache: LoadCache | None = None,
+    essences: bool = False,
 ) -> LoadResult:
     """Load `entries` (refused entries only add their diagnostics) and run the
-    cross-file checks."""
+    cross-file checks. `essences`: see load_jobs."""
     moment = now if now is not None else datetime.now(UTC)
     if cache is not None:
         cache.keep_only(entry.label for entry in entries)
-        outcomes = cache.outcomes(entries, settings=settings, now=moment)
+        outcomes = cache.outcomes(entries, settings=settings, now=moment, essences=essences)
         return cache.assemble(outcomes, list(refused))
-    outcomes = load_files(entries, settings=settings, now=moment)
+    outcomes = load_files(entries, settings=settings, now=moment, essences=essences)
     return assemble_result(outcomes, refused)
 
 
@@ -289,24 +308,37 @@ def _load_bytes(source: str, data: bytes, *, settings: Settings, now: datetime) 
 
 
 def load_files(
-    entries: Sequence[FileEntry], *, settings: Settings, now: datetime
+    entries: Sequence[FileEntry], *, settings: Settings, now: datetime, essences: bool = False
 ) -> list[FileOutcome]:
-    """`[load_file(entry) ...]`; many files are loaded on two cores (spec.parallel)."""
+    """`[load_file(entry) ...]`; many files are loaded on two cores (spec.parallel).
+    `essences`: see load_jobs."""
+
+    def load(entry: FileEntry) -> _Loaded:
+        loaded = _load_file(entry, settings=settings, now=now)
+        return _with_essences(loaded) if essences else loaded
+
     if len(entries) < parallel.MIN_FILES or not parallel.can_fork():
-        return [load_file(entry, settings=settings, now=now) for entry in entries]
-    loaded = parallel.map_on_two_cores(
-        entries,
-        lambda entry: _load_file(entry, settings=settings, now=now),
-        _plain_outcome,
-        _outcome_from_plain,
-    )
+        return [load(entry)[0] for entry in entries]
+    loaded = parallel.map_on_two_cores(entries, load, _plain_outcome, _outcome_from_plain)
     return [outcome for outcome, _ in loaded]
 
 
+def _with_essences(loaded: _Loaded) -> _Loaded:
+    outcome, documents = loaded
+    jobs = tuple(replace(job, essence=_essence_of(job.spec)) for job in outcome.jobs)
+    return replace(outcome, jobs=jobs), documents
+
+
+def _essence_of(spec: JobSpec) -> tuple[dict[str, Any], str]:
+    data = essence(spec)
+    return data, hash_essence(data)
+
+
 def _plain_outcome(loaded: _Loaded) -> tuple[Any, ...]:
+    """In the child: each job as its document, position and essence (if computed)."""
     outcome, documents = loaded
     jobs = tuple(
-        (document, job.line, job.column)
+        (document, job.line, job.column, job.essence)
         for job, document in zip(outcome.jobs, documents, strict=True)
     )
     return outcome.source, jobs, outcome.names, outcome.diagnostics
@@ -316,8 +348,8 @@ def _outcome_from_plain(plain: tuple[Any, ...]) -> _Loaded:
     source, jobs, names, diagnostics = plain
     # The same validation the child ran, so the same spec; its checks passed there.
     specs = tuple(
-        LoadedJob(JobSpec.model_validate(document), source, line, column)
-        for document, line, column in jobs
+        LoadedJob(JobSpec.model_validate(document), source, line, column, known)
+        for document, line, column, known in jobs
     )
     return FileOutcome(source, specs, names, diagnostics), ()
 

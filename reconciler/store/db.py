@@ -70,16 +70,23 @@ def upsert(
     key: str,
     keep: frozenset[str] = frozenset(),
     extra: Mapping[str, Any] | None = None,
+    expect_new: bool = False,
 ) -> None:
     """INSERT ... ON CONFLICT (key) DO UPDATE, for PostgreSQL and SQLite alike.
 
     On conflict every incoming column is written except `key` and those in `keep`, plus
     the `extra` assignments. A few rows: one executemany (psycopg pipelines it; a
     multi-row VALUES statement was measured slower, its compilation costs more than it
-    saves). Many rows on PostgreSQL: COPY, which is several times faster again."""
+    saves). Many rows on PostgreSQL: COPY, which is several times faster again.
+
+    `expect_new` (the caller read no row with these keys): many rows are COPied straight
+    into the table, in a savepoint; if a key exists after all (a concurrent writer), the
+    savepoint is rolled back and the rows are upserted as above. Same result either way."""
     if not values:
         return
     if connection.dialect.name == "postgresql" and len(values) >= BULK_ROWS:
+        if expect_new and _copy_new_rows(connection, table, values):
+            return
         _copy_upsert(connection, table, values, key=key, keep=keep, extra=extra)
         return
     statement = _dialect_insert(connection)(table)
@@ -100,6 +107,21 @@ BULK_ROWS = 500
 _stage_numbers = itertools.count()
 
 
+def _copy_new_rows(connection: Connection, table: sa.Table, values: list[dict[str, Any]]) -> bool:
+    """COPY rows into `table` itself; False (and nothing written) if a key exists.
+
+    Measured on 10,000 scheduler rows: 0.13-0.16 s, against 0.24-0.29 s for COPY into a
+    stage plus INSERT ... SELECT ... ON CONFLICT."""
+    from psycopg.errors import UniqueViolation
+
+    try:
+        with connection.begin_nested():
+            _copy_rows(connection, table.name, values)
+    except UniqueViolation:  # raised by psycopg's own COPY, not wrapped by SQLAlchemy
+        return False
+    return True
+
+
 def _copy_upsert(
     connection: Connection,
     table: sa.Table,
@@ -113,7 +135,6 @@ def _copy_upsert(
     with exactly the conflict rule of the executemany path. The stage table is created
     from the target's own column types (so COPY's text input is parsed as the target
     parses it) and dropped at commit."""
-    from psycopg.types.json import set_json_dumps
     from sqlalchemy.dialects.postgresql import insert
 
     columns = list(values[0])
@@ -123,24 +144,7 @@ def _copy_upsert(
         f'CREATE TEMPORARY TABLE "{stage}" ON COMMIT DROP AS '
         f'SELECT {quoted} FROM "{table.name}" WITH NO DATA'
     )
-    # Binary COPY: a pickled job state travels as its bytes, not as hex text (10,000
-    # rows of 1.3 KB: 0.26 s as text, 0.11 s binary). Binary needs each column's type.
-    types = connection.execute(
-        sa.text(
-            "SELECT atttypid FROM pg_attribute WHERE attrelid = CAST(:stage AS regclass) "
-            "AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
-        ),
-        {"stage": stage},
-    ).scalars()
-    cursor: Any = connection.connection.cursor()  # psycopg's, for COPY
-    try:
-        set_json_dumps(_json_text, context=cursor)
-        with cursor.copy(f'COPY "{stage}" ({quoted}) FROM STDIN (FORMAT BINARY)') as copy:
-            copy.set_types(list(types))
-            for row in values:
-                copy.write_row([row[column] for column in columns])
-    finally:
-        cursor.close()
+    _copy_rows(connection, stage, values)
     staged = sa.table(stage, *(sa.column(column) for column in columns))
     statement = insert(table).from_select(columns, sa.select(*(staged.c[c] for c in columns)))
     changes = {
@@ -150,6 +154,41 @@ def _copy_upsert(
     }
     changes.update(extra or {})
     connection.execute(statement.on_conflict_do_update(index_elements=[table.c[key]], set_=changes))
+
+
+def _copy_rows(connection: Connection, table_name: str, values: list[dict[str, Any]]) -> None:
+    """Binary COPY of `values` (dicts with the same keys) into the named table.
+
+    Binary: a pickled job state travels as its bytes, not as hex text (10,000 rows of
+    1.3 KB: 0.26 s as text, 0.11 s binary). Binary needs each column's type, read from
+    the catalog."""
+    from psycopg.types.json import set_json_dumps
+
+    columns = list(values[0])
+    types = list(
+        connection.execute(
+            sa.text(
+                "SELECT a.atttypid"
+                " FROM unnest(CAST(:columns AS text[])) WITH ORDINALITY AS c(name, n)"
+                " JOIN pg_attribute a"
+                " ON a.attrelid = CAST(:table AS regclass) AND a.attname = c.name"
+                " ORDER BY c.n"
+            ),
+            {"columns": columns, "table": f'"{table_name}"'},
+        ).scalars()
+    )
+    if len(types) != len(columns):
+        raise ValueError(f"COPY into {table_name}: unknown columns among {columns}")
+    quoted = ", ".join(f'"{column}"' for column in columns)
+    cursor: Any = connection.connection.cursor()  # psycopg's, for COPY
+    try:
+        set_json_dumps(_json_text, context=cursor)
+        with cursor.copy(f'COPY "{table_name}" ({quoted}) FROM STDIN (FORMAT BINARY)') as copy:
+            copy.set_types(types)
+            for row in values:
+                copy.write_row([row[column] for column in columns])
+    finally:
+        cursor.close()
 
 
 def _json_text(value: Any) -> str:

@@ -68,7 +68,10 @@ def read_inventory(
     return {item.name: item for item in fresh.values()}
 
 
-def upsert_inventory(connection: Connection, targets: Iterable[Target], *, now: datetime) -> None:
+def upsert_inventory(
+    connection: Connection, targets: Iterable[Target], *, now: datetime, expect_new: bool = False
+) -> None:
+    """Write the inventory rows of `targets`. `expect_new`: see store.db.upsert."""
     values = [
         {
             "name": target.spec.name,
@@ -96,6 +99,7 @@ def upsert_inventory(connection: Connection, targets: Iterable[Target], *, now: 
         key="name",
         keep=frozenset({"created_at"}),
         extra={"generation": scheduled_jobs.c.generation + 1},
+        expect_new=expect_new,
     )
 
 

@@ -178,10 +178,13 @@ _TRIGGER_PICKLES: dict[int, tuple[object, bytes]] = {}
 
 
 def upsert_scheduler_rows(
-    connection: Connection, rows: Iterable[tuple[SchedulerJob, datetime | None]]
+    connection: Connection,
+    rows: Iterable[tuple[SchedulerJob, datetime | None]],
+    *,
+    expect_new: bool = False,
 ) -> list[WrittenRow]:
     """Write (job, next_run_time) pairs; next_run_time None = paused. Returns what was
-    written, for RowDecoder.remember."""
+    written, for RowDecoder.remember. `expect_new`: see store.db.upsert."""
     written = [
         WrittenRow(job, datetime_to_utc_timestamp(next_run_time), job_state(job, next_run_time))
         for job, next_run_time in rows
@@ -191,7 +194,7 @@ def upsert_scheduler_rows(
         for row in written
     ]
     if values:
-        upsert(connection, apscheduler_jobs, values, key="id")
+        upsert(connection, apscheduler_jobs, values, key="id", expect_new=expect_new)
     return written
 
 

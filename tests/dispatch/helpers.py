@@ -11,8 +11,8 @@ from typing import Any
 import sqlalchemy as sa
 from kombu import Connection
 
-from reconciler.core.essence import essence, spec_hash
 from reconciler.core.fires import FirePayload, fire_payload
+from reconciler.spec.essence import essence, spec_hash
 from reconciler.spec.model import JobSpec
 from reconciler.store.tables import job_runs, scheduled_jobs
 

@@ -29,9 +29,9 @@ def main(point: str) -> None:
     if point == "after_inventory":
         original = apply_module.upsert_scheduler_rows
 
-        def write_rows_then_stop(connection, rows):
+        def write_rows_then_stop(connection, rows, **options):
             stop_here(point)
-            original(connection, rows)
+            original(connection, rows, **options)
 
         apply_module.upsert_scheduler_rows = write_rows_then_stop  # type: ignore[assignment]
     engine = create_sync_engine(settings.database_url)

@@ -5,7 +5,8 @@ else is seen by the next pass, and a resync always reads everything."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,7 @@ class Daemonish:
         self.settings = Settings(database_url=url, jobs_dir=jobs_dir, max_delete_fraction=1.0)
         self.engine = create_sync_engine(url)
         self.caches = ReconcileCaches()
-        self.reads = 0
+        self.reads: Counter[str] = Counter()
 
     def write(self, name: str, text: str) -> None:
         (self.jobs_dir / name).write_text(text)
@@ -59,15 +60,20 @@ def daemon(tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Iter
     jobs = tmp_path / "jobs.d"
     jobs.mkdir()
     space = Daemonish(jobs, pg_url)
-    real_read = reconcile_module.read_inventory
-
-    def counting_read(*args: object, **kwargs: object) -> object:
-        space.reads += 1
-        return real_read(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(reconcile_module, "read_inventory", counting_read)
+    for reader in ("read_inventory", "read_scheduler_rows"):
+        monkeypatch.setattr(reconcile_module, reader, _counted(space, reader))
     yield space
     space.engine.dispose()
+
+
+def _counted(space: Daemonish, reader: str) -> Callable[..., object]:
+    real = getattr(reconcile_module, reader)
+
+    def counting(*args: object, **kwargs: object) -> object:
+        space.reads[reader] += 1
+        return real(*args, **kwargs)
+
+    return counting
 
 
 def actions(result: ReconcileResult) -> list[tuple[str, str]]:
@@ -86,7 +92,7 @@ def test_the_cache_follows_every_kind_of_change(daemon: Daemonish) -> None:
         ("add", "c"),
         ("add", "d"),
     ]
-    reads = daemon.reads
+    reads = daemon.reads.copy()
     assert daemon.reconcile().outcome == "no_changes"
     assert daemon.reads == reads, "nothing changed: the rows must not be read again"
 
@@ -119,21 +125,26 @@ def test_writes_by_anyone_else_are_seen_by_the_next_pass(daemon: Daemonish) -> N
     )
     result = daemon.reconcile()
     assert result.outcome == "no_changes" and result.plan.foreign == ("x",)
-    # A write that leaves every value as it was is still a new row version: read again.
-    reads = daemon.reads
+    # A write that leaves every value as it was is still a new row version: read again,
+    # only the table that was written to.
+    reads = daemon.reads.copy()
     daemon.execute("UPDATE apscheduler_jobs SET next_run_time = next_run_time WHERE id = 'e'")
     assert daemon.reconcile().outcome == "no_changes"
-    assert daemon.reads == reads + 1
+    assert daemon.reads - reads == Counter({"read_scheduler_rows": 1})
+    reads = daemon.reads.copy()
+    daemon.execute("UPDATE scheduled_jobs SET status = status WHERE name = 'e'")
+    assert daemon.reconcile().outcome == "no_changes"
+    assert daemon.reads - reads == Counter({"read_inventory": 1})
 
 
 def test_resync_reads_everything(daemon: Daemonish) -> None:
     daemon.write("a.yaml", job_yaml("a"))
     daemon.reconcile("startup")
-    reads = daemon.reads
+    reads = daemon.reads.copy()
     daemon.reconcile("watch")
     assert daemon.reads == reads
     daemon.reconcile("resync")
-    assert daemon.reads == reads + 1
+    assert daemon.reads - reads == Counter({"read_inventory": 1, "read_scheduler_rows": 1})
 
 
 def test_a_failed_pass_leaves_no_cache_behind(daemon: Daemonish) -> None:

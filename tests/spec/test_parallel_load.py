@@ -12,15 +12,25 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from reconciler.settings import Settings
+from reconciler.spec import parallel
 from reconciler.spec.loader import load_jobs
 from reconciler.spec.parallel import MIN_FILES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 SUMMARY = """
+from reconciler.spec.essence import essence, hash_essence
+
 def summary(result):
+    # An essence sent by the child must be the one computed here from the same spec.
+    for job in result.jobs:
+        if job.essence is not None:
+            assert job.essence == (essence(job.spec), hash_essence(essence(job.spec)))
     return {
+        "with essence": sum(job.essence is not None for job in result.jobs),
         "jobs": [[j.spec.model_dump(mode="json"), j.source, j.line, j.column] for j in result.jobs],
         "quarantined": {p: [d.as_dict() for d in ds] for p, ds in result.quarantined.items()},
         "files": result.files,
@@ -58,13 +68,18 @@ def write_corpus(root: Path, files: int) -> None:
         (root / f"f{number:04d}.yaml").write_text(text)
 
 
-def test_two_cores_give_the_sequential_result(tmp_path: Path) -> None:
+def test_two_cores_give_the_sequential_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write_corpus(tmp_path, MIN_FILES + 50)
     settings = Settings(max_nesting_depth=32)
     now = "2026-11-22T12:00:00+00:00"
     from datetime import datetime
 
-    expected = load_jobs(tmp_path, settings=settings, now=datetime.fromisoformat(now))
+    monkeypatch.setattr(parallel, "can_fork", lambda: False)  # the reference: one core
+    expected = load_jobs(
+        tmp_path, settings=settings, now=datetime.fromisoformat(now), essences=True
+    )
     output = run_python(
         SUMMARY
         + textwrap.dedent(f"""
@@ -78,7 +93,7 @@ def test_two_cores_give_the_sequential_result(tmp_path: Path) -> None:
         parallel.map_on_two_cores = lambda *a: calls.append(1) or real(*a)
         from pathlib import Path
         result = load_jobs(Path({str(tmp_path)!r}), settings=Settings(max_nesting_depth=32),
-                           now=datetime.fromisoformat({now!r}))
+                           now=datetime.fromisoformat({now!r}), essences=True)
         print(json.dumps({{"forked": len(calls), **summary(result)}}))
         """)
     )
@@ -86,7 +101,9 @@ def test_two_cores_give_the_sequential_result(tmp_path: Path) -> None:
     namespace: dict[str, object] = {}
     exec(SUMMARY, namespace)
     assert got.pop("forked") == 1, "the corpus is large enough: it must load on two cores"
-    assert got == json.loads(json.dumps(namespace["summary"](expected)))  # type: ignore[operator]
+    sequential = json.loads(json.dumps(namespace["summary"](expected)))  # type: ignore[operator]
+    assert got == sequential
+    assert got["with essence"] == len(got["jobs"]) > 0, "each half computes the essences"
     assert sorted(got["quarantined"]) == sorted(
         f"f{n:04d}.yaml" for n in (3, 7, MIN_FILES + 50 - 7, MIN_FILES + 50 - 3)
     )

@@ -3,12 +3,14 @@ whatever sequence of states came before (the daemon keeps one memo for ever)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import random
+from datetime import datetime, timedelta
 from typing import Any
 
 from reconciler.core.plan import Plan, PlanMemo, actual_after, make_plan
 from reconciler.core.state import ActualState, DesiredState
 from reconciler.spec.diagnostics import Diagnostic
+from reconciler.spec.model import JobSpec
 from reconciler.store.scheduler_rows import RowDecoder, job_state
 from tests.unit.core.planning import NOW, applied, desired, foreign_row, spec, with_rows
 
@@ -28,9 +30,12 @@ def test_memo_is_used_and_gives_the_same_plan_over_a_sequence_of_states() -> Non
     jobs = [spec("a"), spec("b", paused=True), spec("c", schedule={"interval": {"minutes": 5}})]
     wanted, actual = desired(*jobs), applied(*jobs)
     assert not same_plan(memo, wanted, actual).has_changes
-    assert set(memo.in_sync) == {"a", "b", "c"}
+    assert memo.unsettled == frozenset()
     # The same objects again: every job is reused, nothing is compared.
+    assert memo.names_to_examine(wanted, actual) == set()
     assert not same_plan(memo, wanted, actual).has_changes
+    # A lost row makes exactly that job examined.
+    assert memo.names_to_examine(wanted, with_rows(actual, a=None)) == {"a"}
     # A scheduler row lost: same desired and inventory objects, but the row differs.
     assert [c.action for c in same_plan(memo, wanted, with_rows(actual, a=None)).changes] == [
         "repair"
@@ -54,7 +59,9 @@ def test_a_job_of_a_quarantined_file_is_removed_once_the_file_is_gone() -> None:
     broken = {"b.yaml": (Diagnostic("b.yaml", 1, 1, "YAML_SYNTAX", "broken"),)}
     frozen = desired(jobs[0], quarantined=broken)
     assert not same_plan(memo, frozen, actual).has_changes
-    assert "b" in memo.in_sync  # found in sync while its file was quarantined
+    # Found in sync while its file was quarantined: not examined again...
+    assert memo.names_to_examine(frozen, actual) == set()
+    # ...until the set of quarantined files changes.
     gone = DesiredState(jobs=frozen.jobs, revision=frozen.revision)
     result = same_plan(memo, gone, actual, max_delete_fraction=1.0)
     assert [(c.action, c.job) for c in result.changes] == [("remove", "b")]
@@ -66,7 +73,7 @@ def test_a_job_whose_status_moves_with_time_is_never_taken_from_the_memo() -> No
     job = spec("a", end=ends.isoformat())
     wanted, actual = desired(job), applied(job)
     assert not same_plan(memo, wanted, actual).has_changes
-    assert "a" not in memo.in_sync
+    assert memo.unsettled == {"a"}
     later = NOW + timedelta(hours=1)
     with_memo = make_plan(wanted, actual, now=later, memo=memo)
     assert [(c.action, c.job) for c in with_memo.changes] == [("update", "a")]
@@ -91,3 +98,73 @@ def test_actual_after_is_what_the_plan_leaves() -> None:
     assert after.inventory["edited"].spec_hash == wanted.jobs["edited"].spec_hash
     assert after.scheduler["new"] is written["new"]
     assert not make_plan(wanted, after, now=NOW).has_changes
+
+
+def test_random_sequences_of_states_give_the_plans_of_a_fresh_diff() -> None:
+    """A daemon's life in miniature: each step changes a few jobs' desired, inventory or
+    scheduler objects (or the clock, or the quarantine), sometimes applies the plan, and
+    the memo's plan must equal the plan computed from scratch at every step."""
+    rng = random.Random(20261130)
+    names = [f"job-{n}" for n in range(12)]
+
+    def variant(name: str, now: datetime) -> JobSpec:
+        """One of five specs; "ends soon" ends 30 minutes after the current clock."""
+        return rng.choice(
+            [
+                spec(name),
+                spec(name, kwargs={"n": 1}),
+                spec(name, paused=True),
+                spec(name, end=(now + timedelta(minutes=30)).isoformat()),
+                spec(name, schedule={"interval": {"minutes": 7}}),
+            ]
+        )
+
+    picked = [variant(name, NOW) for name in names]
+    wanted, actual = desired(*picked), applied(*picked)
+    memo, now = PlanMemo(), NOW
+    examined = []
+    broken = {"job-0.yaml": (Diagnostic("job-0.yaml", 1, 1, "YAML_SYNTAX", "broken"),)}
+    for _ in range(300):
+        jobs = dict(wanted.jobs)
+        quarantined = dict(wanted.quarantined)
+        for name in rng.sample(names, rng.randint(0, 3)):
+            roll = rng.random()
+            if roll < 0.5:  # edited (or, rarely, unchanged but re-parsed: a new object)
+                jobs[name] = desired(variant(name, now)).jobs[name]
+            elif roll < 0.7:
+                jobs.pop(name, None)
+            elif roll < 0.75:
+                actual = with_rows(actual, **{name: None})
+            elif roll < 0.8:  # another process applied another version of the job
+                other = applied(variant(name, now))
+                inventory = {**actual.inventory, name: other.inventory[name]}
+                actual = ActualState(inventory=inventory, scheduler=actual.scheduler)
+            elif roll < 0.9:
+                actual = with_rows(actual, **{f"foreign-{name}": foreign_row(f"foreign-{name}")})
+            else:
+                quarantined = {} if quarantined else broken
+        if rng.random() < 0.3:
+            now += timedelta(minutes=20)
+        wanted = DesiredState(jobs=jobs, quarantined=quarantined, revision=wanted.revision)
+        options = {"now": now, "max_delete_fraction": 1.0}
+        examine = memo.names_to_examine(wanted, actual)
+        examined.append(len(names) if examine is None else len(examine))
+        with_memo = make_plan(wanted, actual, memo=memo, **options)
+        fresh = make_plan(wanted, actual, **options)
+        assert with_memo.plan_hash == fresh.plan_hash
+        assert with_memo.changes == fresh.changes and with_memo.foreign == fresh.foreign
+        if rng.random() < 0.6:  # applied: the next state is what the plan leaves
+            decoder, written = RowDecoder(), {}
+            for change in fresh.changes:
+                if change.target is not None:
+                    job = change.target.scheduler
+                    paused = change.target.status == "paused"
+                    moment = None if paused else now
+                    written[job.id] = decoder.decode(
+                        job.id,
+                        None if moment is None else moment.timestamp(),
+                        job_state(job, moment),
+                    )
+            actual = actual_after(actual, fresh, written)
+    # The memo was really used: most passes examined a few names, not all of them.
+    assert sorted(examined)[len(examined) // 2] <= 4, examined

@@ -1,0 +1,87 @@
+"""The bulk write paths of store.db.upsert on both databases: many rows (COPY on
+PostgreSQL), rows expected to be new that already exist (the savepoint falls back to an
+upsert), and the same result as the row-by-row path whichever way they went."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from reconciler.store.db import BULK_ROWS, create_sync_engine, upsert
+from reconciler.store.tables import scheduled_jobs
+
+ROWS = BULK_ROWS + 100
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def engine(migrated_db_url: str) -> Iterator[Engine]:
+    engine = create_sync_engine(migrated_db_url)
+    yield engine
+    engine.dispose()
+
+
+def row(name: str, task: str = "reconciler.tasks.noop") -> dict[str, object]:
+    return {
+        "name": name,
+        "spec": {"name": name, "task": task, "kwargs": {"big": 2**70, "ratio": 1e16}},
+        "spec_hash": "0" * 64,
+        "task": task,
+        "queue": "default",
+        "labels": {},
+        "status": "active",
+        "source_file": "f.yaml",
+        "source_line": 1,
+        "revision": None,
+        "revision_dirty": False,
+        "created_at": NOW,
+        "updated_at": NOW,
+    }
+
+
+def write(engine: Engine, rows: list[dict[str, object]], *, expect_new: bool) -> None:
+    with engine.begin() as connection:
+        upsert(
+            connection,
+            scheduled_jobs,
+            rows,
+            key="name",
+            keep=frozenset({"created_at"}),
+            extra={"generation": scheduled_jobs.c.generation + 1},
+            expect_new=expect_new,
+        )
+        # The transaction is still usable after a fallback (its savepoint rolled back).
+        connection.execute(sa.select(1))
+
+
+def stored(engine: Engine) -> dict[str, tuple[str, int, object]]:
+    t = scheduled_jobs
+    with engine.connect() as connection:
+        query = sa.select(t.c.name, t.c.task, t.c.generation, t.c.spec)
+        return {
+            name: (task, generation, spec)
+            for name, task, generation, spec in connection.execute(query)
+        }
+
+
+@pytest.mark.parametrize("expect_new", [True, False])
+def test_many_new_rows_are_written_as_given(engine: Engine, expect_new: bool) -> None:
+    rows = [row(f"job-{n:04d}") for n in range(ROWS)]
+    write(engine, rows, expect_new=expect_new)
+    found = stored(engine)
+    assert len(found) == ROWS
+    assert found["job-0007"] == ("reconciler.tasks.noop", 1, rows[7]["spec"])
+
+
+def test_rows_expected_new_that_exist_are_upserted(engine: Engine) -> None:
+    write(engine, [row("job-0003", task="reconciler.tasks.old")], expect_new=False)
+    rows = [row(f"job-{n:04d}") for n in range(ROWS)]
+    write(engine, rows, expect_new=True)  # job-0003 exists: COPY fails, upsert instead
+    found = stored(engine)
+    assert len(found) == ROWS
+    assert found["job-0003"][:2] == ("reconciler.tasks.noop", 2)  # updated, generation + 1
+    assert found["job-0004"][:2] == ("reconciler.tasks.noop", 1)
