@@ -62,20 +62,21 @@ for round_ in range(5):
     one.append(seconds)
 def fire(count, offset):
     # What the leader's scheduler writes after firing `count` jobs: next_run_time moved
-    # on, in its column and in the pickled state (APScheduler's update_job).
-    import pickle
+    # on, in its column and in the pickled state, as OwnedJobStore loads (load_state)
+    # and writes back (pickle_state) a fired job.
     from datetime import timedelta
     import sqlalchemy as sa
+    from reconciler.store.scheduler_rows import load_state, pickle_state
     with engine.begin() as connection:
         rows = connection.execute(sa.text(
             "SELECT id, job_state FROM apscheduler_jobs ORDER BY id OFFSET :o LIMIT :n"
         ), {"o": offset, "n": count}).all()
         updates = []
         for row_id, state in rows:
-            data = pickle.loads(state)
+            data = load_state(state)
             data["next_run_time"] += timedelta(minutes=5)
             updates.append({"i": row_id, "n": data["next_run_time"].timestamp(),
-                            "s": pickle.dumps(data, pickle.HIGHEST_PROTOCOL)})
+                            "s": pickle_state(data)})
         connection.execute(sa.text(
             "UPDATE apscheduler_jobs SET next_run_time = :n, job_state = :s WHERE id = :i"
         ), updates)

@@ -140,7 +140,6 @@ class PlanMemo:
     scheduler: Mapping[str, SchedulerRow] | None = None
     frozen_files: frozenset[str] = frozenset()
     unsettled: frozenset[str] = frozenset()  # names to examine on every pass
-    foreign: frozenset[str] = frozenset()
 
     def names_to_examine(self, desired: DesiredState, actual: ActualState) -> set[str] | None:
         """The names whose verdict may differ from the previous pass; None: all."""
@@ -178,19 +177,7 @@ def make_plan(
     frozen_files = frozenset(desired.quarantined)
     examine = memo.names_to_examine(desired, actual)
     if examine is None:
-        names = set(desired.jobs) | set(actual.inventory)
-        foreign = set(actual.scheduler) - names
-        examine = names
-    else:
-        # A name's membership of the three mappings only changes if it is examined.
-        foreign = set(memo.foreign) - examine
-        foreign.update(
-            name
-            for name in examine
-            if name in actual.scheduler
-            and name not in actual.inventory
-            and name not in desired.jobs
-        )
+        examine = set(desired.jobs) | set(actual.inventory)
     changes: list[Change] = []
     unsettled: set[str] = set()
     for name in sorted(examine):
@@ -201,11 +188,9 @@ def make_plan(
         if change is not None or (wanted is not None and _moves_with_time(wanted)):
             unsettled.add(name)
     memo.desired, memo.inventory, memo.scheduler = desired.jobs, actual.inventory, actual.scheduler
-    memo.frozen_files, memo.unsettled, memo.foreign = (
-        frozen_files,
-        frozenset(unsettled),
-        frozenset(foreign),
-    )
+    memo.frozen_files, memo.unsettled = frozen_files, frozenset(unsettled)
+    # Rows neither ours nor declared: reported, never touched (set operations at C speed).
+    foreign = set(actual.scheduler).difference(actual.inventory, desired.jobs)
     return _finish(
         changes,
         desired,

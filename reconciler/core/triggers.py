@@ -18,6 +18,7 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from reconciler.core.dst import WallClockCronTrigger
+from reconciler.core.memo import IdentityMemo
 from reconciler.spec.cron import cron_fields
 from reconciler.spec.model import CronSchedule, IntervalSchedule, JobSpec
 
@@ -44,22 +45,16 @@ def _timing_key(spec: JobSpec, with_jitter: bool) -> tuple[object, ...]:
     )
 
 
-def _schedule_text(schedule: object) -> str:
-    """The schedule as JSON, memoised per (immutable) schedule object: several lookups
-    per job and pass need it, and dumping it costs more than the lookup it keys."""
-    known = _SCHEDULE_TEXTS.get(id(schedule))
-    if known is not None and known[0] is schedule:
-        return known[1]
+def _dump_schedule(schedule: object) -> str:
     text: str = schedule.model_dump_json()  # type: ignore[attr-defined]
-    if len(_SCHEDULE_TEXTS) >= _TRIGGERS_MAX:
-        _SCHEDULE_TEXTS.clear()
-    _SCHEDULE_TEXTS[id(schedule)] = (schedule, text)  # holds the object: ids stay unique
     return text
 
 
-_SCHEDULE_TEXTS: dict[int, tuple[object, str]] = {}
-_TRIGGERS: dict[tuple[object, ...], BaseTrigger] = {}
 _TRIGGERS_MAX = 50_000
+# The schedule as JSON, per (immutable) schedule object: several lookups per job and
+# pass need it, and dumping it costs more than the lookup it keys.
+_schedule_text = IdentityMemo(_dump_schedule, limit=_TRIGGERS_MAX)
+_TRIGGERS: dict[tuple[object, ...], BaseTrigger] = {}
 
 
 def _memo_trigger(key: tuple[object, ...], spec: JobSpec) -> BaseTrigger:
@@ -93,19 +88,16 @@ def _build(spec: JobSpec, *, with_jitter: bool) -> BaseTrigger:
     return DateTrigger(run_date=spec.zoned(schedule.at), timezone=zone)
 
 
-def trigger_fingerprint(trigger: BaseTrigger) -> str:
-    """A text equal for two triggers exactly when they fire at the same times."""
-    known = _FINGERPRINTS.get(id(trigger))
-    if known is not None and known[0] is trigger:
-        return known[1]
-    text = repr(trigger)
-    if len(_FINGERPRINTS) >= _TRIGGERS_MAX:
-        _FINGERPRINTS.clear()
-    _FINGERPRINTS[id(trigger)] = (trigger, text)  # holds the trigger: ids stay unique
-    return text
+def describe_trigger(trigger: object) -> str:
+    """A text equal for two triggers exactly when they fire at the same times: the
+    repr, which names every field that matters."""
+    return repr(trigger)
 
 
-_FINGERPRINTS: dict[int, tuple[BaseTrigger, str]] = {}
+# describe_trigger per trigger object: the triggers built here are shared between jobs.
+trigger_fingerprint: IdentityMemo[BaseTrigger, str] = IdentityMemo(
+    describe_trigger, limit=_TRIGGERS_MAX
+)
 
 
 def has_open_end(spec: JobSpec) -> bool:

@@ -37,8 +37,9 @@ def apply_plan(connection: Connection, plan: Plan, *, now: datetime) -> list[Wri
     delete_scheduler_rows(connection, removed)
     delete_inventory(connection, removed)
 
-    # An add names a job without an inventory row: its rows are written as new ones (the
-    # fast path of a cold apply, see store.db.upsert); every other change upserts.
+    # An add names a job without an inventory row: its rows are expected to be new (the
+    # fast path of a cold apply; store.db.upsert falls back to upserting when a row
+    # exists after all); every other change upserts.
     added: list[Target] = []
     others: list[Target] = []
     for change in plan.changes:

@@ -20,7 +20,6 @@ starts) finds those slots and makes them due again; see its docstring.
 from __future__ import annotations
 
 import logging
-import pickle
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +28,7 @@ from apscheduler.job import Job
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.util import datetime_to_utc_timestamp, utc_timestamp_to_datetime
 
+from reconciler.store.scheduler_rows import load_state, pickle_state
 from reconciler.store.tables import job_runs, scheduled_jobs
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class OwnedJobStore(SQLAlchemyJobStore):
             "b_id": job.id,
             "b_read": read,
             "b_next": datetime_to_utc_timestamp(job.next_run_time),
-            "b_state": pickle.dumps(job.__getstate__(), self.pickle_protocol),
+            "b_state": pickle_state(job.__getstate__()),
         }
 
     def flush(self) -> None:
@@ -83,6 +83,18 @@ class OwnedJobStore(SQLAlchemyJobStore):
             connection.execute(statement, pending)
         for row in pending:
             self._read_states.pop(row["b_id"], None)
+
+    def _reconstitute_job(self, job_state: bytes) -> Job:
+        # SQLAlchemyJobStore's own, but with triggers loaded once per distinct content
+        # and shared (see store.scheduler_rows.load_state), so that writing fired jobs
+        # back pickles each shared trigger once (pickle_state).
+        state = load_state(job_state)
+        state["jobstore"] = self
+        job = Job.__new__(Job)
+        job.__setstate__(state)
+        job._scheduler = self._scheduler
+        job._jobstore_alias = self._alias
+        return job
 
     def lookup_job(self, job_id: str) -> Job | None:
         self.flush()
@@ -215,7 +227,7 @@ class OwnedJobStore(SQLAlchemyJobStore):
             .where(self.jobs_t.c.id == job.id, self.jobs_t.c.next_run_time == stored)
             .values(
                 next_run_time=datetime_to_utc_timestamp(slot),
-                job_state=pickle.dumps(job.__getstate__(), self.pickle_protocol),
+                job_state=pickle_state(job.__getstate__()),
             )
         )
         with self.engine.begin() as connection:

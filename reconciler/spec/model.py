@@ -10,6 +10,7 @@ type error of such a value into YAML_COERCION, which says to quote it.
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime
 from functools import lru_cache
@@ -190,6 +191,17 @@ class JobSpec(_Frozen):
     owner: StrictStr | None = None
     labels: dict[StrictStr, StrictStr] = Field(default_factory=dict)
 
+    @field_validator("args", "kwargs")
+    @classmethod
+    def _finite_numbers(cls, value: Any) -> Any:
+        # YAML's .nan and .inf are floats but not JSON: the hash, the database's JSON
+        # columns and Celery's JSON serializer would each spell them differently.
+        if not _all_finite(value):
+            raise PydanticCustomError(
+                "invalid_value", "numbers must be finite: .nan and .inf are not JSON"
+            )
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
@@ -226,6 +238,16 @@ class JobSpec(_Frozen):
         if moment.tzinfo is None:
             return moment.replace(tzinfo=ZoneInfo(self.timezone))
         return moment
+
+
+def _all_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_all_finite(item) for item in value.values())
+    if isinstance(value, list):
+        return all(_all_finite(item) for item in value)
+    return True
 
 
 @lru_cache(maxsize=4096)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -31,7 +32,14 @@ MIN_FILES = 200
 
 
 def can_fork() -> bool:
-    return hasattr(os, "fork") and (os.cpu_count() or 1) > 1 and threading.active_count() == 1
+    return hasattr(os, "fork") and _usable_cpus() > 1 and threading.active_count() == 1
+
+
+def _usable_cpus() -> int:
+    # The CPUs this process may run on (a container's cpuset), not the machine's.
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def map_on_two_cores(
@@ -44,24 +52,45 @@ def map_on_two_cores(
     back as `to_plain(outcome)`, rebuilt here with `from_plain`. Same result, in order."""
     half = len(entries) // 2
     mine, theirs = entries[:half], entries[half:]
-    try:
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-    except OSError:
+    pid, read_end = _fork_child(theirs, load, to_plain)
+    if pid is None:
         return [load(entry) for entry in entries]
-    if pid == 0:  # the child: never returns
-        _child(read_end, write_end, theirs, load, to_plain)
-    os.close(write_end)
+    incoming = os.fdopen(read_end, "rb")
+    finished = False
     try:
         outcomes = [load(entry) for entry in mine]
-        with os.fdopen(read_end, "rb") as incoming:
-            data = incoming.read()
+        data = incoming.read()
+        finished = True
     finally:
+        incoming.close()  # a child still writing gets EPIPE and exits: no deadlock
+        if not finished:
+            os.kill(pid, signal.SIGKILL)  # this half failed: the other is not wanted
         _, status = os.waitpid(pid, 0)
     rebuilt = _rebuild(data, status, len(theirs), from_plain)
     if rebuilt is None:
         rebuilt = [load(entry) for entry in theirs]
     return outcomes + rebuilt
+
+
+def _fork_child(
+    entries: Sequence[Entry], load: Callable[[Entry], Outcome], to_plain: Callable[[Outcome], Any]
+) -> tuple[int | None, int]:
+    """Fork the child computing `entries`; (its pid, the read end of its pipe), or
+    (None, -1) when no child could be started."""
+    try:
+        read_end, write_end = os.pipe()
+    except OSError:
+        return None, -1
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read_end)
+        os.close(write_end)
+        return None, -1
+    if pid == 0:  # the child: never returns
+        _child(read_end, write_end, entries, load, to_plain)
+    os.close(write_end)
+    return pid, read_end
 
 
 def _child(

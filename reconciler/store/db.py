@@ -79,9 +79,11 @@ def upsert(
     multi-row VALUES statement was measured slower, its compilation costs more than it
     saves). Many rows on PostgreSQL: COPY, which is several times faster again.
 
-    `expect_new` (the caller read no row with these keys): many rows are COPied straight
-    into the table, in a savepoint; if a key exists after all (a concurrent writer), the
-    savepoint is rolled back and the rows are upserted as above. Same result either way."""
+    `expect_new` (the caller expects no row with these keys): many rows are COPied
+    straight into the table, in a savepoint; if a key exists after all (an add whose
+    scheduler row outlived its inventory row, a foreign row with a declared name, a
+    concurrent writer), the savepoint is rolled back and the rows are upserted as above,
+    the COPY wasted. Same result either way."""
     if not values:
         return
     if connection.dialect.name == "postgresql" and len(values) >= BULK_ROWS:
@@ -192,11 +194,13 @@ def _copy_rows(connection: Connection, table_name: str, values: list[dict[str, A
 
 
 def _json_text(value: Any) -> str:
-    """JSON for the COPY of a json/jsonb column (orjson: 10x json's speed)."""
+    """JSON for the COPY of a json/jsonb column (orjson: 10x json's speed). orjson
+    writes NaN and infinities as null, json refuses them here: validation keeps them
+    out of specs (spec.model), and a silent null would change a spec."""
     try:
         return orjson.dumps(value).decode()
     except TypeError:  # what orjson refuses (integers beyond 64 bits) json still writes
-        return json.dumps(value)
+        return json.dumps(value, allow_nan=False)
 
 
 def _dialect_insert(connection: Connection) -> Any:

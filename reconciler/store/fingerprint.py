@@ -53,7 +53,9 @@ class Fingerprint:
 
 
 def supported(connection: Connection) -> bool:
-    return connection.dialect.name == "postgresql"
+    """PostgreSQL 11 or newer (hashtextextended); elsewhere every pass reads the rows."""
+    version = connection.dialect.server_version_info or (0,)
+    return connection.dialect.name == "postgresql" and version >= (11,)
 
 
 def read_fingerprint(connection: Connection, names: Sequence[str] | None = None) -> Fingerprint:

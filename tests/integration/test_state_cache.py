@@ -108,6 +108,16 @@ def test_the_cache_follows_every_kind_of_change(daemon: Daemonish) -> None:
     assert daemon.reads == reads, "our own writes must not force a read"
     assert daemon.reconcile().outcome == "no_changes"
 
+    # A job that completes: its inventory row says so and no scheduler row is written;
+    # one whose end has passed keeps the row it had (APScheduler removes it itself).
+    past = "2001-01-01T00:00:00Z"
+    daemon.write("f.yaml", f"name: f\ntask: reconciler.tasks.noop\nschedule: {{at: '{past}'}}\n")
+    assert actions(daemon.reconcile()) == [("add", "f")]
+    daemon.write("e.yaml", job_yaml("e", end=f"'{past}'", start="'2000-01-01T00:00:00Z'"))
+    assert actions(daemon.reconcile()) == [("update", "e")]
+    assert daemon.reads == reads, "our own writes must not force a read"
+    assert daemon.reconcile().outcome == "no_changes"
+
 
 def test_writes_by_anyone_else_are_seen_by_the_next_pass(daemon: Daemonish) -> None:
     daemon.write("jobs.yaml", "---\n".join(job_yaml(name) for name in "abcde"))
@@ -194,3 +204,35 @@ def test_a_large_apply_goes_through_copy_and_reads_back_identically(daemon: Daem
     assert big == "123456789012345678901234567890"
     daemon.reconcile("resync")
     assert daemon.reconcile().outcome == "no_changes"
+
+
+def test_a_write_by_someone_else_during_a_pass_is_seen_by_the_next_one(
+    daemon: Daemonish, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process commits between this pass's read and its write (the leader's
+    scheduler moving fired rows on does): to a row the pass then writes, and to one it
+    leaves alone. The fingerprint the pass leaves must not match the table's, so the
+    next pass reads the table again and finds it as it is."""
+    daemon.write("jobs.yaml", "---\n".join(job_yaml(name) for name in "abc"))
+    daemon.reconcile("startup")
+    daemon.write("jobs.yaml", "---\n".join([job_yaml("a", cron="1 * * * *"), *map(job_yaml, "bc")]))
+    real_apply, written_beside = reconcile_module.apply_plan, []
+
+    def apply_beside_another_writer(*args: object, **kwargs: object) -> object:
+        if not written_beside:
+            daemon.execute(
+                "UPDATE apscheduler_jobs SET next_run_time = next_run_time + 60"
+                " WHERE id IN ('a', 'b')"
+            )
+            written_beside.append(True)
+        return real_apply(*args, **kwargs)
+
+    monkeypatch.setattr(reconcile_module, "apply_plan", apply_beside_another_writer)
+    result = reconcile_once(daemon.engine, daemon.settings, trigger="watch", caches=daemon.caches)
+    assert actions(result) == [("update", "a")] and written_beside
+    assert daemon.caches.actual is not None
+    with daemon.engine.connect() as connection:
+        assert read_fingerprint(connection).scheduler != daemon.caches.actual[0].scheduler
+    reads = daemon.reads.copy()
+    assert daemon.reconcile().outcome == "no_changes"  # and the cache is the truth again
+    assert daemon.reads - reads == Counter({"read_scheduler_rows": 1})

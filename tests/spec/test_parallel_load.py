@@ -91,16 +91,25 @@ def test_two_cores_give_the_sequential_result(
         calls = []
         real = parallel.map_on_two_cores
         parallel.map_on_two_cores = lambda *a: calls.append(1) or real(*a)
+        # The child's half must really come from the child (not from the fallback).
+        used = []
+        real_rebuild = parallel._rebuild
+        def counted_rebuild(*a):
+            rebuilt = real_rebuild(*a)
+            used.append(rebuilt is not None)
+            return rebuilt
+        parallel._rebuild = counted_rebuild
         from pathlib import Path
         result = load_jobs(Path({str(tmp_path)!r}), settings=Settings(max_nesting_depth=32),
                            now=datetime.fromisoformat({now!r}), essences=True)
-        print(json.dumps({{"forked": len(calls), **summary(result)}}))
+        print(json.dumps({{"forked": len(calls), "child used": used, **summary(result)}}))
         """)
     )
     got = json.loads(output)
     namespace: dict[str, object] = {}
     exec(SUMMARY, namespace)
     assert got.pop("forked") == 1, "the corpus is large enough: it must load on two cores"
+    assert got.pop("child used") == [True], "the child's half must come from the child"
     sequential = json.loads(json.dumps(namespace["summary"](expected)))  # type: ignore[operator]
     assert got == sequential
     assert got["with essence"] == len(got["jobs"]) > 0, "each half computes the essences"
@@ -134,6 +143,16 @@ def test_a_child_that_fails_or_cannot_be_forked_only_costs_time() -> None:
         def refuse(value):
             raise ValueError("garbage")
         print(map_on_two_cores(items, square, same, refuse))
+        # This process's own half fails while the child has more to send than a pipe
+        # holds: the error comes out at once (no wait on a child blocked writing).
+        def fail_here(n, parent=os.getpid()):
+            if os.getpid() == parent:
+                raise ValueError("this half failed")
+            return n
+        try:
+            map_on_two_cores(items, fail_here, lambda value: "x" * 200_000, same)
+        except ValueError as error:
+            print(error)
         # No fork at all.
         def no_fork():
             raise OSError("no more processes")
@@ -142,4 +161,4 @@ def test_a_child_that_fails_or_cannot_be_forked_only_costs_time() -> None:
         """)
     )
     expected = str([n * n for n in range(10)])
-    assert output.splitlines() == [expected] * 5
+    assert output.splitlines() == [expected] * 4 + ["this half failed", expected]

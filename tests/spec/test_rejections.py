@@ -52,6 +52,8 @@ CASES = [
     ("wrong-type-quoted", JOB + "paused: 'true'\n", [(4, 9, "INVALID_TYPE")]),
     ("empty-value", JOB + "queue:\n", [(4, 7, "INVALID_TYPE")]),
     ("out-of-range", JOB + "retries: 1000\n", [(4, 10, "INVALID_VALUE")]),
+    ("not-a-number", JOB + "kwargs: {ratio: .nan}\n", [(4, 9, "INVALID_VALUE")]),
+    ("infinite", JOB + "args: [1, [-.inf]]\n", [(4, 7, "INVALID_VALUE")]),
     (
         "zero-interval",
         JOB.replace("{cron: '*/5 * * * *'}", "\n  interval: {minutes: 0}"),

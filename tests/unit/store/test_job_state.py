@@ -12,7 +12,7 @@ from apscheduler.schedulers.base import BaseScheduler
 from reconciler.core.fires import FIRE_CALLABLE
 from reconciler.core.state import scheduler_job
 from reconciler.spec.model import JobSpec
-from reconciler.store.scheduler_rows import job_state
+from reconciler.store.scheduler_rows import job_state, load_state, pickle_state
 
 
 class _Scheduler(BaseScheduler):
@@ -60,3 +60,22 @@ def test_state_unpickles_to_apschedulers_own_state() -> None:
             assert again.get_next_fire_time(None, moment) == job.trigger.get_next_fire_time(
                 None, moment
             )
+
+
+def test_rewritten_states_share_their_trigger_and_load_like_plain_pickle() -> None:
+    """What a fire writes back (OwnedJobStore: pickle_state of the job's state with a
+    new next_run_time) loads with plain pickle.loads, as APScheduler's own store does,
+    and with load_state, which shares one trigger per distinct nested pickle."""
+    moment = datetime(2026, 11, 22, 12, 5, tzinfo=UTC)
+    spec = JobSpec.model_validate(
+        {"name": "a", "task": "reconciler.tasks.example_task", "schedule": {"cron": "*/5 * * * *"}}
+    )
+    job = scheduler_job(spec, spec_hash="0" * 64, revision="r1")
+    first = load_state(job_state(job, moment))
+    state = apscheduler_state(job, moment.replace(minute=10))
+    state["trigger"] = first["trigger"]
+    rewritten = pickle_state(state)
+    plain, shared = pickle.loads(rewritten), load_state(rewritten)
+    assert repr(plain.pop("trigger")) == repr(shared.pop("trigger")) == repr(job.trigger)
+    assert plain == shared == {k: v for k, v in state.items() if k != "trigger"}
+    assert load_state(rewritten)["trigger"] is first["trigger"]
