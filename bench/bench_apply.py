@@ -6,9 +6,12 @@ Side by side, in one run, each in a fresh database on 127.0.0.1:
 - seed:    per job, APScheduler `add_job` on a started-paused scheduler with
            SQLAlchemyJobStore, plus an ORM insert into an inventory table and a commit
            (what the seed's POST /api/v1/jobs did, job after job);
-- cold:    `reconcile_once` on an empty database (load 1,000 files, plan, one transaction);
-- no-op:   a second pass with the daemon's warm caches, nothing changed;
-- one file changed: one file of 10 jobs edited, warm caches;
+- cold:    `reconcile_once` on an empty database (load 1,000 files, plan, one transaction),
+           as `reconcile apply` runs it (no caches, no cyclic garbage collector);
+           the jobs folder is a git checkout, so every pass also reads its revision;
+- daemon's first pass: a daemon's startup pass over that state (reads everything);
+- no-op:   a pass with the daemon's warm caches, nothing changed;
+- one file changed: one file of 10 jobs edited and committed, warm caches;
 - no-op after fires: 1,000 scheduler rows rewritten as the leader's scheduler does after
            firing them (next_run_time moved, state re-pickled), nothing else changed.
 Each of ours runs in a fresh interpreter (peak RSS is that process's own ru_maxrss).
@@ -40,23 +43,31 @@ settings = Settings(database_url=url, jobs_dir=jobs_dir, max_delete_fraction=1.0
 upgrade_database(url)
 engine = create_sync_engine(url)
 caches = ReconcileCaches()
-def timed(**kw):
+def timed(caches=caches, trigger="watch"):
     start = time.perf_counter()
-    result = reconcile_once(engine, settings, trigger="cli", caches=caches, **kw)
+    result = reconcile_once(engine, settings, trigger=trigger, caches=caches)
     return time.perf_counter() - start, dict(result.plan.summary)
-# The cold apply runs as `reconcile apply` does: without the cyclic collector
-# (reconciler.cli.ONE_SHOT_COMMANDS). The daemon's passes below keep it.
+# The cold apply runs as `reconcile apply` does: no caches (nothing is kept for a next
+# pass) and no cyclic collector (reconciler.cli.ONE_SHOT_COMMANDS).
 gc.disable()
-cold, cold_summary = timed()
+cold, cold_summary = timed(caches=None, trigger="cli")
+cold_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 gc.enable()
 gc.collect()
-first = timed()[0]  # after a bulk change the daemon's next pass reads everything once
+# Then a daemon: its first pass reads and decodes everything, the later ones only
+# what changed. It keeps its collector.
+first = timed(trigger="startup")[0]
 noops = [timed()[0] for _ in range(5)]
 one = []
 target = sorted(jobs_dir.rglob("*.yaml"))[0]
 original = target.read_text()
+def commit(message):  # what a git pull on the server leaves: a clean checkout
+    import subprocess
+    git = ["git", "-C", str(jobs_dir), "-c", "user.name=bench", "-c", "user.email=b@b"]
+    subprocess.run([*git, "commit", "-qam", message], check=True)
 for round_ in range(5):
     target.write_text(original.replace("*/5 * * * *", f"{round_ + 1} * * * *"))
+    commit(f"round {round_}")
     seconds, summary = timed()
     assert summary["update"] == 10, summary
     one.append(seconds)
@@ -66,7 +77,7 @@ def fire(count, offset):
     # and writes back (pickle_state) a fired job.
     from datetime import timedelta
     import sqlalchemy as sa
-    from reconciler.store.scheduler_rows import load_state, pickle_state
+    from reconciler.store.job_state import load_state, pickle_state
     with engine.begin() as connection:
         rows = connection.execute(sa.text(
             "SELECT id, job_state FROM apscheduler_jobs ORDER BY id OFFSET :o LIMIT :n"
@@ -89,7 +100,8 @@ for round_ in range(5):
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"cold": cold, "cold_summary": cold_summary, "first": first,
                   "noop": sorted(noops)[2], "one_file": sorted(one)[2],
-                  "after_fires": sorted(fired)[2], "peak_rss_mb": peak}))
+                  "after_fires": sorted(fired)[2], "cold_rss_mb": cold_rss,
+                  "peak_rss_mb": peak}))
 """
 
 SEED = r"""
@@ -139,6 +151,13 @@ def write_jobs(root: Path, jobs: int, per_file: int) -> None:
         path.write_text("---\n".join(documents))
 
 
+def git_checkout(root: Path) -> None:
+    """Make the jobs folder a git checkout, as deployed: every pass reads its revision."""
+    git = ["git", "-C", str(root), "-c", "user.name=bench", "-c", "user.email=b@b"]
+    for command in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "jobs"]):
+        subprocess.run([*git, *command], check=True)
+
+
 def run_child(code: str, *args: str) -> str:
     done = subprocess.run(
         [sys.executable, "-c", code, *args], capture_output=True, text=True, check=False
@@ -159,6 +178,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             root = Path(folder) / "jobs.d"
             write_jobs(root, options.jobs, options.per_file)
+            git_checkout(root)
             ours = json.loads(
                 run_child(OURS, f"postgresql://postgres@127.0.0.1:5432/{ours_db}", str(root))
             )
@@ -182,11 +202,12 @@ def main() -> None:
         f"cold apply:             {ours['cold']:8.2f} s  "
         f"-> {seed_for_same / ours['cold']:.1f}x faster than the seed path (target >= 15x)"
     )
-    print(f"first pass after cold:  {ours['first']:8.3f} s  (reads both tables once)")
+    print(f"daemon's first pass:    {ours['first']:8.3f} s  (reads and decodes everything)")
     print(f"no-op reconcile:        {ours['noop']:8.3f} s  (target <= 0.2 s; median of 5)")
     print(f"one file changed:       {ours['one_file']:8.3f} s  (target <= 0.1 s; median of 5)")
     print(f"no-op after 1,000 fires:{ours['after_fires']:8.3f} s  (rows moved on; median of 5)")
-    print(f"peak RSS:               {ours['peak_rss_mb']:8.0f} MB (target <= 300 MB)")
+    print(f"peak RSS of the apply:  {ours['cold_rss_mb']:8.0f} MB (target <= 300 MB)")
+    print(f"peak RSS, daemon too:   {ours['peak_rss_mb']:8.0f} MB (the same process, all passes)")
     print(f"cold plan summary: {ours['cold_summary']}")
 
 

@@ -7,7 +7,7 @@ read by the store without ever going through APScheduler's job store methods.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -22,6 +22,30 @@ from reconciler.core.triggers import (
 from reconciler.spec.diagnostics import Diagnostic
 from reconciler.spec.essence import essence, hash_essence
 from reconciler.spec.model import JobSpec
+
+
+class DerivedDict(dict[str, Any]):
+    """A dict made from `base` by setting or removing only the keys in `changed`.
+
+    It lets a diff against `base` (the plan's, see core.plan) look at those keys alone
+    instead of comparing 10,000 entries. Only one generation is kept: deriving from a
+    DerivedDict drops that one's own base, so past states are not chained in memory
+    (a diff against an older base simply compares every entry)."""
+
+    __slots__ = ("base", "changed")
+
+    def __init__(
+        self,
+        items: Mapping[str, Any] | Iterable[tuple[str, Any]],
+        *,
+        base: Mapping[str, Any],
+        changed: Iterable[str],
+    ) -> None:
+        super().__init__(items)
+        if isinstance(base, DerivedDict):
+            base.base = None
+        self.base: Mapping[str, Any] | None = base
+        self.changed = frozenset(changed)
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ from apscheduler.job import Job
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.util import datetime_to_utc_timestamp, utc_timestamp_to_datetime
 
-from reconciler.store.scheduler_rows import load_state, pickle_state
+from reconciler.store.job_state import load_state, pickle_state
 from reconciler.store.tables import job_runs, scheduled_jobs
 
 log = logging.getLogger(__name__)

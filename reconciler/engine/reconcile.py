@@ -24,7 +24,13 @@ from sqlalchemy.engine import Connection, Engine
 
 from reconciler import metrics
 from reconciler.core.plan import Plan, PlanMemo, actual_after, make_plan
-from reconciler.core.state import ActualState, DesiredJob, DesiredState, Revision
+from reconciler.core.state import (
+    ActualState,
+    DerivedDict,
+    DesiredJob,
+    DesiredState,
+    Revision,
+)
 from reconciler.engine.apply import apply_plan
 from reconciler.engine.gitrev import read_revision
 from reconciler.errors import RefusedError, StalePlanError, TransientError
@@ -102,15 +108,23 @@ def _desired_jobs(
 ) -> tuple[dict[int, _FileJobs], dict[str, DesiredJob]]:
     """The desired jobs of the healthy files, built anew only for files parsed anew.
 
-    The mapping is rebuilt in file order (2 ms per 10,000 jobs), so an edited file's
-    jobs keep their place and the plan's identity diff stays on its fast path."""
+    The mapping is rebuilt (2 ms per 10,000 jobs) and says which names the rebuilt or
+    vanished files hold (DerivedDict), so the plan examines only those."""
     known: dict[int, _FileJobs] = {}
+    changed: list[str] = []
     for outcome in loaded.healthy:
         entry = caches.desired.get(id(outcome))
         if entry is None or entry[0] is not outcome:
             entry = (outcome, [(job.spec.name, _desired(job)) for job in outcome.jobs])
+            changed += (name for name, _ in entry[1])
         known[id(outcome)] = entry
-    return known, dict(chain.from_iterable(entry[1] for entry in known.values()))
+    pairs = chain.from_iterable(entry[1] for entry in known.values())
+    if caches.loaded is None:
+        return known, dict(pairs)
+    for key, (_, gone) in caches.desired.items():
+        if key not in known:  # a file gone, changed or quarantined: its jobs may be gone
+            changed += (name for name, _ in gone)
+    return known, DerivedDict(pairs, base=caches.loaded[1], changed=changed)
 
 
 def _desired(job: LoadedJob) -> DesiredJob:
@@ -202,7 +216,10 @@ def reconcile_once(
     the last committed pass (same fingerprint) plans against the state that pass left,
     without reading a row; a "resync" or "startup" pass always reads everything.
     """
-    reuse = caches is not None and trigger not in ("resync", "startup")
+    # Without caches (a one-shot command) nothing is kept for a next pass: no
+    # fingerprint is read and no written row is remembered.
+    keep = caches is not None
+    reuse = keep and trigger not in ("resync", "startup")
     caches = caches or ReconcileCaches()
     started, clock_started = time.monotonic(), clock()
     with _collector_paused():
@@ -210,7 +227,10 @@ def reconcile_once(
         with engine.begin() as connection:
             _lock(connection)
             now = clock()
-            actual, fingerprint = _read_actual_cached(connection, caches, reuse=reuse)
+            if keep:
+                actual, fingerprint = _read_actual_cached(connection, caches, reuse=reuse)
+            else:
+                actual, fingerprint = read_actual(connection, caches), None
             known = (fingerprint, actual) if fingerprint is not None else None
             plan = make_plan(
                 desired,
@@ -223,7 +243,7 @@ def reconcile_once(
             )
             outcome = _check(plan, expected_plan_hash, apply)
             if apply and outcome == "applied":
-                known = _apply(connection, plan, known, caches, now)
+                known = _apply(connection, plan, known, caches if keep else None, now)
                 if connection.dialect.name == "postgresql":
                     connection.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, plan.plan_hash)))
                 if before_commit is not None:
@@ -249,11 +269,12 @@ def _apply(
     connection: Connection,
     plan: Plan,
     known: tuple[Fingerprint, ActualState] | None,
-    caches: ReconcileCaches,
+    caches: ReconcileCaches | None,
     now: datetime,
 ) -> tuple[Fingerprint, ActualState] | None:
     """Write the plan. With `known` (the fingerprint and state it was planned against),
-    return the fingerprint and state after the write; None: not tracked.
+    return the fingerprint and state after the write; None: not tracked. With `caches`,
+    they learn what was written (so that no later pass decodes it again).
 
     The fingerprint moves by exactly what this pass wrote: the rows it touched are
     summarised just before and just after writing. A concurrent writer's change to any
@@ -262,7 +283,10 @@ def _apply(
     if len(touched) > TRACKED_CHANGES_MAX:
         known = None  # a bulk change: the next pass reads everything instead
     before = read_fingerprint(connection, touched) if known is not None else None
-    written = caches.rows.remember(apply_plan(connection, plan, now=now))
+    rows = apply_plan(connection, plan, now=now)
+    if caches is None:
+        return None
+    written = caches.rows.remember(rows)
     for change in plan.changes:
         if change.target is not None:
             caches.essences.put(change.target.spec_hash, change.target.essence)

@@ -11,6 +11,8 @@ import hashlib
 import json
 from typing import Any
 
+import orjson
+
 from reconciler.spec.model import JobSpec
 
 
@@ -20,8 +22,29 @@ def essence(spec: JobSpec) -> dict[str, Any]:
 
 
 def canonical_json(data: Any) -> str:
-    """One byte-exact text per value: sorted keys, no spaces, UTF-8 kept as is."""
+    """One byte-exact text per value: sorted keys, no spaces, UTF-8 kept as is; exactly
+    `json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`, the
+    spelling every stored hash was made with.
+
+    orjson writes the same text 10x faster, except for floats (it spells exponents
+    `1e16`, json `1e+16`), integers beyond 64 bits and lone surrogates (it refuses
+    them): data holding any of these goes through json (tests/spec/test_essence.py)."""
+    if not _has_float(data):
+        try:
+            return orjson.dumps(data, option=orjson.OPT_SORT_KEYS).decode()
+        except TypeError:
+            pass
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _has_float(data: Any) -> bool:
+    if isinstance(data, float):
+        return True
+    if isinstance(data, dict):
+        return any(_has_float(value) for value in data.values())
+    if isinstance(data, list | tuple):
+        return any(_has_float(item) for item in data)
+    return False
 
 
 def spec_hash(spec: JobSpec) -> str:

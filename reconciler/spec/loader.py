@@ -119,6 +119,11 @@ class LoadCache:
         # objects) and refusals give the same result, returned as the same object so
         # that callers can tell "nothing changed" by identity.
         self._assembled: tuple[list[FileOutcome], list[Diagnostic], LoadResult] | None = None
+        # How many of the last assembled files declare each job name, and the names
+        # declared more than once: kept up to date by the files that changed, so that a
+        # pass need not list 10,000 names to find no duplicate.
+        self._name_counts: Counter[str] = Counter()
+        self._duplicated: set[str] = set()
 
     def __len__(self) -> int:
         return len(self._outcomes)
@@ -163,9 +168,32 @@ class LoadCache:
             and all(old is new for old, new in zip(last[0], outcomes, strict=True))
         ):
             return last[2]
-        result = assemble_result(outcomes, refused)
+        self._count_names(last[0] if last is not None else [], outcomes)
+        result = assemble_result(outcomes, refused, duplicates_possible=bool(self._duplicated))
         self._assembled = (outcomes, refused, result)
         return result
+
+    def _count_names(self, before: list[FileOutcome], after: list[FileOutcome]) -> None:
+        previous = {id(outcome): outcome for outcome in before}
+        current = {id(outcome): outcome for outcome in after}
+        counts, touched = self._name_counts, set()
+        for key, outcome in previous.items():
+            if key not in current:
+                for site in outcome.names:
+                    counts[site.name] -= 1
+                    touched.add(site.name)
+        for key, outcome in current.items():
+            if key not in previous:
+                for site in outcome.names:
+                    counts[site.name] += 1
+                    touched.add(site.name)
+        for name in touched:
+            if counts[name] > 1:
+                self._duplicated.add(name)
+            else:
+                self._duplicated.discard(name)
+                if counts[name] <= 0:
+                    del counts[name]
 
     def keep_only(self, labels: Iterable[str]) -> None:
         """Forget files that are gone."""
@@ -400,20 +428,23 @@ def _explain_failures(
     return diagnostics
 
 
-def assemble_result(outcomes: Sequence[FileOutcome], refused: Sequence[Diagnostic]) -> LoadResult:
-    """Cross-file duplicate names, quarantine, and the jobs of healthy files."""
+def assemble_result(
+    outcomes: Sequence[FileOutcome],
+    refused: Sequence[Diagnostic],
+    *,
+    duplicates_possible: bool = True,
+) -> LoadResult:
+    """Cross-file duplicate names, quarantine, and the jobs of healthy files.
+    `duplicates_possible=False`: the caller knows no name is declared twice."""
     by_source: dict[str, list[Diagnostic]] = {}
     for outcome in outcomes:
         if outcome.diagnostics:
             by_source.setdefault(outcome.source, []).extend(outcome.diagnostics)
     for diagnostic in refused:
         by_source.setdefault(diagnostic.path, []).append(diagnostic)
-    names = [site.name for outcome in outcomes for site in outcome.names]
-    duplicates = (
-        find_duplicate_names(site for o in outcomes for site in o.names)
-        if len(set(names)) != len(names)
-        else []  # the usual case, on every daemon pass: only the names, no sites
-    )
+    duplicates = []
+    if duplicates_possible:
+        duplicates = find_duplicate_names(site for o in outcomes for site in o.names)
     for diagnostic in duplicates:
         by_source.setdefault(diagnostic.path, []).append(diagnostic)
     quarantined = {source: tuple(sorted(by_source[source])) for source in sorted(by_source)}

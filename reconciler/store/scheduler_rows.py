@@ -10,8 +10,6 @@ exact format `SQLAlchemyJobStore` writes, so the scheduler reads them as its own
 from __future__ import annotations
 
 import hashlib
-import io
-import pickle
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,9 +24,8 @@ from reconciler.core.memo import IdentityMemo
 from reconciler.core.state import SchedulerJob, SchedulerRow
 from reconciler.core.triggers import describe_trigger
 from reconciler.store.db import upsert
+from reconciler.store.job_state import load_state, pickle_job
 from reconciler.store.tables import apscheduler_jobs
-
-EXECUTOR = "default"
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,10 +108,10 @@ def read_scheduler_rows(
     table = apscheduler_jobs
     query = sa.select(table.c.id, table.c.next_run_time, table.c.job_state)
     rows, digests = {}, set()
-    for row_id, next_run_time, job_state in connection.execute(query).all():
-        digest = state_digest(job_state)
+    for row_id, next_run_time, state in connection.execute(query).all():
+        digest = state_digest(state)
         digests.add(digest)
-        rows[row_id] = decoder.decode_digested(row_id, next_run_time, job_state, digest)
+        rows[row_id] = decoder.decode_digested(row_id, next_run_time, state, digest)
     decoder.keep_only(digests)
     return rows
 
@@ -153,86 +150,6 @@ def _read_new_versions(connection: Connection, decoder: RowDecoder) -> dict[str,
     return rows
 
 
-def job_state(job: SchedulerJob, next_run_time: datetime | None) -> bytes:
-    """The pickled state dict, as APScheduler's `Job.__getstate__` builds it: unpickling
-    gives exactly that dict (`SQLAlchemyJobStore` loads it with plain `pickle.loads`)."""
-    state = {
-        "version": 1,
-        "id": job.id,
-        "func": FIRE_CALLABLE,
-        "trigger": job.trigger,
-        "executor": EXECUTOR,
-        "args": (),
-        "kwargs": dict(job.kwargs),
-        "name": job.id,
-        "misfire_grace_time": job.misfire_grace_time,
-        "coalesce": job.coalesce,
-        "max_instances": job.max_instances,
-        "next_run_time": next_run_time,
-    }
-    return pickle_state(state)
-
-
-def pickle_state(state: Mapping[str, Any]) -> bytes:
-    """A job's state dict (`Job.__getstate__()`), pickled for `apscheduler_jobs` with
-    its trigger as a nested pickle (see _StatePickler). Plain `pickle.loads` (what
-    APScheduler's own store calls) gives back exactly `state`."""
-    buffer = io.BytesIO()
-    _StatePickler(buffer, state["trigger"]).dump(state)
-    return buffer.getvalue()
-
-
-def load_state(job_state: bytes) -> Any:
-    """`pickle.loads(job_state)`, except that a nested trigger pickle (see
-    _StatePickler) is loaded once per distinct content and shared: rewritten rows (a
-    fire moves next_run_time) then decode in microseconds instead of rebuilding their
-    trigger (~80 us for a CronTrigger). Triggers are never mutated once built."""
-    return _StateUnpickler(io.BytesIO(job_state)).load()
-
-
-class _StatePickler(pickle.Pickler):
-    """Pickles the trigger as a nested pickle made once per trigger object.
-
-    Pickling a CronTrigger runs its Python `__getstate__` and walks its eight fields:
-    three quarters of the cost of a row (10,000 rows: 0.25 s, 0.07 s without the
-    trigger). Triggers are shared between jobs with the same schedule (see
-    core.triggers), so the nested pickle is reused; it unpickles with `pickle.loads`,
-    which plain unpickling calls, into an equal trigger."""
-
-    def __init__(self, buffer: io.BytesIO, trigger: object) -> None:
-        super().__init__(buffer, pickle.HIGHEST_PROTOCOL)
-        self._trigger = trigger
-
-    def reducer_override(self, obj: object) -> Any:
-        if obj is self._trigger:
-            return pickle.loads, (_trigger_pickle(obj),)
-        return NotImplemented
-
-
-def _pickle_trigger(trigger: object) -> bytes:
-    return pickle.dumps(trigger, pickle.HIGHEST_PROTOCOL)
-
-
-_trigger_pickle = IdentityMemo(_pickle_trigger, limit=10_000)
-
-
-class _StateUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) == ("_pickle", "loads"):  # how pickle.loads is pickled
-            return _load_trigger
-        return super().find_class(module, name)
-
-
-def _load_trigger(data: bytes) -> Any:
-    known = _TRIGGERS_LOADED.get(data)
-    if known is None:
-        if len(_TRIGGERS_LOADED) >= 10_000:
-            _TRIGGERS_LOADED.clear()
-        known = _TRIGGERS_LOADED[data] = pickle.loads(data)
-    return known
-
-
-_TRIGGERS_LOADED: dict[bytes, Any] = {}
 # Fingerprints of decoded triggers; those load_state shared are described once.
 _loaded_fingerprint = IdentityMemo(describe_trigger, limit=10_000)
 
@@ -246,7 +163,7 @@ def upsert_scheduler_rows(
     """Write (job, next_run_time) pairs; next_run_time None = paused. Returns what was
     written, for RowDecoder.remember. `expect_new`: see store.db.upsert."""
     written = [
-        WrittenRow(job, datetime_to_utc_timestamp(next_run_time), job_state(job, next_run_time))
+        WrittenRow(job, datetime_to_utc_timestamp(next_run_time), pickle_job(job, next_run_time))
         for job, next_run_time in rows
     ]
     values = [

@@ -18,7 +18,8 @@ from reconciler.core.state import (
 )
 from reconciler.spec.diagnostics import Diagnostic
 from reconciler.spec.model import JobSpec
-from reconciler.store.scheduler_rows import RowDecoder, job_state
+from reconciler.store.job_state import pickle_job
+from reconciler.store.scheduler_rows import RowDecoder
 
 NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
 REVISION = Revision(commit="0123456789abcdef0123456789abcdef01234567", dirty=False)
@@ -71,7 +72,7 @@ def applied(
             expected = scheduler_job(s, spec_hash=job.spec_hash, revision=REVISION.commit)
             next_run = None if s.paused else NOW
             scheduler[s.name] = decoder.decode(
-                s.name, None if s.paused else NOW.timestamp(), job_state(expected, next_run)
+                s.name, None if s.paused else NOW.timestamp(), pickle_job(expected, next_run)
             )
     return ActualState(inventory=inventory, scheduler=scheduler)
 

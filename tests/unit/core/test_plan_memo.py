@@ -4,14 +4,16 @@ whatever sequence of states came before (the daemon keeps one memo for ever)."""
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 from reconciler.core.plan import Plan, PlanMemo, actual_after, make_plan
-from reconciler.core.state import ActualState, DesiredState
+from reconciler.core.state import ActualState, DerivedDict, DesiredState
 from reconciler.spec.diagnostics import Diagnostic
 from reconciler.spec.model import JobSpec
-from reconciler.store.scheduler_rows import RowDecoder, job_state
+from reconciler.store.job_state import pickle_job
+from reconciler.store.scheduler_rows import RowDecoder
 from tests.unit.core.planning import NOW, applied, desired, foreign_row, spec, with_rows
 
 
@@ -23,6 +25,13 @@ def same_plan(memo: PlanMemo, wanted: DesiredState, actual: ActualState, **optio
     assert with_memo.changes == fresh.changes
     assert with_memo.foreign == fresh.foreign
     return with_memo
+
+
+def assert_only_claimed_keys_changed(before: Mapping[str, object], after: object) -> None:
+    """A DerivedDict's claim (the keys it changed) is all that changed: the plan trusts it."""
+    assert isinstance(after, DerivedDict) and after.base is before
+    unchanged = (set(before) | set(after)) - after.changed
+    assert all(before.get(key) is after.get(key) is not None for key in unchanged)
 
 
 def test_memo_is_used_and_gives_the_same_plan_over_a_sequence_of_states() -> None:
@@ -90,7 +99,7 @@ def test_actual_after_is_what_the_plan_leaves() -> None:
     for change in result.changes:
         if change.target is not None:
             job = change.target.scheduler
-            written[job.id] = decoder.decode(job.id, NOW.timestamp(), job_state(job, NOW))
+            written[job.id] = decoder.decode(job.id, NOW.timestamp(), pickle_job(job, NOW))
     after = actual_after(actual, result, written)
     assert set(after.inventory) == set(after.scheduler) == {"kept", "edited", "new"}
     assert after.inventory["kept"] is actual.inventory["kept"]
@@ -139,8 +148,10 @@ def test_random_sequences_of_states_give_the_plans_of_a_fresh_diff() -> None:
                 other = applied(variant(name, now))
                 inventory = {**actual.inventory, name: other.inventory[name]}
                 actual = ActualState(inventory=inventory, scheduler=actual.scheduler)
-            elif roll < 0.9:
+            elif roll < 0.85:
                 actual = with_rows(actual, **{f"foreign-{name}": foreign_row(f"foreign-{name}")})
+            elif roll < 0.9:  # its owner removed it
+                actual = with_rows(actual, **{f"foreign-{name}": None})
             else:
                 quarantined = {} if quarantined else broken
         if rng.random() < 0.3:
@@ -163,8 +174,14 @@ def test_random_sequences_of_states_give_the_plans_of_a_fresh_diff() -> None:
                     written[job.id] = decoder.decode(
                         job.id,
                         None if moment is None else moment.timestamp(),
-                        job_state(job, moment),
+                        pickle_job(job, moment),
                     )
-            actual = actual_after(actual, fresh, written)
+            after = actual_after(actual, fresh, written)
+            for before_map, after_map in (
+                (actual.inventory, after.inventory),
+                (actual.scheduler, after.scheduler),
+            ):
+                assert_only_claimed_keys_changed(before_map, after_map)
+            actual = after
     # The memo was really used: most passes examined a few names, not all of them.
     assert sorted(examined)[len(examined) // 2] <= 4, examined

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pickle
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from apscheduler.job import Job
 from apscheduler.schedulers.base import BaseScheduler
@@ -12,7 +13,7 @@ from apscheduler.schedulers.base import BaseScheduler
 from reconciler.core.fires import FIRE_CALLABLE
 from reconciler.core.state import scheduler_job
 from reconciler.spec.model import JobSpec
-from reconciler.store.scheduler_rows import job_state, load_state, pickle_state
+from reconciler.store.job_state import load_state, pickle_job, pickle_state
 
 
 class _Scheduler(BaseScheduler):
@@ -50,12 +51,12 @@ def test_state_unpickles_to_apschedulers_own_state() -> None:
         )
         job = scheduler_job(spec, spec_hash="0" * 64, revision="r1")
         for next_run_time in (moment, None):
-            ours = pickle.loads(job_state(job, next_run_time))
+            ours = pickle.loads(pickle_job(job, next_run_time))
             theirs = apscheduler_state(job, next_run_time)
             assert repr(ours.pop("trigger")) == repr(theirs.pop("trigger"))
             assert ours == theirs
             # The trigger is a real, working trigger again, not a shared object.
-            again = pickle.loads(job_state(job, next_run_time))["trigger"]
+            again = pickle.loads(pickle_job(job, next_run_time))["trigger"]
             assert again is not job.trigger
             assert again.get_next_fire_time(None, moment) == job.trigger.get_next_fire_time(
                 None, moment
@@ -71,7 +72,7 @@ def test_rewritten_states_share_their_trigger_and_load_like_plain_pickle() -> No
         {"name": "a", "task": "reconciler.tasks.example_task", "schedule": {"cron": "*/5 * * * *"}}
     )
     job = scheduler_job(spec, spec_hash="0" * 64, revision="r1")
-    first = load_state(job_state(job, moment))
+    first = load_state(pickle_job(job, moment))
     state = apscheduler_state(job, moment.replace(minute=10))
     state["trigger"] = first["trigger"]
     rewritten = pickle_state(state)
@@ -79,3 +80,20 @@ def test_rewritten_states_share_their_trigger_and_load_like_plain_pickle() -> No
     assert repr(plain.pop("trigger")) == repr(shared.pop("trigger")) == repr(job.trigger)
     assert plain == shared == {k: v for k, v in state.items() if k != "trigger"}
     assert load_state(rewritten)["trigger"] is first["trigger"]
+
+
+def test_nested_next_run_times_keep_their_zone_and_fold() -> None:
+    """Next run times are pickled once per value: equal instants in other zones, and
+    the two 02:30 of the autumn DST change (fold 0 and 1), must each come back as such."""
+    spec = JobSpec.model_validate(
+        {"name": "a", "task": "reconciler.tasks.example_task", "schedule": {"cron": "*/5 * * * *"}}
+    )
+    job = scheduler_job(spec, spec_hash="0" * 64, revision="r1")
+    berlin = ZoneInfo("Europe/Berlin")
+    first = datetime(2026, 10, 25, 2, 30, tzinfo=berlin)
+    summer = datetime(2026, 6, 1, 12, 0, tzinfo=berlin)
+    moments = [first, first.replace(fold=1), summer, summer.astimezone(UTC), datetime(2026, 1, 1)]
+    for moment in moments * 2:  # the second round comes from the memo
+        for load in (pickle.loads, load_state):
+            back = load(pickle_job(job, moment))["next_run_time"]
+            assert (back, back.tzinfo, back.fold) == (moment, moment.tzinfo, moment.fold)
