@@ -42,13 +42,16 @@ def apply_plan(connection: Connection, plan: Plan, *, now: datetime) -> list[Wri
     # exists after all); every other change upserts.
     added: list[Target] = []
     others: list[Target] = []
+    inventoried: list[Target] = []  # others whose inventory row changes
     for change in plan.changes:
-        if change.target is not None:
-            (added if change.action == "add" else others).append(change.target)
+        if change.target is None:
+            continue
+        (added if change.action == "add" else others).append(change.target)
+        # A repair rewrites the scheduler row only: the inventory row is what it repairs to.
+        if change.action not in ("add", "repair"):
+            inventoried.append(change.target)
     upsert_inventory(connection, added, now=now, expect_new=True)
-    # A repair rewrites the scheduler row only: the inventory row is what it repairs to.
-    repaired = {c.job for c in plan.changes if c.action == "repair"}
-    upsert_inventory(connection, [t for t in others if t.spec.name not in repaired], now=now)
+    upsert_inventory(connection, inventoried, now=now)
     kept = read_next_run_times(connection, [t.spec.name for t in others if t.keep_next_run_time])
     new_rows = upsert_scheduler_rows(connection, _scheduled(added, {}, now), expect_new=True)
     return new_rows + upsert_scheduler_rows(connection, _scheduled(others, kept, now))

@@ -86,7 +86,7 @@ class OwnedJobStore(SQLAlchemyJobStore):
 
     def _reconstitute_job(self, job_state: bytes) -> Job:
         # SQLAlchemyJobStore's own, but with triggers loaded once per distinct content
-        # and shared (see store.scheduler_rows.load_state), so that writing fired jobs
+        # and shared (see store.job_state.load_state), so that writing fired jobs
         # back pickles each shared trigger once (pickle_state).
         state = load_state(job_state)
         state["jobstore"] = self

@@ -124,6 +124,7 @@ class LoadCache:
         # pass need not list 10,000 names to find no duplicate.
         self._name_counts: Counter[str] = Counter()
         self._duplicated: set[str] = set()
+        self._counted: list[FileOutcome] = []  # the files those counts are of
 
     def __len__(self) -> int:
         return len(self._outcomes)
@@ -168,14 +169,15 @@ class LoadCache:
             and all(old is new for old, new in zip(last[0], outcomes, strict=True))
         ):
             return last[2]
-        self._count_names(last[0] if last is not None else [], outcomes)
+        self._count_names(outcomes)
         result = assemble_result(outcomes, refused, duplicates_possible=bool(self._duplicated))
         self._assembled = (outcomes, refused, result)
         return result
 
-    def _count_names(self, before: list[FileOutcome], after: list[FileOutcome]) -> None:
-        previous = {id(outcome): outcome for outcome in before}
-        current = {id(outcome): outcome for outcome in after}
+    def _count_names(self, outcomes: list[FileOutcome]) -> None:
+        previous = {id(outcome): outcome for outcome in self._counted}
+        current = {id(outcome): outcome for outcome in outcomes}
+        self._counted = outcomes  # held: the ids above stay unique
         counts, touched = self._name_counts, set()
         for key, outcome in previous.items():
             if key not in current:
