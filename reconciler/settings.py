@@ -9,13 +9,18 @@ import json
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_QUEUES = ("default", "high_priority", "low_priority", "scheduled")
 # Task names and prefixes a job may name unless RECONCILER_TASK_ALLOWLIST says otherwise.
 # A trailing dot or `*` marks a prefix.
 DEFAULT_TASK_ALLOWLIST = ("reconciler.tasks.*",)
+# Everything the reconciler writes on its own (the default SQLite file, a bare
+# `filesystem://` broker's folders) lives under this folder, never loose in the
+# working directory.
+DEFAULT_STATE_DIR = Path(".reconciler")
+STATE_DB_NAME = "reconciler.db"
 
 
 class Settings(BaseSettings):
@@ -23,9 +28,16 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="RECONCILER_", frozen=True, extra="ignore")
 
+    state_dir: Path = Field(
+        default=DEFAULT_STATE_DIR,
+        description="Folder for local state: the default SQLite file, a local broker's files",
+    )
     database_url: str = Field(
-        default="sqlite:///reconciler.db",
-        description="Where state lives: postgresql://user@host/db or sqlite:///path",
+        default=f"sqlite:///{DEFAULT_STATE_DIR / STATE_DB_NAME}",
+        description=(
+            "Where state lives: postgresql://user@host/db or sqlite:///path "
+            f"(unset or empty: sqlite:///<state_dir>/{STATE_DB_NAME})"
+        ),
     )
     jobs_dir: Path = Field(default=Path("jobs.d"), description="Folder of job YAML files")
     broker_url: str = Field(
@@ -94,6 +106,15 @@ class Settings(BaseSettings):
         default=None, description="Name of this replica in leader records (default host:pid)"
     )
     log_level: str = Field(default="INFO", description="Logging level")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_database(cls, data: object) -> object:
+        # The default database follows the state folder, whichever way that was set.
+        if isinstance(data, dict) and not data.get("database_url"):
+            state_dir = Path(data.get("state_dir") or DEFAULT_STATE_DIR)
+            data = {**data, "database_url": f"sqlite:///{state_dir / STATE_DB_NAME}"}
+        return data
 
     @field_validator("queues", "task_allowlist", "task_modules", mode="before")
     @classmethod

@@ -45,6 +45,7 @@ def dev_environment(args: argparse.Namespace) -> dict[str, str]:
     jobs_dir = getattr(args, "jobs_dir", None) or os.environ.get("RECONCILER_JOBS_DIR", "jobs.d")
     env = dict(os.environ)
     env.update(
+        RECONCILER_STATE_DIR=str(state),
         RECONCILER_DATABASE_URL=f"sqlite:///{state / 'state.db'}",
         RECONCILER_BROKER_URL=f"filesystem://{state / 'broker'}",
         RECONCILER_RESULT_BACKEND=f"db+sqlite:///{state / 'results.db'}",

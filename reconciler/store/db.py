@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -43,6 +44,18 @@ def async_url(url: str) -> URL:
 
 def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
+
+
+def ensure_sqlite_folder(url: str) -> None:
+    """Create the folder of a SQLite file (the default one lives in the state folder,
+    which a first `db upgrade` or `apply` creates). Only writers call this: a reader of a
+    missing database must not leave folders behind."""
+    parsed = sync_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        try:
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ConfigError(f"cannot create the folder of {parsed.database}: {error}") from None
 
 
 def create_sync_engine(url: str, **options: object) -> Engine:

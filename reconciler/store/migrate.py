@@ -9,9 +9,11 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
-from reconciler.store.db import create_sync_engine
+from reconciler.store.db import create_sync_engine, ensure_sqlite_folder
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+# Inside the package (Alembic's own layout: env.py, script.py.mako, versions/), so that
+# a built wheel carries them and every install finds them beside the code.
+MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
 
 
 def alembic_config(url: str) -> Config:
@@ -33,6 +35,7 @@ def upgrade_database(url: str, revision: str = "head") -> None:
     itself: on PostgreSQL an advisory lock serialises it; SQLite's write lock does."""
     # Alembic logs every plugin and step at INFO; a daemon start is not the place.
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    ensure_sqlite_folder(url)
     engine = create_sync_engine(url)
     try:
         with engine.begin() as connection:

@@ -126,7 +126,7 @@ def filesystem_folder(settings: Settings) -> Path:
     `filesystem:///abs/dir` (or `filesystem://rel/dir`, from the working folder) names
     the folder itself. A bare `filesystem://` uses a `broker` folder beside the SQLite
     database file (so a daemon and a worker on one machine agree without more
-    configuration), or `./.dev/broker` when the database is not SQLite. Messages are
+    configuration), or `<state_dir>/broker` when the database is not SQLite. Messages are
     files in `<folder>/queue`.
     """
     rest = settings.broker_url[len(FILESYSTEM_SCHEME) :]
@@ -135,4 +135,4 @@ def filesystem_folder(settings: Settings) -> Path:
     database = make_url(settings.database_url).database
     if settings.database_url.startswith("sqlite") and database and database != ":memory:":
         return Path(database).resolve().parent / "broker"
-    return Path(".dev/broker").resolve()
+    return (settings.state_dir / "broker").resolve()

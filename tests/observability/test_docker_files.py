@@ -181,30 +181,45 @@ def test_prometheus_scrapes_every_process_on_its_port() -> None:
 # --- Dockerfile ------------------------------------------------------------------------
 def test_dockerfile_runs_as_a_user_and_enters_through_reconcile() -> None:
     instructions = _dockerfile()
-    assert instructions[0] == ("FROM", "python:3.11-slim")
+    bases = [rest.split()[0] for keyword, rest in instructions if keyword == "FROM"]
+    assert bases and set(bases) == {"python:3.11-slim"}
     users = [rest for keyword, rest in instructions if keyword == "USER"]
     assert users and users[-1].split(":")[0] not in {"root", "0"}
     (entrypoint,) = [json.loads(rest) for keyword, rest in instructions if keyword == "ENTRYPOINT"]
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert entrypoint == ["reconcile"] and "reconcile" in scripts
     runs = " ".join(rest for keyword, rest in instructions if keyword == "RUN")
-    assert "pip install ." in runs
+    # The image installs the built wheel (migrations inside it), never links a source
+    # folder into site-packages.
+    assert "pip wheel" in runs and "pip install --no-deps /wheels/*.whl" in runs
+    assert "pip install --no-deps --require-hashes -r requirements.lock" in runs
+    assert "ln -s" not in runs and "site-packages" not in runs and "purelib" not in runs
     for keyword, rest in instructions:
         if keyword == "ENV" and "RECONCILER_" in rest:
             for name in re.findall(r"(RECONCILER_[A-Z_]+)=", rest):
                 assert name.removeprefix("RECONCILER_").lower() in Settings.model_fields
 
 
+def _copies_from_context() -> list[str]:
+    """The arguments of every COPY that reads the build context (not another stage)."""
+    return [
+        rest
+        for keyword, rest in _dockerfile()
+        if keyword == "COPY" and not rest.startswith("--from=")
+    ]
+
+
 def test_dockerfile_copies_what_exists() -> None:
     copied = set()
-    for keyword, rest in _dockerfile():
-        if keyword == "COPY":
+    for rest in _copies_from_context():
+        if rest:
             *sources, _ = rest.split()
             for source in sources:
                 if "*" not in source:
                     assert (ROOT / source).exists(), f"COPY {source}: missing in the repository"
                     copied.add(source)
-    assert {"pyproject.toml", "reconciler", "migrations", "jobs.d", "schemas"} <= copied
+    assert {"pyproject.toml", "requirements.lock", "reconciler", "jobs.d", "schemas"} <= copied
+    assert "migrations" not in copied  # they live inside the package now
 
 
 @pytest.mark.slow
@@ -213,8 +228,8 @@ def test_the_copied_files_build_the_package(tmp_path: Path) -> None:
     # from exactly that and check it carries the package and the `reconcile` script.
     context = tmp_path / "context"
     context.mkdir()
-    for keyword, rest in _dockerfile():
-        if keyword == "COPY":
+    for rest in _copies_from_context():
+        if rest:
             *sources, _ = rest.split()
             for pattern in sources:
                 for source in ROOT.glob(pattern):
@@ -247,5 +262,31 @@ def test_the_copied_files_build_the_package(tmp_path: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
         assert "reconciler/metrics.py" in names and "reconciler/observability.py" in names
+        assert "reconciler/migrations/env.py" in names
+        assert "reconciler/migrations/script.py.mako" in names
+        assert any(name.startswith("reconciler/migrations/versions/0001") for name in names)
         (entry_points,) = [name for name in names if name.endswith("entry_points.txt")]
         assert "reconcile = reconciler.cli:main" in archive.read(entry_points).decode()
+
+
+def test_the_lock_file_pins_every_dependency_within_its_range() -> None:
+    # The image installs requirements.lock with --no-deps: a dependency added to
+    # pyproject.toml but not locked would be missing from the image.
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    pins = dict(
+        (canonicalize_name(name), version)
+        for name, version in re.findall(
+            r"^([A-Za-z0-9_.\-]+)==([^ \\;]+)", (ROOT / "requirements.lock").read_text(), re.M
+        )
+    )
+    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    for line in dependencies:
+        requirement = Requirement(line)
+        if requirement.marker is not None and not requirement.marker.evaluate():
+            continue
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{name} is not in requirements.lock: regenerate it (see its header)"
+        assert requirement.specifier.contains(pins[name]), f"{name}=={pins[name]} vs {line}"
+    assert "--hash=sha256:" in (ROOT / "requirements.lock").read_text()
