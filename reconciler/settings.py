@@ -14,13 +14,23 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_QUEUES = ("default", "high_priority", "low_priority", "scheduled")
 # Task names and prefixes a job may name unless RECONCILER_TASK_ALLOWLIST says otherwise.
-# A trailing dot or `*` marks a prefix.
-DEFAULT_TASK_ALLOWLIST = ("reconciler.tasks.*",)
+# A trailing dot or `*` marks a prefix. Whoever can merge a job file can call an allowed
+# task with any arguments, so the default holds only harmless tasks: the seed's example
+# and the HTTP probe. The powerful built-ins (SQL, file writes) are opt-in, and confined
+# by their own settings even then; the demo helpers belong to `reconcile dev`.
+DEFAULT_TASK_ALLOWLIST = ("reconciler.tasks.example_task", "reconciler.tasks.http_probe")
+POWERFUL_TASKS = ("reconciler.tasks.sql_maintenance", "reconciler.tasks.write_report")
+DEMO_TASKS = ("reconciler.tasks.sleep_task", "reconciler.tasks.fail_task", "reconciler.tasks.noop")
+# What `reconcile dev` allows (unless RECONCILER_TASK_ALLOWLIST is set): everything built
+# in, each powerful task confined to the dev state folder.
+DEV_TASK_ALLOWLIST = (*DEFAULT_TASK_ALLOWLIST, *POWERFUL_TASKS, *DEMO_TASKS)
+DEFAULT_SQL_STATEMENTS = ("VACUUM", "ANALYZE", "REINDEX")
 # Everything the reconciler writes on its own (the default SQLite file, a bare
 # `filesystem://` broker's folders) lives under this folder, never loose in the
 # working directory.
 DEFAULT_STATE_DIR = Path(".reconciler")
 STATE_DB_NAME = "reconciler.db"
+REPORTS_FOLDER = "reports"
 
 
 class Settings(BaseSettings):
@@ -67,6 +77,27 @@ class Settings(BaseSettings):
         default=(),
         description="Extra modules of Celery tasks the worker imports (comma list)",
     )
+    sql_maintenance_url: str | None = Field(
+        default=None,
+        description=(
+            "The database reconciler.tasks.sql_maintenance runs on (unset: the task refuses "
+            "to run); never the reconciler's own unless you name it here"
+        ),
+    )
+    sql_statement_allowlist: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=DEFAULT_SQL_STATEMENTS,
+        description=(
+            "Statements sql_maintenance may run: each entry is the leading words a "
+            "statement must start with, case-insensitive (comma list)"
+        ),
+    )
+    report_dir: Path = Field(
+        default=DEFAULT_STATE_DIR / REPORTS_FOLDER,
+        description=(
+            "The only folder reconciler.tasks.write_report writes into "
+            f"(unset or empty: <state_dir>/{REPORTS_FOLDER})"
+        ),
+    )
     idempotency_lease_seconds: int = Field(
         default=30,
         ge=2,
@@ -109,14 +140,21 @@ class Settings(BaseSettings):
 
     @model_validator(mode="before")
     @classmethod
-    def _default_database(cls, data: object) -> object:
-        # The default database follows the state folder, whichever way that was set.
-        if isinstance(data, dict) and not data.get("database_url"):
-            state_dir = Path(data.get("state_dir") or DEFAULT_STATE_DIR)
+    def _default_in_state_dir(cls, data: object) -> object:
+        # The default database and report folder follow the state folder, whichever way
+        # that was set.
+        if not isinstance(data, dict):
+            return data
+        state_dir = Path(data.get("state_dir") or DEFAULT_STATE_DIR)
+        if not data.get("database_url"):
             data = {**data, "database_url": f"sqlite:///{state_dir / STATE_DB_NAME}"}
+        if not data.get("report_dir"):
+            data = {**data, "report_dir": state_dir / REPORTS_FOLDER}
         return data
 
-    @field_validator("queues", "task_allowlist", "task_modules", mode="before")
+    @field_validator(
+        "queues", "task_allowlist", "task_modules", "sql_statement_allowlist", mode="before"
+    )
     @classmethod
     def _split_csv(cls, value: object) -> object:
         # Environment variables are strings: accept "a,b,c" as well as JSON lists.

@@ -21,6 +21,13 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 AMQP_BASE = os.environ.get("TEST_AMQP_BASE", "amqp://guest:guest@127.0.0.1:5672")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+# The suite's jobs call the demo helpers (sleep_task, fail_task, noop) everywhere, and the
+# production default allowlist refuses them (only `reconcile dev` allows them): allow every
+# built-in for the tests, in this process and the processes they start. Tests of the
+# defaults (tests/test_security.py) remove the variable or set their own.
+TEST_TASK_ALLOWLIST = "reconciler.tasks.*"
+os.environ.setdefault("RECONCILER_TASK_ALLOWLIST", TEST_TASK_ALLOWLIST)
+
 
 def _unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:12]}"

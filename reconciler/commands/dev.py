@@ -39,14 +39,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def dev_environment(args: argparse.Namespace) -> dict[str, str]:
-    """The child processes' environment: every URL points into the state folder."""
+    """The child processes' environment: every URL points into the state folder.
+
+    The demo helpers (sleep, fail, noop) and the powerful built-ins are allowed here
+    unless RECONCILER_TASK_ALLOWLIST says otherwise: SQL maintenance on the dev database
+    only, reports only under the state folder."""
+    from reconciler.settings import DEV_TASK_ALLOWLIST
+
     state = Path(args.state_dir).resolve()
     state.mkdir(parents=True, exist_ok=True)
     jobs_dir = getattr(args, "jobs_dir", None) or os.environ.get("RECONCILER_JOBS_DIR", "jobs.d")
     env = dict(os.environ)
+    env.setdefault("RECONCILER_TASK_ALLOWLIST", ",".join(DEV_TASK_ALLOWLIST))
     env.update(
         RECONCILER_STATE_DIR=str(state),
         RECONCILER_DATABASE_URL=f"sqlite:///{state / 'state.db'}",
+        RECONCILER_SQL_MAINTENANCE_URL=f"sqlite:///{state / 'state.db'}",
+        RECONCILER_REPORT_DIR=str(state / "reports"),
         RECONCILER_BROKER_URL=f"filesystem://{state / 'broker'}",
         RECONCILER_RESULT_BACKEND=f"db+sqlite:///{state / 'results.db'}",
         RECONCILER_REDIS_URL="",

@@ -1,12 +1,14 @@
-"""Tasks a job may name. Every task's name is `reconciler.tasks.<function>`, inside the
-default allowlist prefix `reconciler.tasks.`.
+"""Tasks a job may name. Every task's name is `reconciler.tasks.<function>`. Only the
+first two are on the default allowlist (`reconciler.settings.DEFAULT_TASK_ALLOWLIST`):
+the SQL and report tasks are opt-in and confined (`confine.py`), the demo helpers are
+for `reconcile dev` and tests.
 
 | task | arguments | does |
 | --- | --- | --- |
 | reconciler.tasks.example_task | data | the seed's example: echoes `data` with a timestamp |
 | reconciler.tasks.http_probe | url, timeout=5, expect_status=200 | GET it, fail on another status |
-| reconciler.tasks.sql_maintenance | statement, database_url=None | run ONE SQL statement |
-| reconciler.tasks.write_report | path, rows, fields=None, append=False | JSON/CSV, atomically |
+| reconciler.tasks.sql_maintenance | statement | ONE allowlisted statement (SQL_MAINTENANCE_URL) |
+| reconciler.tasks.write_report | path, rows, fields=None, append=False | JSON/CSV, in REPORT_DIR |
 | reconciler.tasks.sleep_task | seconds | sleep (demos, tests) |
 | reconciler.tasks.fail_task | message, permanent=False | always fail (demos, tests) |
 | reconciler.tasks.noop | (none) | return None (benchmarks) |

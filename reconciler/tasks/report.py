@@ -1,4 +1,5 @@
-"""`reconciler.tasks.write_report`: a small JSON or CSV report, written atomically."""
+"""`reconciler.tasks.write_report`: a small JSON or CSV report, written atomically, only
+inside RECONCILER_REPORT_DIR (see `confine`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from typing import Any
 
 from celery import shared_task
 
+from reconciler.tasks import confine
 from reconciler.worker.base import BaseTask, PermanentTaskError
+from reconciler.worker.runtime import settings_of
 
 MAX_ROWS = 100_000
 
@@ -26,15 +29,19 @@ def write_report(
     fields: list[str] | None = None,
     append: bool = False,
 ) -> dict[str, Any]:
-    """Write `rows` (a list of flat objects) to `path`: `.json` gives
+    """Write `rows` (a list of flat objects) to `path` inside the report folder
+    (RECONCILER_REPORT_DIR; a relative path is taken from there): `.json` gives
     {"generated_at", "fire", "rows": [...]}, `.csv` a header line then one line per row
     (columns `fields`, default the keys of the first row). With `append`, the rows are
     added to the existing report's. Readers never see a half-written file: the report is
     written beside the target and renamed over it. Returns {"path", "rows"}.
 
-    Raises PermanentTaskError for another suffix, `..` in the path, or rows that are not
-    a list of objects."""
-    target = _checked_path(path)
+    Raises PermanentTaskError for another suffix, `..` in the path, a path outside the
+    report folder, or rows that are not a list of objects."""
+    try:
+        target = confine.checked_report_path(path, settings_of(self.app).report_dir)
+    except confine.Refused as refused:
+        raise PermanentTaskError(str(refused)) from None
     new_rows = _checked_rows(rows)
     old_rows = _read_rows(target) if append and target.exists() else []
     all_rows = [*old_rows, *new_rows]
@@ -44,15 +51,6 @@ def write_report(
         text = _csv_report(all_rows, fields)
     _replace_atomically(target, text)
     return {"path": str(target), "rows": len(all_rows)}
-
-
-def _checked_path(path: str) -> Path:
-    target = Path(path)
-    if ".." in target.parts:
-        raise PermanentTaskError(f"'..' is not allowed in a report path: {path!r}")
-    if target.suffix not in (".json", ".csv"):
-        raise PermanentTaskError(f"a report is .json or .csv, not {path!r}")
-    return target
 
 
 def _checked_rows(rows: Any) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.settings import DEV_TASK_ALLOWLIST
 from tests.conftest import REPO_ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.services, pytest.mark.e2e]
@@ -84,7 +85,8 @@ def _workdir(tmp_path: Path, name: str) -> Path:
 def test_the_wheel_runs_upgrade_apply_plan_status_outside_the_checkout(
     installed: Path, tmp_path: Path, pg_url: str
 ) -> None:
-    env = _clean_env()
+    # The examples call the opt-in built-ins (SQL maintenance, reports): allow them.
+    env = {**_clean_env(), "RECONCILER_TASK_ALLOWLIST": ",".join(DEV_TASK_ALLOWLIST)}
     located = _run(
         [str(installed / "python"), "-c", "import reconciler; print(reconciler.__file__)"],
         cwd=tmp_path,

@@ -21,7 +21,7 @@ from .conftest import NOW
 
 
 def spec(schedule: object, **fields: object) -> JobSpec:
-    data = {"name": "j", "task": "reconciler.tasks.x", "schedule": schedule, **fields}
+    data = {"name": "j", "task": "reconciler.tasks.example_task", "schedule": schedule, **fields}
     return JobSpec.model_validate(data)
 
 

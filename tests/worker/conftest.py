@@ -273,6 +273,8 @@ def _worker_env(settings: Settings) -> dict[str, str]:
         RECONCILER_REDIS_PREFIX=settings.redis_prefix,
         RECONCILER_DATABASE_URL=settings.database_url,
         RECONCILER_IDEMPOTENCY_LEASE_SECONDS=str(settings.idempotency_lease_seconds),
+        RECONCILER_REPORT_DIR=str(settings.report_dir),
+        RECONCILER_SQL_MAINTENANCE_URL=settings.sql_maintenance_url or "",
         RECONCILER_LOG_LEVEL="INFO",
         RECONCILER_METRICS_PORT="0",  # a test that scrapes a worker picks a free port
         PYTHONUNBUFFERED="1",
@@ -314,6 +316,9 @@ def rig(amqp_url: str, pg_migrated: str, redis_prefix: str, tmp_path: Path) -> I
         redis_prefix=redis_prefix,
         database_url=pg_migrated,
         idempotency_lease_seconds=LEASE_SECONDS,
+        # The powerful built-ins, enabled and confined to this test's database and folder.
+        sql_maintenance_url=pg_migrated,
+        report_dir=tmp_path,
     )
     yield from _rig(settings, tmp_path)
 
@@ -329,5 +334,6 @@ def embedded_rig(sqlite_url: str, tmp_path: Path) -> Iterator[Rig]:
         result_backend=f"db+sqlite:///{tmp_path / 'results.db'}",
         redis_url="",
         database_url=sqlite_url,
+        report_dir=tmp_path,
     )
     yield from _rig(settings, tmp_path)

@@ -47,9 +47,9 @@ def test_fires_run_and_their_outcomes_are_recorded(rig: Rig, http_url: str) -> N
     written = rig.publish(
         "reconciler.tasks.write_report", args=[str(report)], kwargs={"rows": [{"a": 1, "b": 2}]}
     )
-    sql = rig.publish(
-        "reconciler.tasks.sql_maintenance",
-        args=["UPDATE job_runs SET reason = 'touched' WHERE job_name = 'marker';"],
+    sql = rig.publish("reconciler.tasks.sql_maintenance", args=["ANALYZE job_runs;"])
+    off_list = rig.publish(
+        "reconciler.tasks.sql_maintenance", args=["DELETE FROM job_runs"], max_retries=3
     )
     refused = rig.publish(
         "reconciler.tasks.sql_maintenance",
@@ -75,7 +75,13 @@ def test_fires_run_and_their_outcomes_are_recorded(rig: Rig, http_url: str) -> N
     assert rig.wait_status(written, "succeeded", "failed")["status"] == "succeeded"
     assert report.read_text().splitlines() == ["a,b", "1,2"]
     assert rig.wait_status(sql, "succeeded", "failed")["status"] == "succeeded"
-    assert json.loads(rig.run(sql)["result_summary"]) == {"rowcount": 0}
+    assert "rowcount" in json.loads(rig.run(sql)["result_summary"])
+    off_list_row = rig.wait_status(off_list, "succeeded", "failed")
+    assert (off_list_row["status"], off_list_row["retries"]) == ("failed", 0)
+    assert off_list_row["error"] == (
+        "PermanentTaskError: statement not allowed: it must start with one of VACUUM, "
+        "ANALYZE, REINDEX (RECONCILER_SQL_STATEMENT_ALLOWLIST)"
+    )
 
     refused_row = rig.wait_status(refused, "succeeded", "failed")
     assert refused_row["status"] == "failed"

@@ -250,16 +250,23 @@ def test_several_or_no_statements_are_refused(statement: str) -> None:
         single_statement(statement)
 
 
-def test_reports_are_appended_and_paths_checked(tmp_path: Path) -> None:
+def test_reports_are_appended_and_paths_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from reconciler.tasks.report import write_report
 
+    # The task reads its folder from its app's settings (the worker's, in production).
+    settings = Settings(report_dir=tmp_path)
+    monkeypatch.setattr(write_report.app, "reconciler_settings", settings, raising=False)
     target = tmp_path / "r" / "out.csv"
     write_report.run(str(target), rows=[{"a": 1, "b": "x"}])
     write_report.run(str(target), rows=[{"a": 2, "b": "y"}], append=True)
     with target.open() as stream:
         assert [row["a"] for row in csv.DictReader(stream)] == ["1", "2"]
     assert [p.name for p in target.parent.iterdir()] == ["out.csv"]  # no temporary left
-    for bad in (f"{tmp_path}/../x.json", f"{tmp_path}/x.txt"):
+    write_report.run("relative/in.json", rows=[])
+    assert (tmp_path / "relative" / "in.json").is_file()
+    for bad in (f"{tmp_path}/../x.json", f"{tmp_path}/x.txt", "/tmp/elsewhere.json"):
         with pytest.raises(PermanentTaskError):
             write_report.run(bad, rows=[])
     with pytest.raises(PermanentTaskError):
