@@ -11,7 +11,12 @@ builds the data from them, so that:
 - tags, anchors and aliases, duplicate keys and non-text keys are reported, never built;
 - scalars are resolved exactly as PyYAML's YAML 1.1 resolver does (`no` is false,
   `0755` is 493), and the same loop can record, for every node, where it starts and
-  whether it was a plain (unquoted) scalar, so a later type error can say "quote it".
+  whether it was a plain (unquoted) scalar, so a later type error can say "quote it";
+- inside `args` and `kwargs` (free-form values no model type can catch) a plain scalar
+  must mean the same in YAML 1.1 and YAML 1.2's core schema: `no`/`on`/`y` (any case),
+  `1:30`, `0755`, `1_000`, `0b11`, `0o17`, `1e3` and dates are refused with "quote it"
+  at their position (YAML_COERCION), and so are `1.10`-style numbers whose trailing zero
+  the number loses. So a job means what any YAML 1.2 reader would take it to mean.
 
 The caller bounds the byte size (see `reconciler.spec.files`). Everything here is pure.
 Building plain data is about twice as fast as `yaml.load_all(..., CSafeLoader)`; the
@@ -21,6 +26,7 @@ an error to report.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +49,7 @@ from yaml.events import (
 from yaml.nodes import ScalarNode
 from yaml.resolver import Resolver
 
+from reconciler.redact import REDACTED, looks_secret
 from reconciler.spec.diagnostics import Diagnostic
 
 # Structural problems listed per file; the rest are counted in one line per code.
@@ -222,6 +229,9 @@ class _Builder:
         key_marks: list[Any] = []  # per open container: that key's mark
         paths: list[NodePath] = []  # per open container: its path (only when recording)
         doc = _DocumentState()
+        # While > 0: the depth from which on the open containers are inside a document's
+        # `args` or `kwargs`, where plain values follow YAML 1.2 core (`_resolve_core`).
+        strict_from = 0
         while True:
             event = next_event()
             kind = type(event)
@@ -229,6 +239,12 @@ class _Builder:
                 if kind is AliasEvent or event.anchor is not None or event.tag is not None:
                     self._report_structure(event)
                     value: Any = None if kind is AliasEvent else event.value
+                elif (
+                    strict_from
+                    and event.implicit[0]
+                    and not (type(containers[-1]) is dict and pending_keys[-1] is _NO_KEY)
+                ):
+                    value = self._resolve_core(event, containers, pending_keys)
                 elif event.implicit[0] and event.value[:1] in _IMPLICIT:
                     value = self._resolve(event)
                 else:
@@ -262,6 +278,13 @@ class _Builder:
                     path = _child_path(containers, pending_keys, paths)
                     doc.index[path] = _node_info(event, containers, key_marks)
                     paths.append(path)
+                if (
+                    not strict_from
+                    and len(containers) == 1
+                    and type(containers[0]) is dict
+                    and pending_keys[0] in _FREE_FORM_FIELDS
+                ):
+                    strict_from = 2
                 containers.append({} if kind is MappingStartEvent else [])
                 pending_keys.append(_NO_KEY)
                 key_marks.append(None)
@@ -270,6 +293,8 @@ class _Builder:
                 value = containers.pop()
                 pending_keys.pop()
                 key_marks.pop()
+                if len(containers) < strict_from:
+                    strict_from = 0
                 if record:
                     paths.pop()
             elif kind is DocumentStartEvent:
@@ -325,6 +350,21 @@ class _Builder:
                     )
                     self._report(self._at(event, "YAML_COERCION", message))
                     return text
+        return text
+
+    def _resolve_core(self, event: Any, containers: list[Any], pending_keys: list[Any]) -> Any:
+        """A plain value inside args/kwargs: its value if YAML 1.1 (PyYAML) and YAML 1.2
+        core agree on it and nothing is lost, else a YAML_COERCION problem (and the text).
+        """
+        text: str = event.value
+        yaml11 = self._resolve(event) if text[:1] in _IMPLICIT else text
+        problem = core_disagreement(text, yaml11)
+        if problem is None:
+            return yaml11
+        if any(type(key) is str and looks_secret(key) for key in pending_keys):
+            problem = problem.replace(text, REDACTED)  # `pin: 0123` must not be printed
+        where = _dotted_path(containers, pending_keys)
+        self._report(self._at(event, "YAML_COERCION", f"{where}: {problem}"))
         return text
 
     def _key_text(self, event: Any, value: Any, mapping: dict[str, Any]) -> str:
@@ -392,6 +432,75 @@ class _NoKey:
 
 _NO_KEY = _NoKey()
 _IMPLICIT: dict[str, list[tuple[str, re.Pattern[str]]]] = Resolver.yaml_implicit_resolvers
+# Top-level fields whose values are free-form JSON for the task: no model type there
+# would notice that YAML 1.1 turned `NO` into false.
+_FREE_FORM_FIELDS = frozenset({"args", "kwargs"})
+
+# YAML 1.2 core schema (https://yaml.org/spec/1.2.2/#1032-tag-resolution).
+_CORE_NULL = re.compile(r"null|Null|NULL|~|")
+_CORE_BOOL = {"true": True, "True": True, "TRUE": True, "false": False, "False": False}
+_CORE_BOOL["FALSE"] = False
+_CORE_INT10 = re.compile(r"[-+]?[0-9]+")
+_CORE_INT8 = re.compile(r"0o[0-7]+")
+_CORE_INT16 = re.compile(r"0x[0-9a-fA-F]+")
+_CORE_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
+_CORE_SPECIAL = re.compile(r"[-+]?\.(inf|Inf|INF)|\.nan|\.NaN|\.NAN")
+# Booleans of YAML 1.1 in any case, `y` and `n` included (PyYAML reads those as text,
+# other YAML 1.1 readers do not): ambiguous, whatever this parser would make of them.
+_YAML11_BOOLEAN = re.compile(r"(?i)yes|no|on|off|y|n")
+# `1.10`: a number whose trailing zero the number loses (a version, a price as text).
+_LOSSY_DECIMAL = re.compile(r"[-+]?[0-9]*\.[0-9]*[0-9]0")
+
+
+def resolve_core(text: str) -> Any:
+    """The value YAML 1.2's core schema gives a plain scalar."""
+    if _CORE_NULL.fullmatch(text):
+        return None
+    if text in _CORE_BOOL:
+        return _CORE_BOOL[text]
+    if _CORE_INT10.fullmatch(text):
+        return int(text)
+    if _CORE_INT8.fullmatch(text):
+        return int(text[2:], 8)
+    if _CORE_INT16.fullmatch(text):
+        return int(text[2:], 16)
+    if _CORE_FLOAT.fullmatch(text):
+        return float(text)
+    if _CORE_SPECIAL.fullmatch(text):
+        return float(text.lower().replace(".", ""))  # float() reads inf / -inf / nan
+    return text
+
+
+def core_disagreement(text: str, yaml11: Any) -> str | None:
+    """Why the plain scalar `text` (read as `yaml11` by YAML 1.1) must be quoted, or None.
+    Every reason says how to write it."""
+    quote = f"quote it ('{text}') if you mean the text"
+    if _YAML11_BOOLEAN.fullmatch(text):
+        return (
+            f"{text!r} is a boolean in YAML 1.1 and text in YAML 1.2; "
+            f"{quote}, or write true or false"
+        )
+    yaml12 = resolve_core(text)
+    differs = yaml11 != yaml12 and not (type(yaml11) is float and math.isnan(yaml11))
+    if type(yaml11) is not type(yaml12) or differs:
+        meanings = f"{_meaning(yaml11)} in YAML 1.1 and {_meaning(yaml12)} in YAML 1.2"
+        return f"{text!r} is {meanings}; {quote}"
+    if type(yaml12) is float and _LOSSY_DECIMAL.fullmatch(text):
+        return f"{text!r} is the number {yaml12!r} (the trailing zero is lost); {quote}"
+    return None
+
+
+def _meaning(value: Any) -> str:
+    return "text" if isinstance(value, str) else describe_value(value)
+
+
+def _dotted_path(containers: list[Any], pending_keys: list[Any]) -> str:
+    """The dotted path of the value about to be attached to the innermost container."""
+    steps = [
+        str(key) if type(container) is dict else str(len(container))
+        for container, key in zip(containers, pending_keys, strict=True)
+    ]
+    return ".".join(steps)
 
 
 def _child_path(containers: list[Any], pending_keys: list[Any], paths: list[NodePath]) -> NodePath:
