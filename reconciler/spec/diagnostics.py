@@ -25,7 +25,10 @@ CODES: dict[str, str] = {
     "YAML_ALIAS": "YAML anchors and aliases (&a / *a) are not allowed",
     "DUPLICATE_KEY": "the same key twice in one mapping",
     "NOT_A_MAPPING": "a job document must be a mapping",
-    "YAML_COERCION": "an unquoted value YAML 1.1 reads as another type (no, on, 1:30, 0755)",
+    "YAML_COERCION": (
+        "an unquoted value YAML 1.1 reads as another type (no, on, 1:30, 0755), or, in "
+        "args/kwargs, one YAML 1.1 and 1.2 read differently"
+    ),
     "UNKNOWN_FIELD": "a key the job format does not know (typo?)",
     "FORBIDDEN_OPTION": "a Celery publish option (link, chain, ...) jobs may not set",
     "MISSING_FIELD": "a required key is missing",

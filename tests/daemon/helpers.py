@@ -23,6 +23,8 @@ from typing import Any
 import sqlalchemy as sa
 from kombu import Connection
 
+from tests.conftest import TEST_TASK_ALLOWLIST
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 QUEUES = ("default", "high_priority", "low_priority", "scheduled")
 TASK = "reconciler.tasks.noop"
@@ -133,6 +135,7 @@ class Cluster:
             RECONCILER_BROKER_URL=self.broker_url,
             RECONCILER_METRICS_PORT="0",
             RECONCILER_INSTANCE_ID=instance,
+            RECONCILER_TASK_ALLOWLIST=TEST_TASK_ALLOWLIST,  # the demo helpers the tests use
             PYTHONUNBUFFERED="1",
         )
         env.update({f"RECONCILER_{k.upper()}": v for k, v in {**self.settings, **extra}.items()})
