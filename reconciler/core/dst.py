@@ -1,111 +1,136 @@
-"""Wall-clock cron across daylight-saving transitions: once per wall time, never twice.
+"""The trigger the daemon's APScheduler calls for cron jobs: a thin adapter over the
+schedule engine (core.schedule), so the daemon fires exactly what the preview lists.
 
-APScheduler 3's CronTrigger matches the wall clock of its time zone, so on the autumn
-transition, when an hour repeats (Europe/Berlin, 2026-10-25: 02:00-02:59 CEST, then
-02:00-02:59 again as CET), a cron such as `30 2 * * *` fires TWICE (upstream #606,
-#1021; Kubernetes #121594). `WallClockCronTrigger` applies vixie-cron's rule instead:
-
-- AUTUMN (a wall time repeats): a cron whose HOUR field is not `*` (`30 2 * * *`,
-  `0 */2 * * *`, `*/15 2 * * *`) names wall times; it fires at the FIRST occurrence of a
-  repeated wall time only, and skips the second (fold=1). A cron whose hour field is `*`
-  (`*/15 * * * *`, `0 * * * *`, `*/30 * * * * *`) keeps firing through the repeated hour,
-  because real time passes: `*/15 * * * *` fires 8 times between 02:00 CEST and 02:45 CET.
-  The second occurrence is kept when the first could not have been a fire of this
-  trigger: before its `start_date`, or before `now` when the trigger is started fresh
-  (no previous fire: a job added or resumed during the repeated hour).
-- SPRING (a wall time does not exist: 02:00-02:59 on 2026-03-29 is skipped): unchanged
-  from APScheduler. A fixed-hour cron of the skipped hour fires ONCE, shifted by the gap
-  (`30 2 * * *` at 03:30 CEST, the instant 02:30 "would have been"); a wildcard-hour
-  cron simply has no slots in the missing hour (`*/15 * * * *`: 01:45 CET, then 03:00
-  CEST).
-- Zones without transitions (UTC, the default) behave exactly like CronTrigger.
+APScheduler 3's own CronTrigger is not used for any fire time: it skips the day after a
+spring-forward (`0 0 * * *` in Berlin: 2027-03-28, then 03-30; upstream #606, #529) and
+fires twice in an autumn repeat (#1021).
 
 Contract for the job store: this class is pickled BY NAME into `apscheduler_jobs`
 (`reconciler.core.dst:WallClockCronTrigger`), and APScheduler 3 deletes rows it cannot
-unpickle: this module and this name never move. Its pickled state is CronTrigger's own
-(nothing is added). Its repr is CronTrigger's with this class name (the fingerprint the
-drift check compares): stable for equal specs, and different from a plain CronTrigger's,
-so rows written before this class existed are repaired once into it.
+unpickle: this module and this name never move. Its pickled state is small and
+versioned: {"version": 3, "cron", "timezone", "dst", "start", "end", "jitter"}.
+Rows written by older builds hold version 2, CronTrigger's own state (this class was
+a CronTrigger subclass): they still unpickle and fire by the engine (their fields read
+as a field map, APScheduler's meaning), and their repr differs from any new trigger's,
+so the reconciler's drift check rewrites each of them once. None is ever deleted.
+
+The repr is the fingerprint the drift check compares: equal for equal schedules, and it
+names every field that changes a fire time.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, tzinfo
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
-from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.base import BaseTrigger
 
-_HOUR = CronTrigger.FIELD_NAMES.index("hour")
-_MAX_SKIPS = 4  # a pathological zone cannot loop us: one skip per transition is the norm
+from reconciler.core.schedule import CronSchedule, DstPolicy, Gap, Repeat
+from reconciler.spec.cron import compile_cron
+
+_STATE_VERSION = 3
 
 
-class WallClockCronTrigger(CronTrigger):
-    """CronTrigger firing once per wall time across DST (see the module doc).
+class WallClockCronTrigger(BaseTrigger):
+    """A cron schedule (string or field map) in a zone with a DST policy.
 
-    Same constructor, fields, pickled state and `from_crontab` as CronTrigger.
-    """
+    `get_next_fire_time(previous, now)`: with a previous fire, the first fire strictly
+    after it (APScheduler then counts the missed ones); without, the first at or after
+    `now`. Jitter, if any, is added after the slot is chosen (APScheduler's rule)."""
+
+    __slots__ = ("_schedule", "cron", "dst", "end", "jitter", "start", "timezone")
+
+    def __init__(
+        self,
+        *,
+        cron: str | Mapping[str, str | int],
+        timezone: str,
+        dst: DstPolicy | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        jitter: int | None = None,
+    ) -> None:
+        self.cron = cron if isinstance(cron, str) else dict(sorted(cron.items()))
+        self.timezone = timezone
+        self.dst = dst
+        self.start = start
+        self.end = end
+        self.jitter = jitter or None
+        self._schedule = self._make_schedule()
+
+    def _make_schedule(self) -> CronSchedule:
+        return CronSchedule(
+            compile_cron(self.cron),
+            zone=self.timezone,
+            policy=self.dst,
+            start=self.start,
+            end=self.end,
+        )
+
+    @property
+    def schedule(self) -> CronSchedule:
+        return self._schedule
 
     def get_next_fire_time(
         self, previous_fire_time: datetime | None, now: datetime
     ) -> datetime | None:
-        plain = self._without_jitter()
-        moment = plain.get_next_fire_time(previous_fire_time, now)
-        for _ in range(_MAX_SKIPS):
-            if moment is None or not self._skips(moment, fresh=previous_fire_time is None, now=now):
-                break
-            moment = plain.get_next_fire_time(moment, moment)
-        if moment is None:
+        if previous_fire_time is not None:
+            fire = self._schedule.next_fire(previous_fire_time)
+        else:
+            fire = self._schedule.next_fire(now, inclusive=True)
+        if fire is None:
             return None
-        # Read on the zone's clock (APScheduler hands back the spring gap as 02:30+01:00).
-        moment = moment.astimezone(UTC).astimezone(self.timezone)
-        moment = self._apply_jitter(moment, self.jitter, now)
-        return min(moment, self.end_date) if self.end_date else moment
+        moment = fire.at
+        if self.jitter:
+            moment = self._apply_jitter(moment, self.jitter, now)
+        return moment
 
-    def hour_is_wildcard(self) -> bool:
-        """True for an hour field of `*`: the cron follows real time, not wall times."""
-        return str(self.fields[_HOUR]) == "*"
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            "version": _STATE_VERSION,
+            "cron": self.cron,
+            "timezone": self.timezone,
+            "dst": None if self.dst is None else (self.dst.gap.value, self.dst.repeat.value),
+            "start": self.start,
+            "end": self.end,
+            "jitter": self.jitter,
+        }
 
-    def _skips(self, moment: datetime, *, fresh: bool, now: datetime) -> bool:
-        """True when `moment` is the second occurrence of a repeated wall time whose first
-        occurrence this trigger fired (or would have fired) already."""
-        if self.hour_is_wildcard():
-            return False
-        first = earlier_occurrence(moment, self.timezone)
-        if first is None:
-            return False
-        # In UTC: two datetimes of one zone compare by wall time, ignoring fold (PEP 495).
-        if self.start_date is not None and first < self.start_date.astimezone(UTC):
-            return False
-        return not (fresh and first < now.astimezone(UTC))
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if state.get("version", 0) < _STATE_VERSION:
+            state = _from_cron_trigger_state(state)
+        dst = state["dst"]
+        self.cron = state["cron"]
+        self.timezone = state["timezone"]
+        self.dst = None if dst is None else DstPolicy(Gap(dst[0]), Repeat(dst[1]))
+        self.start = state["start"]
+        self.end = state["end"]
+        self.jitter = state["jitter"]
+        self._schedule = self._make_schedule()
 
-    def _without_jitter(self) -> CronTrigger:
-        # Skips are decided on the schedule's own slots; jitter is added afterwards.
-        # Built lazily and never pickled (CronTrigger.__getstate__ lists its fields).
-        plain: CronTrigger | None = self.__dict__.get("_plain")
-        if plain is None:
-            state: dict[str, Any] = dict(CronTrigger.__getstate__(self))
-            state["jitter"] = None
-            plain = CronTrigger.__new__(CronTrigger)
-            plain.__setstate__(state)
-            self.__dict__["_plain"] = plain
-        return plain
-
-
-def earlier_occurrence(moment: datetime, zone: tzinfo) -> datetime | None:
-    """If `moment` is the SECOND occurrence of its wall time in `zone` (the hour repeated
-    when the clocks go back), the first one, in UTC; else None (also for a wall time that does
-    not exist, the spring gap, which has no occurrence at all)."""
-    wall = moment.astimezone(zone).replace(tzinfo=None)
-    first = wall.replace(tzinfo=zone, fold=0)
-    second = wall.replace(tzinfo=zone, fold=1)
-    if first.utcoffset() == second.utcoffset():
-        return None  # not ambiguous
-    if _wall_of(first, zone) != wall or _wall_of(second, zone) != wall:
-        return None  # the gap: neither reading exists
-    if moment.astimezone(UTC) != second.astimezone(UTC):
-        return None  # this IS the first occurrence
-    return first.astimezone(UTC)
+    def __repr__(self) -> str:
+        parts = [f"cron={self.cron!r}", f"timezone={self.timezone!r}"]
+        if self.dst is not None:
+            parts.append(f"dst={self.dst.gap.value}/{self.dst.repeat.value}")
+        if self.start is not None:
+            parts.append(f"start={self.start.isoformat()!r}")
+        if self.end is not None:
+            parts.append(f"end={self.end.isoformat()!r}")
+        if self.jitter:
+            parts.append(f"jitter={self.jitter}")
+        return f"<{type(self).__name__} ({', '.join(parts)})>"
 
 
-def _wall_of(moment: datetime, zone: tzinfo) -> datetime:
-    return moment.astimezone(UTC).astimezone(zone).replace(tzinfo=None)
+def _from_cron_trigger_state(state: Mapping[str, Any]) -> dict[str, Any]:
+    """An older build's row: APScheduler's CronTrigger state (version 2), its fields
+    read back as the field map they are (APScheduler's own meaning)."""
+    fields = {field.name: str(field) for field in state["fields"]}
+    return {
+        "cron": fields,
+        "timezone": str(state["timezone"]),
+        "dst": None,
+        "start": state.get("start_date"),
+        "end": state.get("end_date"),
+        "jitter": state.get("jitter"),
+    }

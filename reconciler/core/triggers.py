@@ -19,7 +19,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from reconciler.core.dst import WallClockCronTrigger
 from reconciler.core.memo import IdentityMemo
-from reconciler.spec.cron import cron_fields
+from reconciler.core.schedule import DstPolicy, Fire, Placement, resolve_policy
+from reconciler.spec.cron import compile_cron
 from reconciler.spec.model import CronSchedule, IntervalSchedule, JobSpec
 
 INTERVAL_ANCHOR = datetime(2000, 1, 1, tzinfo=UTC)
@@ -39,6 +40,7 @@ def _timing_key(spec: JobSpec, with_jitter: bool) -> tuple[object, ...]:
     return (
         _schedule_text(spec.schedule),
         spec.timezone,
+        spec.dst,
         spec.start,
         spec.end,
         spec.jitter_seconds if with_jitter else 0,
@@ -62,7 +64,7 @@ def _memo_trigger(key: tuple[object, ...], spec: JobSpec) -> BaseTrigger:
     if trigger is None:
         if len(_TRIGGERS) >= _TRIGGERS_MAX:
             _TRIGGERS.clear()  # crude but bounded; a rebuild is only a cost
-        trigger = _TRIGGERS[key] = _build(spec, with_jitter=bool(key[4]))
+        trigger = _TRIGGERS[key] = _build(spec, with_jitter=bool(key[5]))
     return trigger
 
 
@@ -73,9 +75,13 @@ def _build(spec: JobSpec, *, with_jitter: bool) -> BaseTrigger:
     jitter = spec.jitter_seconds or None if with_jitter else None
     schedule = spec.schedule
     if isinstance(schedule, CronSchedule):
-        source = schedule.cron if isinstance(schedule.cron, str) else schedule.cron.as_mapping()
         return WallClockCronTrigger(
-            timezone=zone, start_date=start, end_date=end, jitter=jitter, **cron_fields(source)
+            cron=cron_source(schedule),
+            timezone=spec.timezone,
+            dst=dst_policy(spec),
+            start=start,
+            end=end,
+            jitter=jitter,
         )
     if isinstance(schedule, IntervalSchedule):
         return IntervalTrigger(
@@ -86,6 +92,18 @@ def _build(spec: JobSpec, *, with_jitter: bool) -> BaseTrigger:
             jitter=jitter,
         )
     return DateTrigger(run_date=spec.zoned(schedule.at), timezone=zone)
+
+
+def cron_source(schedule: CronSchedule) -> str | dict[str, str | int]:
+    return schedule.cron if isinstance(schedule.cron, str) else schedule.cron.as_mapping()
+
+
+def dst_policy(spec: JobSpec) -> DstPolicy | None:
+    """The job's explicit DST policy (its defaults filled in), None when it has none."""
+    if spec.dst is None or not isinstance(spec.schedule, CronSchedule):
+        return None
+    pattern = compile_cron(cron_source(spec.schedule))
+    return resolve_policy(pattern, gap=spec.dst.gap, repeat=spec.dst.repeat)
 
 
 def describe_trigger(trigger: object) -> str:
@@ -108,8 +126,7 @@ def has_open_end(spec: JobSpec) -> bool:
         return False
     if isinstance(spec.schedule, IntervalSchedule):
         return True
-    cron = spec.schedule.cron
-    return "year" not in cron_fields(cron if isinstance(cron, str) else cron.as_mapping())
+    return compile_cron(cron_source(spec.schedule)).years is None
 
 
 def next_fire_times(spec: JobSpec, *, after: datetime, count: int = 3) -> tuple[datetime, ...]:
@@ -129,6 +146,8 @@ _FIRES: dict[tuple[object, ...], tuple[datetime, ...]] = {}
 
 
 def _compute_fire_times(trigger: BaseTrigger, after: datetime, count: int) -> tuple[datetime, ...]:
+    if isinstance(trigger, WallClockCronTrigger):  # the engine, with no aware arithmetic
+        return tuple(fire.at for fire in trigger.schedule.fires(after, count))
     times: list[datetime] = []
     previous: datetime | None = None
     moment = after + _EPSILON
@@ -141,6 +160,18 @@ def _compute_fire_times(trigger: BaseTrigger, after: datetime, count: int) -> tu
             times.append(upcoming)
             moment = upcoming + _EPSILON
     return tuple(times)
+
+
+def upcoming_fires(spec: JobSpec, *, after: datetime, count: int) -> list[Fire]:
+    """The next `count` fires strictly after `after`, with how DST placed each (for
+    `reconcile next` and the API). Computed by the same trigger the daemon runs."""
+    trigger = build_trigger(spec, with_jitter=False)
+    if isinstance(trigger, WallClockCronTrigger):
+        return trigger.schedule.fires(after, count)
+    return [
+        Fire(at=at, wall=at.replace(tzinfo=None), placement=Placement.NORMAL)
+        for at in next_fire_times(spec, after=after, count=count)
+    ]
 
 
 def first_fire_after(spec: JobSpec, *, now: datetime) -> datetime | None:

@@ -13,17 +13,17 @@ point at the right line. Contracts:
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 
 from reconciler.settings import Settings
-from reconciler.spec.cron import cron_fields
+from reconciler.spec.cron import CronPattern, compile_cron
 from reconciler.spec.diagnostics import Diagnostic
-from reconciler.spec.model import CronSchedule, JobSpec, utc_cron_trigger
+from reconciler.spec.model import CronSchedule, JobSpec
 
 # Celery's built-ins (celery.chord_unlock, celery.backend_cleanup, celery.group ...) run
 # whatever signatures they are given: never allowed, whatever the allowlist says.
@@ -97,62 +97,48 @@ def _task_message(task: str, settings: Settings) -> str:
 def cron_fires(spec: JobSpec, *, now: datetime) -> bool:
     """True if the cron schedule of `spec` has a fire time after max(now, start).
 
-    Cheap first: whether the expression without its year can ever match a date is a
-    property of the expression alone (memoised; see `_calendar_allows`). Only a cron
-    with a year or a start is then searched from max(now, start), over 400 years at
-    most: APScheduler's own search runs to the year 9999 and takes 0.2-0.9 s for an
-    impossible date."""
+    Cheap first: whether the pattern can ever match a wall time is a property of the
+    expression alone (memoised; see `_calendar_allows`). Only a cron with a year or a
+    start is then searched from max(now, start) by the schedule engine (401 years at
+    most, the Gregorian cycle)."""
     assert isinstance(spec.schedule, CronSchedule)
     cron = spec.schedule.cron
-    source = cron if isinstance(cron, str) else cron.as_mapping()
-    if isinstance(source, str):
-        return _calendar_allows(source)
-    yearless = tuple(sorted((k, v) for k, v in source.items() if k != "year"))
-    if yearless and not _calendar_allows(yearless):
+    pattern = compile_cron(cron if isinstance(cron, str) else cron.as_mapping())
+    if not _calendar_allows(pattern):
         return False
-    if spec.start is None and "year" not in source:
+    if spec.start is None and pattern.years is None:
         return True
-    fields = tuple(sorted(cron_fields(source).items()))
+    # Imported late: the engine lives in the core, which imports the spec.
+    from reconciler.core.triggers import build_trigger
+
     start = spec.zoned(spec.start) if spec.start is not None else now
-    return _next_fire(fields, spec.timezone, max(start, now), years=_HORIZON_YEARS) is not None
+    trigger = build_trigger(spec, with_jitter=False)
+    return trigger.get_next_fire_time(None, max(start, now)) is not None
 
 
 @lru_cache(maxsize=4096)
-def _calendar_allows(cron: str | tuple[tuple[str, str | int], ...]) -> bool:
-    """Whether a cron without a year field matches any instant at all.
+def _calendar_allows(pattern: CronPattern) -> bool:
+    """Whether a pattern, its years aside, matches any wall time at all.
 
-    Searched from 2000-01-01 (a leap year: every month/day pair exists) in UTC, over:
-    - 1 year when the weekday is free: each date occurs in 2000;
+    Searched from 2000-01-01 (a leap year: every month/day pair exists) over:
+    - 1 year when the weekday and ISO week are free: each date occurs in 2000;
     - 29 years when the weekday is restricted: every date, 29 February included, falls
       on every weekday within 28 years (2000-2028 has no skipped leap year);
     - 401 years when an ISO week is given (the Gregorian calendar repeats every 400).
-    Memoised: jobs share expressions, and the answer depends on the expression alone
-    (in UTC; a local time inside a DST gap exists on the other days of the year)."""
-    fields = cron_fields(cron if isinstance(cron, str) else dict(cron))
-    if "week" in fields:
+    A wall time inside a DST gap exists on the other days of the year, so the zone does
+    not matter here."""
+    from reconciler.core.schedule import next_wall
+
+    days = pattern.days
+    if days.weeks is not None:
         years = _HORIZON_YEARS
-    elif fields.get("day_of_week", "*") == "*":
+    elif days.dow == frozenset(range(7)) and not days.dow_positions:
         years = 1
     else:
         years = 29
-    start = datetime(2000, 1, 1, tzinfo=UTC)
-    return _next_fire(tuple(sorted(fields.items())), "UTC", start, years=years) is not None
-
-
-def _next_fire(
-    fields: tuple[tuple[str, str], ...], timezone: str, start: datetime, *, years: int
-) -> datetime | None:
-    from apscheduler.triggers.cron import CronTrigger
-
-    horizon = start.replace(year=min(start.year + years, 9999), month=1, day=1)
-    if timezone == "UTC":
-        # The trigger validation built (its fields compiled once), bounded by a copy.
-        trigger = copy.copy(utc_cron_trigger(fields))
-        trigger.end_date = horizon
-    else:
-        trigger = CronTrigger(timezone=timezone, end_date=horizon, **dict(fields))
-    fire: datetime | None = trigger.get_next_fire_time(None, start)
-    return fire
+    yearless = dataclasses.replace(pattern, years=None)
+    start = datetime(2000, 1, 1)
+    return next_wall(yearless, start, datetime(2000 + years, 1, 1)) is not None
 
 
 def find_duplicate_names(sites: Iterable[NameSite]) -> list[Diagnostic]:

@@ -38,6 +38,7 @@ CODES: dict[str, str] = {
     "CRON_SYNTAX": "the cron expression is invalid",
     "CRON_NEVER_FIRES": "the schedule has no future fire time",
     "UNKNOWN_TIMEZONE": "the time zone is not in the IANA database",
+    "HOST_TIMEZONE": "the time zone name depends on the host (localtime, posixrules, ...)",
     "UNKNOWN_QUEUE": "the queue is not one of the configured queues",
     "TASK_NOT_ALLOWED": "the task is not on the allowlist (celery.* never is)",
     "DUPLICATE_JOB": "two documents declare the same job name",

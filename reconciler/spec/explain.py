@@ -46,6 +46,7 @@ _CODES = {
     "missing": "MISSING_FIELD",
     "cron_syntax": "CRON_SYNTAX",
     "unknown_timezone": "UNKNOWN_TIMEZONE",
+    "host_timezone": "HOST_TIMEZONE",
     "start_after_end": "START_AFTER_END",
 }
 _NAME_RULE = (

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import re
 from datetime import datetime
-from functools import lru_cache
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -32,7 +31,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from reconciler.spec.cron import CronSyntaxError, cron_fields
+from reconciler.spec.cron import CronSyntaxError, compile_cron
+from reconciler.spec.zonenames import is_host_dependent
 
 SCHEMA_VERSION = 1
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,126}[a-z0-9])?$"
@@ -78,11 +78,8 @@ class CronSchedule(_Frozen):
     @classmethod
     def _parse(cls, value: str | CronFieldMap) -> str | CronFieldMap:
         try:
-            if isinstance(value, str):
-                _check_cron_text(value)
-            else:
-                _build_cron_trigger(cron_fields(value.as_mapping()))
-        except (CronSyntaxError, ValueError, TypeError) as error:
+            compile_cron(value if isinstance(value, str) else value.as_mapping())
+        except CronSyntaxError as error:
             why = {"why": str(error)}
             raise PydanticCustomError("cron_syntax", "invalid cron: {why}", why) from None
         return value
@@ -90,6 +87,24 @@ class CronSchedule(_Frozen):
     @property
     def kind(self) -> Literal["cron"]:
         return "cron"
+
+
+class DstPolicySpec(_Frozen):
+    """`dst: {gap: shift|next|skip, repeat: first|last|both}`: where a cron's wall times
+    land when the clocks jump. Omitted: Vixie cron's rule, {gap: next, repeat: first} for
+    fixed-time crons, {gap: skip, repeat: both} (real time) when the minute or hour field
+    starts with `*`."""
+
+    gap: Literal["shift", "next", "skip"] | None = Field(
+        default=None,
+        description="A wall time the spring jump skips: run shifted by the jump, once at "
+        "the jump, or not at all",
+    )
+    repeat: Literal["first", "last", "both"] | None = Field(
+        default=None,
+        description="A wall time the autumn fall-back repeats: run at its first, its last, "
+        "or both occurrences",
+    )
 
 
 class Interval(_Frozen):
@@ -168,6 +183,9 @@ class JobSpec(_Frozen):
     kwargs: dict[str, JsonValue] = Field(default_factory=dict)
     queue: StrictStr = "default"
     timezone: StrictStr = Field(default="UTC", description="IANA name; never the host's")
+    dst: DstPolicySpec | None = Field(
+        default=None, description="Cron only: DST policy (default: Vixie cron's rule)"
+    )
     paused: StrictBool = False
     misfire_grace_seconds: Seconds = Field(
         default=60, description="How late a fire may still run; later slots are recorded missed"
@@ -205,6 +223,13 @@ class JobSpec(_Frozen):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
+        if is_host_dependent(value):
+            raise PydanticCustomError(
+                "host_timezone",
+                "time zone {zone} depends on the host's configuration; name an IANA zone "
+                "such as Europe/Berlin",
+                {"zone": value},
+            )
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
@@ -228,6 +253,14 @@ class JobSpec(_Frozen):
         return value
 
     @model_validator(mode="after")
+    def _dst_for_cron_only(self) -> JobSpec:
+        if self.dst is not None and not isinstance(self.schedule, CronSchedule):
+            raise PydanticCustomError(
+                "invalid_value", "dst applies to cron schedules only (intervals follow real time)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _start_before_end(self) -> JobSpec:
         if self.start and self.end and self.zoned(self.start) >= self.zoned(self.end):
             raise PydanticCustomError("start_after_end", "start must be before end")
@@ -248,29 +281,3 @@ def _all_finite(value: Any) -> bool:
     if isinstance(value, list):
         return all(_all_finite(item) for item in value)
     return True
-
-
-@lru_cache(maxsize=4096)
-def _check_cron_text(expression: str) -> None:
-    # Memoised like `utc_cron_trigger`, one step earlier: parsing the text is not free.
-    _build_cron_trigger(cron_fields(expression))
-
-
-def _build_cron_trigger(fields: dict[str, str]) -> None:
-    """Raise ValueError (or TypeError) if APScheduler refuses the fields."""
-    utc_cron_trigger(tuple(sorted(fields.items())))
-
-
-@lru_cache(maxsize=4096)
-def utc_cron_trigger(fields: tuple[tuple[str, str], ...]) -> Any:
-    """APScheduler's CronTrigger of these fields in UTC; raises ValueError (or TypeError)
-    if APScheduler refuses them. Do not modify the result: it is shared.
-
-    Memoised: building a trigger compiles every field (~30-200 us), thousands of jobs
-    share a handful of expressions, and the "never fires" check (spec.checks) searches
-    the same trigger again. Only successes are cached; a refusal raises every time."""
-    # Imported late: APScheduler's trigger classes are pure, but importing the package
-    # costs ~30 ms, which `reconcile schema` should not pay.
-    from apscheduler.triggers.cron import CronTrigger
-
-    return CronTrigger(timezone="UTC", **dict(fields))
