@@ -36,12 +36,13 @@ COMMANDS = {
     "dev": "dev",
     "schema": "schema",
     "db": "db",
+    "next": "next",
 }
 # Commands that do one thing and exit. They run without CPython's cyclic collector: it
 # would only re-scan what they keep until they exit (0.3 s of a 10,000-job apply, and
 # as much again at exit, measured), and what they allocate is freed with the process.
 # The long-running ones (run, api, worker, dev) keep it.
-ONE_SHOT_COMMANDS = frozenset({"validate", "plan", "apply", "status", "schema", "db"})
+ONE_SHOT_COMMANDS = frozenset({"validate", "plan", "apply", "status", "schema", "db", "next"})
 
 
 def _command(name: str) -> ModuleType:

@@ -103,6 +103,13 @@ class Drift(_Out):
     detail: str
 
 
+class NextFire(_Out):
+    at: datetime = Field(description="On the job's zone's clock, with its UTC offset")
+    dst: str | None = Field(
+        description="Set when DST placed it: gap-next, gap-shift, repeat-first, repeat-second"
+    )
+
+
 class JobDetail(_Out):
     name: str
     task: str
@@ -120,6 +127,10 @@ class JobDetail(_Out):
     created_at: datetime
     updated_at: datetime
     next_fire_time: datetime | None
+    next_fires: list[NextFire] = Field(
+        description="The next fires from next_fire_time on, by the engine the daemon runs "
+        "(empty when paused, completed or unscheduled)"
+    )
     scheduled: bool = Field(description="An apscheduler_jobs row exists for the job")
     last_run: Run | None
     run_counts: dict[str, int] = Field(description="Runs in the ledger by status")

@@ -89,3 +89,30 @@ def quarantine_dict(row: Mapping[Any, Any]) -> dict[str, Any]:
         "last_seen": as_utc(row["last_seen"]),
         "diagnostics": redact(row["diagnostics"]),
     }
+
+
+NEXT_FIRES = 5
+
+
+def next_fires(spec: Mapping[str, Any], first: datetime | None) -> list[dict[str, Any]]:
+    """The next NEXT_FIRES fires of an applied spec from the scheduler's next run time on
+    (inclusive), computed by the same engine and trigger the daemon runs: [] when the
+    job has no next run time (paused, completed, unscheduled) or its spec does not load."""
+    from datetime import timedelta
+
+    from pydantic import ValidationError
+
+    from reconciler.core.triggers import upcoming_fires
+    from reconciler.spec.model import JobSpec
+
+    if first is None:
+        return []
+    try:
+        job = JobSpec.model_validate(spec)
+    except ValidationError:
+        return []
+    fires = upcoming_fires(job, after=first - timedelta(microseconds=1), count=NEXT_FIRES)
+    return [
+        {"at": f.at, "dst": None if f.placement.value == "normal" else f.placement.value}
+        for f in fires
+    ]

@@ -92,6 +92,11 @@ def test_job_detail(client: TestClient) -> None:
     assert job.spec["idempotency_key"] == "{job}-{date}"  # not a secret despite its name
     assert (job.source_file, job.source_line, job.revision) == ("billing/alpha.yaml", 1, "abc123")
     assert job.next_fire_time is not None and job.next_fire_time.timestamp() == NEXT_FIRE
+    # next_fires: the engine's slots of `*/5 * * * *` from the scheduler's next run time on.
+    steps = [fire.at.timestamp() - NEXT_FIRE for fire in job.next_fires]
+    first_slot = (-NEXT_FIRE) % 300  # NEXT_FIRE itself is not on the 5-minute grid
+    assert steps == [first_slot + 300 * n for n in range(5)]
+    assert {fire.dst for fire in job.next_fires} == {None}
     assert job.scheduled and job.drift is None and job.quarantine is None
     assert job.run_counts == {"succeeded": 1, "failed": 1, "published": 1}
     assert job.last_run is not None and job.last_run.id == ALPHA_RUNS[2]

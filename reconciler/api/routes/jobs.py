@@ -17,7 +17,7 @@ from reconciler.api.queries import runs as run_queries
 from reconciler.api.queries.jobs import JobFilter, count_jobs, drift_of, get_job, list_jobs
 from reconciler.api.responses import json_response
 from reconciler.api.scrub import redact_spec
-from reconciler.api.shape import as_utc, epoch_to_utc, schedule_summary
+from reconciler.api.shape import as_utc, epoch_to_utc, next_fires, schedule_summary
 
 router = APIRouter(
     prefix="/api/v1/jobs",
@@ -88,6 +88,7 @@ async def job_detail(request: Request, connection: Conn, name: params.JobName) -
         "created_at": as_utc(job["created_at"]),
         "updated_at": as_utc(job["updated_at"]),
         "next_fire_time": epoch_to_utc(record.next_run_time),
+        "next_fires": next_fires(spec, epoch_to_utc(record.next_run_time)),
         "scheduled": record.scheduled,
         "last_run": record.last_run,
         "run_counts": await run_queries.run_counts(connection, name),
