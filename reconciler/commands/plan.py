@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     plan = result.plan
+    _warn_past_one_offs(plan)
     fmt = getattr(args, "format", "text")
     if fmt == "json":
         print(render_json(plan))
@@ -62,3 +63,20 @@ def run(args: argparse.Namespace) -> int:
     if plan.refused:
         return EXIT_REFUSED
     return EXIT_CHANGES if plan.has_changes else EXIT_OK
+
+
+def _warn_past_one_offs(plan: object) -> None:
+    """AT_IN_PAST on stderr for each added or updated one-off job whose time has passed
+    (stdout stays the plan document, whatever the format)."""
+    from datetime import UTC, datetime
+
+    from reconciler.spec.checks import past_one_off
+
+    now = datetime.now(UTC)
+    for change in plan.changes:  # type: ignore[attr-defined]
+        if change.target is None:
+            continue
+        why = past_one_off(change.target.spec, now=now)
+        if why is not None:
+            where = f"{change.target.source}:{change.target.line}"
+            print(f"warning: {where}: AT_IN_PAST {change.job}: {why}", file=sys.stderr)

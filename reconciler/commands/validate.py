@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
-from reconciler.spec.diagnostics import render_text
-from reconciler.spec.loader import LoadResult, load_paths
+from reconciler.spec.diagnostics import Diagnostic, render_text
+from reconciler.spec.loader import LoadResult, load_paths, warnings_of
 
 HELP = "validate job files (default: the jobs folder); exit 0 valid, 1 invalid"
 
@@ -35,45 +36,56 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     paths = list(args.paths) or [settings.jobs_dir]
     result = load_paths(paths, settings=settings)
+    warnings = warnings_of(result, now=datetime.now(UTC))
     renderers = {"text": render_summary, "json": render_json, "markdown": render_markdown}
-    output = renderers[args.format](result)
+    output = renderers[args.format](result, warnings)
     sys.stdout.write(output + "\n")
     return 0 if result.valid else 1
 
 
-def render_summary(result: LoadResult) -> str:
-    """The diagnostics, then one summary line: `3 files, 7 jobs: valid`."""
+def render_summary(result: LoadResult, warnings: tuple[Diagnostic, ...] = ()) -> str:
+    """The diagnostics, the warnings, then one summary line: `3 files, 7 jobs: valid`."""
     counts = f"{_plural(result.files, 'file')}, {_plural(len(result.jobs), 'job')}"
+    warned = "".join(f"warning: {w.render()}\n" for w in warnings)
+    also = f", {_plural(len(warnings), 'warning')}" if warnings else ""
     if result.valid:
-        return f"{counts}: valid"
+        return f"{warned}{counts}: valid{also}"
     bad = _plural(len(result.quarantined), "file")
     problems = _plural(len(result.diagnostics), "error")
-    return f"{render_text(result.diagnostics)}\n{counts}: invalid, {problems} in {bad}"
+    errors = render_text(result.diagnostics)
+    return f"{errors}\n{warned}{counts}: invalid, {problems} in {bad}{also}"
 
 
-def render_json(result: LoadResult) -> str:
-    """{"valid", "files", "jobs", "errors": [{path, line, column, code, message}]}."""
-    document = {
+def render_json(result: LoadResult, warnings: tuple[Diagnostic, ...] = ()) -> str:
+    """{"valid", "files", "jobs", "errors": [{path, line, column, code, message}]}, and
+    "warnings" (the same form) when there are any."""
+    document: dict[str, object] = {
         "valid": result.valid,
         "files": result.files,
         "jobs": len(result.jobs),
         "errors": [diagnostic.as_dict() for diagnostic in result.diagnostics],
     }
+    if warnings:
+        document["warnings"] = [warning.as_dict() for warning in warnings]
     return json.dumps(document, indent=2)
 
 
-def render_markdown(result: LoadResult) -> str:
+def render_markdown(result: LoadResult, warnings: tuple[Diagnostic, ...] = ()) -> str:
     """A heading with the verdict and, when invalid, a table of the diagnostics."""
     counts = f"{_plural(result.files, 'file')}, {_plural(len(result.jobs), 'job')}"
+    warned = "".join(
+        f"\n\n> warning `{w.path}:{w.line}:{w.column}` `{w.code}` {_cell(w.message)}"
+        for w in warnings
+    )
     if result.valid:
-        return f"### Job files: valid\n\n{counts}."
+        return f"### Job files: valid\n\n{counts}.{warned}"
     rows = [
         f"| `{d.path}:{d.line}:{d.column}` | `{d.code}` | {_cell(d.message)} |"
         for d in result.diagnostics
     ]
     table = "\n".join(["| where | code | problem |", "| --- | --- | --- |", *rows])
     bad = _plural(len(result.quarantined), "file")
-    return f"### Job files: invalid\n\n{counts}; {bad} quarantined.\n\n{table}"
+    return f"### Job files: invalid\n\n{counts}; {bad} quarantined.\n\n{table}{warned}"
 
 
 def _cell(text: str) -> str:

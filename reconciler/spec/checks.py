@@ -23,7 +23,7 @@ from functools import lru_cache
 from reconciler.settings import Settings
 from reconciler.spec.cron import CronPattern, compile_cron
 from reconciler.spec.diagnostics import Diagnostic
-from reconciler.spec.model import CronSchedule, JobSpec
+from reconciler.spec.model import CronSchedule, DateSchedule, JobSpec
 
 # Celery's built-ins (celery.chord_unlock, celery.backend_cleanup, celery.group ...) run
 # whatever signatures they are given: never allowed, whatever the allowlist says.
@@ -57,6 +57,20 @@ def check_job(spec: JobSpec, *, settings: Settings, now: datetime) -> tuple[Find
         message = "this cron schedule never fires (no matching date, e.g. 31 February)"
         findings.append(Finding(("schedule", "cron"), "CRON_NEVER_FIRES", message))
     return tuple(findings)
+
+
+def past_one_off(spec: JobSpec, *, now: datetime) -> str | None:
+    """A WARNING, not a finding: the reason a one-off job whose `at` is not after `now`
+    never fires (it may have run already: that run stands). None for any other job."""
+    if not isinstance(spec.schedule, DateSchedule):
+        return None
+    at = spec.zoned(spec.schedule.at)
+    if at > now:
+        return None
+    return (
+        f"the one-off time {at.isoformat()} is in the past: the job is accepted as "
+        "completed and never fires (a run it already had stands)"
+    )
 
 
 def check_routing(task: object, queue: object, *, settings: Settings) -> tuple[Finding, ...]:

@@ -43,6 +43,7 @@ CODES: dict[str, str] = {
     "TASK_NOT_ALLOWED": "the task is not on the allowlist (celery.* never is)",
     "DUPLICATE_JOB": "two documents declare the same job name",
     "START_AFTER_END": "start is not before end",
+    "AT_IN_PAST": "warning only: a one-off `at` in the past (the job is completed, never fires)",
 }
 
 

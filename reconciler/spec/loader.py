@@ -36,6 +36,7 @@ from reconciler.spec.checks import (
     check_job,
     check_routing,
     find_duplicate_names,
+    past_one_off,
 )
 from reconciler.spec.diagnostics import Diagnostic
 from reconciler.spec.essence import essence, hash_essence
@@ -94,6 +95,16 @@ class LoadResult:
     def diagnostics(self) -> tuple[Diagnostic, ...]:
         """Every diagnostic of every quarantined file, sorted by path and position."""
         return tuple(sorted(d for group in self.quarantined.values() for d in group))
+
+
+def warnings_of(result: LoadResult, *, now: datetime) -> tuple[Diagnostic, ...]:
+    """Warnings about valid jobs (they never quarantine a file): AT_IN_PAST."""
+    found = []
+    for job in result.jobs:
+        why = past_one_off(job.spec, now=now)
+        if why is not None:
+            found.append(Diagnostic(job.source, job.line, job.column, "AT_IN_PAST", why))
+    return tuple(sorted(found))
 
 
 @dataclass(frozen=True, slots=True)
