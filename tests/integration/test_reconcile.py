@@ -221,3 +221,46 @@ def test_rows_are_apscheduler_rows(workspace: Workspace) -> None:
         assert job.next_run_time.timestamp() == stored
     finally:
         store.shutdown()
+
+
+def test_rows_written_by_older_builds_are_repaired_once_never_deleted(
+    workspace: Workspace,
+) -> None:
+    """Before the schedule engine, WallClockCronTrigger was a CronTrigger subclass: its
+    rows hold CronTrigger's state under the same class name. They load, and the drift
+    check rewrites each once into the engine's trigger."""
+    import copyreg
+    import io
+
+    from reconciler.core.dst import WallClockCronTrigger
+
+    seed(workspace, 2)
+    assert workspace.cli("apply").code == 0
+    old = CronTrigger(minute="*/5", timezone="UTC")
+
+    class OldBuild(pickle.Pickler):
+        def reducer_override(self, obj):
+            if obj is old:
+                return (
+                    copyreg._reconstructor,
+                    (WallClockCronTrigger, object, None),
+                    old.__getstate__(),
+                )
+            return NotImplemented
+
+    state = pickle.loads(
+        workspace.rows("select job_state from apscheduler_jobs where id = 'job1'")[0][0]
+    )
+    state["trigger"] = old
+    buffer = io.BytesIO()
+    OldBuild(buffer, pickle.HIGHEST_PROTOCOL).dump(state)
+    workspace.execute(
+        "update apscheduler_jobs set job_state = :state where id = 'job1'", state=buffer.getvalue()
+    )
+    assert actions(workspace) == [("repair", "job1")]
+    assert workspace.cli("apply").code == 0
+    assert actions(workspace) == []
+    rows = workspace.rows("select id, job_state from apscheduler_jobs order by id")
+    assert [r[0] for r in rows] == ["job0", "job1"]
+    repaired = pickle.loads(rows[1][1])["trigger"]
+    assert repr(repaired) == "<WallClockCronTrigger (cron='*/5 * * * *', timezone='UTC')>"
