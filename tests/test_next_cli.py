@@ -29,7 +29,7 @@ def test_a_job_from_the_job_files_as_json(tmp_path: Path) -> None:
     jobs = tmp_path / "jobs.d"
     jobs.mkdir()
     (jobs / "a.yaml").write_text(
-        "name: seed-weekdays\ntask: reconciler.tasks.noop\n"
+        "name: seed-weekdays\ntask: reconciler.tasks.example_task\n"
         "schedule: {cron: {day_of_week: '0-4', hour: 9}}\ntimezone: Australia/Lord_Howe\n"
     )
     done = run("seed-weekdays", "--from", "2027-10-01T12:00", "--count", "4", "--format", "json",

@@ -76,7 +76,7 @@ def _job_spec(args: argparse.Namespace) -> Any:
     dst = {k: v for k, v in (("gap", args.gap), ("repeat", args.repeat)) if v}
     document: dict[str, Any] = {
         "name": "cron",
-        "task": "reconciler.tasks.noop",
+        "task": "reconciler.tasks.example_task",
         "schedule": {"cron": args.cron},
         "timezone": args.timezone or "UTC",
     }

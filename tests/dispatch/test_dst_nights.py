@@ -79,7 +79,7 @@ def write_jobs(jobs_dir: Path) -> list[str]:
             name = f"{night}-{kind}"
             lines = [
                 f"name: {name}",
-                "task: reconciler.tasks.noop",
+                "task: reconciler.tasks.example_task",
                 f"schedule: {{cron: {cron}}}",
                 f"timezone: {zone}",
                 f"start: {day}T00:00:00",

@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 RECONCILE = str(Path(sys.executable).with_name("reconcile"))
-PAST = "name: once-past\ntask: reconciler.tasks.noop\nschedule: {at: 2020-01-01T00:00:00}\n"
-FUTURE = "name: once-later\ntask: reconciler.tasks.noop\nschedule: {at: 2999-01-01T00:00:00}\n"
+TASK = "task: reconciler.tasks.example_task\n"
+PAST = "name: once-past\n" + TASK + "schedule: {at: 2020-01-01T00:00:00}\n"
+FUTURE = "name: once-later\n" + TASK + "schedule: {at: 2999-01-01T00:00:00}\n"
 
 
 def reconcile(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
