@@ -279,7 +279,12 @@ def _add(wanted: DesiredJob, revision: Revision, *, now: datetime, fires: Fires)
         action="add",
         job=wanted.name,
         source=wanted.source,
-        reason=f"declared in {wanted.source}:{wanted.line}, not scheduled yet",
+        reason=f"declared in {wanted.source}:{wanted.line}, not scheduled yet"
+        + (
+            "; completed: no future fire time, it never fires"
+            if target.status == "completed"
+            else ""
+        ),
         only_after=wanted.essence,
         fires_after=fires(wanted.spec, now) if target.status == "active" else (),
         after_hash=wanted.spec_hash,

@@ -39,3 +39,5 @@ def test_validate_and_plan_warn_and_accept(tmp_path: Path) -> None:
     assert "AT_IN_PAST once-past" in plan.stderr and "once-later" not in plan.stderr
     changes = {c["job"]: c for c in json.loads(plan.stdout)["changes"]}
     assert set(changes) == {"once-past", "once-later"}
+    assert changes["once-past"]["reason"].endswith("completed: no future fire time, it never fires")
+    assert "completed" not in changes["once-later"]["reason"]
