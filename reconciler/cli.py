@@ -43,6 +43,9 @@ COMMANDS = {
 # as much again at exit, measured), and what they allocate is freed with the process.
 # The long-running ones (run, api, worker, dev) keep it.
 ONE_SHOT_COMMANDS = frozenset({"validate", "plan", "apply", "status", "schema", "db", "next"})
+# `--dry-run`, wherever it is placed, is `reconcile plan` for these; any other command
+# refuses it (usage error) rather than run for real.
+DRY_RUN_COMMANDS = frozenset({"plan", "apply"})
 
 
 def _command(name: str) -> ModuleType:
@@ -73,6 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
         sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
         _add_common(sub)
         module.add_arguments(sub)
+        if name in DRY_RUN_COMMANDS:
+            # SUPPRESS: `reconcile --dry-run apply` keeps the flag given before the command.
+            sub.add_argument(
+                "--dry-run",
+                action="store_true",
+                default=argparse.SUPPRESS,
+                help="show the plan, change nothing (exit codes of `reconcile plan`)",
+            )
     return parser
 
 
@@ -100,6 +111,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_ERROR
+    if getattr(args, "dry_run", False) and args.command not in DRY_RUN_COMMANDS:
+        # A dry run that runs for real is the worst bug a plan tool can have: refuse.
+        parser.error(
+            f"--dry-run means nothing for `reconcile {args.command}`; "
+            "it applies to `reconcile plan` and `reconcile apply` (the plan, no change)"
+        )
     if argv is None and args.command in ONE_SHOT_COMMANDS:
         gc.disable()  # the program itself (not a caller passing argv): it exits after
     logging.basicConfig(

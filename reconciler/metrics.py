@@ -26,7 +26,7 @@ from prometheus_client import Counter, Gauge, Histogram, Summary
 
 RECONCILE_TRIGGERS = ("watch", "resync", "startup", "cli")
 RECONCILE_OUTCOMES = ("succeeded", "failed", "refused")
-CHANGE_ACTIONS = ("add", "update", "pause", "resume", "remove", "repair")
+CHANGE_ACTIONS = ("add", "update", "pause", "resume", "rename", "remove", "repair")
 ERROR_KINDS = ("transient", "refused", "bug")
 # The inventory's statuses (reconciler.store.tables.JOB_STATUSES; a test keeps them equal).
 JOB_STATUSES = ("active", "paused", "completed")
@@ -56,8 +56,14 @@ RECONCILE_DURATION = Histogram(
 )
 RECONCILE_CHANGES = Counter(
     "reconciler_reconcile_changes_total",
-    "Changes applied, by action (add, update, pause, resume, remove, repair)",
+    "Changes applied, by action (add, update, pause, resume, rename, remove, repair)",
     ["action"],
+)
+PENDING_CHANGES = Gauge(
+    "reconciler_pending_changes",
+    "Changes the last pass found and did not apply (RECONCILER_SYNC=manual), by action",
+    ["action"],
+    multiprocess_mode="livemax",
 )
 RECONCILE_ERRORS = Counter(
     "reconciler_reconcile_errors_total",
@@ -193,6 +199,7 @@ def _init_closed_vocabularies() -> None:
             RECONCILE_RUNS.labels(trigger=trigger, outcome=outcome)
     for action in CHANGE_ACTIONS:
         RECONCILE_CHANGES.labels(action=action)
+        PENDING_CHANGES.labels(action=action)
     for kind in ERROR_KINDS:
         RECONCILE_ERRORS.labels(kind=kind)
     for status in JOB_STATUSES:

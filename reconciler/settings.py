@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -137,6 +137,17 @@ class Settings(BaseSettings):
         default=None, description="Name of this replica in leader records (default host:pid)"
     )
     log_level: str = Field(default="INFO", description="Logging level")
+    sync: Literal["auto", "manual"] = Field(
+        default="auto",
+        description="auto: the daemon applies the job files; manual: it only fires and "
+        "reports pending changes, `reconcile apply` is the only writer",
+    )
+    source: str = Field(
+        default="worktree",
+        pattern=r"^(worktree|git:[^\s]+)$",
+        description="worktree: the files on disk; git:REF (git:HEAD): the files as "
+        "committed at REF, never uncommitted edits",
+    )
 
     @model_validator(mode="before")
     @classmethod

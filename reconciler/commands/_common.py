@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reconciler.errors import ConfigError
@@ -18,6 +19,32 @@ def open_engine(settings: Settings) -> Engine:
     from reconciler.store.db import create_sync_engine
 
     return create_sync_engine(settings.database_url)
+
+
+def open_read_only_engine(settings: Settings) -> Engine:
+    """An engine that cannot write: a dry run must leave the database byte for byte as
+    it was. PostgreSQL: read-only transactions. SQLite: the file opened read-only, and
+    no file at all (an empty in-memory database) when there is none yet: planning
+    against nothing must not create one."""
+    import sqlalchemy as sa
+
+    from reconciler.store.db import create_sync_engine, is_sqlite
+
+    url = settings.database_url
+    if not is_sqlite(url):
+        engine = create_sync_engine(url)
+        return engine.execution_options(postgresql_readonly=True)
+    database = sa.engine.make_url(url).database
+    if not database or database == ":memory:":
+        return sa.create_engine("sqlite+pysqlite://")
+    path = Path(database).resolve()
+    if not path.exists():
+        return sa.create_engine("sqlite+pysqlite://")
+    # Not create_sync_engine: its WAL pragma is a write; busy_timeout waits for a writer.
+    return sa.create_engine(
+        f"sqlite+pysqlite:///file:{path}?mode=ro&uri=true",
+        connect_args={"timeout": 10},
+    )
 
 
 def schema_ready(engine: Engine) -> bool:

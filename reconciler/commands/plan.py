@@ -1,41 +1,60 @@
-"""`reconcile plan` (also `reconcile --dry-run`): what apply would do, changing nothing.
+"""`reconcile plan` (also `reconcile --dry-run`, `reconcile apply --dry-run`): what apply
+would do, changing nothing: no row, no table, not even a database file.
 
-Exit codes: 0 no changes, 2 changes, 1 error, 3 refused by a safety guard.
+Exit codes: 0 no changes, 2 changes, 1 error or a quarantined file (unless
+--allow-invalid), 3 refused by a safety guard.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from reconciler.commands._common import (
     add_format,
-    open_engine,
+    open_read_only_engine,
     require_jobs_dir,
     schema_ready,
     stdout_is_terminal,
 )
 
-HELP = "show what apply would change (a dry run); exit 0 none, 2 changes, 3 refused"
+HELP = "show what apply would change (a dry run); exit 0 none, 2 changes, 1 invalid, 3 refused"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_format(parser, "text", "json", "markdown")
+    add_plan_flags(parser)
+    parser.add_argument(
+        "--out",
+        metavar="FILE",
+        help="also save the plan (JSON) for `reconcile apply FILE`, which applies exactly it",
+    )
+
+
+def add_plan_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags plan shares with apply (so that `apply --dry-run` plans as apply would)."""
     parser.add_argument(
         "--allow-mass-delete",
         action="store_true",
-        help="plan as `apply --allow-mass-delete` would (no refusal for mass removal)",
+        help="allow removing all jobs or more than RECONCILER_MAX_DELETE_FRACTION of them",
+    )
+    parser.add_argument(
+        "--allow-invalid",
+        action="store_true",
+        help="quarantined (invalid) files are not an error: their jobs keep their last "
+        "applied spec, the other files apply (the daemon's semantics)",
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    from reconciler.cli import EXIT_CHANGES, EXIT_OK, EXIT_REFUSED, settings_from
+    from reconciler.cli import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, EXIT_REFUSED, settings_from
     from reconciler.core.render import render_json, render_markdown, render_text
     from reconciler.engine.reconcile import reconcile_once
 
     settings = settings_from(args)
     require_jobs_dir(settings)
-    engine = open_engine(settings)
+    engine = open_read_only_engine(settings)
     try:
         if not schema_ready(engine):
             print(
@@ -60,6 +79,20 @@ def run(args: argparse.Namespace) -> int:
         print(render_markdown(plan), end="")
     else:
         print(render_text(plan, colour=stdout_is_terminal()), end="")
+    out = getattr(args, "out", None)
+    if out:
+        Path(out).write_text(render_json(plan) + "\n", encoding="utf-8")
+        print(
+            f"Saved the plan to {out}; apply exactly it with `reconcile apply {out}`.",
+            file=sys.stderr,
+        )
+    if plan.quarantined and not getattr(args, "allow_invalid", False):
+        print(
+            f"error: {len(plan.quarantined)} job file(s) are invalid (quarantined); fix them, "
+            "or pass --allow-invalid to plan the valid files only",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
     if plan.refused:
         return EXIT_REFUSED
     return EXIT_CHANGES if plan.has_changes else EXIT_OK

@@ -13,7 +13,7 @@ updated or removed, only repaired back to that spec if their scheduler row is lo
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -38,8 +38,8 @@ from reconciler.spec.diagnostics import Diagnostic
 from reconciler.spec.essence import canonical_json
 from reconciler.spec.model import JobSpec
 
-Action = Literal["add", "update", "pause", "resume", "remove", "repair"]
-ACTIONS: tuple[Action, ...] = ("add", "update", "pause", "resume", "remove", "repair")
+Action = Literal["add", "update", "pause", "resume", "rename", "remove", "repair"]
+ACTIONS: tuple[Action, ...] = ("add", "update", "pause", "resume", "rename", "remove", "repair")
 SENSITIVE = "(sensitive)"
 # Fields whose change moves the fire times: the plan shows next fires before/after.
 _TIMING_FIELDS = ("schedule", "timezone", "start", "end", "paused")
@@ -71,6 +71,10 @@ class Change:
     before_hash: str | None = None
     after_hash: str | None = None
     target: Target | None = None
+    renamed_from: str | None = None  # rename: the job's previous name
+    # What the plan hash covers of the job before and after: content, never the reason.
+    before_key: str | None = None
+    after_key: str | None = None
 
     @cached_property
     def diffs(self) -> tuple[FieldDiff, ...]:
@@ -118,6 +122,7 @@ class Plan:
     refused: str | None = None
     plan_hash: str = ""
     summary: Mapping[str, int] = field(default_factory=dict)
+    hints: tuple[str, ...] = ()  # for people: "looks like a rename" ...
 
     @property
     def has_changes(self) -> bool:
@@ -192,11 +197,23 @@ def make_plan(
             and name not in actual.inventory
             and name not in desired.jobs
         )
+    renames = _find_renames(desired, actual, examine)
+    examine.update(renames)  # a renamed job's old name is decided with its new one
+    renamed_to = {new: old for old, new in renames.items()}
     changes: list[Change] = []
     unsettled: set[str] = set()
     for name in sorted(examine):
         wanted, have = desired.jobs.get(name), actual.inventory.get(name)
-        change = _verdict(wanted, have, actual, desired.revision, frozen_files, now, fires)
+        if name in renames:
+            unsettled.add(name)
+            continue  # planned as the rename of its new name
+        if name in renamed_to and wanted is not None:
+            have = actual.inventory[renamed_to[name]]
+            change: Change | None = _compare(
+                wanted, have, actual, desired.revision, now=now, fires=fires
+            )
+        else:
+            change = _verdict(wanted, have, actual, desired.revision, frozen_files, now, fires)
         if change is not None:
             changes.append(change)
         if change is not None or (wanted is not None and _moves_with_time(wanted)):
@@ -234,6 +251,22 @@ def _verdict(
     return None  # a foreign row: reported, never planned
 
 
+def _find_renames(desired: DesiredState, actual: ActualState, examine: set[str]) -> dict[str, str]:
+    """old name -> new name, for each examined job that declares `previous_names` and is
+    not in the inventory yet while one of its previous names is (and is no longer
+    declared itself). The first such previous name wins."""
+    renames: dict[str, str] = {}
+    for name in examine:
+        wanted = desired.jobs.get(name)
+        if wanted is None or not wanted.spec.previous_names or name in actual.inventory:
+            continue
+        for old in wanted.spec.previous_names:
+            if old in actual.inventory and old not in desired.jobs and old not in renames:
+                renames[old] = name
+                break
+    return renames
+
+
 def _moves_with_time(wanted: DesiredJob) -> bool:
     """Whether the job's status may change with the clock alone (see DesiredJob.status)."""
     return not (wanted.open_ended or wanted.spec.paused)
@@ -260,17 +293,36 @@ def actual_after(
     """The actual state once `plan` is applied: what reading both tables back would
     give, given the scheduler rows apply wrote (as they would be decoded). Rows the
     plan did not touch stay the same objects."""
-    touched = [change.job for change in plan.changes]
+    touched = touched_jobs(plan)
     inventory = DerivedDict(actual.inventory, base=actual.inventory, changed=touched)
     scheduler = DerivedDict(actual.scheduler, base=actual.scheduler, changed=touched)
     for change in plan.changes:
         if change.action == "remove":
             inventory.pop(change.job, None)
             scheduler.pop(change.job, None)
+        if change.renamed_from is not None:
+            inventory.pop(change.renamed_from, None)
+            scheduler.pop(change.renamed_from, None)
         elif change.target is not None and change.action != "repair":
             inventory[change.job] = change.target.inventory_row()
     scheduler.update(written)
     return ActualState(inventory=inventory, scheduler=scheduler)
+
+
+def _content_key(spec_hash: str, status: str, source: str | None) -> str:
+    """A job's content as the plan hash sees it: what apply would leave, or found."""
+    return f"{spec_hash}|{status}|{source}"
+
+
+def _have_key(have: InventoryRow) -> str:
+    return _content_key(have.spec_hash, have.status, have.source_file)
+
+
+def touched_jobs(plan: Plan) -> list[str]:
+    """Every job name a plan writes: its changes' jobs and the old names of renames."""
+    names = [change.job for change in plan.changes]
+    names += (change.renamed_from for change in plan.changes if change.renamed_from)
+    return names
 
 
 def _add(wanted: DesiredJob, revision: Revision, *, now: datetime, fires: Fires) -> Change:
@@ -289,6 +341,7 @@ def _add(wanted: DesiredJob, revision: Revision, *, now: datetime, fires: Fires)
         fires_after=fires(wanted.spec, now) if target.status == "active" else (),
         after_hash=wanted.spec_hash,
         target=target,
+        after_key=_content_key(wanted.spec_hash, target.status, wanted.source),
     )
 
 
@@ -301,26 +354,21 @@ def _compare(
     now: datetime,
     fires: Fires,
 ) -> Change | None:
-    if wanted.spec_hash == have.spec_hash:
+    """The change from `have` to `wanted`; a rename when their names differ."""
+    renamed = wanted.name != have.name
+    if wanted.spec_hash == have.spec_hash and not renamed:
         status = wanted.status(now=now)
         if status != have.status:
-            target = _target(wanted, have.revision, False, now=now, keep=True, status=status)
-            return Change(
-                action="update",
-                job=wanted.name,
-                source=wanted.source,
-                reason=f"status {have.status} -> {status}"
-                + (" (no future fire time)" if status == "completed" else ""),
-                eager_diffs=(FieldDiff("status", have.status, status),),
-                before_hash=have.spec_hash,
-                after_hash=wanted.spec_hash,
-                target=target,
-            )
+            return _status_change(wanted, have, status, now=now)
+        if wanted.source != have.source_file:
+            return _moved(wanted, have, revision, now=now)
         return _repair_if_drifted(have, actual, wanted=wanted)
     diffs = tuple(_diff_fields(have.essence, wanted.essence))
+    if wanted.source != have.source_file:
+        diffs += (FieldDiff("source", have.source_file, wanted.source),)
     changed = {diff.path.split(".", 1)[0].split("[", 1)[0] for diff in diffs}
     timing = bool(changed & set(_TIMING_FIELDS))
-    action: Action = "update"
+    action: Action = "rename" if renamed else "update"
     if changed == {"paused"}:
         action = "pause" if wanted.spec.paused else "resume"
     target = _target(wanted, revision.commit, revision.dirty, now=now, keep=not timing)
@@ -329,21 +377,61 @@ def _compare(
         action=action,
         job=wanted.name,
         source=wanted.source,
-        reason=_update_reason(action, diffs, wanted.source),
+        reason=_update_reason(action, diffs, wanted.source, have.name),
         eager_diffs=diffs,
         fires_before=fires(before, now) if timing and have.status == "active" else (),
         fires_after=fires(wanted.spec, now) if timing and target.status == "active" else (),
         before_hash=have.spec_hash,
         after_hash=wanted.spec_hash,
         target=target,
+        renamed_from=have.name if renamed else None,
+        before_key=_have_key(have),
+        after_key=_content_key(wanted.spec_hash, target.status, wanted.source),
     )
 
 
-def _update_reason(action: Action, diffs: tuple[FieldDiff, ...], source: str) -> str:
+def _status_change(wanted: DesiredJob, have: InventoryRow, status: str, *, now: datetime) -> Change:
+    target = _target(wanted, have.revision, False, now=now, keep=True, status=status)
+    return Change(
+        action="update",
+        job=wanted.name,
+        source=wanted.source,
+        reason=f"status {have.status} -> {status}"
+        + (" (no future fire time)" if status == "completed" else ""),
+        eager_diffs=(FieldDiff("status", have.status, status),),
+        before_hash=have.spec_hash,
+        after_hash=wanted.spec_hash,
+        target=target,
+        before_key=_have_key(have),
+        after_key=_content_key(wanted.spec_hash, status, wanted.source),
+    )
+
+
+def _moved(wanted: DesiredJob, have: InventoryRow, revision: Revision, *, now: datetime) -> Change:
+    """The same job declared in another file: only its source changes; its scheduler
+    row keeps its next fire (no schedule effect)."""
+    target = _target(wanted, revision.commit, revision.dirty, now=now, keep=True)
+    return Change(
+        action="update",
+        job=wanted.name,
+        source=wanted.source,
+        reason=f"moved from {have.source_file} to {wanted.source}; no schedule effect",
+        eager_diffs=(FieldDiff("source", have.source_file, wanted.source),),
+        before_hash=have.spec_hash,
+        after_hash=wanted.spec_hash,
+        target=target,
+        before_key=_have_key(have),
+        after_key=_content_key(wanted.spec_hash, target.status, wanted.source),
+    )
+
+
+def _update_reason(action: Action, diffs: tuple[FieldDiff, ...], source: str, old: str) -> str:
     if action == "pause":
         return f"paused: true in {source}"
     if action == "resume":
         return f"paused: false in {source}; next fire computed from now"
+    if action == "rename":
+        return f"renamed from {old} (previous_names in {source}); history and next fire kept"
     fields = ", ".join(diff.path for diff in diffs[:5]) + (" ..." if len(diffs) > 5 else "")
     return f"spec changed in {source}: {fields}"
 
@@ -356,6 +444,7 @@ def _remove(have: InventoryRow) -> Change:
         reason=f"no longer declared in the jobs folder (was in {have.source_file})",
         only_before=have.essence,
         before_hash=have.spec_hash,
+        before_key=_have_key(have),
     )
 
 
@@ -403,7 +492,17 @@ def _repair_if_drifted(
         before_hash=have.spec_hash,
         after_hash=have.spec_hash,
         target=target,
+        before_key=_row_key(row),
+        after_key=_have_key(have),
     )
+
+
+def _row_key(row: SchedulerRow | None) -> str:
+    """A scheduler row as the plan hash sees it (a repair's "before")."""
+    if row is None:
+        return "row:missing"
+    timing = "paused" if row.next_run_time is None else "scheduled"
+    return f"row:{row.readable}|{row.func}|{row.fingerprint}|{timing}"
 
 
 def _target(
@@ -476,10 +575,6 @@ def _finish(
     summary: dict[str, int] = dict.fromkeys(ACTIONS, 0)
     for change in changes:
         summary[change.action] += 1
-    identity = {
-        "changes": [[c.action, c.job, c.before_hash, c.after_hash, c.reason] for c in changes],
-        "quarantined": sorted(desired.quarantined),
-    }
     return Plan(
         changes=tuple(changes),
         quarantined=desired.quarantined,
@@ -488,9 +583,57 @@ def _finish(
         managed_jobs=len(actual.inventory),
         desired_jobs=len(desired.jobs),
         refused=refused,
-        plan_hash=hashlib.sha256(canonical_json(identity).encode()).hexdigest(),
+        plan_hash=plan_hash(changes),
         summary=summary,
+        hints=_rename_hints(changes),
     )
+
+
+def plan_hash(changes: Iterable[Change]) -> str:
+    """The plan's identity: 64 hex digits, two halves. The first covers what the plan
+    does (each change's action, job, previous name and content after), the second what
+    it starts from (each changed job's content before). Never the reasons: rewording
+    one must not make an approved plan stale. The halves let `apply --plan-hash` tell a
+    different plan (the first half differs) from the same changes over a state that
+    moved (only the second differs)."""
+    intent, base = split_intent(list(changes))
+    return _digest(intent) + _digest(base)
+
+
+def split_intent(changes: list[Change]) -> tuple[list[list[Any]], list[list[Any]]]:
+    """What each change does, and the content it starts from, as hashed."""
+    intent = [[c.action, c.job, c.renamed_from, c.after_key] for c in changes]
+    base = [[c.job, c.before_key] for c in changes]
+    return intent, base
+
+
+def _digest(data: Any) -> str:
+    return hashlib.sha256(canonical_json(data).encode()).hexdigest()[:32]
+
+
+def _rename_hints(changes: list[Change]) -> tuple[str, ...]:
+    """A remove and an add of the same spec under another name look like a rename."""
+    removed = {
+        _without_name(c.only_before): c.job
+        for c in changes
+        if c.action == "remove" and c.only_before is not None
+    }
+    if not removed:
+        return ()
+    hints = []
+    for change in changes:
+        if change.action == "add" and change.only_after is not None:
+            old = removed.get(_without_name(change.only_after))
+            if old is not None:
+                hints.append(
+                    f"{old} -> {change.job} looks like a rename: add `previous_names: [{old}]` "
+                    f"to {change.job} to keep its history and next fire"
+                )
+    return tuple(hints)
+
+
+def _without_name(essence: Mapping[str, Any]) -> str:
+    return canonical_json({key: value for key, value in essence.items() if key != "name"})
 
 
 def _diff_fields(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[FieldDiff]:

@@ -14,7 +14,15 @@ from reconciler.core.plan import ACTIONS, Change, Plan
 from reconciler.spec.model import JobSpec
 
 FORMAT_VERSION = 1
-_SYMBOL = {"add": "+", "update": "~", "pause": "~", "resume": "~", "remove": "-", "repair": "!"}
+_SYMBOL = {
+    "add": "+",
+    "update": "~",
+    "pause": "~",
+    "resume": "~",
+    "rename": "~",
+    "remove": "-",
+    "repair": "!",
+}
 _COLOUR = {"+": "32", "~": "33", "-": "31", "!": "35"}
 
 
@@ -37,6 +45,7 @@ def plan_document(plan: Plan) -> dict[str, Any]:
             for path, diagnostics in sorted(plan.quarantined.items())
         ],
         "foreign": list(plan.foreign),
+        "hints": list(plan.hints),
     }
 
 
@@ -44,8 +53,11 @@ def _change_document(change: Change) -> dict[str, Any]:
     return {
         "action": change.action,
         "job": change.job,
+        "renamed_from": change.renamed_from,
         "source": change.source,
         "reason": change.reason,
+        # What the plan hash covers of this change (a saved plan is checked against it).
+        "content": {"before": change.before_key, "after": change.after_key},
         "diffs": [
             {"path": diff.path, "before": diff.before, "after": diff.after} for diff in change.diffs
         ],
@@ -58,7 +70,7 @@ def render_text(plan: Plan, *, colour: bool = False) -> str:
     paint = _painter(colour)
     lines = [f"Revision: {plan.revision.label()}", ""]
     if not plan.has_changes:
-        lines.append("No changes. The scheduler matches the job files.")
+        lines.append(_no_changes(plan))
     else:
         lines.append("Reconcile will perform these actions:")
         for change in plan.changes:
@@ -68,10 +80,21 @@ def render_text(plan: Plan, *, colour: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _no_changes(plan: Plan) -> str:
+    """ "No changes." says the scheduler matches the files only when every file is valid."""
+    if plan.quarantined:
+        return (
+            f"No changes for the valid files. {len(plan.quarantined)} file(s) are "
+            "QUARANTINED (invalid): their jobs keep their last applied spec."
+        )
+    return "No changes. The scheduler matches the job files."
+
+
 def _change_text(change: Change, paint: Any) -> list[str]:
     symbol = _SYMBOL[change.action]
     where = f"  ({change.source})" if change.source else ""
-    lines = [paint(symbol, f"  {symbol} {change.action:<7} {change.job}") + where]
+    renamed = f" (was {change.renamed_from})" if change.renamed_from else ""
+    lines = [paint(symbol, f"  {symbol} {change.action:<7} {change.job}") + renamed + where]
     lines.append(f"      # {change.reason}")
     if change.action != "add" and change.action != "remove":
         for diff in change.diffs:
@@ -97,6 +120,8 @@ def _trailer_text(plan: Plan) -> list[str]:
     if plan.foreign:
         lines += ["", "Foreign apscheduler_jobs rows (not ours, left alone):"]
         lines += [f"  {row_id}" for row_id in plan.foreign]
+    if plan.hints:
+        lines += ["", "Hints:"] + [f"  {hint}" for hint in plan.hints]
     counts = ", ".join(f"{plan.summary.get(action, 0)} to {action}" for action in ACTIONS)
     lines += ["", f"Plan: {counts}.", f"Plan hash: {plan.plan_hash}"]
     if plan.refused:
@@ -110,12 +135,15 @@ def render_markdown(plan: Plan) -> str:
     if plan.refused:
         lines += [f"> **Refused:** {plan.refused}", ""]
     if not plan.has_changes:
-        lines.append("**No changes.** The scheduler matches the job files.")
+        lines.append(
+            _no_changes(plan).replace("No changes", "**No changes", 1).replace(".", ".**", 1)
+        )
     else:
         lines += ["| action | job | source | reason |", "| --- | --- | --- | --- |"]
         for change in plan.changes:
+            renamed = f" (was `{change.renamed_from}`)" if change.renamed_from else ""
             lines.append(
-                f"| {_SYMBOL[change.action]} {change.action} | `{change.job}` "
+                f"| {_SYMBOL[change.action]} {change.action} | `{change.job}`{renamed} "
                 f"| `{change.source or ''}` | {_escape(change.reason)} |"
             )
         lines += ["", "<details><summary>Field changes and next fire times</summary>", ""]
@@ -127,8 +155,11 @@ def render_markdown(plan: Plan) -> str:
                 lines.append(f"- `{diagnostic.render()}`")
     if plan.foreign:
         lines += ["", "Foreign scheduler rows (left alone): " + ", ".join(plan.foreign)]
+    if plan.hints:
+        lines += ["", "**Hints:**", ""] + [f"- {_escape(hint)}" for hint in plan.hints]
     counts = " · ".join(f"{plan.summary.get(a, 0)} {a}" for a in ACTIONS)
-    lines += ["", f"**Plan:** {counts} — hash `{plan.plan_hash[:16]}`"]
+    # The whole hash: `reconcile apply --plan-hash` takes exactly this.
+    lines += ["", f"**Plan:** {counts}", "", f"Plan hash: `{plan.plan_hash}`"]
     return "\n".join(lines) + "\n"
 
 

@@ -6,7 +6,8 @@ Ordering does not matter for safety (everything commits together), only for the 
 - pausing writes next_run_time NULL (the row stays: APScheduler's own pause semantics);
 - resuming computes the next fire from now;
 - a completed job (no future fire) gets no row; an existing one is left to APScheduler,
-  which removes it after its last fire.
+  which removes it after its last fire;
+- a rename moves the inventory row, the next fire and the run history to the new name.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from reconciler.core.state import SchedulerJob
 from reconciler.core.triggers import first_fire_after
 from reconciler.store.inventory import (
     delete_inventory,
+    rename_inventory,
+    rename_ledger,
     upsert_inventory,
 )
 from reconciler.store.scheduler_rows import (
@@ -36,6 +39,14 @@ def apply_plan(connection: Connection, plan: Plan, *, now: datetime) -> list[Wri
     removed = [change.job for change in plan.changes if change.action == "remove"]
     delete_scheduler_rows(connection, removed)
     delete_inventory(connection, removed)
+    renames = {c.renamed_from: c.job for c in plan.changes if c.renamed_from is not None}
+    # A renamed job keeps its next fire (read under its old name, written under its new
+    # one) and its ledger: its slots so far are the new name's, so a slot fired under
+    # the old name is never fired again (the ledger is unique on job and slot).
+    carried = read_next_run_times(connection, list(renames))
+    delete_scheduler_rows(connection, list(renames))
+    rename_inventory(connection, renames)
+    rename_ledger(connection, renames)
 
     # An add names a job without an inventory row: its rows are expected to be new (the
     # fast path of a cold apply; store.db.upsert falls back to upserting when a row
@@ -53,6 +64,7 @@ def apply_plan(connection: Connection, plan: Plan, *, now: datetime) -> list[Wri
     upsert_inventory(connection, added, now=now, expect_new=True)
     upsert_inventory(connection, inventoried, now=now)
     kept = read_next_run_times(connection, [t.spec.name for t in others if t.keep_next_run_time])
+    kept.update((renames[old], moment) for old, moment in carried.items())
     new_rows = upsert_scheduler_rows(connection, _scheduled(added, {}, now), expect_new=True)
     return new_rows + upsert_scheduler_rows(connection, _scheduled(others, kept, now))
 

@@ -24,14 +24,17 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import Engine
 
+from reconciler.core.plan import Plan
 from reconciler.dispatch.service import FiringService
 from reconciler.engine.gauges import JobGauges
+from reconciler.engine.gitsource import SourceWatch
 from reconciler.engine.jobstore import OwnedJobStore
 from reconciler.engine.leader import LeaderElector
 from reconciler.engine.reconcile import (
@@ -39,7 +42,6 @@ from reconciler.engine.reconcile import (
     ReconcileResult,
     Trigger,
     reconcile_once,
-    record_failure,
 )
 from reconciler.engine.watch import JobsWatcher
 from reconciler.errors import RefusedError
@@ -101,6 +103,8 @@ class Daemon:
         self._failures = 0
         self.passes = 0
         self._gauges = JobGauges()
+        self._runtime: FiringRuntime | None = None
+        self._source = SourceWatch(settings)
 
     def run(self, stop: threading.Event) -> None:
         """Run until `stop` is set. Leads when it can, stands by otherwise."""
@@ -117,10 +121,11 @@ class Daemon:
     def _lead(self, stop: threading.Event) -> None:
         caches = ReconcileCaches()
         self._pass("startup", caches)
-        runtime = start_firing(engine=self._engine, service=self._make_service())
+        runtime = self._runtime = start_firing(engine=self._engine, service=self._make_service())
         try:
             self._loop(stop, caches, runtime)
         finally:
+            self._runtime = None
             runtime.stop()
             if self._elector.is_leader():
                 self._elector.release()
@@ -134,6 +139,8 @@ class Daemon:
         while not stop.is_set() and self._elector.is_leader():
             if self._wake.wait(timeout=settings.poll_interval):
                 self._wake.clear()
+                changed = True
+            if self._source.moved():  # RECONCILER_SOURCE=git:REF: a new commit
                 changed = True
             now = time.monotonic()
             trigger: Trigger | None = None
@@ -171,33 +178,41 @@ class Daemon:
     def _pass(self, trigger: Trigger, caches: ReconcileCaches) -> bool:
         """One reconcile pass. True when it did not fail (a refusal is not a failure to
         retry: it waits for the next change or resync)."""
-        started = time.monotonic()
         self.passes += 1
         try:
             result = reconcile_once(
                 self._engine,
                 self._settings,
                 trigger=trigger,
+                # manual sync: plan and record (pending changes, drift), never write jobs
+                apply=self._settings.sync == "auto",
+                record=True,
                 caches=caches,
                 instance=self._elector.instance_id,
+                write_guard=self._write_guard,
             )
         except RefusedError as error:
             log.error("reconcile refused: %s", error)
             return True
-        except Exception as error:  # recorded, retried with backoff
+        except Exception:  # recorded by the pass itself; retried with backoff
             self._failures += 1
             log.exception("reconcile pass (%s) failed", trigger)
-            record_failure(
-                self._engine,
-                trigger=trigger,
-                error=error,
-                started=started,
-                instance=self._elector.instance_id,
-            )
             return False
         self._failures = 0
         self._report(result, caches)
         return True
+
+    def _write_guard(self, plan: Plan) -> AbstractContextManager[object]:
+        """While a pass renames jobs, the scheduler must not be between reading a due row
+        and moving its next_run_time on: the rename carries that next_run_time over, so
+        it must be the one after the fire (else the slot would fire again under the new
+        name). APScheduler 3 holds `_jobstores_lock` across exactly that stretch of
+        `_process_jobs`; holding it here makes the two take turns."""
+        runtime = self._runtime
+        if runtime is None or not any(change.renamed_from for change in plan.changes):
+            return nullcontext()
+        lock: AbstractContextManager[object] = runtime.scheduler._jobstores_lock
+        return lock
 
     def _backoff(self) -> float:
         return BACKOFF[min(self._failures, len(BACKOFF)) - 1]

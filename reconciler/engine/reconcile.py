@@ -13,7 +13,7 @@ import gc
 import logging
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import chain
@@ -23,7 +23,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from reconciler import metrics
-from reconciler.core.plan import Plan, PlanMemo, actual_after, make_plan
+from reconciler.core.approval import SavedPlan, explain_mismatch
+from reconciler.core.plan import Plan, PlanMemo, actual_after, make_plan, touched_jobs
 from reconciler.core.state import (
     ActualState,
     DerivedDict,
@@ -33,6 +34,7 @@ from reconciler.core.state import (
 )
 from reconciler.engine.apply import apply_plan
 from reconciler.engine.gitrev import read_revision
+from reconciler.engine.gitsource import GitTreeCache, git_ref, load_from_git
 from reconciler.errors import RefusedError, StalePlanError, TransientError
 from reconciler.settings import Settings
 from reconciler.spec.loader import FileOutcome, LoadCache, LoadedJob, LoadResult, load_jobs
@@ -48,7 +50,8 @@ from reconciler.store.scheduler_rows import RowDecoder, read_scheduler_rows
 
 log = logging.getLogger(__name__)
 Trigger = Literal["cli", "watch", "resync", "startup"]
-Outcome = Literal["applied", "no_changes", "planned", "refused", "stale", "error"]
+# `invalid`: a one-shot apply found a quarantined file and applied nothing.
+Outcome = Literal["applied", "no_changes", "planned", "refused", "stale", "invalid", "error"]
 # Any constant shared by every process of a deployment: the key of the apply lock.
 APPLY_LOCK_KEY = 0x7265636F6E63  # "reconc"
 NOTIFY_CHANNEL = "reconciler_changed"
@@ -67,6 +70,7 @@ class ReconcileCaches:
     changed re-parses no file, unpickles no row and reads no row. A CLI run has none."""
 
     files: LoadCache = field(default_factory=LoadCache)
+    git: GitTreeCache = field(default_factory=GitTreeCache)  # RECONCILER_SOURCE=git:REF
     # Per file outcome, its desired jobs (hash and essence computed once per parsed
     # file). Keyed by id() while the outcome itself is held in the value, so ids cannot
     # be reused.
@@ -89,16 +93,24 @@ class ReconcileResult:
 
 
 def load_desired(settings: Settings, caches: ReconcileCaches, *, now: datetime) -> DesiredState:
-    loaded = load_jobs(
-        settings.jobs_dir, settings=settings, now=now, cache=caches.files, essences=True
-    )
+    """The job files of the configured source: the working tree, or a commit's tree."""
+    ref = git_ref(settings.source)
+    if ref is None:
+        loaded = load_jobs(
+            settings.jobs_dir, settings=settings, now=now, cache=caches.files, essences=True
+        )
+        revision = read_revision(settings.jobs_dir)
+    else:
+        loaded, revision = load_from_git(
+            settings.jobs_dir, ref, settings=settings, now=now, cache=caches.git
+        )
     if caches.loaded is None or caches.loaded[0] is not loaded:
         caches.desired, jobs = _desired_jobs(loaded, caches)
         caches.loaded = (loaded, jobs)
     return DesiredState(
         jobs=caches.loaded[1],
         quarantined=dict(loaded.quarantined),
-        revision=read_revision(settings.jobs_dir),
+        revision=revision,
         files=loaded.files,
     )
 
@@ -197,31 +209,95 @@ def reconcile_once(
     *,
     trigger: Trigger,
     apply: bool = True,
+    record: bool | None = None,
     allow_mass_delete: bool = False,
+    allow_invalid: bool = True,
     expected_plan_hash: str | None = None,
+    approved: SavedPlan | None = None,
     caches: ReconcileCaches | None = None,
     instance: str | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     before_commit: Callable[[Connection, Plan], None] | None = None,
+    write_guard: Callable[[Plan], AbstractContextManager[object]] | None = None,
 ) -> ReconcileResult:
-    """One full pass. `apply=False` is a dry run (`reconcile plan`): nothing is written.
+    """One full pass. `apply=False` is a dry run (`reconcile plan`): nothing is written
+    but, with `record` (a manual-sync daemon), the pass's own reconcile_runs row.
+    `record` defaults to `apply`: every applying pass is recorded on every exit path,
+    failures included (Flux's deferred status), and counted in the metrics.
+
+    `allow_invalid=False` (one-shot commands): a quarantined file makes the pass apply
+    nothing (outcome "invalid"). `expected_plan_hash` / `approved` (a saved plan): apply
+    only that very plan, else raise StalePlanError saying what differs.
 
     Raises RefusedError (a safety guard said no; a dry run returns outcome "refused"
-    instead, so the plan can still be shown), StalePlanError (`expected_plan_hash`
-    no longer matches), SpecError never (broken files are quarantined, not raised),
-    and TransientError/SQLAlchemy errors when a service fails. `before_commit` is a test
-    seam (kill points) and the daemon's hook to wake its scheduler.
+    instead, so the plan can still be shown), StalePlanError, SpecError never (broken
+    files are quarantined, not raised), and TransientError/SQLAlchemy errors when a
+    service fails. `before_commit` is a test seam (kill points); `write_guard`, held
+    while the plan is written, is the daemon's way to keep its scheduler from firing a
+    row that is being renamed.
 
     With `caches` (a long-running process), a pass whose tables have not changed since
     the last committed pass (same fingerprint) plans against the state that pass left,
     without reading a row; a "resync" or "startup" pass always reads everything.
     """
+    record = apply if record is None else record
+    started = time.monotonic()
+    if approved is not None:
+        expected_plan_hash = approved.plan_hash
+    try:
+        result = _reconcile(
+            engine,
+            settings,
+            trigger=trigger,
+            apply=apply,
+            record=record,
+            allow_mass_delete=allow_mass_delete,
+            allow_invalid=allow_invalid,
+            expected_plan_hash=expected_plan_hash,
+            caches=caches,
+            instance=instance,
+            clock=clock,
+            before_commit=before_commit,
+            write_guard=write_guard,
+            started=started,
+        )
+    except Exception as error:
+        record_failure(
+            engine, trigger=trigger, error=error, started=started, instance=instance, write=record
+        )
+        raise
+    plan, outcome = result.plan, result.outcome
+    if apply and outcome == "refused":
+        raise RefusedError(plan.refused or "refused")
+    if outcome == "stale":
+        assert expected_plan_hash is not None
+        raise StalePlanError(explain_mismatch(expected_plan_hash, plan, approved=approved))
+    return result
+
+
+def _reconcile(
+    engine: Engine,
+    settings: Settings,
+    *,
+    trigger: Trigger,
+    apply: bool,
+    record: bool,
+    allow_mass_delete: bool,
+    allow_invalid: bool,
+    expected_plan_hash: str | None,
+    caches: ReconcileCaches | None,
+    instance: str | None,
+    clock: Callable[[], datetime],
+    before_commit: Callable[[Connection, Plan], None] | None,
+    write_guard: Callable[[Plan], AbstractContextManager[object]] | None,
+    started: float,
+) -> ReconcileResult:
     # Without caches (a one-shot command) nothing is kept for a next pass: no
     # fingerprint is read and no written row is remembered.
     keep = caches is not None
     reuse = keep and trigger not in ("resync", "startup")
     caches = caches or ReconcileCaches()
-    started, clock_started = time.monotonic(), clock()
+    clock_started = clock()
     with _collector_paused():
         desired = load_desired(settings, caches, now=clock_started)
         with engine.begin() as connection:
@@ -241,27 +317,23 @@ def reconcile_once(
                 preview_fires=not apply,
                 memo=caches.plan,
             )
-            outcome = _check(plan, expected_plan_hash, apply)
+            outcome = _check(plan, expected_plan_hash, apply, allow_invalid)
             if apply and outcome == "applied":
-                known = _apply(connection, plan, known, caches if keep else None, now)
-                if connection.dialect.name == "postgresql":
-                    connection.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, plan.plan_hash)))
-                if before_commit is not None:
-                    before_commit(connection, plan)
-            if apply and outcome in ("applied", "no_changes"):
+                with write_guard(plan) if write_guard is not None else nullcontext():
+                    known = _apply(connection, plan, known, caches if keep else None, now)
+                    if connection.dialect.name == "postgresql":
+                        connection.execute(
+                            sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, plan.plan_hash))
+                        )
+                    if before_commit is not None:
+                        before_commit(connection, plan)
+            if record and outcome in ("applied", "no_changes", "planned"):
                 replace_quarantine(connection, plan.quarantined, now=now)
-            if apply:
+            if record:
                 _record(connection, plan, trigger, outcome, started, now, instance)
         caches.actual = known  # committed: the next pass may trust it
     duration = time.monotonic() - started
     _observe(plan, trigger, outcome, duration, applied=apply)
-    if apply and outcome == "refused":
-        raise RefusedError(plan.refused or "refused")
-    if outcome == "stale":
-        raise StalePlanError(
-            f"the state moved since the preview: plan hash is now {plan.plan_hash}, "
-            f"not {expected_plan_hash}; run `reconcile plan` again"
-        )
     return ReconcileResult(plan=plan, outcome=outcome, duration=duration)
 
 
@@ -279,7 +351,7 @@ def _apply(
     The fingerprint moves by exactly what this pass wrote: the rows it touched are
     summarised just before and just after writing. A concurrent writer's change to any
     row makes the real fingerprint differ from the one computed, never agree with it."""
-    touched = [change.job for change in plan.changes]
+    touched = touched_jobs(plan)
     if len(touched) > TRACKED_CHANGES_MAX:
         known = None  # a bulk change: the next pass reads everything instead
     before = read_fingerprint(connection, touched) if known is not None else None
@@ -305,23 +377,26 @@ def record_failure(
     started: float,
     instance: str | None = None,
     revision: Revision | None = None,
+    write: bool = True,
 ) -> None:
-    """Record a pass that failed before it could record itself. Never raises."""
-    try:
-        with engine.begin() as connection:
-            record_reconcile_run(
-                connection,
-                trigger=trigger,
-                instance=instance,
-                started_at=datetime.now(UTC),
-                finished_at=datetime.now(UTC),
-                duration_seconds=time.monotonic() - started,
-                outcome="error",
-                revision=revision.commit if revision else None,
-                errors=[f"{type(error).__name__}: {error}"],
-            )
-    except Exception:
-        log.warning("could not record the failed reconcile pass", exc_info=True)
+    """Count a pass that failed and, with `write`, record it (its own transaction: the
+    pass's was rolled back). Never raises: the caller re-raises the pass's error."""
+    if write:
+        try:
+            with engine.begin() as connection:
+                record_reconcile_run(
+                    connection,
+                    trigger=trigger,
+                    instance=instance,
+                    started_at=datetime.now(UTC),
+                    finished_at=datetime.now(UTC),
+                    duration_seconds=time.monotonic() - started,
+                    outcome="error",
+                    revision=revision.commit if revision else None,
+                    errors=[f"{type(error).__name__}: {error}"],
+                )
+        except Exception:
+            log.warning("could not record the failed reconcile pass", exc_info=True)
     metrics.RECONCILE_RUNS.labels(trigger=trigger, outcome="failed").inc()
     metrics.RECONCILE_ERRORS.labels(kind=_error_kind(error)).inc()
 
@@ -333,6 +408,7 @@ _METRIC_OUTCOME: dict[Outcome, str] = {
     "planned": "succeeded",
     "refused": "refused",
     "stale": "failed",
+    "invalid": "failed",
     "error": "failed",
 }
 
@@ -350,7 +426,9 @@ def _lock(connection: Connection) -> None:
         connection.execute(sa.select(sa.func.pg_advisory_xact_lock(APPLY_LOCK_KEY)))
 
 
-def _check(plan: Plan, expected_plan_hash: str | None, apply: bool) -> Outcome:
+def _check(plan: Plan, expected_plan_hash: str | None, apply: bool, allow_invalid: bool) -> Outcome:
+    if plan.quarantined and not allow_invalid:
+        return "invalid"
     if expected_plan_hash is not None and expected_plan_hash != plan.plan_hash:
         return "stale"
     if plan.refused:
@@ -382,15 +460,25 @@ def _record(
         revision_dirty=plan.revision.dirty,
         plan_hash=plan.plan_hash,
         added=summary.get("add", 0),
-        updated=summary.get("update", 0),
+        updated=summary.get("update", 0) + summary.get("rename", 0),
         paused=summary.get("pause", 0),
         resumed=summary.get("resume", 0),
         removed=summary.get("remove", 0),
         repaired=summary.get("repair", 0),
         quarantined_files=len(plan.quarantined),
         foreign_rows=len(plan.foreign),
-        errors=[plan.refused] if plan.refused else [],
+        errors=_errors(plan, outcome),
     )
+
+
+def _errors(plan: Plan, outcome: Outcome) -> list[str]:
+    if outcome == "invalid":
+        return [
+            f"{len(plan.quarantined)} quarantined files: " + ", ".join(sorted(plan.quarantined))
+        ]
+    if outcome == "stale":
+        return ["the plan is not the approved one"]
+    return [plan.refused] if plan.refused else []
 
 
 def _observe(
@@ -400,6 +488,11 @@ def _observe(
     metrics.RECONCILE_DURATION.observe(duration)
     metrics.QUARANTINED_FILES.set(len(plan.quarantined))
     metrics.FOREIGN_ROWS.set(len(plan.foreign))
+    if outcome not in ("stale", "invalid"):
+        # What a manual-sync daemon leaves for `reconcile apply`; 0 once applied.
+        pending = {} if applied and outcome == "applied" else plan.summary
+        for action in metrics.CHANGE_ACTIONS:
+            metrics.PENDING_CHANGES.labels(action=action).set(pending.get(action, 0))
     if outcome == "refused":
         metrics.RECONCILE_ERRORS.labels(kind="refused").inc()
     if applied and outcome == "applied":

@@ -17,8 +17,14 @@ from reconciler.spec.model import JobSpec
 
 
 def essence(spec: JobSpec) -> dict[str, Any]:
-    """The spec as plain JSON data: defaults explicit, absent optionals left out."""
-    return spec.model_dump(mode="json", exclude_none=True)
+    """The spec as plain JSON data: defaults explicit, absent optionals left out.
+
+    `previous_names` is identity history, not content: declaring it changes nothing a
+    job does (no update), and jobs applied before the field existed keep their hash."""
+    return spec.model_dump(mode="json", exclude_none=True, exclude=_NOT_CONTENT)
+
+
+_NOT_CONTENT = {"previous_names"}
 
 
 def canonical_json(data: Any) -> str:

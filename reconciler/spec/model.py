@@ -177,6 +177,10 @@ class JobSpec(_Frozen):
     """One job, as written in a `jobs.d/**/*.yaml` document."""
 
     name: Annotated[StrictStr, Field(pattern=NAME_PATTERN, description="Stable identity")]
+    previous_names: list[Annotated[StrictStr, Field(pattern=NAME_PATTERN)]] = Field(
+        default_factory=list,
+        description="Names this job had before: renaming keeps its history and next fire",
+    )
     task: Annotated[StrictStr, Field(pattern=TASK_PATTERN, description="Celery task name")]
     schedule: Schedule = Field(description="cron, interval or a one-off date")
     args: list[JsonValue] = Field(default_factory=list)

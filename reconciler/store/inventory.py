@@ -14,7 +14,7 @@ from reconciler.core.plan import Target
 from reconciler.core.state import InventoryRow
 from reconciler.spec.diagnostics import Diagnostic
 from reconciler.store.db import upsert
-from reconciler.store.tables import quarantined_files, reconcile_runs, scheduled_jobs
+from reconciler.store.tables import job_runs, quarantined_files, reconcile_runs, scheduled_jobs
 
 
 class EssenceCache:
@@ -108,6 +108,28 @@ def delete_inventory(connection: Connection, names: Iterable[str]) -> None:
     for start in range(0, len(names), 5000):
         chunk = names[start : start + 5000]
         connection.execute(sa.delete(scheduled_jobs).where(scheduled_jobs.c.name.in_(chunk)))
+
+
+def rename_inventory(connection: Connection, renames: Mapping[str, str]) -> None:
+    """Give inventory rows their new names (old -> new); created_at and generation stay."""
+    t = scheduled_jobs
+    for old, new in renames.items():
+        connection.execute(sa.update(t).where(t.c.name == old).values(name=new))
+
+
+def rename_ledger(connection: Connection, renames: Mapping[str, str]) -> None:
+    """Move run history to the new names. Run ids (Celery task ids) are kept, so runs in
+    flight still find their rows. A slot the new name already holds (a job of that name
+    existed before) keeps its own row."""
+    t = job_runs
+    for old, new in renames.items():
+        taken = t.alias("taken")
+        same_slot = (
+            sa.select(sa.literal(1))
+            .where(taken.c.job_name == new, taken.c.scheduled_time == t.c.scheduled_time)
+            .exists()
+        )
+        connection.execute(sa.update(t).where(t.c.job_name == old, ~same_slot).values(job_name=new))
 
 
 def replace_quarantine(

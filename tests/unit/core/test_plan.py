@@ -27,7 +27,7 @@ def test_nothing_changed_is_no_changes() -> None:
     assert not result.has_changes
     assert result.refused is None
     assert dict(result.summary) == dict.fromkeys(
-        ("add", "update", "pause", "resume", "remove", "repair"), 0
+        ("add", "update", "pause", "resume", "rename", "remove", "repair"), 0
     )
 
 

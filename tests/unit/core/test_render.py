@@ -88,7 +88,15 @@ def test_json_plan_contract() -> None:
     document = json.loads(render_json(every_action_plan()))
     assert document["format_version"] == 1
     assert len(document["plan_hash"]) == 64
-    assert set(document["summary"]) == {"add", "update", "pause", "resume", "remove", "repair"}
+    assert set(document["summary"]) == {
+        "add",
+        "update",
+        "pause",
+        "resume",
+        "rename",
+        "remove",
+        "repair",
+    }
     for change in document["changes"]:
         assert set(change) >= {
             "action",
