@@ -20,8 +20,8 @@ def seed(ws: Workspace, count: int = 5) -> None:
         ws.write(f"team/job{index}.yaml", job_yaml(f"job{index}"))
 
 
-def plan_json(ws: Workspace) -> dict:
-    result = ws.cli("plan", "--format", "json")
+def plan_json(ws: Workspace, *flags: str) -> dict:
+    result = ws.cli("plan", "--format", "json", *flags)
     assert result.code in (0, 2, 3), result.err
     return json.loads(result.out)
 
@@ -92,14 +92,17 @@ def test_broken_file_is_quarantined_and_the_rest_still_applies(workspace: Worksp
     workspace.write("team/job1.yaml", "name: job1\ntask: [unclosed\n")
     workspace.write("team/new.yaml", job_yaml("new"))
     workspace.remove("team/job2.yaml")
-    plan = plan_json(workspace)
+    plan = plan_json(workspace, "--allow-invalid")
     assert [q["path"] for q in plan["quarantined"]] == ["team/job1.yaml"]
     assert plan["quarantined"][0]["errors"][0]["code"] == "YAML_SYNTAX"
     assert sorted((c["action"], c["job"]) for c in plan["changes"]) == [
         ("add", "new"),
         ("remove", "job2"),
     ]
-    assert workspace.cli("apply").code == 0
+    # One-shot commands fail on an invalid file (CI goes red) unless told to go on.
+    assert workspace.cli("plan").code == 1
+    assert workspace.cli("apply").code == 1
+    assert workspace.cli("apply", "--allow-invalid").code == 0
     assert (
         workspace.scalar("select spec_hash from scheduled_jobs where name = 'job1'") == spec_before
     )
@@ -195,7 +198,8 @@ def test_plan_hash_guards_apply_against_a_moved_state(workspace: Workspace) -> N
     previewed = plan_json(workspace)["plan_hash"]
     workspace.write("team/extra.yaml", job_yaml("extra"))
     stale = workspace.cli("apply", "--plan-hash", previewed)
-    assert stale.code == 1 and "moved" in stale.err
+    # The files changed since the preview: a different plan, both hashes shown.
+    assert stale.code == 1 and "a different plan" in stale.err and previewed in stale.err
     assert workspace.scalar("select count(*) from scheduled_jobs") == 0
     fresh = plan_json(workspace)["plan_hash"]
     assert workspace.cli("apply", "--plan-hash", fresh).code == 0
