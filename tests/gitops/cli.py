@@ -12,6 +12,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from tests.conftest import TEST_TASK_ALLOWLIST
+
 RECONCILE = str(Path(sys.executable).with_name("reconcile"))
 
 
@@ -22,12 +24,17 @@ class Workspace:
     jobs_dir: Path
     db_url: str
 
-    def run(self, *args: str, stdin: str | None = "") -> subprocess.CompletedProcess[str]:
+    def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
         env.update(
             RECONCILER_DATABASE_URL=self.db_url,
             RECONCILER_JOBS_DIR=str(self.jobs_dir),
+            RECONCILER_TASK_ALLOWLIST=TEST_TASK_ALLOWLIST,  # the demo task `noop`
         )
+        return env
+
+    def run(self, *args: str, stdin: str | None = "") -> subprocess.CompletedProcess[str]:
+        env = self.env()
         return subprocess.run(
             [RECONCILE, *args],
             env=env,

@@ -107,8 +107,7 @@ def test_a_saved_plan_applies_once_then_refuses(pg_workspace: Workspace) -> None
 
 def _run_on_terminal(ws: Workspace, *args: str, answer: str) -> tuple[int, str]:
     """`reconcile` with a pty as its terminal; types `answer` at the prompt."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
-    env.update(RECONCILER_DATABASE_URL=ws.db_url, RECONCILER_JOBS_DIR=str(ws.jobs_dir))
+    env = ws.env()
     leader, follower = pty.openpty()
     process = subprocess.Popen(
         [RECONCILE, *args], stdin=follower, stdout=follower, stderr=follower, env=env
