@@ -7,8 +7,10 @@ fire and ledger with no slot fired twice or lost."""
 from __future__ import annotations
 
 import itertools
+import socket
 import subprocess
 import sys
+import urllib.request
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,6 +20,20 @@ import sqlalchemy as sa
 from .helpers import REPO_ROOT, as_utc, job_yaml, wait_until
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def metrics_text(port: int) -> str:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            return response.read().decode()
+    except OSError:
+        return ""
 
 
 def git(root: Path, *args: str) -> str:
@@ -70,7 +86,8 @@ def test_manual_sync_never_writes_the_inventory_while_fires_continue(make_cluste
     (cluster.jobs_dir / "tick.yaml").write_text(job_yaml("tick"))
     done = cli_apply(cluster)
     assert done.returncode == 0, done.stderr
-    cluster.start("daemon-a")
+    port = free_port()
+    cluster.start("daemon-a", metrics_port=str(port))
     wait_until(lambda: cluster.count_runs() >= 2, timeout=60, what="fires")
     before = inventory(cluster)
     seen = last_run_id(cluster)
@@ -86,6 +103,12 @@ def test_manual_sync_never_writes_the_inventory_while_fires_continue(make_cluste
         ]
 
     wait_until(pending, timeout=30, what="the pending changes reported")
+    wait_until(
+        lambda: 'reconciler_pending_changes{action="add"} 1.0' in metrics_text(port),
+        timeout=20,
+        what="the pending changes exported",
+    )
+    assert 'reconciler_pending_changes{action="update"} 1.0' in metrics_text(port)
     fires = cluster.count_runs()
     wait_until(lambda: cluster.count_runs() >= fires + 3, timeout=30, what="more fires")
     assert inventory(cluster) == before  # not one inventory write
