@@ -11,7 +11,11 @@ import select
 import subprocess
 import time
 
+import pytest
+
 from .cli import RECONCILE, Workspace, database_image, job
+
+pytestmark = [pytest.mark.services, pytest.mark.slow]
 
 BROKEN = "name: broken\ntask: reconciler.tasks.noop\nschedule: {cron: 'not a cron'}\n"
 

@@ -6,7 +6,11 @@ and `reconcile plan` against nothing creates no database file and no table."""
 
 from __future__ import annotations
 
+import pytest
+
 from .cli import Workspace, database_image, job
+
+pytestmark = [pytest.mark.services, pytest.mark.slow]
 
 PLACEMENTS = [
     ("--dry-run",),

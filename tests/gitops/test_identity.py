@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 import sqlalchemy as sa
 
 from reconciler.engine.reconcile import reconcile_once
@@ -15,6 +16,8 @@ from reconciler.store.db import create_sync_engine
 from reconciler.store.migrate import upgrade_database
 
 from .cli import Workspace, job
+
+pytestmark = [pytest.mark.services]
 
 # A next fire apply would never compute itself: kept only if carried over.
 MARKED = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC).timestamp()
