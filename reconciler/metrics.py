@@ -178,6 +178,27 @@ LEDGER_WRITE_FAILURES = Counter(
     "Run-ledger writes by workers that failed (the task itself was not affected)",
     ["operation"],
 )
+LEDGER_SPOOLED = Gauge(
+    "reconciler_ledger_spooled_writes",
+    "Run-ledger writes of a worker waiting for the database (retried until it answers)",
+    multiprocess_mode="livesum",
+)
+RUN_TAKEOVERS = Counter(
+    "reconciler_run_takeovers_total",
+    "Runs whose claim lease had expired, taken over by another delivery (worker lost)",
+)
+LOST_RUNS = Counter(
+    "reconciler_lost_runs_total",
+    "Started runs the leader closed as lost: their worker stopped renewing the lease",
+)
+RESULT_STORE_FAILURES = Counter(
+    "reconciler_result_store_failures_total",
+    "Task results the Celery result backend could not store (the task ran regardless)",
+)
+STALE_FIRES = Counter(
+    "reconciler_stale_fires_total",
+    "Fires refused because this process no longer leads (fencing)",
+)
 IDEMPOTENT_SKIPS = Counter(
     "reconciler_idempotent_skips_total",
     "Deliveries not executed because the fire already ran or is running",

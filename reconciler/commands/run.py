@@ -11,6 +11,7 @@ import threading
 
 HELP = "the daemon: watch jobs.d, reconcile, lead, fire into Celery (until SIGTERM)"
 log = logging.getLogger("reconciler.run")
+SUPERSEDED_EXIT = 3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,4 +49,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if server is not None:
             server.close()
+    if daemon.superseded:
+        # A hung leader that another one replaced: a supervisor restarts it as a standby.
+        return SUPERSEDED_EXIT
     return 0

@@ -10,10 +10,11 @@
 - a missed slot (misfire, coalesced, catch-up limit) is recorded 'missed' with its reason;
 - everything else is recorded 'scheduled' and returned for publishing.
 
-A run counts as "still running" while its row is active (scheduled, published, started,
-retried) and its slot is recent: within the job's time limit (one hour without one)
-times its attempts plus the retry delays. Older active rows are presumed lost (a worker
-died without reporting) so that one lost run cannot block a job forever.
+A run counts as "still running" while its row is active (scheduled, published, started
+under a live claim lease, retried) and its slot is recent: within the job's time limit
+(one hour without one) times its attempts plus the retry delays. Older active rows are
+presumed lost (a worker died without reporting) so that one lost run cannot block a job
+forever.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ def _overlapping(
     if not fires:
         return set()
     since = now - max(active_window(r.payload) for r in fires)
-    active = ledger.find_active_runs(connection, {r.job for r in fires}, since=since)
+    active = ledger.find_active_runs(connection, {r.job for r in fires}, since=since, now=now)
     return decide_overlaps(fires, active, now=now)
 
 

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
@@ -45,9 +47,11 @@ from apscheduler.executors.base import MaxInstancesReachedError
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.job import Job
 
+from reconciler import metrics
 from reconciler.core.fires import FirePayload
 from reconciler.dispatch.fire import current_dispatcher
 from reconciler.dispatch.missed import FireMissedEvent
+from reconciler.errors import NotLeaderError
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +157,15 @@ def run_fire(
             continue
         try:
             value = job.func(*job.args, **job.kwargs, scheduled_time=run_time)
+        except NotLeaderError as refusal:
+            # Fencing working as designed (a process that stopped leading): one WARNING
+            # line with a count, no traceback (STALE_FIRES).
+            STALE_FIRES.refused(str(refusal))
+            events.append(
+                JobExecutionEvent(
+                    EVENT_JOB_ERROR, job.id, jobstore_alias, run_time, exception=refusal
+                )
+            )
         except BaseException:
             error, traceback = sys.exc_info()[1:]
             events.append(
@@ -174,6 +187,30 @@ def run_fire(
                 )
             )
     return events
+
+
+class StaleFireLog:
+    """Counts fires refused by the fence and logs them as one WARNING line per
+    `every` seconds: "refused N stale fires (...)" rather than a traceback each."""
+
+    def __init__(self, every: float = 10.0) -> None:
+        self._every = every
+        self._lock = threading.Lock()
+        self._count = 0
+        self._logged_at: float | None = None
+
+    def refused(self, reason: str) -> None:
+        metrics.STALE_FIRES.inc()
+        with self._lock:
+            self._count += 1
+            now = time.monotonic()
+            if self._logged_at is not None and now - self._logged_at < self._every:
+                return
+            count, self._count, self._logged_at = self._count, 0, now
+        log.warning("refused %d stale fire(s): %s", count, reason)
+
+
+STALE_FIRES = StaleFireLog()
 
 
 def _misfired(job: Job, run_time: datetime) -> bool:

@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from reconciler.dispatch.request import FireRequest
-from reconciler.store.tables import job_runs
+from reconciler.store.tables import LOST_REASON, job_runs
 
 # A run in one of these states may still be executing (or about to): it counts towards
 # max_concurrent_runs.
@@ -137,15 +137,23 @@ def add_duplicates(connection: Connection, ids: Iterable[str], *, now: datetime)
 
 
 def find_active_runs(
-    connection: Connection, jobs: Collection[str], *, since: datetime
+    connection: Connection, jobs: Collection[str], *, since: datetime, now: datetime
 ) -> dict[str, list[ActiveRun]]:
-    """Runs of `jobs` that may still be running: an active status, slot at or after `since`."""
+    """Runs of `jobs` that may still be running: an active status, slot at or after
+    `since`, and, when `started`, a claim lease not yet passed (a worker that stopped
+    renewing it is dead or cut off: its run no longer counts, the reaper closes it)."""
     if not jobs:
         return {}
+    dead = sa.and_(
+        job_runs.c.status == "started",
+        job_runs.c.lease_until.is_not(None),
+        job_runs.c.lease_until < now,
+    )
     query = sa.select(job_runs.c.id, job_runs.c.job_name, job_runs.c.scheduled_time).where(
         _member_of(connection, job_runs.c.job_name, jobs),
         job_runs.c.status.in_(ACTIVE_STATUSES),
         job_runs.c.scheduled_time >= since,
+        sa.not_(dead),
     )
     active: dict[str, list[ActiveRun]] = defaultdict(list)
     for fire_id, job, slot in connection.execute(query):
@@ -272,3 +280,19 @@ def set_status(
             .where(job_runs.c.id.in_(sorted(ids)), job_runs.c.status == "scheduled")
             .values(status=status, reason=reason, updated_at=now)
         )
+
+
+def reap_lost(connection: Connection, *, now: datetime, grace: timedelta) -> list[str]:
+    """`started` runs whose claim lease passed more than `grace` ago become `failed`
+    with LOST_REASON (provisionally: see store.tables). Returns their jobs."""
+    statement = (
+        job_runs.update()
+        .where(
+            job_runs.c.status == "started",
+            job_runs.c.lease_until.is_not(None),
+            job_runs.c.lease_until < now - grace,
+        )
+        .values(status="failed", reason=LOST_REASON, finished_at=now, updated_at=now)
+        .returning(job_runs.c.job_name)
+    )
+    return list(connection.execute(statement).scalars())

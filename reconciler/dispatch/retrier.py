@@ -9,7 +9,15 @@ the LEADER's retrier:
 2. takes the due rows (next_attempt_at passed), oldest slot first, minus those this
    process is publishing right now, and hands them to the Dispatcher's pipeline, which
    publishes them with confirms and sets the next backed-off attempt on failure;
-3. sets the UNPUBLISHED_FIRES gauge.
+3. closes as lost the `started` runs whose claim lease passed more than `reap_grace`
+   ago (their worker died, or was cut off from the database that long without its
+   writes coming back): `failed` with LOST_REASON, so that overlap is decided on live
+   runs only. The holder's own report still replaces it if it comes (worker/ledger.py);
+4. sets the UNPUBLISHED_FIRES gauge.
+
+Its first pass of a leadership term runs at once and makes every row still 'scheduled'
+due now: rows a previous leader recorded but could not publish (it stepped down in
+between) would otherwise wait out their publish grace (30 s) or backoff.
 
 The message is rebuilt from what was fired when this process fired it; after a crash
 (the next leader's retrier) from the job's current spec in the inventory, with the
@@ -24,7 +32,7 @@ import logging
 import threading
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -62,6 +70,7 @@ class UnpublishedRetrier:
         fence: Fence,
         interval: float = 1.0,
         batch_size: int = 500,
+        reap_grace: timedelta = timedelta(seconds=30),
         clock: Clock = utcnow,
     ) -> None:
         self._engine = engine
@@ -70,6 +79,8 @@ class UnpublishedRetrier:
         self._interval = interval
         self._batch_size = batch_size
         self._clock = clock
+        self._reap_grace = reap_grace
+        self._term_started = False  # the first pass as leader has run
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -86,11 +97,13 @@ class UnpublishedRetrier:
             thread.join(timeout)
 
     def _run(self) -> None:
-        while not self._stop.wait(self._interval):
+        while True:
             try:
                 self.run_once()
             except Exception:  # keep retrying: the next pass may succeed
                 log.exception("unpublished-fire retrier pass failed")
+            if self._stop.wait(self._interval):
+                return
 
     def run_once(self) -> RetryPass:
         """One pass (see the module doc). Does nothing but the gauge unless leader."""
@@ -103,6 +116,9 @@ class UnpublishedRetrier:
 
     def _retry(self, now: datetime) -> RetryPass:
         with self._engine.begin() as connection:
+            if not self._term_started:
+                ledger.make_unpublished_due(connection, now=now)
+            lost = ledger.reap_lost(connection, now=now, grace=self._reap_grace)
             expired = ledger.expire_unpublished(connection, now=now)
             rows = ledger.due_unpublished(
                 connection, now=now, limit=self._batch_size, exclude=self._dispatcher.in_flight()
@@ -110,6 +126,15 @@ class UnpublishedRetrier:
             requests, orphans = self._requests_for(connection, rows)
             ledger.set_status(
                 connection, orphans, status="expired", reason="job no longer managed", now=now
+            )
+        self._term_started = True
+        if lost:
+            metrics.LOST_RUNS.inc(len(lost))
+            log.warning(
+                "%d started runs closed as lost (no lease renewal for %.0f s): %s",
+                len(lost),
+                self._reap_grace.total_seconds(),
+                ", ".join(sorted(set(lost))[:10]),
             )
         for job in expired:
             metrics.FIRES.labels(job, "expired").inc()

@@ -24,6 +24,7 @@ would turn those slots into rows written synchronously (still not lost, but slow
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from apscheduler.events import EVENT_JOB_MISSED
@@ -58,7 +59,13 @@ class FiringService:
         )
         self.dispatcher = Dispatcher(engine=engine, publisher=publisher, fence=fence)
         self.retrier = UnpublishedRetrier(
-            engine=engine, dispatcher=self.dispatcher, fence=fence, interval=1.0
+            engine=engine,
+            dispatcher=self.dispatcher,
+            fence=fence,
+            interval=1.0,
+            # A worker renews its claims every lease / 3: a whole lease more without a
+            # renewal is a worker dead or cut off (README "Failure bounds").
+            reap_grace=timedelta(seconds=settings.idempotency_lease_seconds),
         )
         self._executor_threads = executor_threads
 

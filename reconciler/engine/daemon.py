@@ -106,11 +106,16 @@ class Daemon:
         self._runtime: FiringRuntime | None = None
         self._source = SourceWatch(settings)
 
+    @property
+    def superseded(self) -> bool:
+        """This process hung while leading and another one took over: it stopped."""
+        return self._elector.superseded
+
     def run(self, stop: threading.Event) -> None:
         """Run until `stop` is set. Leads when it can, stands by otherwise."""
         self._watcher.start()
         try:
-            while not stop.is_set():
+            while not stop.is_set() and not self._elector.superseded:
                 if self._elector.wait_for_leadership(stop, poll=0.5):
                     self._lead(stop)
         finally:

@@ -21,6 +21,29 @@ scheduler. The Dispatcher checks `is_leader()` before each fire.
 
 Roles in `reconciler_instances`: leader / standby / stopped, with `heartbeat_at`, so
 `reconcile status` and the API can show who leads (and how fresh that is).
+
+A HUNG leader (SIGSTOP, a VM pause, a stuck read) keeps its session, hence the advisory
+lock, alive for ever: the kernel answers TCP keepalives for a frozen process (FACTS).
+So on PostgreSQL the leader row also carries a LEASE on the database's clock
+(`lease_until = now() + lease`, renewed by every confirmation, lease = 3 intervals) and
+the session's `backend_pid`. A standby whose lock attempt fails reads the leader row; if
+the lease passed, it terminates the backend that holds the lock
+(`pg_terminate_backend`, only when it is the pid the row recorded: never a newer
+leader's) and takes the lock with a higher epoch. Bound: lease (3 s) + one standby poll
+(0.5 s) + the termination: a hung leader is replaced within ~5 s (test_hung_leader).
+Safety: the hung leader fences itself after 2 intervals (its monotonic deadline,
+measured from BEFORE the confirming query), earlier than its lease ends on the server.
+
+A leader that HUNG (its confirmation came too late) or saw a newer epoch than its own
+while leading, and finds a newer epoch than its own afterwards, has been SUPERSEDED: it
+never leads again in this process (`superseded`; the daemon exits with status 3 so a
+supervisor restarts it as a fresh standby). Otherwise the woken process could race the
+standbys and win the lock back, as it did before. A leader that lost its session to a
+database restart is not hung: it competes again like any standby.
+
+SQLite cannot do this: an flock held by a frozen process cannot be broken by another
+process (and there is no server to terminate it); the frozen process fences its own
+stale fires when it wakes, and a standby takes over only when it exits.
 """
 
 from __future__ import annotations
@@ -49,6 +72,7 @@ log = logging.getLogger(__name__)
 # 'Reconcil' in ASCII: one fixed key for every process of every version.
 LEADER_LOCK_KEY = 0x5265636F6E63696C
 STANDBY_HEARTBEAT_SECONDS = 5.0
+LEASE_INTERVALS = 3  # the leader lease, in health intervals (see the module doc)
 
 _CLAIM = sa.text(
     "INSERT INTO reconciler_instances (instance, role, epoch, started_at, heartbeat_at) "
@@ -68,6 +92,22 @@ _HEARTBEAT = sa.text(
     "heartbeat_at = excluded.heartbeat_at"
 )
 _MAX_EPOCH = sa.text("SELECT COALESCE(MAX(epoch), 0) FROM reconciler_instances")
+# PostgreSQL only: the lease on the server's clock, and the session holding the lock.
+_LEASE = sa.text(
+    "UPDATE reconciler_instances SET lease_until = now() + make_interval(secs => :lease), "
+    "backend_pid = pg_backend_pid() WHERE instance = :instance AND epoch = :epoch"
+)
+_CURRENT_LEADER = sa.text(
+    "SELECT instance, epoch, backend_pid, "
+    "EXTRACT(EPOCH FROM now() - lease_until) AS expired_for "
+    "FROM reconciler_instances WHERE role = 'leader' AND lease_until IS NOT NULL "
+    "ORDER BY epoch DESC LIMIT 1"
+)
+_LOCK_HOLDER = sa.text(
+    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+    "AND classid = :high AND objid = :low AND objsubid = 1 "
+    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
 
 LostCallback = Callable[[str], None]
 
@@ -96,6 +136,8 @@ class LeaderElector(ABC):
         self._health_stop = threading.Event()
         self._health: threading.Thread | None = None
         self._last_standby_beat = 0.0
+        self.superseded = False  # another leader came after us: never lead again
+        self._hung = False  # stepped down because we were too slow or fenced
 
     # --- public API -------------------------------------------------------------------
     def try_acquire(self) -> bool:
@@ -104,7 +146,14 @@ class LeaderElector(ABC):
         with self._lock:
             if self._leader:
                 return self.is_leader()
+            if self.superseded:
+                return False
+            began = time.monotonic()
             try:
+                if self._hung and self.epoch is not None and self._newest_epoch() > self.epoch:
+                    self._drop_lock()
+                    self._supersede(f"a newer leader took over from epoch {self.epoch}")
+                    return False
                 if not self._try_lock():
                     self._standby_heartbeat()
                     return False
@@ -113,7 +162,7 @@ class LeaderElector(ABC):
                 log.warning("leader election: %s", error)
                 self._drop_lock()
                 return False
-            self._leader, self._confirmed_at = True, time.monotonic()
+            self._leader, self._confirmed_at = True, began
         metrics.LEADER.set(1)
         log.info("%s is leader (epoch %s)", self.instance_id, self.epoch)
         self._start_health()
@@ -141,8 +190,9 @@ class LeaderElector(ABC):
             self._dispose()
 
     def wait_for_leadership(self, stop: threading.Event, *, poll: float = 0.5) -> bool:
-        """Poll `try_acquire` every `poll` s until it succeeds (True) or `stop` is set."""
-        while not stop.is_set():
+        """Poll `try_acquire` every `poll` s until it succeeds (True), `stop` is set or
+        this process is superseded (False)."""
+        while not stop.is_set() and not self.superseded:
             if self.try_acquire():
                 return True
             stop.wait(poll)
@@ -163,20 +213,30 @@ class LeaderElector(ABC):
     def _watch(self) -> None:
         while not self._health_stop.wait(self.interval):
             if time.monotonic() - self._confirmed_at >= 2 * self.interval:
+                self._hung = True
                 self._step_down("leadership not confirmed in time (process paused or hung?)")
                 return
+            # The lease the server grants starts when the query runs: count ours from
+            # before it, so that we always stop believing first.
+            began = time.monotonic()
             try:
                 with self._lock:
                     self._confirm()
-            except (sa.exc.SQLAlchemyError, OSError, LeadershipLost) as error:
+            except LeadershipLost as error:
+                self._hung = True
+                self._supersede(str(error))
+                self._step_down(f"superseded: {error}")
+                return
+            except (sa.exc.SQLAlchemyError, OSError) as error:
                 self._step_down(f"leadership check failed: {error}")
                 return
             if time.monotonic() - self._confirmed_at >= 2 * self.interval:
                 # Confirmed, but too late: is_leader() has already said no to someone,
                 # and flipping back to yes would make the fence meaningless.
+                self._hung = True
                 self._step_down("leadership confirmed too late (check hung)")
                 return
-            self._confirmed_at = time.monotonic()
+            self._confirmed_at = began
 
     def _step_down(self, reason: str) -> None:
         with self._lock:
@@ -188,6 +248,19 @@ class LeaderElector(ABC):
         log.error("%s lost the leadership: %s", self.instance_id, reason)
         if self.on_lost is not None:
             self.on_lost(reason)
+
+    def _supersede(self, reason: str) -> None:
+        if not self.superseded:
+            self.superseded = True
+            log.error(
+                "%s was superseded (%s): it will not lead again; restart it to stand by",
+                self.instance_id,
+                reason,
+            )
+
+    def _newest_epoch(self) -> int:
+        """The highest epoch recorded (0 on any doubt: it only ever stops a claim)."""
+        return 0
 
     def _standby_heartbeat(self) -> None:
         if time.monotonic() - self._last_standby_beat >= STANDBY_HEARTBEAT_SECONDS:
@@ -265,11 +338,63 @@ class PostgresLeaderElector(LeaderElector):
         return self._connection
 
     def _try_lock(self) -> bool:
+        if self._lock_once():
+            return True
+        if not self._terminate_expired_leader():
+            return False
+        # The terminated session ends asynchronously: poll the lock briefly.
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            if self._lock_once():
+                return True
+            time.sleep(0.05)
+        return False
+
+    def _lock_once(self) -> bool:
         query = sa.text("SELECT pg_try_advisory_lock(:key)")
         return bool(self._conn().execute(query, {"key": LEADER_LOCK_KEY}).scalar_one())
 
+    def _terminate_expired_leader(self) -> bool:
+        """If the recorded leader's lease passed and its recorded session still holds
+        the lock, terminate that session (a hung leader). True if terminated."""
+        connection = self._conn()
+        row = connection.execute(_CURRENT_LEADER).one_or_none()
+        if row is None or row.expired_for is None or float(row.expired_for) <= 0:
+            return False
+        holder = connection.execute(
+            _LOCK_HOLDER,
+            {"high": LEADER_LOCK_KEY >> 32, "low": LEADER_LOCK_KEY & 0xFFFFFFFF},
+        ).scalar_one_or_none()
+        if holder is None or holder != row.backend_pid:
+            return False  # free already, or a newer leader that has not recorded itself
+        log.warning(
+            "leader %s (epoch %s) let its lease lapse %.1f s ago: terminating its session %s",
+            row.instance,
+            row.epoch,
+            float(row.expired_for),
+            holder,
+        )
+        connection.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": holder})
+        return True
+
     def _claim(self) -> int:
-        return _claim_on(self._conn(), self.instance_id)
+        connection = self._conn()
+        epoch = _claim_on(connection, self.instance_id)
+        self._renew_lease(connection, epoch)
+        return epoch
+
+    def _renew_lease(self, connection: Connection, epoch: int) -> None:
+        connection.execute(
+            _LEASE,
+            {
+                "lease": LEASE_INTERVALS * self.interval,
+                "instance": self.instance_id,
+                "epoch": epoch,
+            },
+        )
+
+    def _newest_epoch(self) -> int:
+        return int(self._conn().execute(_MAX_EPOCH).scalar_one())
 
     def _confirm(self) -> None:
         connection = self._conn()
@@ -277,6 +402,8 @@ class PostgresLeaderElector(LeaderElector):
         if self.epoch is not None and newest > self.epoch:
             raise LeadershipLost(f"epoch {newest} is newer than ours ({self.epoch})")
         _heartbeat_on(connection, self.instance_id, "leader")
+        if self.epoch is not None:
+            self._renew_lease(connection, self.epoch)
 
     def _execute_role(self, role: str) -> None:
         _heartbeat_on(self._conn(), self.instance_id, role)

@@ -28,6 +28,11 @@ RUN_STATUSES = (
     "expired",  # could not be published before it expired
 )
 
+# The leader's reaper closes a `started` run whose worker stopped renewing its claim's
+# lease as `failed` with this reason (dispatch/reaper.py). Provisional: the holder's own
+# report replaces it, and a redelivery may take the run over (worker/ledger.py).
+LOST_REASON = "lost: its worker stopped renewing the claim's lease"
+
 scheduled_jobs = sa.Table(
     "scheduled_jobs",
     metadata,
@@ -72,6 +77,11 @@ job_runs = sa.Table(
     sa.Column("retries", sa.Integer, nullable=False, server_default="0"),
     sa.Column("duplicates", sa.Integer, nullable=False, server_default="0"),
     sa.Column("worker", sa.String(255)),
+    # The claim (worker/ledger.py): the token of the execution that holds the run and
+    # until when; a `started` row whose lease passed may be taken over (counted).
+    sa.Column("attempt", sa.String(128)),
+    sa.Column("lease_until", Moment),
+    sa.Column("takeovers", sa.Integer, nullable=False, server_default="0"),
     sa.Column("result_summary", sa.Text),
     sa.Column("error", sa.Text),
     sa.Column("updated_at", Moment, nullable=False),
@@ -124,6 +134,10 @@ reconciler_instances = sa.Table(
     sa.Column("epoch", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("started_at", Moment, nullable=False),
     sa.Column("heartbeat_at", Moment, nullable=False),
+    # The leader's lease (engine/leader.py): renewed every interval on the database's
+    # clock; a standby that finds it passed terminates `backend_pid` and takes over.
+    sa.Column("lease_until", Moment),
+    sa.Column("backend_pid", sa.Integer),
 )
 
 apscheduler_jobs = sa.Table(

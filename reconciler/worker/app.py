@@ -26,6 +26,7 @@ from kombu import Exchange, Queue
 from sqlalchemy.engine import make_url
 
 from reconciler.settings import Settings
+from reconciler.worker.results import backend_config
 from reconciler.worker.runtime import register_app
 
 APP_NAME = "reconciler"
@@ -86,9 +87,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "enable_utc": True,
         "timezone": "UTC",
     }
-    if settings.result_backend.startswith(("redis://", "rediss://")) and settings.redis_prefix:
-        # Results live under our prefix too, so one Redis serves several installations.
-        config["result_backend_transport_options"] = {"global_keyprefix": settings.redis_prefix}
+    if settings.result_backend.startswith(("redis://", "rediss://")):
+        # Redis down must not fail tasks (nor loop their messages): worker/results.py.
+        config.update(backend_config(settings.result_backend))
+        options: dict[str, Any] = {"retry_policy": {"max_retries": 1}}
+        if settings.redis_prefix:
+            # Results live under our prefix too, so one Redis serves several installations.
+            options["global_keyprefix"] = settings.redis_prefix
+        config["result_backend_transport_options"] = options
     if settings.broker_url.startswith(FILESYSTEM_SCHEME):
         config.update(filesystem_broker_config(settings))
     return config

@@ -176,31 +176,46 @@ class RedisGuard:
 
 
 class Heartbeat:
-    """A daemon thread renewing the leases this process holds, every lease / 3 seconds.
+    """A daemon thread renewing the leases this process holds (Redis keys, ledger
+    claims), every `interval` seconds, through `renew(held)` (key -> our value).
 
-    One thread per process (not per task): holding a key costs a dict entry, not a thread.
-    Started on first use, so that it is created in the pool process after the fork."""
+    One thread per process and kind (not per task): holding a lease costs a dict entry,
+    not a thread. Started on first use, so that it is created in the pool process after
+    the fork. A failing renewal is logged at most once a minute."""
 
-    def __init__(self, guard: RedisGuard) -> None:
-        self._guard = guard
+    def __init__(
+        self,
+        renew: Callable[[dict[str, str]], None],
+        *,
+        interval: float,
+        name: str = "idempotency-heartbeat",
+        errors: tuple[type[Exception], ...] = (redis.RedisError,),
+    ) -> None:
+        self._renew = renew
         self._held: dict[str, str] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        self._interval = max(guard.lease_seconds / 3, 0.5)
+        self._interval = max(interval, 0.2)
+        self._name = name
+        self._errors = errors
+        self._last_warning = 0.0
 
     def hold(self, key: str, value: str) -> None:
         with self._lock:
             self._held[key] = value
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._run, name="idempotency-heartbeat", daemon=True
-                )
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
 
     def drop(self, key: str) -> None:
         with self._lock:
             self._held.pop(key, None)
+
+    def drop_many(self, keys: list[str]) -> None:
+        with self._lock:
+            for key in keys:
+                self._held.pop(key, None)
 
     def stop(self) -> None:
         self._wake.set()
@@ -212,11 +227,13 @@ class Heartbeat:
             if not held:
                 continue
             try:
-                self._guard.renew(held)
-            except redis.RedisError as error:
-                # The lease may lapse; a redelivery could then run the fire again. Keep
-                # trying: Redis being back within the lease loses nothing.
-                log.warning("idempotency heartbeat failed: %s", error)
+                self._renew(held)
+            except self._errors as error:
+                # The lease may lapse; a redelivery could then take the fire over. Keep
+                # trying: the service being back within the lease loses nothing.
+                if time.monotonic() - self._last_warning >= 60:
+                    self._last_warning = time.monotonic()
+                    log.warning("%s: renewing %d leases failed: %s", self._name, len(held), error)
 
 
 def _parse(raw: bytes | str) -> dict[str, Any]:

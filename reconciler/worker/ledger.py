@@ -3,13 +3,21 @@
 The dispatcher inserted the row (id = fire id = Celery task id) before publishing; the
 worker moves it started -> succeeded / failed / retried, or counts a duplicate delivery.
 
-The ledger is the AUTHORITY on whether a fire already ran: `start` refuses a row in a
-final status (succeeded, failed), which covers Redis having lost an idempotency key.
+The ledger is the AUTHORITY on whether a delivery may execute: `claim` is a
+compare-and-set of the row to `started` with a fresh ATTEMPT token and a LEASE
+(`lease_until`), whatever Redis said. It refuses:
+- a row in a final status (succeeded, failed): the fire ran (Redis may have forgotten);
+- a `started` row whose lease is alive: another execution holds it (BUSY, a duplicate).
+A `started` row whose lease passed (its worker stopped renewing it: dead, or cut off
+from the database for longer than the lease) is TAKEN OVER, and `takeovers` counts it;
+so is a row the leader's reaper closed as lost (`LOST_REASON`), whose holder never
+reported. The holder renews its lease while it runs (`LeaseKeeper`), and its final write
+applies only while the row still carries its attempt (`attempt = :token`): an execution
+that lost its claim can never overwrite the one that took it over.
 
-Failure policy: a ledger write that fails (database down, lock timeout) is logged and
-counted (LEDGER_WRITE_FAILURES) and never raised into the task: losing a status update is
-better than losing the task's result or running it again. `start` then answers UNKNOWN
-and the task runs, guarded by Redis alone.
+Failure policy: `claim` raises nothing; a database error answers UNKNOWN (the caller
+retries: no execution without a claim). The final writes are queued on the
+LedgerWriter, which retries them until the database answers.
 """
 
 from __future__ import annotations
@@ -17,8 +25,11 @@ from __future__ import annotations
 import enum
 import json
 import logging
-from collections.abc import Callable
-from datetime import UTC, datetime
+import os
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,7 +37,7 @@ from sqlalchemy.engine import Engine
 
 from reconciler import metrics
 from reconciler.redact import redact
-from reconciler.store.tables import job_runs
+from reconciler.store.tables import LOST_REASON, job_runs
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +50,46 @@ ERROR_LIMIT = 1000
 
 
 class Start(enum.Enum):
-    STARTED = "started"  # row moved to started: run
+    STARTED = "started"  # claimed: run
+    TAKEN_OVER = "taken_over"  # claimed from an expired lease (or a lost run): run
     NO_ROW = "no_row"  # no ledger row (published outside the dispatcher): run, log it
-    REFUSED = "refused"  # final (or, when exclusive, already started): do not run
-    UNKNOWN = "unknown"  # the ledger could not be read: run (Redis still guards)
+    REFUSED = "refused"  # final: do not run
+    BUSY = "busy"  # a live lease of another execution holds it: do not run (yet)
+    UNKNOWN = "unknown"  # the ledger could not be read: retry, never run unclaimed
+
+    @property
+    def runs(self) -> bool:
+        return self in (Start.STARTED, Start.TAKEN_OVER, Start.NO_ROW)
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The outcome of `Ledger.claim`: what was found (status, the holder's attempt and
+    retries, seconds left on its lease)."""
+
+    outcome: Start
+    status: str | None = None
+    holder: str | None = None
+    holder_retries: int = 0
+    lease_left: float = 0.0
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def new_attempt(hostname: str, pid: int | None = None) -> str:
+    """A claim token: `host/pid/random`. The worker's main process frees the lease of a
+    pool process it lost by the `host/pid/` prefix (see `release_lease`)."""
+    return f"{attempt_prefix(hostname, pid)}{uuid.uuid4().hex[:12]}"
+
+
+def attempt_prefix(hostname: str, pid: int | None = None) -> str:
+    return f"{hostname[:100]}/{os.getpid() if pid is None else pid}/"
+
+
+def as_utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 class Ledger:
@@ -59,9 +102,8 @@ class Ledger:
         reader: Engine | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
-        """`reader` (default `engine`) serves `peek`; give it an engine created with
-        isolation_level="AUTOCOMMIT": one round trip per read, and no isolation level to
-        set and reset on every checkout (measured: 83 instead of 140 µs CPU per read)."""
+        """`reader` (default `engine`) serves the claim's read; give it an engine created
+        with isolation_level="AUTOCOMMIT": one round trip per read."""
         self.engine = engine
         self._reader = reader or engine
         self._clock = clock
@@ -72,116 +114,188 @@ class Ledger:
         if self._reader is not self.engine:
             self._reader.dispose(close=close)
 
-    def start(
-        self, run_id: str, *, worker: str, retries: int, exclusive: bool
-    ) -> tuple[Start, str | None]:
-        """Move the row to `started` unless it is final; returns the outcome and, when
-        REFUSED, the status found. `exclusive` also refuses a row already `started`: the
-        ledger is then the claim itself (no Redis guard)."""
-        blocked = [*FINAL_STATUSES, "started"] if exclusive else list(FINAL_STATUSES)
+    def claim(
+        self, run_id: str, *, attempt: str, worker: str, retries: int, lease_seconds: float
+    ) -> Claim:
+        """Compare-and-set the row to `started` for `attempt` (see the module doc).
+        Never raises: a database error is UNKNOWN."""
+        try:
+            for _ in range(5):  # lost a race with another claimer: judge the new row
+                claim = self._try_claim(run_id, attempt, worker, retries, lease_seconds)
+                if claim is not None:
+                    return claim
+        except sa.exc.SQLAlchemyError as error:
+            _failed("claim", run_id, error)
+            return Claim(Start.UNKNOWN)
+        return Claim(Start.BUSY, status="started")
+
+    def _try_claim(
+        self, run_id: str, attempt: str, worker: str, retries: int, lease_seconds: float
+    ) -> Claim | None:
+        with self._reader.connect() as connection:
+            row = connection.execute(_CLAIM_READ, {"p_run_id": run_id}).one_or_none()
+        if row is None:
+            return Claim(Start.NO_ROW)
+        now = self._clock()
+        lease_left = (
+            0.0 if row.lease_until is None else (as_utc(row.lease_until) - now).total_seconds()
+        )
+        found = {
+            "status": row.status,
+            "holder": row.attempt,
+            "holder_retries": row.retries,
+            "lease_left": max(lease_left, 0.0),
+        }
+        lost = row.status == "failed" and row.reason == LOST_REASON
+        if row.status in FINAL_STATUSES and not lost:
+            return Claim(Start.REFUSED, **found)
+        if row.status == "started" and lease_left > 0:
+            return Claim(Start.BUSY, **found)
+        takeover = row.status == "started" or lost
+        values: dict[str, Any] = {
+            "status": "started",
+            "reason": None,
+            "attempt": attempt,
+            "lease_until": now + timedelta(seconds=lease_seconds),
+            "started_at": now,
+            "finished_at": None,
+            "worker": worker,
+            "retries": retries,
+            "updated_at": now,
+        }
+        if takeover:
+            values["takeovers"] = job_runs.c.takeovers + 1
+        statement = (
+            sa.update(job_runs)
+            .where(
+                job_runs.c.id == run_id,
+                job_runs.c.status == row.status,
+                job_runs.c.attempt.is_not_distinct_from(row.attempt),
+            )
+            .values(**values)
+        )
+        with self.engine.begin() as connection:
+            if connection.execute(statement).rowcount != 1:
+                return None
+        if takeover:
+            metrics.RUN_TAKEOVERS.inc()
+            log.warning(
+                "fire %s taken over from attempt %s (%s, lease passed %.1f s ago)",
+                run_id,
+                row.attempt,
+                "reaped as lost" if lost else "started",
+                -lease_left,
+            )
+            return Claim(Start.TAKEN_OVER, **found)
+        return Claim(Start.STARTED, **found)
+
+    def renew(self, held: Mapping[str, str], *, lease_seconds: float) -> None:
+        """Extend the leases of the runs this process holds (run id -> attempt), one
+        executemany. Raises SQLAlchemyError."""
+        until = self._clock() + timedelta(seconds=lease_seconds)
+        items = [{"p_run_id": k, "p_attempt": v, "p_until": until} for k, v in held.items()]
+        with self.engine.begin() as connection:
+            connection.execute(_RENEW, items)
+
+    def release_lease(self, run_id: str, *, prefix: str) -> None:
+        """End now the lease of a run held by a lost process (attempts `prefix*`), so a
+        redelivery takes it over at once instead of after the lease."""
         now = self._clock()
         statement = (
             sa.update(job_runs)
-            .where(job_runs.c.id == run_id, job_runs.c.status.not_in(blocked))
+            .where(
+                job_runs.c.id == run_id,
+                job_runs.c.status == "started",
+                job_runs.c.attempt.startswith(prefix, autoescape=True),
+            )
+            .values(lease_until=now, updated_at=now)
+        )
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(statement)
+        except sa.exc.SQLAlchemyError as error:
+            _failed("release", run_id, error)
+
+    def failed_lost(self, run_id: str, *, prefix: str, error: BaseException) -> None:
+        """A lost process's attempt (attempts `prefix*`) failed (a hard time limit): the
+        row is failed unless a redelivery has taken it over meanwhile."""
+        now = self._clock()
+        statement = (
+            sa.update(job_runs)
+            .where(
+                job_runs.c.id == run_id,
+                job_runs.c.status == "started",
+                job_runs.c.attempt.startswith(prefix, autoescape=True),
+            )
             .values(
-                status="started",
-                started_at=now,
-                finished_at=None,
-                worker=worker,
-                retries=retries,
+                status="failed",
+                error=describe(error),
+                finished_at=now,
+                lease_until=None,
                 updated_at=now,
             )
         )
         try:
             with self.engine.begin() as connection:
-                if connection.execute(statement).rowcount:
-                    return Start.STARTED, "started"
-                status = connection.execute(
-                    sa.select(job_runs.c.status).where(job_runs.c.id == run_id)
-                ).scalar_one_or_none()
-        except sa.exc.SQLAlchemyError as error:
-            _failed("start", run_id, error)
-            return Start.UNKNOWN, None
-        return (Start.NO_ROW, None) if status is None else (Start.REFUSED, status)
+                connection.execute(statement)
+        except sa.exc.SQLAlchemyError as failure:
+            _failed("failed", run_id, failure)
 
-    def peek(self, run_id: str) -> tuple[Start, str | None]:
-        """Whether the fire may start, by reading its status (one round trip, no write):
-        STARTED (may start), REFUSED (final), NO_ROW, or UNKNOWN (database error)."""
-        try:
-            with self._reader.connect() as connection:
-                status = connection.execute(_PEEK, {"p_run_id": run_id}).scalar_one_or_none()
-        except sa.exc.SQLAlchemyError as error:
-            _failed("peek", run_id, error)
-            return Start.UNKNOWN, None
-        if status is None:
-            return Start.NO_ROW, None
-        return (Start.REFUSED, status) if status in FINAL_STATUSES else (Start.STARTED, status)
-
-    def started_values(self, *, worker: str, retries: int) -> dict[str, Any]:
-        """Parameters of a deferred `started` write (see write_batch), timed now."""
+    # --- final writes, as parameters for the LedgerWriter ---------------------------
+    def succeeded_values(self, run_id: str, *, attempt: str, result: Any) -> dict[str, Any]:
         now = self._clock()
-        return {"p_started_at": now, "p_worker": worker, "p_retries": retries, "p_updated_at": now}
+        return {
+            "p_run_id": run_id,
+            "p_attempt": attempt,
+            "p_finished_at": now,
+            "p_summary": summarize(result),
+            "p_updated_at": now,
+        }
 
-    def succeeded_values(self, *, result: Any) -> dict[str, Any]:
-        """Parameters of a deferred `succeeded` write (see write_batch), timed now."""
+    def failed_values(
+        self, run_id: str, *, attempt: str, error: BaseException, worker: str
+    ) -> dict[str, Any]:
         now = self._clock()
-        return {"p_finished_at": now, "p_summary": summarize(result), "p_updated_at": now}
+        return {
+            "p_run_id": run_id,
+            "p_attempt": attempt,
+            "p_error": describe(error),
+            "p_worker": worker,
+            "p_finished_at": now,
+            "p_updated_at": now,
+        }
 
-    def write_batch(self, started: list[dict[str, Any]], succeeded: list[dict[str, Any]]) -> None:
-        """Apply deferred writes in one transaction. Each item is
-        `{"p_run_id": id, **<kind>_values(...)}`. A fire started and succeeded within the
-        batch (a short task) takes ONE update; otherwise every `started` goes before every
-        `succeeded` (a fire's start is always queued before its success, so per-row order
-        holds). A `started` never overwrites a final status. Raises SQLAlchemyError."""
-        done = {item["p_run_id"]: item for item in succeeded}
-        both = [{**item, **done[item["p_run_id"]]} for item in started if item["p_run_id"] in done]
-        merged = {item["p_run_id"] for item in both}
-        started = [item for item in started if item["p_run_id"] not in merged]
-        succeeded = [item for item in succeeded if item["p_run_id"] not in merged]
-        with self.engine.begin() as connection:
-            for statement, items in (
-                (_STARTED_LATER, started),
-                (_SUCCEEDED_LATER, succeeded),
-                (_STARTED_AND_SUCCEEDED_LATER, both),
-            ):
-                if items:
-                    connection.execute(statement, items)
+    def retried_values(
+        self, run_id: str, *, attempt: str, error: BaseException, retries: int
+    ) -> dict[str, Any]:
+        now = self._clock()
+        return {
+            "p_run_id": run_id,
+            "p_attempt": attempt,
+            "p_error": describe(error),
+            "p_retries": retries,
+            "p_finished_at": now,
+            "p_updated_at": now,
+        }
 
-    def succeeded(self, run_id: str, *, result: Any) -> None:
-        self._finish(run_id, "succeeded", result_summary=summarize(result), error=None)
-
-    def failed(self, run_id: str, *, error: BaseException, worker: str | None = None) -> None:
-        values: dict[str, Any] = {"error": describe(error)}
-        if worker:
-            values["worker"] = worker
-        self._finish(run_id, "failed", **values)
-
-    def retried(self, run_id: str, *, error: BaseException, retries: int) -> None:
-        """A failed attempt whose retry is about to be published (written BEFORE the
-        publish, so that the retry can never find the row still `started`)."""
-        self._write(
-            "retried",
-            run_id,
-            status="retried",
-            error=describe(error),
-            retries=retries,
-            finished_at=self._clock(),
-        )
-
-    def duplicate(self, run_id: str, *, reason: str, own_fire: bool) -> None:
-        """Count a delivery that was not executed. A delivery of the fire that holds the
-        key only bumps `duplicates`; another fire sharing the key (an explicit idempotency
-        template) is itself recorded as `skipped` with the reason."""
-        values: dict[str, Any] = {"duplicates": job_runs.c.duplicates + 1}
-        if not own_fire:
-            values.update(status="skipped", reason=reason, finished_at=self._clock())
-        self._write("duplicate", run_id, **values)
+    def duplicate_values(self, run_id: str, *, reason: str, own_fire: bool) -> dict[str, Any]:
+        now = self._clock()
+        return {
+            "p_run_id": run_id,
+            "p_own": own_fire,
+            "p_reason": reason,
+            "p_updated_at": now,
+        }
 
     def expired(self, run_id: str) -> None:
         """The message expired before a worker took it (never ran)."""
         statement = (
             sa.update(job_runs)
-            .where(job_runs.c.id == run_id, job_runs.c.status.not_in(FINAL_STATUSES))
+            .where(
+                job_runs.c.id == run_id,
+                job_runs.c.status.not_in(FINAL_STATUSES),
+                job_runs.c.status != "started",
+            )
             .values(
                 status="expired",
                 reason="expired before a worker took it",
@@ -195,67 +309,95 @@ class Ledger:
         except sa.exc.SQLAlchemyError as error:
             _failed("expired", run_id, error)
 
-    def _finish(self, run_id: str, status: str, **values: Any) -> None:
-        self._write(status, run_id, status=status, finished_at=self._clock(), **values)
-
-    def _write(self, operation: str, run_id: str, **values: Any) -> None:
-        statement = (
-            sa.update(job_runs)
-            .where(job_runs.c.id == run_id)
-            .values(updated_at=self._clock(), **values)
-        )
-        try:
-            with self.engine.begin() as connection:
-                connection.execute(statement)
-        except sa.exc.SQLAlchemyError as error:
-            _failed(operation, run_id, error)
-
 
 # Built once: constructing a statement per call costs more than executing it.
-_PEEK = sa.select(job_runs.c.status).where(job_runs.c.id == sa.bindparam("p_run_id"))
-_STARTED_LATER = (
+_P = sa.bindparam
+_CLAIM_READ = sa.select(
+    job_runs.c.status,
+    job_runs.c.attempt,
+    job_runs.c.lease_until,
+    job_runs.c.reason,
+    job_runs.c.retries,
+).where(job_runs.c.id == _P("p_run_id"))
+_RENEW = (
     sa.update(job_runs)
     .where(
-        job_runs.c.id == sa.bindparam("p_run_id"),
-        # Not NOT IN: an expanding IN list cannot be used with executemany.
-        *(job_runs.c.status != final for final in FINAL_STATUSES),
+        job_runs.c.id == _P("p_run_id"),
+        job_runs.c.attempt == _P("p_attempt"),
+        job_runs.c.status == "started",
     )
-    .values(
-        status="started",
-        started_at=sa.bindparam("p_started_at"),
-        finished_at=None,
-        worker=sa.bindparam("p_worker"),
-        retries=sa.bindparam("p_retries"),
-        updated_at=sa.bindparam("p_updated_at"),
-    )
+    .values(lease_until=_P("p_until"))
 )
-_SUCCEEDED_LATER = (
+# A final write lands while the row carries our attempt: still `started`, or closed as
+# lost by the reaper (the holder's own report is the truth).
+_OURS = (job_runs.c.id == _P("p_run_id"), job_runs.c.attempt == _P("p_attempt"))
+SUCCEEDED = (
     sa.update(job_runs)
-    .where(job_runs.c.id == sa.bindparam("p_run_id"))
+    .where(*_OURS)
     .values(
         status="succeeded",
-        finished_at=sa.bindparam("p_finished_at"),
-        result_summary=sa.bindparam("p_summary"),
+        reason=None,
+        finished_at=_P("p_finished_at"),
+        lease_until=None,
+        result_summary=_P("p_summary"),
         error=None,
-        updated_at=sa.bindparam("p_updated_at"),
+        updated_at=_P("p_updated_at"),
     )
 )
-
-_STARTED_AND_SUCCEEDED_LATER = (
+FAILED = (
     sa.update(job_runs)
-    .where(
-        job_runs.c.id == sa.bindparam("p_run_id"),
-        *(job_runs.c.status != final for final in FINAL_STATUSES),
-    )
+    .where(*_OURS)
     .values(
-        status="succeeded",
-        started_at=sa.bindparam("p_started_at"),
-        worker=sa.bindparam("p_worker"),
-        retries=sa.bindparam("p_retries"),
-        finished_at=sa.bindparam("p_finished_at"),
-        result_summary=sa.bindparam("p_summary"),
-        error=None,
-        updated_at=sa.bindparam("p_updated_at"),
+        status="failed",
+        reason=None,
+        error=_P("p_error"),
+        worker=_P("p_worker"),
+        finished_at=_P("p_finished_at"),
+        lease_until=None,
+        updated_at=_P("p_updated_at"),
+    )
+)
+RETRIED = (
+    sa.update(job_runs)
+    .where(*_OURS)
+    .values(
+        status="retried",
+        reason=None,
+        error=_P("p_error"),
+        retries=_P("p_retries"),
+        finished_at=_P("p_finished_at"),
+        lease_until=None,
+        updated_at=_P("p_updated_at"),
+    )
+)
+# Own fire: only the count. Another fire sharing the key (an explicit idempotency
+# template) is itself skipped, unless it already ran.
+DUPLICATE = (
+    sa.update(job_runs)
+    .where(job_runs.c.id == _P("p_run_id"))
+    .values(
+        duplicates=job_runs.c.duplicates + 1,
+        status=sa.case(
+            (
+                sa.and_(
+                    sa.not_(_P("p_own", type_=sa.Boolean)),
+                    job_runs.c.status.not_in([*FINAL_STATUSES, "started"]),
+                ),
+                "skipped",
+            ),
+            else_=job_runs.c.status,
+        ),
+        reason=sa.case(
+            (
+                sa.and_(
+                    sa.not_(_P("p_own", type_=sa.Boolean)),
+                    job_runs.c.status.not_in([*FINAL_STATUSES, "started"]),
+                ),
+                _P("p_reason"),
+            ),
+            else_=job_runs.c.reason,
+        ),
+        updated_at=_P("p_updated_at"),
     )
 )
 

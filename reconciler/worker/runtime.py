@@ -8,13 +8,23 @@ else (the solo and threads pools, the worker's main process), and keyed by pid s
 runtime inherited through a fork is never used.
 
 The protocol, called by BaseTask:
-    admit(fire)   -> Admission        claim the idempotency key, move the row to started
+    admit(fire)   -> Admission        claim the idempotency key, then the ledger row
     succeeded / failed / retrying / skipped                record the outcome
-A fire runs only when admitted. Claim order: Redis first (cheap, shared by all workers),
-then the ledger, which is the authority: a row already final refuses the run even if
-Redis had forgotten the key (a read; the `started` and `succeeded` writes of the hot path
-are batched by `LedgerWriter`). Without Redis (embedded mode, RECONCILER_REDIS_URL empty,
-or Redis failing) the ledger's conditional UPDATE is the claim on its own, synchronously.
+A fire runs only when admitted, and it is admitted only by the LEDGER's claim (a
+compare-and-set of the row to `started` with an attempt token and a lease, see
+worker/ledger.py), whatever Redis says. Redis is the fast path in front of it: a key
+held or completed refuses a duplicate delivery without touching the database; a key
+claimed still needs the ledger's claim (Redis may have forgotten, been flushed, or
+failed over to an empty replica). Without Redis (embedded mode, RECONCILER_REDIS_URL
+empty, or Redis failing) the ledger claims alone.
+
+The claim waits rather than guesses:
+- the database does not answer: the claim is retried (backoff up to 2 s, a WARNING a
+  minute) until it does: no execution without a claim, and the message stays unacked;
+- the row is `started` under a live lease, and this delivery is a redelivery or a
+  Celery retry of the fire: the holder is probably the crashed or earlier attempt; wait
+  up to one lease for it to lapse, then take it over (a live holder keeps renewing: the
+  delivery is then a duplicate). A plain second delivery is a duplicate at once.
 """
 
 from __future__ import annotations
@@ -22,11 +32,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import redis
+import sqlalchemy as sa
 from celery import Celery
 from celery.signals import (
     after_setup_logger,
@@ -40,7 +53,13 @@ from reconciler.settings import Settings
 from reconciler.store.db import create_sync_engine
 from reconciler.worker.context import FireContext, completed_value, fire_context, owner_value
 from reconciler.worker.guard import Heartbeat, RedisGuard
-from reconciler.worker.ledger import Ledger, Start
+from reconciler.worker.ledger import (
+    Claim,
+    Ledger,
+    Start,
+    attempt_prefix,
+    new_attempt,
+)
 from reconciler.worker.writer import LedgerWriter
 
 log = logging.getLogger(__name__)
@@ -60,23 +79,49 @@ class Admission:
     reason: str = ""
     own_fire: bool = True
     key_value: str | None = None  # the value we hold in Redis, if we claimed it there
+    attempt: str | None = None  # our claim token in the ledger, if the row exists
+
+
+CLAIM_RETRY_CAP = 2.0
+WAIT_LOG_SECONDS = 60.0
 
 
 class WorkerRuntime:
     """Everything one process needs to guard and record fires. Not shared across forks."""
 
-    def __init__(self, settings: Settings, *, ledger: Ledger, guard: RedisGuard | None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        ledger: Ledger,
+        guard: RedisGuard | None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.settings = settings
         self.ledger = ledger
         self.guard = guard
-        self.heartbeat = Heartbeat(guard) if guard is not None else None
-        self.writer = LedgerWriter(ledger, complete_keys=self._complete_keys)
+        self.lease_seconds = settings.idempotency_lease_seconds
+        interval = self.lease_seconds / 3
+        self.heartbeat = Heartbeat(guard.renew, interval=interval) if guard is not None else None
+        # The ledger leases: renewed until the run's final write is APPLIED (not queued),
+        # so a database outage does not let the leader's reaper or a redelivery take a
+        # run whose outcome is waiting in the spool.
+        self.leases = Heartbeat(
+            lambda held: ledger.renew(held, lease_seconds=self.lease_seconds),
+            interval=interval,
+            name="ledger-lease",
+            errors=(sa.exc.SQLAlchemyError,),
+        )
+        self.writer = LedgerWriter(
+            ledger, complete_keys=self._complete_keys, on_applied=self.leases.drop_many
+        )
         self.pid = os.getpid()
+        self._sleep = sleep
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkerRuntime:
-        # No pre-ping (a round trip per checkout on the hot path): the writer retries a
-        # batch once on a dropped connection, and a failed read lets Redis guard alone.
+        # No pre-ping (a round trip per checkout on the hot path): a dropped connection
+        # fails one claim read, which is retried, and one writer batch, which is retried.
         engine = create_sync_engine(settings.database_url)
         reader = create_sync_engine(settings.database_url, isolation_level="AUTOCOMMIT")
         guard = None
@@ -94,66 +139,115 @@ class WorkerRuntime:
 
     # --- the protocol ------------------------------------------------------------------
     def admit(self, fire: FireContext) -> Admission:
-        """Claim the fire for this delivery. Never raises for a service failure: without
-        Redis the ledger claims alone; without the ledger Redis does (both logged)."""
+        """Claim the fire for this delivery (see the module doc). Never raises for a
+        service failure; blocks while the database does not answer."""
         value = owner_value(task_id=fire.run_id, hostname=fire.hostname, pid=fire.pid)
         claimed = self._claim_key(fire, value)
         if isinstance(claimed, Admission):
             return claimed
-        if claimed:
-            # Redis arbitrated: the ledger only has to say whether the fire is final
-            # (Redis may have lost the key), a read; the `started` write can wait.
-            outcome, status = self.ledger.peek(fire.run_id)
-        else:
-            # No Redis answer: the ledger's conditional UPDATE is the claim. It refuses a
-            # row another delivery already started, unless this is a redelivery (the
-            # delivery that started it is gone).
-            outcome, status = self.ledger.start(
+        key_value = value if claimed else None
+        attempt = new_attempt(fire.hostname)
+        claim = self._claim_row(fire, attempt)
+        if not claim.outcome.runs:
+            self._settle_key(fire, key_value, succeeded=claim.status == "succeeded")
+            if claim.outcome is Start.BUSY:
+                reason = f"running as attempt {claim.holder} (lease {claim.lease_left:.0f} s)"
+            else:
+                reason = f"the run ledger says {claim.status}"
+            return Admission(run=False, reason=reason)
+        if claim.outcome is Start.NO_ROW:
+            log.warning("fire %s has no job_runs row: running it unrecorded", fire.run_id)
+            return Admission(run=True, key_value=key_value)
+        self.leases.hold(fire.run_id, attempt)
+        return Admission(run=True, key_value=key_value, attempt=attempt)
+
+    def _claim_row(self, fire: FireContext, attempt: str) -> Claim:
+        """The ledger's claim, retried while the database does not answer, and waited
+        out (up to a lease) when an earlier attempt of this fire may still hold it."""
+        waited_since = time.monotonic()
+        logged_at = 0.0
+        failures = 0
+        patience = self.lease_seconds + 2
+        while True:
+            claim = self.ledger.claim(
                 fire.run_id,
+                attempt=attempt,
                 worker=fire.hostname,
                 retries=fire.retries,
-                exclusive=not fire.redelivered,
+                lease_seconds=self.lease_seconds,
             )
-        key_value = value if claimed else None
-        if outcome is Start.REFUSED:
-            self._settle_key(fire, key_value, succeeded=status == "succeeded")
-            return Admission(run=False, reason=f"the run ledger says {status}")
-        if outcome is Start.NO_ROW:
-            log.warning("fire %s has no job_runs row: running it unrecorded", fire.run_id)
-        elif claimed:
-            self.writer.started(fire.run_id, worker=fire.hostname, retries=fire.retries)
-        return Admission(run=True, key_value=key_value)
+            waited = time.monotonic() - waited_since
+            if claim.outcome is Start.UNKNOWN:
+                failures += 1
+                if time.monotonic() - logged_at >= WAIT_LOG_SECONDS:
+                    logged_at = time.monotonic()
+                    log.warning(
+                        "fire %s waits for the run ledger (no execution without a claim)",
+                        fire.run_id,
+                    )
+                self._sleep(min(CLAIM_RETRY_CAP, 0.1 * 2**failures))
+                continue
+            earlier_attempt = fire.redelivered or fire.retries > claim.holder_retries
+            if claim.outcome is Start.BUSY and earlier_attempt and waited < patience:
+                self._sleep(min(max(claim.lease_left, 0.1), 0.5))
+                continue
+            return claim
 
     def succeeded(self, fire: FireContext, admission: Admission, result: Any) -> None:
-        if admission.key_value is None:  # no Redis: the ledger is the guard, write it now
-            self.ledger.succeeded(fire.run_id, result=result)
-            return
-        # Both deferred (see LedgerWriter): the row, then the key, in a moment. The key's
-        # lease is renewed until then, so duplicates stay refused meanwhile.
-        self.writer.succeeded(fire.run_id, result=result)
-        self.writer.complete_key((fire, admission.key_value))
+        # Both deferred (see LedgerWriter): the row, then the key, in a moment. The
+        # leases are renewed until then, so duplicates stay refused meanwhile.
+        if admission.attempt is not None:
+            self.writer.write(
+                "succeeded",
+                self.ledger.succeeded_values(fire.run_id, attempt=admission.attempt, result=result),
+            )
+        if admission.key_value is not None:
+            self.writer.complete_key((fire, admission.key_value))
 
     def failed(self, fire: FireContext, admission: Admission | None, error: BaseException) -> None:
-        key_value = admission.key_value if admission else self._lost_value(fire)
-        self.writer.flush()  # never let a queued `started` overwrite this
-        # The ledger first: once the key is free, only the final status stops a duplicate.
-        self.ledger.failed(fire.run_id, error=error, worker=fire.hostname)
-        self._settle_key(fire, key_value, succeeded=False)
+        if admission is None:
+            # The worker's main process (a hard time limit killed the pool process): the
+            # attempt is the lost process's; end its lease, the row's status follows.
+            self._settle_key(fire, self._lost_value(fire), succeeded=False)
+            self.ledger.failed_lost(
+                fire.run_id, prefix=attempt_prefix(fire.hostname, fire.pid), error=error
+            )
+            return
+        if admission.attempt is not None:
+            self.writer.write(
+                "failed",
+                self.ledger.failed_values(
+                    fire.run_id, attempt=admission.attempt, error=error, worker=fire.hostname
+                ),
+            )
+        self._settle_key(fire, admission.key_value, succeeded=False)
 
     def retrying(self, fire: FireContext, admission: Admission, error: BaseException) -> None:
-        """Before the retry is published: record it and free the key for the retry."""
-        self.writer.flush()
-        self.ledger.retried(fire.run_id, error=error, retries=fire.retries + 1)
+        """Before the retry is published: record it and free the key for the retry.
+        The retry waits out our lease if this write is still spooled."""
+        if admission.attempt is not None:
+            self.writer.write(
+                "retried",
+                self.ledger.retried_values(
+                    fire.run_id, attempt=admission.attempt, error=error, retries=fire.retries + 1
+                ),
+            )
+            self.writer.flush(timeout=self.lease_seconds)
         self._settle_key(fire, admission.key_value, succeeded=False)
 
     def skipped(self, fire: FireContext, admission: Admission) -> None:
-        self.writer.flush()
-        self.ledger.duplicate(fire.run_id, reason=admission.reason, own_fire=admission.own_fire)
+        self.writer.write(
+            "duplicate",
+            self.ledger.duplicate_values(
+                fire.run_id, reason=admission.reason, own_fire=admission.own_fire
+            ),
+        )
 
     def release_lost(self, fire: FireContext) -> None:
         """The worker's main process lost the pool process running `fire` (killed, hard
-        time limit): free its key now rather than after its lease."""
+        time limit): free its key and end its lease now rather than after the lease."""
         self._settle_key(fire, self._lost_value(fire), succeeded=False)
+        self.ledger.release_lease(fire.run_id, prefix=attempt_prefix(fire.hostname, fire.pid))
         log.warning("released the idempotency key of lost fire %s", fire.run_id)
 
     def close(self) -> None:
@@ -161,6 +255,7 @@ class WorkerRuntime:
         self.writer.flush()
         if self.heartbeat is not None:
             self.heartbeat.stop()
+        self.leases.stop()
         self.ledger.dispose()
 
     # --- helpers -----------------------------------------------------------------------
@@ -171,7 +266,7 @@ class WorkerRuntime:
         try:
             claim = self.guard.claim(fire.idempotency_key, value, redelivered=fire.redelivered)
         except redis.RedisError as error:
-            log.warning("idempotency guard unavailable (%s): the ledger claims alone", error)
+            self._redis_down(error)
             return False
         if not claim.claimed:
             holder = str(claim.holder.get("task_id", "?"))
@@ -184,6 +279,14 @@ class WorkerRuntime:
         if self.heartbeat is not None:
             self.heartbeat.hold(fire.idempotency_key, value)
         return True
+
+    def _redis_down(self, error: Exception) -> None:
+        now = time.monotonic()
+        if now - self._redis_warned >= WAIT_LOG_SECONDS:
+            self._redis_warned = now
+            log.warning("idempotency guard unavailable (%s): the ledger claims alone", error)
+
+    _redis_warned = -WAIT_LOG_SECONDS
 
     def _settle_key(self, fire: FireContext, key_value: str | None, *, succeeded: bool) -> None:
         if self.guard is None or key_value is None:
@@ -200,7 +303,7 @@ class WorkerRuntime:
         except redis.RedisError as error:
             # Completed: the ledger still says succeeded and refuses a rerun. Release: the
             # lease expires by itself.
-            log.warning("idempotency key of fire %s not updated: %s", fire.run_id, error)
+            self._redis_down(error)
 
     def _complete_keys(self, items: list[tuple[FireContext, str]]) -> None:
         """Mark the keys of succeeded fires completed (called by the writer's thread)."""
@@ -217,7 +320,7 @@ class WorkerRuntime:
             outcomes = self.guard.mark_many_completed(requests)
         except redis.RedisError as error:
             # The ledger says succeeded and refuses a rerun; the leases lapse by themselves.
-            log.warning("%d idempotency keys not completed: %s", len(items), error)
+            self._redis_down(error)
             outcomes = [True] * len(items)
         for (fire, _), done in zip(items, outcomes, strict=True):
             if self.heartbeat is not None:

@@ -1,24 +1,28 @@
-"""Write-behind for the hot path: `started` and `succeeded` rows, and the idempotency
-keys' completion, in batches.
+"""Write-behind for the ledger's final writes (succeeded, failed, retried, duplicate)
+and the idempotency keys' completion, in batches, retried until the database answers.
 
-Why: a committed PostgreSQL write costs 1-4 ms on a small machine (fsync), a Redis round
-trip 0.2-0.5 ms; done inline for every task they would cost more than many tasks. The
-claim itself does not need them: Redis arbitrates between deliveries, and the ledger's
-verdict (is the fire already final?) is a read. So those writes are queued and applied
-by one thread per process, every `max_delay` seconds or `max_batch` items: the rows in one
-transaction, then the keys (`complete_keys`, one Redis pipeline). Until its key is
-completed, a succeeded fire's key stays "in progress" with its lease renewed, so a
-duplicate delivery is refused all along.
+Why batches: a committed PostgreSQL write costs 1-4 ms on a small machine (fsync), a
+Redis round trip 0.2-0.5 ms; done inline for every task they would cost more than many
+tasks. The claim itself is synchronous (worker/ledger.py); what follows it is queued
+and applied by one thread per process, every `max_delay` seconds or `max_batch` items:
+the rows in one transaction, then the keys (`complete_keys`, one Redis pipeline).
 
-Guarantees:
-- per fire, `started` is applied before `succeeded` (one queue, see Ledger.write_batch);
-- `flush()` returns once everything queued before it is applied: the synchronous writes
-  (failed, retried, duplicate) call it first, so they never get overtaken;
-- a batch that fails is retried once (a dropped pooled connection), then logged and
-  counted (LEDGER_WRITE_FAILURES), never raised into a task;
-- what a process that is killed (-9) had not flushed yet (at most `max_delay` seconds
-  of updates) is lost: the run stays `started`/`published` in the ledger while Redis
-  records completion; that is the price of the hot path, and bounded by `max_delay`.
+Why retried without end: a dropped write leaves a run `started` for ever (it blocked
+its job's later slots as overlaps for an hour, issue 17). While the database does not
+answer, the batch and everything queued behind it wait in memory (the SPOOL) and the
+batch is retried with backoff (RETRY_DELAYS, then every RETRY_CAP seconds); meanwhile
+the process keeps renewing the leases of those runs (`on_applied` tells it when to
+stop), so neither a redelivery nor the leader's reaper takes them over. Bounds:
+- a run's final status lands within RETRY_CAP + max_delay seconds of the database
+  answering again, whatever the outage's length (README "Failure bounds");
+- the spool holds at most `spool_limit` writes: past it new writes are DROPPED, counted
+  (reconciler_ledger_write_failures_total{operation="spool_full"}) and logged; the
+  reaper then closes those runs as lost once their leases lapse.
+`reconciler_ledger_spooled_writes` shows the writes waiting. One WARNING when the
+database stops answering, one when it is back (with the count and the outage's length).
+
+Errors that are not about reaching the database (a constraint, a bug) are not retried:
+the batch is logged, counted and dropped, as before.
 """
 
 from __future__ import annotations
@@ -32,59 +36,101 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from reconciler.worker.ledger import Ledger, describe, record_failure
+from reconciler import metrics
+from reconciler.worker.ledger import (
+    DUPLICATE,
+    FAILED,
+    RETRIED,
+    SUCCEEDED,
+    Ledger,
+    describe,
+    record_failure,
+)
 
 log = logging.getLogger(__name__)
 
-STARTED, SUCCEEDED, KEY = "started", "succeeded", "key"
+KEY = "key"
+STATEMENTS: dict[str, Any] = {
+    "succeeded": SUCCEEDED,
+    "failed": FAILED,
+    "retried": RETRIED,
+    "duplicate": DUPLICATE,
+}
+RETRY_DELAYS = (0.1, 0.2, 0.5, 1.0)
+RETRY_CAP = 1.0
+SPOOL_LIMIT = 100_000
+
+Item = tuple[str, dict[str, Any]]
 
 
 class LedgerWriter:
-    """Batches deferred ledger writes on a daemon thread, started on first use (after a
-    fork, in the process that uses it)."""
+    """Batches final ledger writes on a daemon thread, started on first use (after a
+    fork, in the process that uses it). `on_applied(run_ids)` is called after the rows
+    of a batch are committed."""
 
     def __init__(
         self,
         ledger: Ledger,
         *,
         complete_keys: Callable[[list[Any]], None] | None = None,
+        on_applied: Callable[[list[str]], None] | None = None,
         max_delay: float = 0.05,
         max_batch: int = 500,
+        spool_limit: int = SPOOL_LIMIT,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._ledger = ledger
         self._complete_keys = complete_keys
+        self._on_applied = on_applied
         self._max_delay = max_delay
         self._max_batch = max_batch
-        self._queue: queue.Queue[tuple[str, dict[str, Any]] | threading.Event] = queue.Queue()
+        self._spool_limit = spool_limit
+        self._sleep = sleep
+        self._queue: queue.Queue[Item | threading.Event] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._pending = 0  # writes queued or being retried (the spool)
+        self._down_since: float | None = None
 
-    def started(self, run_id: str, *, worker: str, retries: int) -> None:
-        self._put(
-            STARTED,
-            {"p_run_id": run_id, **self._ledger.started_values(worker=worker, retries=retries)},
-        )
-
-    def succeeded(self, run_id: str, *, result: Any) -> None:
-        self._put(SUCCEEDED, {"p_run_id": run_id, **self._ledger.succeeded_values(result=result)})
+    def write(self, kind: str, params: dict[str, Any]) -> None:
+        """Queue one write: `kind` is a key of STATEMENTS, `params` its parameters
+        (Ledger.<kind>_values)."""
+        self._put(kind, params)
 
     def complete_key(self, item: Any) -> None:
         """Queue `item` for `complete_keys`, called after the rows of its batch."""
         self._put(KEY, {"item": item})
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until everything queued so far is written (or given up). False on timeout."""
+        """Wait until everything queued so far is written. False on timeout (the database
+        does not answer: the writes stay spooled)."""
         if self._thread is None:
             return True
         done = threading.Event()
         self._queue.put(done)
         return done.wait(timeout)
 
+    @property
+    def pending(self) -> int:
+        return self._pending
+
     def _put(self, kind: str, item: dict[str, Any]) -> None:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
                 self._thread.start()
+            if kind != KEY:
+                if self._pending >= self._spool_limit:
+                    record_failure("spool_full")
+                    log.error(
+                        "ledger spool full (%d writes): %s of run %s dropped",
+                        self._pending,
+                        kind,
+                        item.get("p_run_id"),
+                    )
+                    return
+                self._pending += 1
+                metrics.LEDGER_SPOOLED.set(self._pending)
         self._queue.put((kind, item))
 
     def _run(self) -> None:
@@ -95,10 +141,10 @@ class LedgerWriter:
             for marker in markers:
                 marker.set()
 
-    def _collect(self) -> tuple[list[tuple[str, dict[str, Any]]], list[threading.Event]]:
+    def _collect(self) -> tuple[list[Item], list[threading.Event]]:
         """Block for one item, then gather more for up to max_delay seconds. A flush
         marker ends the batch at once (someone is waiting)."""
-        batch: list[tuple[str, dict[str, Any]]] = []
+        batch: list[Item] = []
         markers: list[threading.Event] = []
         item = self._queue.get()
         deadline = None
@@ -119,31 +165,66 @@ class LedgerWriter:
             except queue.Empty:
                 return batch, markers
 
-    def _write(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
-        started = [item for kind, item in batch if kind == STARTED]
-        succeeded = [item for kind, item in batch if kind == SUCCEEDED]
+    def _write(self, batch: list[Item]) -> None:
+        rows = [(kind, item) for kind, item in batch if kind != KEY]
         keys = [item["item"] for kind, item in batch if kind == KEY]
-        if started or succeeded:
-            self._write_rows(started, succeeded)
+        if rows:
+            self._write_rows(rows)
         if keys and self._complete_keys is not None:
             self._complete_keys(keys)  # handles (logs) its own errors
 
-    def _write_rows(self, started: list[dict[str, Any]], succeeded: list[dict[str, Any]]) -> None:
-        for attempt in (1, 2):
+    def _write_rows(self, rows: list[Item]) -> None:
+        attempt = 0
+        while True:
             try:
-                self._ledger.write_batch(started, succeeded)
-                return
-            except sa.exc.DBAPIError as error:
-                # A pooled connection the server dropped is invalidated by SQLAlchemy:
-                # the second attempt gets a fresh one.
-                if attempt == 1 and error.connection_invalidated:
-                    continue
-                self._give_up(len(started) + len(succeeded), error)
-                return
+                self._apply(rows)
+                break
             except sa.exc.SQLAlchemyError as error:
-                self._give_up(len(started) + len(succeeded), error)
-                return
+                if not unreachable(error):
+                    record_failure("batch", len(rows))
+                    log.error(
+                        "ledger batch of %d writes failed: %s", len(rows), describe(error, 300)
+                    )
+                    break
+                self._outage(error)
+                self._sleep(RETRY_DELAYS[attempt] if attempt < len(RETRY_DELAYS) else RETRY_CAP)
+                attempt += 1
+        if self._down_since is not None:
+            log.warning(
+                "ledger reachable again after %.1f s: %d spooled writes applied",
+                time.monotonic() - self._down_since,
+                self._pending,
+            )
+            self._down_since = None
+        with self._lock:
+            self._pending -= len(rows)
+            metrics.LEDGER_SPOOLED.set(self._pending)
+        if self._on_applied is not None:
+            self._on_applied([item["p_run_id"] for kind, item in rows if kind != "duplicate"])
 
-    def _give_up(self, count: int, error: Exception) -> None:
-        record_failure("batch", count)
-        log.error("ledger batch of %d writes failed: %s", count, describe(error, limit=300))
+    def _apply(self, rows: list[Item]) -> None:
+        """One transaction; one executemany per kind, in first-seen order (a run gets
+        one final write per attempt; duplicates only count)."""
+        by_kind: dict[str, list[dict[str, Any]]] = {}
+        for kind, item in rows:
+            by_kind.setdefault(kind, []).append(item)
+        with self._ledger.engine.begin() as connection:
+            for kind, items in by_kind.items():
+                connection.execute(STATEMENTS[kind], items)
+
+    def _outage(self, error: Exception) -> None:
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            record_failure("unreachable")
+            log.warning(
+                "ledger unreachable, %d writes spooled and retried until it answers: %s",
+                self._pending,
+                describe(error, 300),
+            )
+
+
+def unreachable(error: Exception) -> bool:
+    """True for errors about reaching the database (retry), not about the statement."""
+    if isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(error, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.TimeoutError)

@@ -22,8 +22,16 @@ from reconciler.worker.app import celery_config, filesystem_folder
 from reconciler.worker.base import PermanentTaskError
 from reconciler.worker.context import completed_value, fire_context, owner_value
 from reconciler.worker.guard import RedisGuard, Verdict
-from reconciler.worker.ledger import LEDGER_WRITE_FAILURES, Ledger, Start, describe, summarize
+from reconciler.worker.ledger import (
+    LEDGER_WRITE_FAILURES,
+    Claim,
+    Ledger,
+    Start,
+    describe,
+    summarize,
+)
 from reconciler.worker.request import _normalize
+from reconciler.worker.writer import LedgerWriter
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -37,7 +45,8 @@ def test_the_celery_configuration_is_safe_by_default() -> None:
     assert config["task_soft_time_limit"] < config["task_time_limit"] < 30 * 60
     assert config["result_expires"] == 3600
     assert config["broker_transport_options"] == {"confirm_publish": True}
-    assert config["result_backend_transport_options"] == {"global_keyprefix": "p:"}
+    assert config["result_backend_transport_options"]["global_keyprefix"] == "p:"
+    assert config["result_backend"].endswith("+redis://127.0.0.1:6379/0")  # tolerant
     assert [queue.name for queue in config["task_queues"]] == [
         "default",
         "high_priority",
@@ -184,34 +193,47 @@ def _insert(engine: sa.Engine, run_id: str, status: str) -> None:
 
 
 @pytest.mark.services
-def test_the_ledger_refuses_to_start_a_finished_fire(pg_migrated: str) -> None:
+def test_the_ledger_claim_refuses_final_and_live_runs_and_takes_over_expired_ones(
+    pg_migrated: str,
+) -> None:
     engine = create_sync_engine(pg_migrated)
     ledger = Ledger(engine)
-    for run_id, status in [("a", "published"), ("b", "succeeded"), ("c", "started")]:
+    for run_id, status in [("a", "published"), ("b", "succeeded"), ("c", "retried")]:
         _insert(engine, run_id, status)
-    assert ledger.start("a", worker="w", retries=0, exclusive=True) == (Start.STARTED, "started")
-    assert ledger.start("b", worker="w", retries=0, exclusive=False) == (
-        Start.REFUSED,
-        "succeeded",
+
+    def claim(run_id: str, attempt: str, lease: float = 30) -> Claim:
+        return ledger.claim(run_id, attempt=attempt, worker="w", retries=0, lease_seconds=lease)
+
+    assert claim("a", "w/1/x").outcome is Start.STARTED
+    busy = claim("a", "w/2/y")  # a second delivery while the first holds a live lease
+    assert (busy.outcome, busy.holder) == (Start.BUSY, "w/1/x") and busy.lease_left > 25
+    assert claim("b", "w/1/z") == Claim(Start.REFUSED, "succeeded", None, 0, 0.0)
+    assert claim("zz", "w/1/q").outcome is Start.NO_ROW
+    assert claim("c", "w/1/old", lease=-1).outcome is Start.STARTED  # its lease lapsed at once
+    taken = claim("c", "w/2/new")
+    assert (taken.outcome, taken.holder) == (Start.TAKEN_OVER, "w/1/old")
+    writer = LedgerWriter(ledger, max_delay=0.01)
+    # The dead attempt's late report is refused (it no longer holds the run); ours lands.
+    writer.write("succeeded", ledger.succeeded_values("c", attempt="w/1/old", result=1))
+    writer.write(
+        "failed", ledger.failed_values("c", attempt="w/2/new", error=ValueError("x"), worker="w")
     )
-    assert ledger.start("c", worker="w", retries=0, exclusive=True) == (Start.REFUSED, "started")
-    assert ledger.start("c", worker="w", retries=1, exclusive=False)[0] is Start.STARTED
-    assert ledger.start("zz", worker="w", retries=0, exclusive=False) == (Start.NO_ROW, None)
-    ledger.duplicate("a", reason="dup", own_fire=True)
-    ledger.failed("a", error=ValueError("bad\ninput"))
+    writer.write("duplicate", ledger.duplicate_values("a", reason="dup", own_fire=True))
+    assert writer.flush(timeout=10)
     with engine.connect() as connection:
-        row = connection.execute(job_runs.select().where(job_runs.c.id == "a")).one()
-    assert (row.status, row.duplicates, row.error) == ("failed", 1, "ValueError: bad input")
+        rows = {row.id: row for row in connection.execute(job_runs.select())}
+    assert (rows["c"].status, rows["c"].takeovers, rows["c"].attempt) == ("failed", 1, "w/2/new")
+    assert (rows["a"].status, rows["a"].duplicates) == ("started", 1)
     engine.dispose()
 
 
-def test_a_ledger_that_cannot_write_does_not_raise(tmp_path: Path) -> None:
+def test_a_ledger_that_cannot_be_reached_answers_unknown(tmp_path: Path) -> None:
     engine = create_sync_engine(f"sqlite:///{tmp_path}/missing/dir/state.db")
-    before = LEDGER_WRITE_FAILURES.labels("succeeded")._value.get()
+    before = LEDGER_WRITE_FAILURES.labels("claim")._value.get()
     ledger = Ledger(engine)
-    assert ledger.start("x", worker="w", retries=0, exclusive=True) == (Start.UNKNOWN, None)
-    ledger.succeeded("x", result={"ok": True})
-    assert LEDGER_WRITE_FAILURES.labels("succeeded")._value.get() == before + 1
+    claim = ledger.claim("x", attempt="w/1/a", worker="w", retries=0, lease_seconds=30)
+    assert claim.outcome is Start.UNKNOWN
+    assert LEDGER_WRITE_FAILURES.labels("claim")._value.get() == before + 1
     engine.dispose()
 
 
@@ -274,25 +296,29 @@ def test_reports_are_appended_and_paths_checked(
 
 
 @pytest.mark.services
-def test_deferred_writes_land_in_order_and_never_reopen_a_final_run(pg_migrated: str) -> None:
-    from reconciler.worker.writer import LedgerWriter
-
-    engine = create_sync_engine(pg_migrated)
+def test_spooled_writes_wait_for_the_database_and_land_when_it_answers(pg_migrated: str) -> None:
+    """The writer retries a batch while the database does not answer (here: a lock the
+    test holds makes every attempt time out) and applies it once it answers."""
+    engine = create_sync_engine(pg_migrated, connect_args={"options": "-c lock_timeout=200"})
     ledger = Ledger(engine)
-    for run_id, status in [("a", "published"), ("b", "failed")]:
-        _insert(engine, run_id, status)
-    writer = LedgerWriter(ledger, max_delay=0.01)
-    writer.started("a", worker="w", retries=1)
-    writer.succeeded("a", result={"token": "t", "n": 1})
-    writer.started("b", worker="w", retries=0)  # b is final: left alone
+    _insert(engine, "a", "published")
+    assert ledger.claim("a", attempt="w/1/a", worker="w", retries=0, lease_seconds=30).outcome is (
+        Start.STARTED
+    )
+    applied: list[list[str]] = []
+    writer = LedgerWriter(ledger, max_delay=0.01, on_applied=applied.append)
+    blocker = create_sync_engine(pg_migrated)
+    with blocker.begin() as connection:
+        connection.execute(sa.text("SELECT 1 FROM job_runs WHERE id = 'a' FOR UPDATE"))
+        writer.write("succeeded", ledger.succeeded_values("a", attempt="w/1/a", result={"n": 1}))
+        assert not writer.flush(timeout=1.5)  # still waiting: the row is locked
+        assert writer.pending == 1
     assert writer.flush(timeout=10)
+    assert applied == [["a"]] and writer.pending == 0
     with engine.connect() as connection:
-        rows = {row.id: row for row in connection.execute(job_runs.select())}
-    a, b = rows["a"], rows["b"]
-    assert (a.status, a.worker, a.retries) == ("succeeded", "w", 1)
-    assert a.started_at <= a.finished_at
-    assert json.loads(a.result_summary) == {"n": 1, "token": "***"}
-    assert (b.status, b.worker) == ("failed", None)
+        row = connection.execute(job_runs.select().where(job_runs.c.id == "a")).one()
+    assert (row.status, row.lease_until) == ("succeeded", None)
+    blocker.dispose()
     engine.dispose()
 
 
