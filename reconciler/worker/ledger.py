@@ -125,8 +125,9 @@ class Ledger:
                 if claim is not None:
                     return claim
         except sa.exc.SQLAlchemyError as error:
-            _failed("claim", run_id, error)
-            return Claim(Start.UNKNOWN)
+            # Counted, not logged: the caller retries and logs once a minute.
+            record_failure("claim")
+            return Claim(Start.UNKNOWN, status=describe(error, 200))
         return Claim(Start.BUSY, status="started")
 
     def _try_claim(
@@ -371,32 +372,19 @@ RETRIED = (
     )
 )
 # Own fire: only the count. Another fire sharing the key (an explicit idempotency
-# template) is itself skipped, unless it already ran.
+# template) is itself skipped, unless it already ran. (Not NOT IN: an expanding IN list
+# cannot be used with executemany.)
+_SKIPPABLE = sa.and_(
+    sa.not_(_P("p_own", type_=sa.Boolean)),
+    *(job_runs.c.status != status for status in (*FINAL_STATUSES, "started")),
+)
 DUPLICATE = (
     sa.update(job_runs)
     .where(job_runs.c.id == _P("p_run_id"))
     .values(
         duplicates=job_runs.c.duplicates + 1,
-        status=sa.case(
-            (
-                sa.and_(
-                    sa.not_(_P("p_own", type_=sa.Boolean)),
-                    job_runs.c.status.not_in([*FINAL_STATUSES, "started"]),
-                ),
-                "skipped",
-            ),
-            else_=job_runs.c.status,
-        ),
-        reason=sa.case(
-            (
-                sa.and_(
-                    sa.not_(_P("p_own", type_=sa.Boolean)),
-                    job_runs.c.status.not_in([*FINAL_STATUSES, "started"]),
-                ),
-                _P("p_reason"),
-            ),
-            else_=job_runs.c.reason,
-        ),
+        status=sa.case((_SKIPPABLE, "skipped"), else_=job_runs.c.status),
+        reason=sa.case((_SKIPPABLE, _P("p_reason")), else_=job_runs.c.reason),
         updated_at=_P("p_updated_at"),
     )
 )

@@ -182,8 +182,9 @@ class WorkerRuntime:
                 if time.monotonic() - logged_at >= WAIT_LOG_SECONDS:
                     logged_at = time.monotonic()
                     log.warning(
-                        "fire %s waits for the run ledger (no execution without a claim)",
+                        "fire %s waits for the run ledger (no execution without a claim): %s",
                         fire.run_id,
+                        claim.status,
                     )
                 self._sleep(min(CLAIM_RETRY_CAP, 0.1 * 2**failures))
                 continue

@@ -218,12 +218,13 @@ def test_the_ledger_claim_refuses_final_and_live_runs_and_takes_over_expired_one
     writer.write(
         "failed", ledger.failed_values("c", attempt="w/2/new", error=ValueError("x"), worker="w")
     )
-    writer.write("duplicate", ledger.duplicate_values("a", reason="dup", own_fire=True))
+    for _ in range(2):  # one batch, one executemany
+        writer.write("duplicate", ledger.duplicate_values("a", reason="dup", own_fire=True))
     assert writer.flush(timeout=10)
     with engine.connect() as connection:
         rows = {row.id: row for row in connection.execute(job_runs.select())}
     assert (rows["c"].status, rows["c"].takeovers, rows["c"].attempt) == ("failed", 1, "w/2/new")
-    assert (rows["a"].status, rows["a"].duplicates) == ("started", 1)
+    assert (rows["a"].status, rows["a"].duplicates) == ("started", 2)
     engine.dispose()
 
 

@@ -23,9 +23,7 @@ def upgrade() -> None:
     with op.batch_alter_table("job_runs") as batch:
         batch.add_column(sa.Column("attempt", sa.String(128)))
         batch.add_column(sa.Column("lease_until", Moment))
-        batch.add_column(
-            sa.Column("takeovers", sa.Integer, nullable=False, server_default="0")
-        )
+        batch.add_column(sa.Column("takeovers", sa.Integer, nullable=False, server_default="0"))
     with op.batch_alter_table("reconciler_instances") as batch:
         batch.add_column(sa.Column("lease_until", Moment))
         batch.add_column(sa.Column("backend_pid", sa.Integer))
