@@ -1,41 +1,64 @@
 """A real RabbitMQ outage (`rabbitmqctl stop_app` for 20 s) under a running daemon.
 
-SERIAL: stopping RabbitMQ breaks every other test using it, so this runs in the lead's
-separate, non-parallel `-m serial` phase; `start_app` is always called in a finally.
+The outage is injected into a PRIVATE RabbitMQ node this test starts (its own node
+name, ports, mnesia and log folders: tests/faults.py), never into the shared one, so the
+test runs alongside the others; `start_app` is always called in a finally.
 """
 
 from __future__ import annotations
 
 import itertools
-import subprocess
 import time
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from faults import PrivateRabbit
 
-from .helpers import as_utc, wait_until, write_jobs
+from .helpers import BrokerCounter, Cluster, as_utc, wait_until, write_jobs
 from .test_exactly_once import assert_every_slot_present
 
-pytestmark = [pytest.mark.services, pytest.mark.slow, pytest.mark.serial]
+pytestmark = [pytest.mark.services, pytest.mark.slow]
 
 JOBS = [f"through-outage-{n:02d}" for n in range(10)]
 OUTAGE_SECONDS = 20
 
 
-def rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=120)
+@pytest.fixture
+def private_rabbit() -> Iterator[PrivateRabbit]:
+    with PrivateRabbit() as node:
+        yield node
 
 
-def test_fires_during_a_broker_outage_are_published_after_it(make_cluster, broker) -> None:
-    cluster = make_cluster(publish_timeout="2")
+@pytest.fixture
+def cluster(tmp_path: Path, pg_url: str, private_rabbit: PrivateRabbit) -> Iterator[Cluster]:
+    made = Cluster(
+        root=tmp_path,
+        db_url=pg_url,
+        broker_url=private_rabbit.url(),
+        resync_interval="5",
+        settle_seconds="0.1",
+        publish_timeout="2",
+    )
+    try:
+        yield made
+    finally:
+        made.stop_all()
+
+
+def test_fires_during_a_broker_outage_are_published_after_it(
+    cluster: Cluster, private_rabbit: PrivateRabbit
+) -> None:
+    broker = BrokerCounter(private_rabbit.url())
     write_jobs(cluster.jobs_dir, JOBS)
     daemon = cluster.start("daemon-a")
     wait_until(lambda: cluster.count_runs("published") >= 10 * 3, timeout=40, what="fires")
     broker.drain(idle=0.2)
 
     samples: list[tuple[float, int, int]] = []  # (t, rows recorded, rows published) in outage
-    rabbitmqctl("stop_app")
+    private_rabbit.ctl("stop_app")
     try:
         down_at = datetime.now(UTC)
         started = time.monotonic()
@@ -53,7 +76,7 @@ def test_fires_during_a_broker_outage_are_published_after_it(make_cluster, broke
             )
             assert daemon.alive()
     finally:
-        rabbitmqctl("start_app")
+        private_rabbit.ctl("start_app")
     up_at = datetime.now(UTC)
     t_up = time.monotonic()
 

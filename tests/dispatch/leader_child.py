@@ -1,7 +1,8 @@
 """A leader in its own process, for the SIGKILL and SIGSTOP tests.
 
-Usage: python leader_child.py DATABASE_URL INSTANCE_ID. Prints `LEADER <epoch>` once it
-leads and `LOST` when it loses the leadership; then idles until killed.
+Usage: python leader_child.py DATABASE_URL INSTANCE_ID. Prints `LEADER <epoch>` when it
+leads and `LOST` when it loses the leadership, and goes on competing like a daemon
+(`LEADER` again if it wins) until it is superseded (`SUPERSEDED`) or killed.
 """
 
 from __future__ import annotations
@@ -15,9 +16,13 @@ from reconciler.engine.leader import leader_elector_for
 def main() -> None:
     url, instance = sys.argv[1:3]
     elector = leader_elector_for(url, instance, on_lost=lambda _reason: print("LOST", flush=True))
-    while not elector.try_acquire():
+    leading = False
+    while not elector.superseded:
+        if not leading and elector.try_acquire():
+            print(f"LEADER {elector.epoch}", flush=True)
+        leading = elector.is_leader()
         time.sleep(0.1)
-    print(f"LEADER {elector.epoch}", flush=True)
+    print("SUPERSEDED", flush=True)
     while True:
         time.sleep(0.1)
 
