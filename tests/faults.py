@@ -239,7 +239,20 @@ class PrivateRabbit(_Service):
             start_new_session=True,
         )
         log.close()
-        self.ctl("await_startup", "--timeout", "120", timeout=150)
+        # `await_startup` fails at once (exit 69) until the node has registered itself
+        # with epmd: retry it while the node boots.
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                self.ctl("await_startup", "--timeout", "60", timeout=90)
+                return
+            except subprocess.CalledProcessError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"RabbitMQ node {self.node} did not start:\n"
+                        + (self.root / "server.log").read_text(errors="replace")[-3000:]
+                    ) from None
+                time.sleep(1)
 
     def ctl(self, *args: str, timeout: float = 120) -> None:
         """rabbitmqctl against THIS node only (-n), with its cookie."""
