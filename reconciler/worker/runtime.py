@@ -117,6 +117,7 @@ class WorkerRuntime:
         )
         self.pid = os.getpid()
         self._sleep = sleep
+        self._redis_warned = -WAIT_LOG_SECONDS  # monotonic time of the last warning
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkerRuntime:
@@ -286,8 +287,6 @@ class WorkerRuntime:
         if now - self._redis_warned >= WAIT_LOG_SECONDS:
             self._redis_warned = now
             log.warning("idempotency guard unavailable (%s): the ledger claims alone", error)
-
-    _redis_warned = -WAIT_LOG_SECONDS
 
     def _settle_key(self, fire: FireContext, key_value: str | None, *, succeeded: bool) -> None:
         if self.guard is None or key_value is None:
