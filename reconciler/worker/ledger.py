@@ -120,6 +120,19 @@ class Ledger:
         """Compare-and-set the row to `started` for `attempt` (see the module doc).
         Never raises: a database error is UNKNOWN."""
         try:
+            # The common case in one round trip: a row nobody has started.
+            now = self._clock()
+            fresh = {
+                "p_run_id": run_id,
+                "p_attempt": attempt,
+                "p_until": now + timedelta(seconds=lease_seconds),
+                "p_now": now,
+                "p_worker": worker,
+                "p_retries": retries,
+            }
+            with self.engine.begin() as connection:
+                if connection.execute(_CLAIM_FRESH, fresh).rowcount == 1:
+                    return Claim(Start.STARTED)
             for _ in range(5):  # lost a race with another claimer: judge the new row
                 claim = self._try_claim(run_id, attempt, worker, retries, lease_seconds)
                 if claim is not None:
@@ -320,6 +333,24 @@ _CLAIM_READ = sa.select(
     job_runs.c.reason,
     job_runs.c.retries,
 ).where(job_runs.c.id == _P("p_run_id"))
+_CLAIM_FRESH = (
+    sa.update(job_runs)
+    .where(
+        job_runs.c.id == _P("p_run_id"),
+        *(job_runs.c.status != status for status in (*FINAL_STATUSES, "started")),
+    )
+    .values(
+        status="started",
+        reason=None,
+        attempt=_P("p_attempt"),
+        lease_until=_P("p_until"),
+        started_at=_P("p_now"),
+        finished_at=None,
+        worker=_P("p_worker"),
+        retries=_P("p_retries"),
+        updated_at=_P("p_now"),
+    )
+)
 _RENEW = (
     sa.update(job_runs)
     .where(
