@@ -209,6 +209,13 @@ class StaleFireLog:
             count, self._count, self._logged_at = self._count, 0, now
         log.warning("refused %d stale fire(s): %s", count, reason)
 
+    def flush(self) -> None:
+        """Log what was counted since the last line (the scheduler stopped)."""
+        with self._lock:
+            count, self._count, self._logged_at = self._count, 0, None
+        if count:
+            log.warning("refused %d more stale fire(s) before the scheduler stopped", count)
+
 
 STALE_FIRES = StaleFireLog()
 

@@ -31,7 +31,7 @@ from apscheduler.events import EVENT_JOB_MISSED
 from sqlalchemy.engine import Engine
 
 from reconciler.dispatch.dispatcher import Dispatcher, Fence
-from reconciler.dispatch.executor import FireExecutor
+from reconciler.dispatch.executor import STALE_FIRES, FireExecutor
 from reconciler.dispatch.fire import install_dispatcher
 from reconciler.dispatch.missed import MissedRunRecorder, scheduler_payload_lookup
 from reconciler.dispatch.publisher import Publisher
@@ -93,3 +93,4 @@ class FiringService:
         self.retrier.stop()
         self.dispatcher.stop(timeout=timeout)
         install_dispatcher(None)
+        STALE_FIRES.flush()

@@ -4,6 +4,7 @@ per run time, catch-up bounded, coalesced and misfired slots recorded."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -195,3 +196,43 @@ def test_a_misfired_slot_is_recorded_missed(engine: sa.Engine, dispatcher: Dispa
         (start, "missed", "coalesced"),
         (start + timedelta(seconds=60), "missed", "misfire"),
     ]
+
+
+def test_stale_fires_are_one_warning_line_with_a_count(caplog: pytest.LogCaptureFixture) -> None:
+    """A fenced process's fires (NotLeaderError) are counted and logged as one WARNING
+    line per interval, never a traceback at ERROR each (issue 17)."""
+    import logging
+
+    from reconciler.dispatch.executor import STALE_FIRES, StaleFireLog
+    from reconciler.errors import NotLeaderError
+
+    def fenced(*, job: str, payload: object, scheduled_time: datetime | None = None) -> None:
+        raise NotLeaderError(f"not the leader: slot of {job!r} not fired")
+
+    STALE_FIRES.flush()  # a clean window, whatever ran before in this process
+    executor = FireExecutor(2, max_catch_up_runs=10, record_missed=Calls().sink)
+    scheduler = scheduler_with(executor)
+    start = datetime.now(UTC) + timedelta(seconds=1)
+    for n in range(5):
+        scheduler.add_job(
+            fenced, "date", run_date=start, kwargs={"job": f"j{n}", "payload": {}}, id=f"j{n}"
+        )
+    with caplog.at_level(logging.DEBUG):
+        scheduler.start()
+        try:
+            wait_until(lambda: not scheduler.get_jobs(), timeout=15)
+            time.sleep(0.5)
+        finally:
+            scheduler.shutdown(wait=True)
+        STALE_FIRES.flush()  # as FiringService.stop does
+    stale = [r for r in caplog.records if "stale fire" in r.getMessage()]
+    assert [r.levelno for r in stale] == [logging.WARNING] * 2  # the first, then the count
+    assert stale[0].getMessage().startswith("refused 1 stale fire(s): not the leader")
+    assert stale[1].getMessage().startswith("refused 4 more stale fire(s)")
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    log = StaleFireLog(every=0.0)
+    with caplog.at_level(logging.WARNING):
+        caplog.clear()
+        for _ in range(3):
+            log.refused("x")
+    assert len(caplog.records) == 3  # no interval: a line each
