@@ -17,7 +17,7 @@ from reconciler.dispatch.dispatcher import Backoff, Dispatcher
 from reconciler.dispatch.publisher import Publisher
 from reconciler.dispatch.retrier import UnpublishedRetrier
 from reconciler.errors import NotLeaderError
-from reconciler.store.tables import job_runs
+from reconciler.store.tables import LOST_REASON, job_runs
 
 from .conftest import Broker
 from .helpers import (
@@ -275,3 +275,69 @@ def test_the_next_leader_publishes_what_a_crashed_leader_left(engine, broker: Br
     assert message.decode()[0] == [7]
     (gone,) = runs(engine, "gone")
     assert (gone.status, gone.reason) == ("expired", "not published before it expired")
+
+
+def test_the_next_leader_publishes_a_step_down_fire_within_2_seconds(
+    engine, broker: Broker, stacks
+) -> None:
+    """A fire the old leader recorded as it stepped down (row 'scheduled', its next
+    attempt a publish grace away) is published by the next leader's first retrier pass,
+    not 30 s later (issue 17)."""
+    spec = make_spec("handover", queue=broker.queue)
+    add_to_inventory(engine, spec)
+    now = datetime.now(UTC)
+    with engine.begin() as connection:
+        connection.execute(
+            job_runs.insert().values(
+                id=fire_id("handover", SLOT),
+                job_name="handover",
+                scheduled_time=SLOT,
+                status="scheduled",
+                task=spec.task,
+                queue=spec.queue,
+                idempotency_key=fire_id("handover", SLOT),
+                fired_at=now,
+                next_attempt_at=now + timedelta(seconds=30),
+                updated_at=now,
+            )
+        )
+    started = time.monotonic()
+    start_stack(stacks, engine, broker.url)
+    wait_until(lambda: statuses(engine, "handover") == ["published"], timeout=10)
+    assert time.monotonic() - started <= 2.0
+    assert len(drain_queue(broker.url, broker.queue)) == 1
+
+
+def test_a_run_whose_lease_lapsed_counts_no_more_and_is_closed_as_lost(
+    engine, broker: Broker, stacks
+) -> None:
+    """Overlap counts live runs only: a 'started' row whose claim lease passed does not
+    block the next slot, and the leader's reaper closes it as lost (issue 17)."""
+    stack = start_stack(stacks, engine, broker.url)
+    payload = make_payload(make_spec(queue=broker.queue, max_concurrent_runs=1))
+    now = datetime.now(UTC)
+    dead = fire_id("sweep", SLOT)
+    with engine.begin() as connection:
+        connection.execute(
+            job_runs.insert().values(
+                id=dead,
+                job_name="sweep",
+                scheduled_time=SLOT,
+                status="started",
+                task="t",
+                queue=broker.queue,
+                idempotency_key=dead,
+                attempt="w/1/a",
+                lease_until=now - timedelta(seconds=60),  # > the reaper's grace (30 s)
+                updated_at=now,
+            )
+        )
+    stack.dispatcher.fire(job="sweep", payload=payload, scheduled_time=SLOT + timedelta(seconds=1))
+    wait_until(lambda: len(runs(engine)) == 2, timeout=10)
+    assert runs(engine)[1].status in ("scheduled", "published")  # not skipped: overlap
+    wait_until(lambda: statuses(engine, "sweep")[0] == "failed", timeout=10)
+    with engine.connect() as connection:
+        reason = connection.execute(
+            sa.select(job_runs.c.reason).where(job_runs.c.id == dead)
+        ).scalar_one()
+    assert reason == LOST_REASON
