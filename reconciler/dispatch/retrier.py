@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -97,9 +98,15 @@ class UnpublishedRetrier:
             thread.join(timeout)
 
     def _run(self) -> None:
+        warned_at: float | None = None
         while True:
             try:
                 self.run_once()
+                warned_at = None
+            except sa.exc.OperationalError as error:  # the database is away: one line a minute
+                if warned_at is None or time.monotonic() - warned_at >= 60:
+                    warned_at = time.monotonic()
+                    log.warning("unpublished-fire retrier: database unavailable: %s", error.orig)
             except Exception:  # keep retrying: the next pass may succeed
                 log.exception("unpublished-fire retrier pass failed")
             if self._stop.wait(self._interval):
