@@ -24,6 +24,7 @@ from reconciler.settings import Settings
 from reconciler.spec.cron import CronPattern, compile_cron
 from reconciler.spec.diagnostics import Diagnostic
 from reconciler.spec.model import CronSchedule, DateSchedule, JobSpec
+from reconciler.tasks.catalog import CatalogError, check_arguments, extra_checks, task_catalog
 
 # Celery's built-ins (celery.chord_unlock, celery.backend_cleanup, celery.group ...) run
 # whatever signatures they are given: never allowed, whatever the allowlist says.
@@ -35,7 +36,7 @@ _HORIZON_YEARS = 401
 class Finding:
     """One problem with one job: the field it is about, a diagnostic code, a message."""
 
-    field: tuple[str, ...]
+    field: tuple[str | int, ...]
     code: str
     message: str
 
@@ -53,6 +54,8 @@ class NameSite:
 def check_job(spec: JobSpec, *, settings: Settings, now: datetime) -> tuple[Finding, ...]:
     """Findings about `spec` under `settings` at `now` (an aware datetime)."""
     findings = list(check_routing(spec.task, spec.queue, settings=settings))
+    if not findings:
+        findings += check_task_arguments(spec, settings=settings)
     if isinstance(spec.schedule, CronSchedule) and not cron_fires(spec, now=now):
         message = "this cron schedule never fires (no matching date, e.g. 31 February)"
         findings.append(Finding(("schedule", "cron"), "CRON_NEVER_FIRES", message))
@@ -71,6 +74,28 @@ def past_one_off(spec: JobSpec, *, now: datetime) -> str | None:
         f"the one-off time {at.isoformat()} is in the past: the job is accepted as "
         "completed and never fires (a run it already had stands)"
     )
+
+
+def check_task_arguments(spec: JobSpec, *, settings: Settings) -> list[Finding]:
+    """UNKNOWN_ARGUMENT / MISSING_ARGUMENT / INVALID_ARGUMENT for `args` and `kwargs`
+    that do not fit the task's parameters (see reconciler.tasks.catalog), offline."""
+    try:
+        catalog = task_catalog(settings.task_modules)
+    except CatalogError as error:
+        return [Finding(("task",), "TASK_MODULE_ERROR", str(error))]
+    params = catalog.get(spec.task)
+    if params is None:
+        return []  # a task no listed module declares: its worker will check
+    problems = check_arguments(params, list(spec.args), spec.kwargs)
+    if not problems:
+        problems = extra_checks(
+            spec.task,
+            list(spec.args),
+            spec.kwargs,
+            sql_statements=settings.sql_statement_allowlist,
+            report_dir=settings.report_dir,
+        )
+    return [Finding(p.field, p.code, p.message) for p in problems]
 
 
 def check_routing(task: object, queue: object, *, settings: Settings) -> tuple[Finding, ...]:

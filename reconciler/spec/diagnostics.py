@@ -30,6 +30,10 @@ CODES: dict[str, str] = {
         "args/kwargs, one YAML 1.1 and 1.2 read differently"
     ),
     "UNKNOWN_FIELD": "a key the job format does not know (typo?)",
+    "UNKNOWN_ARGUMENT": "a kwarg the task has no parameter for (typo?)",
+    "MISSING_ARGUMENT": "a required argument of the task is missing",
+    "INVALID_ARGUMENT": "an argument of the wrong type, too many args, or one the task refuses",
+    "TASK_MODULE_ERROR": "a module of RECONCILER_TASK_MODULES cannot be imported",
     "FORBIDDEN_OPTION": "a Celery publish option (link, chain, ...) jobs may not set",
     "MISSING_FIELD": "a required key is missing",
     "INVALID_TYPE": "a value of the wrong type",

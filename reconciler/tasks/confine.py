@@ -67,6 +67,21 @@ def checked_report_path(path: str, report_dir: Path) -> Path:
     return target
 
 
+def report_path_written(path: str, report_dir: Path) -> None:
+    """The checks of `checked_report_path` that need no file system (validate time):
+    the suffix, `..`, and an absolute path outside `report_dir` as written."""
+    given = Path(path)
+    if ".." in given.parts:
+        raise Refused(f"'..' is not allowed in a report path: {path!r}")
+    if given.suffix not in REPORT_SUFFIXES:
+        raise Refused(f"a report is .json or .csv, not {path!r}")
+    if given.is_absolute() and not given.is_relative_to(report_dir.absolute()):
+        raise Refused(
+            f"report path {path!r} is outside the report folder {report_dir} "
+            "(RECONCILER_REPORT_DIR); give a path relative to it"
+        )
+
+
 def single_statement(statement: str) -> str:
     """`statement` without its trailing semicolons. Raises Refused when it holds no
     statement or more than one. Quotes ('', "", PostgreSQL $tag$...$tag$) and comments
