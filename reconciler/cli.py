@@ -20,6 +20,7 @@ from typing import NoReturn
 
 from reconciler import __version__
 from reconciler.errors import ConfigError, ReconcilerError, RefusedError, TransientError
+from reconciler.redact import mask_logs, mask_text
 from reconciler.settings import Settings
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_REFUSED = 0, 1, 2, 3
@@ -123,13 +124,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=os.environ.get("RECONCILER_LOG_LEVEL", "WARNING").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    mask_logs(logging.getLogger().handlers)  # secrets by value never reach a log line
     try:
         return int(_command(args.command).run(args))
     except RefusedError as error:
-        print(f"refused: {error}", file=sys.stderr)
+        print(f"refused: {mask_text(str(error))}", file=sys.stderr)
         return EXIT_REFUSED
     except (ConfigError, TransientError, ReconcilerError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {mask_text(str(error))}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
@@ -141,7 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("RECONCILER_DEBUG") == "1":
             raise
         print(
-            f"internal error (a bug, please report it): {type(error).__name__}: {error}",
+            "internal error (a bug, please report it): "
+            f"{type(error).__name__}: {mask_text(str(error))}",
             file=sys.stderr,
         )
         return EXIT_ERROR

@@ -1,15 +1,24 @@
-"""Redaction of values whose keys look secret, for API responses, logs and errors.
+"""Redaction of secrets, for plan output, API responses, logs, metrics and errors.
 
-A key looks secret when one of its words (split on `_`, `-`, `.` and camelCase) is in
-SECRET_WORDS (`password`, `authToken`, `client-secret`), or it is `key` qualified by a
-word such as `api` or `private` (`api_key`, `privateKey`).
+By key: a key looks secret when one of its words (split on `_`, `-`, `.` and camelCase)
+is in SECRET_WORDS (`password`, `authToken`, `client-secret`), or it is `key` qualified
+by a word such as `api` or `private` (`api_key`, `privateKey`); its whole value goes.
+
+By value (`mask_text`, applied to every string `redact` walks, whatever its key): the
+password of a URL (`postgresql://app:***@db/x`, `https://user:***@host/`), a URL whose
+user part is itself a token (`https://***@github.com/...`), `password=...`-style pairs
+of DSNs and headers (`host=db password=***`), `Bearer ***` / `Basic ***`, and common
+token shapes (GitHub, GitLab, Slack, AWS access keys, Stripe/OpenAI-style `sk-` keys,
+Google API keys, JWTs). Masking keeps the text around a secret, so a message stays useful.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote_plus
 
 REDACTED = "***"
 SECRET_WORDS = frozenset(
@@ -47,9 +56,97 @@ def looks_secret(key: str) -> bool:
     return "key" in words and bool(words & KEY_QUALIFIERS)
 
 
-def redact(value: Any, *, text: Callable[[str], str] | None = None) -> Any:
-    """A copy of `value` with the values of secret-looking keys replaced, at any depth.
-    `text`, if given, also rewrites every string value (free-text scrubbing)."""
+# `scheme://user:password@` and `scheme://token@`: no `/`, `?`, `#` in the userinfo
+# (they must be percent-encoded there), so a path holding `@` is not taken for one.
+_URL_USERINFO = re.compile(
+    r"(?P<scheme>\b[a-z][a-z0-9+.-]*://)(?P<user>[^:/?#@\s\"'<>]*)"
+    r"(?::(?P<password>[^/?#@\s\"'<>]*))?@",
+    re.IGNORECASE,
+)
+_AUTH_SCHEME = re.compile(
+    r"\b(?P<scheme>Bearer|Basic|Token)(?P<gap>\s+)[A-Za-z0-9._~+/=-]{6,}", re.I
+)
+_TOKEN_SHAPES = re.compile(
+    r"\b(?:"
+    r"gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|glpat-[A-Za-z0-9_-]{20,}"
+    r"|xox[abposr]-[A-Za-z0-9-]{10,}|(?:AKIA|ASIA)[0-9A-Z]{16}"
+    r"|(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}|sk-[A-Za-z0-9_-]{20,}"
+    r"|AIza[0-9A-Za-z_-]{35}"
+    r"|eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"
+    r")"
+)
+# `password=...`, `api_key: ...`, `"token": "..."` inside free text (libpq DSNs, headers,
+# messages); the key decides (`looks_secret`).
+_PAIR = re.compile(
+    r"""(?P<key>["']?[A-Za-z_][\w.-]*["']?)(?P<sep>\s*[:=]\s*)"""
+    r"""(?P<value>"[^"]*"|'[^']*'|[^\s,;&}\]]+)"""
+)
+
+
+def mask_text(text: str) -> str:
+    """`text` with every secret found by its shape replaced by REDACTED (see above)."""
+    if not text or not any(mark in text for mark in _HINTS):
+        return text  # the common case, cheaply: nothing that could start a secret
+    masked = _mask_plain(text)
+    if "%" in text:
+        # Percent-encoded (a query string in an access log): if decoding reveals a
+        # secret, the decoded text is shown masked.
+        decoded = unquote_plus(masked)
+        if _mask_plain(decoded) != decoded:
+            return _mask_plain(decoded)
+    return masked
+
+
+def _mask_plain(text: str) -> str:
+    text = _URL_USERINFO.sub(_mask_userinfo, text)
+    text = _AUTH_SCHEME.sub(lambda m: f"{m['scheme']}{m['gap']}{REDACTED}", text)
+    text = _TOKEN_SHAPES.sub(REDACTED, text)
+    return _PAIR.sub(_mask_pair, text)
+
+
+# Every secret shape above contains one of these; text without any is returned as is.
+_HINTS = (
+    "@",
+    "=",
+    ":",
+    "_",
+    "-",
+    "%",
+    "Bearer",
+    "bearer",
+    "Basic",
+    "Token",
+    "AKIA",
+    "ASIA",
+    "AIza",
+)
+
+
+def _mask_userinfo(match: re.Match[str]) -> str:
+    if match["password"] is not None:
+        return f"{match['scheme']}{match['user']}:{REDACTED}@"
+    if _looks_like_token(match["user"]):
+        return f"{match['scheme']}{REDACTED}@"
+    return match[0]  # `postgresql://postgres@db`: a user name is not a secret
+
+
+def _looks_like_token(user: str) -> bool:
+    # Long and mixing letters with digits: `ghp_...`, a hex or base64 key; not `git`, `app`.
+    return len(user) >= 16 and any(c.isdigit() for c in user) and any(c.isalpha() for c in user)
+
+
+def _mask_pair(match: re.Match[str]) -> str:
+    key = match["key"].strip("\"'")
+    if not looks_secret(key) or match["value"].strip("\"'") == REDACTED:
+        return match[0]
+    value = match["value"]
+    quote = value[0] if value[:1] in ("'", '"') else ""
+    return f"{match['key']}{match['sep']}{quote}{REDACTED}{quote}"
+
+
+def redact(value: Any, *, text: Callable[[str], str] | None = mask_text) -> Any:
+    """A copy of `value` with the values of secret-looking keys replaced, at any depth,
+    and every string rewritten by `text` (default: `mask_text`, secrets by value)."""
     if isinstance(value, str) and text is not None:
         return text(value)
     if isinstance(value, dict):
@@ -60,3 +157,22 @@ def redact(value: Any, *, text: Callable[[str], str] | None = None) -> Any:
     if isinstance(value, list | tuple):
         return [redact(item, text=text) for item in value]
     return value
+
+
+class MaskingFilter(logging.Filter):
+    """A log filter that masks secrets by value in every record's final message (a
+    handler's filter sees records of every logger that propagates to it)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = mask_text(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+def mask_logs(handlers: list[logging.Handler]) -> None:
+    """Install one MaskingFilter on each of `handlers` (idempotent)."""
+    for handler in handlers:
+        if not any(isinstance(f, MaskingFilter) for f in handler.filters):
+            handler.addFilter(MaskingFilter())

@@ -1,26 +1,20 @@
 """What the API shows of values that may hold secrets.
 
 Structured values go through `reconciler.redact.redact` (secret-looking keys at any
-depth). Free text (a run's error, a result summary) is scrubbed of `key=value`,
-`key: value` and `"key": "value"` pairs whose key looks secret, and of URL passwords;
-JSON text is parsed and redacted as data.
+depth, and secrets by value in every string). Free text (a run's error, a result
+summary) goes through `reconciler.redact.mask_text`; JSON text is parsed and redacted
+as data.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
-from reconciler.redact import REDACTED, looks_secret, redact
+from reconciler.redact import mask_text, redact
 
 # Top-level spec fields whose names contain a "secret" word but hold none.
 _SPEC_FIELDS_NOT_SECRET = frozenset({"idempotency_key"})
-_PAIR = re.compile(
-    r"""(?P<key>["']?[A-Za-z_][\w.-]*["']?)(?P<sep>\s*[:=]\s*)"""
-    r"""(?P<value>"[^"]*"|'[^']*'|[^\s,;&}\]]+)"""
-)
-_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]*(?P<at>@)", re.I)
 
 
 def redact_spec(spec: dict[str, Any]) -> dict[str, Any]:
@@ -40,17 +34,7 @@ def scrub_text(text: str | None) -> str | None:
             return json.dumps(redact(json.loads(stripped)), ensure_ascii=False)
         except ValueError:
             pass
-    text = _URL_PASSWORD.sub(lambda m: f"{m['head']}{REDACTED}{m['at']}", text)
-    return _PAIR.sub(_mask_pair, text)
-
-
-def _mask_pair(match: re.Match[str]) -> str:
-    key = match["key"].strip("\"'")
-    if not looks_secret(key):
-        return match[0]
-    value = match["value"]
-    quote = value[0] if value[:1] in ("'", '"') else ""
-    return f"{match['key']}{match['sep']}{quote}{REDACTED}{quote}"
+    return mask_text(text)
 
 
 def _scrub_str(text: str) -> str:

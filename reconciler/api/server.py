@@ -7,11 +7,13 @@ closes the database pool and Redis client) and returns; `serve` then returns 0.
 
 from __future__ import annotations
 
+import logging
 from types import FrameType
 
 import uvicorn
 
 from reconciler.api.app import create_app
+from reconciler.redact import mask_logs
 from reconciler.settings import Settings
 
 GRACEFUL_SECONDS = 10
@@ -39,6 +41,10 @@ def serve(settings: Settings, *, host: str, port: int, access_log: bool = True) 
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
         server_header=False,
     )
+    # uvicorn configured its own handlers just now: secrets by value (a token in a query
+    # string, a URL in an error) are masked there too.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        mask_logs(logging.getLogger(name).handlers)
     server = _Server(config)
     try:
         server.run()

@@ -33,7 +33,7 @@ from reconciler.core.state import (
     scheduler_job,
 )
 from reconciler.core.triggers import next_fire_times
-from reconciler.redact import looks_secret
+from reconciler.redact import looks_secret, redact
 from reconciler.spec.diagnostics import Diagnostic
 from reconciler.spec.essence import canonical_json
 from reconciler.spec.model import JobSpec
@@ -645,6 +645,8 @@ def _diff_fields(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[Fi
             if _sensitive(path):
                 old = SENSITIVE if path in flat_before else None
                 new = SENSITIVE if path in flat_after else None
+            else:  # secrets by their shape: a URL's password, a token (plan goes to PRs)
+                old, new = redact(old), redact(new)
             diffs.append(FieldDiff(path, old, new))
     return diffs
 

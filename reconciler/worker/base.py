@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from typing import Any
 
@@ -163,10 +162,5 @@ def log_event(level: int, event: str, **fields: Any) -> None:
     for key, value in fields.items():
         if value is not None:
             text = json.dumps(redact(value), default=str, ensure_ascii=False)
-            parts.append(f"{key}={_URL_PASSWORD.sub(_MASK, text)}")
+            parts.append(f"{key}={text}")
     log.log(level, " ".join(parts))
-
-
-# `scheme://user:password@host`: a database_url kwarg must not print its password.
-_MASK = r"\1***@"
-_URL_PASSWORD = re.compile(r"(\w[\w+.-]*://[^:/@\s\"]*:)[^@\s\"]+@")

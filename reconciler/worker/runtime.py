@@ -49,6 +49,7 @@ from celery.signals import (
     worker_shutdown,
 )
 
+from reconciler.redact import mask_logs
 from reconciler.settings import Settings
 from reconciler.store.db import create_sync_engine
 from reconciler.worker.context import FireContext, completed_value, fire_context, owner_value
@@ -385,7 +386,9 @@ def _on_shutdown(**_: Any) -> None:
 
 
 @after_setup_logger.connect(weak=False)
-def _quiet_result_logging(**_: Any) -> None:
+def _quiet_result_logging(logger: logging.Logger | None = None, **_: Any) -> None:
+    if logger is not None:
+        mask_logs(logger.handlers)  # secrets by value (URLs, tokens) never reach a log line
     # Celery's own "Task ... succeeded in ...: <result>" line prints results unredacted;
     # BaseTask logs a redacted `task.succeeded` line instead. Failures stay logged.
     logging.getLogger("celery.app.trace").setLevel(logging.WARNING)

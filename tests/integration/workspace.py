@@ -17,10 +17,16 @@ from reconciler.store.db import create_sync_engine
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def job_yaml(name: str, *, cron: str = "*/5 * * * *", **fields: object) -> str:
+def job_yaml(
+    name: str,
+    *,
+    cron: str = "*/5 * * * *",
+    task: str = "reconciler.tasks.example_task",
+    **fields: object,
+) -> str:
     lines = [
         f"name: {name}",
-        "task: reconciler.tasks.example_task",
+        f"task: {task}",
         f'schedule: {{cron: "{cron}"}}',
     ]
     lines += [f"{key}: {value}" for key, value in fields.items()]

@@ -54,7 +54,7 @@ def run_python(code: str) -> str:
 def write_corpus(root: Path, files: int) -> None:
     for number in range(files):
         documents = [
-            f"name: job-{number}-{slot}\ntask: reconciler.tasks.example_task\n"
+            f"name: job-{number}-{slot}\ntask: reconciler.tasks.corpus_task\n"
             f'schedule: {{cron: "{slot} * * * *"}}\n'
             f"kwargs: {{n: {slot}, ratio: 0.5, tags: [a, {slot}]}}\n"
             for slot in range(3)
