@@ -127,6 +127,13 @@ class Settings(BaseSettings):
     api_host: str = Field(default="127.0.0.1", description="API bind address")
     api_port: int = Field(default=8000, ge=1, le=65535, description="API port")
     api_token: str | None = Field(default=None, description="Bearer token for the API")
+    api_public_docs: bool = Field(
+        default=True,
+        description=(
+            "Serve /docs and /openapi.json without the API token (they describe the API "
+            "and hold no data); false: they need the token too"
+        ),
+    )
     api_cache_seconds: float = Field(
         default=1.0, ge=0, le=60, description="API micro-cache of GET responses (0: off)"
     )

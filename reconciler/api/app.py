@@ -47,10 +47,11 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
-        openapi_url=None,  # served by `meta` behind the token
+        openapi_url=None,  # served by `meta` (public, or behind the token)
     )
     for module in (jobs, runs, tasks, status, health, meta):
         app.include_router(module.router)
+    app.include_router(meta.docs_router)
     install_problem_handlers(app)
     app.add_middleware(MicroCache, seconds=settings.api_cache_seconds)
     app.add_middleware(RequestMetrics)  # outermost: counts cached answers too

@@ -1,8 +1,9 @@
 """The optional bearer token (RECONCILER_API_TOKEN).
 
 Unset: the API is open. Set: every route but the health probes (/health, /health/live,
-/health/ready) needs `Authorization: Bearer <token>`, including /metrics, /openapi.json and
-/docs. The comparison is constant-time. A missing or wrong token is a 401 problem with a
+/health/ready) needs `Authorization: Bearer <token>`, including /metrics; /openapi.json
+and /docs too when RECONCILER_API_PUBLIC_DOCS is false (by default they are public).
+The comparison is constant-time. A missing or wrong token is a 401 problem with a
 `WWW-Authenticate: Bearer` challenge (RFC 6750); the token is never logged or echoed.
 """
 

@@ -117,6 +117,9 @@ def filesystem_broker_config(settings: Settings) -> dict[str, Any]:
             "data_folder_in": str(queue_dir),
             "data_folder_out": str(queue_dir),
             "data_folder_processed": str(processed_dir),
+            # kombu keeps its exchange tables in `./control` unless told: beside the
+            # queue, so nothing lands in the working folder (a checkout).
+            "control_folder": str(folder / "control"),
             "store_processed": False,
             # The transport polls its folder; 0.1 s gives a ~0.1 s round trip (FACTS.md).
             "polling_interval": 0.1,

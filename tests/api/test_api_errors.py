@@ -39,7 +39,8 @@ def test_everything_but_get_is_405(client: TestClient, method: str) -> None:
 
 
 def test_token_guards_all_but_health(seeded_url: str) -> None:
-    with TestClient(create_app(make_settings(seeded_url, api_token=TOKEN))) as client:
+    settings = make_settings(seeded_url, api_token=TOKEN, api_public_docs=False)
+    with TestClient(create_app(settings)) as client:
         for path in [
             "/api/v1/jobs",
             "/api/v1/jobs/alpha-billing",
@@ -47,6 +48,7 @@ def test_token_guards_all_but_health(seeded_url: str) -> None:
             "/metrics",
             "/openapi.json",
             "/docs",
+            "/docs/assets/swagger-ui-bundle.js",
         ]:
             missing = client.get(path)
             assert missing.status_code == 401, path
@@ -68,6 +70,16 @@ def test_token_guards_all_but_health(seeded_url: str) -> None:
         assert latin.status_code == 401
         for path in ("/health", "/health/live", "/health/ready"):
             assert client.get(path).status_code in (200, 503), path  # never 401
+
+
+def test_docs_are_public_by_default_the_data_is_not(seeded_url: str) -> None:
+    with TestClient(create_app(make_settings(seeded_url, api_token=TOKEN))) as client:
+        for path in ("/openapi.json", "/docs", "/docs/assets/swagger-ui.css"):
+            assert client.get(path).status_code == 200, path
+        for path in ("/api/v1/jobs", "/metrics"):
+            assert client.get(path).status_code == 401, path
+        assert client.get("/docs/assets/..%2Fcore.py").status_code == 404
+        assert client.get("/docs/assets/index.html").status_code == 404
 
 
 HOSTILE = [

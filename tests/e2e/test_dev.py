@@ -1,6 +1,7 @@
 """`reconcile dev` from a clean checkout: it starts the daemon, a worker and the API with
 no server at all (SQLite, filesystem broker), a fire is executed and visible through the
-API, and Ctrl-C (SIGINT) stops everything cleanly."""
+API, and Ctrl-C (SIGINT) stops everything cleanly, having written nothing outside its
+state folder: `git status --porcelain` of the checkout is empty afterwards."""
 
 from __future__ import annotations
 
@@ -22,6 +23,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 def test_dev_runs_the_examples_without_servers(tmp_path: Path) -> None:
     checkout = tmp_path / "checkout"
     shutil.copytree(REPO_ROOT / "jobs.d", checkout / "jobs.d")
+    shutil.copy(REPO_ROOT / ".gitignore", checkout / ".gitignore")
+    git = ["git", "-C", str(checkout), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "examples"], check=True)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
     # Point every service URL at a closed port: the embedded system must not use them.
@@ -58,3 +64,11 @@ def test_dev_runs_the_examples_without_servers(tmp_path: Path) -> None:
             process.wait(10)
         log.close()
     assert (checkout / ".dev" / "state.db").exists()
+    assert (checkout / ".dev" / "broker" / "control").is_dir()  # kombu's exchange tables
+    status = subprocess.run(
+        [*git, "status", "--porcelain", "--untracked-files=all"],
+        text=True,
+        capture_output=True,
+        check=True,
+    ).stdout
+    assert status == "", f"reconcile dev wrote outside its state folder:\n{status}"
