@@ -19,7 +19,13 @@ from types import ModuleType
 from typing import NoReturn
 
 from reconciler import __version__
-from reconciler.errors import ConfigError, ReconcilerError, RefusedError, TransientError
+from reconciler.errors import (
+    ConfigError,
+    ReconcilerError,
+    RefusedError,
+    TransientError,
+    operational_message,
+)
 from reconciler.redact import mask_logs, mask_text
 from reconciler.settings import Settings
 
@@ -142,6 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:
         if os.environ.get("RECONCILER_DEBUG") == "1":
             raise
+        operational = operational_message(error)
+        if operational is not None:
+            print(f"error: {operational}", file=sys.stderr)
+            return EXIT_ERROR
         print(
             "internal error (a bug, please report it): "
             f"{type(error).__name__}: {mask_text(str(error))}",

@@ -94,6 +94,11 @@ LEADER = Gauge(
     "1 while this process is the leader, else 0",
     multiprocess_mode="livemax",
 )
+DAEMON_LOOP = Gauge(
+    "reconciler_daemon_loop_timestamp_seconds",
+    "Unix time of the leader loop's latest turn (liveness: it turns every poll interval)",
+    multiprocess_mode="max",
+)
 LAST_RECONCILE_SUCCESS = Gauge(
     "reconciler_last_reconcile_success_timestamp_seconds",
     "Unix time of the last reconcile pass that did not fail",

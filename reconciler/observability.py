@@ -39,6 +39,8 @@ from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
+from reconciler.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -63,17 +65,44 @@ class MetricsServer:
         self.thread.join(timeout=5)
 
 
-def start_metrics_server(port: int, host: str = "0.0.0.0") -> MetricsServer | None:  # noqa: S104 - a metrics port is meant to be scraped from other hosts
+def start_metrics_server(port: int, host: str = "127.0.0.1") -> MetricsServer | None:
     """Serve the default registry (every metric of this process) on `host:port`.
 
-    Port 0 means "off" (settings.metrics_port) and returns None. Raises OSError when the
-    port is taken."""
+    Port 0 means "off" (settings.metrics_port) and returns None. Raises ConfigError,
+    naming the setting, when the port is taken or the address cannot be bound."""
     if port == 0:
         return None
     from prometheus_client import REGISTRY, start_http_server
 
-    server, thread = start_http_server(port, addr=host, registry=REGISTRY)
+    try:
+        server, thread = start_http_server(port, addr=host, registry=REGISTRY)
+    except OSError as error:
+        raise metrics_bind_error(port, host, error) from None
     return MetricsServer(server=server, thread=thread)
+
+
+def metrics_bind_error(port: int, host: str, error: OSError) -> ConfigError:
+    """The one-line error for a metrics port that cannot be bound."""
+    return ConfigError(
+        f"cannot serve metrics on {host}:{port}: {error.strerror or error} "
+        "(set another port with --metrics-port or RECONCILER_METRICS_PORT, 0 turns "
+        "metrics off; the address: --metrics-host or RECONCILER_METRICS_HOST)"
+    )
+
+
+def check_port_free(port: int, host: str) -> None:
+    """Raise ConfigError (see metrics_bind_error) unless `host:port` can be bound now; for
+    servers started later in code that cannot report it (a Celery worker's signal)."""
+    import socket
+
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise metrics_bind_error(port, host, error) from None
 
 
 def enable_multiprocess_mode(directory: str | os.PathLike[str] | None = None) -> Path:
@@ -118,7 +147,7 @@ def multiprocess_registry(directory: str | os.PathLike[str] | None = None) -> An
     return registry
 
 
-def setup_worker_metrics(port: int, host: str = "0.0.0.0") -> MetricsServer | None:  # noqa: S104 - see start_metrics_server
+def setup_worker_metrics(port: int, host: str = "127.0.0.1") -> MetricsServer | None:
     """Serve the sum over the worker's main process and all its pool children.
 
     Call in the worker's main process after `enable_multiprocess_mode()` (Celery's
@@ -153,7 +182,7 @@ def on_worker_child_exit(pid: int) -> None:
         multiprocess.mark_process_dead(pid, _multiprocess_dir())
 
 
-def install_worker_hooks(*, port: int, host: str = "0.0.0.0") -> None:  # noqa: S104 - see start_metrics_server
+def install_worker_hooks(*, port: int, host: str = "127.0.0.1") -> None:
     """Connect to Celery's signals: at `worker_init` (main process, before the fork),
     create the zero series of every task of the worker's app (`track_task`) and start
     `setup_worker_metrics`; at `worker_process_shutdown`, `on_worker_child_exit`.

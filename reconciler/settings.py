@@ -25,6 +25,10 @@ DEMO_TASKS = ("reconciler.tasks.sleep_task", "reconciler.tasks.fail_task", "reco
 # in, each powerful task confined to the dev state folder.
 DEV_TASK_ALLOWLIST = (*DEFAULT_TASK_ALLOWLIST, *POWERFUL_TASKS, *DEMO_TASKS)
 DEFAULT_SQL_STATEMENTS = ("VACUUM", "ANALYZE", "REINDEX")
+# Distinct default /metrics ports per process kind: a daemon and a worker on one host
+# must not fight over one port (the API serves /metrics on its own port).
+DAEMON_METRICS_PORT = 9101
+WORKER_METRICS_PORT = 9102
 # Everything the reconciler writes on its own (the default SQLite file, a bare
 # `filesystem://` broker's folders) lives under this folder, never loose in the
 # working directory.
@@ -124,6 +128,10 @@ class Settings(BaseSettings):
     max_catch_up_runs: int = Field(
         default=10, ge=1, description="Most missed slots fired after downtime (catch_up: all)"
     )
+    probe_base_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Base of the http_probe URLs a job writes as a path (`url: /health/live`)",
+    )
     api_host: str = Field(default="127.0.0.1", description="API bind address")
     api_port: int = Field(default=8000, ge=1, le=65535, description="API port")
     api_token: str | None = Field(default=None, description="Bearer token for the API")
@@ -137,8 +145,26 @@ class Settings(BaseSettings):
     api_cache_seconds: float = Field(
         default=1.0, ge=0, le=60, description="API micro-cache of GET responses (0: off)"
     )
-    metrics_port: int = Field(
-        default=9101, ge=0, le=65535, description="Daemon /metrics port (0: off)"
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description=(
+            f"/metrics port (unset: {DAEMON_METRICS_PORT} for `run`, {WORKER_METRICS_PORT} "
+            "for `worker`, so both fit on one host; 0: off)"
+        ),
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="/metrics bind address of `run` and `worker` (0.0.0.0 in containers)",
+    )
+    startup_timeout: float = Field(
+        default=0.0,
+        ge=0,
+        description=(
+            "Seconds `run` keeps retrying an unreachable database at start, with backoff "
+            "(0: fail at once, with one line naming the setting)"
+        ),
     )
     instance_id: str | None = Field(
         default=None, description="Name of this replica in leader records (default host:pid)"

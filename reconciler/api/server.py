@@ -8,11 +8,13 @@ closes the database pool and Redis client) and returns; `serve` then returns 0.
 from __future__ import annotations
 
 import logging
+import socket
 from types import FrameType
 
 import uvicorn
 
 from reconciler.api.app import create_app
+from reconciler.errors import ConfigError
 from reconciler.redact import mask_logs
 from reconciler.settings import Settings
 
@@ -29,7 +31,9 @@ class _Server(uvicorn.Server):
 
 
 def serve(settings: Settings, *, host: str, port: int, access_log: bool = True) -> int:
-    """Serve until a stop signal. Returns the exit code (0 after a clean stop)."""
+    """Serve until a stop signal. Returns the exit code (0 after a clean stop). Raises
+    ConfigError, naming the setting, when the address cannot be bound."""
+    _check_bindable(host, port)
     config = uvicorn.Config(
         create_app(settings),
         host=host,
@@ -53,3 +57,18 @@ def serve(settings: Settings, *, host: str, port: int, access_log: bool = True) 
         # code 3 means "refused by a safety guard", so report a failed start as 1.
         return 1 if stop.code else 0
     return 0 if server.started else 1
+
+
+def _check_bindable(host: str, port: int) -> None:
+    # uvicorn would log a traceback-like error and exit 1; say which setting to change.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise ConfigError(
+                f"cannot serve the API on {host}:{port}: {error.strerror or error} "
+                "(set another port with --port or RECONCILER_API_PORT, the address with "
+                "--host or RECONCILER_API_HOST)"
+            ) from None

@@ -61,6 +61,7 @@ def dev_environment(args: argparse.Namespace) -> dict[str, str]:
         RECONCILER_REDIS_URL="",
         RECONCILER_JOBS_DIR=str(Path(jobs_dir).resolve()),
         RECONCILER_API_PORT=str(args.port),
+        RECONCILER_PROBE_BASE_URL=f"http://127.0.0.1:{args.port}",
         RECONCILER_METRICS_PORT=str(args.metrics_port),
         PYTHONUNBUFFERED="1",
     )

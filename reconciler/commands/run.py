@@ -8,6 +8,11 @@ import argparse
 import logging
 import signal
 import threading
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from reconciler.settings import Settings
 
 HELP = "the daemon: watch jobs.d, reconcile, lead, fire into Celery (until SIGTERM)"
 log = logging.getLogger("reconciler.run")
@@ -18,13 +23,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-migrate", action="store_true", help="do not run `db upgrade` at start"
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve /metrics on this port (default RECONCILER_METRICS_PORT, else 9101; 0: off)",
+    )
+    parser.add_argument(
+        "--metrics-host",
+        default=None,
+        help="metrics bind address (default RECONCILER_METRICS_HOST, else 127.0.0.1)",
+    )
+
+
+def metrics_address(
+    args: argparse.Namespace, settings: Settings, *, default_port: int
+) -> tuple[str, int]:
+    """(host, port) for this process's /metrics: flag, else setting, else the default
+    port of this kind of process."""
+    port = args.metrics_port
+    if port is None:
+        port = settings.metrics_port if settings.metrics_port is not None else default_port
+    return args.metrics_host or settings.metrics_host, port
 
 
 def run(args: argparse.Namespace) -> int:
     from reconciler.cli import settings_from
     from reconciler.commands._common import require_jobs_dir
     from reconciler.observability import start_metrics_server
-    from reconciler.store.migrate import upgrade_database
+    from reconciler.settings import DAEMON_METRICS_PORT
     from reconciler.wiring import build_daemon
 
     settings = settings_from(args)
@@ -32,17 +59,18 @@ def run(args: argparse.Namespace) -> int:
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     require_jobs_dir(settings)
+    host, port = metrics_address(args, settings, default_port=DAEMON_METRICS_PORT)
     if not args.no_migrate:
-        upgrade_database(settings.database_url)
+        migrate_waiting(settings.database_url, timeout=settings.startup_timeout)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    server = start_metrics_server(settings.metrics_port)
+    server = start_metrics_server(port, host)
     daemon = build_daemon(settings)
     log.info(
-        "reconciler starting (jobs %s, metrics port %s)",
+        "reconciler starting (jobs %s, metrics %s)",
         settings.jobs_dir,
-        settings.metrics_port or "off",
+        f"{host}:{port}" if port else "off",
     )
     try:
         daemon.run(stop)
@@ -53,3 +81,25 @@ def run(args: argparse.Namespace) -> int:
         # A hung leader that another one replaced: a supervisor restarts it as a standby.
         return SUPERSEDED_EXIT
     return 0
+
+
+def migrate_waiting(url: str, *, timeout: float) -> None:
+    """`db upgrade`, retried with backoff (1 s doubling to 15 s) while the database cannot
+    be reached, for at most `timeout` seconds (RECONCILER_STARTUP_TIMEOUT: compose starts
+    everything at once). Other errors, and the last failure, are raised."""
+    from reconciler.errors import operational_message
+    from reconciler.store.migrate import upgrade_database
+
+    deadline = time.monotonic() + timeout
+    delay = 1.0
+    while True:
+        try:
+            upgrade_database(url)
+            return
+        except Exception as error:
+            message = operational_message(error)
+            if message is None or time.monotonic() + delay > deadline:
+                raise
+            log.warning("%s; retrying in %.0f s (RECONCILER_STARTUP_TIMEOUT)", message, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 15.0)

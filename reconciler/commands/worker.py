@@ -40,28 +40,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--metrics-port",
         type=int,
         default=None,
-        help="serve /metrics on this port (default RECONCILER_METRICS_PORT; 0: off)",
+        help="serve /metrics on this port (default RECONCILER_METRICS_PORT, else 9102; 0: off)",
     )
     parser.add_argument(
         "--metrics-host",
-        # Prometheus scrapes workers from another host or container, as it does the daemon.
-        default="0.0.0.0",  # noqa: S104
-        help="metrics bind address (default 0.0.0.0)",
+        default=None,
+        help="metrics bind address (default RECONCILER_METRICS_HOST, else 127.0.0.1)",
     )
 
 
 def run(args: argparse.Namespace) -> int:
     from reconciler.cli import settings_from
+    from reconciler.commands.run import metrics_address
+    from reconciler.settings import WORKER_METRICS_PORT
 
     settings = settings_from(args)
-    port = settings.metrics_port if args.metrics_port is None else args.metrics_port
+    host, port = metrics_address(args, settings, default_port=WORKER_METRICS_PORT)
     if port:
-        from reconciler.observability import enable_multiprocess_mode, install_worker_hooks
+        from reconciler.observability import (
+            check_port_free,
+            enable_multiprocess_mode,
+            install_worker_hooks,
+        )
+
+        # The server starts inside a Celery signal, where a taken port would only be
+        # logged (a worker without metrics): check it now, and exit with one line.
+        check_port_free(port, host)
 
         # Before anything imports reconciler.metrics: the metrics pick their storage
         # (files shared with the pool processes) when they are created.
         enable_multiprocess_mode()
-        install_worker_hooks(port=port, host=args.metrics_host)
+        install_worker_hooks(port=port, host=host)
     from reconciler.worker.app import create_celery_app
 
     app = create_celery_app(settings)

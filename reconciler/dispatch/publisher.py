@@ -198,6 +198,7 @@ class Publisher:
             time_limit=call["time_limit"],
             soft_time_limit=call["soft_time_limit"],
             root_id=call["task_id"],
+            shadow=call["shadow"],
             ignore_result=None,
             reply_to=self._app.thread_oid,
             argsrepr=repr(redact(call["args"])),

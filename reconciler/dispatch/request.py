@@ -90,6 +90,9 @@ def send_task_arguments(request: FireRequest) -> dict[str, Any]:
         "kwargs": dict(payload["kwargs"]),
         "queue": payload["queue"],
         "task_id": request.id,
+        # The name monitoring shows (Flower, `celery events`, worker logs): which JOB
+        # fired, and its task; the worker still runs `name`.
+        "shadow": f"{request.job} ({payload['task']})",
         "headers": {
             "idempotency_key": request.idempotency_key,
             "job": request.job,

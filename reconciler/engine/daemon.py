@@ -31,6 +31,7 @@ from datetime import UTC
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import Engine
 
+from reconciler import metrics
 from reconciler.core.plan import Plan
 from reconciler.dispatch.service import FiringService
 from reconciler.engine.gauges import JobGauges
@@ -169,6 +170,7 @@ class Daemon:
                 next_gauges = now + GAUGE_REFRESH_SECONDS
             # Rows written by other processes (CLI apply) and our own pass: wake it.
             runtime.scheduler.wakeup()
+            metrics.DAEMON_LOOP.set_to_current_time()  # liveness, for the healthcheck
 
     def _settle(self, stop: threading.Event) -> None:
         """Wait until no file event for settle_seconds (a checkout in progress)."""

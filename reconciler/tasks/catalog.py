@@ -164,7 +164,10 @@ def _arity(params: TaskParameters, args: list[Any], kwargs: Mapping[str, Any]) -
     for p in parameters.values():
         required = p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
         if required and p.name not in kwargs and p.name not in taken:
-            field: tuple[str | int, ...] = ("kwargs",) if kwargs or not args else ("args",)
+            # At the arguments written, else at the task that needs them.
+            field: tuple[str | int, ...] = (
+                ("kwargs",) if kwargs else ("args",) if args else ("task",)
+            )
             message = f"{params.task} needs the argument {p.name!r} (in kwargs or args)"
             problems.append(Problem(field, "MISSING_ARGUMENT", message))
     return problems

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from celery import shared_task
 
 from reconciler.worker.base import BaseTask, PermanentTaskError
+from reconciler.worker.runtime import settings_of
 
 MAX_TIMEOUT_SECONDS = 300
 
@@ -23,11 +24,16 @@ class ProbeFailed(Exception):
 def http_probe(
     self: BaseTask, url: str, timeout: float = 5, expect_status: int = 200
 ) -> dict[str, Any]:
-    """GET `url` (no redirects followed) and expect `expect_status`.
+    """GET `url` (no redirects followed) and expect `expect_status`. A `url` that is a
+    path (`/health/live`) is taken from RECONCILER_PROBE_BASE_URL.
 
     Returns {"url", "status", "seconds"}. Raises PermanentTaskError for a URL that is not
     http(s) or a timeout out of 0..300 s; ProbeFailed for another status, a refused
     connection or a timeout (retried per the job's policy)."""
+    if isinstance(url, str) and url.startswith("/"):
+        # A path: on the configured base (RECONCILER_PROBE_BASE_URL), so one job file
+        # probes the right host on a laptop and in compose.
+        url = settings_of(self.app).probe_base_url.rstrip("/") + url
     if urlsplit(url).scheme not in ("http", "https"):
         raise PermanentTaskError(f"not an http(s) URL: {url!r}")
     if not 0 < float(timeout) <= MAX_TIMEOUT_SECONDS:

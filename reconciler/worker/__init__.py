@@ -41,11 +41,16 @@ def _environment_app() -> Celery:
         from reconciler.settings import load_settings
 
         settings = load_settings()
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR") and settings.metrics_port:
+        port = settings.metrics_port
+        if port is None:
+            from reconciler.settings import WORKER_METRICS_PORT
+
+            port = WORKER_METRICS_PORT
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR") and port:
             # `celery -A` metrics (see reconciler.observability): the hooks act at
             # worker_init only, so a process that merely uses the app is not affected.
             from reconciler.observability import install_worker_hooks
 
-            install_worker_hooks(port=settings.metrics_port)
+            install_worker_hooks(port=port, host=settings.metrics_host)
         _app = create_celery_app(settings)
     return _app

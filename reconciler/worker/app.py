@@ -82,6 +82,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_time_limit": HARD_TIME_LIMIT_SECONDS,
         "task_soft_time_limit": SOFT_TIME_LIMIT_SECONDS,
         "task_track_started": True,
+        # Task events on, so Flower and `celery events` show runs (by job: the publisher
+        # sets each message's shadow name to "<job> (<task>)") without a restart.
+        "worker_send_task_events": True,
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": {"confirm_publish": True},
         "enable_utc": True,

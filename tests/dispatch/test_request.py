@@ -49,6 +49,8 @@ def test_send_task_arguments_follow_the_worker_contract() -> None:
     )
     call = send_task_arguments(request)
     assert call["name"] == "reconciler.tasks.noop"
+    # What Flower and `celery events` show: the job, then its task.
+    assert call["shadow"] == "billing.sweep (reconciler.tasks.noop)"
     assert (call["args"], call["kwargs"], call["queue"]) == ([1], {"a": 2}, "high_priority")
     assert call["task_id"] == request.id
     assert call["headers"] == {

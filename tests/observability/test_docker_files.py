@@ -136,7 +136,9 @@ def test_volumes_exist() -> None:
             else:
                 assert source in declared, f"{name}: volume {source} is not declared"
     for name in ("reconciler-a", "reconciler-b"):
-        assert "../jobs.d:/app/jobs.d:ro" in SERVICES[name]["volumes"]
+        # The whole checkout, read-only: jobs.d and its git history (the revision).
+        assert "..:/src:ro" in SERVICES[name]["volumes"]
+        assert SERVICES[name]["environment"]["RECONCILER_JOBS_DIR"] == "/src/jobs.d"
 
 
 def test_the_image_is_built_from_this_dockerfile() -> None:
@@ -290,3 +292,87 @@ def test_the_lock_file_pins_every_dependency_within_its_range() -> None:
         assert name in pins, f"{name} is not in requirements.lock: regenerate it (see its header)"
         assert requirement.specifier.contains(pins[name]), f"{name}=={pins[name]} vs {line}"
     assert "--hash=sha256:" in (ROOT / "requirements.lock").read_text()
+
+
+# --- issue 13: a compose that works on a laptop ------------------------------------------
+def test_host_ports_are_on_loopback_and_movable() -> None:
+    for name, service in SERVICES.items():
+        for mapping in service.get("ports", []):
+            match = re.fullmatch(r"127\.0\.0\.1:\$\{[A-Z_]+_PORT:-\d+\}:\d+", str(mapping))
+            assert match, f"{name}: {mapping} (loopback, a ${{..._PORT:-default}} host port)"
+
+
+def test_daemons_report_loop_liveness_and_leadership() -> None:
+    from reconciler.healthcheck import check
+
+    for name in ("reconciler-a", "reconciler-b"):
+        assert SERVICES[name]["healthcheck"]["test"] == [
+            "CMD", "python", "-m", "reconciler.healthcheck"
+        ]  # fmt: skip
+    leader = "reconciler_leader 1.0\nreconciler_daemon_loop_timestamp_seconds 1000.0\n"
+    assert check(leader, now=1010.0, max_age=60) == (True, "leader, loop turned 10.0 s ago")
+    stuck = check(leader, now=1100.0, max_age=60)
+    assert stuck == (False, "leader, loop stuck: last turn 100 s ago (limit 60 s)")
+    assert check("reconciler_leader 0.0\n", now=5000.0, max_age=60) == (True, "standby")
+
+
+def test_the_healthcheck_reads_a_real_daemon_registry() -> None:
+    from prometheus_client import REGISTRY, generate_latest
+
+    from reconciler import metrics
+    from reconciler.healthcheck import check
+
+    metrics.LEADER.set(1)
+    metrics.DAEMON_LOOP.set(1234.5)
+    try:
+        text = generate_latest(REGISTRY).decode()
+        assert check(text, now=1240.0, max_age=60) == (True, "leader, loop turned 5.5 s ago")
+    finally:
+        metrics.LEADER.set(0)
+
+
+def test_alerts_reach_an_alertmanager_webhook() -> None:
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    (target,) = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    host, port = target.split(":")
+    assert host in SERVICES and f"{port}:{port}" in " ".join(SERVICES[host]["ports"]) + (
+        f" {port}:{port}"
+    )
+    manager = yaml.safe_load((DOCKER / "alertmanager" / "alertmanager.yml").read_text())
+    receiver = {r["name"]: r for r in manager["receivers"]}[manager["route"]["receiver"]]
+    (webhook,) = receiver["webhook_configs"]
+    sink_host = webhook["url"].split("/")[2].split(":")[0]
+    assert sink_host in SERVICES
+    mounted = " ".join(SERVICES["alertmanager"]["volumes"])
+    assert "./alertmanager/alertmanager.yml:/etc/alertmanager/alertmanager.yml" in mounted
+
+
+def test_alertmanager_config_passes_amtool() -> None:
+    amtool = shutil.which("amtool")
+    if amtool is None:
+        pytest.skip("amtool is not installed")
+    result = subprocess.run(
+        [amtool, "check-config", str(DOCKER / "alertmanager" / "alertmanager.yml")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_example_probe_targets_the_api_container() -> None:
+    environment = SERVICES["worker"]["environment"]
+    assert environment["RECONCILER_PROBE_BASE_URL"] == "http://api:8000"
+    probe = yaml.safe_load((ROOT / "jobs.d" / "ops" / "health.yaml").read_text())
+    assert probe["kwargs"]["url"].startswith("/")  # on the base URL, not 127.0.0.1
+
+
+def test_worker_events_are_on_and_show_the_job() -> None:
+    from reconciler.worker.app import celery_config
+
+    assert celery_config(Settings())["worker_send_task_events"] is True
+
+
+def test_the_image_has_git_for_the_revision() -> None:
+    runs = " ".join(rest for keyword, rest in _dockerfile() if keyword == "RUN")
+    assert "apt-get install -y --no-install-recommends git" in runs
+    assert "safe.directory" in runs

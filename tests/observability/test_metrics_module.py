@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from observability.targets import free_port
 from reconciler import metrics
+from reconciler.errors import ConfigError
 from reconciler.observability import start_metrics_server
 from reconciler.store.tables import JOB_STATUSES
 
@@ -101,7 +102,7 @@ def test_start_metrics_server_serves_the_default_registry() -> None:
         assert "reconciler_leader" in families
         samples = families["reconciler_reconcile_changes"].samples
         assert any(s.labels == {"action": "repair"} and s.value >= 1 for s in samples)
-        with pytest.raises(OSError):
+        with pytest.raises(ConfigError, match="Address already in use"):
             start_metrics_server(server.port, "127.0.0.1")  # the port is taken
     finally:
         server.close()

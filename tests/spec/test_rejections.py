@@ -93,6 +93,17 @@ CASES = [
         [(2, 7, "TASK_NOT_ALLOWED")],
     ),
     ("forbidden-option", JOB + "link: other.task\n", [(4, 1, "FORBIDDEN_OPTION")]),
+    ("unknown-argument", JOB + "kwargs: {datta: 1}\n", [(4, 17, "UNKNOWN_ARGUMENT")]),
+    (
+        "missing-argument",
+        JOB.replace("example_task", "http_probe"),
+        [(2, 7, "MISSING_ARGUMENT")],
+    ),
+    (
+        "invalid-argument",
+        JOB.replace("example_task", "http_probe") + "kwargs: {url: 5}\n",
+        [(4, 15, "INVALID_ARGUMENT")],
+    ),
     ("start-after-end", JOB + "start: 2030-01-02\nend: 2030-01-01\n", [(4, 1, "START_AFTER_END")]),
     ("syntax", JOB + "kwargs: {a: [}\n", [(4, 14, "YAML_SYNTAX")]),
     ("syntax-unquoted-cron", JOB.replace("'*/5 * * * *'", "*/5 * * * *"), [(3, 19, "YAML_SYNTAX")]),
@@ -180,6 +191,7 @@ def test_every_code_is_exercised_somewhere() -> None:
     # Covered by tests that need files or settings: see test_loader.py; AT_IN_PAST is a
     # warning, not a rejection: see test_past_one_off.py.
     elsewhere = {"FILE_UNREADABLE", "FILE_TOO_LARGE", "SYMLINK_REFUSED", "AT_IN_PAST"}
+    elsewhere.add("TASK_MODULE_ERROR")  # needs RECONCILER_TASK_MODULES: test_task_params.py
     assert set(CODES) - exercised - elsewhere == set()
 
 

@@ -1,0 +1,52 @@
+"""`python -m reconciler.healthcheck`: the daemon's container healthcheck.
+
+Reads the daemon's own /metrics (127.0.0.1, RECONCILER_METRICS_PORT, default 9101) and
+prints one line: `leader, loop turned 0.4 s ago` or `standby`. Exit 0 when healthy: a
+standby whose metrics answer (it waits for the leader lock), or a leader whose loop
+turned within RECONCILER_HEALTH_MAX_AGE seconds (default 60). Exit 1 otherwise: the
+metrics do not answer, or the leader's loop is stuck (a hung leader keeps its lock).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import urllib.request
+
+from reconciler.settings import DAEMON_METRICS_PORT
+
+
+def check(metrics_text: str, *, now: float, max_age: float) -> tuple[bool, str]:
+    """(healthy, the line to print) for the daemon's metrics text."""
+    values = {}
+    for line in metrics_text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("reconciler_leader", "reconciler_daemon_loop_timestamp_seconds"):
+            values[name] = float(value)
+    if values.get("reconciler_leader", 0.0) < 1:
+        return True, "standby"
+    turned = values.get("reconciler_daemon_loop_timestamp_seconds", 0.0)
+    age = now - turned
+    if turned <= 0 or age > max_age:
+        return False, f"leader, loop stuck: last turn {age:.0f} s ago (limit {max_age:.0f} s)"
+    return True, f"leader, loop turned {age:.1f} s ago"
+
+
+def main() -> int:
+    port = int(os.environ.get("RECONCILER_METRICS_PORT") or DAEMON_METRICS_PORT)
+    max_age = float(os.environ.get("RECONCILER_HEALTH_MAX_AGE", "60"))
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+    except OSError as error:
+        print(f"unhealthy: {url}: {error}")
+        return 1
+    healthy, line = check(text, now=time.time(), max_age=max_age)
+    print(line if healthy else f"unhealthy: {line}")
+    return 0 if healthy else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
