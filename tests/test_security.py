@@ -41,8 +41,12 @@ def test_the_default_allowlist_refuses_powerful_and_demo_tasks(tmp_path: Path) -
     jobs = tmp_path / "jobs.d"
     jobs.mkdir()
     tasks = [*POWERFUL_TASKS, *DEMO_TASKS]
+    arguments = {  # what each needs, so that only the allowlist can refuse them
+        "reconciler.tasks.sql_maintenance": "kwargs: {statement: ANALYZE}\n",
+        "reconciler.tasks.write_report": "kwargs: {path: r.json}\n",
+    }
     for number, task in enumerate(tasks):
-        (jobs / f"j{number}.yaml").write_text(_job(f"j{number}", task))
+        (jobs / f"j{number}.yaml").write_text(_job(f"j{number}", task, arguments.get(task, "")))
     (jobs / "ok.yaml").write_text(
         _job("probe", "reconciler.tasks.http_probe", "kwargs: {url: 'http://x/'}\n")
         + "---\n"
