@@ -20,6 +20,7 @@ from reconciler.commands.run import metrics_address
 from reconciler.settings import DAEMON_METRICS_PORT, WORKER_METRICS_PORT, Settings
 
 RECONCILE = str(Path(sys.executable).parent / "reconcile")
+pytestmark = pytest.mark.slow  # starts several `reconcile` processes
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:

@@ -16,6 +16,7 @@ from reconciler.redact import mask_text
 from tests.e2e.processes import free_port, wait_for
 
 RECONCILE = str(Path(sys.executable).parent / "reconcile")
+pytestmark = pytest.mark.slow  # starts several `reconcile` processes
 PASSWORD = "CanaryPw7731"
 DSN_PASSWORD = "CanaryDsn5520"
 BEARER = "CanaryBearer9182xyz"
