@@ -116,7 +116,11 @@ def test_a_broker_that_never_answers_costs_one_timeout() -> None:
 
 
 def test_the_embedded_filesystem_transport_works_without_confirms(tmp_path) -> None:
-    folders = {"data_folder_in": str(tmp_path), "data_folder_out": str(tmp_path)}
+    folders = {
+        "data_folder_in": str(tmp_path),
+        "data_folder_out": str(tmp_path),
+        "control_folder": str(tmp_path / "control"),  # else kombu writes ./control
+    }
     publisher = Publisher(broker_url="filesystem://", timeout=2, transport_options=folders)
     batch = requests(3)
     try:
