@@ -108,7 +108,11 @@ def _start(text: str | None, zoned: Any) -> datetime:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise ConfigError(f"--from {text!r} is not an ISO time") from None
-    result: datetime = zoned(moment)
+    try:
+        result: datetime = zoned(moment)
+        result.astimezone(UTC)
+    except OverflowError:
+        raise ConfigError(f"--from {text!r} is out of the calendar's range") from None
     return result
 
 

@@ -153,12 +153,12 @@ class CronSchedule:
         # from an old row or `next --cron`, a Monday 29 February) walks every zone
         # segment of up to 401 years: seconds per call instead of milliseconds.
         wall_horizon = datetime(horizon, 1, 1)
-        lower = _ceil_second(cursor - _DAY)
+        lower = _ceil_second(_day_before(cursor))
         while cursor.year < horizon:
             wall = next_wall(self.pattern, lower, wall_horizon)
             if wall is None:
                 return None
-            cursor = max(cursor, wall - _DAY)
+            cursor = max(cursor, _day_before(wall))
             while cursor.year < horizon and cursor <= wall + _DAY:
                 segment = self.clock.segment(cursor)
                 found = _earliest(
@@ -167,7 +167,7 @@ class CronSchedule:
                 if found is not None:
                     return found
                 cursor = segment.end
-            lower = max(wall + _SECOND, _ceil_second(cursor - _DAY))
+            lower = max(wall + _SECOND, _ceil_second(_day_before(cursor)))
         return None
 
     def _plain_fire(
@@ -235,6 +235,10 @@ def _naive_utc(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         raise ValueError("a schedule needs aware datetimes")
     return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def _day_before(moment: datetime) -> datetime:
+    return moment - _DAY if moment >= datetime.min + _DAY else datetime.min
 
 
 def _ceil_second(moment: datetime) -> datetime:

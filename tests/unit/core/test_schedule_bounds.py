@@ -3,7 +3,10 @@ answers (cronsim on a naive clock is the oracle where it reads the expression)."
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -14,6 +17,7 @@ from reconciler.core.zones import ZoneClock
 from reconciler.spec.cron import compile_cron
 
 BERLIN = ZoneInfo("Europe/Berlin")
+RECONCILE = str(Path(sys.executable).with_name("reconcile"))
 
 
 def _fresh(cron: str, zone: str = "Europe/Berlin", **bounds: datetime) -> CronSchedule:
@@ -55,3 +59,17 @@ def test_year_boundary_with_seconds_and_an_end_date() -> None:
     yearly = _fresh("59 23 31 12 *", end=datetime(2028, 12, 31, 23, 59, tzinfo=BERLIN))
     walls = [f.wall for f in yearly.fires(datetime(2027, 6, 1, tzinfo=BERLIN), 5)]
     assert walls == [datetime(2027, 12, 31, 23, 59), datetime(2028, 12, 31, 23, 59)]
+
+
+def test_the_calendar_edges_answer_instead_of_crashing() -> None:
+    first = _fresh("0 0 * * *", zone="UTC").next_fire(datetime(1, 1, 1, tzinfo=UTC))
+    assert first is not None and first.wall == datetime(1, 1, 2)
+    assert _fresh("0 0 * * *").next_fire(datetime(9999, 12, 31, tzinfo=UTC)) is None
+    # A --from the zone cannot convert is a refusal with the reason, not an internal error.
+    result = subprocess.run(
+        [RECONCILE, "next", "--cron", "0 0 * * *", "--timezone", "Pacific/Chatham",
+         "--from", "0001-01-01"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "out of the calendar's range" in result.stderr
