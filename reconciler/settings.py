@@ -162,7 +162,8 @@ class Settings(BaseSettings):
         default=0.0,
         ge=0,
         description=(
-            "Seconds `run` keeps retrying an unreachable database at start, with backoff "
+            "Seconds `run` and `worker` keep retrying an unreachable database, broker or "
+            "Redis at start, with backoff "
             "(0: fail at once, with one line naming the setting)"
         ),
     )

@@ -8,7 +8,6 @@ import argparse
 import logging
 import signal
 import threading
-import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -52,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.commands._common import require_jobs_dir
     from reconciler.observability import start_metrics_server
     from reconciler.settings import DAEMON_METRICS_PORT
+    from reconciler.startup import check_broker, retry_at_start
     from reconciler.wiring import build_daemon
 
     settings = settings_from(args)
@@ -62,6 +62,9 @@ def run(args: argparse.Namespace) -> int:
     host, port = metrics_address(args, settings, default_port=DAEMON_METRICS_PORT)
     if not args.no_migrate:
         migrate_waiting(settings.database_url, timeout=settings.startup_timeout)
+    # The daemon publishes every fire to the broker (it does not use Redis itself):
+    # an unreachable or misspelt broker is one line at start, not a failure per fire.
+    retry_at_start(lambda: check_broker(settings.broker_url), timeout=settings.startup_timeout)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -84,22 +87,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def migrate_waiting(url: str, *, timeout: float) -> None:
-    """`db upgrade`, retried with backoff (1 s doubling to 15 s) while the database cannot
-    be reached, for at most `timeout` seconds (RECONCILER_STARTUP_TIMEOUT: compose starts
-    everything at once). Other errors, and the last failure, are raised."""
-    from reconciler.errors import operational_message
+    """`db upgrade`, retried with backoff while the database cannot be reached, for at
+    most `timeout` seconds (RECONCILER_STARTUP_TIMEOUT: compose starts everything at
+    once). Other errors, and the last failure, are raised."""
+    from reconciler.startup import retry_at_start
     from reconciler.store.migrate import upgrade_database
 
-    deadline = time.monotonic() + timeout
-    delay = 1.0
-    while True:
-        try:
-            upgrade_database(url)
-            return
-        except Exception as error:
-            message = operational_message(error)
-            if message is None or time.monotonic() + delay > deadline:
-                raise
-            log.warning("%s; retrying in %.0f s (RECONCILER_STARTUP_TIMEOUT)", message, delay)
-            time.sleep(delay)
-            delay = min(delay * 2, 15.0)
+    retry_at_start(lambda: upgrade_database(url), timeout=timeout)

@@ -12,8 +12,14 @@ Metrics: `--metrics-port` (default RECONCILER_METRICS_PORT; 0: off) serves
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from reconciler.errors import ConfigError
+
+if TYPE_CHECKING:
+    from reconciler.settings import Settings
+
+REDIS_SCHEMES = ("redis://", "rediss://")
 
 HELP = "run a Celery worker on the job queues (until SIGTERM)"
 POOLS = ("prefork", "solo", "threads")
@@ -55,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.settings import WORKER_METRICS_PORT
 
     settings = settings_from(args)
+    check_services_at_start(settings)
     host, port = metrics_address(args, settings, default_port=WORKER_METRICS_PORT)
     if port:
         from reconciler.observability import (
@@ -76,6 +83,23 @@ def run(args: argparse.Namespace) -> int:
     app = create_celery_app(settings)
     app.worker_main(worker_argv(args, default_queues=settings.queues))
     return 0
+
+
+def check_services_at_start(settings: Settings) -> None:
+    """The broker, Redis (idempotency keys) and a Redis result backend, each checked
+    once (or for RECONCILER_STARTUP_TIMEOUT, with backoff) before Celery starts: Celery
+    itself would retry an unreachable broker forever, in its log only."""
+    from reconciler.startup import check_broker, check_redis, retry_at_start
+
+    def check_all() -> None:
+        check_broker(settings.broker_url)
+        if settings.redis_url:
+            check_redis(settings.redis_url)
+        backend = settings.result_backend
+        if backend.startswith(REDIS_SCHEMES) and backend != settings.redis_url:
+            check_redis(backend, setting="RECONCILER_RESULT_BACKEND")
+
+    retry_at_start(check_all, timeout=settings.startup_timeout)
 
 
 def worker_argv(args: argparse.Namespace, *, default_queues: tuple[str, ...]) -> list[str]:
