@@ -69,18 +69,54 @@ def migrated_db_url(db_url: str) -> str:
     return db_url
 
 
-@pytest.fixture
-def redis_prefix() -> Iterator[str]:
-    """A key prefix no other test uses; every key under it is deleted afterwards."""
+class RedisPrefixes:
+    """The key prefixes this session's tests used on the shared Redis."""
+
+    def __init__(self) -> None:
+        self.used: set[str] = set()
+
+    def new(self, kind: str = "t") -> str:
+        prefix = _unique(kind) + ":"
+        self.used.add(prefix)
+        return prefix
+
+    def clean(self, prefix: str) -> int:
+        """Delete every key under `prefix`; how many there were."""
+        import redis
+
+        client = redis.Redis.from_url(REDIS_URL)
+        try:
+            keys = list(client.scan_iter(f"{prefix}*", count=1000))
+            if keys:
+                client.delete(*keys)
+            return len(keys)
+        finally:
+            client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_prefixes() -> Iterator[RedisPrefixes]:
+    """At the end of the session no test prefix may hold a key: a process that wrote
+    after its test's clean-up (a worker stopped too late), or a prefix nobody deleted,
+    fails the run here (an error at the last test's teardown) instead of piling up in
+    the shared Redis."""
     import redis
 
-    prefix = _unique("t") + ":"
+    prefixes = RedisPrefixes()
+    yield prefixes
+    try:
+        left = {p: n for p in sorted(prefixes.used) if (n := prefixes.clean(p))}
+    except redis.RedisError:
+        return  # no Redis: the tests that needed it have failed already
+    assert not left, f"Redis keys left behind by the tests (now deleted): {left}"
+
+
+@pytest.fixture
+def redis_prefix(redis_prefixes: RedisPrefixes) -> Iterator[str]:
+    """A key prefix no other test uses; every key under it is deleted afterwards."""
+    prefix = redis_prefixes.new()
     yield prefix
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(f"{prefix}*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    redis_prefixes.clean(prefix)
 
 
 def rabbitmqctl(*args: str) -> None:

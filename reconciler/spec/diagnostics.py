@@ -26,8 +26,8 @@ CODES: dict[str, str] = {
     "DUPLICATE_KEY": "the same key twice in one mapping",
     "NOT_A_MAPPING": "a job document must be a mapping",
     "YAML_COERCION": (
-        "an unquoted value YAML 1.1 reads as another type (no, on, 1:30, 0755), or, in "
-        "args/kwargs, one YAML 1.1 and 1.2 read differently"
+        "an unquoted value YAML 1.1 and YAML 1.2 read differently (yes, no, on, 1:30, "
+        "0755, 1_000), or, in args/kwargs, a date or `1.10`"
     ),
     "UNKNOWN_FIELD": "a key the job format does not know (typo?)",
     "UNKNOWN_ARGUMENT": "a kwarg the task has no parameter for (typo?)",

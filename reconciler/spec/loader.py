@@ -337,6 +337,10 @@ def _load_bytes(source: str, data: bytes, *, settings: Settings, now: datetime) 
         if findings:
             failed.append((number, None, findings))
             continue
+        if document.ambiguous:
+            # The model took `paused: yes` as true; YAML 1.2 reads text: refuse the job.
+            diagnostics += document.ambiguous
+            continue
         jobs.append(LoadedJob(spec, source, document.line, document.column))
         documents.append(content)
     if failed:
@@ -434,10 +438,18 @@ def _explain_failures(
     diagnostics: list[Diagnostic] = []
     for number, error, findings in failed:
         index = indexes[number]
+        explained: list[Diagnostic] = []
         if error is not None:
             content = documents[number].data
-            diagnostics += explain_errors(error, data=content, index=index, source=source)
-        diagnostics += explain_findings(findings, index=index, source=source)
+            explained += explain_errors(error, data=content, index=index, source=source)
+        explained += explain_findings(findings, index=index, source=source)
+        # A YAML 1.1 form is refused even where the model said something else about it
+        # (`retries: 0755` is 493, over the maximum: that alone would not say "quote
+        # it"), unless the model's own "quote it" (YAML_COERCION) is already there.
+        said = {(item.line, item.column) for item in explained if item.code == "YAML_COERCION"}
+        ambiguous = documents[number].ambiguous
+        explained += [item for item in ambiguous if (item.line, item.column) not in said]
+        diagnostics += explained
     return diagnostics
 
 

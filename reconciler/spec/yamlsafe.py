@@ -12,11 +12,13 @@ builds the data from them, so that:
 - scalars are resolved exactly as PyYAML's YAML 1.1 resolver does (`no` is false,
   `0755` is 493), and the same loop can record, for every node, where it starts and
   whether it was a plain (unquoted) scalar, so a later type error can say "quote it";
-- inside `args` and `kwargs` (free-form values no model type can catch) a plain scalar
-  must mean the same in YAML 1.1 and YAML 1.2's core schema: `no`/`on`/`y` (any case),
-  `1:30`, `0755`, `1_000`, `0b11`, `0o17`, `1e3` and dates are refused with "quote it"
-  at their position (YAML_COERCION), and so are `1.10`-style numbers whose trailing zero
-  the number loses. So a job means what any YAML 1.2 reader would take it to mean.
+- everywhere in a job file a plain value must mean the same in YAML 1.1 and YAML 1.2's
+  core schema: `no`/`on`/`y` (any case), `1:30`, `0755`, `1_000`, `0b11`, `0o17`, `1e3`
+  are refused with "quote it" at their position (YAML_COERCION). Inside `args` and
+  `kwargs` (free-form values no model type can catch) so are dates, and `1.10`-style
+  numbers whose trailing zero the number loses; elsewhere a timestamp is what the `at`,
+  `start` and `end` fields take either way. So a job means what any YAML 1.2 reader
+  would take it to mean.
 
 The caller bounds the byte size (see `reconciler.spec.files`). Everything here is pure.
 Building plain data is about twice as fast as `yaml.load_all(..., CSafeLoader)`; the
@@ -89,6 +91,9 @@ class YamlDocument:
     clean: bool
     name_line: int
     name_column: int
+    # Plain values outside args/kwargs that YAML 1.1 and 1.2 core read differently
+    # (`paused: yes`, `retries: 0755`): YAML_COERCION diagnostics for the loader.
+    ambiguous: tuple[Diagnostic, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,14 +244,17 @@ class _Builder:
                 if kind is AliasEvent or event.anchor is not None or event.tag is not None:
                     self._report_structure(event)
                     value: Any = None if kind is AliasEvent else event.value
-                elif (
-                    strict_from
-                    and event.implicit[0]
-                    and not (type(containers[-1]) is dict and pending_keys[-1] is _NO_KEY)
-                ):
-                    value = self._resolve_core(event, containers, pending_keys)
                 elif event.implicit[0] and event.value[:1] in _IMPLICIT:
-                    value = self._resolve(event)
+                    # Only text starting like this can be anything but text, in YAML 1.1
+                    # or 1.2 core: the plain-text fast path skips both resolvers.
+                    if containers and not (
+                        type(containers[-1]) is dict and pending_keys[-1] is _NO_KEY
+                    ):
+                        value = self._resolve_core(
+                            event, containers, pending_keys, doc, free_form=bool(strict_from)
+                        )
+                    else:
+                        value = self._resolve(event)  # a key: `_key_text` checks it
                 else:
                     value = event.value  # quoted, or plain text no resolver could claim
                 if doc.root_mark is None:
@@ -324,7 +332,13 @@ class _Builder:
         clean = self.problems == doc.first_problem
         self.documents.append(
             YamlDocument(
-                doc.root, mark.line + 1, mark.column + 1, clean, name.line + 1, name.column + 1
+                doc.root,
+                mark.line + 1,
+                mark.column + 1,
+                clean,
+                name.line + 1,
+                name.column + 1,
+                tuple(doc.ambiguous),
             )
         )
         self.indexes.append(doc.index)
@@ -352,19 +366,39 @@ class _Builder:
                     return text
         return text
 
-    def _resolve_core(self, event: Any, containers: list[Any], pending_keys: list[Any]) -> Any:
-        """A plain value inside args/kwargs: its value if YAML 1.1 (PyYAML) and YAML 1.2
-        core agree on it and nothing is lost, else a YAML_COERCION problem (and the text).
-        """
+    def _resolve_core(
+        self,
+        event: Any,
+        containers: list[Any],
+        pending_keys: list[Any],
+        doc: _DocumentState,
+        *,
+        free_form: bool,
+    ) -> Any:
+        """A plain value, checked against YAML 1.2 core.
+
+        Inside args/kwargs (`free_form`): its value if YAML 1.1 (PyYAML) and YAML 1.2
+        core agree on it and nothing is lost (`1.10`), else a YAML_COERCION problem (and
+        the text). Elsewhere the YAML 1.1 value is kept, and a disagreement is only noted
+        in the document's `ambiguous`: the loader reports it unless the model already
+        said something about that node (a text field's own "quote it" message is more
+        precise). A timestamp there is no disagreement: the fields that take one (`at`,
+        `start`, `end`) read the text the same way."""
         text: str = event.value
-        yaml11 = self._resolve(event) if text[:1] in _IMPLICIT else text
-        problem = core_disagreement(text, yaml11)
+        yaml11 = self._resolve(event)
+        if not free_form and isinstance(yaml11, date):
+            return yaml11
+        problem = core_disagreement(text, yaml11, lossless=free_form)
         if problem is None:
             return yaml11
         if any(type(key) is str and looks_secret(key) for key in pending_keys):
             problem = problem.replace(text, REDACTED)  # `pin: 0123` must not be printed
         where = _dotted_path(containers, pending_keys)
-        self._report(self._at(event, "YAML_COERCION", f"{where}: {problem}"))
+        diagnostic = self._at(event, "YAML_COERCION", f"{where}: {problem}")
+        if not free_form:
+            doc.ambiguous.append(diagnostic)
+            return yaml11
+        self._report(diagnostic)
         return text
 
     def _key_text(self, event: Any, value: Any, mapping: dict[str, Any]) -> str:
@@ -416,7 +450,7 @@ class _Builder:
 class _DocumentState:
     """What one document has collected so far."""
 
-    __slots__ = ("first_problem", "index", "name_mark", "root", "root_mark")
+    __slots__ = ("ambiguous", "first_problem", "index", "name_mark", "root", "root_mark")
 
     def __init__(self, first_problem: int = 0) -> None:
         self.first_problem = first_problem
@@ -424,6 +458,7 @@ class _DocumentState:
         self.root_mark: Any = None
         self.name_mark: Any = None
         self.index: dict[NodePath, NodeInfo] = {}
+        self.ambiguous: list[Diagnostic] = []
 
 
 class _NoKey:
@@ -459,7 +494,10 @@ def resolve_core(text: str) -> Any:
     if text in _CORE_BOOL:
         return _CORE_BOOL[text]
     if _CORE_INT10.fullmatch(text):
-        return int(text)
+        try:
+            return int(text)
+        except ValueError:  # beyond Python's digit limit: the 1.1 resolver reported it
+            return text
     if _CORE_INT8.fullmatch(text):
         return int(text[2:], 8)
     if _CORE_INT16.fullmatch(text):
@@ -471,9 +509,10 @@ def resolve_core(text: str) -> Any:
     return text
 
 
-def core_disagreement(text: str, yaml11: Any) -> str | None:
+def core_disagreement(text: str, yaml11: Any, *, lossless: bool = True) -> str | None:
     """Why the plain scalar `text` (read as `yaml11` by YAML 1.1) must be quoted, or None.
-    Every reason says how to write it."""
+    `lossless`: a number that drops a trailing zero (`1.10`) must be quoted too. Every
+    reason says how to write it."""
     quote = f"quote it ('{text}') if you mean the text"
     if _YAML11_BOOLEAN.fullmatch(text):
         return (
@@ -485,7 +524,7 @@ def core_disagreement(text: str, yaml11: Any) -> str | None:
     if type(yaml11) is not type(yaml12) or differs:
         meanings = f"{_meaning(yaml11)} in YAML 1.1 and {_meaning(yaml12)} in YAML 1.2"
         return f"{text!r} is {meanings}; {quote}"
-    if type(yaml12) is float and _LOSSY_DECIMAL.fullmatch(text):
+    if lossless and type(yaml12) is float and _LOSSY_DECIMAL.fullmatch(text):
         return f"{text!r} is the number {yaml12!r} (the trailing zero is lost); {quote}"
     return None
 

@@ -8,10 +8,14 @@ import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from observability import targets as t
+
+if TYPE_CHECKING:
+    from conftest import RedisPrefixes
 
 # One job that fires every 2 seconds, for the daemon (and through it, the worker).
 PROBE_JOB = """\
@@ -40,7 +44,9 @@ def prometheus_binary() -> str:
 
 
 @pytest.fixture(scope="session")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[t.Fleet]:
+def fleet(
+    tmp_path_factory: pytest.TempPathFactory, redis_prefixes: RedisPrefixes
+) -> Iterator[t.Fleet]:
     """Every process of TARGETS that exists, started on free loopback ports with its
     own SQLite database, jobs folder, RabbitMQ vhost and Redis key prefix."""
     base = tmp_path_factory.mktemp("fleet")
@@ -54,13 +60,14 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[t.Fleet]:
         text=True,
     )
     assert migrate.returncode == 0, migrate.stderr
+    redis_prefix = redis_prefixes.new("obs")
     with _rabbitmq_vhost() as broker_url:
         context = {
             "db_url": db_url,
             "jobs_dir": str(jobs_dir),
             "broker_url": broker_url,
             "redis_url": "redis://127.0.0.1:6379/0",
-            "redis_prefix": f"obs{uuid.uuid4().hex[:8]}:",
+            "redis_prefix": redis_prefix,
         }
         running: list[t.Running] = []
         not_built: list[str] = []
@@ -81,6 +88,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[t.Fleet]:
         finally:
             for process in running:
                 t.stop(process)
+            redis_prefixes.clean(redis_prefix)  # the fleet's results and idempotency keys
 
 
 @pytest.fixture(scope="session")

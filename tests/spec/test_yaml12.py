@@ -117,3 +117,70 @@ def test_validate_reports_them_through_the_console_script(tmp_path: Path) -> Non
         f"{job}:7:7: YAML_COERCION kwargs.at: '1:30' is number 90 in YAML 1.1 and text in "
         "YAML 1.2; quote it ('1:30') if you mean the text",
     ]
+
+
+# Outside args/kwargs: each of these was accepted silently before (the model got YAML
+# 1.1's value), or refused only by a range check that never said "quote it".
+_TYPED_FIELD_FORMS = [
+    ("paused: yes", 9, "paused: 'yes' is a boolean in YAML 1.1 and text in YAML 1.2; "
+     "quote it ('yes') if you mean the text, or write true or false"),
+    ("paused: OFF", 9, "paused: 'OFF' is a boolean in YAML 1.1 and text in YAML 1.2; "
+     "quote it ('OFF') if you mean the text, or write true or false"),
+    ("coalesce: oN", 11, "coalesce: 'oN' is a boolean in YAML 1.1 and text in YAML 1.2; "
+     "quote it ('oN') if you mean the text, or write true or false"),
+    ("retries: 010", 10, "retries: '010' is number 8 in YAML 1.1 and number 10 in YAML 1.2; "
+     "quote it ('010') if you mean the text"),
+    ("retries: 0755", 10, "retries: '0755' is number 493 in YAML 1.1 and number 755 in "
+     "YAML 1.2; quote it ('0755') if you mean the text"),
+    ("retries: 1:30", 10, "retries: '1:30' is number 90 in YAML 1.1 and text in YAML 1.2; "
+     "quote it ('1:30') if you mean the text"),
+    ("max_concurrent_runs: 1_000", 22, "max_concurrent_runs: '1_000' is number 1000 in "
+     "YAML 1.1 and text in YAML 1.2; quote it ('1_000') if you mean the text"),
+    ("jitter_seconds: 0b11", 17, "jitter_seconds: '0b11' is number 3 in YAML 1.1 and text "
+     "in YAML 1.2; quote it ('0b11') if you mean the text"),
+    ("labels: {tier: Y}", 16, "labels.tier: 'Y' is a boolean in YAML 1.1 and text in "
+     "YAML 1.2; quote it ('Y') if you mean the text, or write true or false"),
+    ("owner: n", 8, "owner: 'n' is a boolean in YAML 1.1 and text in YAML 1.2; "
+     "quote it ('n') if you mean the text, or write true or false"),
+]  # fmt: skip
+
+
+def test_yaml11_forms_in_typed_fields_are_refused_through_the_console_script(
+    tmp_path: Path,
+) -> None:
+    """Build 4 "everywhere in job files": one file per form, one `reconcile validate`."""
+    jobs = tmp_path / "jobs.d"
+    jobs.mkdir()
+    for number, (line, _, _) in enumerate(_TYPED_FIELD_FORMS):
+        (jobs / f"f{number:02d}.yaml").write_text(
+            HEAD.replace("name: j", f"name: j{number}") + line + "\n"
+        )
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "reconcile"), "validate", "--jobs-dir", str(jobs)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    for number, (_, column, message) in enumerate(_TYPED_FIELD_FORMS):
+        expected = f"{jobs}/f{number:02d}.yaml:4:{column}: YAML_COERCION {message}"
+        assert expected in lines, (expected, lines)
+    assert lines[-1].startswith(f"{len(_TYPED_FIELD_FORMS)} files, 0 jobs: invalid")
+
+
+def test_typed_fields_written_the_yaml12_way_still_load(
+    load_text: Callable[[str], FileOutcome],
+) -> None:
+    # Quoted forms, real booleans and numbers, and an unquoted timestamp (which `at`,
+    # `start` and `end` take either way) are no YAML 1.1 / 1.2 disagreement.
+    text = (
+        HEAD
+        + "paused: false\ncoalesce: true\nretries: 10\nmax_concurrent_runs: 1000\n"
+        + "owner: 'no'\ndescription: \"0755\"\nlabels: {tier: 'Y', v: '1.10'}\n"
+        + "start: 2030-01-01T00:00:00\nmisfire_grace_seconds: 0x10\n"
+    )
+    outcome = load_text(text)
+    assert outcome.diagnostics == ()
+    (job,) = outcome.jobs
+    assert (job.spec.retries, job.spec.owner, job.spec.misfire_grace_seconds) == (10, "no", 16)
