@@ -151,7 +151,9 @@ def cron_fires(spec: JobSpec, *, now: datetime) -> bool:
     from reconciler.core.triggers import build_trigger
 
     start = spec.zoned(spec.start) if spec.start is not None else now
-    trigger = build_trigger(spec, with_jitter=False)
+    # Without `end`: a job whose end has passed completed, it is not a broken schedule.
+    unending = spec.model_copy(update={"end": None})
+    trigger = build_trigger(unending, with_jitter=False)
     return trigger.get_next_fire_time(None, max(start, now)) is not None
 
 
