@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ from reconciler.errors import (
     TransientError,
     operational_message,
 )
+from reconciler.logs import configure_logging
 from reconciler.redact import mask_logs, mask_text
 from reconciler.settings import Settings
 
@@ -37,6 +37,10 @@ COMMANDS = {
     "plan": "plan",
     "apply": "apply",
     "status": "status",
+    "get": "get",
+    "describe": "describe",
+    "runs": "runs",
+    "explain": "explain",
     "run": "run",
     "api": "api",
     "worker": "worker",
@@ -49,7 +53,21 @@ COMMANDS = {
 # would only re-scan what they keep until they exit (0.3 s of a 10,000-job apply, and
 # as much again at exit, measured), and what they allocate is freed with the process.
 # The long-running ones (run, api, worker, dev) keep it.
-ONE_SHOT_COMMANDS = frozenset({"validate", "plan", "apply", "status", "schema", "db", "next"})
+ONE_SHOT_COMMANDS = frozenset(
+    {
+        "validate",
+        "plan",
+        "apply",
+        "status",
+        "get",
+        "describe",
+        "runs",
+        "explain",
+        "schema",
+        "db",
+        "next",
+    }
+)
 # `--dry-run`, wherever it is placed, is `reconcile plan` for these; any other command
 # refuses it (usage error) rather than run for real.
 DRY_RUN_COMMANDS = frozenset({"plan", "apply"})
@@ -126,10 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if argv is None and args.command in ONE_SHOT_COMMANDS:
         gc.disable()  # the program itself (not a caller passing argv): it exits after
-    logging.basicConfig(
-        level=os.environ.get("RECONCILER_LOG_LEVEL", "WARNING").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging()
     mask_logs(logging.getLogger().handlers)  # secrets by value never reach a log line
     try:
         return int(_command(args.command).run(args))

@@ -182,6 +182,9 @@ class Settings(BaseSettings):
         description="worktree: the files on disk; git:REF (git:HEAD): the files as "
         "committed at REF, never uncommitted edits",
     )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Log lines as text or one JSON object per line"
+    )
 
     @model_validator(mode="before")
     @classmethod

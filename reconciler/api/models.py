@@ -8,7 +8,7 @@ models describe those dicts for OpenAPI, and the tests validate every body again
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -40,7 +40,13 @@ class JobItem(_Out):
     name: str
     task: str
     queue: str
-    status: str
+    status: str = Field(description="Inventory status: active, paused or completed")
+    state: str = Field(
+        description="One word: quarantined (its file fails to validate; the last applied "
+        "spec runs), failing (last run failed or expired), late (next fire over 60 s past), "
+        "paused, completed, active"
+    )
+    quarantined: bool
     labels: dict[str, str]
     schedule: ScheduleSummary | None
     next_fire_time: datetime | None = Field(
@@ -98,7 +104,8 @@ class QuarantineInfo(_Out):
 class Drift(_Out):
     code: str = Field(
         description="missing_scheduler_row, scheduler_paused (job active), "
-        "scheduler_active (job paused), unexpected_scheduler_row (job completed)"
+        "scheduler_active (job paused), unexpected_scheduler_row (job completed); the "
+        "vocabulary of reconciler.core.status.Drift"
     )
     detail: str
 
@@ -114,7 +121,12 @@ class JobDetail(_Out):
     name: str
     task: str
     queue: str
-    status: str
+    status: str = Field(description="Inventory status: active, paused or completed")
+    state: str = Field(
+        description="One word: quarantined (its file fails to validate; the last applied "
+        "spec runs), failing (last run failed or expired), late (next fire over 60 s past), "
+        "paused, completed, active"
+    )
     labels: dict[str, str]
     schedule: ScheduleSummary | None
     spec: dict[str, Any] = Field(description="The applied spec; secret-looking values redacted")
@@ -181,21 +193,60 @@ class ReconcileRun(_Out):
     errors: Any
 
 
+class Leader(_Out):
+    state: Literal["alive", "stale", "none"] = Field(
+        description="alive: the leader heartbeats; stale: its last heartbeat is over 15 s "
+        "old; none: no leader row"
+    )
+    instance: str | None
+    epoch: int | None = Field(description="The fencing token: the highest epoch leads")
+    heartbeat_at: datetime | None
+
+
 class DriftCounts(_Out):
-    missing_scheduler_rows: int = Field(description="Jobs of ours with no apscheduler_jobs row")
-    paused_mismatches: int = Field(description="Rows paused while the job is active, or vice versa")
-    foreign_scheduler_rows: int = Field(description="apscheduler_jobs rows we do not own")
+    missing_scheduler_row: int = Field(description="Jobs of ours with no apscheduler_jobs row")
+    scheduler_paused: int = Field(description="Active jobs whose scheduler row is paused")
+    scheduler_active: int = Field(description="Paused jobs whose scheduler row will fire")
+    unexpected_scheduler_row: int = Field(description="Completed jobs still due in the scheduler")
+    foreign_scheduler_row: int = Field(description="apscheduler_jobs rows we do not own")
+
+
+class DriftedJob(_Out):
+    job: str
+    drift: str
+
+
+class JobBrief(_Out):
+    job: str
+    state: str
+    next_fire: datetime | None
+    last_run: str | None
+    last_run_status: str | None
+    last_run_slot: datetime | None
 
 
 class ReconcilerStatus(_Out):
-    leader: Instance | None = Field(description="The leader with a fresh heartbeat, if any")
+    leader: Leader
     instances: list[Instance]
-    applied_revision: str | None = Field(description="Revision of the last successful reconcile")
+    applied_revision: str | None = Field(
+        description="Revision of the newest reconcile pass that applied or found no changes"
+    )
+    applied_revision_dirty: bool
     last_reconcile: ReconcileRun | None
     reconcile_runs: list[ReconcileRun] = Field(description="Newest first")
-    jobs_by_status: dict[str, int]
+    jobs_by_status: dict[str, int] = Field(description="Inventory status: active, paused ...")
+    jobs_by_state: dict[str, int] = Field(
+        description="One word per job: quarantined, failing, late, paused, completed, active"
+    )
     quarantined_files: list[QuarantineInfo]
     drift: DriftCounts
+    drifted_jobs: list[DriftedJob]
+    failing_jobs: list[JobBrief]
+    late_jobs: list[JobBrief]
+    pending_changes: list[dict[str, Any]] | None = Field(
+        description="Changes a daemon under RECONCILER_SYNC=manual has not applied; null "
+        "until a daemon reports them"
+    )
 
 
 class Health(_Out):

@@ -1,57 +1,20 @@
 """Rows to response dicts: the shapes described by `reconciler.api.models`. Pure.
 
-Times: PostgreSQL returns aware datetimes; SQLite returns naive ones, which every writer of
-this package stores in UTC, so naive means UTC. APScheduler's next_run_time is a UTC epoch.
+Times: see `reconciler.core.moments` (naive from SQLite means UTC).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from reconciler.api.scrub import scrub_text
+from reconciler.core.moments import as_utc, from_epoch
+from reconciler.core.readout import schedule_summary
 from reconciler.redact import redact
 
-_CRON_FIELDS = ("year", "month", "week", "day", "day_of_week", "hour", "minute", "second")
-_INTERVAL_UNITS = (
-    ("weeks", "w"),
-    ("days", "d"),
-    ("hours", "h"),
-    ("minutes", "m"),
-    ("seconds", "s"),
-)
-
-
-def as_utc(moment: datetime | None) -> datetime | None:
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
-
-
-def epoch_to_utc(epoch: float | None) -> datetime | None:
-    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
-
-
-def schedule_summary(schedule: Any, timezone: Any) -> dict[str, str] | None:
-    """{kind, value, timezone} from the spec's `schedule`; None if it has an unknown shape."""
-    if not isinstance(schedule, Mapping):
-        return None
-    zone = timezone if isinstance(timezone, str) else "UTC"
-    if "cron" in schedule:
-        cron = schedule["cron"]
-        if isinstance(cron, Mapping):
-            cron = " ".join(f"{key}={cron[key]}" for key in _CRON_FIELDS if key in cron)
-        return {"kind": "cron", "value": str(cron), "timezone": zone}
-    if isinstance(schedule.get("interval"), Mapping):
-        interval = schedule["interval"]
-        parts = [f"{interval[key]}{unit}" for key, unit in _INTERVAL_UNITS if interval.get(key)]
-        return {"kind": "interval", "value": "".join(parts) or "0s", "timezone": zone}
-    if "at" in schedule:
-        return {"kind": "date", "value": str(schedule["at"]), "timezone": zone}
-    return None
+__all__ = ["as_utc", "epoch_to_utc", "quarantine_dict", "run_dict", "schedule_summary"]
+epoch_to_utc = from_epoch
 
 
 def run_dict(row: Mapping[Any, Any]) -> dict[str, Any]:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reconciler.errors import ConfigError
 
 if TYPE_CHECKING:  # imported when used: `reconcile validate` must not pay for SQLAlchemy
-    from sqlalchemy.engine import Engine
+    from sqlalchemy.engine import Connection, Engine
 
     from reconciler.settings import Settings
 
@@ -69,3 +71,19 @@ def add_format(parser: argparse.ArgumentParser, *choices: str) -> None:
 
 def stdout_is_terminal() -> bool:
     return sys.stdout.isatty()
+
+
+@contextmanager
+def connect(args: argparse.Namespace) -> Iterator[Connection]:
+    """A connection to the configured database, for the read commands. Raises ConfigError
+    when the database has no schema yet."""
+    from reconciler.cli import settings_from
+
+    engine = open_engine(settings_from(args))
+    try:
+        if not schema_ready(engine):
+            raise ConfigError("the database has no schema yet: run `reconcile db upgrade`")
+        with engine.connect() as connection:
+            yield connection
+    finally:
+        engine.dispose()

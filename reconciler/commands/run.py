@@ -56,8 +56,6 @@ def run(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     logging.getLogger("reconciler").setLevel(settings.log_level.upper())
-    if not logging.getLogger().handlers:
-        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     require_jobs_dir(settings)
     host, port = metrics_address(args, settings, default_port=DAEMON_METRICS_PORT)
     if not args.no_migrate:

@@ -111,6 +111,24 @@ def _change_text(change: Change, paint: Any) -> list[str]:
     return lines
 
 
+def change_line(change: Change, *, limit: int = 3) -> str:
+    """One line naming a change, for logs and job events:
+    `~ nightly-report: schedule.cron "0 2 * * *" -> "0 3 * * *"`. Secret values are
+    already `(sensitive)` in the diffs."""
+    head = f"{_SYMBOL[change.action]} {change.job}"
+    if change.action == "add":
+        return f"{head}: added from {change.source}"
+    if change.action == "remove":
+        return f"{head}: removed"
+    if change.action == "repair":
+        return f"{head}: repaired ({change.reason})"
+    diffs = change.diffs
+    parts = [f"{d.path} {_value(d.before)} -> {_value(d.after)}" for d in diffs[:limit]]
+    if len(diffs) > limit:
+        parts.append(f"and {len(diffs) - limit} more")
+    return f"{head}: " + (", ".join(parts) if parts else change.reason)
+
+
 def _trailer_text(plan: Plan) -> list[str]:
     lines: list[str] = []
     if plan.quarantined:

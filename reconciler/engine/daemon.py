@@ -33,6 +33,7 @@ from sqlalchemy.engine import Engine
 
 from reconciler import metrics
 from reconciler.core.plan import Plan
+from reconciler.core.render import change_line
 from reconciler.dispatch.service import FiringService
 from reconciler.engine.gauges import JobGauges
 from reconciler.engine.gitsource import SourceWatch
@@ -44,14 +45,18 @@ from reconciler.engine.reconcile import (
     Trigger,
     reconcile_once,
 )
+from reconciler.engine.standby import LeaderWatch
 from reconciler.engine.watch import JobsWatcher
 from reconciler.errors import RefusedError
+from reconciler.logs import job_extra
 from reconciler.settings import Settings
 
 log = logging.getLogger(__name__)
 MAX_SETTLE_SECONDS = 10.0
 BACKOFF = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
 GAUGE_REFRESH_SECONDS = 10.0
+# A cold apply of 10,000 jobs logs its counts, not 10,000 lines.
+CHANGES_LOGGED = 100
 
 
 @dataclass
@@ -106,6 +111,9 @@ class Daemon:
         self._gauges = JobGauges()
         self._runtime: FiringRuntime | None = None
         self._source = SourceWatch(settings)
+        self._leader_watch = LeaderWatch(
+            engine=engine, instance_id=elector.instance_id, is_leader=elector.is_leader
+        )
 
     @property
     def superseded(self) -> bool:
@@ -115,11 +123,14 @@ class Daemon:
     def run(self, stop: threading.Event) -> None:
         """Run until `stop` is set. Leads when it can, stands by otherwise."""
         self._watcher.start()
+        self._leader_watch.start()
         try:
             while not stop.is_set() and not self._elector.superseded:
                 if self._elector.wait_for_leadership(stop, poll=0.5):
+                    self._leader_watch.took_over(self._elector.epoch)
                     self._lead(stop)
         finally:
+            self._leader_watch.stop()
             self._watcher.stop()
             self._elector.close()
             log.info("reconciler stopped")
@@ -229,6 +240,10 @@ class Daemon:
         if plan.has_changes:
             counts = ", ".join(f"{n} {a}" for a, n in plan.summary.items() if n)
             log.info("applied %s (%s) in %.3f s", counts, plan.revision.label(), result.duration)
+            for change in plan.changes[:CHANGES_LOGGED]:
+                log.info("%s", change_line(change), extra=job_extra(change.job))
+            if len(plan.changes) > CHANGES_LOGGED:
+                log.info("... and %d more changes", len(plan.changes) - CHANGES_LOGGED)
         self._refresh_gauges(caches)
 
     def _refresh_gauges(self, caches: ReconcileCaches) -> None:

@@ -38,6 +38,7 @@ from reconciler.engine.gitsource import GitTreeCache, git_ref, load_from_git
 from reconciler.errors import RefusedError, StalePlanError, TransientError
 from reconciler.settings import Settings
 from reconciler.spec.loader import FileOutcome, LoadCache, LoadedJob, LoadResult, load_jobs
+from reconciler.store.events import record_job_events
 from reconciler.store.fingerprint import Fingerprint, read_fingerprint
 from reconciler.store.fingerprint import supported as fingerprint_supported
 from reconciler.store.inventory import (
@@ -356,6 +357,7 @@ def _apply(
         known = None  # a bulk change: the next pass reads everything instead
     before = read_fingerprint(connection, touched) if known is not None else None
     rows = apply_plan(connection, plan, now=now)
+    record_job_events(connection, plan, now=now)
     if caches is None:
         return None
     written = caches.rows.remember(rows)

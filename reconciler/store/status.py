@@ -1,97 +1,175 @@
-"""The facts `reconcile status` shows, read from the database alone (plain SQL)."""
+"""The rows of the one read model (`reconciler.core.status`), read by one module for every
+reader: the CLI (sync connection), the API (async connection) and the daemon's gauges.
+
+The statements are built once here; `read_status_rows` and `read_status_rows_async` run
+the same ones and hand the same `StatusRows` to the pure `build_status`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from reconciler.store.tables import (
-    apscheduler_jobs,
-    quarantined_files,
-    reconcile_runs,
-    reconciler_instances,
-    scheduled_jobs,
+from reconciler.core.status import APPLIED_OUTCOMES, JobRow, StatusRows
+from reconciler.store.tables import apscheduler_jobs as aps
+from reconciler.store.tables import job_runs as runs
+from reconciler.store.tables import quarantined_files as quarantine
+from reconciler.store.tables import reconcile_runs, scheduled_jobs
+from reconciler.store.tables import reconciler_instances as instances
+
+jobs = scheduled_jobs
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobSelector:
+    """Which jobs to read: all conditions hold. `labels` are (key, value) pairs."""
+
+    names: tuple[str, ...] | None = None
+    status: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+
+    def where(self) -> list[sa.ColumnElement[bool]]:
+        conditions: list[sa.ColumnElement[bool]] = []
+        if self.names is not None:
+            conditions.append(jobs.c.name.in_(self.names))
+        if self.status is not None:
+            conditions.append(jobs.c.status == self.status)
+        for key, value in self.labels:
+            conditions.append(jobs.c.labels[key].as_string() == value)
+        return conditions
+
+
+ALL_JOBS = JobSelector()
+_newest_run = (
+    sa.select(runs.c.id)
+    .where(runs.c.job_name == jobs.c.name)
+    .order_by(runs.c.scheduled_time.desc(), runs.c.id.desc())
+    .limit(1)
+    .scalar_subquery()
+)
+_last = runs.alias("last_run")
+JOB_COLUMNS = (
+    jobs.c.name,
+    jobs.c.status,
+    jobs.c.task,
+    jobs.c.queue,
+    jobs.c.labels,
+    jobs.c.spec["schedule"].label("schedule"),
+    jobs.c.spec["timezone"].as_string().label("timezone"),
+    jobs.c.source_file,
+    jobs.c.revision,
+    jobs.c.updated_at,
+    aps.c.id.label("aps_id"),
+    aps.c.next_run_time,
+    quarantine.c.path.label("quarantined_path"),
+    _last.c.id.label("last_run_id"),
+    _last.c.status.label("last_run_status"),
+    _last.c.scheduled_time.label("last_run_slot"),
+    _last.c.finished_at.label("last_run_finished"),
+)
+JOBS_FROM = (
+    jobs.outerjoin(aps, aps.c.id == jobs.c.name)
+    .outerjoin(quarantine, quarantine.c.path == jobs.c.source_file)
+    .outerjoin(_last, _last.c.id == _newest_run)
 )
 
-# A leader whose heartbeat is older than this is reported as lost.
-LEADER_STALE_AFTER = timedelta(seconds=15)
 
-
-@dataclass(frozen=True)
-class StatusReport:
-    jobs_by_status: dict[str, int]
-    leader: dict[str, Any] | None
-    instances: list[dict[str, Any]]
-    last_reconcile: dict[str, Any] | None
-    last_applied: dict[str, Any] | None
-    quarantined: list[dict[str, Any]]
-    missing_rows: list[str]
-    paused_mismatch: list[str]
-    foreign_rows: list[str] = field(default_factory=list)
-
-
-def read_status(connection: Connection, *, now: datetime | None = None) -> StatusReport:
-    now = now or datetime.now(UTC)
-    jobs = scheduled_jobs
-    aps = apscheduler_jobs
-    by_status: dict[str, int] = dict(
-        connection.execute(sa.select(jobs.c.status, sa.func.count()).group_by(jobs.c.status)).all()
-    )
-    joined = jobs.outerjoin(aps, aps.c.id == jobs.c.name)
-    drift = connection.execute(
-        sa.select(jobs.c.name, jobs.c.status, aps.c.id, aps.c.next_run_time)
-        .select_from(joined)
-        .where(jobs.c.status.in_(("active", "paused")))
-        .where(
-            sa.or_(
-                aps.c.id.is_(None),
-                sa.and_(jobs.c.status == "paused", aps.c.next_run_time.is_not(None)),
-                sa.and_(jobs.c.status == "active", aps.c.next_run_time.is_(None)),
-            )
-        )
-    ).all()
-    foreign = connection.execute(
-        sa.select(aps.c.id).where(~aps.c.id.in_(sa.select(jobs.c.name))).order_by(aps.c.id)
-    ).scalars()
-    instances = [dict(row._mapping) for row in connection.execute(sa.select(reconciler_instances))]
-    leader = next(
-        (
-            row
-            for row in instances
-            if row["role"] == "leader" and _aware(row["heartbeat_at"]) > now - LEADER_STALE_AFTER
-        ),
-        None,
-    )
-    return StatusReport(
-        jobs_by_status={str(k): int(v) for k, v in by_status.items()},
-        leader=leader,
-        instances=instances,
-        last_reconcile=_latest_run(connection),
-        last_applied=_latest_run(connection, reconcile_runs.c.outcome == "applied"),
-        quarantined=[
-            dict(row._mapping)
-            for row in connection.execute(
-                sa.select(quarantined_files).order_by(quarantined_files.c.path)
-            )
-        ],
-        missing_rows=[row.name for row in drift if row.id is None],
-        paused_mismatch=[row.name for row in drift if row.id is not None],
-        foreign_rows=list(foreign),
+def jobs_statement(selector: JobSelector = ALL_JOBS) -> sa.Select[Any]:
+    """Jobs in name order, each with its scheduler row, quarantine and newest run."""
+    return (
+        sa.select(*JOB_COLUMNS)
+        .select_from(JOBS_FROM)
+        .where(*selector.where())
+        .order_by(jobs.c.name)
     )
 
 
-def _latest_run(connection: Connection, *conditions: Any) -> dict[str, Any] | None:
-    query = sa.select(reconcile_runs).order_by(reconcile_runs.c.id.desc()).limit(1)
-    for condition in conditions:
-        query = query.where(condition)
-    row = connection.execute(query).first()
-    return dict(row._mapping) if row else None
+def _latest_reconcile(*conditions: sa.ColumnElement[bool]) -> sa.Select[Any]:
+    order = (reconcile_runs.c.started_at.desc(), reconcile_runs.c.id.desc())
+    return sa.select(reconcile_runs).where(*conditions).order_by(*order).limit(1)
 
 
-def _aware(moment: datetime) -> datetime:
-    # SQLite returns naive datetimes for timezone-aware columns; they were written as UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+def _statements(selector: JobSelector) -> dict[str, sa.Executable]:
+    return {
+        "instances": sa.select(instances).order_by(instances.c.instance),
+        "last_reconcile": _latest_reconcile(),
+        "last_applied": _latest_reconcile(reconcile_runs.c.outcome.in_(APPLIED_OUTCOMES)),
+        "jobs": jobs_statement(selector),
+        "foreign": sa.select(aps.c.id).where(aps.c.id.not_in(sa.select(jobs.c.name))),
+        "quarantined": sa.select(quarantine).order_by(quarantine.c.path),
+    }
+
+
+def read_status_rows(connection: Connection, selector: JobSelector = ALL_JOBS) -> StatusRows:
+    found = {
+        key: connection.execute(statement).mappings().all()
+        for key, statement in _statements(selector).items()
+    }
+    return assemble(found)
+
+
+async def read_status_rows_async(
+    connection: AsyncConnection, selector: JobSelector = ALL_JOBS
+) -> StatusRows:
+    found: dict[str, Sequence[Mapping[Any, Any]]] = {}
+    for key, statement in _statements(selector).items():
+        found[key] = (await connection.execute(statement)).mappings().all()
+    return assemble(found)
+
+
+def read_instances(connection: Connection) -> list[dict[str, Any]]:
+    statement = sa.select(instances).order_by(instances.c.instance)
+    return [dict(row) for row in connection.execute(statement).mappings()]
+
+
+def read_job_rows(connection: Connection, selector: JobSelector = ALL_JOBS) -> list[JobRow]:
+    return [job_row(row) for row in connection.execute(jobs_statement(selector)).mappings()]
+
+
+async def read_job_rows_async(
+    connection: AsyncConnection, selector: JobSelector = ALL_JOBS
+) -> list[JobRow]:
+    result = await connection.execute(jobs_statement(selector))
+    return [job_row(row) for row in result.mappings()]
+
+
+def assemble(found: Mapping[str, Sequence[Mapping[Any, Any]]]) -> StatusRows:
+    return StatusRows(
+        instances=[dict(row) for row in found["instances"]],
+        last_reconcile=_first(found["last_reconcile"]),
+        last_applied=_first(found["last_applied"]),
+        jobs=[job_row(row) for row in found["jobs"]],
+        foreign_rows=sorted(row["id"] for row in found["foreign"]),
+        quarantined=[dict(row) for row in found["quarantined"]],
+    )
+
+
+def job_row(row: Mapping[Any, Any]) -> JobRow:
+    return JobRow(
+        name=row["name"],
+        status=row["status"],
+        task=row["task"],
+        queue=row["queue"],
+        labels=row["labels"] or {},
+        schedule=row["schedule"],
+        timezone=row["timezone"],
+        source_file=row["source_file"],
+        revision=row["revision"],
+        updated_at=row["updated_at"],
+        scheduled=row["aps_id"] is not None,
+        next_run_time=row["next_run_time"],
+        quarantined=row["quarantined_path"] is not None,
+        last_run_id=row["last_run_id"],
+        last_run_status=row["last_run_status"],
+        last_run_slot=row["last_run_slot"],
+        last_run_finished=row["last_run_finished"],
+    )
+
+
+def _first(rows: Sequence[Mapping[Any, Any]]) -> dict[str, Any] | None:
+    return dict(rows[0]) if rows else None

@@ -115,6 +115,21 @@ reconcile_runs = sa.Table(
     sa.Index("ix_reconcile_runs_started", "started_at"),
 )
 
+# Applied changes to a job other than its first add (see migration 0002): `status` is
+# the job's inventory status after the change (None once removed).
+job_events = sa.Table(
+    "job_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("job_name", sa.String(191), nullable=False),
+    sa.Column("at", Moment, nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16)),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("revision", sa.String(64)),
+    sa.Index("ix_job_events_job_at", "job_name", "at"),
+)
+
 # Files whose last parse failed: their jobs keep their last applied spec.
 quarantined_files = sa.Table(
     "quarantined_files",

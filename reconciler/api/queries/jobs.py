@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,25 +17,14 @@ from reconciler.api.shape import (
     run_dict,
     schedule_summary,
 )
+from reconciler.core.status import DRIFT_DETAILS, JobView, job_drift, view_job
+from reconciler.store.status import JOB_COLUMNS, JOBS_FROM, job_row
 from reconciler.store.tables import apscheduler_jobs as aps
 from reconciler.store.tables import job_runs
 from reconciler.store.tables import quarantined_files as quarantine
 from reconciler.store.tables import scheduled_jobs as jobs
 
 _WITH_SCHEDULER = jobs.outerjoin(aps, aps.c.id == jobs.c.name)
-_LIST_COLUMNS = (
-    jobs.c.name,
-    jobs.c.task,
-    jobs.c.queue,
-    jobs.c.status,
-    jobs.c.labels,
-    jobs.c.spec["schedule"].label("schedule"),
-    jobs.c.spec["timezone"].as_string().label("timezone"),
-    jobs.c.source_file,
-    jobs.c.revision,
-    jobs.c.updated_at,
-    aps.c.next_run_time,
-)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,7 +60,7 @@ async def list_jobs(
 ) -> list[dict[str, Any]]:
     """Up to `limit` jobs in name order, after the name `after` (keyset) and `offset` rows.
     One query; the scheduler's next fire time comes from a LEFT JOIN."""
-    statement = sa.select(*_LIST_COLUMNS).select_from(_WITH_SCHEDULER).where(*where.where())
+    statement = sa.select(*JOB_COLUMNS).select_from(JOBS_FROM).where(*where.where())
     if after is not None:
         statement = statement.where(jobs.c.name < after if descending else jobs.c.name > after)
     order = jobs.c.name.desc() if descending else jobs.c.name.asc()
@@ -78,7 +68,8 @@ async def list_jobs(
     if offset:
         statement = statement.offset(offset)
     rows = (await connection.execute(statement)).mappings().all()
-    return [_item(row) for row in rows]
+    now = datetime.now(UTC)
+    return [_item(view_job(job_row(row), now=now)) for row in rows]
 
 
 async def count_jobs(connection: AsyncConnection, *, where: JobFilter) -> int:
@@ -86,18 +77,21 @@ async def count_jobs(connection: AsyncConnection, *, where: JobFilter) -> int:
     return int((await connection.execute(statement)).scalar_one())
 
 
-def _item(row: Any) -> dict[str, Any]:
+def _item(view: JobView) -> dict[str, Any]:
+    row = view.row
     return {
-        "name": row["name"],
-        "task": row["task"],
-        "queue": row["queue"],
-        "status": row["status"],
-        "labels": row["labels"],
-        "schedule": schedule_summary(row["schedule"], row["timezone"]),
-        "next_fire_time": epoch_to_utc(row["next_run_time"]),
-        "source_file": row["source_file"],
-        "revision": row["revision"],
-        "updated_at": as_utc(row["updated_at"]),
+        "name": row.name,
+        "task": row.task,
+        "queue": row.queue,
+        "status": row.status,
+        "state": view.state,
+        "quarantined": row.quarantined,
+        "labels": row.labels,
+        "schedule": schedule_summary(row.schedule, row.timezone),
+        "next_fire_time": epoch_to_utc(row.next_run_time),
+        "source_file": row.source_file,
+        "revision": row.revision,
+        "updated_at": as_utc(row.updated_at),
     }
 
 
@@ -159,28 +153,7 @@ def _prefixed(
 
 
 def drift_of(status: str, *, scheduled: bool, next_run_time: float | None) -> dict[str, str] | None:
-    """How the scheduler's row disagrees with the job's status; None when they agree.
-    Pure. A completed job (a past one-off date) has legitimately no row."""
-    if status == "completed":
-        if scheduled and next_run_time is not None:
-            return {
-                "code": "unexpected_scheduler_row",
-                "detail": "the job is completed but the scheduler still has it due",
-            }
-        return None
-    if not scheduled:
-        return {
-            "code": "missing_scheduler_row",
-            "detail": "the job has no apscheduler_jobs row: it will not fire until repaired",
-        }
-    if status == "active" and next_run_time is None:
-        return {
-            "code": "scheduler_paused",
-            "detail": "the job is active but its scheduler row is paused",
-        }
-    if status == "paused" and next_run_time is not None:
-        return {
-            "code": "scheduler_active",
-            "detail": "the job is paused but its scheduler row will fire",
-        }
-    return None
+    """How the scheduler's row disagrees with the job's status (reconciler.core.status's
+    vocabulary); None when they agree."""
+    kind = job_drift(status, scheduled=scheduled, next_run_time=next_run_time)
+    return None if kind is None else {"code": kind.value, "detail": DRIFT_DETAILS[kind]}

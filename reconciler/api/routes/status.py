@@ -27,18 +27,16 @@ async def reconciler_status(
     connection: Conn,
     runs: Annotated[int, Query(ge=1, le=100, description="How many reconcile runs")] = 10,
 ) -> Response:
-    """The fresh leader (heartbeat within 30 s), all instances, the last `runs` reconcile
-    passes, the applied revision, quarantined files with diagnostics and drift counts."""
-    found = await overview.list_instances(connection, now=overview.utc_now())
+    """The leader (the `leader` row with the highest epoch; `state` alive while it
+    heartbeats within 15 s, else stale; none without one), all instances, the last `runs`
+    reconcile passes, the applied revision (newest applied or no_changes pass), jobs by
+    status and by state, drift counts by kind, quarantined files with diagnostics,
+    failing and late jobs. The same read model as `reconcile status`."""
+    view = await overview.read_status(connection, now=overview.utc_now())
     history = await overview.recent_reconciles(connection, runs)
-    body = {
-        "leader": overview.pick_leader(found),
-        "instances": found,
-        "applied_revision": await overview.applied_revision(connection),
+    body = view.document() | {
         "last_reconcile": history[0] if history else None,
         "reconcile_runs": history,
-        "jobs_by_status": await overview.jobs_by_status(connection),
         "quarantined_files": await overview.list_quarantine(connection),
-        "drift": await overview.drift_counts(connection),
     }
     return json_response(request, body)

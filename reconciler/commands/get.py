@@ -1,0 +1,56 @@
+"""`reconcile get jobs [-l k=v] [--status S] [-o json|yaml|wide]`: kubectl's `get` over
+the read model — name, schedule, zone, next fire, last run and its outcome, state."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+
+from reconciler.commands._output import add_output, emit
+from reconciler.core.status import JobState
+
+HELP = "list jobs: schedule, next fire, last run and its outcome, state"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("resource", choices=("jobs", "job"), help="what to list: jobs")
+    parser.add_argument(
+        "-l",
+        "--selector",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="only jobs with this label (repeat: all must match)",
+    )
+    parser.add_argument(
+        "--status",
+        action="append",
+        default=[],
+        choices=[state.value for state in JobState],
+        help="only jobs in this state (repeat for several)",
+    )
+    add_output(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from reconciler.commands._common import connect
+    from reconciler.core.readout import job_document, jobs_text
+    from reconciler.core.status import view_job
+    from reconciler.errors import ConfigError
+    from reconciler.store.status import JobSelector, read_job_rows
+
+    labels = []
+    for item in args.selector:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"-l {item!r}: expected KEY=VALUE")
+        labels.append((key, value))
+    with connect(args) as connection:
+        rows = read_job_rows(connection, JobSelector(labels=tuple(labels)))
+    now = datetime.now(UTC)
+    views = [view_job(row, now=now) for row in rows]
+    if args.status:
+        views = [view for view in views if view.state.value in args.status]
+    document = {"items": [job_document(view) for view in views]}
+    emit(args, document, lambda wide, paint: jobs_text(views, wide=wide, paint=paint))
+    return 0

@@ -1,0 +1,222 @@
+""" "Why didn't it fire?": every slot a schedule defines in a window, and its fate. Pure.
+
+`slot_times` is the ONE place that enumerates a schedule's slots: a narrow seam over the
+trigger interface (`build_trigger(...).get_next_fire_time`), so that moving to another
+schedule engine changes this function only.
+
+A slot's fate comes from its ledger row when there is one (the worker and the dispatcher
+record every fire, miss and skip with a reason), else from what was true at that time:
+the job did not exist yet, was paused (job events), was outside its start/end, is not
+due yet, or nothing recorded it at all (`absent`: no leader was firing).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from reconciler.core.moments import as_utc, rfc3339
+from reconciler.core.triggers import build_trigger
+from reconciler.spec.model import JobSpec
+
+_EPSILON = timedelta(microseconds=1)
+# How far back `nearest_slots` looks for the slot before a time (then it gives up).
+_LOOKBACK = (timedelta(hours=1), timedelta(days=1), timedelta(days=32), timedelta(days=400))
+RUNNING_STATUSES = ("scheduled", "published", "started", "retried")
+
+
+class Fate(StrEnum):
+    RAN = "ran"  # a run happened (or is happening): its id and outcome
+    MISSED = "missed"  # recorded missed: later than its misfire grace, or expired
+    COALESCED = "coalesced"  # folded into a later slot's run (coalesce: true)
+    SKIPPED = "skipped"  # not run on purpose: overlap, paused, before it existed, start/end
+    ABSENT = "absent"  # a past slot nothing fired or recorded (no leader was running?)
+    NOT_DUE = "not_yet_due"  # in the future, or due this very moment
+
+
+def slot_times(
+    spec: JobSpec, *, after: datetime, until: datetime, limit: int
+) -> tuple[list[datetime], bool]:
+    """The slots in (after, until], oldest first, at most `limit`; and whether more
+    follow. Slots after the spec's `end` are included (their fate says so)."""
+    trigger = build_trigger(_open_ended(spec), with_jitter=False)
+    found: list[datetime] = []
+    previous: datetime | None = None
+    moment = after + _EPSILON
+    while True:
+        upcoming = trigger.get_next_fire_time(previous, moment)
+        if upcoming is None or upcoming > until:
+            return found, False
+        if len(found) == limit:
+            return found, True
+        if upcoming > after and (not found or upcoming > found[-1]):
+            found.append(upcoming)
+        previous, moment = upcoming, upcoming + _EPSILON
+
+
+def _open_ended(spec: JobSpec) -> JobSpec:
+    return spec if spec.end is None else spec.model_copy(update={"end": None})
+
+
+def nearest_slots(spec: JobSpec, moment: datetime) -> tuple[datetime | None, datetime | None]:
+    """The last slot at or before `moment` and the first one after it."""
+    following, _ = slot_times(spec, after=moment, until=moment + timedelta(days=3660), limit=1)
+    for lookback in _LOOKBACK:
+        before, _ = slot_times(spec, after=moment - lookback, until=moment, limit=100_000)
+        if before:
+            return before[-1], following[0] if following else None
+    return None, following[0] if following else None
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobHistory:
+    """What was true of a job over time: when it entered the inventory, its status
+    changes (job events, oldest first) and its status now."""
+
+    created_at: datetime
+    status_now: str
+    events: Sequence[Mapping[str, Any]] = ()
+
+    def status_at(self, moment: datetime) -> str:
+        times = [as_utc(event["at"]) for event in self.events]
+        index = bisect_right(times, moment)  # type: ignore[type-var]
+        if index > 0:
+            return str(self.events[index - 1]["status"] or "removed")
+        if self.events:  # before the first change: its opposite
+            first = self.events[0]
+            if first["action"] == "resume":
+                return "paused"
+            if first["action"] == "pause":
+                return "active"
+        return self.status_now
+
+
+def explain_slots(
+    spec: JobSpec,
+    slots: Sequence[datetime],
+    runs: Sequence[Mapping[str, Any]],
+    *,
+    history: JobHistory,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """Each slot with its fate and a reason for people, oldest first. Ledger rows in the
+    window that are no slot of the current schedule (an earlier schedule, a run started by
+    hand) are listed too, marked so."""
+    by_slot = {as_utc(run["scheduled_time"]): run for run in runs}
+    explained = []
+    for slot in slots:
+        run = by_slot.pop(as_utc(slot), None)
+        explained.append(_explain(spec, as_utc(slot), run, history, now))  # type: ignore[arg-type]
+    for moment, run in by_slot.items():
+        entry = _from_run(run, spec)
+        entry["slot"] = moment
+        entry["reason"] += " (not a slot of the current schedule)"
+        explained.append(entry)
+    return sorted(explained, key=lambda entry: entry["slot"])
+
+
+def _explain(
+    spec: JobSpec,
+    slot: datetime,
+    run: Mapping[str, Any] | None,
+    history: JobHistory,
+    now: datetime,
+) -> dict[str, Any]:
+    if run is not None:
+        entry = _from_run(run, spec)
+        entry["slot"] = slot
+        return entry
+    fate, reason = _without_run(spec, slot, history, now)
+    return {"slot": slot, "fate": fate, "reason": reason, "run_id": None, "outcome": None}
+
+
+def _without_run(
+    spec: JobSpec, slot: datetime, history: JobHistory, now: datetime
+) -> tuple[Fate, str]:
+    if slot > now:
+        return Fate.NOT_DUE, "in the future"
+    created = as_utc(history.created_at)
+    assert created is not None
+    if slot < created:
+        return Fate.SKIPPED, f"before the job was added ({rfc3339(created)})"
+    if spec.start is not None and slot < spec.zoned(spec.start):
+        return Fate.SKIPPED, f"before the job's start ({rfc3339(spec.zoned(spec.start))})"
+    if spec.end is not None and slot > spec.zoned(spec.end):
+        return Fate.SKIPPED, f"after the job's end ({rfc3339(spec.zoned(spec.end))})"
+    status = history.status_at(slot)
+    if status == "paused":
+        return Fate.SKIPPED, "paused: the job was paused then (no fire while paused)"
+    if status == "removed":
+        return Fate.SKIPPED, "the job was removed then"
+    grace = timedelta(seconds=float(spec.misfire_grace_seconds))
+    if now - slot <= grace:
+        return Fate.NOT_DUE, "due now: within its misfire grace, it may still fire"
+    return (
+        Fate.ABSENT,
+        "nothing fired or recorded this slot: no leader was running the scheduler then, "
+        "or its record was lost",
+    )
+
+
+def _from_run(run: Mapping[str, Any], spec: JobSpec) -> dict[str, Any]:
+    status, why = run["status"], run.get("reason")
+    entry: dict[str, Any] = {"run_id": run["id"], "outcome": status}
+    lateness = run.get("lateness_seconds")
+    late = f", {lateness:.3f} s late" if lateness is not None else ""
+    if status in ("succeeded", "failed"):
+        entry.update(fate=Fate.RAN, reason=f"{status}{late}")
+    elif status in RUNNING_STATUSES:
+        entry.update(fate=Fate.RAN, reason=f"{status} (not finished){late}")
+    elif status == "missed" and why == "coalesced":
+        entry.update(fate=Fate.COALESCED, reason="coalesced into a later slot's run")
+    elif status == "missed":
+        grace = spec.misfire_grace_seconds
+        gap = f" (found {lateness:.0f} s late)" if lateness is not None else ""
+        text = {
+            "misfire": f"beyond its misfire grace of {grace} s{gap}: the daemon was down "
+            "or no leader was firing",
+            "catch_up_limit": "beyond the catch-up limit after downtime",
+            "expired": "expired before it could be published",
+        }.get(str(why), f"missed ({why})")
+        entry.update(fate=Fate.MISSED, reason=text)
+    elif status == "expired":
+        entry.update(fate=Fate.MISSED, reason="expired before it could be published")
+    else:  # skipped
+        text = {
+            "overlap": f"overlap: {spec.max_concurrent_runs} run(s) still running "
+            "(max_concurrent_runs)",
+            "duplicate": "a duplicate fire of a slot that already ran",
+        }.get(str(why), f"skipped ({why})")
+        entry.update(fate=Fate.SKIPPED, reason=text)
+    return entry
+
+
+@dataclass(frozen=True, kw_only=True)
+class SlotPage:
+    """One page of a window: its slots, the ledger window to read for them, and where the
+    next page starts (None: this is the last)."""
+
+    slots: list[datetime]
+    rows_from: datetime
+    rows_to: datetime
+    next_after: datetime | None
+
+
+def page_slots(
+    spec: JobSpec, *, start: datetime, end: datetime, after: datetime | None, limit: int
+) -> SlotPage:
+    """At most `limit` slots of [start, end] after `after` (a previous page's last slot).
+    Bounded work whatever the window: a 10-year window of a per-second job is paged."""
+    begin = after if after is not None else start - _EPSILON
+    slots, more = slot_times(spec, after=begin, until=end, limit=limit)
+    rows_to = slots[-1] if more else end
+    return SlotPage(
+        slots=slots,
+        rows_from=begin + _EPSILON,
+        rows_to=rows_to,
+        next_after=slots[-1] if more else None,
+    )

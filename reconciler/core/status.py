@@ -1,0 +1,284 @@
+"""The one read model of the reconciler's state: what `reconcile status`, `get jobs`,
+`describe job`, `GET /api/v1/reconciler`, `GET /api/v1/jobs` and the daemon's gauges
+show. Pure: rows in (read by `reconciler.store.status`), values out.
+
+One rule for each fact, so that every reader agrees:
+- the leader is the `leader` row with the highest epoch (the fencing token); it is
+  `alive` while its heartbeat is younger than LEADER_STALE_AFTER, else `stale`; no
+  leader row at all is `none`;
+- the applied revision is the revision of the newest reconcile pass that applied or
+  found nothing to change (APPLIED_OUTCOMES);
+- drift has one vocabulary (`Drift`), per job and in the counts;
+- a job's state (`JobState`) is one word derived from its inventory status, its file's
+  quarantine, its last run and its next fire.
+
+Closed vocabularies live here as enums; renderers and metrics import them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from reconciler.core.moments import as_utc, from_epoch
+
+# The leader heartbeats every second; a standby every 5 s. 15 s without one: stale.
+LEADER_STALE_AFTER = timedelta(seconds=15)
+APPLIED_OUTCOMES = ("applied", "no_changes")
+# An active job whose next fire is this far in the past is late (nothing fired it).
+LATE_AFTER = timedelta(seconds=60)
+# Last-run outcomes that make a job `failing`.
+FAILED_RUN_STATUSES = ("failed", "expired")
+
+
+class LeaderState(StrEnum):
+    ALIVE = "alive"  # a leader heartbeats
+    STALE = "stale"  # the newest leader row stopped heartbeating (dead, hung, cut off)
+    NONE = "none"  # no process ever led, or the last one stepped down
+
+
+class Drift(StrEnum):
+    """How a job's scheduler row (`apscheduler_jobs`) disagrees with the inventory."""
+
+    MISSING_SCHEDULER_ROW = "missing_scheduler_row"
+    SCHEDULER_PAUSED = "scheduler_paused"
+    SCHEDULER_ACTIVE = "scheduler_active"
+    UNEXPECTED_SCHEDULER_ROW = "unexpected_scheduler_row"
+    FOREIGN_SCHEDULER_ROW = "foreign_scheduler_row"
+
+
+DRIFT_DETAILS = {
+    Drift.MISSING_SCHEDULER_ROW: "the job has no apscheduler_jobs row: it will not fire "
+    "until repaired",
+    Drift.SCHEDULER_PAUSED: "the job is active but its scheduler row is paused",
+    Drift.SCHEDULER_ACTIVE: "the job is paused but its scheduler row will fire",
+    Drift.UNEXPECTED_SCHEDULER_ROW: "the job is completed but the scheduler still has it due",
+    Drift.FOREIGN_SCHEDULER_ROW: "an apscheduler_jobs row no job file declares (left alone)",
+}
+
+
+class JobState(StrEnum):
+    """One word per job, most urgent first when several hold."""
+
+    QUARANTINED = "quarantined"  # its file fails to validate: it runs its last applied spec
+    FAILING = "failing"  # its last run failed or expired
+    LATE = "late"  # active, and its next fire is over LATE_AFTER in the past
+    PAUSED = "paused"
+    COMPLETED = "completed"  # no future fire (a past one-off, an end date)
+    ACTIVE = "active"
+
+
+def job_drift(status: str, *, scheduled: bool, next_run_time: float | None) -> Drift | None:
+    """How the scheduler row disagrees with the job's inventory status; None: they agree.
+    A completed job legitimately has no row."""
+    if status == "completed":
+        return Drift.UNEXPECTED_SCHEDULER_ROW if scheduled and next_run_time is not None else None
+    if not scheduled:
+        return Drift.MISSING_SCHEDULER_ROW
+    if status == "active" and next_run_time is None:
+        return Drift.SCHEDULER_PAUSED
+    if status == "paused" and next_run_time is not None:
+        return Drift.SCHEDULER_ACTIVE
+    return None
+
+
+def job_state(
+    *,
+    status: str,
+    quarantined: bool,
+    last_run_status: str | None,
+    next_run_time: float | None,
+    now: datetime,
+) -> JobState:
+    if quarantined:
+        return JobState.QUARANTINED
+    if status == "paused":
+        return JobState.PAUSED
+    if status == "completed":
+        return JobState.COMPLETED
+    if last_run_status in FAILED_RUN_STATUSES:
+        return JobState.FAILING
+    if next_run_time is not None and now.timestamp() - next_run_time > LATE_AFTER.total_seconds():
+        return JobState.LATE
+    return JobState.ACTIVE
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobRow:
+    """One job as `reconciler.store.status` reads it (the inventory joined with its
+    scheduler row, its file's quarantine and its newest run)."""
+
+    name: str
+    status: str
+    task: str
+    queue: str
+    labels: Mapping[str, str]
+    schedule: Any  # the spec's `schedule` (JSON)
+    timezone: str | None
+    source_file: str
+    revision: str | None
+    updated_at: datetime | None
+    scheduled: bool  # it has an apscheduler_jobs row
+    next_run_time: float | None
+    quarantined: bool
+    last_run_id: str | None = None
+    last_run_status: str | None = None
+    last_run_slot: datetime | None = None
+    last_run_finished: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobView:
+    row: JobRow
+    state: JobState
+    drift: Drift | None
+    next_fire: datetime | None
+
+
+def view_job(row: JobRow, *, now: datetime) -> JobView:
+    return JobView(
+        row=row,
+        state=job_state(
+            status=row.status,
+            quarantined=row.quarantined,
+            last_run_status=row.last_run_status,
+            next_run_time=row.next_run_time if row.status == "active" else None,
+            now=now,
+        ),
+        drift=job_drift(row.status, scheduled=row.scheduled, next_run_time=row.next_run_time),
+        next_fire=from_epoch(row.next_run_time) if row.status == "active" else None,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class StatusRows:
+    """Everything the summary needs, as the store read it (plain dicts per row)."""
+
+    instances: Sequence[Mapping[str, Any]]
+    last_reconcile: Mapping[str, Any] | None
+    last_applied: Mapping[str, Any] | None
+    jobs: Sequence[JobRow]
+    foreign_rows: Sequence[str]
+    quarantined: Sequence[Mapping[str, Any]]
+    # Changes a daemon under RECONCILER_SYNC=manual found and did not apply; None when
+    # no daemon reports them (the manual sync policy is not built yet: issue 12).
+    pending_changes: Sequence[Mapping[str, Any]] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class StatusView:
+    leader_state: LeaderState
+    leader: Mapping[str, Any] | None
+    instances: list[dict[str, Any]]
+    applied_revision: str | None
+    applied_revision_dirty: bool
+    last_reconcile: Mapping[str, Any] | None
+    jobs_by_status: dict[str, int]
+    jobs_by_state: dict[str, int]
+    drift: dict[str, int]
+    drifted_jobs: list[tuple[str, Drift]]
+    quarantined: list[Mapping[str, Any]]
+    failing: list[JobView]
+    late: list[JobView]
+    pending_changes: Sequence[Mapping[str, Any]] | None = None
+    jobs: list[JobView] = field(default_factory=list)
+
+    def document(self) -> dict[str, Any]:
+        """The summary as JSON-ready data (the CLI's `-o json` and the API's body)."""
+        return {
+            "leader": _leader_document(self.leader_state, self.leader),
+            "instances": self.instances,
+            "applied_revision": self.applied_revision,
+            "applied_revision_dirty": self.applied_revision_dirty,
+            "last_reconcile": self.last_reconcile,
+            "jobs_by_status": self.jobs_by_status,
+            "jobs_by_state": self.jobs_by_state,
+            "drift": self.drift,
+            "drifted_jobs": [{"job": name, "drift": kind} for name, kind in self.drifted_jobs],
+            "quarantined_files": self.quarantined,
+            "failing_jobs": [_brief(view) for view in self.failing],
+            "late_jobs": [_brief(view) for view in self.late],
+            "pending_changes": self.pending_changes,
+        }
+
+
+def pick_leader(
+    instances: Sequence[Mapping[str, Any]],
+) -> tuple[LeaderState, Mapping[str, Any] | None]:
+    """The `leader` row with the highest epoch, alive or stale; (NONE, None) without one.
+    `instances` as `build_status` shapes them (with `fresh`)."""
+    leaders = [item for item in instances if item["role"] == "leader"]
+    leader = max(leaders, key=lambda item: item["epoch"], default=None)
+    if leader is None:
+        return LeaderState.NONE, None
+    return (LeaderState.ALIVE if leader["fresh"] else LeaderState.STALE), leader
+
+
+def shape_instances(rows: Sequence[Mapping[str, Any]], *, now: datetime) -> list[dict[str, Any]]:
+    return [_instance(row, now) for row in rows]
+
+
+def build_status(rows: StatusRows, *, now: datetime) -> StatusView:
+    instances = shape_instances(rows.instances, now=now)
+    leader_state, leader = pick_leader(instances)
+    views = [view_job(row, now=now) for row in rows.jobs]
+    drifted = [(view.row.name, view.drift) for view in views if view.drift is not None]
+    drifted += [(name, Drift.FOREIGN_SCHEDULER_ROW) for name in rows.foreign_rows]
+    drift_counts = Counter(kind for _, kind in drifted)
+    applied = rows.last_applied or {}
+    return StatusView(
+        leader_state=leader_state,
+        leader=leader,
+        instances=instances,
+        applied_revision=applied.get("revision"),
+        applied_revision_dirty=bool(applied.get("revision_dirty")),
+        last_reconcile=rows.last_reconcile,
+        jobs_by_status=dict(sorted(Counter(row.status for row in rows.jobs).items())),
+        jobs_by_state={state.value: 0 for state in JobState}
+        | dict(Counter(view.state.value for view in views)),
+        drift={kind.value: drift_counts.get(kind, 0) for kind in Drift},
+        drifted_jobs=sorted(drifted),
+        quarantined=list(rows.quarantined),
+        failing=[view for view in views if view.state is JobState.FAILING],
+        late=[view for view in views if view.state is JobState.LATE],
+        pending_changes=rows.pending_changes,
+        jobs=views,
+    )
+
+
+def _instance(row: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    heartbeat = as_utc(row["heartbeat_at"])
+    assert heartbeat is not None
+    return {
+        "instance": row["instance"],
+        "role": row["role"],
+        "epoch": int(row["epoch"]),
+        "started_at": as_utc(row["started_at"]),
+        "heartbeat_at": heartbeat,
+        "fresh": now - heartbeat <= LEADER_STALE_AFTER,
+    }
+
+
+def _leader_document(state: LeaderState, leader: Mapping[str, Any] | None) -> dict[str, Any]:
+    found = dict(leader or {})
+    return {
+        "state": state,
+        "instance": found.get("instance"),
+        "epoch": found.get("epoch"),
+        "heartbeat_at": found.get("heartbeat_at"),
+    }
+
+
+def _brief(view: JobView) -> dict[str, Any]:
+    return {
+        "job": view.row.name,
+        "state": view.state,
+        "next_fire": view.next_fire,
+        "last_run": view.row.last_run_id,
+        "last_run_status": view.row.last_run_status,
+        "last_run_slot": as_utc(view.row.last_run_slot),
+    }
