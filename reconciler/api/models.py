@@ -152,6 +152,22 @@ class JobDetail(_Out):
     drift: Drift | None
 
 
+class Slot(_Out):
+    slot: datetime = Field(description="A time the schedule defines (UTC)")
+    fate: Literal["ran", "missed", "coalesced", "skipped", "absent", "not_yet_due"]
+    reason: str = Field(description="Why, for people (never parse it)")
+    run_id: str | None = Field(description="The ledger row of this slot, if any")
+    outcome: str | None = Field(description="The ledger row's status, if any")
+
+
+class SlotList(_Out):
+    job: str
+    from_: datetime = Field(alias="from", serialization_alias="from")
+    to: datetime
+    items: list[Slot] = Field(description="Oldest first")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page")
+
+
 class CeleryResult(_Out):
     task_id: str
     state: str = Field(description="Celery state; PENDING only when the ledger knows the id")

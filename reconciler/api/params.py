@@ -7,6 +7,7 @@ reaches PostgreSQL as an error, not as a match), so hostile input is a 422 probl
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Path, Query
@@ -33,6 +34,13 @@ Limit = Annotated[
 Cursor = Annotated[
     str | None,
     Query(max_length=1024, description="The next_cursor of the previous page (opaque)"),
+]
+WindowStart = Annotated[
+    datetime | None,
+    Query(alias="from", description="Window start, RFC 3339 (default: `to` minus 24 h)"),
+]
+WindowEnd = Annotated[
+    datetime | None, Query(alias="to", description="Window end, RFC 3339 (default: now)")
 ]
 Status = Annotated[str | None, Query(pattern=STATUS, description="Only this status")]
 
@@ -89,6 +97,9 @@ AUTH_PROBLEMS: dict[int | str, dict[str, Any]] = {
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: _problem("Not found")}
 BAD_CURSOR: dict[int | str, dict[str, Any]] = {400: _problem("Invalid cursor")}
+BAD_WINDOW: dict[int | str, dict[str, Any]] = {
+    400: _problem("Invalid cursor, or `from` after `to`")
+}
 NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
     304: {"description": "Not modified (If-None-Match matched the ETag)"}
 }

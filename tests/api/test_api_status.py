@@ -111,11 +111,18 @@ def test_reconciler_status(client: TestClient) -> None:
     assert status.reconcile_runs[1].errors == [{"file": "misc/broken.yaml", "secret": "***"}]
     assert status.jobs_by_status == {"active": 3, "paused": 1, "completed": 1}
     assert [item.path for item in status.quarantined_files] == ["misc/broken.yaml"]
+    assert status.leader.state == "alive"
     assert status.drift.model_dump() == {
-        "missing_scheduler_rows": 1,  # delta-drift
-        "paused_mismatches": 0,
-        "foreign_scheduler_rows": 1,  # foreign-job
+        "missing_scheduler_row": 1,  # delta-drift
+        "scheduler_paused": 0,
+        "scheduler_active": 0,
+        "unexpected_scheduler_row": 0,
+        "foreign_scheduler_row": 1,  # foreign-job
     }
+    assert [(item.job, item.drift) for item in status.drifted_jobs] == [
+        ("delta-drift", "missing_scheduler_row"),
+        ("foreign-job", "foreign_scheduler_row"),
+    ]
     short = client.get("/api/v1/reconciler?runs=1").json()
     assert len(short["reconcile_runs"]) == 1
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -11,13 +11,15 @@ from starlette.responses import Response
 from reconciler.api import params
 from reconciler.api.cursor import decode_cursor, encode_cursor, invalid_cursor
 from reconciler.api.deps import Authed, Conn
-from reconciler.api.models import JobDetail, JobList, RunList
+from reconciler.api.models import JobDetail, JobList, RunList, SlotList
 from reconciler.api.problems import ApiProblem
 from reconciler.api.queries import runs as run_queries
 from reconciler.api.queries.jobs import JobFilter, count_jobs, drift_of, get_job, list_jobs
 from reconciler.api.responses import json_response
 from reconciler.api.scrub import redact_spec
 from reconciler.api.shape import as_utc, epoch_to_utc, next_fires, schedule_summary
+from reconciler.core.status import job_state
+from reconciler.store.history import explain_window
 
 router = APIRouter(
     prefix="/api/v1/jobs",
@@ -76,6 +78,13 @@ async def job_detail(request: Request, connection: Conn, name: params.JobName) -
         "task": job["task"],
         "queue": job["queue"],
         "status": job["status"],
+        "state": job_state(
+            status=job["status"],
+            quarantined=record.quarantine is not None,
+            last_run_status=(record.last_run or {}).get("status"),
+            next_run_time=record.next_run_time if job["status"] == "active" else None,
+            now=datetime.now(UTC),
+        ),
         "labels": job["labels"],
         "schedule": schedule_summary(spec.get("schedule"), spec.get("timezone")),
         "spec": redact_spec(spec),
@@ -129,6 +138,64 @@ async def job_runs(
         last = items[-1]
         next_cursor = encode_cursor(RUNS_CURSOR, last["scheduled_time"].isoformat(), last["id"])
     return json_response(request, {"items": items, "next_cursor": next_cursor})
+
+
+SLOTS_CURSOR = "slots:time"
+DEFAULT_SLOTS_WINDOW = timedelta(hours=24)
+
+
+@router.get(
+    "/{name}/slots",
+    response_model=SlotList,
+    responses={**params.NOT_FOUND, **params.BAD_WINDOW},
+    summary="Every slot of a job in a window, with its fate (explain)",
+)
+async def job_slots(
+    request: Request,
+    connection: Conn,
+    name: params.JobName,
+    start: params.WindowStart = None,
+    end: params.WindowEnd = None,
+    limit: params.Limit = params.DEFAULT_LIMIT,
+    cursor: params.Cursor = None,
+) -> Response:
+    """`reconcile explain` over HTTP: every slot the schedule defines in [from, to]
+    (default: the last 24 h) oldest first, each with its fate (ran, missed, coalesced,
+    skipped, absent, not_yet_due), the reason and its ledger row. Paged: at most `limit`
+    slots per page whatever the window (a 10-year window of a per-second job is as
+    cheap per page as a day's)."""
+    now = datetime.now(UTC)
+    window_end = as_utc(end) or now
+    window_start = as_utc(start) or window_end - DEFAULT_SLOTS_WINDOW
+    if window_start > window_end:
+        raise ApiProblem(400, "`from` is after `to`")
+    after = _slots_position(cursor) if cursor else None
+    answer = await connection.run_sync(
+        lambda sync: explain_window(
+            sync, name, start=window_start, end=window_end, after=after, limit=limit, now=now
+        )
+    )
+    if answer is None:
+        raise ApiProblem(404, "no job has this name")
+    next_after = answer.next_after
+    body = {
+        "job": name,
+        "from": window_start,
+        "to": window_end,
+        "items": answer.slots,
+        "next_cursor": encode_cursor(SLOTS_CURSOR, next_after.isoformat()) if next_after else None,
+    }
+    return json_response(request, body)
+
+
+def _slots_position(cursor: str) -> datetime:
+    (moment,) = decode_cursor(cursor, SLOTS_CURSOR, 1)
+    try:
+        parsed = as_utc(datetime.fromisoformat(moment))
+    except ValueError:
+        raise invalid_cursor() from None
+    assert parsed is not None
+    return parsed
 
 
 def _runs_position(cursor: str) -> tuple[datetime, str]:
