@@ -15,14 +15,23 @@ Labels:
   Per-job and per-task series are created by `track_job` / `track_task` for the same
   reason, and `forget_job` drops a removed job's series so no alert fires for it.
 
-Every process imports this module and so exports every family; a process that never
-touches a metric exports it at 0 (or no series at all, when it has labels). Dashboards
-and alerts therefore aggregate across processes with `sum` (counters) or `max` (gauges).
+Each process exports only its own families (DAEMON_METRICS, WORKER_METRICS,
+API_METRICS; `only(...)` builds the registry it serves), so the API's `/metrics` never
+shows a `reconciler_leader 0` beside a live leader. Several daemons (leader and
+standbys) and workers export the same families: dashboards and alerts aggregate with
+`sum` (counters) or `max` (gauges).
+
+Every metric here moves during a real run; tests/observability/test_metrics_move.py
+scrapes the real processes with Prometheus and fails on one that does not.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, Summary
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Summary
+from prometheus_client.metrics_core import Metric
 
 RECONCILE_TRIGGERS = ("watch", "resync", "startup", "cli")
 RECONCILE_OUTCOMES = ("succeeded", "failed", "refused")
@@ -135,6 +144,14 @@ MISSED_SLOTS = Counter(
     "Slots that were not run, by reason (misfire, coalesced, catch_up_limit, overlap, expired)",
     ["job_name", "reason"],
 )
+SLOT_ABSENT = Gauge(
+    "reconciler_job_slot_absent",
+    "1 when a past slot of the job (older than its misfire grace plus 60 s) has no row "
+    "in the run ledger and nothing newer has: it neither ran nor was recorded missed or "
+    "skipped; 0 otherwise (absent while paused or completed)",
+    ["job_name"],
+    multiprocess_mode="max",
+)
 NEXT_FIRE = Gauge(
     "reconciler_job_next_fire_timestamp_seconds",
     "Next scheduled fire per job (absent while paused)",
@@ -218,6 +235,67 @@ API_LATENCY = Histogram(
     "reconciler_api_request_duration_seconds", "API request latency by route", ["route"]
 )
 
+# --- which process exports what ------------------------------------------------------
+DAEMON_METRICS = (
+    RECONCILE_RUNS,
+    RECONCILE_DURATION,
+    RECONCILE_CHANGES,
+    RECONCILE_ERRORS,
+    QUARANTINED_FILES,
+    DRIFT_REPAIRS,
+    FOREIGN_ROWS,
+    MANAGED_JOBS,
+    LEADER,
+    LAST_RECONCILE_SUCCESS,
+    FIRES,
+    FIRE_LATENESS,
+    UNPUBLISHED_FIRES,
+    PUBLISH_FAILURES,
+    DUPLICATE_FIRES,
+    MISSED_SLOTS,
+    SLOT_ABSENT,
+    NEXT_FIRE,
+    JOB_INTERVAL,
+)
+WORKER_METRICS = (
+    TASK_EXECUTIONS,
+    TASK_DURATION,
+    TASK_RETRIES,
+    JOB_LAST_SUCCESS,
+    JOB_RUNS,
+    JOB_RUN_DURATION,
+    LEDGER_WRITE_FAILURES,
+    IDEMPOTENT_SKIPS,
+)
+API_METRICS = (API_REQUESTS, API_LATENCY)
+
+
+def family_names(metrics: Iterable[Any]) -> frozenset[str]:
+    """The family names (as collected: a counter's without `_total`) of `metrics`."""
+    return frozenset(family.name for metric in metrics for family in metric.describe())
+
+
+class _Only:
+    """A collector passing on the `reconciler_*` families named, and every family that is
+    not ours (the process and platform collectors of prometheus_client)."""
+
+    def __init__(self, source: Any, names: frozenset[str]) -> None:
+        self._source = source
+        self._names = names
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self._source.collect():
+            if family.name in self._names or not family.name.startswith("reconciler_"):
+                yield family
+
+
+def only(metrics: Iterable[Any], source: Any = REGISTRY) -> CollectorRegistry:
+    """A registry serving the families of `metrics` from `source` (default: this
+    process's registry; a worker passes its multiprocess registry)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Only(source, family_names(metrics)))
+    return registry
+
 
 def _init_closed_vocabularies() -> None:
     for trigger in RECONCILE_TRIGGERS:
@@ -247,6 +325,7 @@ def track_job(
     for reason in MISS_REASONS:
         MISSED_SLOTS.labels(job_name=job_name, reason=reason)
     DUPLICATE_FIRES.labels(job_name=job_name)
+    SLOT_ABSENT.labels(job_name=job_name)
     # `remove` of an absent series is a no-op.
     if interval_seconds is None:
         JOB_INTERVAL.remove(job_name)
@@ -267,6 +346,7 @@ def forget_job(job_name: str) -> None:
     DUPLICATE_FIRES.remove(job_name)
     JOB_INTERVAL.remove(job_name)
     NEXT_FIRE.remove(job_name)
+    SLOT_ABSENT.remove(job_name)
 
 
 def track_task(task: str) -> None:

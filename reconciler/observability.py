@@ -65,8 +65,11 @@ class MetricsServer:
         self.thread.join(timeout=5)
 
 
-def start_metrics_server(port: int, host: str = "127.0.0.1") -> MetricsServer | None:
-    """Serve the default registry (every metric of this process) on `host:port`.
+def start_metrics_server(
+    port: int, host: str = "127.0.0.1", *, registry: Any = None
+) -> MetricsServer | None:
+    """Serve `registry` (default: every metric of this process; the daemon passes
+    `metrics.only(metrics.DAEMON_METRICS)`) on `host:port`.
 
     Port 0 means "off" (settings.metrics_port) and returns None. Raises ConfigError,
     naming the setting, when the port is taken or the address cannot be bound."""
@@ -75,7 +78,7 @@ def start_metrics_server(port: int, host: str = "127.0.0.1") -> MetricsServer | 
     from prometheus_client import REGISTRY, start_http_server
 
     try:
-        server, thread = start_http_server(port, addr=host, registry=REGISTRY)
+        server, thread = start_http_server(port, addr=host, registry=registry or REGISTRY)
     except OSError as error:
         raise metrics_bind_error(port, host, error) from None
     return MetricsServer(server=server, thread=thread)
@@ -147,8 +150,11 @@ def multiprocess_registry(directory: str | os.PathLike[str] | None = None) -> An
     return registry
 
 
-def setup_worker_metrics(port: int, host: str = "127.0.0.1") -> MetricsServer | None:
-    """Serve the sum over the worker's main process and all its pool children.
+def setup_worker_metrics(
+    port: int, host: str = "127.0.0.1", *, families: tuple[Any, ...] | None = None
+) -> MetricsServer | None:
+    """Serve the sum over the worker's main process and all its pool children; only the
+    metrics in `families` when given (`reconcile worker`: metrics.WORKER_METRICS).
 
     Call in the worker's main process after `enable_multiprocess_mode()` (Celery's
     `worker_init` signal). Without multiprocess mode (a solo or threads pool) it serves
@@ -168,6 +174,10 @@ def setup_worker_metrics(port: int, host: str = "127.0.0.1") -> MetricsServer | 
             "not counted (call enable_multiprocess_mode() first)"
         )
         registry = REGISTRY
+    if families is not None:
+        from reconciler.metrics import only
+
+        registry = only(families, source=registry)
     server, thread = start_http_server(port, addr=host, registry=registry)
     return MetricsServer(server=server, thread=thread)
 
@@ -182,7 +192,9 @@ def on_worker_child_exit(pid: int) -> None:
         multiprocess.mark_process_dead(pid, _multiprocess_dir())
 
 
-def install_worker_hooks(*, port: int, host: str = "127.0.0.1") -> None:
+def install_worker_hooks(
+    *, port: int, host: str = "127.0.0.1", families: tuple[Any, ...] | None = None
+) -> None:
     """Connect to Celery's signals: at `worker_init` (main process, before the fork),
     create the zero series of every task of the worker's app (`track_task`) and start
     `setup_worker_metrics`; at `worker_process_shutdown`, `on_worker_child_exit`.
@@ -195,7 +207,7 @@ def install_worker_hooks(*, port: int, host: str = "127.0.0.1") -> None:
         for name in getattr(getattr(sender, "app", None), "tasks", {}):
             if not name.startswith("celery."):
                 track_task(name)
-        setup_worker_metrics(port, host)
+        setup_worker_metrics(port, host, families=families)
 
     def _forget(pid: int | None = None, **_: object) -> None:
         on_worker_child_exit(pid if pid is not None else os.getpid())

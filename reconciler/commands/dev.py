@@ -33,9 +33,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--metrics-port",
         type=int,
-        default=0,
-        help="daemon metrics port (default 0: off; the worker uses the next port)",
+        default=None,
+        help="the daemon's /metrics port (default: the API port + 1; 0: off); the worker "
+        "serves its own on the next port",
     )
+
+
+def metrics_ports(args: argparse.Namespace) -> tuple[int, int]:
+    """(daemon, worker) metrics ports; 0 is off. Each process serves only its own
+    families, so the API's /metrics alone would hide the daemon's and the worker's."""
+    daemon = args.port + 1 if args.metrics_port is None else args.metrics_port
+    return daemon, daemon + 1 if daemon else 0
 
 
 def dev_environment(args: argparse.Namespace) -> dict[str, str]:
@@ -62,7 +70,7 @@ def dev_environment(args: argparse.Namespace) -> dict[str, str]:
         RECONCILER_JOBS_DIR=str(Path(jobs_dir).resolve()),
         RECONCILER_API_PORT=str(args.port),
         RECONCILER_PROBE_BASE_URL=f"http://127.0.0.1:{args.port}",
-        RECONCILER_METRICS_PORT=str(args.metrics_port),
+        RECONCILER_METRICS_PORT=str(metrics_ports(args)[0]),
         PYTHONUNBUFFERED="1",
     )
     return env
@@ -79,20 +87,24 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    worker_metrics = str(args.metrics_port + 1) if args.metrics_port else "0"
+    daemon_metrics, worker_metrics = metrics_ports(args)
     children = {
         "daemon": _spawn(["run", "--no-migrate"], env),
         "worker": _spawn(
             ["worker", "--concurrency", "2", "--loglevel", "WARNING"],
-            {**env, "RECONCILER_METRICS_PORT": worker_metrics},
+            {**env, "RECONCILER_METRICS_PORT": str(worker_metrics)},
         ),
         "api": _spawn(["api", "--port", str(args.port), "--no-access-log"], env),
     }
-    print(
-        f"reconcile dev: state in {args.state_dir}/, jobs from {env['RECONCILER_JOBS_DIR']}\n"
-        f"  API:  http://127.0.0.1:{args.port}/api/v1/jobs   (Ctrl-C stops everything)",
-        flush=True,
-    )
+    lines = [
+        f"reconcile dev: state in {args.state_dir}/, jobs from {env['RECONCILER_JOBS_DIR']}",
+        f"  API:      http://127.0.0.1:{args.port}/api/v1/jobs   (Ctrl-C stops everything)",
+        f"  metrics:  http://127.0.0.1:{args.port}/metrics (API)",
+    ]
+    if daemon_metrics:
+        lines.append(f"            http://127.0.0.1:{daemon_metrics}/metrics (daemon)")
+        lines.append(f"            http://127.0.0.1:{worker_metrics}/metrics (worker)")
+    print("\n".join(lines), flush=True)
     try:
         failed = _watch(children, env["RECONCILER_DATABASE_URL"], stop)
     finally:

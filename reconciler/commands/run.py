@@ -66,7 +66,9 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    server = start_metrics_server(port, host)
+    from reconciler.metrics import DAEMON_METRICS, only
+
+    server = start_metrics_server(port, host, registry=only(DAEMON_METRICS))
     daemon = build_daemon(settings)
     log.info(
         "reconciler starting (jobs %s, metrics %s)",

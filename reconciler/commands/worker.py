@@ -77,7 +77,9 @@ def run(args: argparse.Namespace) -> int:
         # Before anything imports reconciler.metrics: the metrics pick their storage
         # (files shared with the pool processes) when they are created.
         enable_multiprocess_mode()
-        install_worker_hooks(port=port, host=host)
+        from reconciler.metrics import WORKER_METRICS
+
+        install_worker_hooks(port=port, host=host, families=WORKER_METRICS)
     from reconciler.worker.app import create_celery_app
 
     app = create_celery_app(settings)

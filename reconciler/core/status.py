@@ -114,6 +114,7 @@ class JobRow:
 
     name: str
     status: str
+    spec_hash: str
     task: str
     queue: str
     labels: Mapping[str, str]

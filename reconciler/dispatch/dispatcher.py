@@ -43,6 +43,7 @@ from reconciler.dispatch import batch, ledger
 from reconciler.dispatch.publisher import Publisher, PublishResult
 from reconciler.dispatch.request import FireRequest, make_request
 from reconciler.errors import NotLeaderError
+from reconciler.logs import job_extra
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +219,11 @@ class Dispatcher:
                 raise queue.Full  # nobody would drain the queue any more
             self._queue.put_nowait(request)
         except queue.Full:
-            log.warning("fire queue full or stopped: recording %s synchronously", request.id)
+            log.warning(
+                "fire queue full or stopped: recording %s synchronously",
+                request.id,
+                extra=job_extra(request.job),
+            )
             try:
                 self._record([request], publishable=False)
                 if request.kind == "fire":
@@ -368,9 +373,19 @@ def _count_outcome(outcome: batch.BatchOutcome) -> None:
     for request in outcome.duplicates:
         metrics.DUPLICATE_FIRES.labels(request.job).inc()
         metrics.FIRES.labels(request.job, "duplicate").inc()
+        log.info(
+            "slot %s already in the ledger: duplicate fire not published",
+            request.slot.isoformat(),
+            extra=job_extra(request.job),
+        )
     for request in outcome.overlaps:
         metrics.MISSED_SLOTS.labels(request.job, "overlap").inc()
         metrics.FIRES.labels(request.job, "skipped_overlap").inc()
+        log.info(
+            "slot %s skipped: overlap (max_concurrent_runs reached)",
+            request.slot.isoformat(),
+            extra=job_extra(request.job),
+        )
 
 
 def _count_publish(

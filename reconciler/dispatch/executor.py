@@ -52,6 +52,7 @@ from reconciler.core.fires import FirePayload
 from reconciler.dispatch.fire import current_dispatcher
 from reconciler.dispatch.missed import FireMissedEvent
 from reconciler.errors import NotLeaderError
+from reconciler.logs import job_extra
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,7 @@ class FireExecutor(ThreadPoolExecutor):
                     "job %s: more than %d coalesced slots, the rest not recorded",
                     job.id,
                     len(slots),
+                    extra=job_extra(job.id),
                 )
                 break
             slots.append(moment)
@@ -140,7 +142,14 @@ class FireExecutor(ThreadPoolExecutor):
         try:
             self._record_missed(name, payload, slots, reason)
         except Exception as error:  # noqa: BLE001 - accounting must never stop a fire
-            log.warning("could not record %d %s slots of %s: %r", len(slots), reason, name, error)
+            log.warning(
+                "could not record %d %s slots of %s: %r",
+                len(slots),
+                reason,
+                name,
+                error,
+                extra=job_extra(name),
+            )
 
 
 def run_fire(

@@ -24,6 +24,7 @@ from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
 
 from reconciler.core.fires import FirePayload
 from reconciler.dispatch.dispatcher import Dispatcher
+from reconciler.logs import job_extra
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +64,15 @@ class MissedRunRecorder:
                 "missed slot of %r at %s: job unknown, not recorded",
                 event.job_id,
                 event.scheduled_run_time,
+                extra=job_extra(event.job_id),
             )
             return
         job, payload = found
+        log.info(
+            "slot %s missed: beyond its misfire grace",
+            event.scheduled_run_time.isoformat(),
+            extra=job_extra(job),
+        )
         self._dispatcher.record_missed(
             job=job, payload=payload, scheduled_times=[event.scheduled_run_time], reason="misfire"
         )

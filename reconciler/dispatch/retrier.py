@@ -45,6 +45,7 @@ from reconciler.core.fires import FirePayload, fire_payload
 from reconciler.dispatch import ledger
 from reconciler.dispatch.dispatcher import Clock, Dispatcher, Fence, utcnow
 from reconciler.dispatch.request import FireRequest
+from reconciler.logs import job_extra
 from reconciler.spec.model import JobSpec
 from reconciler.store.tables import scheduled_jobs
 
@@ -206,6 +207,9 @@ def _inventory_payloads(connection: Connection, jobs: Collection[str]) -> dict[s
             )
         except ValidationError as error:
             log.error(
-                "inventory spec of %r unreadable, its unpublished fires close: %s", name, error
+                "inventory spec of %r unreadable, its unpublished fires close: %s",
+                name,
+                error,
+                extra=job_extra(name),
             )
     return payloads

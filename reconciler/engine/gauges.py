@@ -1,64 +1,104 @@
-"""The daemon's per-job gauges: jobs by status, each job's next fire and nominal interval.
+"""The daemon's per-job gauges: jobs by status, each job's next fire and nominal interval,
+and whether a past slot went absent (nothing ran or was recorded).
 
-Refreshed after every reconcile pass from the database (one joined read). A job's series
-are created (track_job) when it first appears or its spec changes, and dropped
-(forget_job) when it leaves the inventory, so no alert fires for a removed job.
+Refreshed after every reconcile pass and every 10 s from the read model's job rows
+(`reconciler.store.status`: one joined read, the same rows `reconcile get jobs` shows).
+A job's series are created (track_job) when it first appears or its spec changes, and
+dropped (forget_job) when it leaves the inventory, so no alert fires for a removed job.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from reconciler import metrics
+from reconciler.core.moments import as_utc
+from reconciler.core.slots import slot_times
+from reconciler.core.status import JobRow
 from reconciler.core.triggers import next_fire_times
 from reconciler.spec.model import IntervalSchedule, JobSpec
 from reconciler.store.inventory import EssenceCache
-from reconciler.store.tables import JOB_STATUSES, apscheduler_jobs, scheduled_jobs
+from reconciler.store.status import read_job_rows
+from reconciler.store.tables import JOB_STATUSES
+
+# A slot counts as absent once it is this much older than the job's misfire grace: the
+# fire, its publish and its ledger row have had time to land.
+ABSENT_AFTER_GRACE = timedelta(seconds=60)
+_FAR = timedelta(days=3660)
 
 
 class JobGauges:
     def __init__(self) -> None:
         self._tracked: dict[str, str] = {}  # job name -> spec hash its series were made for
+        # job name -> (spec hash, since, first slot after since): recomputed only when the
+        # job's newest ledger slot or its spec moves.
+        self._first_slot: dict[str, tuple[str, datetime, datetime | None]] = {}
 
     def refresh(self, engine: Engine, essences: EssenceCache) -> None:
-        jobs, aps = scheduled_jobs, apscheduler_jobs
-        query = sa.select(jobs.c.name, jobs.c.status, jobs.c.spec_hash, aps.c.next_run_time)
-        query = query.select_from(jobs.outerjoin(aps, aps.c.id == jobs.c.name))
         with engine.connect() as connection:
-            rows = connection.execute(query).all()
+            rows = read_job_rows(connection)
         by_status = Counter(row.status for row in rows)
         for status in JOB_STATUSES:
             metrics.MANAGED_JOBS.labels(status=status).set(by_status.get(status, 0))
         now = datetime.now(UTC)
         for row in rows:
-            next_fire = row.next_run_time if row.status == "active" else None
-            if self._tracked.get(row.name) != row.spec_hash:
-                metrics.track_job(
-                    row.name,
-                    interval_seconds=_interval(essences, row.spec_hash, now),
-                    next_fire=next_fire,
-                )
-                self._tracked[row.name] = row.spec_hash
-            elif next_fire is not None:
-                metrics.NEXT_FIRE.labels(row.name).set(next_fire)
-            else:
-                metrics.NEXT_FIRE.remove(row.name)  # absent: a no-op
+            self._refresh_job(row, essences, now)
         for gone in set(self._tracked) - {row.name for row in rows}:
             metrics.forget_job(gone)
             del self._tracked[gone]
+            self._first_slot.pop(gone, None)
+
+    def _refresh_job(self, row: JobRow, essences: EssenceCache, now: datetime) -> None:
+        spec_hash = row.spec_hash
+        spec = _spec(essences, spec_hash)
+        next_fire = row.next_run_time if row.status == "active" else None
+        if self._tracked.get(row.name) != spec_hash:
+            metrics.track_job(row.name, interval_seconds=_interval(spec, now), next_fire=next_fire)
+            self._tracked[row.name] = spec_hash
+        elif next_fire is not None:
+            metrics.NEXT_FIRE.labels(row.name).set(next_fire)
+        else:
+            metrics.NEXT_FIRE.remove(row.name)  # absent: a no-op
+        absent = self._slot_absent(row, spec, spec_hash, now)
+        if absent is None:
+            metrics.SLOT_ABSENT.remove(row.name)
+        else:
+            metrics.SLOT_ABSENT.labels(row.name).set(1 if absent else 0)
+
+    def _slot_absent(
+        self, row: JobRow, spec: JobSpec | None, spec_hash: str, now: datetime
+    ) -> bool | None:
+        """Whether the first slot after the newer of the job's newest ledger slot and its
+        last inventory change is older than its grace; None for a paused or completed job
+        (no series)."""
+        if spec is None or row.status != "active":
+            return None
+        since = max(filter(None, (as_utc(row.last_run_slot), as_utc(row.updated_at))))
+        known = self._first_slot.get(row.name)
+        if known is None or known[:2] != (spec_hash, since):
+            found, _ = slot_times(spec, after=since, until=since + _FAR, limit=1)
+            known = (spec_hash, since, found[0] if found else None)
+            self._first_slot[row.name] = known
+        first = known[2]
+        grace = timedelta(seconds=float(spec.misfire_grace_seconds)) + ABSENT_AFTER_GRACE
+        return first is not None and first < now - grace
 
 
-def _interval(essences: EssenceCache, spec_hash: str, now: datetime) -> float | None:
-    """The nominal seconds between two fires: an interval's length, or the gap between a
-    cron's next two fires; None for a one-off or an unknown spec."""
+def _spec(essences: EssenceCache, spec_hash: str) -> JobSpec | None:
     essence = essences.get(spec_hash)
     if not essence:
         return None
-    spec = JobSpec.model_validate(dict(essence), strict=False)
+    return JobSpec.model_validate(dict(essence), strict=False)
+
+
+def _interval(spec: JobSpec | None, now: datetime) -> float | None:
+    """The nominal seconds between two fires: an interval's length, or the gap between a
+    cron's next two fires; None for a one-off or an unknown spec."""
+    if spec is None:
+        return None
     if isinstance(spec.schedule, IntervalSchedule):
         return float(spec.schedule.interval.total_seconds())
     upcoming = next_fire_times(spec, after=now, count=2)

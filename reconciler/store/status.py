@@ -56,6 +56,7 @@ _last = runs.alias("last_run")
 JOB_COLUMNS = (
     jobs.c.name,
     jobs.c.status,
+    jobs.c.spec_hash,
     jobs.c.task,
     jobs.c.queue,
     jobs.c.labels,
@@ -153,6 +154,7 @@ def job_row(row: Mapping[Any, Any]) -> JobRow:
     return JobRow(
         name=row["name"],
         status=row["status"],
+        spec_hash=row["spec_hash"],
         task=row["task"],
         queue=row["queue"],
         labels=row["labels"] or {},

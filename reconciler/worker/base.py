@@ -32,9 +32,12 @@ from typing import Any
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
+from reconciler.logs import job_extra
 from reconciler.metrics import (
     IDEMPOTENT_SKIPS,
     JOB_LAST_SUCCESS,
+    JOB_RUN_DURATION,
+    JOB_RUNS,
     TASK_DURATION,
     TASK_EXECUTIONS,
     TASK_RETRIES,
@@ -99,12 +102,19 @@ class BaseTask(Task):
         if admission is not None and not admission.run:
             return
         fire: FireContext | None = getattr(self.request, _FIRE, None)
-        duration = self._observe("succeeded")
+        duration = self._observe("succeeded", fire)
         if fire is not None and admission is not None:
             runtime_for(self.app).succeeded(fire, admission, retval)
             if fire.job:
                 JOB_LAST_SUCCESS.labels(fire.job).set(time.time())
-        log_event(logging.INFO, "task.succeeded", task=self.name, id=task_id, seconds=duration)
+        log_event(
+            logging.INFO,
+            "task.succeeded",
+            job=fire.job if fire else None,
+            task=self.name,
+            id=task_id,
+            seconds=duration,
+        )
 
     def on_failure(
         self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
@@ -112,12 +122,13 @@ class BaseTask(Task):
         # In the worker's main process (a hard time limit) there is no admission: the
         # request was rebuilt from the message by FireRequest.
         fire = getattr(self.request, _FIRE, None) or fire_context(self.request, task=self.name)
-        duration = self._observe("failed")
+        duration = self._observe("failed", fire)
         if fire is not None:
             runtime_for(self.app).failed(fire, getattr(self.request, _ADMISSION, None), exc)
         log_event(
             logging.ERROR,
             "task.failed",
+            job=fire.job if fire else None,
             task=self.name,
             id=task_id,
             seconds=duration,
@@ -128,8 +139,16 @@ class BaseTask(Task):
         self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
     ) -> None:
         TASK_RETRIES.labels(self.name).inc()
-        self._observe("retried")
-        log_event(logging.WARNING, "task.retried", task=self.name, id=task_id, error=describe(exc))
+        fire: FireContext | None = getattr(self.request, _FIRE, None)
+        self._observe("retried", fire)
+        log_event(
+            logging.WARNING,
+            "task.retried",
+            job=fire.job if fire else None,
+            task=self.name,
+            id=task_id,
+            error=describe(exc),
+        )
 
     def _skip(self, fire: FireContext, admission: Admission) -> dict[str, Any]:
         # A duplicate's marker must not become the fire's stored result (the first SUCCESS
@@ -138,18 +157,32 @@ class BaseTask(Task):
         runtime_for(self.app).skipped(fire, admission)
         IDEMPOTENT_SKIPS.labels(self.name).inc()
         TASK_EXECUTIONS.labels(self.name, DUPLICATE_STATUS).inc()
+        if fire.job:
+            JOB_RUNS.labels(fire.job, DUPLICATE_STATUS).inc()
         log_event(
-            logging.INFO, "task.duplicate", task=self.name, id=fire.run_id, reason=admission.reason
+            logging.INFO,
+            "task.duplicate",
+            job=fire.job,
+            task=self.name,
+            id=fire.run_id,
+            reason=admission.reason,
         )
         return {"status": DUPLICATE_STATUS, "fire": fire.run_id, "reason": admission.reason}
 
-    def _observe(self, status: str) -> float | None:
+    def _observe(self, status: str, fire: FireContext | None) -> float | None:
+        """Count the execution by task and, for a fire of a job, by job (the Job
+        dashboard's runs, success ratio and mean duration)."""
         TASK_EXECUTIONS.labels(self.name, status).inc()
+        job = fire.job if fire is not None else None
+        if job:
+            JOB_RUNS.labels(job, status).inc()
         started = getattr(self.request, _STARTED, None)
         if started is None:
             return None
         duration = time.monotonic() - started
         TASK_DURATION.labels(self.name).observe(duration)
+        if job and status != "retried":
+            JOB_RUN_DURATION.labels(job).observe(duration)
         return round(duration, 6)
 
 
@@ -163,4 +196,5 @@ def log_event(level: int, event: str, **fields: Any) -> None:
         if value is not None:
             text = json.dumps(redact(value), default=str, ensure_ascii=False)
             parts.append(f"{key}={text}")
-    log.log(level, " ".join(parts))
+    job = fields.get("job")
+    log.log(level, " ".join(parts), extra=job_extra(job if isinstance(job, str) else None))

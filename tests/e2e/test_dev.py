@@ -28,7 +28,7 @@ def test_dev_runs_the_examples_without_servers(tmp_path: Path) -> None:
     subprocess.run([*git, "init", "-q"], check=True)
     subprocess.run([*git, "add", "-A"], check=True)
     subprocess.run([*git, "commit", "-q", "-m", "examples"], check=True)
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
     # Point every service URL at a closed port: the embedded system must not use them.
     env.update(
@@ -37,7 +37,16 @@ def test_dev_runs_the_examples_without_servers(tmp_path: Path) -> None:
     )
     log = (tmp_path / "dev.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "reconciler.cli", "dev", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "reconciler.cli",
+            "dev",
+            "--port",
+            str(port),
+            "--metrics-port",
+            str(metrics_port),
+        ],
         cwd=checkout,
         env=env,
         stdout=log,
@@ -56,6 +65,15 @@ def test_dev_runs_the_examples_without_servers(tmp_path: Path) -> None:
             f"http://127.0.0.1:{port}/api/v1/jobs/example-task/runs", timeout=10
         ).json()
         assert any(run["status"] == "succeeded" for run in runs["items"]) or a_run_succeeded()
+        # The daemon's metrics are served too (the API's /metrics has only the API's).
+        daemon = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+        assert "reconciler_leader 1.0" in daemon
+        assert "reconciler_api_requests_total" not in daemon
+        api = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        assert "reconciler_api_requests_total" in api and "reconciler_leader" not in api
+        assert f"http://127.0.0.1:{metrics_port}/metrics (daemon)" in (
+            tmp_path / "dev.log"
+        ).read_text(errors="replace")
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         assert process.wait(60) == 0, (tmp_path / "dev.log").read_text()[-3000:]
     finally:

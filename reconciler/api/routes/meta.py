@@ -15,14 +15,18 @@ import fastapi_offline
 from fastapi import APIRouter, Depends, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.security import HTTPAuthorizationCredentials
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
 from reconciler.api.deps import Authed
 from reconciler.api.problems import ApiProblem
 from reconciler.api.security import bearer, require_token
+from reconciler.metrics import API_METRICS, only
 
 router = APIRouter(dependencies=[Authed])
+# The API's own families only: the daemon's (leader, managed jobs ...) are the daemon's to
+# export, and at 0 here they would contradict it.
+_REGISTRY = only(API_METRICS)
 
 # The assets /docs needs, by the name it asks for them; nothing else is served from there.
 ASSETS_DIR = Path(fastapi_offline.__file__).parent / "static"
@@ -47,8 +51,9 @@ docs_router = APIRouter(dependencies=[Depends(_docs_access)])
 
 @router.get("/metrics", tags=["metrics"], summary="Prometheus metrics", response_class=Response)
 async def metrics() -> Response:
-    """Every `reconciler_*` metric of this process, in the Prometheus text format."""
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    """The API's own `reconciler_api_*` metrics (and the process collectors), in the
+    Prometheus text format. The daemon and the workers serve theirs on their own ports."""
+    return Response(generate_latest(_REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
 @docs_router.get("/openapi.json", include_in_schema=False)
