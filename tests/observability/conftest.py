@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from observability import targets as t
+from observability.prom import Prometheus, run_prometheus
 
 if TYPE_CHECKING:
     from conftest import RedisPrefixes
@@ -84,11 +85,20 @@ def fleet(
                     f"not scraped, their commands are placeholders: {', '.join(not_built)}",
                     stacklevel=1,
                 )
-            yield t.Fleet(running, not_built)
+            yield t.Fleet(running, not_built, {**context, "log_dir": str(base)})
         finally:
             for process in running:
                 t.stop(process)
             redis_prefixes.clean(redis_prefix)  # the fleet's results and idempotency keys
+
+
+@pytest.fixture(scope="session")
+def prometheus(
+    prometheus_binary: str, fleet: t.Fleet, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Prometheus]:
+    """One Prometheus for the session, scraping the fleet every second."""
+    with run_prometheus(prometheus_binary, fleet, tmp_path_factory.mktemp("prometheus")) as p:
+        yield p
 
 
 @pytest.fixture(scope="session")

@@ -3,101 +3,15 @@ evaluated through its HTTP API, and the alert rules evaluate without errors."""
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 import time
-import urllib.parse
-import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import yaml
 
 from observability import promql
-from observability.targets import Fleet, free_port
+from observability.prom import Prometheus
+from observability.targets import Fleet
 
 pytestmark = [pytest.mark.slow, pytest.mark.services, pytest.mark.e2e]
-SCRAPES = 3  # enough samples for rate() over $__rate_interval
-
-
-class Prometheus:
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def api(self, path: str, **params: str) -> dict:
-        query = urllib.parse.urlencode(params)
-        with urllib.request.urlopen(f"{self.url}/api/v1/{path}?{query}", timeout=10) as answer:
-            body = json.loads(answer.read())
-        assert body["status"] == "success", body
-        return body["data"]  # type: ignore[no-any-return]
-
-    def query(self, expr: str) -> list[dict]:
-        return self.api("query", query=expr)["result"]  # type: ignore[no-any-return]
-
-
-@pytest.fixture(scope="module")
-def prometheus(
-    prometheus_binary: str, fleet: Fleet, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Prometheus]:
-    folder = tmp_path_factory.mktemp("prometheus")
-    shutil.copy(promql.ALERTS, folder / "alerts.yml")
-    config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": ["alerts.yml"],
-        "scrape_configs": [
-            {
-                "job_name": running.target.job,
-                "metrics_path": running.target.path,
-                "static_configs": [{"targets": [running.address]}],
-            }
-            for running in fleet.running
-        ],
-    }
-    (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    log = (folder / "prometheus.log").open("wb")
-    process = subprocess.Popen(
-        [
-            prometheus_binary,
-            f"--config.file={folder / 'prometheus.yml'}",
-            f"--storage.tsdb.path={folder / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    server = Prometheus(f"http://127.0.0.1:{port}")
-    try:
-        _wait_for_scrapes(server, process, folder / "prometheus.log", targets=len(fleet.running))
-        yield server
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-        log.close()
-
-
-def _wait_for_scrapes(
-    server: Prometheus, process: subprocess.Popen[bytes], log: Path, *, targets: int
-) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text()
-        try:
-            counts = server.query("count_over_time(up[1m])")
-            up = server.query("up == 1")
-        except OSError:
-            time.sleep(0.2)
-            continue
-        if (
-            len(up) == targets
-            and len(counts) == targets
-            and all(float(c["value"][1]) >= SCRAPES for c in counts)
-        ):
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"targets not up and scraped {SCRAPES} times: {server.api('targets')}")
 
 
 def _job_value(server: Prometheus) -> str:
