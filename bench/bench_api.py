@@ -137,7 +137,8 @@ def seed(url: str) -> None:
         for start in range(0, RUNS, 20_000):
             connection.execute(sa.insert(job_runs), runs[start : start + 20_000])
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        connection.execute(sa.text("VACUUM ANALYZE"))
+        postgres = connection.dialect.name == "postgresql"
+        connection.execute(sa.text("VACUUM ANALYZE" if postgres else "ANALYZE"))
     engine.dispose()
 
 

@@ -34,7 +34,10 @@ def colour_paint() -> Paint:
 
 
 def emit(args: argparse.Namespace, document: Any, text: Callable[[bool, Paint], str]) -> None:
-    """Print `document` as json/yaml, or `text(wide, paint)`."""
+    """Print `document` (a value, or a function making it: text output never builds it)
+    as json/yaml, or `text(wide, paint)`."""
+    if args.output in ("json", "yaml") and callable(document):
+        document = document()
     if args.output == "json":
         print(json.dumps(jsonable(document), indent=2, ensure_ascii=False))
     elif args.output == "yaml":

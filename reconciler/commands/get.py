@@ -51,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
     views = [view_job(row, now=now) for row in rows]
     if args.status:
         views = [view for view in views if view.state.value in args.status]
-    document = {"items": [job_document(view) for view in views]}
-    emit(args, document, lambda wide, paint: jobs_text(views, wide=wide, paint=paint))
+    emit(
+        args,
+        lambda: {"items": [job_document(view) for view in views]},
+        lambda wide, paint: jobs_text(views, wide=wide, paint=paint),
+    )
     return 0

@@ -30,10 +30,11 @@ def from_epoch(epoch: float | None) -> datetime | None:
 
 def rfc3339(moment: datetime | None) -> str | None:
     """`2027-03-28T01:00:00Z`; fractions only when there are some (`...00.250000Z`)."""
-    utc = as_utc(moment)
-    if utc is None:
+    if moment is None:
         return None
-    return utc.replace(tzinfo=None).isoformat() + "Z"
+    if moment.tzinfo is None:  # stored UTC (SQLite): the common case of a long listing
+        return moment.isoformat() + "Z"
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat() + "Z"
 
 
 def jsonable(value: Any) -> Any:

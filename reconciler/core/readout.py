@@ -50,8 +50,12 @@ _INTERVAL_UNITS = (
 
 
 def painter(colour: bool) -> Paint:
+    """`plain` without colour (renderers skip colour work for it)."""
+    if not colour:
+        return plain
+
     def paint(name: str, text: str) -> str:
-        if not colour or name not in _COLOURS or not text:
+        if name not in _COLOURS or not text:
             return text
         return f"\x1b[{_COLOURS[name]}m{text}\x1b[0m"
 
@@ -65,27 +69,26 @@ def plain(_: str, text: str) -> str:
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], paints: Any = None) -> str:
     """Columns padded to their widest cell, two spaces apart (kubectl). `paints`, per row,
     may map a column index to a colour name; padding is computed on the plain text."""
-    widths = [len(h) for h in headers]
-    for row in rows:
-        widths = [max(width, len(cell)) for width, cell in zip(widths, row, strict=True)]
-    lines = [_line(headers, widths, {}, plain)]
-    for index, row in enumerate(rows):
-        colours, paint = paints[index] if paints else ({}, plain)
-        lines.append(_line(row, widths, colours, paint))
+    widths = [max(map(len, column)) for column in zip(headers, *rows, strict=True)]
+    # Pad every column but the last (no trailing blanks).
+    pads = [*widths[:-1], 0]
+    lines = [_line(headers, pads)]
+    if paints is None or all(not colours or paint is plain for colours, paint in paints):
+        lines.extend(_line(row, pads) for row in rows)
+    else:
+        for row, (colours, paint) in zip(rows, paints, strict=True):
+            cells = [
+                paint(colours[index], cell) + " " * (pad - len(cell))
+                if index in colours
+                else cell.ljust(pad)
+                for index, (cell, pad) in enumerate(zip(row, pads, strict=True))
+            ]
+            lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
 
 
-def _line(
-    cells: Sequence[str], widths: Sequence[int], colours: Mapping[int, str], paint: Paint
-) -> str:
-    parts = []
-    last = len(cells) - 1
-    for index, (cell, width) in enumerate(zip(cells, widths, strict=True)):
-        padded = cell if index == last else cell.ljust(width)
-        if index in colours:
-            padded = paint(colours[index], cell) + padded[len(cell) :]
-        parts.append(padded)
-    return "  ".join(parts).rstrip()
+def _line(cells: Sequence[str], pads: Sequence[int]) -> str:
+    return "  ".join(map(str.ljust, cells, pads)).rstrip()
 
 
 def schedule_summary(schedule: Any, timezone: Any) -> dict[str, str] | None:
@@ -163,11 +166,12 @@ def jobs_text(views: Sequence[JobView], *, wide: bool, paint: Paint = plain) -> 
                 (row.revision or NONE)[:12],
             ]
         rows.append(cells)
-        colours = {6: STATE_COLOURS[view.state]}
-        if row.last_run_status in OUTCOME_COLOURS:
-            colours[5] = OUTCOME_COLOURS[row.last_run_status]
-        paints.append((colours, paint))
-    return table(headers, rows, paints)
+        if paint is not plain:
+            colours = {6: STATE_COLOURS[view.state]}
+            if row.last_run_status in OUTCOME_COLOURS:
+                colours[5] = OUTCOME_COLOURS[row.last_run_status]
+            paints.append((colours, paint))
+    return table(headers, rows, paints or None)
 
 
 def schedule_cell(summary: Mapping[str, str]) -> str:
