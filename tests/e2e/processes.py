@@ -36,7 +36,15 @@ def wait_for(predicate: Callable[[], Any], *, timeout: float, what: str) -> Any:
 
 
 class Process:
-    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        args: list[str],
+        env: dict[str, str],
+        log_dir: Path,
+        *,
+        cwd: Path = REPO_ROOT,
+    ) -> None:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self._log = self.log_path.open("wb")
@@ -45,7 +53,7 @@ class Process:
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            cwd=REPO_ROOT,
+            cwd=cwd,
             start_new_session=True,
         )
 
