@@ -113,10 +113,20 @@ def explain_slots(
         explained.append(_explain(spec, as_utc(slot), run, history, now))  # type: ignore[arg-type]
     for moment, run in by_slot.items():
         entry = _from_run(run, spec)
-        entry["slot"] = moment
         entry["reason"] += " (not a slot of the current schedule)"
-        explained.append(entry)
+        explained.append(_entry(moment, entry))  # type: ignore[arg-type]
     return sorted(explained, key=lambda entry: entry["slot"])
+
+
+def _entry(slot: datetime, found: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of a slot, in the order people read them."""
+    return {
+        "slot": slot,
+        "fate": found["fate"],
+        "reason": found["reason"],
+        "run_id": found.get("run_id"),
+        "outcome": found.get("outcome"),
+    }
 
 
 def _explain(
@@ -127,11 +137,9 @@ def _explain(
     now: datetime,
 ) -> dict[str, Any]:
     if run is not None:
-        entry = _from_run(run, spec)
-        entry["slot"] = slot
-        return entry
+        return _entry(slot, _from_run(run, spec))
     fate, reason = _without_run(spec, slot, history, now)
-    return {"slot": slot, "fate": fate, "reason": reason, "run_id": None, "outcome": None}
+    return _entry(slot, {"fate": fate, "reason": reason})
 
 
 def _without_run(
