@@ -22,7 +22,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from reconciler.api import create_app
-from reconciler.settings import Settings
+from reconciler.settings import DEMO_TASKS, Settings
 from tests.e2e.processes import Process, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -70,6 +70,7 @@ def embedded(tmp_path: Path) -> Iterator[dict[str, Any]]:
         RECONCILER_REDIS_URL="",
         RECONCILER_METRICS_PORT="0",
         RECONCILER_LOG_LEVEL="INFO",
+        RECONCILER_TASK_ALLOWLIST=",".join(DEMO_TASKS),
     )
     subprocess.run([RECONCILE, "db", "upgrade"], env=env, check=True, capture_output=True)
     worker = Process(

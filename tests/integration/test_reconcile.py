@@ -111,10 +111,10 @@ def test_broken_file_is_quarantined_and_the_rest_still_applies(workspace: Worksp
         == row_before
     )
     status = json.loads(workspace.cli("status", "--format", "json").out)
-    assert [q["path"] for q in status["quarantined"]] == ["team/job1.yaml"]
+    assert [q["path"] for q in status["quarantined_files"]] == ["team/job1.yaml"]
     workspace.write("team/job1.yaml", job_yaml("job1"))
     assert workspace.cli("apply").code == 0
-    assert json.loads(workspace.cli("status", "--format", "json").out)["quarantined"] == []
+    assert json.loads(workspace.cli("status", "--format", "json").out)["quarantined_files"] == []
 
 
 def test_mass_delete_is_refused_and_changes_nothing(workspace: Workspace) -> None:
@@ -170,7 +170,8 @@ def test_lost_or_altered_scheduler_rows_are_repaired(workspace: Workspace) -> No
     assert "missing" in plan["changes"][0]["reason"]
     assert "trigger differs" in plan["changes"][1]["reason"]
     status = json.loads(workspace.cli("status", "--format", "json").out)
-    assert status["missing_rows"] == ["job0"]
+    drifted = [(item["job"], item["drift"]) for item in status["drifted_jobs"]]
+    assert drifted == [("job0", "missing_scheduler_row")]
     assert workspace.cli("apply").code == 0
     assert actions(workspace) == []
     assert workspace.scalar("select repaired from reconcile_runs order by id desc limit 1") == 2
@@ -190,7 +191,7 @@ def test_foreign_rows_are_reported_and_never_touched(workspace: Workspace) -> No
         "select next_run_time, job_state from apscheduler_jobs where id='theirs'"
     ) == [(1.5, b"not a pickle")]
     status = json.loads(workspace.cli("status", "--format", "json").out)
-    assert status["foreign_rows"] == ["theirs"]
+    assert status["drifted_jobs"] == [{"job": "theirs", "drift": "foreign_scheduler_row"}]
 
 
 def test_plan_hash_guards_apply_against_a_moved_state(workspace: Workspace) -> None:
