@@ -259,9 +259,9 @@ class ReconcilerStatus(_Out):
     drifted_jobs: list[DriftedJob]
     failing_jobs: list[JobBrief]
     late_jobs: list[JobBrief]
-    pending_changes: list[dict[str, Any]] | None = Field(
-        description="Changes a daemon under RECONCILER_SYNC=manual has not applied; null "
-        "until a daemon reports them"
+    pending_changes: dict[str, int] = Field(
+        description="Changes a RECONCILER_SYNC=manual daemon found and left for `reconcile "
+        "apply`, by action (its newest pass); {} when nothing is pending"
     )
 
 

@@ -6,6 +6,7 @@ Times: see `reconciler.core.moments` (naive from SQLite means UTC).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from reconciler.api.scrub import scrub_text

@@ -211,14 +211,10 @@ def status_text(view: StatusView, *, paint: Paint = plain) -> str:
     for name, kind in view.drifted_jobs[:20]:
         lines.append(f"  {name}: {kind.value} ({DRIFT_DETAILS[kind]})")
     pending = view.pending_changes
-    lines.append(
-        "Pending:        "
-        + (
-            "(not reported: no daemon runs with RECONCILER_SYNC=manual)"
-            if pending is None
-            else f"{len(pending)} changes"
-        )
-    )
+    detail = ", ".join(f"{count} {action}" for action, count in pending.items())
+    if detail:
+        detail = f" ({detail}: a RECONCILER_SYNC=manual daemon left them for `reconcile apply`)"
+    lines.append(f"Pending:        {sum(pending.values())}{detail}")
     for title, jobs in (("Failing", view.failing), ("Late", view.late)):
         lines.append(f"{title + ':':<16}{len(jobs)}")
         if jobs:

@@ -29,6 +29,17 @@ from reconciler.core.moments import as_utc, from_epoch
 # The leader heartbeats every second; a standby every 5 s. 15 s without one: stale.
 LEADER_STALE_AFTER = timedelta(seconds=15)
 APPLIED_OUTCOMES = ("applied", "no_changes")
+# A pass that planned and did not apply: a RECONCILER_SYNC=manual daemon's.
+PLANNED_OUTCOME = "planned"
+SETTLED_OUTCOMES = (*APPLIED_OUTCOMES, PLANNED_OUTCOME)
+_PENDING_COUNTS = (
+    ("add", "added"),
+    ("update", "updated"),
+    ("pause", "paused"),
+    ("resume", "resumed"),
+    ("remove", "removed"),
+    ("repair", "repaired"),
+)
 # An active job whose next fire is this far in the past is late (nothing fired it).
 LATE_AFTER = timedelta(seconds=60)
 # Last-run outcomes that make a job `failing`.
@@ -165,9 +176,8 @@ class StatusRows:
     jobs: Sequence[JobRow]
     foreign_rows: Sequence[str]
     quarantined: Sequence[Mapping[str, Any]]
-    # Changes a daemon under RECONCILER_SYNC=manual found and did not apply; None when
-    # no daemon reports them (the manual sync policy is not built yet: issue 12).
-    pending_changes: Sequence[Mapping[str, Any]] | None = None
+    # The newest pass that applied, found nothing, or (RECONCILER_SYNC=manual) planned.
+    last_settled: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -185,7 +195,7 @@ class StatusView:
     quarantined: list[Mapping[str, Any]]
     failing: list[JobView]
     late: list[JobView]
-    pending_changes: Sequence[Mapping[str, Any]] | None = None
+    pending_changes: dict[str, int] = field(default_factory=dict)
     jobs: list[JobView] = field(default_factory=list)
 
     def document(self) -> dict[str, Any]:
@@ -246,9 +256,19 @@ def build_status(rows: StatusRows, *, now: datetime) -> StatusView:
         quarantined=list(rows.quarantined),
         failing=[view for view in views if view.state is JobState.FAILING],
         late=[view for view in views if view.state is JobState.LATE],
-        pending_changes=rows.pending_changes,
+        pending_changes=pending_changes(rows.last_settled),
         jobs=views,
     )
+
+
+def pending_changes(last_settled: Mapping[str, Any] | None) -> dict[str, int]:
+    """What a manual-sync daemon found and left for `reconcile apply`, by action: the
+    counts of the newest settled pass when it only planned; {} when it applied or found
+    nothing to change (nothing pending)."""
+    if not last_settled or last_settled.get("outcome") != PLANNED_OUTCOME:
+        return {}
+    counts = {action: int(last_settled.get(column) or 0) for action, column in _PENDING_COUNTS}
+    return {action: count for action, count in counts.items() if count}
 
 
 def _instance(row: Mapping[str, Any], now: datetime) -> dict[str, Any]:

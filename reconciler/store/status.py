@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 if TYPE_CHECKING:  # the CLI's reads must not import the asyncio extension (and the ORM)
     from sqlalchemy.ext.asyncio import AsyncConnection
 
-from reconciler.core.status import APPLIED_OUTCOMES, JobRow, StatusRows
+from reconciler.core.status import APPLIED_OUTCOMES, SETTLED_OUTCOMES, JobRow, StatusRows
 from reconciler.store.tables import apscheduler_jobs as aps
 from reconciler.store.tables import job_runs as runs
 from reconciler.store.tables import quarantined_files as quarantine
@@ -108,6 +108,7 @@ def _statements(selector: JobSelector) -> dict[str, sa.Executable]:
         "instances": sa.select(instances).order_by(instances.c.instance),
         "last_reconcile": _latest_reconcile(),
         "last_applied": _latest_reconcile(reconcile_runs.c.outcome.in_(APPLIED_OUTCOMES)),
+        "last_settled": _latest_reconcile(reconcile_runs.c.outcome.in_(SETTLED_OUTCOMES)),
         "jobs": jobs_statement(selector),
         "foreign": sa.select(aps.c.id).where(aps.c.id.not_in(sa.select(jobs.c.name))),
         "quarantined": sa.select(quarantine).order_by(quarantine.c.path),
@@ -152,6 +153,7 @@ def assemble(found: Mapping[str, Sequence[Mapping[Any, Any]]]) -> StatusRows:
         instances=[dict(row) for row in found["instances"]],
         last_reconcile=_first(found["last_reconcile"]),
         last_applied=_first(found["last_applied"]),
+        last_settled=_first(found["last_settled"]),
         jobs=[job_row(row) for row in found["jobs"]],
         foreign_rows=sorted(row["id"] for row in found["foreign"]),
         quarantined=[dict(row) for row in found["quarantined"]],

@@ -1,7 +1,7 @@
 """`reconcile status -o json` (the console script, as users run it) and GET /api/v1/reconciler
 (the real app) return the same leader, applied revision, drift and counts on the same
 database in every state: leader alive, stale and none; a quarantined file; manual-sync
-pending changes (not reported by any daemon yet: both say null)."""
+pending changes (the newest pass of a RECONCILER_SYNC=manual daemon planned changes)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 
 from reconciler.api import create_app
 from reconciler.store.db import create_sync_engine
-from reconciler.store.tables import reconciler_instances, scheduled_jobs
+from reconciler.store.tables import reconcile_runs, reconciler_instances, scheduled_jobs
 
 RECONCILE = str(Path(sys.executable).parent / "reconcile")
 AGREED = (
@@ -84,7 +84,7 @@ def test_cli_and_api_agree_in_every_state(seeded_url: str, api: TestClient) -> N
     assert alive["drift"]["foreign_scheduler_row"] == 1
     # The seeded broken file holds a job: it is quarantined, in both.
     assert alive["jobs_by_state"]["quarantined"] >= 1
-    assert alive["pending_changes"] is None  # no manual-sync daemon reports any (yet)
+    assert alive["pending_changes"] == {}  # the newest pass applied: nothing pending
 
     old = datetime.now(UTC) - timedelta(minutes=5)
     _execute(seeded_url, sa.update(reconciler_instances).values(heartbeat_at=old))
@@ -99,6 +99,23 @@ def test_cli_and_api_agree_in_every_state(seeded_url: str, api: TestClient) -> N
         "epoch": None,
         "heartbeat_at": None,
     }
+
+    # A manual-sync daemon's newest pass planned changes and left them for `apply`.
+    _execute(
+        seeded_url,
+        sa.insert(reconcile_runs).values(
+            trigger="resync",
+            instance="r1",
+            started_at=datetime.now(UTC),
+            outcome="planned",
+            revision="def456",
+            added=2,
+            updated=1,
+        ),
+    )
+    pending = _agree(seeded_url, api)
+    assert pending["pending_changes"] == {"add": 2, "update": 1}
+    assert pending["applied_revision"] == "abc123"  # planned, not applied
 
     # Every job paused: counts move together.
     _execute(seeded_url, sa.update(scheduled_jobs).values(status="paused"))
