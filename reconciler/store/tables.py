@@ -115,7 +115,7 @@ reconcile_runs = sa.Table(
     sa.Index("ix_reconcile_runs_started", "started_at"),
 )
 
-# Applied changes to a job other than its first add (see migration 0002): `status` is
+# Applied changes to a job other than its first add (see migration 0003): `status` is
 # the job's inventory status after the change (None once removed).
 job_events = sa.Table(
     "job_events",
