@@ -15,15 +15,20 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from reconciler.core.dst import WallClockCronTrigger
 from reconciler.core.moments import as_utc, rfc3339
+from reconciler.core.schedule import CronSchedule, Gap, Repeat, next_wall
 from reconciler.core.triggers import build_trigger
+from reconciler.core.zones import Segment
 from reconciler.spec.model import JobSpec
 
 _EPSILON = timedelta(microseconds=1)
+_SECOND = timedelta(seconds=1)
+_DAY = timedelta(days=1)
 # How far back `nearest_slots` looks for the slot before a time (then it gives up).
 _LOOKBACK = (timedelta(hours=1), timedelta(days=1), timedelta(days=32), timedelta(days=400))
 RUNNING_STATUSES = ("scheduled", "published", "started", "retried")
@@ -44,18 +49,101 @@ def slot_times(
     """The slots in (after, until], oldest first, at most `limit`; and whether more
     follow. Slots after the spec's `end` are included (their fate says so)."""
     trigger = build_trigger(_open_ended(spec), with_jitter=False)
+    # Everything in UTC: two datetimes of the SAME zone compare (and add) by wall time
+    # and ignore `fold`, so 02:00 CET (a second occurrence) would look earlier than
+    # 02:30 CEST on an autumn night and a `repeat: both` slot would be dropped.
+    after, until = _utc(after), _utc(until)
     found: list[datetime] = []
     previous: datetime | None = None
     moment = after + _EPSILON
     while True:
-        upcoming = trigger.get_next_fire_time(previous, moment)
-        if upcoming is None or upcoming > until:
+        fired = trigger.get_next_fire_time(previous, moment)
+        if fired is None:
+            return found, False
+        upcoming = _utc(fired)
+        if upcoming > until:
             return found, False
         if len(found) == limit:
             return found, True
         if upcoming > after and (not found or upcoming > found[-1]):
             found.append(upcoming)
         previous, moment = upcoming, upcoming + _EPSILON
+
+
+def _utc(moment: datetime) -> datetime:
+    found = as_utc(moment)
+    assert found is not None
+    return found
+
+
+@dataclass(frozen=True, kw_only=True)
+class DstSkip:
+    """A wall time the pattern names that the job's DST policy does not run: `slot` is
+    the instant it would have had (a gap wall time on the offset before the jump; a
+    repeated one at the occurrence dropped), `reason` names the policy."""
+
+    slot: datetime
+    reason: str
+
+
+def dst_skips(spec: JobSpec, *, after: datetime, until: datetime) -> list[DstSkip]:
+    """The wall times in (after, until] that the DST policy drops, oldest first: they
+    are no slot (`slot_times` never lists them), yet `explain` must say why nothing ran.
+    Only cron schedules have them. Walks the zone's offset changes near the window."""
+    trigger = build_trigger(_open_ended(spec), with_jitter=False)
+    if not isinstance(trigger, WallClockCronTrigger):
+        return []
+    schedule = trigger.schedule
+    low, high = _utc(after).replace(tzinfo=None), _utc(until).replace(tzinfo=None)
+    found: list[tuple[datetime, str]] = []
+    # A dropped instant is within a day of its offset change (UTC offsets < 1 day).
+    cursor = low - _DAY
+    while cursor <= high + _DAY:
+        segment = schedule.clock.segment(cursor)
+        if segment.start >= low - _DAY:
+            found += _dropped_at(schedule, segment)
+        if segment.end <= cursor:
+            break
+        cursor = segment.end
+    return [
+        DstSkip(slot=moment.replace(tzinfo=UTC), reason=reason)
+        for moment, reason in sorted(found)
+        if low < moment <= high
+    ]
+
+
+def _dropped_at(schedule: CronSchedule, segment: Segment) -> list[tuple[datetime, str]]:
+    """The (naive UTC instant, reason) of the wall times dropped at the offset change
+    that starts `segment`. Mirrors CronSchedule's placement rules (core.schedule)."""
+    policy, zone = schedule.policy, schedule.clock.name
+    jump = segment.offset - segment.before
+    dropped: list[tuple[datetime, str]] = []
+    if jump > timedelta(0):  # spring gap: walls [start + before, start + offset)
+        gap_end = segment.start + segment.offset
+        wall = next_wall(schedule.pattern, segment.start + segment.before, gap_end)
+        first = True
+        while wall is not None:
+            text = f"{wall:%Y-%m-%d %H:%M:%S} does not exist in {zone} (clocks jump forward)"
+            if policy.gap is Gap.SKIP:
+                dropped.append((wall - segment.before, f"dst gap: skip: {text}"))
+            elif policy.gap is Gap.NEXT and not first:
+                text += "; folded into the one run at the jump"
+                dropped.append((wall - segment.before, f"dst gap: next: {text}"))
+            first = False
+            wall = next_wall(schedule.pattern, wall + _SECOND, gap_end)
+    elif jump < timedelta(0):  # autumn repeat: walls [start + offset, start + before) twice
+        repeat_end = segment.start + segment.before
+        wall = next_wall(schedule.pattern, segment.start + segment.offset, repeat_end)
+        while wall is not None:
+            first_at, second_at = wall - segment.before, wall - segment.offset
+            text = f"{wall:%Y-%m-%d %H:%M:%S}, which happens twice in {zone} (clocks go back)"
+            before_start = schedule.start is not None and first_at < schedule.start
+            if policy.repeat is Repeat.FIRST and not before_start:
+                dropped.append((second_at, f"dst repeat: first: second occurrence of {text}"))
+            elif policy.repeat is Repeat.LAST:
+                dropped.append((first_at, f"dst repeat: last: first occurrence of {text}"))
+            wall = next_wall(schedule.pattern, wall + _SECOND, repeat_end)
+    return dropped
 
 
 def _open_ended(spec: JobSpec) -> JobSpec:
@@ -102,12 +190,16 @@ def explain_slots(
     *,
     history: JobHistory,
     now: datetime,
+    dst: Sequence[DstSkip] = (),
 ) -> list[dict[str, Any]]:
     """Each slot with its fate and a reason for people, oldest first. Ledger rows in the
     window that are no slot of the current schedule (an earlier schedule, a run started by
-    hand) are listed too, marked so."""
+    hand) are listed too, marked so. Wall times the DST policy drops (`dst_skips`) are
+    listed `skipped` with the policy as reason; a run is never matched to one of them."""
     by_slot = {as_utc(run["scheduled_time"]): run for run in runs}
-    explained = []
+    # First, so that the sort (stable) lists a dropped wall time before a slot at the
+    # same instant (a real-time cron's gap walls: 02:00 does not exist, 03:00 runs).
+    explained = [_entry(skip.slot, {"fate": Fate.SKIPPED, "reason": skip.reason}) for skip in dst]
     for slot in slots:
         run = by_slot.pop(as_utc(slot), None)
         explained.append(_explain(spec, as_utc(slot), run, history, now))  # type: ignore[arg-type]

@@ -1,0 +1,185 @@
+"""`reconcile explain` on the Berlin DST nights of 2027 (spring 03-28, autumn 10-31), run as
+the console script over a SQLite database seeded by plain SQL: a wall time the job's DST
+policy drops is listed `skipped` with the policy as its reason; the slots it keeps keep
+their fates (here: a ledger row each, so `ran`).
+
+Oracle, independent of the engine: the Berlin offsets are written out (CET +01:00, CEST
++02:00; the clocks jump 02:00 -> 03:00 at 01:00Z in spring and 03:00 -> 02:00 at 01:00Z in
+autumn), so every expected slot below is hand-computed UTC."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from reconciler.store.db import create_sync_engine
+from reconciler.store.migrate import upgrade_database
+from reconciler.store.tables import job_runs, scheduled_jobs
+
+pytestmark = [pytest.mark.slow]
+
+RECONCILE = str(Path(sys.executable).parent / "reconcile")
+CREATED = datetime(2027, 1, 1, tzinfo=UTC)
+FIXED = {"name": "fixed", "cron": "30 2 * * *", "dst": {"gap": "skip", "repeat": "first"}}
+REAL = {"name": "real", "cron": "*/30 * * * *", "dst": None}  # default: gap skip, repeat both
+SPRING = ("2027-03-27T23:00:00Z", "2027-03-28T02:30:00Z")
+AUTUMN = ("2027-10-30T23:00:00Z", "2027-10-31T02:30:00Z")
+SPRING_GAP_SKIP = "dst gap: skip: 2027-03-28 {} does not exist in Europe/Berlin"
+# Slots the policy keeps: each gets a succeeded ledger row.
+KEPT = {
+    "fixed": ["2027-10-31T00:30:00Z"],  # 02:30 CEST, the first 02:30
+    "real": [  # real time: every half hour of UTC, both nights
+        f"2027-{day}T{hour:02d}:{minute:02d}:00Z"
+        for day in ("03-27", "03-28", "10-30", "10-31")
+        for hour in range(24)
+        for minute in (0, 30)
+        if (day.endswith("27") or day.endswith("30"))
+        and hour == 23
+        or (day.endswith("28") or day.endswith("31"))
+        and hour <= 2
+    ],
+}
+
+
+def _zulu(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@pytest.fixture(scope="module")
+def database(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('dst') / 'state.db'}"
+    upgrade_database(url)
+    engine = create_sync_engine(url)
+    with engine.begin() as connection:
+        for job in (FIXED, REAL):
+            spec = {
+                "name": job["name"],
+                "task": "reconciler.tasks.noop",
+                "schedule": {"cron": job["cron"]},
+                "timezone": "Europe/Berlin",
+                **({"dst": job["dst"]} if job["dst"] else {}),
+            }
+            connection.execute(
+                sa.insert(scheduled_jobs).values(
+                    name=job["name"],
+                    spec=spec,
+                    spec_hash=str(job["name"]).ljust(64, "0"),
+                    task=spec["task"],
+                    queue="default",
+                    labels={},
+                    status="active",
+                    source_file=f"{job['name']}.yaml",
+                    source_line=1,
+                    revision="4f2a9c1e",
+                    revision_dirty=False,
+                    created_at=CREATED,
+                    updated_at=CREATED,
+                )
+            )
+        rows = [(name, slot) for name, slots in KEPT.items() for slot in slots]
+        for number, (name, slot) in enumerate(rows):
+            moment = _zulu(slot)
+            connection.execute(
+                sa.insert(job_runs).values(
+                    id=f"00000000-0000-0000-0000-{number:012d}",
+                    job_name=name,
+                    scheduled_time=moment,
+                    status="succeeded",
+                    task="reconciler.tasks.noop",
+                    queue="default",
+                    idempotency_key=f"k{number}",
+                    revision="4f2a9c1e",
+                    lateness_seconds=0.01,
+                    started_at=moment + timedelta(seconds=1),
+                    finished_at=moment + timedelta(seconds=2),
+                    worker="w1@host",
+                    updated_at=moment,
+                )
+            )
+    engine.dispose()
+    return url
+
+
+def _explain(url: str, job: str, window: tuple[str, str]) -> list[tuple[str, str, str]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
+    argv = ["explain", job, "--from", window[0], "--to", window[1], "-o", "json"]
+    done = subprocess.run(
+        [RECONCILE, "--database-url", url, *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return [(s["slot"], s["fate"], s["reason"]) for s in json.loads(done.stdout)["slots"]]
+
+
+@pytest.fixture(scope="module")
+def answers(database: str) -> dict[tuple[str, str], list[tuple[str, str, str]]]:
+    """The four explains, run at once (each is a whole process)."""
+    asks = [(job, night) for job in ("fixed", "real") for night in ("spring", "autumn")]
+    windows = {"spring": SPRING, "autumn": AUTUMN}
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        found = pool.map(lambda ask: _explain(database, ask[0], windows[ask[1]]), asks)
+        return dict(zip(asks, found, strict=True))
+
+
+def _ran(slots: list[str]) -> list[tuple[str, str, str]]:
+    return [(slot, "ran", "succeeded, 0.010 s late") for slot in slots]
+
+
+def test_fixed_time_cron_lists_the_wall_times_its_dst_policy_skips(
+    answers: dict[tuple[str, str], list[tuple[str, str, str]]],
+) -> None:
+    # Spring: 02:30 does not exist; on the offset before the jump it would be 01:30Z.
+    assert answers["fixed", "spring"] == [
+        (
+            "2027-03-28T01:30:00Z",
+            "skipped",
+            SPRING_GAP_SKIP.format("02:30:00") + " (clocks jump forward)",
+        ),
+    ]
+    # Autumn: 02:30 CEST (00:30Z) ran; 02:30 CET (01:30Z), the second occurrence, skipped.
+    assert answers["fixed", "autumn"] == [
+        *_ran(["2027-10-31T00:30:00Z"]),
+        (
+            "2027-10-31T01:30:00Z",
+            "skipped",
+            "dst repeat: first: second occurrence of 2027-10-31 02:30:00, which happens "
+            "twice in Europe/Berlin (clocks go back)",
+        ),
+    ]
+
+
+def test_real_time_cron_keeps_every_instant_and_names_the_missing_wall_times(
+    answers: dict[tuple[str, str], list[tuple[str, str, str]]],
+) -> None:
+    spring = answers["real", "spring"]
+    kept = [slot for slot in KEPT["real"] if SPRING[0] <= slot <= SPRING[1]]
+    assert [entry for entry in spring if entry[1] == "ran"] == _ran(kept)
+    assert len(kept) == 8  # 23:00Z .. 02:30Z: no instant is lost to the gap
+    # 02:00 and 02:30 wall times do not exist: listed skipped, each just before the run
+    # at the same instant (03:00 / 03:30 CEST).
+    skipped = [entry for entry in spring if entry[1] == "skipped"]
+    assert skipped == [
+        (
+            f"2027-03-28T01:{minute}:00Z",
+            "skipped",
+            SPRING_GAP_SKIP.format(f"02:{minute}:00") + " (clocks jump forward)",
+        )
+        for minute in ("00", "30")
+    ]
+    assert len(spring) == 10
+    assert spring.index(skipped[0]) + 1 == spring.index(_ran(["2027-03-28T01:00:00Z"])[0])
+    # Autumn, repeat both: both occurrences of 02:00 and 02:30 run, nothing skipped.
+    autumn = answers["real", "autumn"]
+    assert autumn == _ran([slot for slot in KEPT["real"] if AUTUMN[0] <= slot <= AUTUMN[1]])
+    assert len(autumn) == 8
