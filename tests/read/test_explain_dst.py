@@ -36,15 +36,10 @@ SPRING_GAP_SKIP = "dst gap: skip: 2027-03-28 {} does not exist in Europe/Berlin"
 # Slots the policy keeps: each gets a succeeded ledger row.
 KEPT = {
     "fixed": ["2027-10-31T00:30:00Z"],  # 02:30 CEST, the first 02:30
-    "real": [  # real time: every half hour of UTC, both nights
-        f"2027-{day}T{hour:02d}:{minute:02d}:00Z"
-        for day in ("03-27", "03-28", "10-30", "10-31")
-        for hour in range(24)
-        for minute in (0, 30)
-        if (day.endswith("27") or day.endswith("30"))
-        and hour == 23
-        or (day.endswith("28") or day.endswith("31"))
-        and hour <= 2
+    "real": [  # real time: every half hour of UTC from 23:00Z to 02:30Z, both nights
+        f"{(night + timedelta(minutes=30 * step)):%Y-%m-%dT%H:%M:%SZ}"
+        for night in (datetime(2027, 3, 27, 23, tzinfo=UTC), datetime(2027, 10, 30, 23, tzinfo=UTC))
+        for step in range(8)
     ],
 }
 
