@@ -40,6 +40,7 @@ def describe_job(connection: Any, name: str, *, now: datetime) -> dict[str, Any]
     from reconciler.core.readout import job_document
     from reconciler.core.status import DRIFT_DETAILS, view_job
     from reconciler.core.triggers import next_fire_times
+    from reconciler.spec.checks import never_fires_again
     from reconciler.store.history import (
         events_statement,
         read_all,
@@ -68,6 +69,7 @@ def describe_job(connection: Any, name: str, *, now: datetime) -> dict[str, Any]
         revision_dirty=stored["revision_dirty"],
         created_at=stored["created_at"],
         updated_at=stored["updated_at"],
+        state_reason=never_fires_again(spec, now=now) if view.row.status == "completed" else None,
         next_fires=list(next_fire_times(spec, after=now, count=3))
         if view.row.status == "active"
         else [],
@@ -107,6 +109,7 @@ def _text(document: dict[str, Any], paint: Any) -> str:
         f"Revision:    {revision}",
         f"Added:       {rfc3339(document['created_at'])}",
         f"Updated:     {rfc3339(document['updated_at'])}",
+        *([f"Why:         {document['state_reason']}"] if document.get("state_reason") else []),
         "Next fires:  " + (", ".join(map(str, map(rfc3339, document["next_fires"]))) or "-"),
         "Holds:       none",
     ]

@@ -76,6 +76,15 @@ def past_one_off(spec: JobSpec, *, now: datetime) -> str | None:
     )
 
 
+def never_fires_again(spec: JobSpec, *, now: datetime) -> str | None:
+    """Why a job has no fire time after `now` any more (a past one-off, an `end` that has
+    passed), for people reading a `completed` job; None when neither holds."""
+    reason = past_one_off(spec, now=now)
+    if reason is None and spec.end is not None and spec.zoned(spec.end) <= now:
+        reason = f"its end {spec.zoned(spec.end).isoformat()} has passed: it never fires again"
+    return reason
+
+
 def check_task_arguments(spec: JobSpec, *, settings: Settings) -> list[Finding]:
     """UNKNOWN_ARGUMENT / MISSING_ARGUMENT / INVALID_ARGUMENT for `args` and `kwargs`
     that do not fit the task's parameters (see reconciler.tasks.catalog), offline."""

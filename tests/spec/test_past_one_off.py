@@ -41,3 +41,19 @@ def test_validate_and_plan_warn_and_accept(tmp_path: Path) -> None:
     assert set(changes) == {"once-past", "once-later"}
     assert changes["once-past"]["reason"].endswith("completed: no future fire time, it never fires")
     assert "completed" not in changes["once-later"]["reason"]
+
+
+def test_describe_says_why_a_past_one_off_never_fires(tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs.d"
+    jobs.mkdir()
+    (jobs / "once.yaml").write_text(PAST + "---\n" + FUTURE)
+    assert reconcile("apply", "--auto-approve", cwd=tmp_path).returncode == 0
+    past = reconcile("describe", "job", "once-past", cwd=tmp_path)
+    assert "State:       completed" in past.stdout
+    assert "Why:         the one-off time 2020-01-01T00:00:00+00:00 is in the past" in past.stdout
+    document = json.loads(
+        reconcile("describe", "job", "once-past", "-o", "json", cwd=tmp_path).stdout
+    )
+    assert "never fires" in document["state_reason"]
+    later = reconcile("describe", "job", "once-later", "-o", "json", cwd=tmp_path)
+    assert json.loads(later.stdout)["state_reason"] is None
