@@ -163,7 +163,8 @@ def test_a_failing_task_retries_as_configured_then_fails(rig: Rig, http_url: str
     assert row["retries"] == 2
     assert row["error"] == "RuntimeError: boom"
     assert row["finished_at"] is not None
-    assert worker.log().count(f'task.retried task="reconciler.tasks.fail_task" id="{failing}"') == 2
+    retried = f'task.retried job="test-job" task="reconciler.tasks.fail_task" id="{failing}"'
+    assert worker.log().count(retried) == 2
     probe_row = rig.wait_status(probe, "failed")
     assert probe_row["retries"] == 1
     assert probe_row["error"].startswith("ProbeFailed: ") and "503" in probe_row["error"]

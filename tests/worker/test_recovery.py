@@ -34,9 +34,8 @@ def test_a_fire_survives_kill_9_of_its_worker(rig: Rig) -> None:
     assert row["worker"] == f"second@{socket.gethostname()}"
     assert row["duplicates"] == 0
     assert first.log().count("task.succeeded") == 0
-    assert (
-        second.log().count(f'task.succeeded task="reconciler.tasks.sleep_task" id="{run_id}"') == 1
-    )
+    succeeded = f'task.succeeded job="test-job" task="reconciler.tasks.sleep_task" id="{run_id}"'
+    assert second.log().count(succeeded) == 1
     assert rig.app.AsyncResult(run_id).get(timeout=5)["slept"] == 2
     # Its /metrics sums the pool process's samples (prometheus multiprocess mode).
     metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
@@ -65,6 +64,5 @@ def test_a_lost_pool_process_frees_its_fire_at_once(rig: Rig) -> None:
     assert row["status"] == "succeeded"
     assert "WorkerLostError" in worker.log()
     assert f"released the idempotency key of lost fire {run_id}" in worker.log()
-    assert (
-        worker.log().count(f'task.succeeded task="reconciler.tasks.sleep_task" id="{run_id}"') == 1
-    )
+    succeeded = f'task.succeeded job="test-job" task="reconciler.tasks.sleep_task" id="{run_id}"'
+    assert worker.log().count(succeeded) == 1
