@@ -133,6 +133,8 @@ def test_explain_gives_every_slot_its_fate(embedded: dict[str, Any]) -> None:
     down_to = datetime.now(UTC)
     embedded["daemon"] = Process("daemon-again", ["run", "--no-migrate"], env, embedded["tmp"])
     wait_for(lambda: _ran(env, "tick", down_to) >= 1, timeout=90, what="tick running again")
+    # The resume may be applied by either daemon: wait for a run of `toggle` after it.
+    wait_for(lambda: _ran(env, "toggle", down_to) >= 1, timeout=90, what="toggle resumed")
     end = datetime.now(UTC)
 
     tick = explain(env, "tick", begin, end + timedelta(seconds=10))
