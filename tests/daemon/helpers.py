@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,24 +24,11 @@ import sqlalchemy as sa
 from kombu import Connection
 
 from tests.conftest import TEST_TASK_ALLOWLIST
+from tests.polling import wait_until  # noqa: F401  (re-exported to the tests of this folder)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 QUEUES = ("default", "high_priority", "low_priority", "scheduled")
 TASK = "reconciler.tasks.noop"
-
-
-def wait_until(
-    predicate: Callable[[], Any], *, timeout: float, interval: float = 0.05, what: str = ""
-) -> Any:
-    """Poll `predicate` until it returns something truthy (returned); fail after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what or 'condition'} not met within {timeout} s")
-        time.sleep(interval)
 
 
 def job_yaml(name: str, *, cron: str = "* * * * * *", **fields: object) -> str:

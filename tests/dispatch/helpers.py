@@ -3,8 +3,6 @@ and reading what reached the broker (consumed with kombu: no worker needed)."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +13,7 @@ from reconciler.core.fires import FirePayload, fire_payload
 from reconciler.spec.essence import essence, spec_hash
 from reconciler.spec.model import JobSpec
 from reconciler.store.tables import job_runs, scheduled_jobs
+from tests.polling import wait_until  # noqa: F401  (re-exported to the tests of this folder)
 
 
 class Fence:
@@ -25,18 +24,6 @@ class Fence:
 
     def is_leader(self) -> bool:
         return self.leader
-
-
-def wait_until(predicate: Callable[[], Any], *, timeout: float, interval: float = 0.05) -> Any:
-    """Poll `predicate` until it returns something truthy; fail after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(interval)
 
 
 def make_spec(name: str = "billing.sweep", **fields: Any) -> JobSpec:

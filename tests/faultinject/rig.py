@@ -10,10 +10,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
@@ -21,23 +20,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from tests.polling import wait_until
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 RECONCILE = str(Path(sys.executable).parent / "reconcile")
 TASK = "fault_tasks.tally"
-
-
-def wait_until(
-    predicate: Callable[[], Any], *, timeout: float, what: str, every: float = 0.1
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        time.sleep(every)
 
 
 @dataclass

@@ -26,7 +26,7 @@ FINAL_BOUND = 10.0
 
 
 def in_flight_now(rig: FaultRig) -> set[str]:
-    rows = wait_until(rig.in_flight, timeout=20, what="a run in flight", every=0.02)
+    rows = wait_until(rig.in_flight, timeout=20, what="a run in flight", interval=0.02)
     return {row.id for row in rows}
 
 
