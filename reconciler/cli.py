@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Sequence
 from types import ModuleType
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from reconciler import __version__
 from reconciler.errors import (
@@ -28,7 +28,9 @@ from reconciler.errors import (
 )
 from reconciler.logs import configure_logging
 from reconciler.redact import mask_logs, mask_text
-from reconciler.settings import Settings
+
+if TYPE_CHECKING:  # pydantic-settings is imported by the commands that load settings
+    from reconciler.settings import Settings
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_REFUSED = 0, 1, 2, 3
 
@@ -86,7 +88,33 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+# The common flags that take a value (what `_invoked_command` must step over).
+_VALUE_FLAGS = ("--jobs-dir", "--database-url")
+
+
+def _invoked_command(arguments: Sequence[str]) -> str | None:
+    """The command named on the command line, told without importing any command module,
+    or None when it cannot be told (help, --version, an unknown name, nothing)."""
+    remaining = iter(arguments)
+    for item in remaining:
+        if item in ("-h", "--help", "--version"):
+            return None
+        if item.startswith("--") and "=" not in item:
+            # argparse also accepts an unambiguous prefix (`--database`) of a flag
+            if len(item) > 2 and any(flag.startswith(item) for flag in _VALUE_FLAGS):
+                next(remaining, None)  # the flag's value
+            continue
+        if item.startswith("-"):
+            continue
+        return item if item in COMMANDS else None
+    return None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or with `command` only of that one: the other command
+    modules are then never imported, and a one-shot command (`reconcile get jobs`, a no-op
+    `reconcile plan`) pays only for its own imports. The full parser is for help and for
+    errors that list the commands."""
     parser = _Parser(
         prog="reconcile",
         description="Scheduled jobs as YAML in git, reconciled into APScheduler and Celery.",
@@ -97,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common(parser)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
+    for name in COMMANDS if command is None else (command,):
         module = _command(name)
         sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
         _add_common(sub)
@@ -128,11 +156,11 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
     arguments = list(sys.argv[1:] if argv is None else argv)
     if "--dry-run" in arguments and not set(arguments) & set(COMMANDS):
         # `reconcile --dry-run [plan flags]` is `reconcile plan [plan flags]`.
         arguments = ["plan" if item == "--dry-run" else item for item in arguments]
+    parser = build_parser(_invoked_command(arguments))
     args = parser.parse_args(arguments)
     if args.command is None:
         parser.print_help()

@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from reconciler.database_url import DEFAULT_STATE_DIR, STATE_DB_NAME, default_database_url
+
 DEFAULT_QUEUES = ("default", "high_priority", "low_priority", "scheduled")
 # Task names and prefixes a job may name unless RECONCILER_TASK_ALLOWLIST says otherwise.
 # A trailing dot or `*` marks a prefix. Whoever can merge a job file can call an allowed
@@ -32,8 +34,6 @@ WORKER_METRICS_PORT = 9102
 # Everything the reconciler writes on its own (the default SQLite file, a bare
 # `filesystem://` broker's folders) lives under this folder, never loose in the
 # working directory.
-DEFAULT_STATE_DIR = Path(".reconciler")
-STATE_DB_NAME = "reconciler.db"
 REPORTS_FOLDER = "reports"
 
 
@@ -47,7 +47,7 @@ class Settings(BaseSettings):
         description="Folder for local state: the default SQLite file, a local broker's files",
     )
     database_url: str = Field(
-        default=f"sqlite:///{DEFAULT_STATE_DIR / STATE_DB_NAME}",
+        default=default_database_url(DEFAULT_STATE_DIR),
         description=(
             "Where state lives: postgresql://user@host/db or sqlite:///path "
             f"(unset or empty: sqlite:///<state_dir>/{STATE_DB_NAME})"
@@ -195,7 +195,7 @@ class Settings(BaseSettings):
             return data
         state_dir = Path(data.get("state_dir") or DEFAULT_STATE_DIR)
         if not data.get("database_url"):
-            data = {**data, "database_url": f"sqlite:///{state_dir / STATE_DB_NAME}"}
+            data = {**data, "database_url": default_database_url(state_dir)}
         if not data.get("report_dir"):
             data = {**data, "report_dir": state_dir / REPORTS_FOLDER}
         return data

@@ -4,11 +4,16 @@ traceback; `--dry-run` is `plan` with all of plan's flags."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from reconciler.cli import main
+from reconciler.cli import _invoked_command, main
+from reconciler.database_url import database_url_from_env
+from reconciler.settings import load_settings
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "jobs.d"
 
@@ -35,3 +40,68 @@ def test_dry_run_is_plan_with_its_flags(tmp_path: Path, capsys: pytest.CaptureFi
     assert document["summary"]["add"] == 7
     assert main(["--dry-run", *common]) == 2
     assert "Reconcile will perform these actions" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "command"),
+    [
+        (["get", "jobs"], "get"),
+        (["--database-url", "sqlite:///get", "get", "jobs"], "get"),
+        (["--database", "plan", "status"], "status"),  # an abbreviated flag's value
+        (["--jobs-dir=x", "--dry-run", "apply"], "apply"),
+        (["--help", "get"], None),
+        (["--version"], None),
+        (["no-such-command"], None),
+        ([], None),
+    ],
+)
+def test_the_invoked_command_is_told_before_any_command_module_is_imported(
+    argv: list[str], command: str | None
+) -> None:
+    assert _invoked_command(argv) == command
+
+
+def test_a_read_command_imports_neither_the_other_commands_nor_the_settings_model(
+    tmp_path: Path,
+) -> None:
+    # A one-shot command pays only for its own imports (issue 14: `get jobs` <= 0.5 s).
+    probe = (
+        "import sys\n"
+        "from reconciler.cli import main\n"
+        f"main(['--database-url', 'sqlite:///{tmp_path / 'none.db'}', 'get', 'jobs'])\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith(('reconciler.commands.', "
+        "'pydantic')) or m == 'reconciler.settings')\n"
+        "print(' '.join(loaded))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.stdout.split() == [
+        "reconciler.commands._common",
+        "reconciler.commands._output",
+        "reconciler.commands.get",
+    ], done.stderr
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {},
+        {"RECONCILER_DATABASE_URL": "postgresql://u@h/db"},
+        {"RECONCILER_DATABASE_URL": "", "RECONCILER_STATE_DIR": "/var/lib/reconciler"},
+        {"reconciler_state_dir": "state"},
+        {"RECONCILER_STATE_DIR": "s", "RECONCILER_DATABASE_URL": "sqlite:///elsewhere.db"},
+    ],
+)
+def test_the_read_commands_find_the_database_where_the_settings_do(
+    environ: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in list(os.environ):
+        if name.upper().startswith("RECONCILER_"):
+            monkeypatch.delenv(name)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    assert database_url_from_env(environ) == load_settings().database_url
+    flag = "sqlite:///flag.db"
+    assert (
+        database_url_from_env(environ, override=flag)
+        == load_settings(database_url=flag).database_url
+    )

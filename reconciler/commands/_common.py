@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -73,13 +74,21 @@ def stdout_is_terminal() -> bool:
     return sys.stdout.isatty()
 
 
+def read_database_url(args: argparse.Namespace) -> str:
+    """The database of a read command: the --database-url flag or the environment, read
+    without the settings model (pydantic-settings), which a read command does not need."""
+    from reconciler.database_url import database_url_from_env
+
+    return database_url_from_env(os.environ, override=getattr(args, "database_url", None))
+
+
 @contextmanager
 def connect(args: argparse.Namespace) -> Iterator[Connection]:
     """A connection to the configured database, for the read commands. Raises ConfigError
     when the database has no schema yet."""
-    from reconciler.cli import settings_from
+    from reconciler.store.db import create_sync_engine
 
-    engine = open_engine(settings_from(args))
+    engine = create_sync_engine(read_database_url(args))
     try:
         if not schema_ready(engine):
             raise ConfigError("the database has no schema yet: run `reconcile db upgrade`")
