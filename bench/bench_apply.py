@@ -142,7 +142,7 @@ def write_jobs(root: Path, jobs: int, per_file: int) -> None:
     for file_index in range(jobs // per_file):
         documents = [
             f"name: job-{file_index:04d}-{slot}\ntask: reconciler.tasks.example_task\n"
-            f'schedule: {{cron: "*/5 * * * *"}}\nkwargs: {{n: {slot}}}\n'
+            f'schedule: {{cron: "*/5 * * * *"}}\nkwargs: {{data: {{n: {slot}}}}}\n'
             f"labels: {{team: t{file_index % 9}}}\n"
             for slot in range(per_file)
         ]

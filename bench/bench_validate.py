@@ -27,10 +27,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from corpus import generate
+
 from reconciler.settings import Settings
 from reconciler.spec.loader import load_jobs
 
-QUEUES = ("default", "high_priority", "low_priority", "scheduled")
 # Each measurement runs in a fresh interpreter and times only the call itself, so that
 # neither import time nor the heap of earlier measurements (garbage collection walks
 # it) favours one side.
@@ -58,47 +59,6 @@ start = time.perf_counter()
 result = run()
 print(time.perf_counter() - start)
 """
-
-
-def job_text(number: int) -> str:
-    """One realistic ten-to-fifteen-line job; the schedule kind varies with the number."""
-    kind = number % 10
-    if kind < 6:
-        schedule = f'  cron: "{number % 60} {number // 60 % 24} * * *"'
-    elif kind == 6:
-        schedule = f'  cron: "*/{number % 50 + 10} * * * * *"'
-    elif kind == 7:
-        schedule = f'  cron: {{minute: "*/{number % 30 + 1}", hour: "8-18"}}'
-    elif kind == 8:
-        schedule = f"  interval: {{minutes: {number % 120 + 1}}}"
-    else:
-        schedule = f"  at: 2031-{number % 12 + 1:02d}-01T09:00:00"
-    return (
-        f"name: job-{number:05d}\n"
-        "task: reconciler.tasks.example_task\n"
-        f'description: "generated job {number}"\n'
-        "schedule:\n"
-        f"{schedule}\n"
-        f"queue: {QUEUES[number % 4]}\n"
-        "timezone: Europe/Berlin\n"
-        "misfire_grace_seconds: 30\n"
-        "kwargs:\n"
-        f"  data: {{key: value, n: {number}}}\n"
-        "  url: https://example.com/hook\n"
-        f"labels: {{team: t{number % 10}, tier: standard}}\n"
-    )
-
-
-def generate(root: Path, *, files: int, per_file: int) -> None:
-    for file_number in range(files):
-        folder = root / f"team{file_number % 10}"
-        folder.mkdir(parents=True, exist_ok=True)
-        documents = [job_text(file_number * per_file + k) for k in range(per_file)]
-        path = folder / f"jobs-{file_number:04d}.yaml"
-        path.write_text("---\n".join(documents), encoding="utf-8")
-        # Age the files: the cache does not trust a file modified within the last second.
-        past = time.time_ns() - 60 * 10**9
-        os.utime(path, ns=(past, past))
 
 
 def child_time(root: Path, what: str) -> float:

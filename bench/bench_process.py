@@ -1,0 +1,180 @@
+"""Whole processes, as users run them: `reconcile apply`, `plan`, `validate`, with their
+output going to a pipe, side by side with the seed's path and the floors.
+
+    .venv/bin/python bench/bench_process.py [--files 1000] [--per-file 10]
+        [--seed-jobs 10000] [--rounds 5] [--skip-seed]
+
+10,000 jobs in 1,000 files (bench/corpus.py) in a git checkout, on PostgreSQL
+(127.0.0.1; the bench creates and drops its databases). Every figure is the wall time
+of a fresh process, from exec to exit, its stdout and stderr read through pipes; the
+repeated ones are medians of ROUNDS. Each line carries the 1-minute load average taken
+when it was measured: the machine is shared, compare only figures of one run.
+
+- seed path:  the seed's one-job-at-a-time path (bench_apply.SEED: APScheduler `add_job`
+              + an ORM insert + a commit per job) as one process; with --seed-jobs below
+              the job count, its time is scaled up linearly (it is linear);
+- floors:     the bare interpreter; the interpreter importing what `reconcile plan`
+              cannot do without (SQLAlchemy, psycopg, pydantic, PyYAML, APScheduler);
+              CSafeLoader over every document; one binary COPY of 20,000 rows of the
+              sizes we write (10,000 inventory + 10,000 scheduler rows) and a commit;
+- ours:       `reconcile apply` cold (empty database: migrations included), then
+              `reconcile plan` with nothing changed (what CI runs on every pull request),
+              `reconcile plan --format json` likewise, `reconcile plan` with one file
+              changed, `reconcile apply` with nothing changed, `reconcile validate`.
+
+Targets (issue 15): apply cold >= 15x faster than the seed path; plan no-op <= 0.5 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench_apply import SEED
+from benchdb import create_database, drop_database
+from corpus import file_path, file_text, generate, git_checkout
+
+PG = "postgresql://postgres@127.0.0.1:5432/"
+
+FLOOR_IMPORTS = "import sqlalchemy, psycopg, pydantic, yaml, apscheduler.triggers.cron"
+FLOOR_YAML = """
+import sys, yaml
+from pathlib import Path
+documents = 0
+for path in sorted(Path(sys.argv[1]).rglob("*.yaml")):
+    with open(path, "rb") as handle:
+        documents += sum(1 for _ in yaml.load_all(handle, Loader=yaml.CSafeLoader))
+print(documents)
+"""
+# 20,000 rows shaped like ours: an inventory row (name, JSON spec, hash, source) and a
+# scheduler row (id, next run time, a pickled state of ~1.3 KB).
+FLOOR_COPY = """
+import json, os, sys, psycopg
+url, count = sys.argv[1], int(sys.argv[2])
+spec = json.dumps({"name": "job-00000", "task": "reconciler.tasks.example_task",
+    "schedule": {"cron": "5 1 * * *"}, "queue": "default", "timezone": "Europe/Berlin",
+    "kwargs": {"data": {"key": "value", "n": 1}}, "labels": {"team": "t1"}})
+state = os.urandom(1300)
+with psycopg.connect(url) as connection:
+    connection.execute("DROP TABLE IF EXISTS floor_inventory, floor_rows")
+    connection.execute("CREATE TABLE floor_inventory (name text PRIMARY KEY, "
+                       "spec jsonb, spec_hash text, source text)")
+    connection.execute("CREATE TABLE floor_rows (id text PRIMARY KEY, "
+                       "next_run_time float8, job_state bytea)")
+    with connection.cursor() as cursor:
+        with cursor.copy("COPY floor_inventory FROM STDIN") as copy:
+            for n in range(count // 2):
+                copy.write_row((f"job-{n:05d}", spec, "0" * 64, "team1/jobs-00001.yaml"))
+        with cursor.copy("COPY floor_rows FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(["text", "float8", "bytea"])
+            for n in range(count // 2):
+                copy.write_row((f"job-{n:05d}", 1.0e9 + n, state))
+print(count)
+"""
+
+
+def load() -> float:
+    return os.getloadavg()[0]
+
+
+def run(
+    command: Sequence[str], *, env: dict[str, str] | None = None, ok: Sequence[int] = (0,)
+) -> tuple[float, float]:
+    """(wall seconds of the whole process, load average before it). Output is read
+    through pipes and thrown away, as a CI job capturing it would."""
+    before = load()
+    start = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, check=False)
+    seconds = time.perf_counter() - start
+    if done.returncode not in ok:
+        raise SystemExit(f"{' '.join(command)}: exit {done.returncode}\n{done.stderr.decode()}")
+    return seconds, before
+
+
+def median_of(rounds: int, command: Sequence[str], **options: object) -> tuple[float, float]:
+    runs = [run(command, **options) for _ in range(rounds)]  # type: ignore[arg-type]
+    return statistics.median(s for s, _ in runs), statistics.mean(lo for _, lo in runs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=1000)
+    parser.add_argument("--per-file", type=int, default=10)
+    parser.add_argument("--seed-jobs", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--skip-seed", action="store_true")
+    options = parser.parse_args()
+    jobs = options.files * options.per_file
+    python = sys.executable
+    reconcile = str(Path(python).parent / "reconcile")
+    ours_db, floor_db, seed_db = create_database(), create_database(), create_database()
+    results: list[tuple[str, float, float, str]] = []
+
+    def note(label: str, figure: tuple[float, float], remark: str = "") -> None:
+        results.append((label, figure[0], figure[1], remark))
+        print(f"  {label:44} {figure[0]:8.3f} s  (load {figure[1]:4.1f}) {remark}", flush=True)
+
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            root = Path(folder) / "jobs.d"
+            generate(root, files=options.files, per_file=options.per_file)
+            git_checkout(root)
+            env = {
+                **os.environ,
+                "RECONCILER_DATABASE_URL": PG + ours_db,
+                "RECONCILER_JOBS_DIR": str(root),
+                "RECONCILER_STATE_DIR": str(Path(folder) / "state"),
+            }
+            print(f"{jobs} jobs in {options.files} files, PostgreSQL, {os.cpu_count()} CPUs")
+            print("floors:")
+            note("interpreter alone", median_of(options.rounds, [python, "-c", "pass"]))
+            note("interpreter + imports", median_of(options.rounds, [python, "-c", FLOOR_IMPORTS]))
+            note("CSafeLoader, every document", median_of(3, [python, "-c", FLOOR_YAML, str(root)]))
+            note(
+                "one COPY of 20,000 rows + commit",
+                median_of(3, [python, "-c", FLOOR_COPY, PG + floor_db, "20000"]),
+            )
+            print("ours (whole processes, output to a pipe):")
+            apply_cold = run([reconcile, "apply", "--auto-approve"], env=env)
+            note("reconcile apply, cold", apply_cold)
+            plan = [reconcile, "plan"]
+            note("reconcile plan, no change", median_of(options.rounds, plan, env=env))
+            note(
+                "reconcile plan --format json, no change",
+                median_of(options.rounds, [*plan, "--format", "json"], env=env),
+            )
+            note(
+                "reconcile apply, no change",
+                median_of(options.rounds, [reconcile, "apply", "--auto-approve"], env=env),
+            )
+            target = file_path(root, 0)
+            target.write_text(file_text(0, options.per_file).replace("value", "changed"))
+            note(
+                "reconcile plan, one file changed",
+                median_of(options.rounds, plan, env=env, ok=(2,)),
+            )
+            note("reconcile validate", median_of(3, [reconcile, "validate"], env=env))
+        if not options.skip_seed:
+            seed_url = PG.replace("postgresql://", "postgresql+psycopg://") + seed_db
+            seed = run([python, "-c", SEED, seed_url, str(options.seed_jobs)])
+            scaled = seed[0] * jobs / options.seed_jobs
+            note(f"seed path ({options.seed_jobs} jobs, one process)", seed)
+            ratio = scaled / apply_cold[0]
+            print(
+                f"apply cold vs the seed path: {ratio:.1f}x faster "
+                f"(seed {scaled:.2f} s for {jobs} jobs; target >= 15x)"
+            )
+    finally:
+        for name in (ours_db, floor_db, seed_db):
+            drop_database(name)
+
+
+if __name__ == "__main__":
+    main()
