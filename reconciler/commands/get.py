@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 from datetime import UTC, datetime
+from typing import Any
 
 from reconciler.commands._output import add_output, emit
 from reconciler.core.status import JobState
@@ -33,11 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reconciler.commands._common import connect
+    from reconciler.commands._common import read_database_url
     from reconciler.core.readout import job_document, jobs_text
     from reconciler.core.status import view_job
     from reconciler.errors import ConfigError
-    from reconciler.store.status import JobSelector, read_job_rows
+    from reconciler.store.lean_read import read_job_rows_lean
 
     labels = []
     for item in args.selector:
@@ -45,8 +46,10 @@ def run(args: argparse.Namespace) -> int:
         if not sep or not key:
             raise ConfigError(f"-l {item!r}: expected KEY=VALUE")
         labels.append((key, value))
-    with connect(args) as connection:
-        rows = read_job_rows(connection, JobSelector(labels=tuple(labels)))
+    # The driver alone, without SQLAlchemy's import: this command is a whole process.
+    rows = read_job_rows_lean(read_database_url(args), labels=labels)
+    if rows is None:  # a URL only SQLAlchemy reads (or reports as invalid)
+        rows = _read_with_sqlalchemy(args, tuple(labels))
     now = datetime.now(UTC)
     views = [view_job(row, now=now) for row in rows]
     if args.status:
@@ -57,3 +60,13 @@ def run(args: argparse.Namespace) -> int:
         lambda wide, paint: jobs_text(views, wide=wide, paint=paint),
     )
     return 0
+
+
+def _read_with_sqlalchemy(
+    args: argparse.Namespace, labels: tuple[tuple[str, str], ...]
+) -> list[Any]:
+    from reconciler.commands._common import connect
+    from reconciler.store.status import JobSelector, read_job_rows
+
+    with connect(args) as connection:
+        return read_job_rows(connection, JobSelector(labels=labels))

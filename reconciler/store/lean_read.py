@@ -1,0 +1,149 @@
+"""The job rows of the read model, read with the database driver alone (sqlite3, psycopg).
+
+`reconcile get jobs` is a whole process a user waits for, and importing SQLAlchemy costs
+more on this project's machines than reading and printing 10,000 jobs. This module is
+the same query as `reconciler.store.status.jobs_statement` written as SQL text per
+dialect, and hands back the same `JobRow`s; a contract test (tests/read/test_lean_read.py)
+runs both on SQLite and PostgreSQL and compares every field. The API and the daemon keep
+using the SQLAlchemy statement; a URL this module cannot read itself (a driver option in
+a SQLite URL, an unknown scheme) makes `read_job_rows_lean` return None, and the caller
+falls back to SQLAlchemy, which also reports an invalid URL the usual way.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from reconciler.core.status import JobRow
+from reconciler.errors import ConfigError
+
+NO_SCHEMA = "the database has no schema yet: run `reconcile db upgrade`"
+
+_COLUMNS = """
+    j.name, j.status, j.spec_hash, j.task, j.queue, {labels}, {schedule}, {timezone},
+    j.source_file, j.revision, j.updated_at, a.id, a.next_run_time, q.path,
+    r.id, r.status, r.scheduled_time, r.finished_at"""
+_JOINS = """
+FROM scheduled_jobs AS j
+LEFT JOIN apscheduler_jobs AS a ON a.id = j.name
+LEFT JOIN quarantined_files AS q ON q.path = j.source_file"""
+# The newest run of each job, by slot ((job_name, scheduled_time) is unique and indexed).
+# PostgreSQL: one backward index probe per job (LATERAL); a join on max(scheduled_time)
+# makes it hash all runs instead.
+_POSTGRESQL = f"""
+SELECT {
+    _COLUMNS.format(
+        labels="j.labels::text",
+        schedule="(j.spec -> 'schedule')::text",
+        timezone="j.spec ->> 'timezone'",
+    )
+}{_JOINS}
+LEFT JOIN LATERAL (
+    SELECT id, status, scheduled_time, finished_at FROM job_runs
+    WHERE job_runs.job_name = j.name ORDER BY scheduled_time DESC LIMIT 1
+) AS r ON true"""
+# SQLite has no LATERAL; it probes the covering index for max(scheduled_time) per job.
+_SQLITE = f"""
+SELECT {
+    _COLUMNS.format(
+        labels="j.labels",
+        schedule="json_quote(json_extract(j.spec, '$.schedule'))",
+        timezone="json_extract(j.spec, '$.timezone')",
+    )
+}{_JOINS}
+LEFT JOIN job_runs AS r ON r.job_name = j.name AND r.scheduled_time = (
+    SELECT max(scheduled_time) FROM job_runs WHERE job_runs.job_name = j.name
+)"""
+_ORDER = " ORDER BY j.name"
+# sqlite:///relative/path, sqlite:////absolute/path; no query string (driver options).
+_SQLITE_URL = re.compile(r"sqlite(\+pysqlite)?:///(?P<path>[^?]+)")
+_POSTGRESQL_URL = re.compile(r"postgresql(\+\w+)?://(?P<rest>.*)")
+
+
+def read_job_rows_lean(url: str, *, labels: Sequence[tuple[str, str]] = ()) -> list[JobRow] | None:
+    """Every job (with all `labels` as key=value), in name order; None when `url` is not
+    one this module reads (the caller then uses SQLAlchemy). Raises ConfigError when the
+    database has no schema (or, for SQLite, no file)."""
+    sqlite = _SQLITE_URL.fullmatch(url)
+    if sqlite is not None and sqlite["path"] != ":memory:":
+        return _read_sqlite(sqlite["path"], labels)
+    postgresql = _POSTGRESQL_URL.fullmatch(url)
+    if postgresql is not None:
+        return _read_postgresql(f"postgresql://{postgresql['rest']}", labels)
+    return None
+
+
+def _read_sqlite(path: str, labels: Sequence[tuple[str, str]]) -> list[JobRow]:
+    import sqlite3
+
+    if not os.path.isfile(path):  # a reader must not create the file
+        raise ConfigError(NO_SCHEMA)
+    where = ["json_extract(j.labels, ?) = ?" for _ in labels]
+    parameters = [part for key, value in labels for part in (f'$."{key}"', value)]
+    connection = sqlite3.connect(path, timeout=10)  # waits out a writer, like the engine
+    try:
+        rows = connection.execute(_SQLITE + _where(where) + _ORDER, parameters).fetchall()
+    except sqlite3.OperationalError as error:
+        if "no such table" in str(error):
+            raise ConfigError(NO_SCHEMA) from None
+        raise
+    finally:
+        connection.close()
+    return [_job_row(row, _sqlite_moment) for row in rows]
+
+
+def _read_postgresql(conninfo: str, labels: Sequence[tuple[str, str]]) -> list[JobRow]:
+    import psycopg
+
+    where = ["j.labels ->> %s = %s" for _ in labels]
+    parameters = [part for pair in labels for part in pair]
+    with psycopg.connect(conninfo, autocommit=True) as connection:
+        try:
+            rows = connection.execute(_POSTGRESQL + _where(where) + _ORDER, parameters).fetchall()
+        except psycopg.errors.UndefinedTable:
+            raise ConfigError(NO_SCHEMA) from None
+    return [_job_row(row, _same) for row in rows]
+
+
+def _where(conditions: Iterable[str]) -> str:
+    text = " AND ".join(conditions)
+    return f" WHERE {text}" if text else ""
+
+
+def _job_row(row: Sequence[Any], moment: Any) -> JobRow:
+    return JobRow(
+        name=row[0],
+        status=row[1],
+        spec_hash=row[2],
+        task=row[3],
+        queue=row[4],
+        labels=orjson.loads(row[5]) or {},
+        schedule=None if row[6] is None else orjson.loads(row[6]),
+        timezone=row[7],
+        source_file=row[8],
+        revision=row[9],
+        updated_at=moment(row[10]),
+        scheduled=row[11] is not None,
+        next_run_time=row[12],
+        quarantined=row[13] is not None,
+        last_run_id=row[14],
+        last_run_status=row[15],
+        last_run_slot=moment(row[16]),
+        last_run_finished=moment(row[17]),
+    )
+
+
+def _sqlite_moment(text: str | None) -> datetime | None:
+    # SQLAlchemy stores UTC as naive `YYYY-MM-DD HH:MM:SS.ffffff` text in SQLite and
+    # reads it back naive; so does this.
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def _same(value: Any) -> Any:
+    return value

@@ -1,0 +1,107 @@
+"""The driver-only read of `reconcile get jobs` (reconciler/store/lean_read.py) against the
+SQLAlchemy statement the API and the daemon use: the same JobRows, field by field, on
+SQLite and PostgreSQL, for every label selector."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from reconciler.errors import ConfigError
+from reconciler.store.db import create_sync_engine
+from reconciler.store.lean_read import read_job_rows_lean
+from reconciler.store.status import JobSelector, read_job_rows
+from reconciler.store.tables import job_runs, scheduled_jobs
+from tests.read.test_golden import T0, _seed, _spec
+
+SELECTORS = [
+    (),
+    (("team", "billing"),),
+    (("team", "ops"),),
+    (("team", "ops"), ("tier", "gold")),
+    (("team", "nobody"),),
+    (("no-such-key", "x"),),
+]
+
+
+def _seed_more(connection: sa.Connection) -> None:
+    # A job with no scheduler row, no run, two labels and an interval schedule; a second
+    # run of a job at an older slot, written after its newest (not the newest by slot).
+    spec = _spec("lonely", "0 0 * * *", "Asia/Tokyo", {"team": "ops", "tier": "gold"})
+    spec["schedule"] = {"interval": {"minutes": 5}}
+    connection.execute(
+        sa.insert(scheduled_jobs).values(
+            name="lonely",
+            spec=spec,
+            spec_hash="1" * 64,
+            task=spec["task"],
+            queue="high_priority",
+            labels=spec["labels"],
+            status="active",
+            source_file="ops/lonely.yaml",
+            source_line=4,
+            revision=None,
+            created_at=T0,
+            updated_at=T0,
+        )
+    )
+    connection.execute(
+        sa.insert(job_runs).values(
+            id="00000000-0000-0000-0000-0000000000ff",
+            job_name="health-probe",
+            scheduled_time=T0 - timedelta(hours=5),
+            status="failed",
+            task="reconciler.tasks.noop",
+            queue="default",
+            idempotency_key="older",
+            updated_at=T0,
+        )
+    )
+
+
+@pytest.fixture
+def seeded(migrated_db_url: str) -> str:
+    engine = create_sync_engine(migrated_db_url)
+    with engine.begin() as connection:
+        _seed(connection)
+        _seed_more(connection)
+    engine.dispose()
+    return migrated_db_url
+
+
+@pytest.mark.parametrize("labels", SELECTORS, ids=str)
+def test_the_lean_read_returns_the_rows_of_the_sqlalchemy_statement(
+    seeded: str, labels: tuple[tuple[str, str], ...]
+) -> None:
+    engine = create_sync_engine(seeded)
+    with engine.connect() as connection:
+        expected = read_job_rows(connection, JobSelector(labels=labels))
+    engine.dispose()
+    assert read_job_rows_lean(seeded, labels=labels) == expected
+    if not labels:
+        assert len(expected) == 5
+        assert {row.name for row in expected if row.last_run_id is not None} == {
+            "invoice-sweep",
+            "health-probe",
+        }
+
+
+def test_a_database_without_schema_or_file_is_reported_not_created(
+    db_url: str, tmp_path: Path
+) -> None:
+    with pytest.raises(ConfigError, match="no schema"):
+        read_job_rows_lean(db_url)
+    missing = tmp_path / "nowhere" / "state.db"
+    with pytest.raises(ConfigError, match="no schema"):
+        read_job_rows_lean(f"sqlite:///{missing}")
+    assert not missing.parent.exists()
+
+
+@pytest.mark.parametrize(
+    "url", ["sqlite://", "sqlite:///:memory:", "sqlite:///x.db?timeout=3", "mysql://h/db"]
+)
+def test_urls_it_does_not_read_are_left_to_sqlalchemy(url: str) -> None:
+    assert read_job_rows_lean(url) is None
