@@ -5,10 +5,12 @@ Two stages, so that the scheduler loop never waits for the database or the broke
 1. `fire()` runs in APScheduler's executor thread. It checks leadership (fencing),
    computes the fire id and idempotency key, and puts the request on a bounded queue.
    Microseconds; it never blocks (a full queue is the one exception: see `fire`).
-2. Two pipeline threads. The recorder drains the queue in batches; per batch ONE
+2. The pipeline threads. The recorder drains the queue in batches; per batch ONE
    transaction records every slot in the ledger (duplicates and overlaps are decided
-   there, see `batch.record_batch`). Once committed, the batch goes to the publisher,
-   which publishes the slots to run on one channel with confirms (`Publisher`), then
+   there, see `batch.record_batch`). Once committed, the batch goes to a publisher
+   thread (one per broker connection of the `Publisher`: while one waits for its
+   batch's confirms, another publishes the next), which publishes the slots to run
+   with confirms, then
    ONE update marks the confirmed ones 'published' and the others 'scheduled' with
    publish_attempts+1 and a backed-off next_attempt_at, which `UnpublishedRetrier`
    picks up. The ledger row is always committed before its message
@@ -142,7 +144,7 @@ class Dispatcher:
         self._handoff: queue.Queue[_Recorded | object] = queue.Queue(maxsize=4)
         self._threads: list[threading.Thread] = []
         self._stopped = False
-        self._broker_down = False  # the last publish failed (owned by the publisher thread)
+        self._broker_down = False  # the last publish failed (guarded by self._lock)
 
     # --- stage 1: the scheduler's thread -----------------------------------------------
     def fire(self, *, job: str, payload: FirePayload, scheduled_time: datetime) -> FireRequest:
@@ -237,7 +239,12 @@ class Dispatcher:
         if not self._threads:
             self._threads = [
                 threading.Thread(target=self._record_loop, name="fire-recorder", daemon=True),
-                threading.Thread(target=self._publish_loop, name="fire-publisher", daemon=True),
+            ]
+            # One publisher thread per broker connection: while one waits for its
+            # batch's confirms and ledger update, another publishes the next batch.
+            self._threads += [
+                threading.Thread(target=self._publish_loop, name=f"fire-publisher-{n}", daemon=True)
+                for n in range(self._publisher.connections)
             ]
             for thread in self._threads:
                 thread.start()
@@ -248,7 +255,7 @@ class Dispatcher:
         threads, self._threads = self._threads, []
         self._stopped = True
         if threads:
-            self._queue.put(_STOP)  # flows through the recorder to the publisher
+            self._queue.put(_STOP)  # flows through the recorder to the publishers
             deadline = time.monotonic() + timeout
             for thread in threads:
                 thread.join(max(deadline - time.monotonic(), 0))
@@ -257,8 +264,8 @@ class Dispatcher:
         self._publisher.close()
 
     # --- stage 2: the pipeline threads ----------------------------------------------------
-    # The recorder writes batch N+1 to the ledger while the publisher publishes batch N:
-    # the database and the broker work at the same time. Handing a batch over only after
+    # The recorder writes batch N+1 to the ledger while the publishers publish batch N
+    # (and N-1): the database and the broker work at the same time. Handing a batch over only after
     # its transaction committed keeps "ledger row first, then message".
     def _record_loop(self) -> None:
         while True:
@@ -272,12 +279,12 @@ class Dispatcher:
 
     def _publish_loop(self) -> None:
         while True:
-            items = _take_batch(self._handoff, 2)
-            batches = [item for item in items if isinstance(item, _Recorded)]
-            for recorded in batches:
-                self._publish_stage(recorded)
-            if len(batches) < len(items):
+            item = self._handoff.get()
+            if item is _STOP:
+                self._handoff.put(_STOP)  # for the other publisher threads
                 return
+            assert isinstance(item, _Recorded)
+            self._publish_stage(item)
 
     def _record_stage(self, requests: Sequence[FireRequest]) -> _Recorded:
         """Record the fresh requests; pass on what to publish. Never raises."""
@@ -337,8 +344,9 @@ class Dispatcher:
         now = self._clock()
         failed = {r.id: r for r in requests if r.id not in result.confirmed}
         retry_at = {key: now + self._backoff.delay(r.attempts + 1) for key, r in failed.items()}
-        recovered = self._broker_down and not failed
-        self._broker_down = bool(failed)
+        with self._lock:
+            recovered = self._broker_down and not failed
+            self._broker_down = bool(failed)
         with self._engine.begin() as connection:
             ledger.mark_published(connection, result.confirmed, now=now)
             ledger.mark_unpublished(connection, retry_at, now=now)

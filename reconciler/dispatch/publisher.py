@@ -19,7 +19,7 @@ the two); argsrepr/kwargsrepr (shown by monitoring tools) are redacted.
 from __future__ import annotations
 
 import logging
-import threading
+import queue
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -31,6 +31,7 @@ from celery import Celery
 from kombu import Connection
 from kombu.serialization import dumps
 
+from reconciler.dispatch.frames import PublishEncoder
 from reconciler.dispatch.request import FireRequest, send_task_arguments
 from reconciler.redact import redact
 
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 
 PERSISTENT = 2  # AMQP delivery mode: Celery's default (task_default_delivery_mode)
 FLUSH_EVERY = 64  # messages per socket write (see _coalesced_writes)
+WriteFrames = Callable[[bytes], None]
 
 
 def make_publisher_app(
@@ -108,12 +110,41 @@ class _ConfirmTracker:
         return settled
 
 
-class Publisher:
-    """Publishes batches of fires on one connection (calls are serialised by a lock).
+class _Lane:
+    """One connection and its channel in confirm mode, used by one publish at a time."""
 
-    `publish` never takes longer than about `timeout` seconds, whatever the broker does
-    (connect, write and confirm all share one deadline), and never raises for a broker
-    problem: it reports it in the result and reconnects on the next call.
+    def __init__(self) -> None:
+        self.connection: Connection | None = None
+        self.channel: Any = None
+        self.tracker = _ConfirmTracker()
+        self.declared: set[str] = set()
+        self.encoder = PublishEncoder()
+        # False on transports without confirms (filesystem://: the write is the confirm).
+        self.confirms = True
+
+    def discard(self) -> None:
+        connection, self.connection, self.channel = self.connection, None, None
+        self.tracker = _ConfirmTracker()
+        self.declared = set()
+        if connection is not None:
+            try:
+                connection.release()
+            except Exception as error:  # noqa: BLE001 - a dead connection may fail to close
+                log.debug("closing a broken broker connection: %r", error)
+
+
+class Publisher:
+    """Publishes batches of fires on a pool of `connections` broker connections.
+
+    Each `publish` call takes a free connection (waiting for one if all are busy), so
+    up to `connections` threads publish at once: while one waits for its batch's
+    confirms (RabbitMQ confirms persistent messages once written to disk), another
+    writes the next batch. A single connection (the default) serialises the calls.
+
+    `publish` never takes longer than about `timeout` seconds once it has a connection,
+    whatever the broker does (connect, write and confirm all share one deadline), and
+    never raises for a broker problem: it reports it in the result and reconnects on
+    the next call.
     """
 
     def __init__(
@@ -123,70 +154,83 @@ class Publisher:
         timeout: float,
         transport_options: Mapping[str, Any] | None = None,
         app: Celery | None = None,
+        connections: int = 1,
     ) -> None:
+        if connections < 1:
+            raise ValueError("a publisher needs at least one connection")
         self._broker_url = broker_url
         self._timeout = timeout
         self._transport_options = dict(transport_options or {})
         self._app = app or make_publisher_app(
             broker_url, timeout=timeout, transport_options=transport_options
         )
-        # False on transports without confirms (filesystem://: the write is the confirm).
-        self._confirms = True
-        self._connection: Connection | None = None
-        self._channel: Any = None
-        self._tracker = _ConfirmTracker()
-        self._declared: set[str] = set()
-        self._lock = threading.Lock()
+        self.connections = connections
+        # Connected on first use. LIFO: a lone caller keeps reusing one warm connection.
+        self._lanes: queue.LifoQueue[_Lane] = queue.LifoQueue()
+        for _ in range(connections):
+            self._lanes.put(_Lane())
 
     def publish(self, requests: Sequence[FireRequest]) -> PublishResult:
         """Publish `requests` in order; return the ids the broker confirmed."""
         if not requests:
             return PublishResult(frozenset())
-        with self._lock:
+        lane = self._lanes.get()
+        try:
             deadline = time.monotonic() + self._timeout
             try:
-                return self._publish(requests, deadline)
+                return self._publish(lane, requests, deadline)
             except Exception as error:  # noqa: BLE001 - any failure: rows stay scheduled, reconnect
                 log.warning("publish of %d fires failed: %r", len(requests), error)
-                confirmed = frozenset(self._tracker.acked - self._tracker.refused)
-                self._discard_connection()
+                confirmed = frozenset(lane.tracker.acked - lane.tracker.refused)
+                lane.discard()
                 return PublishResult(confirmed, error=repr(error))
+        finally:
+            self._lanes.put(lane)
 
     def close(self) -> None:
-        with self._lock:
-            self._discard_connection()
+        """Close every connection (waiting for publishes in progress to end)."""
+        lanes = [self._lanes.get() for _ in range(self.connections)]
+        for lane in lanes:
+            lane.discard()
+            self._lanes.put(lane)
 
-    def _publish(self, requests: Sequence[FireRequest], deadline: float) -> PublishResult:
-        channel = self._ensure_channel()
-        tracker = self._tracker
+    def _publish(
+        self, lane: _Lane, requests: Sequence[FireRequest], deadline: float
+    ) -> PublishResult:
+        channel = self._ensure_channel(lane)
+        tracker = lane.tracker
         tracker.acked.clear()
         tracker.refused.clear()
         # Declares wait for the broker's answer: all of them before writes are coalesced.
         for queue_name in dict.fromkeys(r.payload["queue"] for r in requests):
-            self._declare_queue(channel, queue_name)
-        with _coalesced_writes(self._connection) as flush:
+            self._declare_queue(lane, queue_name)
+        with _coalesced_writes(lane.connection) as (write, flush):
             for count, request in enumerate(requests, 1):
                 _remaining(deadline)  # raises once the deadline has passed
-                self._send(channel, request)
+                self._send(lane, channel, request, write)
                 tracker.sent(request.id)
-                if not self._confirms:
+                if not lane.confirms:
                     tracker.on_ack(tracker.next_tag - 1, False)
                 if count % FLUSH_EVERY == 0:
                     flush()
-        self._await_confirms(deadline)
+        self._await_confirms(lane, deadline)
         confirmed = frozenset(tracker.acked - tracker.refused)
         missing = len(requests) - len(confirmed)
         return PublishResult(
             confirmed, error=f"{missing} refused by the broker" if missing else None
         )
 
-    def _send(self, channel: Any, request: FireRequest) -> None:
+    def _send(
+        self, lane: _Lane, channel: Any, request: FireRequest, write: WriteFrames | None
+    ) -> None:
         """Publish the message `send_task(**send_task_arguments(request))` would publish.
 
         Built by the same call (create_task_message), published on the channel directly:
         Celery's send_task_message and kombu's Producer add routing, signals, retries
         and per-message declares this path has no use for, and cost two thirds of the
         CPU per message. A test compares the result with send_task's, field by field.
+        On py-amqp connections the frames are encoded here (frames.PublishEncoder, the
+        same bytes as py-amqp's) and written to the coalesced buffer (`write`).
         """
         call = send_task_arguments(request)
         headers, properties, body, _event = self._app.amqp.create_task_message(
@@ -211,31 +255,51 @@ class Publisher:
             ttl = max((call["expires"] - datetime.now(UTC)).total_seconds(), 0)
             properties["expiration"] = str(int(ttl * 1000))
         content_type, encoding, data = dumps(body, serializer="json")
-        message = channel.prepare_message(data, 0, content_type, encoding, headers, properties)
-        channel.basic_publish(
-            message,
-            exchange="",
-            routing_key=call["queue"],
-            mandatory=self._confirms,
-            # No per-message socket timeout (two syscalls each): the connection's
-            # write_timeout bounds every write, the batch deadline bounds the loop.
+        if write is None:
+            message = channel.prepare_message(data, 0, content_type, encoding, headers, properties)
+            channel.basic_publish(
+                message,
+                exchange="",
+                routing_key=call["queue"],
+                mandatory=lane.confirms,
+                # No per-message socket timeout (two syscalls each): the connection's
+                # write_timeout bounds every write, the batch deadline bounds the loop.
+            )
+            return
+        # What kombu's prepare_message hands py-amqp (priority 0 included).
+        message_properties = {
+            "priority": 0,
+            "content_type": content_type,
+            "content_encoding": encoding,
+            "application_headers": headers,
+            **properties,
+        }
+        write(
+            lane.encoder.frames(
+                channel=channel.channel_id,
+                frame_max=channel.connection.frame_max,
+                routing_key=call["queue"],
+                properties=message_properties,
+                body=data.encode(encoding) if isinstance(data, str) else data,
+                mandatory=lane.confirms,
+            )
         )
 
-    def _declare_queue(self, channel: Any, name: str) -> None:
+    def _declare_queue(self, lane: _Lane, name: str) -> None:
         # Once per connection: a message must never go to a queue that does not exist
         # (RabbitMQ drops it, and still confirms it). Declared as the worker declares it.
-        if name not in self._declared:
-            self._app.amqp.queues[name].bind(channel).declare()
-            self._declared.add(name)
+        if name not in lane.declared:
+            self._app.amqp.queues[name].bind(lane.channel).declare()
+            lane.declared.add(name)
 
-    def _await_confirms(self, deadline: float) -> None:
-        assert self._connection is not None
-        while self._tracker.pending:
-            self._connection.drain_events(timeout=_remaining(deadline))
+    def _await_confirms(self, lane: _Lane, deadline: float) -> None:
+        assert lane.connection is not None
+        while lane.tracker.pending:
+            lane.connection.drain_events(timeout=_remaining(deadline))
 
-    def _ensure_channel(self) -> Any:
-        if self._channel is not None:
-            return self._channel
+    def _ensure_channel(self, lane: _Lane) -> Any:
+        if lane.channel is not None:
+            return lane.channel
         connection = Connection(
             self._broker_url,
             connect_timeout=self._timeout,
@@ -252,8 +316,8 @@ class Publisher:
             connection.ensure_connection(max_retries=0)
             channel = connection.channel()
             tracker = _ConfirmTracker()
-            self._confirms = hasattr(channel, "confirm_select")
-            if self._confirms:
+            confirms = hasattr(channel, "confirm_select")
+            if confirms:
                 # Confirm mode on the channel, not kombu's per-message wait: module doc.
                 channel.confirm_select()
                 channel.events["basic_ack"].add(tracker.on_ack)
@@ -262,35 +326,29 @@ class Publisher:
         except Exception:
             connection.release()
             raise
-        self._connection, self._tracker, self._channel = connection, tracker, channel
+        lane.connection, lane.tracker, lane.channel = connection, tracker, channel
+        lane.confirms = confirms
         return channel
-
-    def _discard_connection(self) -> None:
-        connection, self._connection, self._channel = self._connection, None, None
-        self._tracker = _ConfirmTracker()
-        self._declared = set()
-        if connection is not None:
-            try:
-                connection.release()
-            except Exception as error:  # noqa: BLE001 - a dead connection may fail to close
-                log.debug("closing a broken broker connection: %r", error)
 
 
 @contextmanager
-def _coalesced_writes(connection: Connection | None) -> Iterator[Callable[[], None]]:
+def _coalesced_writes(
+    connection: Connection | None,
+) -> Iterator[tuple[WriteFrames | None, Callable[[], None]]]:
     """Collect the socket writes of many messages and send them with few syscalls.
 
     py-amqp sends every message with its own `sendall`: two thirds of the publishing
     time on a busy 2-core machine (~0.2 ms per call, measured). Inside this block its
     transport's write appends to a buffer instead (a COPY: py-amqp hands out a view of
-    one frame buffer it reuses), and `flush()` sends the buffer. Nothing here may wait
-    for a broker reply while unflushed (hence: queues are declared before). Transports
-    without py-amqp's `_write` (filesystem://, ...) are left alone.
+    one frame buffer it reuses), and `flush()` sends the buffer. Yields `(write, flush)`:
+    `write` appends encoded frames to the same buffer. Nothing here may wait for a
+    broker reply while unflushed (hence: queues are declared before). Transports
+    without py-amqp's `_write` (filesystem://, ...) are left alone: `write` is None.
     """
     transport = getattr(getattr(connection, "connection", None), "transport", None)
     send = getattr(transport, "_write", None)
     if send is None:
-        yield lambda: None
+        yield None, lambda: None
         return
     pending = bytearray()
 
@@ -302,7 +360,7 @@ def _coalesced_writes(connection: Connection | None) -> Iterator[Callable[[], No
 
     transport._write = pending.extend  # type: ignore[union-attr]
     try:
-        yield flush
+        yield pending.extend, flush
     finally:
         transport._write = send  # type: ignore[union-attr]
     flush()

@@ -38,6 +38,10 @@ from reconciler.dispatch.publisher import Publisher
 from reconciler.dispatch.retrier import UnpublishedRetrier
 from reconciler.settings import Settings
 
+# Broker connections (and publisher threads) of the firing pipeline: while one waits
+# for its batch's confirms, the other publishes the next batch (Publisher doc).
+PUBLISH_CONNECTIONS = 2
+
 
 class FiringService:
     """Owns one Dispatcher, its Publisher and an UnpublishedRetrier."""
@@ -56,6 +60,7 @@ class FiringService:
             broker_url=settings.broker_url,
             timeout=settings.publish_timeout,
             transport_options=transport_options,
+            connections=PUBLISH_CONNECTIONS,
         )
         self.dispatcher = Dispatcher(engine=engine, publisher=publisher, fence=fence)
         self.retrier = UnpublishedRetrier(
