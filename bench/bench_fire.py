@@ -49,9 +49,9 @@ from reconciler.dispatch.dispatcher import Dispatcher  # noqa: E402
 from reconciler.dispatch.executor import FireExecutor  # noqa: E402
 from reconciler.dispatch.fire import install_dispatcher  # noqa: E402
 from reconciler.dispatch.publisher import Publisher  # noqa: E402
-from reconciler.engine.jobstore import OwnedJobStore  # noqa: E402
 from reconciler.spec.model import JobSpec  # noqa: E402
 from reconciler.store.db import create_sync_engine  # noqa: E402
+from reconciler.store.jobstore import OwnedJobStore  # noqa: E402
 from reconciler.store.migrate import upgrade_database  # noqa: E402
 from reconciler.store.tables import apscheduler_jobs, job_runs, scheduled_jobs  # noqa: E402
 

@@ -10,7 +10,7 @@ Results and exception messages are redacted; tracebacks are never shown.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 
 from reconciler.api.problems import ApiProblem
 from reconciler.api.scrub import redact_deep
+from reconciler.core.moments import parse_moment
 
 RESULT_KEY_PREFIX = "celery-task-meta-"
 READY_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
@@ -71,7 +72,6 @@ def _parse_time(value: Any) -> datetime | None:
     if not isinstance(value, str):
         return None
     try:
-        moment = datetime.fromisoformat(value)
+        return parse_moment(value)
     except ValueError:
         return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

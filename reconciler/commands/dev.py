@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+from reconciler.core.moments import as_utc
+
 HELP = "the embedded all-in-one: daemon + worker + API on SQLite, no servers (Ctrl-C stops)"
 STOP_TIMEOUT = 20.0
 
@@ -138,24 +140,19 @@ def _finished_runs(database_url: str, stop: threading.Event) -> Iterator[str]:
     import sqlalchemy as sa
 
     from reconciler.store.db import create_sync_engine
-    from reconciler.store.tables import job_runs
+    from reconciler.store.ledger import read_finished_runs
 
     engine = create_sync_engine(database_url)
     seen_until = datetime.now(UTC)
     try:
         while not stop.wait(1.0):
-            query = (
-                sa.select(job_runs)
-                .where(job_runs.c.finished_at > seen_until)
-                .order_by(job_runs.c.finished_at)
-            )
             try:
                 with engine.connect() as connection:
-                    rows = connection.execute(query).all()
+                    rows = read_finished_runs(connection, after=seen_until)
             except sa.exc.OperationalError:
                 rows = []  # busy: the next second will do
             for row in rows:
-                seen_until = max(seen_until, _aware(row.finished_at))
+                seen_until = max(seen_until, as_utc(row.finished_at))
                 yield _describe(row)
             yield ""  # a heartbeat, so dead children are noticed within a second
     finally:
@@ -166,14 +163,10 @@ def _describe(row: object) -> str:
     r = row._mapping  # type: ignore[attr-defined]
     took = ""
     if r["started_at"] and r["finished_at"]:
-        took = f" in {(_aware(r['finished_at']) - _aware(r['started_at'])).total_seconds():.3f} s"
-    slot = _aware(r["scheduled_time"]).strftime("%H:%M:%S")
+        took = f" in {(as_utc(r['finished_at']) - as_utc(r['started_at'])).total_seconds():.3f} s"
+    slot = as_utc(r["scheduled_time"]).strftime("%H:%M:%S")
     detail = f" ({r['error']})" if r["error"] else ""
     return f"  run {r['job_name']} @ {slot}: {r['status']}{took} on {r['worker'] or '?'}{detail}"
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _stop_all(children: dict[str, subprocess.Popen[bytes]]) -> None:

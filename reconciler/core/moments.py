@@ -12,11 +12,18 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from enum import Enum
-from typing import Any
+from typing import Any, overload
 
 
+@overload
+def as_utc(moment: datetime) -> datetime: ...
+@overload
+def as_utc(moment: None) -> None: ...
+@overload
+def as_utc(moment: datetime | None) -> datetime | None: ...
 def as_utc(moment: datetime | None) -> datetime | None:
-    """The same instant in UTC; a naive datetime is read as UTC (see the module doc)."""
+    """The same instant in UTC; a naive datetime is read as UTC (see the module doc).
+    The one "naive means UTC" rule of the package: every reader of a stored time uses it."""
     if moment is None:
         return None
     if moment.tzinfo is None:
@@ -69,9 +76,7 @@ def parse_moment(text: str) -> datetime:
         parsed = datetime.fromisoformat(text.strip().replace("z", "Z"))
     except ValueError:
         raise ValueError(f"{text!r} is not a time like 2027-03-28T02:30:00Z") from None
-    utc = as_utc(parsed)
-    assert utc is not None
-    return utc
+    return as_utc(parsed)
 
 
 def human_age(seconds: float) -> str:

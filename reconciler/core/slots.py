@@ -171,7 +171,7 @@ class JobHistory:
 
     def status_at(self, moment: datetime) -> str:
         times = [as_utc(event["at"]) for event in self.events]
-        index = bisect_right(times, moment)  # type: ignore[type-var]
+        index = bisect_right(times, moment)
         if index > 0:
             return str(self.events[index - 1]["status"] or "removed")
         if self.events:  # before the first change: its opposite
@@ -202,11 +202,11 @@ def explain_slots(
     explained = [_entry(skip.slot, {"fate": Fate.SKIPPED, "reason": skip.reason}) for skip in dst]
     for slot in slots:
         run = by_slot.pop(as_utc(slot), None)
-        explained.append(_explain(spec, as_utc(slot), run, history, now))  # type: ignore[arg-type]
+        explained.append(_explain(spec, as_utc(slot), run, history, now))
     for moment, run in by_slot.items():
         entry = _from_run(run, spec)
         entry["reason"] += " (not a slot of the current schedule)"
-        explained.append(_entry(moment, entry))  # type: ignore[arg-type]
+        explained.append(_entry(moment, entry))
     return sorted(explained, key=lambda entry: entry["slot"])
 
 

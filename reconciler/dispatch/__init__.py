@@ -7,9 +7,9 @@ The path of one slot, and the modules that own each step:
            └─ fire_job (fire.py)          the callable every apscheduler_jobs row names
                 └─ Dispatcher.fire        fencing check, ids, enqueue: never blocks
                      └─ recorder thread   per batch: ledger insert FIRST (duplicates and
-                        (dispatcher.py)   overlaps decided there, batch.py, ledger.py)
+                        (dispatcher.py)   overlaps decided there, batch.py, store/ledger.py)
                      └─ publisher thread  publish with confirms (publisher.py), then
-                                          mark published / retry later (ledger.py)
+                                          mark published / retry later (store/ledger.py)
     UnpublishedRetrier (retrier.py)       re-publishes ledger rows left 'scheduled'
     MissedRunRecorder (missed.py)         records slots APScheduler dropped (misfire)
 """

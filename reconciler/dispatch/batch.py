@@ -26,8 +26,8 @@ from datetime import datetime, timedelta
 from sqlalchemy.engine import Connection
 
 from reconciler.core.fires import FirePayload
-from reconciler.dispatch import ledger
-from reconciler.dispatch.request import FireRequest
+from reconciler.dispatch.request import FireRequest, ledger_row
+from reconciler.store import ledger
 
 DEFAULT_RUN_BOUND = timedelta(hours=1)
 
@@ -117,12 +117,12 @@ def _row_for(
     request: FireRequest, *, skipped: bool, now: datetime, retry_at: datetime
 ) -> dict[str, object]:
     if request.kind == "missed":
-        return ledger.ledger_row(request, status="missed", now=now, next_attempt_at=None)
+        return ledger_row(request, status="missed", now=now, next_attempt_at=None)
     if skipped:
-        return ledger.ledger_row(
+        return ledger_row(
             request, status="skipped", reason="overlap", now=now, next_attempt_at=None
         )
-    return ledger.ledger_row(request, status="scheduled", now=now, next_attempt_at=retry_at)
+    return ledger_row(request, status="scheduled", now=now, next_attempt_at=retry_at)
 
 
 def _classify(

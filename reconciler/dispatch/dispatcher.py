@@ -41,11 +41,12 @@ from sqlalchemy.exc import OperationalError
 
 from reconciler import metrics
 from reconciler.core.fires import FirePayload
-from reconciler.dispatch import batch, ledger
+from reconciler.dispatch import batch
 from reconciler.dispatch.publisher import Publisher, PublishResult
 from reconciler.dispatch.request import FireRequest, make_request
 from reconciler.errors import NotLeaderError
 from reconciler.logs import job_extra
+from reconciler.store import ledger
 
 log = logging.getLogger(__name__)
 

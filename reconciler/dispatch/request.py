@@ -1,4 +1,5 @@
-"""One fire as an immutable value, and the exact Celery publish call it becomes.
+"""One fire as an immutable value, the exact Celery publish call it becomes, and its
+first ledger row.
 
 Pure: no I/O. The Dispatcher builds a FireRequest per slot in the scheduler's thread
 (cheap: a uuid5 and a few datetimes), the pipeline threads record and publish it.
@@ -104,4 +105,33 @@ def send_task_arguments(request: FireRequest) -> dict[str, Any]:
         "expires": request.expires_at,
         "time_limit": time_limit,
         "soft_time_limit": soft_time_limit(time_limit),
+    }
+
+
+def ledger_row(
+    request: FireRequest,
+    *,
+    status: str,
+    now: datetime,
+    next_attempt_at: datetime | None,
+    reason: str | None = None,
+) -> dict[str, object]:
+    """The request's `job_runs` row, as first written (`store.ledger.insert_rows`)."""
+    payload = request.payload
+    return {
+        "id": request.id,
+        "job_name": request.job,
+        "scheduled_time": request.slot,
+        "status": status,
+        "reason": reason if reason is not None else request.reason,
+        "task": payload["task"],
+        "queue": payload["queue"],
+        "idempotency_key": request.idempotency_key,
+        "revision": payload["revision"],
+        "fired_at": request.fired_at,
+        "lateness_seconds": request.lateness_seconds,
+        "publish_attempts": 0,
+        "next_attempt_at": next_attempt_at,
+        "expires_at": request.expires_at,
+        "updated_at": now,
     }

@@ -12,7 +12,7 @@ the LEADER's retrier:
 3. closes as lost the `started` runs whose claim lease passed more than `reap_grace`
    ago (their worker died, or was cut off from the database that long without its
    writes coming back): `failed` with LOST_REASON, so that overlap is decided on live
-   runs only. The holder's own report still replaces it if it comes (worker/ledger.py);
+   runs only. The holder's own report still replaces it if it comes (worker/claims.py);
 4. sets the UNPUBLISHED_FIRES gauge.
 
 Its first pass of a leadership term runs at once and makes every row still 'scheduled'
@@ -42,11 +42,12 @@ from sqlalchemy.engine import Connection, Engine
 
 from reconciler import metrics
 from reconciler.core.fires import FirePayload, fire_payload
-from reconciler.dispatch import ledger
+from reconciler.core.moments import as_utc
 from reconciler.dispatch.dispatcher import Clock, Dispatcher, Fence, utcnow
 from reconciler.dispatch.request import FireRequest
 from reconciler.logs import job_extra
 from reconciler.spec.model import JobSpec
+from reconciler.store import ledger
 from reconciler.store.tables import scheduled_jobs
 
 log = logging.getLogger(__name__)
@@ -186,10 +187,10 @@ def _request_from_row(row: Any, payload: FirePayload) -> FireRequest:
     return FireRequest(
         id=row.id,
         job=row.job_name,
-        slot=ledger.as_utc(row.scheduled_time),
+        slot=as_utc(row.scheduled_time),
         payload=payload,
         idempotency_key=row.idempotency_key,
-        fired_at=ledger.as_utc(row.fired_at or row.scheduled_time),
+        fired_at=as_utc(row.fired_at or row.scheduled_time),
     )
 
 

@@ -37,7 +37,6 @@ from reconciler.core.render import change_line
 from reconciler.dispatch.service import FiringService
 from reconciler.engine.gauges import JobGauges
 from reconciler.engine.gitsource import SourceWatch
-from reconciler.engine.jobstore import OwnedJobStore
 from reconciler.engine.leader import LeaderElector
 from reconciler.engine.reconcile import (
     ReconcileCaches,
@@ -50,6 +49,7 @@ from reconciler.engine.watch import JobsWatcher
 from reconciler.errors import RefusedError
 from reconciler.logs import job_extra
 from reconciler.settings import Settings
+from reconciler.store.jobstore import OwnedJobStore
 
 log = logging.getLogger(__name__)
 MAX_SETTLE_SECONDS = 10.0

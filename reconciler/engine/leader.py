@@ -1,6 +1,6 @@
 """Leader election with a fencing token: exactly one daemon runs APScheduler.
 
-PostgreSQL: a session advisory lock (`pg_try_advisory_lock(LEADER_LOCK_KEY)`) held on a
+PostgreSQL: a session advisory lock (`pg_try_advisory_lock`, store.leadership) held on a
 DEDICATED autocommit connection with TCP keepalives. The server drops it the moment
 that session ends (process killed: 6-165 ms measured, FACTS), and standbys poll
 `try_acquire()` every ~0.5 s, so a takeover takes well under 5 s.
@@ -57,7 +57,6 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -65,49 +64,13 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
 from reconciler import metrics
+from reconciler.store import leadership
 from reconciler.store.db import create_sync_engine, is_sqlite
 
 log = logging.getLogger(__name__)
 
-# 'Reconcil' in ASCII: one fixed key for every process of every version.
-LEADER_LOCK_KEY = 0x5265636F6E63696C
 STANDBY_HEARTBEAT_SECONDS = 5.0
 LEASE_INTERVALS = 3  # the leader lease, in health intervals (see the module doc)
-
-_CLAIM = sa.text(
-    "INSERT INTO reconciler_instances (instance, role, epoch, started_at, heartbeat_at) "
-    "VALUES (:instance, 'leader', "
-    "(SELECT COALESCE(MAX(epoch), 0) + 1 FROM reconciler_instances), :now, :now) "
-    "ON CONFLICT (instance) DO UPDATE SET role = 'leader', epoch = excluded.epoch, "
-    "heartbeat_at = excluded.heartbeat_at RETURNING epoch"
-)
-_DEMOTE_OTHERS = sa.text(
-    "UPDATE reconciler_instances SET role = 'standby' "
-    "WHERE role = 'leader' AND instance <> :instance"
-)
-_HEARTBEAT = sa.text(
-    "INSERT INTO reconciler_instances (instance, role, epoch, started_at, heartbeat_at) "
-    "VALUES (:instance, :role, 0, :now, :now) "
-    "ON CONFLICT (instance) DO UPDATE SET role = excluded.role, "
-    "heartbeat_at = excluded.heartbeat_at"
-)
-_MAX_EPOCH = sa.text("SELECT COALESCE(MAX(epoch), 0) FROM reconciler_instances")
-# PostgreSQL only: the lease on the server's clock, and the session holding the lock.
-_LEASE = sa.text(
-    "UPDATE reconciler_instances SET lease_until = now() + make_interval(secs => :lease), "
-    "backend_pid = pg_backend_pid() WHERE instance = :instance AND epoch = :epoch"
-)
-_CURRENT_LEADER = sa.text(
-    "SELECT instance, epoch, backend_pid, "
-    "EXTRACT(EPOCH FROM now() - lease_until) AS expired_for "
-    "FROM reconciler_instances WHERE role = 'leader' AND lease_until IS NOT NULL "
-    "ORDER BY epoch DESC LIMIT 1"
-)
-_LOCK_HOLDER = sa.text(
-    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
-    "AND classid = :high AND objid = :low AND objsubid = 1 "
-    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-)
 
 LostCallback = Callable[[str], None]
 
@@ -299,17 +262,6 @@ class LeadershipLost(Exception):
     """Raised by a confirmation that found another leader (a newer epoch)."""
 
 
-def _claim_on(connection: Connection, instance: str) -> int:
-    now = datetime.now(UTC)
-    epoch = int(connection.execute(_CLAIM, {"instance": instance, "now": now}).scalar_one())
-    connection.execute(_DEMOTE_OTHERS, {"instance": instance})
-    return epoch
-
-
-def _heartbeat_on(connection: Connection, instance: str, role: str) -> None:
-    connection.execute(_HEARTBEAT, {"instance": instance, "role": role, "now": datetime.now(UTC)})
-
-
 class PostgresLeaderElector(LeaderElector):
     """Session advisory lock on a dedicated connection (see the module doc)."""
 
@@ -351,20 +303,16 @@ class PostgresLeaderElector(LeaderElector):
         return False
 
     def _lock_once(self) -> bool:
-        query = sa.text("SELECT pg_try_advisory_lock(:key)")
-        return bool(self._conn().execute(query, {"key": LEADER_LOCK_KEY}).scalar_one())
+        return leadership.try_leader_lock(self._conn())
 
     def _terminate_expired_leader(self) -> bool:
         """If the recorded leader's lease passed and its recorded session still holds
         the lock, terminate that session (a hung leader). True if terminated."""
         connection = self._conn()
-        row = connection.execute(_CURRENT_LEADER).one_or_none()
+        row = leadership.read_current_leader(connection)
         if row is None or row.expired_for is None or float(row.expired_for) <= 0:
             return False
-        holder = connection.execute(
-            _LOCK_HOLDER,
-            {"high": LEADER_LOCK_KEY >> 32, "low": LEADER_LOCK_KEY & 0xFFFFFFFF},
-        ).scalar_one_or_none()
+        holder = leadership.leader_lock_holder(connection)
         if holder is None or holder != row.backend_pid:
             return False  # free already, or a newer leader that has not recorded itself
         log.warning(
@@ -374,39 +322,34 @@ class PostgresLeaderElector(LeaderElector):
             float(row.expired_for),
             holder,
         )
-        connection.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": holder})
+        leadership.terminate_session(connection, holder)
         return True
 
     def _claim(self) -> int:
         connection = self._conn()
-        epoch = _claim_on(connection, self.instance_id)
+        epoch = leadership.claim_leadership(connection, self.instance_id)
         self._renew_lease(connection, epoch)
         return epoch
 
     def _renew_lease(self, connection: Connection, epoch: int) -> None:
-        connection.execute(
-            _LEASE,
-            {
-                "lease": LEASE_INTERVALS * self.interval,
-                "instance": self.instance_id,
-                "epoch": epoch,
-            },
+        leadership.renew_lease(
+            connection, self.instance_id, epoch=epoch, seconds=LEASE_INTERVALS * self.interval
         )
 
     def _newest_epoch(self) -> int:
-        return int(self._conn().execute(_MAX_EPOCH).scalar_one())
+        return leadership.newest_epoch(self._conn())
 
     def _confirm(self) -> None:
         connection = self._conn()
-        newest = int(connection.execute(_MAX_EPOCH).scalar_one())
+        newest = leadership.newest_epoch(connection)
         if self.epoch is not None and newest > self.epoch:
             raise LeadershipLost(f"epoch {newest} is newer than ours ({self.epoch})")
-        _heartbeat_on(connection, self.instance_id, "leader")
+        leadership.write_heartbeat(connection, self.instance_id, "leader")
         if self.epoch is not None:
             self._renew_lease(connection, self.epoch)
 
     def _execute_role(self, role: str) -> None:
-        _heartbeat_on(self._conn(), self.instance_id, role)
+        leadership.write_heartbeat(self._conn(), self.instance_id, role)
 
     def _drop_lock(self) -> None:
         # Closing the session is what frees the lock, whatever state the connection is in.
@@ -444,7 +387,7 @@ class SqliteLeaderElector(LeaderElector):
 
     def _claim(self) -> int:
         with self._engine.begin() as connection:
-            return _claim_on(connection, self.instance_id)
+            return leadership.claim_leadership(connection, self.instance_id)
 
     def _confirm(self) -> None:
         # The lock cannot be taken from us, but the file can be deleted or replaced,
@@ -458,7 +401,7 @@ class SqliteLeaderElector(LeaderElector):
 
     def _execute_role(self, role: str) -> None:
         with self._engine.begin() as connection:
-            _heartbeat_on(connection, self.instance_id, role)
+            leadership.write_heartbeat(connection, self.instance_id, role)
 
     def _drop_lock(self) -> None:
         fd, self._fd = self._fd, None

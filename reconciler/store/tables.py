@@ -30,7 +30,7 @@ RUN_STATUSES = (
 
 # The leader's reaper closes a `started` run whose worker stopped renewing its claim's
 # lease as `failed` with this reason (dispatch/reaper.py). Provisional: the holder's own
-# report replaces it, and a redelivery may take the run over (worker/ledger.py).
+# report replaces it, and a redelivery may take the run over (worker/claims.py).
 LOST_REASON = "lost: its worker stopped renewing the claim's lease"
 
 scheduled_jobs = sa.Table(
@@ -77,7 +77,7 @@ job_runs = sa.Table(
     sa.Column("retries", sa.Integer, nullable=False, server_default="0"),
     sa.Column("duplicates", sa.Integer, nullable=False, server_default="0"),
     sa.Column("worker", sa.String(255)),
-    # The claim (worker/ledger.py): the token of the execution that holds the run and
+    # The claim (worker/claims.py): the token of the execution that holds the run and
     # until when; a `started` row whose lease passed may be taken over (counted).
     sa.Column("attempt", sa.String(128)),
     sa.Column("lease_until", Moment),

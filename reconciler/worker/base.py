@@ -43,8 +43,8 @@ from reconciler.metrics import (
     TASK_RETRIES,
 )
 from reconciler.redact import redact
+from reconciler.worker.claims import describe
 from reconciler.worker.context import FireContext, fire_context
-from reconciler.worker.ledger import describe
 from reconciler.worker.runtime import Admission, runtime_for
 
 log = logging.getLogger("reconciler.worker.task")

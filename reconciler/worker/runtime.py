@@ -12,7 +12,7 @@ The protocol, called by BaseTask:
     succeeded / failed / retrying / skipped                record the outcome
 A fire runs only when admitted, and it is admitted only by the LEDGER's claim (a
 compare-and-set of the row to `started` with an attempt token and a lease, see
-worker/ledger.py), whatever Redis says. Redis is the fast path in front of it: a key
+worker/claims.py), whatever Redis says. Redis is the fast path in front of it: a key
 held or completed refuses a duplicate delivery without touching the database; a key
 claimed still needs the ledger's claim (Redis may have forgotten, been flushed, or
 failed over to an empty replica). Without Redis (embedded mode, RECONCILER_REDIS_URL
@@ -52,15 +52,15 @@ from celery.signals import (
 from reconciler.redact import mask_logs
 from reconciler.settings import Settings
 from reconciler.store.db import create_sync_engine
-from reconciler.worker.context import FireContext, completed_value, fire_context, owner_value
-from reconciler.worker.guard import Heartbeat, RedisGuard
-from reconciler.worker.ledger import (
+from reconciler.worker.claims import (
     Claim,
     Ledger,
     Start,
     attempt_prefix,
     new_attempt,
 )
+from reconciler.worker.context import FireContext, completed_value, fire_context, owner_value
+from reconciler.worker.guard import Heartbeat, RedisGuard
 from reconciler.worker.writer import LedgerWriter
 
 log = logging.getLogger(__name__)

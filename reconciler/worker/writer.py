@@ -3,7 +3,7 @@ and the idempotency keys' completion, in batches, retried until the database ans
 
 Why batches: a committed PostgreSQL write costs 1-4 ms on a small machine (fsync), a
 Redis round trip 0.2-0.5 ms; done inline for every task they would cost more than many
-tasks. The claim itself is synchronous (worker/ledger.py); what follows it is queued
+tasks. The claim itself is synchronous (worker/claims.py); what follows it is queued
 and applied by one thread per process, every `max_delay` seconds or `max_batch` items:
 the rows in one transaction, then the keys (`complete_keys`, one Redis pipeline).
 
@@ -37,25 +37,12 @@ from typing import Any
 import sqlalchemy as sa
 
 from reconciler import metrics
-from reconciler.worker.ledger import (
-    DUPLICATE,
-    FAILED,
-    RETRIED,
-    SUCCEEDED,
-    Ledger,
-    describe,
-    record_failure,
-)
+from reconciler.store.ledger import FINAL_WRITES
+from reconciler.worker.claims import Ledger, count_ledger_failure, describe
 
 log = logging.getLogger(__name__)
 
 KEY = "key"
-STATEMENTS: dict[str, Any] = {
-    "succeeded": SUCCEEDED,
-    "failed": FAILED,
-    "retried": RETRIED,
-    "duplicate": DUPLICATE,
-}
 RETRY_DELAYS = (0.1, 0.2, 0.5, 1.0)
 RETRY_CAP = 1.0
 SPOOL_LIMIT = 100_000
@@ -93,7 +80,7 @@ class LedgerWriter:
         self._down_since: float | None = None
 
     def write(self, kind: str, params: dict[str, Any]) -> None:
-        """Queue one write: `kind` is a key of STATEMENTS, `params` its parameters
+        """Queue one write: `kind` is a key of FINAL_WRITES, `params` its parameters
         (Ledger.<kind>_values)."""
         self._put(kind, params)
 
@@ -121,7 +108,7 @@ class LedgerWriter:
                 self._thread.start()
             if kind != KEY:
                 if self._pending >= self._spool_limit:
-                    record_failure("spool_full")
+                    count_ledger_failure("spool_full")
                     log.error(
                         "ledger spool full (%d writes): %s of run %s dropped",
                         self._pending,
@@ -181,7 +168,7 @@ class LedgerWriter:
                 break
             except sa.exc.SQLAlchemyError as error:
                 if not unreachable(error):
-                    record_failure("batch", len(rows))
+                    count_ledger_failure("batch", len(rows))
                     log.error(
                         "ledger batch of %d writes failed: %s", len(rows), describe(error, 300)
                     )
@@ -210,12 +197,12 @@ class LedgerWriter:
             by_kind.setdefault(kind, []).append(item)
         with self._ledger.engine.begin() as connection:
             for kind, items in by_kind.items():
-                connection.execute(STATEMENTS[kind], items)
+                connection.execute(FINAL_WRITES[kind], items)
 
     def _outage(self, error: Exception) -> None:
         if self._down_since is None:
             self._down_since = time.monotonic()
-            record_failure("unreachable")
+            count_ledger_failure("unreachable")
             log.warning(
                 "ledger unreachable, %d writes spooled and retried until it answers: %s",
                 self._pending,

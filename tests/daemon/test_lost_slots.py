@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from reconciler.engine.jobstore import OwnedJobStore
 from reconciler.engine.reconcile import reconcile_once
 from reconciler.settings import Settings
 from reconciler.store.db import create_sync_engine
+from reconciler.store.jobstore import OwnedJobStore
 
 from .helpers import job_yaml
 

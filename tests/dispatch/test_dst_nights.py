@@ -28,8 +28,8 @@ from apscheduler.schedulers import base as scheduler_base
 from apscheduler.schedulers.base import BaseScheduler
 
 from reconciler.dispatch.service import FiringService
-from reconciler.engine.jobstore import OwnedJobStore
 from reconciler.settings import load_settings
+from reconciler.store.jobstore import OwnedJobStore
 from reconciler.store.tables import job_runs
 
 from .conftest import Broker

@@ -10,8 +10,8 @@ import pytest
 from reconciler.core.fires import fire_id
 from reconciler.dispatch.batch import active_window, decide_overlaps
 from reconciler.dispatch.dispatcher import Backoff
-from reconciler.dispatch.ledger import ActiveRun
 from reconciler.dispatch.request import make_request, send_task_arguments, soft_time_limit
+from reconciler.store.ledger import ActiveRun
 
 from .helpers import make_payload, make_spec
 

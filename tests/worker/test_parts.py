@@ -20,9 +20,7 @@ from reconciler.store.db import create_sync_engine
 from reconciler.store.tables import job_runs
 from reconciler.worker.app import celery_config, filesystem_folder
 from reconciler.worker.base import PermanentTaskError
-from reconciler.worker.context import completed_value, fire_context, owner_value
-from reconciler.worker.guard import RedisGuard, Verdict
-from reconciler.worker.ledger import (
+from reconciler.worker.claims import (
     LEDGER_WRITE_FAILURES,
     Claim,
     Ledger,
@@ -30,6 +28,8 @@ from reconciler.worker.ledger import (
     describe,
     summarize,
 )
+from reconciler.worker.context import completed_value, fire_context, owner_value
+from reconciler.worker.guard import RedisGuard, Verdict
 from reconciler.worker.request import _normalize
 from reconciler.worker.writer import LedgerWriter
 

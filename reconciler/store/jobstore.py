@@ -20,7 +20,7 @@ starts) finds those slots and makes them due again; see its docstring.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,6 +28,7 @@ from apscheduler.job import Job
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.util import datetime_to_utc_timestamp, utc_timestamp_to_datetime
 
+from reconciler.core.moments import as_utc
 from reconciler.store.job_state import load_state, pickle_state
 from reconciler.store.tables import job_runs, scheduled_jobs
 
@@ -214,8 +215,8 @@ class OwnedJobStore(SQLAlchemyJobStore):
             for name, updated_at, slot, stored in connection.execute(query):
                 if slot is None:
                     continue
-                slot = _as_utc(slot)
-                if updated_at is not None and _as_utc(updated_at) > slot:
+                slot = as_utc(slot)
+                if updated_at is not None and as_utc(updated_at) > slot:
                     continue
                 anchors[name] = (slot, stored)
         return anchors
@@ -232,8 +233,3 @@ class OwnedJobStore(SQLAlchemyJobStore):
         )
         with self.engine.begin() as connection:
             return bool(connection.execute(statement).rowcount)
-
-
-def _as_utc(moment: datetime) -> datetime:
-    # SQLite hands timestamps back naive (they are stored in UTC).
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

@@ -1,4 +1,5 @@
-"""The worker's writes to the run ledger (`job_runs`), one short transaction each.
+"""The worker's claim on the run ledger (`job_runs`), one short transaction each; the
+statements themselves are `store.ledger`'s.
 
 The dispatcher inserted the row (id = fire id = Celery task id) before publishing; the
 worker moves it started -> succeeded / failed / retried, or counts a duplicate delivery.
@@ -36,15 +37,16 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from reconciler import metrics
+from reconciler.core.moments import as_utc
 from reconciler.redact import redact
-from reconciler.store.tables import LOST_REASON, job_runs
+from reconciler.store import ledger as runs
+from reconciler.store.ledger import FINAL_STATUSES
+from reconciler.store.tables import LOST_REASON
 
 log = logging.getLogger(__name__)
 
 LEDGER_WRITE_FAILURES = metrics.LEDGER_WRITE_FAILURES
 
-# Statuses after which a fire must not execute again.
-FINAL_STATUSES = ("succeeded", "failed")
 SUMMARY_LIMIT = 500
 ERROR_LIMIT = 1000
 
@@ -88,10 +90,6 @@ def attempt_prefix(hostname: str, pid: int | None = None) -> str:
     return f"{hostname[:100]}/{os.getpid() if pid is None else pid}/"
 
 
-def as_utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 class Ledger:
     """`job_runs` writes for one worker process. `clock` is a test seam."""
 
@@ -122,16 +120,16 @@ class Ledger:
         try:
             # The common case in one round trip: a row nobody has started.
             now = self._clock()
-            fresh = {
-                "p_run_id": run_id,
-                "p_attempt": attempt,
-                "p_until": now + timedelta(seconds=lease_seconds),
-                "p_now": now,
-                "p_worker": worker,
-                "p_retries": retries,
-            }
             with self.engine.begin() as connection:
-                if connection.execute(_CLAIM_FRESH, fresh).rowcount == 1:
+                if runs.claim_fresh(
+                    connection,
+                    run_id,
+                    attempt=attempt,
+                    until=now + timedelta(seconds=lease_seconds),
+                    now=now,
+                    worker=worker,
+                    retries=retries,
+                ):
                     return Claim(Start.STARTED)
             for _ in range(5):  # lost a race with another claimer: judge the new row
                 claim = self._try_claim(run_id, attempt, worker, retries, lease_seconds)
@@ -139,7 +137,7 @@ class Ledger:
                     return claim
         except sa.exc.SQLAlchemyError as error:
             # Counted, not logged: the caller retries and logs once a minute.
-            record_failure("claim")
+            count_ledger_failure("claim")
             return Claim(Start.UNKNOWN, status=describe(error, 200))
         return Claim(Start.BUSY, status="started")
 
@@ -147,7 +145,7 @@ class Ledger:
         self, run_id: str, attempt: str, worker: str, retries: int, lease_seconds: float
     ) -> Claim | None:
         with self._reader.connect() as connection:
-            row = connection.execute(_CLAIM_READ, {"p_run_id": run_id}).one_or_none()
+            row = runs.read_claim(connection, run_id)
         if row is None:
             return Claim(Start.NO_ROW)
         now = self._clock()
@@ -166,30 +164,19 @@ class Ledger:
         if row.status == "started" and lease_left > 0:
             return Claim(Start.BUSY, **found)
         takeover = row.status == "started" or lost
-        values: dict[str, Any] = {
-            "status": "started",
-            "reason": None,
-            "attempt": attempt,
-            "lease_until": now + timedelta(seconds=lease_seconds),
-            "started_at": now,
-            "finished_at": None,
-            "worker": worker,
-            "retries": retries,
-            "updated_at": now,
-        }
-        if takeover:
-            values["takeovers"] = job_runs.c.takeovers + 1
-        statement = (
-            sa.update(job_runs)
-            .where(
-                job_runs.c.id == run_id,
-                job_runs.c.status == row.status,
-                job_runs.c.attempt.is_not_distinct_from(row.attempt),
-            )
-            .values(**values)
-        )
         with self.engine.begin() as connection:
-            if connection.execute(statement).rowcount != 1:
+            if not runs.take_claim(
+                connection,
+                run_id,
+                found_status=row.status,
+                found_attempt=row.attempt,
+                attempt=attempt,
+                until=now + timedelta(seconds=lease_seconds),
+                now=now,
+                worker=worker,
+                retries=retries,
+                takeover=takeover,
+            ):
                 return None
         if takeover:
             metrics.RUN_TAKEOVERS.inc()
@@ -207,51 +194,26 @@ class Ledger:
         """Extend the leases of the runs this process holds (run id -> attempt), one
         executemany. Raises SQLAlchemyError."""
         until = self._clock() + timedelta(seconds=lease_seconds)
-        items = [{"p_run_id": k, "p_attempt": v, "p_until": until} for k, v in held.items()]
         with self.engine.begin() as connection:
-            connection.execute(_RENEW, items)
+            runs.renew_leases(connection, held, until=until)
 
     def release_lease(self, run_id: str, *, prefix: str) -> None:
         """End now the lease of a run held by a lost process (attempts `prefix*`), so a
         redelivery takes it over at once instead of after the lease."""
-        now = self._clock()
-        statement = (
-            sa.update(job_runs)
-            .where(
-                job_runs.c.id == run_id,
-                job_runs.c.status == "started",
-                job_runs.c.attempt.startswith(prefix, autoescape=True),
-            )
-            .values(lease_until=now, updated_at=now)
-        )
         try:
             with self.engine.begin() as connection:
-                connection.execute(statement)
+                runs.release_lease(connection, run_id, prefix=prefix, now=self._clock())
         except sa.exc.SQLAlchemyError as error:
             _failed("release", run_id, error)
 
     def failed_lost(self, run_id: str, *, prefix: str, error: BaseException) -> None:
         """A lost process's attempt (attempts `prefix*`) failed (a hard time limit): the
         row is failed unless a redelivery has taken it over meanwhile."""
-        now = self._clock()
-        statement = (
-            sa.update(job_runs)
-            .where(
-                job_runs.c.id == run_id,
-                job_runs.c.status == "started",
-                job_runs.c.attempt.startswith(prefix, autoescape=True),
-            )
-            .values(
-                status="failed",
-                error=describe(error),
-                finished_at=now,
-                lease_until=None,
-                updated_at=now,
-            )
-        )
         try:
             with self.engine.begin() as connection:
-                connection.execute(statement)
+                runs.fail_lost(
+                    connection, run_id, prefix=prefix, error=describe(error), now=self._clock()
+                )
         except sa.exc.SQLAlchemyError as failure:
             _failed("failed", run_id, failure)
 
@@ -303,130 +265,19 @@ class Ledger:
 
     def expired(self, run_id: str) -> None:
         """The message expired before a worker took it (never ran)."""
-        statement = (
-            sa.update(job_runs)
-            .where(
-                job_runs.c.id == run_id,
-                job_runs.c.status.not_in(FINAL_STATUSES),
-                job_runs.c.status != "started",
-            )
-            .values(
-                status="expired",
-                reason="expired before a worker took it",
-                finished_at=self._clock(),
-                updated_at=self._clock(),
-            )
-        )
         try:
             with self.engine.begin() as connection:
-                connection.execute(statement)
+                runs.expire_run(connection, run_id, now=self._clock())
         except sa.exc.SQLAlchemyError as error:
             _failed("expired", run_id, error)
 
 
-# Built once: constructing a statement per call costs more than executing it.
-_P = sa.bindparam
-_CLAIM_READ = sa.select(
-    job_runs.c.status,
-    job_runs.c.attempt,
-    job_runs.c.lease_until,
-    job_runs.c.reason,
-    job_runs.c.retries,
-).where(job_runs.c.id == _P("p_run_id"))
-_CLAIM_FRESH = (
-    sa.update(job_runs)
-    .where(
-        job_runs.c.id == _P("p_run_id"),
-        *(job_runs.c.status != status for status in (*FINAL_STATUSES, "started")),
-    )
-    .values(
-        status="started",
-        reason=None,
-        attempt=_P("p_attempt"),
-        lease_until=_P("p_until"),
-        started_at=_P("p_now"),
-        finished_at=None,
-        worker=_P("p_worker"),
-        retries=_P("p_retries"),
-        updated_at=_P("p_now"),
-    )
-)
-_RENEW = (
-    sa.update(job_runs)
-    .where(
-        job_runs.c.id == _P("p_run_id"),
-        job_runs.c.attempt == _P("p_attempt"),
-        job_runs.c.status == "started",
-    )
-    .values(lease_until=_P("p_until"))
-)
-# A final write lands while the row carries our attempt: still `started`, or closed as
-# lost by the reaper (the holder's own report is the truth).
-_OURS = (job_runs.c.id == _P("p_run_id"), job_runs.c.attempt == _P("p_attempt"))
-SUCCEEDED = (
-    sa.update(job_runs)
-    .where(*_OURS)
-    .values(
-        status="succeeded",
-        reason=None,
-        finished_at=_P("p_finished_at"),
-        lease_until=None,
-        result_summary=_P("p_summary"),
-        error=None,
-        updated_at=_P("p_updated_at"),
-    )
-)
-FAILED = (
-    sa.update(job_runs)
-    .where(*_OURS)
-    .values(
-        status="failed",
-        reason=None,
-        error=_P("p_error"),
-        worker=_P("p_worker"),
-        finished_at=_P("p_finished_at"),
-        lease_until=None,
-        updated_at=_P("p_updated_at"),
-    )
-)
-RETRIED = (
-    sa.update(job_runs)
-    .where(*_OURS)
-    .values(
-        status="retried",
-        reason=None,
-        error=_P("p_error"),
-        retries=_P("p_retries"),
-        finished_at=_P("p_finished_at"),
-        lease_until=None,
-        updated_at=_P("p_updated_at"),
-    )
-)
-# Own fire: only the count. Another fire sharing the key (an explicit idempotency
-# template) is itself skipped, unless it already ran. (Not NOT IN: an expanding IN list
-# cannot be used with executemany.)
-_SKIPPABLE = sa.and_(
-    sa.not_(_P("p_own", type_=sa.Boolean)),
-    *(job_runs.c.status != status for status in (*FINAL_STATUSES, "started")),
-)
-DUPLICATE = (
-    sa.update(job_runs)
-    .where(job_runs.c.id == _P("p_run_id"))
-    .values(
-        duplicates=job_runs.c.duplicates + 1,
-        status=sa.case((_SKIPPABLE, "skipped"), else_=job_runs.c.status),
-        reason=sa.case((_SKIPPABLE, _P("p_reason")), else_=job_runs.c.reason),
-        updated_at=_P("p_updated_at"),
-    )
-)
-
-
 def _failed(operation: str, run_id: str, error: Exception) -> None:
-    record_failure(operation)
+    count_ledger_failure(operation)
     log.error("ledger %s failed for run %s: %s", operation, run_id, describe(error))
 
 
-def record_failure(operation: str, count: int = 1) -> None:
+def count_ledger_failure(operation: str, count: int = 1) -> None:
     LEDGER_WRITE_FAILURES.labels(operation).inc(count)
 
 

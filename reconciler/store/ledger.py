@@ -1,10 +1,18 @@
-"""The run ledger (`job_runs`) as the dispatcher writes it: set-based statements only.
+"""The run ledger (`job_runs`): every statement that reads or writes it, for both sides.
 
-Every function takes an open SQLAlchemy Connection inside the caller's transaction and
-runs a constant number of statements whatever the batch size (one executemany insert,
-one update): 10,000 fires cost a few round trips, not 10,000.
+The dispatcher's side (records fires, marks them published, retries, reaps, expires):
+set-based statements only. Every function takes an open SQLAlchemy Connection inside
+the caller's transaction and runs a constant number of statements whatever the batch
+size (one executemany insert, one update): 10,000 fires cost a few round trips, not
+10,000.
 
-Times are stored in UTC. SQLite hands them back naive: `as_utc` restores the zone.
+The worker's side (claims a run, renews its lease, writes its outcome): single-row
+compare-and-set statements; the claim protocol that uses them is `worker.claims`.
+The final writes (`FINAL_WRITES`) are prepared statements executed in batches by the
+worker's LedgerWriter.
+
+Times are stored in UTC. SQLite hands them back naive: `core.moments.as_utc` restores
+the zone.
 """
 
 from __future__ import annotations
@@ -12,13 +20,14 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from reconciler.dispatch.request import FireRequest
+from reconciler.core.moments import as_utc
 from reconciler.store.tables import LOST_REASON, job_runs
 
 # A run in one of these states may still be executing (or about to): it counts towards
@@ -31,39 +40,6 @@ class ActiveRun:
     id: str
     job: str
     slot: datetime
-
-
-def as_utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def ledger_row(
-    request: FireRequest,
-    *,
-    status: str,
-    now: datetime,
-    next_attempt_at: datetime | None,
-    reason: str | None = None,
-) -> dict[str, object]:
-    """The job_runs row of a request, as first written."""
-    payload = request.payload
-    return {
-        "id": request.id,
-        "job_name": request.job,
-        "scheduled_time": request.slot,
-        "status": status,
-        "reason": reason if reason is not None else request.reason,
-        "task": payload["task"],
-        "queue": payload["queue"],
-        "idempotency_key": request.idempotency_key,
-        "revision": payload["revision"],
-        "fired_at": request.fired_at,
-        "lateness_seconds": request.lateness_seconds,
-        "publish_attempts": 0,
-        "next_attempt_at": next_attempt_at,
-        "expires_at": request.expires_at,
-        "updated_at": now,
-    }
 
 
 def insert_rows(connection: Connection, rows: Sequence[Mapping[str, object]]) -> set[str]:
@@ -296,3 +272,242 @@ def reap_lost(connection: Connection, *, now: datetime, grace: timedelta) -> lis
         .returning(job_runs.c.job_name)
     )
     return list(connection.execute(statement).scalars())
+
+
+def read_finished_runs(connection: Connection, *, after: datetime) -> list[sa.Row[Any]]:
+    """Whole rows of the runs finished after `after`, oldest first."""
+    query = (
+        sa.select(job_runs).where(job_runs.c.finished_at > after).order_by(job_runs.c.finished_at)
+    )
+    return list(connection.execute(query).all())
+
+
+# --- the worker's side: claims, leases and final writes ------------------------------
+
+# Statuses after which a fire must not execute again.
+FINAL_STATUSES = ("succeeded", "failed")
+
+# Built once: constructing a statement per call costs more than executing it.
+_P = sa.bindparam
+_CLAIM_READ = sa.select(
+    job_runs.c.status,
+    job_runs.c.attempt,
+    job_runs.c.lease_until,
+    job_runs.c.reason,
+    job_runs.c.retries,
+).where(job_runs.c.id == _P("p_run_id"))
+_CLAIM_FRESH = (
+    sa.update(job_runs)
+    .where(
+        job_runs.c.id == _P("p_run_id"),
+        *(job_runs.c.status != status for status in (*FINAL_STATUSES, "started")),
+    )
+    .values(
+        status="started",
+        reason=None,
+        attempt=_P("p_attempt"),
+        lease_until=_P("p_until"),
+        started_at=_P("p_now"),
+        finished_at=None,
+        worker=_P("p_worker"),
+        retries=_P("p_retries"),
+        updated_at=_P("p_now"),
+    )
+)
+_RENEW = (
+    sa.update(job_runs)
+    .where(
+        job_runs.c.id == _P("p_run_id"),
+        job_runs.c.attempt == _P("p_attempt"),
+        job_runs.c.status == "started",
+    )
+    .values(lease_until=_P("p_until"))
+)
+
+
+def claim_fresh(
+    connection: Connection,
+    run_id: str,
+    *,
+    attempt: str,
+    until: datetime,
+    now: datetime,
+    worker: str,
+    retries: int,
+) -> bool:
+    """Claim a row nobody has started (one round trip). True if claimed."""
+    parameters = {
+        "p_run_id": run_id,
+        "p_attempt": attempt,
+        "p_until": until,
+        "p_now": now,
+        "p_worker": worker,
+        "p_retries": retries,
+    }
+    return bool(connection.execute(_CLAIM_FRESH, parameters).rowcount == 1)
+
+
+def read_claim(
+    connection: Connection, run_id: str
+) -> sa.Row[str, str | None, datetime | None, str | None, int] | None:
+    """The row's status, attempt, lease_until, reason and retries; None without a row."""
+    return connection.execute(_CLAIM_READ, {"p_run_id": run_id}).one_or_none()
+
+
+def take_claim(
+    connection: Connection,
+    run_id: str,
+    *,
+    found_status: str,
+    found_attempt: str | None,
+    attempt: str,
+    until: datetime,
+    now: datetime,
+    worker: str,
+    retries: int,
+    takeover: bool,
+) -> bool:
+    """Compare-and-set the row, as read (`found_*`), to `started` for `attempt`; with
+    `takeover`, count one more takeover. False if another claimer changed it first."""
+    values: dict[str, Any] = {
+        "status": "started",
+        "reason": None,
+        "attempt": attempt,
+        "lease_until": until,
+        "started_at": now,
+        "finished_at": None,
+        "worker": worker,
+        "retries": retries,
+        "updated_at": now,
+    }
+    if takeover:
+        values["takeovers"] = job_runs.c.takeovers + 1
+    statement = (
+        sa.update(job_runs)
+        .where(
+            job_runs.c.id == run_id,
+            job_runs.c.status == found_status,
+            job_runs.c.attempt.is_not_distinct_from(found_attempt),
+        )
+        .values(**values)
+    )
+    return bool(connection.execute(statement).rowcount == 1)
+
+
+def renew_leases(connection: Connection, held: Mapping[str, str], *, until: datetime) -> None:
+    """Extend to `until` the leases of the runs held (run id -> attempt), one executemany."""
+    items = [{"p_run_id": k, "p_attempt": v, "p_until": until} for k, v in held.items()]
+    connection.execute(_RENEW, items)
+
+
+def _held_by(run_id: str, prefix: str) -> tuple[sa.ColumnElement[bool], ...]:
+    return (
+        job_runs.c.id == run_id,
+        job_runs.c.status == "started",
+        job_runs.c.attempt.startswith(prefix, autoescape=True),
+    )
+
+
+def release_lease(connection: Connection, run_id: str, *, prefix: str, now: datetime) -> None:
+    """End now the lease of a run held by attempts `prefix*`."""
+    connection.execute(
+        sa.update(job_runs).where(*_held_by(run_id, prefix)).values(lease_until=now, updated_at=now)
+    )
+
+
+def fail_lost(
+    connection: Connection, run_id: str, *, prefix: str, error: str, now: datetime
+) -> None:
+    """Fail a run still held by attempts `prefix*` (nobody took it over)."""
+    connection.execute(
+        sa.update(job_runs)
+        .where(*_held_by(run_id, prefix))
+        .values(status="failed", error=error, finished_at=now, lease_until=None, updated_at=now)
+    )
+
+
+def expire_run(connection: Connection, run_id: str, *, now: datetime) -> None:
+    """A run that never started becomes 'expired' (its message expired)."""
+    connection.execute(
+        sa.update(job_runs)
+        .where(
+            job_runs.c.id == run_id,
+            job_runs.c.status.not_in(FINAL_STATUSES),
+            job_runs.c.status != "started",
+        )
+        .values(
+            status="expired",
+            reason="expired before a worker took it",
+            finished_at=now,
+            updated_at=now,
+        )
+    )
+
+
+# The final writes, executed in batches (executemany) by the worker's LedgerWriter with
+# the parameters `worker.claims.Ledger.*_values` build. Each lands while the row
+# carries our attempt: still `started`, or closed as lost by the reaper (the holder's
+# own report is the truth).
+_OURS = (job_runs.c.id == _P("p_run_id"), job_runs.c.attempt == _P("p_attempt"))
+_SUCCEEDED = (
+    sa.update(job_runs)
+    .where(*_OURS)
+    .values(
+        status="succeeded",
+        reason=None,
+        finished_at=_P("p_finished_at"),
+        lease_until=None,
+        result_summary=_P("p_summary"),
+        error=None,
+        updated_at=_P("p_updated_at"),
+    )
+)
+_FAILED = (
+    sa.update(job_runs)
+    .where(*_OURS)
+    .values(
+        status="failed",
+        reason=None,
+        error=_P("p_error"),
+        worker=_P("p_worker"),
+        finished_at=_P("p_finished_at"),
+        lease_until=None,
+        updated_at=_P("p_updated_at"),
+    )
+)
+_RETRIED = (
+    sa.update(job_runs)
+    .where(*_OURS)
+    .values(
+        status="retried",
+        reason=None,
+        error=_P("p_error"),
+        retries=_P("p_retries"),
+        finished_at=_P("p_finished_at"),
+        lease_until=None,
+        updated_at=_P("p_updated_at"),
+    )
+)
+# Own fire: only the count. Another fire sharing the key (an explicit idempotency
+# template) is itself skipped, unless it already ran. (Not NOT IN: an expanding IN list
+# cannot be used with executemany.)
+_SKIPPABLE = sa.and_(
+    sa.not_(_P("p_own", type_=sa.Boolean)),
+    *(job_runs.c.status != status for status in (*FINAL_STATUSES, "started")),
+)
+_DUPLICATE = (
+    sa.update(job_runs)
+    .where(job_runs.c.id == _P("p_run_id"))
+    .values(
+        duplicates=job_runs.c.duplicates + 1,
+        status=sa.case((_SKIPPABLE, "skipped"), else_=job_runs.c.status),
+        reason=sa.case((_SKIPPABLE, _P("p_reason")), else_=job_runs.c.reason),
+        updated_at=_P("p_updated_at"),
+    )
+)
+FINAL_WRITES: dict[str, sa.Update] = {
+    "succeeded": _SUCCEEDED,
+    "failed": _FAILED,
+    "retried": _RETRIED,
+    "duplicate": _DUPLICATE,
+}
