@@ -297,10 +297,11 @@ def _from_run(run: Mapping[str, Any], spec: JobSpec) -> dict[str, Any]:
 
 @dataclass(frozen=True, kw_only=True)
 class SlotPage:
-    """One page of a window: its slots, the ledger window to read for them, and where the
-    next page starts (None: this is the last)."""
+    """One page of a window: its slots and the wall times its DST policy drops there, the
+    ledger window to read for them, and where the next page starts (None: the last)."""
 
     slots: list[datetime]
+    dst: list[DstSkip]
     rows_from: datetime
     rows_to: datetime
     next_after: datetime | None
@@ -309,14 +310,34 @@ class SlotPage:
 def page_slots(
     spec: JobSpec, *, start: datetime, end: datetime, after: datetime | None, limit: int
 ) -> SlotPage:
-    """At most `limit` slots of [start, end] after `after` (a previous page's last slot).
-    Bounded work whatever the window: a 10-year window of a per-second job is paged."""
+    """At most `limit` entries of [start, end] after `after` (the previous page's last
+    instant): slots and dropped DST wall times both count, so a page of a per-second job
+    across a spring night (3,600 dropped wall times) is as long as any other. Bounded work
+    whatever the window: a 10-year window of a per-second job is paged."""
     begin = after if after is not None else start - _EPSILON
     slots, more = slot_times(spec, after=begin, until=end, limit=limit)
     rows_to = slots[-1] if more else end
+    dst = dst_skips(spec, after=begin, until=rows_to)
+    if len(slots) + len(dst) > limit:
+        rows_to, more = _page_end(sorted([*slots, *(skip.slot for skip in dst)]), limit), True
+        slots = [slot for slot in slots if slot <= rows_to]
+        dst = [skip for skip in dst if skip.slot <= rows_to]
     return SlotPage(
         slots=slots,
+        dst=dst,
         rows_from=begin + _EPSILON,
         rows_to=rows_to,
-        next_after=slots[-1] if more else None,
+        next_after=rows_to if more else None,
     )
+
+
+def _page_end(instants: Sequence[datetime], limit: int) -> datetime:
+    """The last instant of a page of at most `limit` of these (sorted) entries. A page ends
+    between instants, never inside one (a dropped wall time and a slot may share one: the
+    next page starts after it); only when the first instant alone holds more than `limit`
+    entries (limit 1) is the page longer, so that paging always advances."""
+    last = instants[limit - 1]
+    if instants[limit] != last:
+        return last
+    earlier = [moment for moment in instants[:limit] if moment < last]
+    return earlier[-1] if earlier else last

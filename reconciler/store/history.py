@@ -5,14 +5,14 @@ API (async)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from reconciler.core.slots import JobHistory, dst_skips, explain_slots, page_slots
+from reconciler.core.slots import JobHistory, explain_slots, page_slots
 from reconciler.spec.model import JobSpec
 from reconciler.store.tables import job_events, job_runs, scheduled_jobs
 
@@ -127,9 +127,7 @@ def explain_window(
             runs,
             history=history,
             now=now,
-            dst=dst_skips(
-                spec, after=page.rows_from - timedelta(microseconds=1), until=page.rows_to
-            ),
+            dst=page.dst,
         ),
         next_after=page.next_after,
     )

@@ -13,13 +13,19 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from fastapi.testclient import TestClient
 
+from reconciler.api import create_app
+from reconciler.core.slots import page_slots, slot_times
+from reconciler.settings import Settings
+from reconciler.spec.model import JobSpec
 from reconciler.store.db import create_sync_engine
 from reconciler.store.migrate import upgrade_database
 from reconciler.store.tables import job_runs, scheduled_jobs
@@ -27,6 +33,7 @@ from reconciler.store.tables import job_runs, scheduled_jobs
 pytestmark = [pytest.mark.slow]
 
 RECONCILE = str(Path(sys.executable).parent / "reconcile")
+CLOSED_PORT = 9  # services the slots endpoint does not use: nothing listens there
 CREATED = datetime(2027, 1, 1, tzinfo=UTC)
 FIXED = {"name": "fixed", "cron": "30 2 * * *", "dst": {"gap": "skip", "repeat": "first"}}
 REAL = {"name": "real", "cron": "*/30 * * * *", "dst": None}  # default: gap skip, repeat both
@@ -178,3 +185,90 @@ def test_real_time_cron_keeps_every_instant_and_names_the_missing_wall_times(
     autumn = answers["real", "autumn"]
     assert autumn == _ran([slot for slot in KEPT["real"] if AUTUMN[0] <= slot <= AUTUMN[1]])
     assert len(autumn) == 8
+
+
+def _api_slots(client: TestClient, job: str, window: tuple[str, str], limit: int) -> list[dict]:
+    """Every page of GET /api/v1/jobs/{job}/slots over `window`, `limit` entries a page."""
+    items: list[dict] = []
+    params: dict[str, str | int] = {"from": window[0], "to": window[1], "limit": limit}
+    while True:
+        response = client.get(f"/api/v1/jobs/{job}/slots", params=params)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        # A dropped wall time and the slot at its instant share a page (page_slots): with
+        # `limit` 1 such a page holds both.
+        assert len(body["items"]) <= max(limit, 2)
+        items += body["items"]
+        if body["next_cursor"] is None:
+            return items
+        params["cursor"] = body["next_cursor"]
+
+
+@pytest.fixture(scope="module")
+def client(database: str) -> Iterator[TestClient]:
+    settings = Settings(
+        database_url=database,
+        broker_url=f"amqp://guest:guest@127.0.0.1:{CLOSED_PORT}//",
+        redis_url=f"redis://127.0.0.1:{CLOSED_PORT}/0",
+        result_backend=f"redis://127.0.0.1:{CLOSED_PORT}/0",
+    )
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+@pytest.mark.parametrize("limit", [1, 2, 100])
+def test_the_slots_endpoint_says_what_explain_says_on_both_nights(
+    client: TestClient,
+    answers: dict[tuple[str, str], list[tuple[str, str, str]]],
+    limit: int,
+) -> None:
+    # Paged by 1 and 2, a page boundary falls between a dropped wall time and the slot at
+    # the same instant (the real-time job's spring night): nothing is lost or repeated.
+    windows = {"spring": SPRING, "autumn": AUTUMN}
+    for (job, night), cli in answers.items():
+        api = _api_slots(client, job, windows[night], limit)
+        assert [(_zulu(s["slot"]), s["fate"], s["reason"]) for s in api] == [
+            (_zulu(slot), fate, reason) for slot, fate, reason in cli
+        ], (job, night)
+        # The slots it does not drop are the schedule engine's, instant for instant.
+        spec = JobSpec.model_validate(
+            {
+                "name": job,
+                "task": "reconciler.tasks.noop",
+                "schedule": {"cron": FIXED["cron"] if job == "fixed" else REAL["cron"]},
+                "timezone": "Europe/Berlin",
+                **({"dst": FIXED["dst"]} if job == "fixed" else {}),
+            }
+        )
+        start, end = (_zulu(text) for text in windows[night])
+        engine, _ = slot_times(spec, after=start - timedelta(microseconds=1), until=end, limit=99)
+        assert [_zulu(s["slot"]) for s in api if s["fate"] != "skipped"] == engine
+
+
+def test_a_page_of_a_per_second_job_across_a_spring_night_stays_bounded() -> None:
+    # 02:00:00-02:59:59 do not exist on 2027-03-28 in Berlin: 3,600 dropped wall times,
+    # each at the instant of a real slot (a per-second job runs every UTC second).
+    spec = JobSpec.model_validate(
+        {
+            "name": "every-second",
+            "task": "reconciler.tasks.noop",
+            "schedule": {"cron": "* * * * * *"},
+            "timezone": "Europe/Berlin",
+        }
+    )
+    start, end = _zulu("2027-03-28T00:59:00Z"), _zulu("2037-03-28T00:00:00Z")  # ten years
+    seen: list[tuple[datetime, str]] = []
+    after = None
+    for _ in range(4):
+        page = page_slots(spec, start=start, end=end, after=after, limit=100)
+        entries = [(slot, "slot") for slot in page.slots] + [(s.slot, "dst") for s in page.dst]
+        assert len(entries) <= 100
+        seen += sorted(entries)
+        after = page.next_after
+        assert after is not None
+    first = _zulu("2027-03-28T01:00:00Z")
+    slots = [moment for moment, kind in seen if kind == "slot"]
+    dropped = [moment for moment, kind in seen if kind == "dst"]
+    assert slots == [start + timedelta(seconds=n) for n in range(len(slots))]
+    assert dropped == [first + timedelta(seconds=n) for n in range(len(dropped))]
+    assert len(seen) >= 390 and dropped  # four pages of 99-100 entries, into the gap
