@@ -9,11 +9,12 @@ Labels:
 - the job's name is the label `job_name`, never `job`: Prometheus gives every scraped
   series a `job` label of its own (the scrape job) and would rename ours `exported_job`
   (the convention of kube-state-metrics, whose CronJob metrics say `job_name` too);
-- closed vocabularies (triggers, outcomes, actions, statuses, reasons) are the tuples
-  below. Their series are created at import with the value 0, so every process exports
-  them before the first event and `rate()` / `increase()` count the first event too.
-  Per-job and per-task series are created by `track_job` / `track_task` for the same
-  reason, and `forget_job` drops a removed job's series so no alert fires for it.
+- closed vocabularies (triggers, outcomes, actions, statuses, reasons) are the enums of
+  `reconciler.core.vocabulary`, as the tuples below. Their series are created at
+  import with the value 0, so every process exports them before the first event and
+  `rate()` / `increase()` count the first event too. Per-job and per-task series are
+  created by `track_job` / `track_task` for the same reason, and `forget_job` drops a
+  removed job's series so no alert fires for it.
 
 Each process exports only its own families (DAEMON_METRICS, WORKER_METRICS,
 API_METRICS; `only(...)` builds the registry it serves), so the API's `/metrics` never
@@ -33,24 +34,26 @@ from typing import Any
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Summary
 from prometheus_client.metrics_core import Metric
 
-RECONCILE_TRIGGERS = ("watch", "resync", "startup", "cli")
-RECONCILE_OUTCOMES = ("succeeded", "failed", "refused")
-CHANGE_ACTIONS = ("add", "update", "pause", "resume", "rename", "remove", "repair")
-ERROR_KINDS = ("transient", "refused", "bug")
-# The inventory's statuses (reconciler.store.tables.JOB_STATUSES; a test keeps them equal).
-JOB_STATUSES = ("active", "paused", "completed")
-# `fenced`: a slot offered to a process that had just lost the leadership, not fired.
-FIRE_OUTCOMES = (
-    "published",
-    "duplicate",
-    "skipped_overlap",
-    "missed",
-    "unpublished",
-    "expired",
-    "fenced",
+from reconciler.core.vocabulary import (
+    Action,
+    ErrorKind,
+    FireOutcome,
+    JobStatus,
+    MissReason,
+    PassResult,
+    TaskOutcome,
+    Trigger,
 )
-MISS_REASONS = ("misfire", "coalesced", "catch_up_limit", "overlap", "expired")
-TASK_STATUSES = ("succeeded", "failed", "retried", "duplicate")
+
+# The label values of the closed vocabularies: the enums of reconciler.core.vocabulary.
+RECONCILE_TRIGGERS = tuple(Trigger)
+RECONCILE_OUTCOMES = tuple(PassResult)
+CHANGE_ACTIONS = tuple(Action)
+ERROR_KINDS = tuple(ErrorKind)
+JOB_STATUSES = tuple(JobStatus)
+FIRE_OUTCOMES = tuple(FireOutcome)
+MISS_REASONS = tuple(MissReason)
+TASK_STATUSES = tuple(TaskOutcome)
 
 # --- reconciler daemon / CLI: the reconcile loop ---------------------------------------
 RECONCILE_RUNS = Counter(

@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
         return plan.run(args)  # the plan, its output and its exit codes; nothing written
     from reconciler.cli import EXIT_ERROR, settings_from
+    from reconciler.core.vocabulary import Trigger
     from reconciler.engine.reconcile import reconcile_once
     from reconciler.store.migrate import upgrade_database
 
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         result = reconcile_once(
             engine,
             settings,
-            trigger="cli",
+            trigger=Trigger.CLI,
             apply=True,
             allow_mass_delete=args.allow_mass_delete,
             allow_invalid=args.allow_invalid,
@@ -114,6 +115,7 @@ def _confirm(args: argparse.Namespace) -> str | None:
     from reconciler.cli import settings_from
     from reconciler.commands._common import open_read_only_engine
     from reconciler.core.render import render_text
+    from reconciler.core.vocabulary import Trigger
     from reconciler.engine.reconcile import reconcile_once
 
     settings = settings_from(args)
@@ -122,7 +124,7 @@ def _confirm(args: argparse.Namespace) -> str | None:
         preview = reconcile_once(
             engine,
             settings,
-            trigger="cli",
+            trigger=Trigger.CLI,
             apply=False,
             allow_mass_delete=args.allow_mass_delete,
         ).plan
@@ -150,9 +152,10 @@ def _confirm(args: argparse.Namespace) -> str | None:
 def _report(args: argparse.Namespace, result: ReconcileResult) -> int:
     from reconciler.cli import EXIT_ERROR, EXIT_OK
     from reconciler.core.render import render_text
+    from reconciler.core.vocabulary import ReconcileOutcome
 
     plan = result.plan
-    invalid = result.outcome == "invalid"
+    invalid = result.outcome == ReconcileOutcome.INVALID
     if not args.quiet and (plan.has_changes or invalid):
         print(render_text(plan, colour=stdout_is_terminal()), end="")
     if invalid:

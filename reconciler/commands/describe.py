@@ -40,6 +40,7 @@ def describe_job(connection: Any, name: str, *, now: datetime) -> dict[str, Any]
     from reconciler.core.readout import job_document
     from reconciler.core.status import DRIFT_DETAILS, view_job
     from reconciler.core.triggers import next_fire_times
+    from reconciler.core.vocabulary import JobStatus
     from reconciler.spec.checks import never_fires_again
     from reconciler.store.history import (
         events_statement,
@@ -69,9 +70,11 @@ def describe_job(connection: Any, name: str, *, now: datetime) -> dict[str, Any]
         revision_dirty=stored["revision_dirty"],
         created_at=stored["created_at"],
         updated_at=stored["updated_at"],
-        state_reason=never_fires_again(spec, now=now) if view.row.status == "completed" else None,
+        state_reason=never_fires_again(spec, now=now)
+        if view.row.status == JobStatus.COMPLETED
+        else None,
         next_fires=list(next_fire_times(spec, after=now, count=3))
-        if view.row.status == "active"
+        if view.row.status == JobStatus.ACTIVE
         else [],
         spec=redact_spec(dict(stored["spec"])),
         quarantine=None if quarantine is None else quarantine_dict(quarantine),

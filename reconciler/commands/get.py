@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from reconciler.commands._output import add_output, emit
-from reconciler.core.status import JobState
+from reconciler.core.vocabulary import JobState
 
 HELP = "list jobs: schedule, next fire, last run and its outcome, state"
 

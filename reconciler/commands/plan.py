@@ -50,6 +50,7 @@ def add_plan_flags(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from reconciler.cli import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, EXIT_REFUSED, settings_from
     from reconciler.core.render import render_json, render_markdown, render_text
+    from reconciler.core.vocabulary import Trigger
     from reconciler.engine.reconcile import reconcile_once
 
     settings = settings_from(args)
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         result = reconcile_once(
             engine,
             settings,
-            trigger="cli",
+            trigger=Trigger.CLI,
             apply=False,
             allow_mass_delete=getattr(args, "allow_mass_delete", False),
         )

@@ -19,7 +19,7 @@ from datetime import datetime
 from functools import cached_property
 from itertools import compress
 from operator import is_not
-from typing import Any, Literal
+from typing import Any
 
 from reconciler.core.state import (
     ActualState,
@@ -33,13 +33,13 @@ from reconciler.core.state import (
     scheduler_job,
 )
 from reconciler.core.triggers import next_fire_times
+from reconciler.core.vocabulary import Action, JobStatus
 from reconciler.redact import looks_secret, redact
 from reconciler.spec.diagnostics import Diagnostic
 from reconciler.spec.essence import canonical_json
 from reconciler.spec.model import JobSpec
 
-Action = Literal["add", "update", "pause", "resume", "rename", "remove", "repair"]
-ACTIONS: tuple[Action, ...] = ("add", "update", "pause", "resume", "rename", "remove", "repair")
+ACTIONS = tuple(Action)
 SENSITIVE = "(sensitive)"
 # Fields whose change moves the fire times: the plan shows next fires before/after.
 _TIMING_FIELDS = ("schedule", "timezone", "start", "end", "paused")
@@ -92,7 +92,7 @@ class Target:
     essence: Mapping[str, Any]
     source: str
     line: int
-    status: str  # active / paused / completed
+    status: JobStatus
     revision: str | None
     revision_dirty: bool
     scheduler: SchedulerJob
@@ -297,13 +297,13 @@ def actual_after(
     inventory = DerivedDict(actual.inventory, base=actual.inventory, changed=touched)
     scheduler = DerivedDict(actual.scheduler, base=actual.scheduler, changed=touched)
     for change in plan.changes:
-        if change.action == "remove":
+        if change.action == Action.REMOVE:
             inventory.pop(change.job, None)
             scheduler.pop(change.job, None)
         if change.renamed_from is not None:
             inventory.pop(change.renamed_from, None)
             scheduler.pop(change.renamed_from, None)
-        elif change.target is not None and change.action != "repair":
+        elif change.target is not None and change.action != Action.REPAIR:
             inventory[change.job] = change.target.inventory_row()
     scheduler.update(written)
     return ActualState(inventory=inventory, scheduler=scheduler)
@@ -328,17 +328,17 @@ def touched_jobs(plan: Plan) -> list[str]:
 def _add(wanted: DesiredJob, revision: Revision, *, now: datetime, fires: Fires) -> Change:
     target = _target(wanted, revision.commit, revision.dirty, now=now, keep=False)
     return Change(
-        action="add",
+        action=Action.ADD,
         job=wanted.name,
         source=wanted.source,
         reason=f"declared in {wanted.source}:{wanted.line}, not scheduled yet"
         + (
             "; completed: no future fire time, it never fires"
-            if target.status == "completed"
+            if target.status == JobStatus.COMPLETED
             else ""
         ),
         only_after=wanted.essence,
-        fires_after=fires(wanted.spec, now) if target.status == "active" else (),
+        fires_after=fires(wanted.spec, now) if target.status == JobStatus.ACTIVE else (),
         after_hash=wanted.spec_hash,
         target=target,
         after_key=_content_key(wanted.spec_hash, target.status, wanted.source),
@@ -368,9 +368,9 @@ def _compare(
         diffs += (FieldDiff("source", have.source_file, wanted.source),)
     changed = {diff.path.split(".", 1)[0].split("[", 1)[0] for diff in diffs}
     timing = bool(changed & set(_TIMING_FIELDS))
-    action: Action = "rename" if renamed else "update"
+    action = Action.RENAME if renamed else Action.UPDATE
     if changed == {"paused"}:
-        action = "pause" if wanted.spec.paused else "resume"
+        action = Action.PAUSE if wanted.spec.paused else Action.RESUME
     target = _target(wanted, revision.commit, revision.dirty, now=now, keep=not timing)
     before = have.spec()
     return Change(
@@ -379,8 +379,8 @@ def _compare(
         source=wanted.source,
         reason=_update_reason(action, diffs, wanted.source, have.name),
         eager_diffs=diffs,
-        fires_before=fires(before, now) if timing and have.status == "active" else (),
-        fires_after=fires(wanted.spec, now) if timing and target.status == "active" else (),
+        fires_before=fires(before, now) if timing and have.status == JobStatus.ACTIVE else (),
+        fires_after=fires(wanted.spec, now) if timing and target.status == JobStatus.ACTIVE else (),
         before_hash=have.spec_hash,
         after_hash=wanted.spec_hash,
         target=target,
@@ -390,14 +390,16 @@ def _compare(
     )
 
 
-def _status_change(wanted: DesiredJob, have: InventoryRow, status: str, *, now: datetime) -> Change:
+def _status_change(
+    wanted: DesiredJob, have: InventoryRow, status: JobStatus, *, now: datetime
+) -> Change:
     target = _target(wanted, have.revision, False, now=now, keep=True, status=status)
     return Change(
-        action="update",
+        action=Action.UPDATE,
         job=wanted.name,
         source=wanted.source,
         reason=f"status {have.status} -> {status}"
-        + (" (no future fire time)" if status == "completed" else ""),
+        + (" (no future fire time)" if status == JobStatus.COMPLETED else ""),
         eager_diffs=(FieldDiff("status", have.status, status),),
         before_hash=have.spec_hash,
         after_hash=wanted.spec_hash,
@@ -412,7 +414,7 @@ def _moved(wanted: DesiredJob, have: InventoryRow, revision: Revision, *, now: d
     row keeps its next fire (no schedule effect)."""
     target = _target(wanted, revision.commit, revision.dirty, now=now, keep=True)
     return Change(
-        action="update",
+        action=Action.UPDATE,
         job=wanted.name,
         source=wanted.source,
         reason=f"moved from {have.source_file} to {wanted.source}; no schedule effect",
@@ -426,11 +428,11 @@ def _moved(wanted: DesiredJob, have: InventoryRow, revision: Revision, *, now: d
 
 
 def _update_reason(action: Action, diffs: tuple[FieldDiff, ...], source: str, old: str) -> str:
-    if action == "pause":
+    if action == Action.PAUSE:
         return f"paused: true in {source}"
-    if action == "resume":
+    if action == Action.RESUME:
         return f"paused: false in {source}; next fire computed from now"
-    if action == "rename":
+    if action == Action.RENAME:
         return f"renamed from {old} (previous_names in {source}); history and next fire kept"
     fields = ", ".join(diff.path for diff in diffs[:5]) + (" ..." if len(diffs) > 5 else "")
     return f"spec changed in {source}: {fields}"
@@ -438,7 +440,7 @@ def _update_reason(action: Action, diffs: tuple[FieldDiff, ...], source: str, ol
 
 def _remove(have: InventoryRow) -> Change:
     return Change(
-        action="remove",
+        action=Action.REMOVE,
         job=have.name,
         source=have.source_file,
         reason=f"no longer declared in the jobs folder (was in {have.source_file})",
@@ -456,7 +458,7 @@ def _repair_if_drifted(
     reason_prefix: str = "",
 ) -> Change | None:
     """A repair when the scheduler row of a job we own is missing or not what we wrote."""
-    if have.status == "completed":
+    if have.status == JobStatus.COMPLETED:
         return None  # APScheduler removes finished jobs itself; nothing should be there
     spec = wanted.spec if wanted else have.spec()
     expected = scheduler_job(spec, spec_hash=have.spec_hash, revision=have.revision)
@@ -468,7 +470,7 @@ def _repair_if_drifted(
         paused_row = row.next_run_time is None
         if mismatch is not None:
             why = f"its apscheduler_jobs row is wrong: {mismatch}"
-        elif paused_row != (have.status == "paused"):
+        elif paused_row != (have.status == JobStatus.PAUSED):
             why = "its apscheduler_jobs row is " + ("paused" if paused_row else "not paused")
         else:
             return None
@@ -478,14 +480,14 @@ def _repair_if_drifted(
         essence=have.essence,
         source=have.source_file,
         line=have.source_line,
-        status=have.status,
+        status=JobStatus(have.status),
         revision=have.revision,
         revision_dirty=False,
         scheduler=expected,
         keep_next_run_time=row is not None and row.fingerprint == expected.fingerprint,
     )
     return Change(
-        action="repair",
+        action=Action.REPAIR,
         job=have.name,
         source=have.source_file,
         reason=reason_prefix + "drift: " + why,
@@ -512,7 +514,7 @@ def _target(
     *,
     now: datetime,
     keep: bool,
-    status: str | None = None,
+    status: JobStatus | None = None,
 ) -> Target:
     return Target(
         spec=wanted.spec,
@@ -546,7 +548,7 @@ def _guard(
     max_delete_fraction: float,
     allow_mass_delete: bool,
 ) -> str | None:
-    removals = sum(1 for change in changes if change.action == "remove")
+    removals = sum(1 for change in changes if change.action == Action.REMOVE)
     if not removals or allow_mass_delete:
         return None
     if not desired.jobs:
@@ -572,7 +574,7 @@ def _finish(
     *,
     refused: str | None,
 ) -> Plan:
-    summary: dict[str, int] = dict.fromkeys(ACTIONS, 0)
+    summary = {action.value: 0 for action in Action}  # plain str keys: orjson takes them
     for change in changes:
         summary[change.action] += 1
     return Plan(
@@ -616,13 +618,13 @@ def _rename_hints(changes: list[Change]) -> tuple[str, ...]:
     removed = {
         _without_name(c.only_before): c.job
         for c in changes
-        if c.action == "remove" and c.only_before is not None
+        if c.action == Action.REMOVE and c.only_before is not None
     }
     if not removed:
         return ()
     hints = []
     for change in changes:
-        if change.action == "add" and change.only_after is not None:
+        if change.action == Action.ADD and change.only_after is not None:
             old = removed.get(_without_name(change.only_after))
             if old is not None:
                 hints.append(

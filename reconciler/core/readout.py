@@ -9,7 +9,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from reconciler.core.moments import rfc3339
-from reconciler.core.status import DRIFT_DETAILS, JobState, JobView, StatusView
+from reconciler.core.status import DRIFT_DETAILS, JobView, StatusView
+from reconciler.core.vocabulary import Fate, JobState, Role, RunStatus
 
 Paint = Callable[[str, str], str]
 NONE = "-"
@@ -29,15 +30,16 @@ STATE_COLOURS = {
     JobState.COMPLETED: "dim",
     JobState.ACTIVE: "green",
 }
-OUTCOME_COLOURS = {
-    "succeeded": "green",
-    "ran": "green",
-    "failed": "red",
-    "expired": "red",
-    "missed": "yellow",
-    "absent": "red",
-    "skipped": "cyan",
-    "coalesced": "cyan",
+# By run status, and by slot fate (`explain`).
+OUTCOME_COLOURS: dict[str, str] = {
+    RunStatus.SUCCEEDED: "green",
+    Fate.RAN: "green",
+    RunStatus.FAILED: "red",
+    RunStatus.EXPIRED: "red",
+    RunStatus.MISSED: "yellow",
+    Fate.ABSENT: "red",
+    RunStatus.SKIPPED: "cyan",
+    Fate.COALESCED: "cyan",
 }
 _CRON_FIELDS = ("year", "month", "week", "day", "day_of_week", "hour", "minute", "second")
 _INTERVAL_UNITS = (
@@ -189,7 +191,7 @@ def status_text(view: StatusView, *, paint: Paint = plain) -> str:
             f"{leader['instance']} (epoch {leader['epoch']}, {state}, "
             f"heartbeat {rfc3339(leader['heartbeat_at'])})"
         )
-    standbys = [i["instance"] for i in view.instances if i["role"] == "standby" and i["fresh"]]
+    standbys = [i["instance"] for i in view.instances if i["role"] == Role.STANDBY and i["fresh"]]
     lines = [f"Leader:         {leads}"]
     if standbys:
         lines.append(f"Standbys:       {', '.join(standbys)}")

@@ -11,18 +11,10 @@ from datetime import datetime
 from typing import Any
 
 from reconciler.core.plan import ACTIONS, Change, Plan
+from reconciler.core.vocabulary import Action
 from reconciler.spec.model import JobSpec
 
 FORMAT_VERSION = 1
-_SYMBOL = {
-    "add": "+",
-    "update": "~",
-    "pause": "~",
-    "resume": "~",
-    "rename": "~",
-    "remove": "-",
-    "repair": "!",
-}
 _COLOUR = {"+": "32", "~": "33", "-": "31", "!": "35"}
 
 
@@ -91,15 +83,15 @@ def _no_changes(plan: Plan) -> str:
 
 
 def _change_text(change: Change, paint: Any) -> list[str]:
-    symbol = _SYMBOL[change.action]
+    symbol = change.action.symbol
     where = f"  ({change.source})" if change.source else ""
     renamed = f" (was {change.renamed_from})" if change.renamed_from else ""
     lines = [paint(symbol, f"  {symbol} {change.action:<7} {change.job}") + renamed + where]
     lines.append(f"      # {change.reason}")
-    if change.action != "add" and change.action != "remove":
+    if change.action != Action.ADD and change.action != Action.REMOVE:
         for diff in change.diffs:
             lines.append(f"      {diff.path}: {_value(diff.before)} -> {_value(diff.after)}")
-    elif change.action == "add":
+    elif change.action == Action.ADD:
         # The JSON plan lists every field; people read only what differs from the defaults.
         for diff in change.diffs:
             if not _is_default(diff.path, diff.after):
@@ -115,12 +107,12 @@ def change_line(change: Change, *, limit: int = 3) -> str:
     """One line naming a change, for logs and job events:
     `~ nightly-report: schedule.cron "0 2 * * *" -> "0 3 * * *"`. Secret values are
     already `(sensitive)` in the diffs."""
-    head = f"{_SYMBOL[change.action]} {change.job}"
-    if change.action == "add":
+    head = f"{change.action.symbol} {change.job}"
+    if change.action == Action.ADD:
         return f"{head}: added from {change.source}"
-    if change.action == "remove":
+    if change.action == Action.REMOVE:
         return f"{head}: removed"
-    if change.action == "repair":
+    if change.action == Action.REPAIR:
         return f"{head}: repaired ({change.reason})"
     diffs = change.diffs
     parts = [f"{d.path} {_value(d.before)} -> {_value(d.after)}" for d in diffs[:limit]]
@@ -161,7 +153,7 @@ def render_markdown(plan: Plan) -> str:
         for change in plan.changes:
             renamed = f" (was `{change.renamed_from}`)" if change.renamed_from else ""
             lines.append(
-                f"| {_SYMBOL[change.action]} {change.action} | `{change.job}`{renamed} "
+                f"| {change.action.symbol} {change.action} | `{change.job}`{renamed} "
                 f"| `{change.source or ''}` | {_escape(change.reason)} |"
             )
         lines += ["", "<details><summary>Field changes and next fire times</summary>", ""]
@@ -184,16 +176,16 @@ def render_markdown(plan: Plan) -> str:
 def _markdown_diff(plan: Plan) -> list[str]:
     lines: list[str] = []
     for change in plan.changes:
-        sign = {"add": "+", "remove": "-"}.get(change.action, "!")
+        sign = {Action.ADD: "+", Action.REMOVE: "-"}.get(change.action, "!")
         lines.append(f"{sign} {change.action} {change.job}")
         for diff in change.diffs:
-            if change.action in ("add", "remove") and _is_default(
-                diff.path, diff.after if change.action == "add" else diff.before
+            if change.action in (Action.ADD, Action.REMOVE) and _is_default(
+                diff.path, diff.after if change.action == Action.ADD else diff.before
             ):
                 continue
-            if diff.before is not None and change.action != "add":
+            if diff.before is not None and change.action != Action.ADD:
                 lines.append(f"-   {diff.path}: {_value(diff.before)}")
-            if diff.after is not None and change.action != "remove":
+            if diff.after is not None and change.action != Action.REMOVE:
                 lines.append(f"+   {diff.path}: {_value(diff.after)}")
         if change.fires_after:
             lines.append("    next fires: " + ", ".join(map(_iso, change.fires_after)))

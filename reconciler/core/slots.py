@@ -16,13 +16,22 @@ from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 from reconciler.core.dst import WallClockCronTrigger
 from reconciler.core.moments import as_utc, rfc3339
 from reconciler.core.schedule import CronSchedule, Gap, Repeat, next_wall
 from reconciler.core.triggers import build_trigger
+from reconciler.core.vocabulary import (
+    FINAL_RUN_STATUSES,
+    UNFINISHED_RUN_STATUSES,
+    Action,
+    Fate,
+    JobStatus,
+    MissReason,
+    RunReason,
+    RunStatus,
+)
 from reconciler.core.zones import Segment
 from reconciler.spec.model import JobSpec
 
@@ -31,16 +40,6 @@ _SECOND = timedelta(seconds=1)
 _DAY = timedelta(days=1)
 # How far back `nearest_slots` looks for the slot before a time (then it gives up).
 _LOOKBACK = (timedelta(hours=1), timedelta(days=1), timedelta(days=32), timedelta(days=400))
-RUNNING_STATUSES = ("scheduled", "published", "started", "retried")
-
-
-class Fate(StrEnum):
-    RAN = "ran"  # a run happened (or is happening): its id and outcome
-    MISSED = "missed"  # recorded missed: later than its misfire grace, or expired
-    COALESCED = "coalesced"  # folded into a later slot's run (coalesce: true)
-    SKIPPED = "skipped"  # not run on purpose: overlap, paused, before it existed, start/end
-    ABSENT = "absent"  # a past slot nothing fired or recorded (no leader was running?)
-    NOT_DUE = "not_yet_due"  # in the future, or due this very moment
 
 
 def slot_times(
@@ -176,10 +175,10 @@ class JobHistory:
             return str(self.events[index - 1]["status"] or "removed")
         if self.events:  # before the first change: its opposite
             first = self.events[0]
-            if first["action"] == "resume":
-                return "paused"
-            if first["action"] == "pause":
-                return "active"
+            if first["action"] == Action.RESUME:
+                return JobStatus.PAUSED
+            if first["action"] == Action.PAUSE:
+                return JobStatus.ACTIVE
         return self.status_now
 
 
@@ -248,7 +247,7 @@ def _without_run(
     if spec.end is not None and slot > spec.zoned(spec.end):
         return Fate.SKIPPED, f"after the job's end ({rfc3339(spec.zoned(spec.end))})"
     status = history.status_at(slot)
-    if status == "paused":
+    if status == JobStatus.PAUSED:
         return Fate.SKIPPED, "paused: the job was paused then (no fire while paused)"
     if status == "removed":
         return Fate.SKIPPED, "the job was removed then"
@@ -267,30 +266,32 @@ def _from_run(run: Mapping[str, Any], spec: JobSpec) -> dict[str, Any]:
     entry: dict[str, Any] = {"run_id": run["id"], "outcome": status}
     lateness = run.get("lateness_seconds")
     late = f", {lateness:.3f} s late" if lateness is not None else ""
-    if status in ("succeeded", "failed"):
+    if status in FINAL_RUN_STATUSES:
         entry.update(fate=Fate.RAN, reason=f"{status}{late}")
-    elif status in RUNNING_STATUSES:
+    elif status in UNFINISHED_RUN_STATUSES:
         entry.update(fate=Fate.RAN, reason=f"{status} (not finished){late}")
-    elif status == "missed" and why == "coalesced":
+    elif status == RunStatus.MISSED and why == RunReason.COALESCED:
         entry.update(fate=Fate.COALESCED, reason="coalesced into a later slot's run")
-    elif status == "missed":
+    elif status == RunStatus.MISSED:
         grace = spec.misfire_grace_seconds
         gap = f" (found {lateness:.0f} s late)" if lateness is not None else ""
-        text = {
-            "misfire": f"beyond its misfire grace of {grace} s{gap}: the daemon was down "
+        texts: dict[str, str] = {
+            RunReason.MISFIRE: f"beyond its misfire grace of {grace} s{gap}: the daemon was down "
             "or no leader was firing",
-            "catch_up_limit": "beyond the catch-up limit after downtime",
-            "expired": "expired before it could be published",
-        }.get(str(why), f"missed ({why})")
+            RunReason.CATCH_UP_LIMIT: "beyond the catch-up limit after downtime",
+            MissReason.EXPIRED: "expired before it could be published",
+        }
+        text = texts.get(str(why), f"missed ({why})")
         entry.update(fate=Fate.MISSED, reason=text)
-    elif status == "expired":
+    elif status == RunStatus.EXPIRED:
         entry.update(fate=Fate.MISSED, reason="expired before it could be published")
     else:  # skipped
-        text = {
-            "overlap": f"overlap: {spec.max_concurrent_runs} run(s) still running "
+        texts = {
+            RunReason.OVERLAP: f"overlap: {spec.max_concurrent_runs} run(s) still running "
             "(max_concurrent_runs)",
             "duplicate": "a duplicate fire of a slot that already ran",
-        }.get(str(why), f"skipped ({why})")
+        }
+        text = texts.get(str(why), f"skipped ({why})")
         entry.update(fate=Fate.SKIPPED, reason=text)
     return entry
 

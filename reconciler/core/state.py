@@ -19,6 +19,7 @@ from reconciler.core.triggers import (
     has_open_end,
     trigger_fingerprint,
 )
+from reconciler.core.vocabulary import JobStatus
 from reconciler.spec.diagnostics import Diagnostic
 from reconciler.spec.essence import essence, hash_essence
 from reconciler.spec.model import JobSpec
@@ -90,10 +91,10 @@ class DesiredJob:
         data, digest = known_essence
         return cls(spec, source, line, digest, data, has_open_end(spec))
 
-    def status(self, *, now: datetime) -> str:
+    def status(self, *, now: datetime) -> JobStatus:
         """active, paused or completed (see runtime_status)."""
         if self.open_ended and not self.spec.paused:
-            return "active"
+            return JobStatus.ACTIVE
         return runtime_status(self.spec, now=now)
 
 
@@ -213,10 +214,12 @@ def _scheduler_job(spec: JobSpec, *, spec_hash: str, revision: str | None) -> Sc
     )
 
 
-def runtime_status(spec: JobSpec, *, now: datetime) -> str:
+def runtime_status(spec: JobSpec, *, now: datetime) -> JobStatus:
     """active, paused, or completed (no future fire: a past one-off, an end passed)."""
     if spec.paused:
-        return "paused"
+        return JobStatus.PAUSED
     if has_open_end(spec):
-        return "active"
-    return "active" if first_fire_after(spec, now=now) is not None else "completed"
+        return JobStatus.ACTIVE
+    if first_fire_after(spec, now=now) is None:
+        return JobStatus.COMPLETED
+    return JobStatus.ACTIVE

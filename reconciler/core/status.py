@@ -12,7 +12,8 @@ One rule for each fact, so that every reader agrees:
 - a job's state (`JobState`) is one word derived from its inventory status, its file's
   quarantine, its last run and its next fire.
 
-Closed vocabularies live here as enums; renderers and metrics import them.
+The closed vocabularies (`Drift`, `JobState`, `LeaderState` ...) are the enums of
+`reconciler.core.vocabulary`; renderers and metrics import them from there.
 """
 
 from __future__ import annotations
@@ -21,45 +22,29 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 from reconciler.core.moments import as_utc, from_epoch
+from reconciler.core.vocabulary import (
+    COUNT_COLUMNS,
+    FAILED_RUN_STATUSES,
+    Action,
+    Drift,
+    JobState,
+    JobStatus,
+    LeaderState,
+    ReconcileOutcome,
+    Role,
+)
 
 # The leader heartbeats every second; a standby every 5 s. 15 s without one: stale.
 LEADER_STALE_AFTER = timedelta(seconds=15)
-APPLIED_OUTCOMES = ("applied", "no_changes")
-# A pass that planned and did not apply: a RECONCILER_SYNC=manual daemon's.
-PLANNED_OUTCOME = "planned"
-SETTLED_OUTCOMES = (*APPLIED_OUTCOMES, PLANNED_OUTCOME)
-_PENDING_COUNTS = (
-    ("add", "added"),
-    ("update", "updated"),
-    ("pause", "paused"),
-    ("resume", "resumed"),
-    ("remove", "removed"),
-    ("repair", "repaired"),
-)
+# The counts a planned pass records, by action (a rename is counted with the updates).
+_PENDING_COUNTS = [
+    (action.value, column) for action, column in COUNT_COLUMNS.items() if action != Action.RENAME
+]
 # An active job whose next fire is this far in the past is late (nothing fired it).
 LATE_AFTER = timedelta(seconds=60)
-# Last-run outcomes that make a job `failing`.
-FAILED_RUN_STATUSES = ("failed", "expired")
-
-
-class LeaderState(StrEnum):
-    ALIVE = "alive"  # a leader heartbeats
-    STALE = "stale"  # the newest leader row stopped heartbeating (dead, hung, cut off)
-    NONE = "none"  # no process ever led, or the last one stepped down
-
-
-class Drift(StrEnum):
-    """How a job's scheduler row (`apscheduler_jobs`) disagrees with the inventory."""
-
-    MISSING_SCHEDULER_ROW = "missing_scheduler_row"
-    SCHEDULER_PAUSED = "scheduler_paused"
-    SCHEDULER_ACTIVE = "scheduler_active"
-    UNEXPECTED_SCHEDULER_ROW = "unexpected_scheduler_row"
-    FOREIGN_SCHEDULER_ROW = "foreign_scheduler_row"
 
 
 DRIFT_DETAILS = {
@@ -72,27 +57,16 @@ DRIFT_DETAILS = {
 }
 
 
-class JobState(StrEnum):
-    """One word per job, most urgent first when several hold."""
-
-    QUARANTINED = "quarantined"  # its file fails to validate: it runs its last applied spec
-    FAILING = "failing"  # its last run failed or expired
-    LATE = "late"  # active, and its next fire is over LATE_AFTER in the past
-    PAUSED = "paused"
-    COMPLETED = "completed"  # no future fire (a past one-off, an end date)
-    ACTIVE = "active"
-
-
 def job_drift(status: str, *, scheduled: bool, next_run_time: float | None) -> Drift | None:
     """How the scheduler row disagrees with the job's inventory status; None: they agree.
     A completed job legitimately has no row."""
-    if status == "completed":
+    if status == JobStatus.COMPLETED:
         return Drift.UNEXPECTED_SCHEDULER_ROW if scheduled and next_run_time is not None else None
     if not scheduled:
         return Drift.MISSING_SCHEDULER_ROW
-    if status == "active" and next_run_time is None:
+    if status == JobStatus.ACTIVE and next_run_time is None:
         return Drift.SCHEDULER_PAUSED
-    if status == "paused" and next_run_time is not None:
+    if status == JobStatus.PAUSED and next_run_time is not None:
         return Drift.SCHEDULER_ACTIVE
     return None
 
@@ -107,9 +81,9 @@ def job_state(
 ) -> JobState:
     if quarantined:
         return JobState.QUARANTINED
-    if status == "paused":
+    if status == JobStatus.PAUSED:
         return JobState.PAUSED
-    if status == "completed":
+    if status == JobStatus.COMPLETED:
         return JobState.COMPLETED
     if last_run_status in FAILED_RUN_STATUSES:
         return JobState.FAILING
@@ -158,11 +132,11 @@ def view_job(row: JobRow, *, now: datetime) -> JobView:
             status=row.status,
             quarantined=row.quarantined,
             last_run_status=row.last_run_status,
-            next_run_time=row.next_run_time if row.status == "active" else None,
+            next_run_time=row.next_run_time if row.status == JobStatus.ACTIVE else None,
             now=now,
         ),
         drift=job_drift(row.status, scheduled=row.scheduled, next_run_time=row.next_run_time),
-        next_fire=from_epoch(row.next_run_time) if row.status == "active" else None,
+        next_fire=from_epoch(row.next_run_time) if row.status == JobStatus.ACTIVE else None,
     )
 
 
@@ -222,7 +196,7 @@ def pick_leader(
 ) -> tuple[LeaderState, Mapping[str, Any] | None]:
     """The `leader` row with the highest epoch, alive or stale; (NONE, None) without one.
     `instances` as `build_status` shapes them (with `fresh`)."""
-    leaders = [item for item in instances if item["role"] == "leader"]
+    leaders = [item for item in instances if item["role"] == Role.LEADER]
     leader = max(leaders, key=lambda item: item["epoch"], default=None)
     if leader is None:
         return LeaderState.NONE, None
@@ -265,7 +239,7 @@ def pending_changes(last_settled: Mapping[str, Any] | None) -> dict[str, int]:
     """What a manual-sync daemon found and left for `reconcile apply`, by action: the
     counts of the newest settled pass when it only planned; {} when it applied or found
     nothing to change (nothing pending)."""
-    if not last_settled or last_settled.get("outcome") != PLANNED_OUTCOME:
+    if not last_settled or last_settled.get("outcome") != ReconcileOutcome.PLANNED:
         return {}
     counts = {action: int(last_settled.get(column) or 0) for action, column in _PENDING_COUNTS}
     return {action: count for action, count in counts.items() if count}

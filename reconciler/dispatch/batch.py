@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.engine import Connection
 
 from reconciler.core.fires import FirePayload
+from reconciler.core.vocabulary import RunReason, RunStatus
 from reconciler.dispatch.request import FireRequest, ledger_row
 from reconciler.store import ledger
 
@@ -117,12 +118,16 @@ def _row_for(
     request: FireRequest, *, skipped: bool, now: datetime, retry_at: datetime
 ) -> dict[str, object]:
     if request.kind == "missed":
-        return ledger_row(request, status="missed", now=now, next_attempt_at=None)
+        return ledger_row(request, status=RunStatus.MISSED, now=now, next_attempt_at=None)
     if skipped:
         return ledger_row(
-            request, status="skipped", reason="overlap", now=now, next_attempt_at=None
+            request,
+            status=RunStatus.SKIPPED,
+            reason=RunReason.OVERLAP,
+            now=now,
+            next_attempt_at=None,
         )
-    return ledger_row(request, status="scheduled", now=now, next_attempt_at=retry_at)
+    return ledger_row(request, status=RunStatus.SCHEDULED, now=now, next_attempt_at=retry_at)
 
 
 def _classify(

@@ -41,6 +41,7 @@ from sqlalchemy.exc import OperationalError
 
 from reconciler import metrics
 from reconciler.core.fires import FirePayload
+from reconciler.core.vocabulary import FireOutcome, MissReason
 from reconciler.dispatch import batch
 from reconciler.dispatch.publisher import Publisher, PublishResult
 from reconciler.dispatch.request import FireRequest, make_request
@@ -158,7 +159,7 @@ class Dispatcher:
         due for the retrier: slower, never lost, still never waiting for the broker.
         """
         if not self._fence.is_leader():
-            metrics.FIRES.labels(job, "fenced").inc()
+            metrics.FIRES.labels(job, FireOutcome.FENCED).inc()
             raise NotLeaderError(f"not the leader: slot of {job!r} not fired")
         request = make_request(
             job=job, payload=payload, scheduled_time=scheduled_time, now=self._clock()
@@ -188,7 +189,7 @@ class Dispatcher:
                 reason=reason,
             )
             metrics.MISSED_SLOTS.labels(job, reason).inc()
-            metrics.FIRES.labels(job, "missed").inc()
+            metrics.FIRES.labels(job, FireOutcome.MISSED).inc()
             self._enqueue(request)
 
     def republish(self, requests: Sequence[FireRequest], *, timeout: float) -> int:
@@ -381,15 +382,15 @@ class Dispatcher:
 def _count_outcome(outcome: batch.BatchOutcome) -> None:
     for request in outcome.duplicates:
         metrics.DUPLICATE_FIRES.labels(request.job).inc()
-        metrics.FIRES.labels(request.job, "duplicate").inc()
+        metrics.FIRES.labels(request.job, FireOutcome.DUPLICATE).inc()
         log.info(
             "slot %s already in the ledger: duplicate fire not published",
             request.slot.isoformat(),
             extra=job_extra(request.job),
         )
     for request in outcome.overlaps:
-        metrics.MISSED_SLOTS.labels(request.job, "overlap").inc()
-        metrics.FIRES.labels(request.job, "skipped_overlap").inc()
+        metrics.MISSED_SLOTS.labels(request.job, MissReason.OVERLAP).inc()
+        metrics.FIRES.labels(request.job, FireOutcome.SKIPPED_OVERLAP).inc()
         log.info(
             "slot %s skipped: overlap (max_concurrent_runs reached)",
             request.slot.isoformat(),
@@ -402,10 +403,10 @@ def _count_publish(
 ) -> None:
     for request in requests:
         if request.id in result.confirmed:
-            metrics.FIRES.labels(request.job, "published").inc()
+            metrics.FIRES.labels(request.job, FireOutcome.PUBLISHED).inc()
             metrics.FIRE_LATENESS.observe((now - request.slot).total_seconds())
         else:
-            metrics.FIRES.labels(request.job, "unpublished").inc()
+            metrics.FIRES.labels(request.job, FireOutcome.UNPUBLISHED).inc()
             metrics.PUBLISH_FAILURES.inc()
     if result.error:
         log.warning(

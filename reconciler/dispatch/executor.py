@@ -49,6 +49,7 @@ from apscheduler.job import Job
 
 from reconciler import metrics
 from reconciler.core.fires import FirePayload
+from reconciler.core.vocabulary import RunReason
 from reconciler.dispatch.fire import current_dispatcher
 from reconciler.dispatch.missed import FireMissedEvent
 from reconciler.errors import NotLeaderError
@@ -88,15 +89,15 @@ class FireExecutor(ThreadPoolExecutor):
         """Bound the catch-up, record what is dropped, submit the rest (one call each)."""
         run_times = list(run_times)
         if job.coalesce and run_times:
-            self._record(job, self._coalesced_slots(job, run_times[-1]), "coalesced")
+            self._record(job, self._coalesced_slots(job, run_times[-1]), RunReason.COALESCED)
         if len(run_times) > self._max_catch_up_runs:
             cut = len(run_times) - self._max_catch_up_runs
-            self._record(job, run_times[:cut], "catch_up_limit")
+            self._record(job, run_times[:cut], RunReason.CATCH_UP_LIMIT)
             run_times = run_times[cut:]
         try:
             super().submit_job(job, run_times)
         except MaxInstancesReachedError:
-            self._record(job, run_times, "max_instances")
+            self._record(job, run_times, RunReason.MAX_INSTANCES)
             raise
 
     def _do_submit_job(self, job: Job, run_times: list[datetime]) -> None:

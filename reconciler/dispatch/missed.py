@@ -23,6 +23,7 @@ from datetime import datetime
 from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
 
 from reconciler.core.fires import FirePayload
+from reconciler.core.vocabulary import RunReason
 from reconciler.dispatch.dispatcher import Dispatcher
 from reconciler.logs import job_extra
 
@@ -74,7 +75,10 @@ class MissedRunRecorder:
             extra=job_extra(job),
         )
         self._dispatcher.record_missed(
-            job=job, payload=payload, scheduled_times=[event.scheduled_run_time], reason="misfire"
+            job=job,
+            payload=payload,
+            scheduled_times=[event.scheduled_run_time],
+            reason=RunReason.MISFIRE,
         )
 
     def _payload_of(self, event: JobExecutionEvent) -> tuple[str, FirePayload] | None:

@@ -11,7 +11,7 @@ the LEADER's retrier:
    publishes them with confirms and sets the next backed-off attempt on failure;
 3. closes as lost the `started` runs whose claim lease passed more than `reap_grace`
    ago (their worker died, or was cut off from the database that long without its
-   writes coming back): `failed` with LOST_REASON, so that overlap is decided on live
+   writes coming back): `failed` with RunReason.LOST, so that overlap is decided on live
    runs only. The holder's own report still replaces it if it comes (worker/claims.py);
 4. sets the UNPUBLISHED_FIRES gauge.
 
@@ -43,6 +43,7 @@ from sqlalchemy.engine import Connection, Engine
 from reconciler import metrics
 from reconciler.core.fires import FirePayload, fire_payload
 from reconciler.core.moments import as_utc
+from reconciler.core.vocabulary import FireOutcome, MissReason, RunReason, RunStatus
 from reconciler.dispatch.dispatcher import Clock, Dispatcher, Fence, utcnow
 from reconciler.dispatch.request import FireRequest
 from reconciler.logs import job_extra
@@ -134,7 +135,7 @@ class UnpublishedRetrier:
             )
             requests, orphans = self._requests_for(connection, rows)
             ledger.set_status(
-                connection, orphans, status="expired", reason="job no longer managed", now=now
+                connection, orphans, status=RunStatus.EXPIRED, reason=RunReason.UNMANAGED, now=now
             )
         self._term_started = True
         if lost:
@@ -146,8 +147,8 @@ class UnpublishedRetrier:
                 ", ".join(sorted(set(lost))[:10]),
             )
         for job in expired:
-            metrics.FIRES.labels(job, "expired").inc()
-            metrics.MISSED_SLOTS.labels(job, "expired").inc()
+            metrics.FIRES.labels(job, FireOutcome.EXPIRED).inc()
+            metrics.MISSED_SLOTS.labels(job, MissReason.EXPIRED).inc()
         queued = self._dispatcher.republish(requests, timeout=self._interval)
         return RetryPass(expired=len(expired), queued=queued, closed=len(orphans))
 

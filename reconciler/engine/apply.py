@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection
 from reconciler.core.plan import Plan, Target
 from reconciler.core.state import SchedulerJob
 from reconciler.core.triggers import first_fire_after
+from reconciler.core.vocabulary import Action, JobStatus
 from reconciler.store.inventory import (
     delete_inventory,
     rename_inventory,
@@ -36,7 +37,7 @@ from reconciler.store.scheduler_rows import (
 
 def apply_plan(connection: Connection, plan: Plan, *, now: datetime) -> list[WrittenRow]:
     """Write the plan. Returns the scheduler rows written."""
-    removed = [change.job for change in plan.changes if change.action == "remove"]
+    removed = [change.job for change in plan.changes if change.action == Action.REMOVE]
     delete_scheduler_rows(connection, removed)
     delete_inventory(connection, removed)
     renames = {c.renamed_from: c.job for c in plan.changes if c.renamed_from is not None}
@@ -57,9 +58,9 @@ def apply_plan(connection: Connection, plan: Plan, *, now: datetime) -> list[Wri
     for change in plan.changes:
         if change.target is None:
             continue
-        (added if change.action == "add" else others).append(change.target)
+        (added if change.action == Action.ADD else others).append(change.target)
         # A repair rewrites the scheduler row only: the inventory row is what it repairs to.
-        if change.action not in ("add", "repair"):
+        if change.action not in (Action.ADD, Action.REPAIR):
             inventoried.append(change.target)
     upsert_inventory(connection, added, now=now, expect_new=True)
     upsert_inventory(connection, inventoried, now=now)
@@ -76,12 +77,12 @@ def _scheduled(
     return [
         (target.scheduler, _next_run_time(target, kept.get(target.spec.name), now))
         for target in targets
-        if target.status != "completed"
+        if target.status != JobStatus.COMPLETED
     ]
 
 
 def _next_run_time(target: Target, kept: float | None, now: datetime) -> datetime | None:
-    if target.status == "paused":
+    if target.status == JobStatus.PAUSED:
         return None
     if target.keep_next_run_time and kept is not None:
         return datetime.fromtimestamp(kept, ZoneInfo(target.spec.timezone))

@@ -34,6 +34,7 @@ from sqlalchemy.engine import Engine
 from reconciler import metrics
 from reconciler.core.plan import Plan
 from reconciler.core.render import change_line
+from reconciler.core.vocabulary import Trigger
 from reconciler.dispatch.service import FiringService
 from reconciler.engine.gauges import JobGauges
 from reconciler.engine.gitsource import SourceWatch
@@ -41,7 +42,6 @@ from reconciler.engine.leader import LeaderElector
 from reconciler.engine.reconcile import (
     ReconcileCaches,
     ReconcileResult,
-    Trigger,
     reconcile_once,
 )
 from reconciler.engine.standby import LeaderWatch
@@ -137,7 +137,7 @@ class Daemon:
 
     def _lead(self, stop: threading.Event) -> None:
         caches = ReconcileCaches()
-        self._pass("startup", caches)
+        self._pass(Trigger.STARTUP, caches)
         runtime = self._runtime = start_firing(engine=self._engine, service=self._make_service())
         try:
             self._loop(stop, caches, runtime)
@@ -166,9 +166,9 @@ class Daemon:
             elif changed:
                 self._settle(stop)
                 self._wake.clear()
-                trigger = "watch"
+                trigger = Trigger.WATCH
             elif now >= next_resync or retry_at is not None:
-                trigger = "resync"
+                trigger = Trigger.RESYNC
             if trigger is not None and not stop.is_set():
                 changed = False
                 ok = self._pass(trigger, caches)

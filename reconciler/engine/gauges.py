@@ -19,10 +19,10 @@ from reconciler.core.moments import as_utc
 from reconciler.core.slots import slot_times
 from reconciler.core.status import JobRow
 from reconciler.core.triggers import next_fire_times
+from reconciler.core.vocabulary import JobStatus
 from reconciler.spec.model import IntervalSchedule, JobSpec
 from reconciler.store.inventory import EssenceCache
 from reconciler.store.status import read_job_rows
-from reconciler.store.tables import JOB_STATUSES
 
 # A slot counts as absent once it is this much older than the job's misfire grace: the
 # fire, its publish and its ledger row have had time to land.
@@ -41,7 +41,7 @@ class JobGauges:
         with engine.connect() as connection:
             rows = read_job_rows(connection)
         by_status = Counter(row.status for row in rows)
-        for status in JOB_STATUSES:
+        for status in JobStatus:
             metrics.MANAGED_JOBS.labels(status=status).set(by_status.get(status, 0))
         now = datetime.now(UTC)
         for row in rows:
@@ -54,7 +54,7 @@ class JobGauges:
     def _refresh_job(self, row: JobRow, essences: EssenceCache, now: datetime) -> None:
         spec_hash = row.spec_hash
         spec = _spec(essences, spec_hash)
-        next_fire = row.next_run_time if row.status == "active" else None
+        next_fire = row.next_run_time if row.status == JobStatus.ACTIVE else None
         if self._tracked.get(row.name) != spec_hash:
             metrics.track_job(row.name, interval_seconds=_interval(spec, now), next_fire=next_fire)
             self._tracked[row.name] = spec_hash
@@ -74,7 +74,7 @@ class JobGauges:
         """Whether the first slot after the newer of the job's newest ledger slot and its
         last inventory change is older than its grace; None for a paused or completed job
         (no series)."""
-        if spec is None or row.status != "active":
+        if spec is None or row.status != JobStatus.ACTIVE:
             return None
         since = max(filter(None, (as_utc(row.last_run_slot), as_utc(row.updated_at))))
         known = self._first_slot.get(row.name)

@@ -64,6 +64,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
 from reconciler import metrics
+from reconciler.core.vocabulary import Role
 from reconciler.store import leadership
 from reconciler.store.db import create_sync_engine, is_sqlite
 
@@ -141,7 +142,7 @@ class LeaderElector(ABC):
         with self._lock:
             was_leader, self._leader = self._leader, False
             if was_leader:
-                self._write_role("standby")
+                self._write_role(Role.STANDBY)
             self._drop_lock()
         metrics.LEADER.set(0)
 
@@ -149,7 +150,7 @@ class LeaderElector(ABC):
         """Release, record this instance as stopped, free every resource."""
         self.release()
         with self._lock:
-            self._write_role("stopped")
+            self._write_role(Role.STOPPED)
             self._dispose()
 
     def wait_for_leadership(self, stop: threading.Event, *, poll: float = 0.5) -> bool:
@@ -227,7 +228,7 @@ class LeaderElector(ABC):
 
     def _standby_heartbeat(self) -> None:
         if time.monotonic() - self._last_standby_beat >= STANDBY_HEARTBEAT_SECONDS:
-            self._write_role("standby")
+            self._write_role(Role.STANDBY)
             self._last_standby_beat = time.monotonic()
 
     def _write_role(self, role: str) -> None:
@@ -344,7 +345,7 @@ class PostgresLeaderElector(LeaderElector):
         newest = leadership.newest_epoch(connection)
         if self.epoch is not None and newest > self.epoch:
             raise LeadershipLost(f"epoch {newest} is newer than ours ({self.epoch})")
-        leadership.write_heartbeat(connection, self.instance_id, "leader")
+        leadership.write_heartbeat(connection, self.instance_id, Role.LEADER)
         if self.epoch is not None:
             self._renew_lease(connection, self.epoch)
 
@@ -397,7 +398,7 @@ class SqliteLeaderElector(LeaderElector):
         if os.fstat(self._fd).st_ino != os.stat(self.lock_path).st_ino:
             raise LeadershipLost(f"{self.lock_path} was replaced")
         with contextlib.suppress(sa.exc.OperationalError):  # a busy database is no loss
-            self._execute_role("leader")
+            self._execute_role(Role.LEADER)
 
     def _execute_role(self, role: str) -> None:
         with self._engine.begin() as connection:

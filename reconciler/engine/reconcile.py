@@ -12,12 +12,11 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import chain
-from typing import Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -31,6 +30,15 @@ from reconciler.core.state import (
     DesiredJob,
     DesiredState,
     Revision,
+)
+from reconciler.core.vocabulary import (
+    COUNT_COLUMNS,
+    SETTLED_OUTCOMES,
+    Action,
+    ErrorKind,
+    PassResult,
+    ReconcileOutcome,
+    Trigger,
 )
 from reconciler.engine.apply import apply_plan
 from reconciler.engine.gitrev import read_revision
@@ -50,9 +58,6 @@ from reconciler.store.inventory import (
 from reconciler.store.scheduler_rows import RowDecoder, read_scheduler_rows
 
 log = logging.getLogger(__name__)
-Trigger = Literal["cli", "watch", "resync", "startup"]
-# `invalid`: a one-shot apply found a quarantined file and applied nothing.
-Outcome = Literal["applied", "no_changes", "planned", "refused", "stale", "invalid", "error"]
 # Any constant shared by every process of a deployment: the key of the apply lock.
 APPLY_LOCK_KEY = 0x7265636F6E63  # "reconc"
 NOTIFY_CHANNEL = "reconciler_changed"
@@ -89,7 +94,7 @@ class ReconcileCaches:
 @dataclass(frozen=True)
 class ReconcileResult:
     plan: Plan
-    outcome: Outcome
+    outcome: ReconcileOutcome
     duration: float
 
 
@@ -268,9 +273,9 @@ def reconcile_once(
         )
         raise
     plan, outcome = result.plan, result.outcome
-    if apply and outcome == "refused":
+    if apply and outcome == ReconcileOutcome.REFUSED:
         raise RefusedError(plan.refused or "refused")
-    if outcome == "stale":
+    if outcome == ReconcileOutcome.STALE:
         assert expected_plan_hash is not None
         raise StalePlanError(explain_mismatch(expected_plan_hash, plan, approved=approved))
     return result
@@ -296,7 +301,7 @@ def _reconcile(
     # Without caches (a one-shot command) nothing is kept for a next pass: no
     # fingerprint is read and no written row is remembered.
     keep = caches is not None
-    reuse = keep and trigger not in ("resync", "startup")
+    reuse = keep and trigger not in (Trigger.RESYNC, Trigger.STARTUP)
     caches = caches or ReconcileCaches()
     clock_started = clock()
     with _collector_paused():
@@ -319,7 +324,7 @@ def _reconcile(
                 memo=caches.plan,
             )
             outcome = _check(plan, expected_plan_hash, apply, allow_invalid)
-            if apply and outcome == "applied":
+            if apply and outcome == ReconcileOutcome.APPLIED:
                 with write_guard(plan) if write_guard is not None else nullcontext():
                     known = _apply(connection, plan, known, caches if keep else None, now)
                     if connection.dialect.name == "postgresql":
@@ -328,7 +333,7 @@ def _reconcile(
                         )
                     if before_commit is not None:
                         before_commit(connection, plan)
-            if record and outcome in ("applied", "no_changes", "planned"):
+            if record and outcome in SETTLED_OUTCOMES:
                 replace_quarantine(connection, plan.quarantined, now=now)
             if record:
                 _record(connection, plan, trigger, outcome, started, now, instance)
@@ -393,32 +398,20 @@ def record_failure(
                     started_at=datetime.now(UTC),
                     finished_at=datetime.now(UTC),
                     duration_seconds=time.monotonic() - started,
-                    outcome="error",
+                    outcome=ReconcileOutcome.ERROR,
                     revision=revision.commit if revision else None,
                     errors=[f"{type(error).__name__}: {error}"],
                 )
         except Exception:
             log.warning("could not record the failed reconcile pass", exc_info=True)
-    metrics.RECONCILE_RUNS.labels(trigger=trigger, outcome="failed").inc()
+    metrics.RECONCILE_RUNS.labels(trigger=trigger, outcome=PassResult.FAILED).inc()
     metrics.RECONCILE_ERRORS.labels(kind=_error_kind(error)).inc()
 
 
-# The metric's closed vocabulary (reconciler.metrics.RECONCILE_OUTCOMES).
-_METRIC_OUTCOME: dict[Outcome, str] = {
-    "applied": "succeeded",
-    "no_changes": "succeeded",
-    "planned": "succeeded",
-    "refused": "refused",
-    "stale": "failed",
-    "invalid": "failed",
-    "error": "failed",
-}
-
-
-def _error_kind(error: BaseException) -> str:
+def _error_kind(error: BaseException) -> ErrorKind:
     if isinstance(error, TransientError | sa.exc.OperationalError | OSError):
-        return "transient"
-    return "bug"
+        return ErrorKind.TRANSIENT
+    return ErrorKind.BUG
 
 
 def _lock(connection: Connection) -> None:
@@ -428,28 +421,29 @@ def _lock(connection: Connection) -> None:
         connection.execute(sa.select(sa.func.pg_advisory_xact_lock(APPLY_LOCK_KEY)))
 
 
-def _check(plan: Plan, expected_plan_hash: str | None, apply: bool, allow_invalid: bool) -> Outcome:
+def _check(
+    plan: Plan, expected_plan_hash: str | None, apply: bool, allow_invalid: bool
+) -> ReconcileOutcome:
     if plan.quarantined and not allow_invalid:
-        return "invalid"
+        return ReconcileOutcome.INVALID
     if expected_plan_hash is not None and expected_plan_hash != plan.plan_hash:
-        return "stale"
+        return ReconcileOutcome.STALE
     if plan.refused:
-        return "refused"
+        return ReconcileOutcome.REFUSED
     if not plan.has_changes:
-        return "no_changes"
-    return "applied" if apply else "planned"
+        return ReconcileOutcome.NO_CHANGES
+    return ReconcileOutcome.APPLIED if apply else ReconcileOutcome.PLANNED
 
 
 def _record(
     connection: Connection,
     plan: Plan,
     trigger: Trigger,
-    outcome: Outcome,
+    outcome: ReconcileOutcome,
     started: float,
     now: datetime,
     instance: str | None,
 ) -> None:
-    summary = plan.summary
     record_reconcile_run(
         connection,
         trigger=trigger,
@@ -461,46 +455,49 @@ def _record(
         revision=plan.revision.commit,
         revision_dirty=plan.revision.dirty,
         plan_hash=plan.plan_hash,
-        added=summary.get("add", 0),
-        updated=summary.get("update", 0) + summary.get("rename", 0),
-        paused=summary.get("pause", 0),
-        resumed=summary.get("resume", 0),
-        removed=summary.get("remove", 0),
-        repaired=summary.get("repair", 0),
+        **_counts(plan.summary),
         quarantined_files=len(plan.quarantined),
         foreign_rows=len(plan.foreign),
         errors=_errors(plan, outcome),
     )
 
 
-def _errors(plan: Plan, outcome: Outcome) -> list[str]:
-    if outcome == "invalid":
+def _counts(summary: Mapping[str, int]) -> dict[str, int]:
+    """The pass's changes as `reconcile_runs` counts them, by column."""
+    counts = dict.fromkeys(COUNT_COLUMNS.values(), 0)
+    for action, column in COUNT_COLUMNS.items():
+        counts[column] += summary.get(action, 0)
+    return counts
+
+
+def _errors(plan: Plan, outcome: ReconcileOutcome) -> list[str]:
+    if outcome == ReconcileOutcome.INVALID:
         return [
             f"{len(plan.quarantined)} quarantined files: " + ", ".join(sorted(plan.quarantined))
         ]
-    if outcome == "stale":
+    if outcome == ReconcileOutcome.STALE:
         return ["the plan is not the approved one"]
     return [plan.refused] if plan.refused else []
 
 
 def _observe(
-    plan: Plan, trigger: Trigger, outcome: Outcome, duration: float, *, applied: bool
+    plan: Plan, trigger: Trigger, outcome: ReconcileOutcome, duration: float, *, applied: bool
 ) -> None:
-    metrics.RECONCILE_RUNS.labels(trigger=trigger, outcome=_METRIC_OUTCOME[outcome]).inc()
+    metrics.RECONCILE_RUNS.labels(trigger=trigger, outcome=outcome.result).inc()
     metrics.RECONCILE_DURATION.observe(duration)
     metrics.QUARANTINED_FILES.set(len(plan.quarantined))
     metrics.FOREIGN_ROWS.set(len(plan.foreign))
-    if outcome not in ("stale", "invalid"):
+    if outcome not in (ReconcileOutcome.STALE, ReconcileOutcome.INVALID):
         # What a manual-sync daemon leaves for `reconcile apply`; 0 once applied.
-        pending = {} if applied and outcome == "applied" else plan.summary
+        pending = {} if applied and outcome == ReconcileOutcome.APPLIED else plan.summary
         for action in metrics.CHANGE_ACTIONS:
             metrics.PENDING_CHANGES.labels(action=action).set(pending.get(action, 0))
-    if outcome == "refused":
-        metrics.RECONCILE_ERRORS.labels(kind="refused").inc()
-    if applied and outcome == "applied":
-        for action, count in plan.summary.items():
+    if outcome == ReconcileOutcome.REFUSED:
+        metrics.RECONCILE_ERRORS.labels(kind=ErrorKind.REFUSED).inc()
+    if applied and outcome == ReconcileOutcome.APPLIED:
+        for done, count in plan.summary.items():
             if count:
-                metrics.RECONCILE_CHANGES.labels(action=action).inc(count)
-        metrics.DRIFT_REPAIRS.inc(plan.summary.get("repair", 0))
-    if outcome in ("applied", "no_changes", "planned"):
+                metrics.RECONCILE_CHANGES.labels(action=done).inc(count)
+        metrics.DRIFT_REPAIRS.inc(plan.summary.get(Action.REPAIR, 0))
+    if outcome in SETTLED_OUTCOMES:
         metrics.LAST_RECONCILE_SUCCESS.set(time.time())

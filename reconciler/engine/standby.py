@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from sqlalchemy.engine import Engine
 
 from reconciler.core.moments import rfc3339
-from reconciler.core.status import LeaderState, pick_leader, shape_instances
+from reconciler.core.status import pick_leader, shape_instances
+from reconciler.core.vocabulary import LeaderState
 from reconciler.store.status import read_instances
 
 log = logging.getLogger("reconciler.engine.leader")

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 
 from reconciler.core.plan import Plan
 from reconciler.core.render import change_line
+from reconciler.core.vocabulary import Action
 from reconciler.store.tables import job_events
 
 
@@ -26,7 +27,7 @@ def record_job_events(connection: Connection, plan: Plan, *, now: datetime) -> i
             "revision": plan.revision.commit,
         }
         for change in plan.changes
-        if change.action != "add"
+        if change.action != Action.ADD
     ]
     if rows:
         connection.execute(sa.insert(job_events), rows)

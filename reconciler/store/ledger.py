@@ -28,11 +28,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from reconciler.core.moments import as_utc
-from reconciler.store.tables import LOST_REASON, job_runs
-
-# A run in one of these states may still be executing (or about to): it counts towards
-# max_concurrent_runs.
-ACTIVE_STATUSES = ("scheduled", "published", "started", "retried")
+from reconciler.core.vocabulary import (
+    FINAL_RUN_STATUSES,
+    UNFINISHED_RUN_STATUSES,
+    RunReason,
+    RunStatus,
+    TaskOutcome,
+)
+from reconciler.store.tables import job_runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,13 +124,13 @@ def find_active_runs(
     if not jobs:
         return {}
     dead = sa.and_(
-        job_runs.c.status == "started",
+        job_runs.c.status == RunStatus.STARTED,
         job_runs.c.lease_until.is_not(None),
         job_runs.c.lease_until < now,
     )
     query = sa.select(job_runs.c.id, job_runs.c.job_name, job_runs.c.scheduled_time).where(
         _member_of(connection, job_runs.c.job_name, jobs),
-        job_runs.c.status.in_(ACTIVE_STATUSES),
+        job_runs.c.status.in_(UNFINISHED_RUN_STATUSES),
         job_runs.c.scheduled_time >= since,
         sa.not_(dead),
     )
@@ -147,7 +150,8 @@ def mark_published(connection: Connection, ids: Collection[str], *, now: datetim
         .where(_member_of(connection, job_runs.c.id, ids))
         .values(
             status=sa.case(
-                (job_runs.c.status == "scheduled", "published"), else_=job_runs.c.status
+                (job_runs.c.status == RunStatus.SCHEDULED, RunStatus.PUBLISHED.value),
+                else_=job_runs.c.status,
             ),
             published_at=now,
             publish_attempts=job_runs.c.publish_attempts + 1,
@@ -165,7 +169,7 @@ def mark_unpublished(
         return
     statement = (
         job_runs.update()
-        .where(job_runs.c.id == sa.bindparam("fire_id"), job_runs.c.status == "scheduled")
+        .where(job_runs.c.id == sa.bindparam("fire_id"), job_runs.c.status == RunStatus.SCHEDULED)
         .values(
             publish_attempts=job_runs.c.publish_attempts + 1,
             next_attempt_at=sa.bindparam("retry_at"),
@@ -185,18 +189,20 @@ EXPIRED_IN_BROKER_GRACE = timedelta(seconds=30)
 def expire_unpublished(connection: Connection, *, now: datetime) -> list[str]:
     """Rows never published whose expiry passed, and published rows that no worker
     started before the broker dropped them, become 'expired'. Returns their jobs."""
-    never_published = sa.and_(job_runs.c.status == "scheduled", job_runs.c.expires_at <= now)
+    never_published = sa.and_(
+        job_runs.c.status == RunStatus.SCHEDULED, job_runs.c.expires_at <= now
+    )
     dropped = sa.and_(
-        job_runs.c.status == "published",
+        job_runs.c.status == RunStatus.PUBLISHED,
         job_runs.c.expires_at <= now - EXPIRED_IN_BROKER_GRACE,
     )
     statement = (
         job_runs.update()
         .where(job_runs.c.expires_at.is_not(None), sa.or_(never_published, dropped))
         .values(
-            status="expired",
+            status=RunStatus.EXPIRED,
             reason=sa.case(
-                (job_runs.c.status == "scheduled", "not published before it expired"),
+                (job_runs.c.status == RunStatus.SCHEDULED, RunReason.NOT_PUBLISHED.value),
                 else_="expired in the broker before a worker started it",
             ),
             updated_at=now,
@@ -210,7 +216,7 @@ def make_unpublished_due(connection: Connection, *, now: datetime) -> None:
     """Every row waiting to be re-published is due now (the broker came back)."""
     connection.execute(
         job_runs.update()
-        .where(job_runs.c.status == "scheduled", job_runs.c.next_attempt_at > now)
+        .where(job_runs.c.status == RunStatus.SCHEDULED, job_runs.c.next_attempt_at > now)
         .values(next_attempt_at=now, updated_at=now)
     )
 
@@ -231,7 +237,7 @@ def due_unpublished(
             job_runs.c.fired_at,
         )
         .where(
-            job_runs.c.status == "scheduled",
+            job_runs.c.status == RunStatus.SCHEDULED,
             sa.or_(job_runs.c.next_attempt_at.is_(None), job_runs.c.next_attempt_at <= now),
         )
         .order_by(job_runs.c.scheduled_time)
@@ -242,7 +248,11 @@ def due_unpublished(
 
 
 def count_unpublished(connection: Connection) -> int:
-    query = sa.select(sa.func.count()).select_from(job_runs).where(job_runs.c.status == "scheduled")
+    query = (
+        sa.select(sa.func.count())
+        .select_from(job_runs)
+        .where(job_runs.c.status == RunStatus.SCHEDULED)
+    )
     return int(connection.execute(query).scalar_one())
 
 
@@ -253,22 +263,22 @@ def set_status(
     if ids:
         connection.execute(
             job_runs.update()
-            .where(job_runs.c.id.in_(sorted(ids)), job_runs.c.status == "scheduled")
+            .where(job_runs.c.id.in_(sorted(ids)), job_runs.c.status == RunStatus.SCHEDULED)
             .values(status=status, reason=reason, updated_at=now)
         )
 
 
 def reap_lost(connection: Connection, *, now: datetime, grace: timedelta) -> list[str]:
     """`started` runs whose claim lease passed more than `grace` ago become `failed`
-    with LOST_REASON (provisionally: see store.tables). Returns their jobs."""
+    with RunReason.LOST (provisionally: see core.vocabulary). Returns their jobs."""
     statement = (
         job_runs.update()
         .where(
-            job_runs.c.status == "started",
+            job_runs.c.status == RunStatus.STARTED,
             job_runs.c.lease_until.is_not(None),
             job_runs.c.lease_until < now - grace,
         )
-        .values(status="failed", reason=LOST_REASON, finished_at=now, updated_at=now)
+        .values(status=RunStatus.FAILED, reason=RunReason.LOST, finished_at=now, updated_at=now)
         .returning(job_runs.c.job_name)
     )
     return list(connection.execute(statement).scalars())
@@ -284,9 +294,6 @@ def read_finished_runs(connection: Connection, *, after: datetime) -> list[sa.Ro
 
 # --- the worker's side: claims, leases and final writes ------------------------------
 
-# Statuses after which a fire must not execute again.
-FINAL_STATUSES = ("succeeded", "failed")
-
 # Built once: constructing a statement per call costs more than executing it.
 _P = sa.bindparam
 _CLAIM_READ = sa.select(
@@ -300,10 +307,10 @@ _CLAIM_FRESH = (
     sa.update(job_runs)
     .where(
         job_runs.c.id == _P("p_run_id"),
-        *(job_runs.c.status != status for status in (*FINAL_STATUSES, "started")),
+        *(job_runs.c.status != status for status in (*FINAL_RUN_STATUSES, RunStatus.STARTED)),
     )
     .values(
-        status="started",
+        status=RunStatus.STARTED,
         reason=None,
         attempt=_P("p_attempt"),
         lease_until=_P("p_until"),
@@ -319,7 +326,7 @@ _RENEW = (
     .where(
         job_runs.c.id == _P("p_run_id"),
         job_runs.c.attempt == _P("p_attempt"),
-        job_runs.c.status == "started",
+        job_runs.c.status == RunStatus.STARTED,
     )
     .values(lease_until=_P("p_until"))
 )
@@ -370,7 +377,7 @@ def take_claim(
     """Compare-and-set the row, as read (`found_*`), to `started` for `attempt`; with
     `takeover`, count one more takeover. False if another claimer changed it first."""
     values: dict[str, Any] = {
-        "status": "started",
+        "status": RunStatus.STARTED,
         "reason": None,
         "attempt": attempt,
         "lease_until": until,
@@ -403,7 +410,7 @@ def renew_leases(connection: Connection, held: Mapping[str, str], *, until: date
 def _held_by(run_id: str, prefix: str) -> tuple[sa.ColumnElement[bool], ...]:
     return (
         job_runs.c.id == run_id,
-        job_runs.c.status == "started",
+        job_runs.c.status == RunStatus.STARTED,
         job_runs.c.attempt.startswith(prefix, autoescape=True),
     )
 
@@ -422,7 +429,9 @@ def fail_lost(
     connection.execute(
         sa.update(job_runs)
         .where(*_held_by(run_id, prefix))
-        .values(status="failed", error=error, finished_at=now, lease_until=None, updated_at=now)
+        .values(
+            status=RunStatus.FAILED, error=error, finished_at=now, lease_until=None, updated_at=now
+        )
     )
 
 
@@ -432,12 +441,12 @@ def expire_run(connection: Connection, run_id: str, *, now: datetime) -> None:
         sa.update(job_runs)
         .where(
             job_runs.c.id == run_id,
-            job_runs.c.status.not_in(FINAL_STATUSES),
-            job_runs.c.status != "started",
+            job_runs.c.status.not_in(FINAL_RUN_STATUSES),
+            job_runs.c.status != RunStatus.STARTED,
         )
         .values(
-            status="expired",
-            reason="expired before a worker took it",
+            status=RunStatus.EXPIRED,
+            reason=RunReason.NOT_TAKEN,
             finished_at=now,
             updated_at=now,
         )
@@ -453,7 +462,7 @@ _SUCCEEDED = (
     sa.update(job_runs)
     .where(*_OURS)
     .values(
-        status="succeeded",
+        status=RunStatus.SUCCEEDED,
         reason=None,
         finished_at=_P("p_finished_at"),
         lease_until=None,
@@ -466,7 +475,7 @@ _FAILED = (
     sa.update(job_runs)
     .where(*_OURS)
     .values(
-        status="failed",
+        status=RunStatus.FAILED,
         reason=None,
         error=_P("p_error"),
         worker=_P("p_worker"),
@@ -479,7 +488,7 @@ _RETRIED = (
     sa.update(job_runs)
     .where(*_OURS)
     .values(
-        status="retried",
+        status=RunStatus.RETRIED,
         reason=None,
         error=_P("p_error"),
         retries=_P("p_retries"),
@@ -493,21 +502,22 @@ _RETRIED = (
 # cannot be used with executemany.)
 _SKIPPABLE = sa.and_(
     sa.not_(_P("p_own", type_=sa.Boolean)),
-    *(job_runs.c.status != status for status in (*FINAL_STATUSES, "started")),
+    *(job_runs.c.status != status for status in (*FINAL_RUN_STATUSES, RunStatus.STARTED)),
 )
 _DUPLICATE = (
     sa.update(job_runs)
     .where(job_runs.c.id == _P("p_run_id"))
     .values(
         duplicates=job_runs.c.duplicates + 1,
-        status=sa.case((_SKIPPABLE, "skipped"), else_=job_runs.c.status),
+        status=sa.case((_SKIPPABLE, RunStatus.SKIPPED.value), else_=job_runs.c.status),
         reason=sa.case((_SKIPPABLE, _P("p_reason")), else_=job_runs.c.reason),
         updated_at=_P("p_updated_at"),
     )
 )
+# The ledger write of each way an execution ends.
 FINAL_WRITES: dict[str, sa.Update] = {
-    "succeeded": _SUCCEEDED,
-    "failed": _FAILED,
-    "retried": _RETRIED,
-    "duplicate": _DUPLICATE,
+    TaskOutcome.SUCCEEDED: _SUCCEEDED,
+    TaskOutcome.FAILED: _FAILED,
+    TaskOutcome.RETRIED: _RETRIED,
+    TaskOutcome.DUPLICATE: _DUPLICATE,
 }

@@ -18,7 +18,8 @@ from sqlalchemy.engine import Connection
 if TYPE_CHECKING:  # the CLI's reads must not import the asyncio extension (and the ORM)
     from sqlalchemy.ext.asyncio import AsyncConnection
 
-from reconciler.core.status import APPLIED_OUTCOMES, SETTLED_OUTCOMES, JobRow, StatusRows
+from reconciler.core.status import JobRow, StatusRows
+from reconciler.core.vocabulary import APPLIED_OUTCOMES, SETTLED_OUTCOMES
 from reconciler.store.tables import apscheduler_jobs as aps
 from reconciler.store.tables import job_runs as runs
 from reconciler.store.tables import quarantined_files as quarantine

@@ -15,23 +15,10 @@ metadata = sa.MetaData()
 Json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 Moment = sa.DateTime(timezone=True)
 
-JOB_STATUSES = ("active", "paused", "completed")
-RUN_STATUSES = (
-    "scheduled",  # ledger row written, not yet published
-    "published",  # the broker confirmed the message
-    "started",  # a worker began executing it
-    "succeeded",
-    "failed",
-    "retried",  # failed, a retry is queued
-    "skipped",  # not run on purpose: duplicate, overlap ... (see `reason`)
-    "missed",  # its slot passed unfired: downtime past the grace, coalesced ... (`reason`)
-    "expired",  # could not be published before it expired
-)
-
-# The leader's reaper closes a `started` run whose worker stopped renewing its claim's
-# lease as `failed` with this reason (dispatch/reaper.py). Provisional: the holder's own
-# report replaces it, and a redelivery may take the run over (worker/claims.py).
-LOST_REASON = "lost: its worker stopped renewing the claim's lease"
+# The words stored in the status-like columns are the enums of reconciler.core.vocabulary
+# (JobStatus, RunStatus, RunReason, Trigger, ReconcileOutcome, Action, Role); no CHECK
+# constraint holds them, so a new word needs no migration, only room in its column
+# (tests/unit/core/test_vocabulary.py checks that every word fits).
 
 scheduled_jobs = sa.Table(
     "scheduled_jobs",
@@ -42,7 +29,7 @@ scheduled_jobs = sa.Table(
     sa.Column("task", sa.String(255), nullable=False),
     sa.Column("queue", sa.String(64), nullable=False),
     sa.Column("labels", Json, nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # JobStatus
     sa.Column("source_file", sa.Text, nullable=False),
     sa.Column("source_line", sa.Integer, nullable=False),
     sa.Column("revision", sa.String(64)),
@@ -60,8 +47,8 @@ job_runs = sa.Table(
     sa.Column("id", sa.String(36), primary_key=True),  # the fire id == Celery task id
     sa.Column("job_name", sa.String(191), nullable=False),
     sa.Column("scheduled_time", Moment, nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("reason", sa.Text),
+    sa.Column("status", sa.String(16), nullable=False),  # RunStatus
+    sa.Column("reason", sa.Text),  # RunReason, or free text for people
     sa.Column("task", sa.String(255), nullable=False),
     sa.Column("queue", sa.String(64), nullable=False),
     sa.Column("idempotency_key", sa.String(512), nullable=False),
@@ -94,12 +81,12 @@ reconcile_runs = sa.Table(
     "reconcile_runs",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("trigger", sa.String(16), nullable=False),  # cli / watch / resync / startup
+    sa.Column("trigger", sa.String(16), nullable=False),  # Trigger
     sa.Column("instance", sa.String(255)),
     sa.Column("started_at", Moment, nullable=False),
     sa.Column("finished_at", Moment),
     sa.Column("duration_seconds", sa.Float),
-    sa.Column("outcome", sa.String(16), nullable=False),  # applied/no_changes/refused/error/stale
+    sa.Column("outcome", sa.String(16), nullable=False),  # ReconcileOutcome
     sa.Column("revision", sa.String(64)),
     sa.Column("revision_dirty", sa.Boolean),
     sa.Column("plan_hash", sa.String(64)),
@@ -123,8 +110,8 @@ job_events = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("job_name", sa.String(191), nullable=False),
     sa.Column("at", Moment, nullable=False),
-    sa.Column("action", sa.String(16), nullable=False),
-    sa.Column("status", sa.String(16)),
+    sa.Column("action", sa.String(16), nullable=False),  # Action
+    sa.Column("status", sa.String(16)),  # JobStatus
     sa.Column("detail", sa.Text, nullable=False),
     sa.Column("revision", sa.String(64)),
     sa.Index("ix_job_events_job_at", "job_name", "at"),
@@ -145,7 +132,7 @@ reconciler_instances = sa.Table(
     "reconciler_instances",
     metadata,
     sa.Column("instance", sa.String(255), primary_key=True),
-    sa.Column("role", sa.String(16), nullable=False),  # leader / standby / stopped
+    sa.Column("role", sa.String(16), nullable=False),  # Role
     sa.Column("epoch", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("started_at", Moment, nullable=False),
     sa.Column("heartbeat_at", Moment, nullable=False),

@@ -32,6 +32,7 @@ from typing import Any
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
+from reconciler.core.vocabulary import TaskOutcome
 from reconciler.logs import job_extra
 from reconciler.metrics import (
     IDEMPOTENT_SKIPS,
@@ -49,7 +50,6 @@ from reconciler.worker.runtime import Admission, runtime_for
 
 log = logging.getLogger("reconciler.worker.task")
 
-DUPLICATE_STATUS = "duplicate"
 # Attributes this class keeps on the per-execution request (Celery's Context).
 _FIRE, _ADMISSION, _STARTED = "reconciler_fire", "reconciler_admission", "reconciler_t0"
 
@@ -102,7 +102,7 @@ class BaseTask(Task):
         if admission is not None and not admission.run:
             return
         fire: FireContext | None = getattr(self.request, _FIRE, None)
-        duration = self._observe("succeeded", fire)
+        duration = self._observe(TaskOutcome.SUCCEEDED, fire)
         if fire is not None and admission is not None:
             runtime_for(self.app).succeeded(fire, admission, retval)
             if fire.job:
@@ -122,7 +122,7 @@ class BaseTask(Task):
         # In the worker's main process (a hard time limit) there is no admission: the
         # request was rebuilt from the message by FireRequest.
         fire = getattr(self.request, _FIRE, None) or fire_context(self.request, task=self.name)
-        duration = self._observe("failed", fire)
+        duration = self._observe(TaskOutcome.FAILED, fire)
         if fire is not None:
             runtime_for(self.app).failed(fire, getattr(self.request, _ADMISSION, None), exc)
         log_event(
@@ -140,7 +140,7 @@ class BaseTask(Task):
     ) -> None:
         TASK_RETRIES.labels(self.name).inc()
         fire: FireContext | None = getattr(self.request, _FIRE, None)
-        self._observe("retried", fire)
+        self._observe(TaskOutcome.RETRIED, fire)
         log_event(
             logging.WARNING,
             "task.retried",
@@ -156,9 +156,9 @@ class BaseTask(Task):
         self.request.ignore_result = True
         runtime_for(self.app).skipped(fire, admission)
         IDEMPOTENT_SKIPS.labels(self.name).inc()
-        TASK_EXECUTIONS.labels(self.name, DUPLICATE_STATUS).inc()
+        TASK_EXECUTIONS.labels(self.name, TaskOutcome.DUPLICATE).inc()
         if fire.job:
-            JOB_RUNS.labels(fire.job, DUPLICATE_STATUS).inc()
+            JOB_RUNS.labels(fire.job, TaskOutcome.DUPLICATE).inc()
         log_event(
             logging.INFO,
             "task.duplicate",
@@ -167,9 +167,9 @@ class BaseTask(Task):
             id=fire.run_id,
             reason=admission.reason,
         )
-        return {"status": DUPLICATE_STATUS, "fire": fire.run_id, "reason": admission.reason}
+        return {"status": TaskOutcome.DUPLICATE, "fire": fire.run_id, "reason": admission.reason}
 
-    def _observe(self, status: str, fire: FireContext | None) -> float | None:
+    def _observe(self, status: TaskOutcome, fire: FireContext | None) -> float | None:
         """Count the execution by task and, for a fire of a job, by job (the Job
         dashboard's runs, success ratio and mean duration)."""
         TASK_EXECUTIONS.labels(self.name, status).inc()
@@ -181,7 +181,7 @@ class BaseTask(Task):
             return None
         duration = time.monotonic() - started
         TASK_DURATION.labels(self.name).observe(duration)
-        if job and status != "retried":
+        if job and status != TaskOutcome.RETRIED:
             JOB_RUN_DURATION.labels(job).observe(duration)
         return round(duration, 6)
 

@@ -11,7 +11,7 @@ compare-and-set of the row to `started` with a fresh ATTEMPT token and a LEASE
 - a `started` row whose lease is alive: another execution holds it (BUSY, a duplicate).
 A `started` row whose lease passed (its worker stopped renewing it: dead, or cut off
 from the database for longer than the lease) is TAKEN OVER, and `takeovers` counts it;
-so is a row the leader's reaper closed as lost (`LOST_REASON`), whose holder never
+so is a row the leader's reaper closed as lost (`RunReason.LOST`), whose holder never
 reported. The holder renews its lease while it runs (`LeaseKeeper`), and its final write
 applies only while the row still carries its attempt (`attempt = :token`): an execution
 that lost its claim can never overwrite the one that took it over.
@@ -38,10 +38,9 @@ from sqlalchemy.engine import Engine
 
 from reconciler import metrics
 from reconciler.core.moments import as_utc
+from reconciler.core.vocabulary import FINAL_RUN_STATUSES, RunReason, RunStatus
 from reconciler.redact import redact
 from reconciler.store import ledger as runs
-from reconciler.store.ledger import FINAL_STATUSES
-from reconciler.store.tables import LOST_REASON
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +138,7 @@ class Ledger:
             # Counted, not logged: the caller retries and logs once a minute.
             count_ledger_failure("claim")
             return Claim(Start.UNKNOWN, status=describe(error, 200))
-        return Claim(Start.BUSY, status="started")
+        return Claim(Start.BUSY, status=RunStatus.STARTED)
 
     def _try_claim(
         self, run_id: str, attempt: str, worker: str, retries: int, lease_seconds: float
@@ -158,12 +157,12 @@ class Ledger:
             "holder_retries": row.retries,
             "lease_left": max(lease_left, 0.0),
         }
-        lost = row.status == "failed" and row.reason == LOST_REASON
-        if row.status in FINAL_STATUSES and not lost:
+        lost = row.status == RunStatus.FAILED and row.reason == RunReason.LOST
+        if row.status in FINAL_RUN_STATUSES and not lost:
             return Claim(Start.REFUSED, **found)
-        if row.status == "started" and lease_left > 0:
+        if row.status == RunStatus.STARTED and lease_left > 0:
             return Claim(Start.BUSY, **found)
-        takeover = row.status == "started" or lost
+        takeover = row.status == RunStatus.STARTED or lost
         with self.engine.begin() as connection:
             if not runs.take_claim(
                 connection,

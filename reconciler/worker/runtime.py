@@ -49,6 +49,7 @@ from celery.signals import (
     worker_shutdown,
 )
 
+from reconciler.core.vocabulary import RunStatus, TaskOutcome
 from reconciler.redact import mask_logs
 from reconciler.settings import Settings
 from reconciler.store.db import create_sync_engine
@@ -151,7 +152,7 @@ class WorkerRuntime:
         attempt = new_attempt(fire.hostname)
         claim = self._claim_row(fire, attempt)
         if not claim.outcome.runs:
-            self._settle_key(fire, key_value, succeeded=claim.status == "succeeded")
+            self._settle_key(fire, key_value, succeeded=claim.status == RunStatus.SUCCEEDED)
             if claim.outcome is Start.BUSY:
                 reason = f"running as attempt {claim.holder} (lease {claim.lease_left:.0f} s)"
             else:
@@ -201,7 +202,7 @@ class WorkerRuntime:
         # leases are renewed until then, so duplicates stay refused meanwhile.
         if admission.attempt is not None:
             self.writer.write(
-                "succeeded",
+                TaskOutcome.SUCCEEDED,
                 self.ledger.succeeded_values(fire.run_id, attempt=admission.attempt, result=result),
             )
         if admission.key_value is not None:
@@ -218,7 +219,7 @@ class WorkerRuntime:
             return
         if admission.attempt is not None:
             self.writer.write(
-                "failed",
+                TaskOutcome.FAILED,
                 self.ledger.failed_values(
                     fire.run_id, attempt=admission.attempt, error=error, worker=fire.hostname
                 ),
@@ -230,7 +231,7 @@ class WorkerRuntime:
         The retry waits out our lease if this write is still spooled."""
         if admission.attempt is not None:
             self.writer.write(
-                "retried",
+                TaskOutcome.RETRIED,
                 self.ledger.retried_values(
                     fire.run_id, attempt=admission.attempt, error=error, retries=fire.retries + 1
                 ),
@@ -240,7 +241,7 @@ class WorkerRuntime:
 
     def skipped(self, fire: FireContext, admission: Admission) -> None:
         self.writer.write(
-            "duplicate",
+            TaskOutcome.DUPLICATE,
             self.ledger.duplicate_values(
                 fire.run_id, reason=admission.reason, own_fire=admission.own_fire
             ),

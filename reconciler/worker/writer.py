@@ -37,6 +37,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from reconciler import metrics
+from reconciler.core.vocabulary import TaskOutcome
 from reconciler.store.ledger import FINAL_WRITES
 from reconciler.worker.claims import Ledger, count_ledger_failure, describe
 
@@ -187,7 +188,9 @@ class LedgerWriter:
             self._pending -= len(rows)
             metrics.LEDGER_SPOOLED.set(self._pending)
         if self._on_applied is not None:
-            self._on_applied([item["p_run_id"] for kind, item in rows if kind != "duplicate"])
+            self._on_applied(
+                [item["p_run_id"] for kind, item in rows if kind != TaskOutcome.DUPLICATE]
+            )
 
     def _apply(self, rows: list[Item]) -> None:
         """One transaction; one executemany per kind, in first-seen order (a run gets

@@ -13,11 +13,12 @@ import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
 from reconciler.core.fires import fire_id
+from reconciler.core.vocabulary import RunReason
 from reconciler.dispatch.dispatcher import Backoff, Dispatcher
 from reconciler.dispatch.publisher import Publisher
 from reconciler.dispatch.retrier import UnpublishedRetrier
 from reconciler.errors import NotLeaderError
-from reconciler.store.tables import LOST_REASON, job_runs
+from reconciler.store.tables import job_runs
 
 from .conftest import Broker
 from .helpers import (
@@ -340,4 +341,4 @@ def test_a_run_whose_lease_lapsed_counts_no_more_and_is_closed_as_lost(
         reason = connection.execute(
             sa.select(job_runs.c.reason).where(job_runs.c.id == dead)
         ).scalar_one()
-    assert reason == LOST_REASON
+    assert reason == RunReason.LOST

@@ -14,7 +14,6 @@ from observability.targets import free_port
 from reconciler import metrics
 from reconciler.errors import ConfigError
 from reconciler.observability import start_metrics_server
-from reconciler.store.tables import JOB_STATUSES
 
 ALL = [
     value
@@ -33,10 +32,6 @@ def test_every_metric_is_prefixed_and_never_labels_job_or_instance() -> None:
         assert metric._name.startswith("reconciler_"), metric._name
         # Prometheus owns `job` and `instance`: ours would be renamed exported_job.
         assert not {"job", "instance", "pid"} & set(metric._labelnames), metric._name
-
-
-def test_the_job_statuses_are_the_inventory_statuses() -> None:
-    assert metrics.JOB_STATUSES == JOB_STATUSES
 
 
 @pytest.mark.parametrize(

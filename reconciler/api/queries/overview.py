@@ -11,12 +11,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reconciler.api.shape import as_utc, quarantine_dict
 from reconciler.core.status import StatusView, build_status
+from reconciler.core.vocabulary import COUNT_COLUMNS
 from reconciler.redact import redact
 from reconciler.store.status import read_status_rows_async
 from reconciler.store.tables import quarantined_files as quarantine
 from reconciler.store.tables import reconcile_runs
 
-_CHANGES = ("added", "updated", "paused", "resumed", "removed", "repaired")
+# The count columns of a pass, each once (a rename is counted with the updates).
+_CHANGES = tuple(dict.fromkeys(COUNT_COLUMNS.values()))
 
 
 async def read_status(connection: AsyncConnection, *, now: datetime) -> StatusView:

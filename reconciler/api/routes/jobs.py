@@ -19,6 +19,7 @@ from reconciler.api.responses import json_response
 from reconciler.api.scrub import redact_spec
 from reconciler.api.shape import as_utc, epoch_to_utc, next_fires, schedule_summary
 from reconciler.core.status import job_state
+from reconciler.core.vocabulary import JobStatus
 from reconciler.store.history import explain_window
 
 router = APIRouter(
@@ -82,7 +83,7 @@ async def job_detail(request: Request, connection: Conn, name: params.JobName) -
             status=job["status"],
             quarantined=record.quarantine is not None,
             last_run_status=(record.last_run or {}).get("status"),
-            next_run_time=record.next_run_time if job["status"] == "active" else None,
+            next_run_time=record.next_run_time if job["status"] == JobStatus.ACTIVE else None,
             now=datetime.now(UTC),
         ),
         "labels": job["labels"],
