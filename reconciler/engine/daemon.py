@@ -144,6 +144,7 @@ class Daemon:
         finally:
             self._runtime = None
             runtime.stop()
+            self._gauges.forget_all()  # a standby exports no per-job values
             if self._elector.is_leader():
                 self._elector.release()
 

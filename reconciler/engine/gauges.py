@@ -1,10 +1,11 @@
 """The daemon's per-job gauges: jobs by status, each job's next fire and nominal interval,
 and whether a past slot went absent (nothing ran or was recorded).
 
-Refreshed after every reconcile pass and every 10 s from the read model's job rows
-(`reconciler.store.status`: one joined read, the same rows `reconcile get jobs` shows).
-A job's series are created (track_job) when it first appears or its spec changes, and
-dropped (forget_job) when it leaves the inventory, so no alert fires for a removed job.
+Exported by the leader only: refreshed after every reconcile pass and every 10 s from the
+read model's job rows (`reconciler.store.status`: one joined read, the same rows
+`reconcile get jobs` shows). A job's series are created (track_job) when it first
+appears or its spec changes, and dropped (forget_job) when it leaves the inventory, so
+no alert fires for a removed job, and all of them when the daemon stops leading.
 """
 
 from __future__ import annotations
@@ -50,6 +51,15 @@ class JobGauges:
             metrics.forget_job(gone)
             del self._tracked[gone]
             self._first_slot.pop(gone, None)
+
+    def forget_all(self) -> None:
+        """Drop every job's series: called when this daemon stops leading. A standby fires
+        nothing and refreshes nothing, so a value it kept (an absent slot, a next fire long
+        past) would be frozen, and `max` across the replicas would alert on it."""
+        for name in self._tracked:
+            metrics.forget_job(name)
+        self._tracked.clear()
+        self._first_slot.clear()
 
     def _refresh_job(self, row: JobRow, essences: EssenceCache, now: datetime) -> None:
         spec_hash = row.spec_hash

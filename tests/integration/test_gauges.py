@@ -47,5 +47,11 @@ def test_gauges_follow_the_inventory(tmp_path: Path, sqlite_url: str) -> None:
         assert value("reconciler_job_interval_seconds", job_name="gauge-c") is None
         assert value("reconciler_fires_total", job_name="gauge-c", outcome="published") is None
         assert value("reconciler_managed_jobs", status="active") == 1
+        # Leadership lost: the per-job series go (a standby's would be frozen).
+        gauges.forget_all()
+        for name in ("reconciler_job_interval_seconds", "reconciler_job_slot_absent"):
+            assert value(name, job_name="gauge-a") is None
+        gauges.refresh(engine, caches.essences)  # leading again: back
+        assert value("reconciler_job_interval_seconds", job_name="gauge-a") == 300
     finally:
         engine.dispose()
