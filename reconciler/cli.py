@@ -23,7 +23,6 @@ from reconciler.errors import (
     ConfigError,
     ReconcilerError,
     RefusedError,
-    TransientError,
     operational_message,
 )
 from reconciler.logs import configure_logging
@@ -180,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RefusedError as error:
         print(f"refused: {mask_text(str(error))}", file=sys.stderr)
         return EXIT_REFUSED
-    except (ConfigError, TransientError, ReconcilerError) as error:
+    except ReconcilerError as error:  # ConfigError, TransientError, ... (reconciler.errors)
         print(f"error: {mask_text(str(error))}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

@@ -1,14 +1,37 @@
-"""The whole exception hierarchy, in one place.
+"""The whole exception hierarchy, in one place: every exception this package raises on
+purpose, and the module that defines it (classes live beside the code that raises them;
+tests/test_errors.py keeps this drawing complete).
 
-    ReconcilerError                 base of everything this package raises on purpose
-    ├── SpecError                   PERMANENT: the input is wrong; report it and carry on
-    │                               with the other files (carries one or more Diagnostics)
-    ├── RefusedError                a safety guard said no (mass delete, empty desired set);
-    │                               exit code 3, nothing was changed
-    ├── StalePlanError              `apply --plan-hash` found the state moved since the preview
-    ├── ConfigError                 a setting is invalid (bad URL, unknown queue list ...)
-    └── TransientError              TEMPORARY: a service did not answer; retry with backoff
-        └── NotLeaderError          this process lost (or never had) leadership: stop writing
+    ReconcilerError                     base of everything this package raises on purpose
+    ├── PermanentError                  PERMANENT: retrying cannot help; the input or the
+    │   │                               setup must change
+    │   ├── SpecError                   a job spec is wrong: the loader reports it as a
+    │   │   │                           Diagnostic (file:line:col) and carries on with the
+    │   │   │                           other files (quarantine); it never stops a pass
+    │   │   └── CronSyntaxError         spec/cron.py: not a cron schedule (also ValueError,
+    │   │                               so pydantic reports it as a validation error)
+    │   ├── RefusedError                a safety guard said no (mass delete, empty desired
+    │   │                               set); exit code 3, nothing was changed
+    │   ├── StalePlanError              `apply --plan-hash` found the state moved since the
+    │   │                               preview
+    │   ├── ConfigError                 a setting is invalid (bad URL, unknown queue list ...)
+    │   │   └── CatalogError            tasks/catalog.py: a module of RECONCILER_TASK_MODULES
+    │   │                               cannot be imported
+    │   ├── PermanentTaskError          a task cannot succeed with this input (also exported by
+    │   │   │                           reconciler.worker and reconciler.worker.base);
+    │   │   │                           the run fails at once, whatever the retry policy
+    │   │   └── Refused                 tasks/confine.py: an argument outside what the task
+    │   │                               may do (a statement, a path); also ValueError
+    │   └── ApiProblem                  api/problems.py: the API answers the request with a
+    │                                   problem document and its status (400, 401, 404, or
+    │                                   503 while Redis does not answer: the client retries)
+    └── TransientError                  TEMPORARY: a service did not answer; retry with backoff
+        ├── NotLeaderError              this process lost (or never had) leadership: stop
+        │   │                           writing, stop firing
+        │   └── LeadershipLost          engine/leader.py: a confirmation found a newer epoch
+        │                               or a replaced lock file
+        └── ProbeFailed                 tasks/probe.py: the endpoint answered another status,
+                                        or not at all; retried per the job's policy
 
 A service that cannot be reached, or a port that is taken, is not a bug either:
 `operational_message` turns such exceptions of the libraries (SQLAlchemy and the
@@ -20,41 +43,39 @@ and the CLI reports it as one (exit 1).
 from __future__ import annotations
 
 import errno
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from reconciler.spec.diagnostics import Diagnostic
 
 
 class ReconcilerError(Exception):
     """Base class of every error this package raises on purpose."""
 
 
-class SpecError(ReconcilerError):
-    """The job files are wrong. Permanent: retrying will not help, editing the file will."""
-
-    def __init__(self, diagnostics: Sequence[Diagnostic]) -> None:
-        self.diagnostics = tuple(diagnostics)
-        first = self.diagnostics[0].render() if self.diagnostics else "invalid job spec"
-        more = f" (and {len(self.diagnostics) - 1} more)" if len(self.diagnostics) > 1 else ""
-        super().__init__(first + more)
-
-
-class RefusedError(ReconcilerError):
-    """A safety guard refused the change. Nothing was written."""
-
-
-class StalePlanError(ReconcilerError):
-    """The plan hash given to `apply` no longer matches: the state moved since the preview."""
-
-
-class ConfigError(ReconcilerError):
-    """A configuration value is invalid."""
+class PermanentError(ReconcilerError):
+    """Retrying cannot help: the input or the setup must change first."""
 
 
 class TransientError(ReconcilerError):
     """A dependency (database, broker, Redis) failed in a way that a retry may fix."""
+
+
+class SpecError(PermanentError):
+    """A job spec is wrong. Editing the file will help, retrying will not."""
+
+
+class RefusedError(PermanentError):
+    """A safety guard refused the change. Nothing was written."""
+
+
+class StalePlanError(PermanentError):
+    """The plan hash given to `apply` no longer matches: the state moved since the preview."""
+
+
+class ConfigError(PermanentError):
+    """A configuration value is invalid."""
+
+
+class PermanentTaskError(PermanentError):
+    """The task cannot succeed with this input (a bad statement, a refused path).
+    Fails at once, whatever the retry policy. Tasks import it from reconciler.worker."""
 
 
 class NotLeaderError(TransientError):

@@ -27,6 +27,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
+from reconciler.errors import PermanentError
+
 PROBLEM_JSON = "application/problem+json"
 BLANK = "about:blank"
 log = logging.getLogger(__name__)
@@ -35,7 +37,7 @@ log = logging.getLogger(__name__)
 _PASSED_HEADERS = frozenset({"allow", "www-authenticate", "retry-after"})
 
 
-class ApiProblem(Exception):
+class ApiProblem(PermanentError):
     """Raised by route code for an error with its own problem type (e.g. invalid-cursor)."""
 
     def __init__(

@@ -65,6 +65,7 @@ from sqlalchemy.pool import NullPool
 
 from reconciler import metrics
 from reconciler.core.vocabulary import Role
+from reconciler.errors import NotLeaderError
 from reconciler.store import leadership
 from reconciler.store.db import create_sync_engine, is_sqlite
 
@@ -259,7 +260,7 @@ class LeaderElector(ABC):
     def _dispose(self) -> None: ...
 
 
-class LeadershipLost(Exception):
+class LeadershipLost(NotLeaderError):
     """Raised by a confirmation that found another leader (a newer epoch)."""
 
 

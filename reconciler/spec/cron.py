@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from reconciler.errors import SpecError
+
 FIELD_NAMES = ("year", "month", "day", "week", "day_of_week", "hour", "minute", "second")
 MACROS = {
     "@yearly": "0 0 1 1 *",
@@ -46,7 +48,7 @@ _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT",
 _CRON_DAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")  # cron numbering: 0 = Sunday
 
 
-class CronSyntaxError(ValueError):
+class CronSyntaxError(SpecError, ValueError):
     """The expression cannot be a cron schedule. The message says why."""
 
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from reconciler.errors import ConfigError
 from reconciler.tasks import confine
 
 
@@ -80,7 +81,7 @@ class TaskParameters:
     hints: Mapping[str, Any]
 
 
-class CatalogError(Exception):
+class CatalogError(ConfigError):
     """A module of RECONCILER_TASK_MODULES could not be imported."""
 
 

@@ -22,10 +22,12 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from reconciler.errors import PermanentTaskError
+
 REPORT_SUFFIXES = (".json", ".csv")
 
 
-class Refused(ValueError):
+class Refused(PermanentTaskError, ValueError):
     """The argument is outside what the task is allowed to do; retrying cannot help."""
 
 

@@ -10,13 +10,14 @@ from urllib.parse import urlsplit
 
 from celery import shared_task
 
+from reconciler.errors import TransientError
 from reconciler.worker.base import BaseTask, PermanentTaskError
 from reconciler.worker.runtime import settings_of
 
 MAX_TIMEOUT_SECONDS = 300
 
 
-class ProbeFailed(Exception):
+class ProbeFailed(TransientError):
     """The endpoint answered with another status, or not at all. Retried per policy."""
 
 

@@ -33,6 +33,7 @@ from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from reconciler.core.vocabulary import TaskOutcome
+from reconciler.errors import PermanentTaskError as PermanentTaskError  # tasks import it here
 from reconciler.logs import job_extra
 from reconciler.metrics import (
     IDEMPOTENT_SKIPS,
@@ -52,11 +53,6 @@ log = logging.getLogger("reconciler.worker.task")
 
 # Attributes this class keeps on the per-execution request (Celery's Context).
 _FIRE, _ADMISSION, _STARTED = "reconciler_fire", "reconciler_admission", "reconciler_t0"
-
-
-class PermanentTaskError(Exception):
-    """The task cannot succeed with this input (a bad statement, a refused path).
-    Fails at once, whatever the retry policy."""
 
 
 NOT_RETRIED: tuple[type[BaseException], ...] = (
