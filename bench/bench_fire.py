@@ -5,7 +5,7 @@
 Three runs, each on a fresh PostgreSQL database and a fresh RabbitMQ vhost:
 
 - stock:      APScheduler 3 (BackgroundScheduler, SQLAlchemyJobStore on PostgreSQL,
-              20 threads) calling a no-op: the scheduler's own ceiling (FACTS: ~10 s);
+              20 threads) calling a no-op: the scheduler's own ceiling;
 - dispatcher: the Dispatcher alone: 10,000 `fire()` calls at the instant (as FireExecutor
               makes them), each slot recorded in the ledger and published to RabbitMQ
               with publisher confirms: the target is all confirmed within 5 s;

@@ -1,6 +1,6 @@
 """The read-only status API: `create_app(settings)` builds it, `reconcile api` serves it.
 
-Contract (DESIGN.md, "Read-only API"): GET only; any other method (HEAD and unknown
+Contract (README.md "HTTP API (read-only)"): GET only; any other method (HEAD and unknown
 ones included) is a 405 problem; every error is an RFC 9457 problem document; lists are
 capped and keyset paginated; secret-looking values are redacted; the bearer token, when
 set, guards all but the health probes. The app opens its database engine and Redis

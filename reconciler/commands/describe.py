@@ -81,7 +81,7 @@ def describe_job(connection: Any, name: str, *, now: datetime) -> dict[str, Any]
         drift=None
         if view.drift is None
         else {"code": view.drift.value, "detail": DRIFT_DETAILS[view.drift]},
-        holds=[],  # Hold documents are planned (DESIGN.md), not built yet
+        holds=[],  # no Hold document kind exists yet: the field is kept for the JSON shape
         last_runs=[
             run_dict(row) for row in read_all(connection, runs_statement(job=name, limit=LAST_RUNS))
         ],

@@ -21,8 +21,8 @@ It also accounts for slots that would otherwise vanish without a trace:
 
 After `shutdown()`, a submission runs inline in the caller's thread instead of being
 refused: BackgroundScheduler.shutdown() runs one more scheduling pass after stopping
-the executors, and a refused submission there is a lost fire (next_run_time advances
-anyway, FACTS). fire_job only queues, so running it inline is cheap.
+the executors, and a refused submission there is a lost fire (APScheduler advances
+next_run_time anyway). fire_job only queues, so running it inline is cheap.
 """
 
 from __future__ import annotations

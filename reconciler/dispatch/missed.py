@@ -7,7 +7,8 @@ event and records each such slot in the ledger as 'missed' (reason 'misfire').
 Events carry the job id (= the job name) and the run time, not the job's kwargs.
 FireExecutor emits its misses as `FireMissedEvent`, which carries the payload too; for
 other events the payload is looked up through `lookup_payload` (e.g. the scheduler's
-`get_job`, which raises instead of deleting rows: FACTS).
+`get_job`, which raises for a row it cannot restore, where `get_all_jobs` and
+`get_due_jobs` would delete it).
 
 Coalesced slots (coalesce=True: several due run times collapsed into the last one)
 never reach an event: FireExecutor detects them itself (see executor.py) and records

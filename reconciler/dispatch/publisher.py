@@ -1,7 +1,7 @@
 """Publishing fires to RabbitMQ with publisher confirms, in batches, with a deadline.
 
 Why not one `send_task` per fire with kombu's `confirm_publish`: that waits for each
-confirm before the next message (~600 msg/s measured, FACTS). Here one channel is put in
+confirm before the next message, a round trip per fire. Here one channel is put in
 confirm mode once, a whole batch is written, then the confirms (which RabbitMQ sends
 cumulatively, `multiple=True`) are drained against ONE deadline. A message counts as
 published only when the broker acked it: a nack, a return (no queue bound), a timeout or

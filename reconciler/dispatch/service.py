@@ -16,7 +16,8 @@ For the daemon, per leadership term:
     service.stop()         # THEN: retrier, drain + publish what is queued, uninstall
 
 Why this order: BackgroundScheduler.shutdown() runs one more scheduling pass after its
-executors stopped (FACTS). FireExecutor runs that pass's fires inline, and they reach the
+executors stopped (APScheduler 3's BackgroundScheduler; AsyncIOScheduler does not).
+FireExecutor runs that pass's fires inline, and they reach the
 Dispatcher only if it is still running and installed. Stopping the dispatcher first
 would turn those slots into rows written synchronously (still not lost, but slower).
 """

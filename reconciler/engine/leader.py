@@ -2,7 +2,7 @@
 
 PostgreSQL: a session advisory lock (`pg_try_advisory_lock`, store.leadership) held on a
 DEDICATED autocommit connection with TCP keepalives. The server drops it the moment
-that session ends (process killed: 6-165 ms measured, FACTS), and standbys poll
+that session ends (a killed process's socket closes at once), and standbys poll
 `try_acquire()` every ~0.5 s, so a takeover takes well under 5 s.
 SQLite (embedded, one machine): an exclusive `flock` on `<database file>.lock`.
 
@@ -23,7 +23,8 @@ Roles in `reconciler_instances`: leader / standby / stopped, with `heartbeat_at`
 `reconcile status` and the API can show who leads (and how fresh that is).
 
 A HUNG leader (SIGSTOP, a VM pause, a stuck read) keeps its session, hence the advisory
-lock, alive for ever: the kernel answers TCP keepalives for a frozen process (FACTS).
+lock, alive for ever: the kernel answers TCP keepalives for a frozen process, and only
+`pg_terminate_backend(pid)` frees its lock.
 So on PostgreSQL the leader row also carries a LEASE on the database's clock
 (`lease_until = now() + lease`, renewed by every confirmation, lease = 3 intervals) and
 the session's `backend_pid`. A standby whose lock attempt fails reads the leader row; if

@@ -3,7 +3,7 @@
 `create_celery_app(settings)` builds an app from Settings; the module-level `app` of
 `reconciler.worker` is built lazily from the environment for `celery -A reconciler.worker`.
 
-Choices that matter (DESIGN.md "Firing and execution"):
+Choices that matter (README.md "Processes and operations" says what they guarantee):
 - JSON only, both ways: a message can never make a worker unpickle anything.
 - acks_late + reject_on_worker_lost + prefetch 1: a message is acknowledged only once its
   task finished, so a worker killed mid-task gets it redelivered; prefetch 1 keeps a busy
@@ -124,7 +124,7 @@ def filesystem_broker_config(settings: Settings) -> dict[str, Any]:
             # queue, so nothing lands in the working folder (a checkout).
             "control_folder": str(folder / "control"),
             "store_processed": False,
-            # The transport polls its folder; 0.1 s gives a ~0.1 s round trip (FACTS.md).
+            # The transport polls its folder: the poll interval bounds a message's wait.
             "polling_interval": 0.1,
         },
         # Publisher confirms mean nothing for files; the write itself is the confirm.

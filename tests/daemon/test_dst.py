@@ -49,8 +49,8 @@ def cron(expression: str, **options) -> WallClockCronTrigger:
 
 
 def test_stock_cron_trigger_fires_twice_in_autumn_and_skips_a_day_in_spring() -> None:
-    """The upstream behaviour (FACTS) the engine replaces, kept here so that a new
-    APScheduler that changes it is noticed."""
+    """The upstream behaviour the engine replaces (APScheduler issues #606 and #1021),
+    kept here so that a new APScheduler that changes it is noticed."""
     stock = CronTrigger.from_crontab("30 2 * * *", timezone=BERLIN)
     autumn = fires(stock, AUTUMN_EVE, AUTUMN_EVE + timedelta(days=1))
     assert autumn == [utc("2026-10-25 00:30"), utc("2026-10-25 01:30")]
@@ -211,7 +211,7 @@ def test_through_a_scheduler_on_a_sqlite_job_store(tmp_path, start, expected) ->
 
     store = SQLAlchemyJobStore(url=f"sqlite:///{tmp_path / 'jobs.db'}")
     scheduler = BackgroundScheduler(jobstores={"default": store}, timezone=UTC)
-    scheduler.start(paused=True)  # writes the rows, fires nothing (FACTS)
+    scheduler.start(paused=True)  # writes the rows at once, fires nothing
     try:
         trigger = cron("30 2 * * *")
         scheduler.add_job(

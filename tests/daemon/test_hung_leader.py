@@ -4,7 +4,8 @@ woken process fences its stale fires (one WARNING line with a count, no tracebac
 never fires, does not take the lock back, and exits with status 3 (superseded).
 
 The advisory lock lives on the frozen process's session, which the kernel keeps alive
-(FACTS): the standby terminates that session once the leader's lease lapsed."""
+(it answers TCP keepalives for a stopped process): the standby terminates that session
+once the leader's lease lapsed."""
 
 from __future__ import annotations
 

@@ -4,8 +4,8 @@ of 2026-2030 in the zones the issue names.
 The oracle is two parts, neither from our engine:
 - MATCHING: cronsim (a separate Vixie-cron implementation) for cron strings, and
   APScheduler's own CronTrigger in UTC for field maps (their meaning IS APScheduler's),
-  both run on a NAIVE clock, where no DST exists (cronsim's and APScheduler's own DST
-  handling are known to be wrong: FACTS).
+  both run on a NAIVE clock, where no DST exists (cronsim's own DST iteration misses
+  slots in 30/45-minute DST zones; APScheduler's adds 24 h across a 23 h day).
 - PLACEMENT: `place` below, written from the README's rule with nothing but zoneinfo's
   fold semantics (PEP 495): a wall time that round-trips with fold 0 and 1 to two
   instants is repeated, one that round-trips with neither is in the gap.
