@@ -1,9 +1,9 @@
 """The `reconcile` console script: parses the command line and hands over to a command.
 
-Exit codes (the table in README.md "Commands"): 0 success / no changes, 1 error or invalid input, 2 the plan has
-changes, 3 refused by a safety guard. No traceback ever reaches the user for an error we
-expected; an unexpected one is reported in one line as a bug (exit 1), with the
-traceback only when RECONCILER_DEBUG=1.
+Exit codes (the table in README.md "Commands"): 0 success / no changes, 1 error or
+invalid input, 2 the plan has changes, 3 refused by a safety guard. No traceback ever
+reaches the user for an error we expected; an unexpected one is reported in one line as
+a bug (exit 1), with the traceback only when RECONCILER_DEBUG=1.
 """
 
 from __future__ import annotations

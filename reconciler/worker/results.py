@@ -3,10 +3,10 @@
 Results are a convenience (`AsyncResult.get`, the API's task view); the run ledger is
 the record. Stock Celery fails a task whose result it cannot store, BEFORE its body
 when `task_track_started` is on, and the failure's own store fails too: the message is
-redelivered in a loop, a traceback each time, for as long as Redis is down. Here a result that cannot be
-stored is counted (reconciler_result_store_failures_total) and logged one WARNING line
-per minute; the task runs and is acknowledged, and its outcome is in the ledger. A
-result lost that way is not stored later (the ledger has it).
+redelivered in a loop, a traceback each time, for as long as Redis is down. Here a
+result that cannot be stored is counted (reconciler_result_store_failures_total) and
+logged one WARNING line per minute; the task runs and is acknowledged, and its outcome
+is in the ledger. A result lost that way is not stored later (the ledger has it).
 
 Connection settings keep a dead Redis cheap: a 2 s connect timeout and one retry
 (Celery's default is 20 retries, ~20 s per store).
