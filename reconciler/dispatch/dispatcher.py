@@ -41,6 +41,7 @@ from sqlalchemy.exc import OperationalError
 
 from reconciler import metrics
 from reconciler.core.fires import FirePayload
+from reconciler.core.moments import rfc3339
 from reconciler.core.vocabulary import FireOutcome, MissReason
 from reconciler.dispatch import batch
 from reconciler.dispatch.publisher import Publisher, PublishResult
@@ -385,7 +386,7 @@ def _count_outcome(outcome: batch.BatchOutcome) -> None:
         metrics.FIRES.labels(request.job, FireOutcome.DUPLICATE).inc()
         log.info(
             "slot %s already in the ledger: duplicate fire not published",
-            request.slot.isoformat(),
+            rfc3339(request.slot),
             extra=job_extra(request.job),
         )
     for request in outcome.overlaps:
@@ -393,7 +394,7 @@ def _count_outcome(outcome: batch.BatchOutcome) -> None:
         metrics.FIRES.labels(request.job, FireOutcome.SKIPPED_OVERLAP).inc()
         log.info(
             "slot %s skipped: overlap (max_concurrent_runs reached)",
-            request.slot.isoformat(),
+            rfc3339(request.slot),
             extra=job_extra(request.job),
         )
 

@@ -24,6 +24,7 @@ from datetime import datetime
 from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
 
 from reconciler.core.fires import FirePayload
+from reconciler.core.moments import rfc3339
 from reconciler.core.vocabulary import RunReason
 from reconciler.dispatch.dispatcher import Dispatcher
 from reconciler.logs import job_extra
@@ -65,14 +66,14 @@ class MissedRunRecorder:
             log.warning(
                 "missed slot of %r at %s: job unknown, not recorded",
                 event.job_id,
-                event.scheduled_run_time,
+                rfc3339(event.scheduled_run_time),
                 extra=job_extra(event.job_id),
             )
             return
         job, payload = found
         log.info(
             "slot %s missed: beyond its misfire grace",
-            event.scheduled_run_time.isoformat(),
+            rfc3339(event.scheduled_run_time),
             extra=job_extra(job),
         )
         self._dispatcher.record_missed(

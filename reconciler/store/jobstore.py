@@ -28,7 +28,7 @@ from apscheduler.job import Job
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.util import datetime_to_utc_timestamp, utc_timestamp_to_datetime
 
-from reconciler.core.moments import as_utc
+from reconciler.core.moments import as_utc, rfc3339
 from reconciler.store.job_state import load_state, pickle_state
 from reconciler.store.tables import job_runs, scheduled_jobs
 
@@ -188,7 +188,7 @@ class OwnedJobStore(SQLAlchemyJobStore):
                 "%d slots lost by the previous leader made due again (first: %s at %s)",
                 len(rewound),
                 rewound[0][0],
-                rewound[0][1].isoformat(),
+                rfc3339(rewound[0][1]),
             )
         return rewound
 
