@@ -32,6 +32,7 @@ from reconciler.core.state import (
     Revision,
 )
 from reconciler.core.vocabulary import (
+    APPLIED_OUTCOMES,
     COUNT_COLUMNS,
     SETTLED_OUTCOMES,
     Action,
@@ -45,8 +46,11 @@ from reconciler.engine.gitrev import read_revision
 from reconciler.engine.gitsource import GitTreeCache, git_ref, load_from_git
 from reconciler.errors import RefusedError, StalePlanError, TransientError
 from reconciler.settings import Settings
+from reconciler.spec.incremental import load_with_records, record_of
 from reconciler.spec.loader import FileOutcome, LoadCache, LoadedJob, LoadResult, load_jobs
+from reconciler.spec.records import FileRecord, validation_context
 from reconciler.store.events import record_job_events
+from reconciler.store.file_records import read_file_records, write_file_records
 from reconciler.store.fingerprint import Fingerprint, read_fingerprint
 from reconciler.store.fingerprint import supported as fingerprint_supported
 from reconciler.store.inventory import (
@@ -84,6 +88,10 @@ class ReconcileCaches:
     # The last load result and the desired jobs built from it.
     loaded: tuple[LoadResult, dict[str, DesiredJob]] | None = None
     essences: EssenceCache = field(default_factory=EssenceCache)
+    # What the `job_files` table holds as far as this process knows (None: not read
+    # yet), and the load result it was last made to match.
+    records: dict[str, FileRecord] | None = None
+    recorded: LoadResult | None = None
     rows: RowDecoder = field(default_factory=RowDecoder)
     plan: PlanMemo = field(default_factory=PlanMemo)
     # The actual state after the last committed pass, and the fingerprint of the tables
@@ -110,6 +118,29 @@ def load_desired(settings: Settings, caches: ReconcileCaches, *, now: datetime) 
         loaded, revision = load_from_git(
             settings.jobs_dir, ref, settings=settings, now=now, cache=caches.git
         )
+    return _desired_state(loaded, revision, caches)
+
+
+def load_desired_recorded(
+    connection: Connection, settings: Settings, caches: ReconcileCaches, *, now: datetime
+) -> DesiredState:
+    """The job files of the working tree, for a one-shot pass: only files the
+    `job_files` records do not stand for are parsed (see reconciler.spec.records); the
+    jobs of the others are rebuilt from the essences the inventory read left in
+    `caches.essences`. The same desired state as `load_desired`."""
+    caches.records = read_file_records(connection)
+    loaded = load_with_records(
+        settings.jobs_dir,
+        settings=settings,
+        now=now,
+        records=caches.records,
+        context=validation_context(settings),
+        essences=caches.essences.get,
+    )
+    return _desired_state(loaded, read_revision(settings.jobs_dir), caches)
+
+
+def _desired_state(loaded: LoadResult, revision: Revision, caches: ReconcileCaches) -> DesiredState:
     if caches.loaded is None or caches.loaded[0] is not loaded:
         caches.desired, jobs = _desired_jobs(loaded, caches)
         caches.loaded = (loaded, jobs)
@@ -302,10 +333,13 @@ def _reconcile(
     # fingerprint is read and no written row is remembered.
     keep = caches is not None
     reuse = keep and trigger not in (Trigger.RESYNC, Trigger.STARTUP)
+    # A one-shot pass on the working tree parses only the files its records do not
+    # stand for, once it has read the inventory (whose essences rebuild the others).
+    recorded = not keep and git_ref(settings.source) is None
     caches = caches or ReconcileCaches()
     clock_started = clock()
     with _collector_paused():
-        desired = load_desired(settings, caches, now=clock_started)
+        desired = None if recorded else load_desired(settings, caches, now=clock_started)
         with engine.begin() as connection:
             _lock(connection)
             now = clock()
@@ -313,6 +347,8 @@ def _reconcile(
                 actual, fingerprint = _read_actual_cached(connection, caches, reuse=reuse)
             else:
                 actual, fingerprint = read_actual(connection, caches), None
+            if desired is None:
+                desired = load_desired_recorded(connection, settings, caches, now=clock_started)
             known = (fingerprint, actual) if fingerprint is not None else None
             plan = make_plan(
                 desired,
@@ -333,6 +369,8 @@ def _reconcile(
                         )
                     if before_commit is not None:
                         before_commit(connection, plan)
+            if apply and outcome in APPLIED_OUTCOMES and git_ref(settings.source) is None:
+                _record_files(connection, settings, caches, now=now)
             if record and outcome in SETTLED_OUTCOMES:
                 replace_quarantine(connection, plan.quarantined, now=now)
             if record:
@@ -341,6 +379,26 @@ def _reconcile(
     duration = time.monotonic() - started
     _observe(plan, trigger, outcome, duration, applied=apply)
     return ReconcileResult(plan=plan, outcome=outcome, duration=duration)
+
+
+def _record_files(
+    connection: Connection, settings: Settings, caches: ReconcileCaches, *, now: datetime
+) -> None:
+    """Make `job_files` hold the record of every file this pass loaded (in the pass's
+    transaction: what a later one-shot pass reads was true of a committed pass)."""
+    loaded = caches.loaded[0] if caches.loaded is not None else None
+    if loaded is None or loaded is caches.recorded:
+        return  # nothing loaded anew since the records were last written
+    if caches.records is None:
+        caches.records = read_file_records(connection)
+    context = validation_context(settings)
+    wanted = {}
+    for outcome in loaded.outcomes:
+        record = record_of(outcome, context)
+        if record is not None:
+            wanted[record.path] = record
+    write_file_records(connection, wanted, known=caches.records, now=now)
+    caches.records, caches.recorded = wanted, loaded
 
 
 def _apply(

@@ -49,6 +49,7 @@ from reconciler.spec.files import (
     signature_of,
 )
 from reconciler.spec.model import JobSpec
+from reconciler.spec.records import file_digest
 from reconciler.spec.yamlsafe import (
     MAX_DIAGNOSTICS_PER_FILE,
     describe_kind,
@@ -86,6 +87,7 @@ class LoadResult:
     quarantined: Mapping[str, tuple[Diagnostic, ...]]
     files: int
     healthy: tuple[FileOutcome, ...] = ()
+    outcomes: tuple[FileOutcome, ...] = ()  # every file's, healthy or not, in order
 
     @property
     def valid(self) -> bool:
@@ -109,12 +111,17 @@ def warnings_of(result: LoadResult, *, now: datetime) -> tuple[Diagnostic, ...]:
 
 @dataclass(frozen=True, slots=True)
 class FileOutcome:
-    """What one file contributes, before the cross-file checks. Cacheable."""
+    """What one file contributes, before the cross-file checks. Cacheable.
+
+    `digest`: the SHA-256 of the bytes parsed (None: not read). `timeless`: the outcome
+    cannot change with the clock alone (see spec.records), so it may be recorded."""
 
     source: str
     jobs: tuple[LoadedJob, ...]
     names: tuple[NameSite, ...]
     diagnostics: tuple[Diagnostic, ...]
+    digest: str | None = None
+    timeless: bool = False
 
 
 class LoadCache:
@@ -299,11 +306,16 @@ def load_bytes(source: str, data: bytes, *, settings: Settings, now: datetime) -
 _Loaded = tuple[FileOutcome, tuple[dict[str, Any], ...]]
 
 
-def _load_file(entry: FileEntry, *, settings: Settings, now: datetime) -> _Loaded:
-    data = read_job_file(entry, max_bytes=settings.max_file_bytes)
+def _load_file(
+    entry: FileEntry, *, settings: Settings, now: datetime, data: bytes | Diagnostic | None = None
+) -> _Loaded:
+    """`data`: the file's content (or why it could not be read) when read already."""
+    if data is None:
+        data = read_job_file(entry, max_bytes=settings.max_file_bytes)
     if isinstance(data, Diagnostic):
         return FileOutcome(entry.label, (), (), (data,)), ()
-    return _load_bytes(entry.label, data, settings=settings, now=now)
+    outcome, documents = _load_bytes(entry.label, data, settings=settings, now=now)
+    return replace(outcome, digest=file_digest(data)), documents
 
 
 def _load_bytes(source: str, data: bytes, *, settings: Settings, now: datetime) -> _Loaded:
@@ -348,18 +360,37 @@ def _load_bytes(source: str, data: bytes, *, settings: Settings, now: datetime) 
     if not diagnostics and all(document.data is None for document in parsed.documents):
         message = "no job in this file (only comments or empty documents)"
         diagnostics.append(Diagnostic(source, 0, 0, "EMPTY_FILE", message))
-    outcome = FileOutcome(source, tuple(jobs), tuple(names), bound_diagnostics(diagnostics))
+    timeless = not any(_names_a_year(document.data) for document in parsed.documents)
+    outcome = FileOutcome(
+        source, tuple(jobs), tuple(names), bound_diagnostics(diagnostics), timeless=timeless
+    )
     return outcome, tuple(documents)
 
 
+def _names_a_year(content: object) -> bool:
+    """A cron map with a `year` field: its schedule stops firing one day, so whether it
+    is valid (CRON_NEVER_FIRES) changes with the clock alone."""
+    schedule = content.get("schedule") if isinstance(content, dict) else None
+    cron = schedule.get("cron") if isinstance(schedule, dict) else None
+    return isinstance(cron, dict) and "year" in cron
+
+
 def load_files(
-    entries: Sequence[FileEntry], *, settings: Settings, now: datetime, essences: bool = False
+    entries: Sequence[FileEntry],
+    *,
+    settings: Settings,
+    now: datetime,
+    essences: bool = False,
+    contents: Mapping[str, bytes | Diagnostic] | None = None,
 ) -> list[FileOutcome]:
     """`[load_file(entry) ...]`; many files are loaded on two cores (spec.parallel).
-    `essences`: see load_jobs."""
+    `essences`: see load_jobs. `contents`: files read already, by label (what was read
+    is what is parsed: its digest must be the digest of what was parsed)."""
+    known = contents or {}
 
     def load(entry: FileEntry) -> _Loaded:
-        loaded = _load_file(entry, settings=settings, now=now)
+        data = known.get(entry.label)
+        loaded = _load_file(entry, settings=settings, now=now, data=data)
         return _with_essences(loaded) if essences else loaded
 
     if len(entries) < parallel.MIN_FILES or not parallel.can_fork():
@@ -386,17 +417,24 @@ def _plain_outcome(loaded: _Loaded) -> tuple[Any, ...]:
         (document, job.line, job.column, job.essence)
         for job, document in zip(outcome.jobs, documents, strict=True)
     )
-    return outcome.source, jobs, outcome.names, outcome.diagnostics
+    return (
+        outcome.source,
+        jobs,
+        outcome.names,
+        outcome.diagnostics,
+        outcome.digest,
+        outcome.timeless,
+    )
 
 
 def _outcome_from_plain(plain: tuple[Any, ...]) -> _Loaded:
-    source, jobs, names, diagnostics = plain
+    source, jobs, names, diagnostics, digest, timeless = plain
     # The same validation the child ran, so the same spec; its checks passed there.
     specs = tuple(
         LoadedJob(JobSpec.model_validate(document), source, line, column, known)
         for document, line, column, known in jobs
     )
-    return FileOutcome(source, specs, names, diagnostics), ()
+    return FileOutcome(source, specs, names, diagnostics, digest, timeless), ()
 
 
 def bound_diagnostics(diagnostics: Sequence[Diagnostic]) -> tuple[Diagnostic, ...]:
@@ -475,4 +513,5 @@ def assemble_result(
     quarantined = {source: tuple(sorted(by_source[source])) for source in sorted(by_source)}
     healthy = tuple(o for o in outcomes if o.source not in quarantined)
     jobs = tuple(chain.from_iterable(o.jobs for o in healthy))
-    return LoadResult(jobs, MappingProxyType(quarantined), len(outcomes) + len(refused), healthy)
+    files = len(outcomes) + len(refused)
+    return LoadResult(jobs, MappingProxyType(quarantined), files, healthy, tuple(outcomes))

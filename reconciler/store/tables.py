@@ -127,6 +127,19 @@ quarantined_files = sa.Table(
     sa.Column("last_seen", Moment, nullable=False),
 )
 
+# What loading each job file gave, by its content digest (reconciler.spec.records): a
+# one-shot plan or apply parses only the files whose digest or validation context
+# differs. A cache of a pure function: any row may be missing or stale, never wrong.
+job_files = sa.Table(
+    "job_files",
+    metadata,
+    sa.Column("path", sa.Text, primary_key=True),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("context", sa.String(64), nullable=False),
+    sa.Column("outcome", Json, nullable=False),
+    sa.Column("recorded_at", Moment, nullable=False),
+)
+
 # One row per reconciler process; the leader row carries the fencing token (epoch).
 reconciler_instances = sa.Table(
     "reconciler_instances",

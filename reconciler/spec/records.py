@@ -1,0 +1,194 @@
+"""File records: what loading one job file gave, named by the file's content digest, so
+that a one-shot pass (`reconcile plan`, `reconcile apply`) parses only the files that
+changed since the records were written, and takes the rest from the database.
+
+Contracts:
+- A record is a function of the file's path, its bytes (their SHA-256) and the
+  validation context (`validation_context`): whatever else a file's outcome depends on —
+  the settings the checks read, the task modules' sources, the loader's own code, the
+  libraries' versions, the time zone database. The same three give the same outcome,
+  so a record whose digest and context match stands for parsing the file.
+- The clock: a file is recorded only if its outcome cannot change with time alone
+  (FileOutcome.timeless: no cron map naming a `year`, whose schedule one day stops
+  firing). Every other check is time-invariant (see spec.checks.cron_fires).
+- A record keeps each job's name, position, previous names and spec hash, not its
+  spec: `outcome_of` rebuilds the jobs from essences found by hash (the inventory's,
+  content-addressed: a hash names one essence for ever), and gives None when one is
+  unknown; the caller then parses the file.
+- `reconcile validate` never uses records: it is always a full parse.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import zoneinfo
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from reconciler.settings import Settings
+from reconciler.spec.checks import NameSite
+from reconciler.spec.diagnostics import Diagnostic
+from reconciler.spec.essence import essence, hash_essence
+from reconciler.spec.model import JobSpec
+
+# Bumped when a record's layout or meaning changes: older records then never match.
+RECORD_FORMAT = 1
+# The code a file's outcome depends on: the spec package (parsing, models, checks) and
+# the task catalog (argument checks), this package's own modules.
+_CODE_FOLDERS = ("spec", "tasks")
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedJob:
+    """A valid job of a recorded file, without its spec (found by `spec_hash`)."""
+
+    name: str
+    line: int
+    column: int
+    spec_hash: str
+    previous_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """What loading the file at `path` with content `digest` under `context` gave."""
+
+    path: str
+    digest: str
+    context: str
+    jobs: tuple[RecordedJob, ...]
+    names: tuple[NameSite, ...]
+    diagnostics: tuple[Diagnostic, ...]
+
+    def outcome_json(self) -> dict[str, Any]:
+        """The outcome as plain JSON data (the `outcome` column)."""
+        return {
+            "jobs": [
+                [job.name, job.line, job.column, job.spec_hash, list(job.previous_names)]
+                for job in self.jobs
+            ],
+            "names": [[site.name, site.line, site.column] for site in self.names],
+            "diagnostics": [[d.line, d.column, d.code, d.message] for d in self.diagnostics],
+        }
+
+    @classmethod
+    def from_json(cls, path: str, digest: str, context: str, data: Mapping[str, Any]) -> FileRecord:
+        return cls(
+            path=path,
+            digest=digest,
+            context=context,
+            jobs=tuple(
+                RecordedJob(name, line, column, spec_hash, tuple(previous))
+                for name, line, column, spec_hash, previous in data["jobs"]
+            ),
+            names=tuple(NameSite(name, path, line, column) for name, line, column in data["names"]),
+            diagnostics=tuple(
+                Diagnostic(path, line, column, code, message)
+                for line, column, code, message in data["diagnostics"]
+            ),
+        )
+
+
+def file_digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# A spec's essence and hash, as LoadedJob.essence holds them.
+KnownEssence = tuple[Mapping[str, Any], str]
+
+
+def recorded_job(spec: JobSpec, line: int, column: int, known: KnownEssence | None) -> RecordedJob:
+    spec_hash = known[1] if known is not None else hash_essence(essence(spec))
+    return RecordedJob(spec.name, line, column, spec_hash, tuple(spec.previous_names))
+
+
+def spec_of(job: RecordedJob, known: Mapping[str, Any]) -> JobSpec:
+    """The spec whose essence is `known` (previous names are not content: added back).
+    Lax: the essence is JSON, its datetimes text (as InventoryRow.spec reads them)."""
+    data = dict(known)
+    if job.previous_names:
+        data["previous_names"] = list(job.previous_names)
+    return JobSpec.model_validate(data, strict=False)
+
+
+def essence_lookup(
+    essences: Callable[[str], Mapping[str, Any] | None],
+) -> Callable[[RecordedJob], tuple[JobSpec, KnownEssence] | None]:
+    """A job's spec and (essence, hash) from the essences known by hash, or None."""
+
+    def lookup(job: RecordedJob) -> tuple[JobSpec, KnownEssence] | None:
+        known = essences(job.spec_hash)
+        if known is None:
+            return None
+        return spec_of(job, known), (known, job.spec_hash)
+
+    return lookup
+
+
+def validation_context(settings: Settings) -> str:
+    """A digest of everything besides a file's bytes that its outcome depends on."""
+    parts = [
+        RECORD_FORMAT,
+        _code_digest(),
+        _library_versions(),
+        settings.max_file_bytes,
+        settings.max_nesting_depth,
+        list(settings.queues),
+        list(settings.task_allowlist),
+        list(settings.sql_statement_allowlist),
+        str(settings.report_dir),
+        [[module, _module_digest(module)] for module in settings.task_modules],
+        _zone_database(),
+    ]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+@lru_cache(maxsize=1)
+def _code_digest() -> str:
+    """The loader's own code: another version of it may judge a file differently."""
+    package = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for folder in _CODE_FOLDERS:
+        for path in sorted((package / folder).glob("*.py")):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+@lru_cache(maxsize=1)
+def _library_versions() -> list[str]:
+    import pydantic
+    import yaml
+
+    return [pydantic.VERSION, yaml.__version__]
+
+
+def _module_digest(module: str) -> str:
+    """The source of a task module (its signatures decide the argument checks), found
+    without importing it; "missing" if it cannot be found (validation says so)."""
+    try:
+        found = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return "missing"
+    if found is None or found.origin is None or not os.path.isfile(found.origin):
+        return "missing"
+    return file_digest(Path(found.origin).read_bytes())
+
+
+def _zone_database() -> list[object]:
+    """Which time zone names exist: the system database's version file and the tzdata
+    package (zoneinfo's fallback), where present."""
+    found: list[object] = []
+    for folder in zoneinfo.TZPATH:
+        try:
+            info = os.stat(os.path.join(folder, "tzdata.zi"))
+        except OSError:
+            continue
+        found.append([folder, info.st_size, info.st_mtime_ns])
+    found.append(_module_digest("tzdata"))
+    return found

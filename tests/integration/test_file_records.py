@@ -1,0 +1,257 @@
+"""One-shot passes take unchanged files from their records (job_files) instead of parsing
+them: the plan must be EXACTLY the plan of a full parse, whatever happened in between.
+
+The property test drives random histories — files added, edited, deleted, renamed,
+quarantined and mended, names moved between files, settings changed, applies — and
+after every step compares the one-shot plan (records) with the plan of a pass that
+parses every file (a fresh daemon cache, resync), at the same instant: same hash, same
+JSON document, same targets.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from reconciler.core.plan import Plan
+from reconciler.core.render import render_json
+from reconciler.engine.reconcile import ReconcileCaches, reconcile_once
+from reconciler.settings import Settings
+from reconciler.spec import loader
+from reconciler.store.db import create_sync_engine
+from reconciler.store.file_records import read_file_records
+from reconciler.store.migrate import upgrade_database
+from reconciler.store.tables import metadata
+
+NOW = datetime(2027, 3, 1, 12, 0, 30, tzinfo=UTC)
+NAMES = [f"job-{n}" for n in range(6)]
+FILES = ["a.yaml", "b.yaml", "c.yml", "team/d.yaml", "team/e.yaml"]
+SCHEDULES = [
+    'schedule: {cron: "*/5 * * * *"}',
+    'schedule: {cron: "0 9 * * 1-5"}\ntimezone: Europe/Berlin',
+    'schedule: {cron: "*/30 * * * * *"}',
+    "schedule: {interval: {minutes: 7}}",
+    "schedule: {at: 2026-01-01T09:00:00}",  # past: completed
+    "schedule: {at: 2031-06-01T09:00:00}",
+    'schedule: {cron: {minute: "5", hour: "8-18"}}',
+    'schedule: {cron: {year: "2027", month: "3", day: "2"}}',  # stops firing one day
+    'schedule: {cron: "0 0 31 2 *"}',  # never fires: quarantined
+]
+EXTRAS = [
+    "",
+    "paused: true",
+    "queue: high_priority",
+    "queue: nowhere",  # unknown queue: quarantined
+    "kwargs: {data: {n: 1}}",
+    "kwargs: {nope: 1}",  # unknown argument: quarantined
+    "task: reconciler.tasks.noop",  # allowed only by the wide allowlist
+    "labels: {team: a}\ndescription: hi",
+    "end: 2027-03-01T12:00:00",  # an end that has just passed: completed
+    "retries: 0755",  # YAML 1.1 octal: quarantined
+]
+BROKEN = ["name: [unclosed", "- a list\n- not a job", "name: x\nname: y\ntask: t", ""]
+
+job = st.builds(
+    lambda name, schedule, extra, previous: "\n".join(
+        part
+        for part in (
+            f"name: {name}",
+            "task: reconciler.tasks.example_task" if "task:" not in extra else "",
+            schedule,
+            extra,
+            f"previous_names: [{previous}]" if previous else "",
+        )
+        if part
+    ),
+    st.sampled_from(NAMES),
+    st.sampled_from(SCHEDULES),
+    st.sampled_from(EXTRAS),
+    st.sampled_from(["", "", "", *NAMES]),
+)
+content = st.one_of(
+    st.lists(job, min_size=1, max_size=3).map("\n---\n".join),
+    st.sampled_from(BROKEN),
+)
+edit = st.one_of(
+    st.tuples(st.just("write"), st.sampled_from(FILES), content),
+    st.tuples(st.just("delete"), st.sampled_from(FILES), st.none()),
+    st.tuples(st.just("move"), st.sampled_from(FILES), st.sampled_from(FILES)),
+    st.tuples(st.just("touch"), st.sampled_from(FILES), st.none()),
+    st.tuples(st.just("allowlist"), st.sampled_from(["wide", "narrow"]), st.none()),
+    st.tuples(st.just("wait"), st.sampled_from(["1", "30", "400"]), st.none()),  # days
+)
+# Each edit, then (or not) an apply, which records what it loaded.
+step = st.tuples(edit, st.booleans())
+initial = st.dictionaries(st.sampled_from(FILES), content, min_size=1, max_size=4)
+
+ALLOWLISTS = {
+    "wide": ("reconciler.tasks.*",),
+    "narrow": ("reconciler.tasks.example_task", "reconciler.tasks.http_probe"),
+}
+
+
+class Space:
+    def __init__(self, root: Path, url: str) -> None:
+        self.root, self.url = root, url
+        self.engine = create_sync_engine(url)
+        self.allowlist = "wide"
+        self.now = NOW
+
+    @property
+    def settings(self) -> Settings:
+        return Settings(
+            database_url=self.url,
+            jobs_dir=self.root,
+            max_delete_fraction=1.0,
+            task_allowlist=ALLOWLISTS[self.allowlist],
+        )
+
+    def reset(self) -> None:
+        for path in sorted(self.root.rglob("*"), reverse=True):
+            path.unlink() if path.is_file() else path.rmdir()
+        self.allowlist, self.now = "wide", NOW
+        with self.engine.begin() as connection:
+            for table in reversed(metadata.sorted_tables):
+                connection.execute(sa.delete(table))
+
+    def do(self, action: str, first: str | None, second: str | None) -> None:
+        path = self.root / first if first else None
+        if action == "write" and path is not None and second is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(second)
+        elif action == "delete" and path is not None and path.exists():
+            path.unlink()
+        elif action == "move" and path is not None and second and path.exists():
+            target = self.root / second
+            target.parent.mkdir(parents=True, exist_ok=True)
+            path.rename(target)
+        elif action == "touch" and path is not None and path.exists():
+            os.utime(path, ns=(path.stat().st_mtime_ns + 10**9,) * 2)
+        elif action == "apply":
+            reconcile_once(
+                self.engine, self.settings, trigger="cli", allow_mass_delete=True, clock=self.clock
+            )
+        elif action == "allowlist" and first is not None:
+            self.allowlist = first
+        elif action == "wait" and first is not None:
+            self.now += timedelta(days=int(first))
+
+    def clock(self) -> datetime:
+        return self.now
+
+    def plans(self) -> tuple[Plan, Plan]:
+        """(the one-shot plan, from records; the plan of a full parse)."""
+        one_shot = reconcile_once(
+            self.engine, self.settings, trigger="cli", apply=False, clock=self.clock
+        )
+        full = reconcile_once(
+            self.engine,
+            self.settings,
+            trigger="resync",
+            apply=False,
+            caches=ReconcileCaches(),
+            clock=self.clock,
+        )
+        return one_shot.plan, full.plan
+
+
+@pytest.fixture
+def space(tmp_path: Path, pg_url: str) -> Iterator[Space]:
+    upgrade_database(pg_url)
+    jobs = tmp_path / "jobs.d"
+    jobs.mkdir()
+    made = Space(jobs, pg_url)
+    yield made
+    made.engine.dispose()
+
+
+def assert_same(one_shot: Plan, full: Plan) -> None:
+    assert one_shot.plan_hash == full.plan_hash
+    assert render_json(one_shot) == render_json(full)
+    assert [c.target for c in one_shot.changes] == [c.target for c in full.changes]
+
+
+# The transitions a record must not survive, each at least once whatever is drawn.
+NOOP_JOB = 'name: job-1\ntask: reconciler.tasks.noop\nschedule: {cron: "*/5 * * * *"}'
+YEAR_JOB = f"name: job-2\ntask: reconciler.tasks.example_task\n{SCHEDULES[7]}"
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@example(files={"a.yaml": NOOP_JOB}, steps=[(("allowlist", "narrow", None), False)])
+@example(files={"a.yaml": YEAR_JOB}, steps=[(("wait", "30", None), False)])
+@example(
+    files={"a.yaml": NOOP_JOB, "b.yaml": YEAR_JOB.replace("job-2", "job-1")},
+    steps=[(("delete", "b.yaml", None), True), (("move", "a.yaml", "team/d.yaml"), False)],
+)
+@given(files=initial, steps=st.lists(step, min_size=1, max_size=6))
+def test_records_give_exactly_the_plan_of_a_full_parse(
+    space: Space,
+    files: dict[str, str],
+    steps: list[tuple[tuple[str, str | None, str | None], bool]],
+) -> None:
+    space.reset()
+    for name, text in files.items():
+        space.do("write", name, text)
+    space.do("apply", None, None)
+    for (action, first, second), apply in steps:
+        space.do(action, first, second)
+        assert_same(*space.plans())
+        if apply:
+            space.do("apply", None, None)
+            assert_same(*space.plans())
+
+
+def test_unchanged_files_are_not_parsed_and_plan_writes_nothing(
+    space: Space, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for number in range(4):
+        space.do(
+            "write",
+            f"f{number}.yaml",
+            f"name: job-{number}\n" + SCHEDULES[0] + "\ntask: reconciler.tasks.example_task",
+        )
+    parsed: list[str] = []
+    real = loader._load_bytes
+
+    def counting(source: str, *args: object, **kwargs: object) -> object:
+        parsed.append(source)
+        return real(source, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loader, "_load_bytes", counting)
+    space.do("apply", None, None)
+    assert sorted(parsed) == [f"f{n}.yaml" for n in range(4)]
+    with space.engine.connect() as connection:
+        before = read_file_records(connection)
+    assert sorted(before) == [f"f{n}.yaml" for n in range(4)]
+
+    parsed.clear()
+    one_shot, _ = space.plans()
+    assert parsed == [f"f{n}.yaml" for n in range(4)]  # only by the full parse
+    assert not one_shot.has_changes
+
+    parsed.clear()
+    space.do(
+        "write", "f2.yaml", "name: job-2\n" + SCHEDULES[3] + "\ntask: reconciler.tasks.example_task"
+    )
+    one_shot, full = space.plans()
+    assert parsed[0] == "f2.yaml" and parsed.count("f2.yaml") == 2
+    assert [(c.action, c.job) for c in one_shot.changes] == [("update", "job-2")]
+    assert_same(one_shot, full)
+    with space.engine.connect() as connection:
+        assert read_file_records(connection) == before  # plan wrote nothing
+
+    space.allowlist = "narrow"  # another validation context: every file parsed again
+    parsed.clear()
+    space.plans()
+    assert parsed.count("f0.yaml") == 2
