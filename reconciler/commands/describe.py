@@ -4,13 +4,14 @@ source and revision, next fires, the last 10 runs, holds, quarantine, drift and 
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from reconciler.commands._output import add_output, emit
 
 HELP = "one job in full: spec, source, next fires, last runs, quarantine, drift, events"
 LAST_RUNS = 10
+_INSTANT = timedelta(microseconds=1)  # `after` is exclusive: the next run time is a fire
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,8 +74,10 @@ def describe_job(connection: Any, name: str, *, now: datetime) -> dict[str, Any]
         state_reason=never_fires_again(spec, now=now)
         if view.row.status == JobStatus.COMPLETED
         else None,
-        next_fires=list(next_fire_times(spec, after=now, count=3))
-        if view.row.status == JobStatus.ACTIVE
+        # From the scheduler's next run time on, inclusive (as the API's next_fires): what
+        # the daemon will fire, not what the spec would from now (a drifted or late row).
+        next_fires=list(next_fire_times(spec, after=view.next_fire - _INSTANT, count=3))
+        if view.next_fire is not None
         else [],
         spec=redact_spec(dict(stored["spec"])),
         quarantine=None if quarantine is None else quarantine_dict(quarantine),

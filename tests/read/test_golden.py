@@ -43,6 +43,7 @@ COMMANDS = {
     "status.txt": ["status"],
     "status.json": ["status", "-o", "json"],
     "describe-nightly-report.txt": ["describe", "job", "nightly-report"],
+    "describe-invoice-sweep.json": ["describe", "job", "invoice-sweep", "-o", "json"],
     "runs.txt": ["runs", "--since", "100000d"],
     "runs-invoice-sweep.json": ["runs", "invoice-sweep", "--since", "100000d", "-o", "json"],
     "explain-invoice-sweep.txt": [
@@ -280,5 +281,7 @@ def test_read_commands_match_their_golden_files(database: str) -> None:
     for name, output in outputs.items():
         assert "+00:00" not in output, name  # one timestamp spelling: Z
         assert "s3cret" not in output, name  # secrets redacted in describe's spec
+    described = json.loads(outputs["describe-invoice-sweep.json"])
+    assert described["next_fires"][0] == described["next_fire"]  # the scheduler's, as the API
     states = {item["name"]: item["state"] for item in json.loads(outputs["get-jobs.json"])["items"]}
     assert states == {"invoice-sweep": "failing", "nightly-report": "paused"}
