@@ -36,6 +36,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from bench_apply import SEED
 from benchdb import create_database, drop_database
@@ -98,8 +99,8 @@ def run(
     return seconds, before
 
 
-def median_of(rounds: int, command: Sequence[str], **options: object) -> tuple[float, float]:
-    runs = [run(command, **options) for _ in range(rounds)]  # type: ignore[arg-type]
+def median_of(rounds: int, command: Sequence[str], **options: Any) -> tuple[float, float]:
+    runs = [run(command, **options) for _ in range(rounds)]
     return statistics.median(s for s, _ in runs), statistics.mean(lo for _, lo in runs)
 
 

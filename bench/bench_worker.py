@@ -30,16 +30,20 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import redis
 import sqlalchemy as sa
-from celery import shared_task
+from celery import Celery, shared_task
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 AMQP_BASE = "amqp://guest:guest@127.0.0.1:5672"
+
+if TYPE_CHECKING:
+    from reconciler.settings import Settings
 
 
 @shared_task(name="bench.plain_noop")
@@ -175,7 +179,7 @@ def tree_cpu_seconds(pid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def publish(app, variant: str, *, fires: int, database_url: str) -> list[str]:  # type: ignore[no-untyped-def]
+def publish(app: Celery, variant: str, *, fires: int, database_url: str) -> list[str]:
     """Publish every fire (and, for `guarded`, its ledger row first, as the dispatcher)."""
     from reconciler.core.fires import fire_id
     from reconciler.store.db import create_sync_engine
@@ -225,7 +229,7 @@ def publish(app, variant: str, *, fires: int, database_url: str) -> list[str]:  
     return ids
 
 
-def start_worker(settings, *, concurrency: int) -> subprocess.Popen[bytes]:  # type: ignore[no-untyped-def]
+def start_worker(settings: Settings, *, concurrency: int) -> subprocess.Popen[bytes]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("RECONCILER_")}
     env.update(
         RECONCILER_BROKER_URL=settings.broker_url,

@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -136,8 +137,8 @@ def test_a_configured_statement_prefix_matches_whole_words() -> None:
             confine.checked_statement(refused, allowlist)
 
 
-def _with_settings(task: object, monkeypatch: pytest.MonkeyPatch, **values: object) -> None:
-    monkeypatch.setattr(task.app, "reconciler_settings", Settings(**values), raising=False)  # type: ignore[attr-defined]
+def _with_settings(task: Any, monkeypatch: pytest.MonkeyPatch, **values: Any) -> None:
+    monkeypatch.setattr(task.app, "reconciler_settings", Settings(**values), raising=False)
 
 
 def test_sql_maintenance_runs_only_on_its_configured_database(

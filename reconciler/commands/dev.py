@@ -22,8 +22,12 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from reconciler.core.moments import as_utc
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Row
 
 HELP = "the embedded all-in-one: daemon + worker + API on SQLite, no servers (Ctrl-C stops)"
 STOP_TIMEOUT = 20.0
@@ -159,8 +163,8 @@ def _finished_runs(database_url: str, stop: threading.Event) -> Iterator[str]:
         engine.dispose()
 
 
-def _describe(row: object) -> str:
-    r = row._mapping  # type: ignore[attr-defined]
+def _describe(row: Row[Any]) -> str:
+    r = row._mapping
     took = ""
     if r["started_at"] and r["finished_at"]:
         took = f" in {(as_utc(r['finished_at']) - as_utc(r['started_at'])).total_seconds():.3f} s"

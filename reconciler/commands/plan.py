@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciler.commands._common import (
     add_format,
@@ -18,6 +19,9 @@ from reconciler.commands._common import (
     schema_ready,
     stdout_is_terminal,
 )
+
+if TYPE_CHECKING:
+    from reconciler.core.plan import Plan
 
 HELP = "show what apply would change (a dry run); exit 0 none, 2 changes, 1 invalid, 3 refused"
 
@@ -99,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_CHANGES if plan.has_changes else EXIT_OK
 
 
-def _warn_past_one_offs(plan: object) -> None:
+def _warn_past_one_offs(plan: Plan) -> None:
     """AT_IN_PAST on stderr for each added or updated one-off job whose time has passed
     (stdout stays the plan document, whatever the format)."""
     from datetime import UTC, datetime
@@ -107,7 +111,7 @@ def _warn_past_one_offs(plan: object) -> None:
     from reconciler.spec.checks import past_one_off
 
     now = datetime.now(UTC)
-    for change in plan.changes:  # type: ignore[attr-defined]
+    for change in plan.changes:
         if change.target is None:
             continue
         why = past_one_off(change.target.spec, now=now)

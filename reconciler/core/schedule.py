@@ -181,9 +181,10 @@ class CronSchedule:
         repeat_end = segment.start + segment.before  # walls below it happened before too
         next_repeat = segment.end + segment.after  # walls from it happen again after end
         while True:
-            wall = next_wall(self.pattern, wall, wall_end)  # type: ignore[assignment]
-            if wall is None:
+            found = next_wall(self.pattern, wall, wall_end)
+            if found is None:
                 return None
+            wall = found
             placement = Placement.NORMAL
             if segment.before > offset and wall < repeat_end:
                 placement = Placement.REPEAT_SECOND

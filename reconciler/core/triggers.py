@@ -21,7 +21,7 @@ from reconciler.core.dst import WallClockCronTrigger
 from reconciler.core.memo import IdentityMemo
 from reconciler.core.schedule import DstPolicy, Fire, Placement, resolve_policy
 from reconciler.spec.cron import compile_cron
-from reconciler.spec.model import CronSchedule, IntervalSchedule, JobSpec
+from reconciler.spec.model import CronSchedule, DateSchedule, IntervalSchedule, JobSpec
 
 INTERVAL_ANCHOR = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -47,9 +47,8 @@ def _timing_key(spec: JobSpec, with_jitter: bool) -> tuple[object, ...]:
     )
 
 
-def _dump_schedule(schedule: object) -> str:
-    text: str = schedule.model_dump_json()  # type: ignore[attr-defined]
-    return text
+def _dump_schedule(schedule: CronSchedule | IntervalSchedule | DateSchedule) -> str:
+    return schedule.model_dump_json()
 
 
 _TRIGGERS_MAX = 50_000

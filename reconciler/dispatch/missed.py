@@ -22,6 +22,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.schedulers.base import BaseScheduler
 
 from reconciler.core.fires import FirePayload
 from reconciler.core.moments import rfc3339
@@ -93,11 +94,11 @@ class MissedRunRecorder:
             return None
 
 
-def scheduler_payload_lookup(scheduler: object) -> PayloadLookup:
+def scheduler_payload_lookup(scheduler: BaseScheduler) -> PayloadLookup:
     """A PayloadLookup over a running APScheduler (`get_job`), for jobs calling fire_job."""
 
     def lookup(job_id: str) -> tuple[str, FirePayload] | None:
-        job = scheduler.get_job(job_id)  # type: ignore[attr-defined]
+        job = scheduler.get_job(job_id)
         if job is None or "payload" not in job.kwargs:
             return None
         return str(job.kwargs["job"]), job.kwargs["payload"]

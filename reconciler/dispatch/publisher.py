@@ -358,11 +358,12 @@ def _coalesced_writes(
             pending.clear()
             send(data)
 
-    transport._write = pending.extend  # type: ignore[union-attr]
+    assert transport is not None  # `send` is its method
+    transport._write = pending.extend
     try:
         yield pending.extend, flush
     finally:
-        transport._write = send  # type: ignore[union-attr]
+        transport._write = send
     flush()
 
 

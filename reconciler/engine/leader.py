@@ -59,6 +59,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -268,8 +269,8 @@ class LeadershipLost(NotLeaderError):
 class PostgresLeaderElector(LeaderElector):
     """Session advisory lock on a dedicated connection (see the module doc)."""
 
-    def __init__(self, database_url: str, **options: object) -> None:
-        super().__init__(**options)  # type: ignore[arg-type]
+    def __init__(self, database_url: str, **options: Any) -> None:
+        super().__init__(**options)
         self._engine = create_sync_engine(
             database_url,
             poolclass=NullPool,
@@ -369,8 +370,8 @@ class PostgresLeaderElector(LeaderElector):
 class SqliteLeaderElector(LeaderElector):
     """One machine: an exclusive flock on `<database file>.lock`."""
 
-    def __init__(self, database_url: str, **options: object) -> None:
-        super().__init__(**options)  # type: ignore[arg-type]
+    def __init__(self, database_url: str, **options: Any) -> None:
+        super().__init__(**options)
         self._engine: Engine = create_sync_engine(database_url)
         database = sa.engine.make_url(database_url).database
         if not database or database == ":memory:":

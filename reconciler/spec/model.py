@@ -156,8 +156,8 @@ def _schedule_kind(value: Any) -> str | None:
     if isinstance(value, dict):
         kinds = [kind for kind in ("cron", "interval", "at") if kind in value]
         return kinds[0] if len(kinds) == 1 else None
-    if isinstance(value, BaseModel):
-        return {"cron": "cron", "interval": "interval", "date": "at"}[value.kind]  # type: ignore[attr-defined]
+    if isinstance(value, CronSchedule | IntervalSchedule | DateSchedule):
+        return {"cron": "cron", "interval": "interval", "date": "at"}[value.kind]
     return None
 
 

@@ -175,4 +175,6 @@ def replace_quarantine(
 
 def record_reconcile_run(connection: Connection, **values: Any) -> int:
     result = connection.execute(sa.insert(reconcile_runs).values(**values))
-    return int(result.inserted_primary_key[0])  # type: ignore[index]
+    key = result.inserted_primary_key
+    assert key is not None  # an INSERT of one row always has one
+    return int(key[0])

@@ -223,9 +223,10 @@ def make_unpublished_due(connection: Connection, *, now: datetime) -> None:
 
 def due_unpublished(
     connection: Connection, *, now: datetime, limit: int, exclude: Collection[str]
-) -> list[sa.Row[tuple[str, str, datetime, str, str | None, int, datetime | None]]]:
+) -> list[sa.Row[*tuple[Any, ...]]]:
     """Rows still 'scheduled' whose next attempt is due, oldest first, minus `exclude`
-    (fires this process is publishing right now)."""
+    (fires this process is publishing right now): id, job_name, scheduled_time,
+    idempotency_key, revision, publish_attempts, fired_at."""
     query = (
         sa.select(
             job_runs.c.id,
@@ -244,7 +245,7 @@ def due_unpublished(
         .limit(limit + len(exclude))
     )
     rows = [row for row in connection.execute(query) if row.id not in exclude]
-    return rows[:limit]  # type: ignore[return-value]
+    return rows[:limit]
 
 
 def count_unpublished(connection: Connection) -> int:

@@ -51,7 +51,8 @@ def _cli(url: str) -> dict:
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)  # type: ignore[no-any-return]
+    document: dict = json.loads(done.stdout)
+    return document
 
 
 def _agree(url: str, api: TestClient) -> dict:

@@ -7,6 +7,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -39,14 +40,14 @@ SLOT = datetime.now(UTC).replace(microsecond=0)
 class Stack:
     """A dispatcher and a retrier wired like the daemon wires them."""
 
-    def __init__(self, engine: sa.Engine, broker_url: str, fence: Fence, **options: object):
+    def __init__(self, engine: sa.Engine, broker_url: str, fence: Fence, **options: Any):
         self.fence = fence
         self.dispatcher = Dispatcher(
             engine=engine,
             publisher=Publisher(broker_url=broker_url, timeout=2),
             fence=fence,
             backoff=Backoff(base=0.2, cap=0.5),
-            **options,  # type: ignore[arg-type]
+            **options,
         )
         self.retrier = UnpublishedRetrier(
             engine=engine, dispatcher=self.dispatcher, fence=fence, interval=0.2

@@ -61,7 +61,7 @@ class FakeClock(datetime):
     instant: ClassVar[datetime] = datetime(2027, 1, 1, tzinfo=UTC)
 
     @classmethod
-    def now(cls, tz=None):  # type: ignore[override]
+    def now(cls, tz=None):  # type: ignore[override]  # untyped: datetime.now is overloaded
         return cls.instant.astimezone(tz) if tz else cls.instant.replace(tzinfo=None)
 
 

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -29,8 +30,8 @@ HERE = Path(__file__).resolve().parent
 def electors() -> Iterator[Callable[..., LeaderElector]]:
     made: list[LeaderElector] = []
 
-    def make(url: str, instance: str, **options: object) -> LeaderElector:
-        elector = leader_elector_for(url, instance, **options)  # type: ignore[arg-type]
+    def make(url: str, instance: str, **options: Any) -> LeaderElector:
+        elector = leader_elector_for(url, instance, **options)
         made.append(elector)
         return elector
 

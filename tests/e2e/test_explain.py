@@ -98,7 +98,8 @@ def explain(
     if not check and done.returncode != 0:
         return []  # not applied yet
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)["slots"]  # type: ignore[no-any-return]
+    slots: list[dict[str, Any]] = json.loads(done.stdout)["slots"]
+    return slots
 
 
 def _z(moment: datetime) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,8 +33,8 @@ def private_redis() -> Iterator[PrivateRedis]:
 def make_rig(tmp_path: Path) -> Iterator[Callable[..., FaultRig]]:
     made: list[FaultRig] = []
 
-    def make(**options: object) -> FaultRig:
-        rig = FaultRig(tmp_path / f"rig{len(made)}", **options)  # type: ignore[arg-type]
+    def make(**options: Any) -> FaultRig:
+        rig = FaultRig(tmp_path / f"rig{len(made)}", **options)
         made.append(rig)
         return rig
 

@@ -33,6 +33,7 @@ def main(point: str) -> None:
             stop_here(point)
             original(connection, rows, **options)
 
+        # The kill point: apply writes the inventory, then this process dies.
         apply_module.upsert_scheduler_rows = write_rows_then_stop  # type: ignore[assignment]
     engine = create_sync_engine(settings.database_url)
     reconcile_once(

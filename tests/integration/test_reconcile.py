@@ -216,7 +216,7 @@ def test_rows_are_apscheduler_rows(workspace: Workspace) -> None:
     seed(workspace, 2)
     assert workspace.cli("apply").code == 0
     store = SQLAlchemyJobStore(url=sync_url(workspace.db_url).render_as_string(False))
-    store.start(None, "default")  # type: ignore[arg-type]
+    store.start(None, "default")  # type: ignore[arg-type]  # no scheduler: only lookup_job
     try:
         job = store.lookup_job("job0")  # lookup_job raises, never deletes
         assert job is not None

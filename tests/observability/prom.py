@@ -30,14 +30,17 @@ class Prometheus:
         with urllib.request.urlopen(f"{self.url}/api/v1/{path}?{query}", timeout=10) as answer:
             body = json.loads(answer.read())
         assert body["status"] == "success", body
-        return body["data"]  # type: ignore[no-any-return]
+        data: dict = body["data"]
+        return data
 
     def query(self, expr: str) -> list[dict]:
-        return self.api("query", query=expr)["result"]  # type: ignore[no-any-return]
+        found: list[dict] = self.api("query", query=expr)["result"]
+        return found
 
     def query_range(self, expr: str, start: float, end: float, step: float = 1.0) -> list[dict]:
         data = self.api("query_range", query=expr, start=str(start), end=str(end), step=str(step))
-        return data["result"]  # type: ignore[no-any-return]
+        found: list[dict] = data["result"]
+        return found
 
     def wait_for(self, expr: str, *, timeout: float, what: str) -> list[dict]:
         """Poll an instant query until it returns something."""

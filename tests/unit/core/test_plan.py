@@ -68,7 +68,8 @@ def test_changed_kwargs_keep_the_row_timing() -> None:
 def test_pause_and_resume() -> None:
     result = plan(desired(spec("a", paused=True)), applied(spec("a")))
     assert actions(result) == [("pause", "a")]
-    assert result.changes[0].target.status == "paused"  # type: ignore[union-attr]
+    target = result.changes[0].target
+    assert target is not None and target.status == "paused"
     result = plan(desired(spec("a")), applied(spec("a", paused=True)))
     assert actions(result) == [("resume", "a")]
     assert result.changes[0].fires_after  # resumed: next fires from now

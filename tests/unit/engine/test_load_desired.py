@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
-from reconciler.core.state import DerivedDict
+from reconciler.core.state import DerivedDict, DesiredJob
 from reconciler.engine.reconcile import ReconcileCaches, load_desired
 from reconciler.settings import Settings
 
@@ -27,8 +28,8 @@ def write(path: Path, text: str, tick: int) -> None:
     os.utime(path, (stamp, stamp))
 
 
-def summary(jobs: dict[str, object]) -> dict[str, tuple[str, str, int]]:
-    return {name: (j.spec_hash, j.source, j.line) for name, j in jobs.items()}  # type: ignore[attr-defined]
+def summary(jobs: Mapping[str, DesiredJob]) -> dict[str, tuple[str, str, int]]:
+    return {name: (j.spec_hash, j.source, j.line) for name, j in jobs.items()}
 
 
 def test_patched_desired_jobs_equal_a_fresh_load(tmp_path: Path) -> None:
