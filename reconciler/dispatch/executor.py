@@ -1,10 +1,17 @@
-"""FireExecutor: APScheduler 3's thread-pool executor, plus the slot's scheduled time.
+"""FireExecutor: an APScheduler 3 executor that runs fires inline, with the slot's time.
 
 APScheduler calls a job's function without saying which slot is being run; the fire id
 needs it. This executor runs each due run time as its own call with
 `scheduled_time=<aware datetime>` added to the job's kwargs, keeping APScheduler's
 misfire check (a run time later than misfire_grace_time is skipped and reported as
 EVENT_JOB_MISSED, here a FireMissedEvent carrying the payload) and its events.
+
+The call runs in the scheduler's own thread, not in a thread pool: fire_job only puts
+the slot on the Dispatcher's queue (microseconds), and handing 10,000 due slots of one
+instant to pool threads cost more than the calls themselves (a thread hop, a future and
+a lock per slot, twenty threads taking turns at the GIL with the scheduler loop).
+APScheduler's max_instances count is not kept: a fire is over when fire_job returns,
+and overlap is the ledger's business (max_concurrent_runs).
 
 It also accounts for slots that would otherwise vanish without a trace:
 
@@ -15,14 +22,10 @@ It also accounts for slots that would otherwise vanish without a trace:
   due run times; the others are recorded 'missed' (reason 'coalesced'), at most
   `missed_record_limit` per submission (the rest are only logged: a job every second
   that was down for a day must not write 86,400 rows in the scheduler's thread);
-- max instances: slots refused because `max_instances` runs are in progress are
-  recorded 'missed' (reason 'max_instances'). fire_job returns in microseconds, so
-  this means the pool is starved; overlap policy itself is the ledger's job.
 
-After `shutdown()`, a submission runs inline in the caller's thread instead of being
-refused: BackgroundScheduler.shutdown() runs one more scheduling pass after stopping
-the executors, and a refused submission there is a lost fire (APScheduler advances
-next_run_time anyway). fire_job only queues, so running it inline is cheap.
+After `shutdown()`, a submission still runs: BackgroundScheduler.shutdown() runs one
+more scheduling pass after stopping the executors, and a refused submission there is a
+lost fire (APScheduler advances next_run_time anyway).
 """
 
 from __future__ import annotations
@@ -32,10 +35,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from traceback import format_tb
-from typing import Any
 
 from apscheduler.events import (
     EVENT_JOB_ERROR,
@@ -43,8 +44,7 @@ from apscheduler.events import (
     EVENT_JOB_MISSED,
     JobExecutionEvent,
 )
-from apscheduler.executors.base import MaxInstancesReachedError
-from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.executors.base import BaseExecutor
 from apscheduler.job import Job
 
 from reconciler import metrics
@@ -68,25 +68,24 @@ def dispatcher_sink(job: str, payload: FirePayload, slots: Sequence[datetime], r
     )
 
 
-class FireExecutor(ThreadPoolExecutor):
+class FireExecutor(BaseExecutor):
     """`BackgroundScheduler(executors={"default": FireExecutor(...)})`."""
 
     def __init__(
         self,
-        max_workers: int = 10,
         *,
         max_catch_up_runs: int,
         record_missed: MissedSink = dispatcher_sink,
         missed_record_limit: int = 1000,
-        pool_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(max_workers, pool_kwargs)
+        super().__init__()
         self._max_catch_up_runs = max_catch_up_runs
         self._record_missed = record_missed
         self._missed_record_limit = missed_record_limit
 
     def submit_job(self, job: Job, run_times: list[datetime]) -> None:
-        """Bound the catch-up, record what is dropped, submit the rest (one call each)."""
+        """Bound the catch-up, record what is dropped, run the rest (one call each) and
+        dispatch their events, all before returning (see the module doc)."""
         run_times = list(run_times)
         if job.coalesce and run_times:
             self._record(job, self._coalesced_slots(job, run_times[-1]), RunReason.COALESCED)
@@ -94,29 +93,13 @@ class FireExecutor(ThreadPoolExecutor):
             cut = len(run_times) - self._max_catch_up_runs
             self._record(job, run_times[:cut], RunReason.CATCH_UP_LIMIT)
             run_times = run_times[cut:]
-        try:
-            super().submit_job(job, run_times)
-        except MaxInstancesReachedError:
-            self._record(job, run_times, RunReason.MAX_INSTANCES)
-            raise
+        self._do_submit_job(job, run_times)
 
     def _do_submit_job(self, job: Job, run_times: list[datetime]) -> None:
-        try:
-            future = self._pool.submit(
-                run_fire, job, job._jobstore_alias, run_times, self._logger.name
-            )
-        except RuntimeError:
-            # The pool is shut down: the scheduler's last pass (see the module doc).
-            future = Future()
-            future.set_result(run_fire(job, job._jobstore_alias, run_times, self._logger.name))
-        future.add_done_callback(lambda done: self._finished(job.id, done))
-
-    def _finished(self, job_id: str, future: Future[list[JobExecutionEvent]]) -> None:
-        error = future.exception()
-        if error is not None:
-            self._run_job_error(job_id, error, error.__traceback__)
-        else:
-            self._run_job_success(job_id, future.result())
+        assert self._scheduler is not None, "This executor has not been started yet"
+        events = run_fire(job, job._jobstore_alias, run_times, self._logger.name)
+        for event in events:
+            self._scheduler._dispatch_event(event)
 
     def _coalesced_slots(self, job: Job, newest: datetime) -> list[datetime]:
         """Due run times APScheduler collapsed into `newest`: from the job's

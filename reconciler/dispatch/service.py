@@ -54,7 +54,6 @@ class FiringService:
         settings: Settings,
         fence: Fence,
         transport_options: Mapping[str, Any] | None = None,
-        executor_threads: int = 20,
     ) -> None:
         self.settings = settings
         publisher = Publisher(
@@ -73,13 +72,10 @@ class FiringService:
             # renewal is a worker dead or cut off (README "Failure bounds").
             reap_grace=timedelta(seconds=settings.idempotency_lease_seconds),
         )
-        self._executor_threads = executor_threads
 
     def executor(self) -> FireExecutor:
-        """A fresh FireExecutor (one per scheduler: a shut-down one runs everything inline)."""
-        return FireExecutor(
-            self._executor_threads, max_catch_up_runs=self.settings.max_catch_up_runs
-        )
+        """A fresh FireExecutor (one per scheduler)."""
+        return FireExecutor(max_catch_up_runs=self.settings.max_catch_up_runs)
 
     def attach(self, scheduler: Any) -> None:
         """Record the slots `scheduler` drops as misfired."""
