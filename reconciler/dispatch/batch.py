@@ -19,6 +19,7 @@ forever.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -62,21 +63,31 @@ def decide_overlaps(
     Pure. Requests are taken in slot order, and each one not skipped counts against the
     later ones of the same job in the batch (a catch-up of several slots).
     """
-    running: dict[str, list[ledger.ActiveRun]] = {job: list(runs) for job, runs in active.items()}
+    by_job: dict[str, list[FireRequest]] = defaultdict(list)
+    for request in requests:
+        by_job[request.job].append(request)
+    skipped: set[str] = set()
+    for job, mine in by_job.items():
+        runs = active.get(job, ())
+        if not runs and len(mine) <= min(r.payload["max_concurrent_runs"] for r in mine):
+            continue  # nothing running and room for all (a burst of distinct jobs)
+        skipped |= _overlapping_slots(mine, runs, now=now)
+    return skipped
+
+
+def _overlapping_slots(
+    requests: Sequence[FireRequest], active: Sequence[ledger.ActiveRun], *, now: datetime
+) -> set[str]:
+    """decide_overlaps for the requests of ONE job."""
+    running = list(active)
     skipped: set[str] = set()
     for request in sorted(requests, key=lambda r: r.slot):
         since = now - active_window(request.payload)
-        runs = [
-            run
-            for run in running.get(request.job, ())
-            if run.id != request.id and run.slot >= since
-        ]
+        runs = [run for run in running if run.id != request.id and run.slot >= since]
         if len(runs) >= request.payload["max_concurrent_runs"]:
             skipped.add(request.id)
         else:
-            running.setdefault(request.job, []).append(
-                ledger.ActiveRun(request.id, request.job, request.slot)
-            )
+            running.append(ledger.ActiveRun(request.id, request.job, request.slot))
     return skipped
 
 

@@ -58,12 +58,17 @@ def make_request(
 ) -> FireRequest:
     """Build the request for one slot. Raises ValueError for a naive scheduled_time."""
     slot = slot_utc(scheduled_time)
+    key = fire_id(job, slot)
+    template = payload["idempotency_key"]
     return FireRequest(
-        id=fire_id(job, slot),
+        id=key,
         job=job,
         slot=slot,
         payload=payload,
-        idempotency_key=idempotency_key(payload["idempotency_key"], job=job, scheduled_time=slot),
+        # The default key IS the fire id (core.fires.idempotency_key): not hashed twice.
+        idempotency_key=key
+        if template is None
+        else idempotency_key(template, job=job, scheduled_time=slot),
         fired_at=now,
         kind=kind,
         reason=reason,

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
@@ -54,14 +55,16 @@ def insert_rows(connection: Connection, rows: Sequence[Mapping[str, object]]) ->
     if not rows:
         return set()
     if connection.dialect.name == "postgresql":
-        return _insert_rows_unnest(connection, rows)
+        return _insert_rows_json(connection, rows)
     statement = sqlite.insert(job_runs).on_conflict_do_nothing().returning(job_runs.c.id)
     return set(connection.execute(statement, list(rows)).scalars())
 
 
-# PostgreSQL: one array per column and a fixed statement text. A VALUES list of 500 rows
-# has 7,500 placeholders that the driver re-parses on every batch (two thirds of the
-# ledger's CPU time when measured); 15 arrays parse in microseconds.
+# PostgreSQL: the whole batch as ONE json parameter, expanded by json_to_recordset. A
+# VALUES list of 500 rows has 7,500 placeholders that the driver re-parses on every
+# batch; one array per column (unnest) parses fast but psycopg dumps arrays element by
+# element in Python, most of the recorder's CPU in a burst of 10,000 fires. orjson
+# writes the rows (datetimes as RFC 3339) in C.
 _ROW_COLUMNS = (
     ("id", "varchar"),
     ("job_name", "varchar"),
@@ -79,22 +82,25 @@ _ROW_COLUMNS = (
     ("expires_at", "timestamptz"),
     ("updated_at", "timestamptz"),
 )
-_UNNEST_ARGS = ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in _ROW_COLUMNS)
-_INSERT_UNNEST = sa.text(
-    f"INSERT INTO job_runs ({', '.join(name for name, _ in _ROW_COLUMNS)}) "
-    f"SELECT * FROM unnest({_UNNEST_ARGS}) ON CONFLICT DO NOTHING RETURNING id"
+_COLUMN_NAMES = ", ".join(name for name, _ in _ROW_COLUMNS)
+_INSERT_JSON = sa.text(
+    f"INSERT INTO job_runs ({_COLUMN_NAMES}) SELECT {_COLUMN_NAMES} "
+    "FROM json_to_recordset(CAST(:rows AS json)) AS r("
+    + ", ".join(f"{name} {kind}" for name, kind in _ROW_COLUMNS)
+    + ") ON CONFLICT DO NOTHING RETURNING id"
 )
 
 
-def _insert_rows_unnest(connection: Connection, rows: Sequence[Mapping[str, object]]) -> set[str]:
-    arrays = {name: [row[name] for row in rows] for name, _ in _ROW_COLUMNS}
-    return set(connection.execute(_INSERT_UNNEST, arrays).scalars())
+def _insert_rows_json(connection: Connection, rows: Sequence[Mapping[str, object]]) -> set[str]:
+    rows_only = [{name: row[name] for name, _ in _ROW_COLUMNS} for row in rows]
+    document = orjson.dumps(rows_only, option=orjson.OPT_NAIVE_UTC)  # naive means UTC
+    return set(connection.execute(_INSERT_JSON, {"rows": document.decode()}).scalars())
 
 
 def _member_of(
     connection: Connection, column: sa.ColumnElement[str], values: Collection[str]
 ) -> sa.ColumnElement[bool]:
-    """`column IN values`: one array parameter on PostgreSQL (see _INSERT_UNNEST)."""
+    """`column IN values`: one array parameter on PostgreSQL (see _INSERT_JSON)."""
     if connection.dialect.name == "postgresql":
         return column == sa.any_(
             sa.bindparam(None, list(values), type_=postgresql.ARRAY(sa.String))
