@@ -1,6 +1,8 @@
-"""The daemon under steady load, and its memory with 10,000 jobs (issue 4).
+"""The daemon under steady load, its memory with 10,000 jobs (issue 4), and the
+thundering herd at `:00` (issue 15).
 
     .venv/bin/python bench/bench_daemon.py          # --steady-jobs 1000 --seconds 90 --big 10000
+    .venv/bin/python bench/bench_daemon.py --only herd [--herd 10000] [--herd-minute 0]
 
 Both parts start a real `reconcile run` on a fresh PostgreSQL database and RabbitMQ vhost
 (created and removed here), with a consumer-less broker (messages just queue up).
@@ -12,7 +14,15 @@ Both parts start a real `reconcile run` on a fresh PostgreSQL database and Rabbi
 - big: 10,000 jobs (hourly, so nothing fires), the daemon's resident memory (VmRSS and
   its peak VmHWM from /proc) after it has applied them and run a few passes.
 
+- herd: HERD jobs with one fixed-minute hourly cron, `M * * * *`, all due at the same
+  instant, fired by the real clock. `--herd-minute 0` is `0 * * * *` (waits for the next
+  hour); the default takes the first minute at least two minutes away: the same herd
+  (every job hourly at one wall-clock minute), without waiting up to an hour. Lateness
+  = published_at (the broker's confirm, recorded by the daemon) - the slot, per job:
+  p50 / p99 / max, and the daemon's CPU seconds from the instant to the last confirm.
+
 Targets (issue 4): steady p99 lateness <= 100 ms; daemon RSS with 10,000 jobs <= 300 MB.
+Target (issue 15): herd of 10,000 `0 * * * *` jobs, p99 lateness <= 2 s.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -179,15 +190,114 @@ def big(url: str, folder: Path, vhost: str, count: int) -> None:
     )
 
 
+def herd_instant(minute: int | None, *, lead: timedelta) -> datetime:
+    """The next wall-clock minute `minute` (UTC) at least `lead` away; with None, the
+    first whole minute at least `lead` away."""
+    moment = (datetime.now(UTC) + lead).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    if minute is None:
+        return moment
+    while moment.minute != minute:
+        moment += timedelta(minutes=1)
+    return moment
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(values: list[float], share: float) -> float:
+    return values[min(len(values) - 1, int(len(values) * share))]
+
+
+@with_environment
+def herd(url: str, folder: Path, vhost: str, count: int, minute: int | None) -> None:
+    jobs = folder / "jobs.d"
+    jobs.mkdir()
+    at = herd_instant(minute, lead=timedelta(seconds=100))
+    write_jobs(jobs, count, cron_for=lambda n: f"{at.minute} * * * *")
+    daemon = start_daemon(url, jobs, vhost, folder / "daemon.log")
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    published = sa.text("select count(*) from job_runs where status = 'published'")
+    try:
+        wait_for(lambda: _applied(engine, count), timeout=600)
+        print(f"herd: {count} jobs '{at.minute} * * * *' applied; the instant is {at:%H:%M} UTC")
+        if datetime.now(UTC) > at - timedelta(seconds=5):
+            raise SystemExit("applied too late for the instant: rerun when the machine is quieter")
+        time.sleep((at - datetime.now(UTC)).total_seconds() - 1)
+        load = os.getloadavg()[0]
+        cpu = cpu_seconds(daemon.pid)
+
+        def all_published() -> bool:
+            with engine.connect() as connection:
+                return connection.execute(published).scalar() >= count
+
+        wait_for(all_published, timeout=300)
+        cpu = cpu_seconds(daemon.pid) - cpu
+        with engine.connect() as connection:
+            rows = connection.execute(
+                sa.text(
+                    "select extract(epoch from fired_at - scheduled_time), "
+                    "extract(epoch from published_at - scheduled_time) "
+                    "from job_runs where scheduled_time = :at"
+                ),
+                {"at": at},
+            ).all()
+            slots = connection.execute(
+                sa.text("select count(*), count(distinct (job_name, scheduled_time)) from job_runs")
+            ).one()
+    finally:
+        os.kill(daemon.pid, signal.SIGTERM)
+        try:
+            daemon.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(daemon.pid, signal.SIGKILL)
+        engine.dispose()
+    print(
+        f"  ledger rows {slots[0]}, distinct slots {slots[1]}, published {len(rows)}; "
+        f"daemon CPU from the instant to the last confirm {cpu:.2f} s; "
+        f"load average {load:.1f} at the instant"
+    )
+    for label, column in (("fire lateness", 0), ("publish lateness", 1)):
+        values = sorted(float(row[column]) for row in rows)
+        print(
+            f"  {label:<17} p50 {statistics.median(values):6.2f} s   "
+            f"p99 {percentile(values, 0.99):6.2f} s   max {values[-1]:6.2f} s"
+            "   (target: publish p99 <= 2 s)"
+        )
+
+
+def _applied(engine: sa.Engine, count: int) -> bool:
+    """All jobs in the inventory and in the scheduler's table with a next fire time."""
+    query = sa.text(
+        "select (select count(*) from scheduled_jobs), "
+        "(select count(*) from apscheduler_jobs where next_run_time is not null)"
+    )
+    try:
+        with engine.connect() as connection:
+            return tuple(connection.execute(query).one()) == (count, count)
+    except sa.exc.ProgrammingError:  # the daemon has not created the tables yet
+        return False
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--only", default="steady,big", help="any of steady,big,herd")
     parser.add_argument("--steady-jobs", type=int, default=1000)
     parser.add_argument("--seconds", type=int, default=90)
     parser.add_argument("--big", type=int, default=10_000)
+    parser.add_argument("--herd", type=int, default=10_000)
+    parser.add_argument("--herd-minute", type=int, default=None, help="0: `0 * * * *`")
     options = parser.parse_args()
+    parts = options.only.split(",")
     print(f"load average before: {os.getloadavg()[0]:.1f}")
-    steady(options.steady_jobs, options.seconds)
-    big(options.big)
+    if "steady" in parts:
+        steady(options.steady_jobs, options.seconds)
+    if "big" in parts:
+        big(options.big)
+    if "herd" in parts:
+        herd(options.herd, options.herd_minute)
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 

@@ -1,0 +1,236 @@
+"""100,000 jobs in 10,000 files: what one reconciler holds (issue 15, item 6).
+
+    .venv/bin/python bench/bench_scale.py [--files 10000] [--per-file 10] [--api-requests 300]
+
+The corpus of every bench (bench/corpus.py: varied valid jobs, ten folders), on a fresh
+PostgreSQL database and RabbitMQ vhost (created and removed here). In order:
+
+1. cold apply: `reconcile apply --auto-approve` as a process on the empty database
+   (migrations included), its output to a pipe; wall time and peak RSS (getrusage).
+2. the daemon: `reconcile run` on the applied database, RESYNC_INTERVAL 3 s so that
+   it makes no-op passes; their durations from `reconcile_runs` (the daemon records each
+   pass, `duration_seconds`), p50 / max; its RSS and peak (VmRSS / VmHWM).
+3. one file changed live: one file's ten jobs get a new description; the time from the
+   write to the change being in `scheduled_jobs` (polled every 10 ms), and the pass's
+   own duration from `reconcile_runs`. Five rounds, median and max. The daemon waits
+   SETTLE_SECONDS (0.3 s by default) after the last file event before it reconciles, so
+   that a checkout in progress is not applied half-way: that wait is part of the figure.
+4. the API: `reconcile api` with its micro-cache off (RECONCILER_API_CACHE_SECONDS=0),
+   API_REQUESTS sequential `GET /api/v1/jobs?limit=100` walking the pages by cursor, and
+   filtered by label; latency p50 / p99 / max; the server's peak RSS.
+
+Each line carries the 1-minute load average when it was measured. Targets (issue 15):
+daemon RSS <= 1 GB, no-op pass <= 0.2 s, one file changed live <= 0.5 s, cold apply
+<= 15 s, API list uncached p99 <= 100 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import sqlalchemy as sa
+from bench_api import free_port, start_server, stop_server
+from bench_daemon import memory_mb, percentile, rabbitmqctl, wait_for
+from benchdb import create_database, drop_database
+from corpus import file_path, generate
+
+AMQP = "amqp://guest:guest@127.0.0.1:5672"
+RECONCILE = str(Path(sys.executable).parent / "reconcile")
+
+
+def load() -> str:
+    return f"load {os.getloadavg()[0]:.1f}"
+
+
+def environment(url: str, jobs: Path, vhost: str, **extra: str) -> dict[str, str]:
+    return dict(
+        os.environ,
+        RECONCILER_DATABASE_URL=url,
+        RECONCILER_JOBS_DIR=str(jobs),
+        RECONCILER_BROKER_URL=f"{AMQP}/{vhost}",
+        RECONCILER_METRICS_PORT="0",
+        RECONCILER_LOG_LEVEL="WARNING",
+        **extra,
+    )
+
+
+def cold_apply(env: dict[str, str]) -> None:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    started = time.monotonic()
+    done = subprocess.run(
+        [RECONCILE, "apply", "--auto-approve"], env=env, capture_output=True, check=False
+    )
+    took = time.monotonic() - started
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if done.returncode != 0:
+        raise SystemExit(f"apply failed ({done.returncode}): {done.stderr.decode()[-2000:]}")
+    print(
+        f"cold apply (process): {took:.2f} s, peak RSS {max(peak, before) / 1024:.0f} MB, "
+        f"{len(done.stdout) / 1e6:.1f} MB of output   [{load()}]   (target <= 15 s)"
+    )
+
+
+def passes(engine: sa.Engine, since: int) -> list[tuple[int, str, str, float]]:
+    query = sa.text(
+        "select id, trigger, outcome, duration_seconds from reconcile_runs "
+        "where id > :since and finished_at is not null order by id"
+    )
+    with engine.connect() as connection:
+        return [tuple(row) for row in connection.execute(query, {"since": since})]  # type: ignore[misc]
+
+
+def last_pass_id(engine: sa.Engine) -> int:
+    with engine.connect() as connection:
+        query = sa.text("select coalesce(max(id), 0) from reconcile_runs")
+        return connection.execute(query).scalar()
+
+
+def daemon_figures(
+    env: dict[str, str], engine: sa.Engine, folder: Path, jobs: Path, files: int
+) -> None:
+    log = folder / "daemon.log"
+    daemon = subprocess.Popen(
+        [RECONCILE, "run"],
+        env={**env, "RECONCILER_RESYNC_INTERVAL": "3"},
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        start = last_pass_id(engine)
+        started = time.monotonic()
+        wait_for(lambda: len(passes(engine, start)) >= 1, timeout=600)
+        print(f"daemon: first pass done {time.monotonic() - started:.1f} s after exec   [{load()}]")
+        first = last_pass_id(engine)
+        wait_for(lambda: len(passes(engine, first)) >= 5, timeout=120)
+        noop = [row[3] for row in passes(engine, first) if row[2] == "no_changes"]
+        rss, peak = memory_mb(daemon.pid)
+        print(
+            f"daemon no-op passes (resync): n={len(noop)} p50 {statistics.median(noop):.3f} s "
+            f"max {max(noop):.3f} s   [{load()}]   (target <= 0.2 s)"
+        )
+        print(f"daemon RSS {rss:.0f} MB, peak {peak:.0f} MB   [{load()}]   (target <= 1 GB)")
+        one_file_changed(engine, jobs, files)
+        rss, peak = memory_mb(daemon.pid)
+        print(f"daemon RSS after the edits {rss:.0f} MB, peak {peak:.0f} MB   [{load()}]")
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        try:
+            daemon.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(daemon.pid, signal.SIGKILL)
+    if daemon.returncode not in (0, None):
+        print(log.read_text()[-3000:])
+
+
+def one_file_changed(engine: sa.Engine, jobs: Path, files: int, rounds: int = 5) -> None:
+    target = file_path(jobs, files * 3 // 7)
+    original = target.read_text()
+    first_job = original.split("name: ", 1)[1].split("\n", 1)[0]
+    spec_query = sa.text("select spec->>'description' from scheduled_jobs where name = :name")
+    waits, durations = [], []
+    for _ in range(rounds):
+        marker = f"edited {uuid.uuid4().hex[:8]}"
+        before = last_pass_id(engine)
+        time.sleep(3.5)  # clear of the resync pass (3 s) so that this pass is the watch's
+        text = original.replace('description: "generated job', f'description: "{marker} job')
+        written = time.monotonic()
+        target.write_text(text)
+
+        def applied(marker: str = marker) -> bool:
+            with engine.connect() as connection:
+                found = connection.execute(spec_query, {"name": first_job}).scalar()
+            return found is not None and found.startswith(marker)
+
+        while not applied():
+            if time.monotonic() - written > 60:
+                raise SystemExit("the edit was not applied within 60 s")
+            time.sleep(0.01)
+        waits.append(time.monotonic() - written)
+        wait_for(lambda b=before: any(row[2] == "applied" for row in passes(engine, b)), 30)
+        durations += [row[3] for row in passes(engine, before) if row[2] == "applied"]
+    print(
+        f"one file (10 jobs) changed live, write -> in the database: median "
+        f"{statistics.median(waits):.3f} s, max {max(waits):.3f} s over {rounds}; the pass "
+        f"itself median {statistics.median(durations):.3f} s   [{load()}]   (target <= 0.5 s)"
+    )
+
+
+def api_figures(url: str, requests: int) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "RECONCILER_DATABASE_URL": url,
+        "RECONCILER_LOG_LEVEL": "WARNING",
+        "RECONCILER_API_CACHE_SECONDS": "0",
+    }
+    server = start_server([RECONCILE, "api", "--port", str(port), "--no-access-log"], port, env)
+    base = f"http://127.0.0.1:{port}/api/v1/jobs"
+    try:
+        with httpx.Client(timeout=10) as client:
+            for label, params in (
+                ("pages by cursor", {"limit": "100"}),
+                ("label filter team=t3", {"limit": "100", "label": "team=t3"}),
+            ):
+                latencies, cursor = [], None
+                client.get(base, params=params).raise_for_status()  # warm-up
+                for _ in range(requests):
+                    query = dict(params, **({"cursor": cursor} if cursor else {}))
+                    started = time.perf_counter()
+                    response = client.get(base, params=query)
+                    latencies.append((time.perf_counter() - started) * 1000)
+                    response.raise_for_status()
+                    cursor = response.json().get("next_cursor")
+                latencies.sort()
+                print(
+                    f"API GET /api/v1/jobs?limit=100 ({label}), uncached, sequential: "
+                    f"p50 {statistics.median(latencies):.1f} ms p99 "
+                    f"{percentile(latencies, 0.99):.1f} ms max {latencies[-1]:.1f} ms   "
+                    f"[{load()}]   (target p99 <= 100 ms)"
+                )
+        _, peak = memory_mb(server.pid)
+        print(f"API server peak RSS {peak:.0f} MB")
+    finally:
+        stop_server(server)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--files", type=int, default=10_000)
+    parser.add_argument("--per-file", type=int, default=10)
+    parser.add_argument("--api-requests", type=int, default=300)
+    args = parser.parse_args()
+    name, vhost = create_database(), f"bench_{uuid.uuid4().hex[:8]}"
+    url = f"postgresql://postgres@127.0.0.1:5432/{name}"
+    rabbitmqctl("add_vhost", vhost)
+    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            jobs = folder / "jobs.d"
+            generate(jobs, files=args.files, per_file=args.per_file)
+            print(f"{args.files * args.per_file} jobs in {args.files} files   [{load()}]")
+            env = environment(url, jobs, vhost)
+            cold_apply(env)
+            daemon_figures(env, engine, folder, jobs, args.files)
+            api_figures(url, args.api_requests)
+    finally:
+        engine.dispose()
+        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True)
+        drop_database(name)
+
+
+if __name__ == "__main__":
+    main()
