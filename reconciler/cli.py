@@ -52,8 +52,8 @@ COMMANDS = {
     "next": "next",
 }
 # Commands that do one thing and exit. They run without CPython's cyclic collector: it
-# would only re-scan what they keep until they exit (0.3 s of a 10,000-job apply, and
-# as much again at exit, measured), and what they allocate is freed with the process.
+# would only re-scan what they keep until they exit (and again at exit), and what they
+# allocate is freed with the process (bench/RESULTS.md "Figures behind code choices").
 # The long-running ones (run, api, worker, dev) keep it.
 ONE_SHOT_COMMANDS = frozenset(
     {

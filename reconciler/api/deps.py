@@ -18,7 +18,7 @@ from reconciler.api.security import require_token
 
 
 async def get_resources(request: Request) -> Resources:
-    # async on purpose: FastAPI runs a sync dependency in a worker thread (~1 ms per call).
+    # async on purpose: FastAPI runs a sync dependency in a worker thread, a hop per call.
     resources: Resources = request.app.state.resources
     return resources
 

@@ -2,7 +2,7 @@
 `RECONCILER_API_CACHE_SECONDS` (default 1 s; 0 turns it off) and served again to the same
 request (path, query and Authorization header) without touching the database.
 
-Why: a list of 100 jobs costs ~3 ms of CPU (SQL, shaping, JSON); dashboards and scripts
+Why: a list of jobs costs CPU per request (SQL, shaping, JSON); dashboards and scripts
 poll the same URLs. State changes at most once per reconcile pass or fire, and every
 client of this API already sees data as old as its last poll: one more second of
 staleness buys an order of magnitude of throughput (the nginx "microcaching" idea).
@@ -12,7 +12,7 @@ Health probes and /metrics are never cached; neither is anything but a 200.
 Single flight: when an entry expires, ONE request refreshes it while concurrent requests
 for the same key get the stale copy (or, with none yet, wait for that one request):
 without it, every connection misses at the same instant each second and the event loop
-stalls on N identical queries (p99 72 ms measured with 16 connections, 4 ms with it).
+stalls on N identical queries (bench/RESULTS.md "Read-only API" has the latencies).
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ def create_api_engine(database_url: str) -> AsyncEngine:
     options: dict[str, Any] = {
         "isolation_level": "AUTOCOMMIT",
         "pool_recycle": 1800,
-        # JSON columns are decoded per value; orjson is ~4x faster than json.loads here.
+        # JSON columns are decoded per value: orjson does it in a fraction of json's time.
         "json_deserializer": orjson.loads,
     }
     if url.get_backend_name() == "postgresql":

@@ -280,7 +280,7 @@ def _changed_keys(before: Mapping[str, object], after: Mapping[str, object]) -> 
         return set(after.changed)
     if len(before) == len(after) and list(before) == list(after):
         # The same keys in the same order (a table read again, in its stored order):
-        # compare the values pairwise without a Python-level loop (0.3 ms per 10,000).
+        # compare the values pairwise without a Python-level loop.
         return set(compress(after, map(is_not, before.values(), after.values())))
     changed = {key for key, value in after.items() if before.get(key) is not value}
     changed.update(key for key in before if key not in after)

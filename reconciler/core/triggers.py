@@ -30,8 +30,8 @@ def build_trigger(spec: JobSpec, *, with_jitter: bool = True) -> BaseTrigger:
     """The trigger APScheduler runs for `spec`. Raises ValueError for a schedule that the
     spec models accepted but APScheduler does not (should not happen: the models check).
 
-    Memoised by the schedule's own fields: building a CronTrigger parses every field
-    (~0.2 ms), and a pass over 10,000 jobs needs each trigger several times. Triggers are
+    Memoised by the schedule's own fields: building a CronTrigger parses every field,
+    and a pass over 10,000 jobs needs each trigger several times. Triggers are
     never mutated once built (APScheduler only reads them), so sharing one is safe."""
     return _memo_trigger(_timing_key(spec, with_jitter), spec)
 

@@ -133,7 +133,7 @@ class Dispatcher:
         self._publish_grace = timedelta(seconds=publish_grace)
         self._clock = clock
         # How long the recorder waits to fill a batch once a fire arrived. A burst of
-        # due slots trickles in at the scheduler's pace (~1,000/s): without it, batches
+        # due slots trickles in at the scheduler's pace, not at once: without it, batches
         # of a few fires each cost the same round trips as full ones, and the busy
         # pipeline threads slow the scheduler's own database I/O (the GIL).
         self._linger = linger

@@ -337,12 +337,12 @@ def _coalesced_writes(
 ) -> Iterator[tuple[WriteFrames | None, Callable[[], None]]]:
     """Collect the socket writes of many messages and send them with few syscalls.
 
-    py-amqp sends every message with its own `sendall`: two thirds of the publishing
-    time on a busy 2-core machine (~0.2 ms per call, measured). Inside this block its
-    transport's write appends to a buffer instead (a COPY: py-amqp hands out a view of
-    one frame buffer it reuses), and `flush()` sends the buffer. Yields `(write, flush)`:
-    `write` appends encoded frames to the same buffer. Nothing here may wait for a
-    broker reply while unflushed (hence: queues are declared before). Transports
+    py-amqp sends every message with its own `sendall`, most of the publishing time on a
+    busy 2-core machine (bench/RESULTS.md "What made the dispatcher fast"). Inside this
+    block its transport's write appends to a buffer instead (a COPY: py-amqp hands out a
+    view of one frame buffer it reuses), and `flush()` sends the buffer. Yields `(write,
+    flush)`: `write` appends encoded frames to the same buffer. Nothing here may wait
+    for a broker reply while unflushed (hence: queues are declared before). Transports
     without py-amqp's `_write` (filesystem://, ...) are left alone: `write` is None.
     """
     transport = getattr(getattr(connection, "connection", None), "transport", None)

@@ -66,7 +66,7 @@ log = logging.getLogger(__name__)
 APPLY_LOCK_KEY = 0x7265636F6E63  # "reconc"
 NOTIFY_CHANNEL = "reconciler_changed"
 # Up to this many changes, a pass carries its cached state forward by what it wrote;
-# past it (a cold apply), patching costs more than the next pass's full read (~0.1 s).
+# past it (a cold apply), patching costs more than the next pass's full read.
 TRACKED_CHANGES_MAX = 1000
 
 
@@ -157,7 +157,7 @@ def _desired_jobs(
 ) -> tuple[dict[int, _FileJobs], dict[str, DesiredJob]]:
     """The desired jobs of the healthy files, built anew only for files parsed anew.
 
-    The mapping is rebuilt (2 ms per 10,000 jobs) and says which names the rebuilt or
+    The mapping is rebuilt (cheap: no job is re-hashed) and says which names the rebuilt or
     vanished files hold (DerivedDict), so the plan examines only those."""
     known: dict[int, _FileJobs] = {}
     changed: list[str] = []
@@ -229,8 +229,9 @@ def _read_actual_cached(
 def _collector_paused() -> Iterator[None]:
     """No cyclic garbage collection during a pass. A pass allocates hundreds of
     thousands of objects that live until its end, and CPython's collector, triggered by
-    allocation counts, kept re-scanning them: 1.3 s of a 3.7 s cold apply of 10,000 jobs
-    (measured). What a pass leaves behind is collected once it is re-enabled."""
+    allocation counts, kept re-scanning them: a third of a cold apply (bench/RESULTS.md
+    "Figures behind code choices"). What a pass leaves behind is collected once it is
+    re-enabled."""
     enabled = gc.isenabled()
     gc.disable()
     try:

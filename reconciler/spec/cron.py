@@ -336,9 +336,9 @@ def _compile_map(items: tuple[tuple[str, str], ...]) -> CronPattern:
 
 
 def _apscheduler_trigger(items: tuple[tuple[str, str], ...]) -> Any:
-    # Imported late: importing APScheduler costs ~30 ms that `reconcile schema` should
-    # not pay. Its CronTrigger is used as a PARSER only (acceptance and errors exactly
-    # APScheduler's); its date arithmetic, which skips days across DST, never runs.
+    # Imported late: `reconcile schema` should not pay for importing APScheduler. Its
+    # CronTrigger is used as a PARSER only (acceptance and errors exactly APScheduler's);
+    # its date arithmetic, which skips days across DST, never runs.
     from apscheduler.triggers.cron import CronTrigger
 
     try:

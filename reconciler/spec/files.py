@@ -72,8 +72,8 @@ def find_job_files(jobs_dir: Path, *, prefix: str = "") -> tuple[list[FileEntry]
             elif item.is_dir(follow_symlinks=False):
                 pending.append((item.path, f"{label}/"))
             elif item.name.endswith(JOB_SUFFIXES):
-                # Plain str paths and the listing's own lstat: a daemon lists 1,000 files
-                # on every pass, and Path objects plus a second lstat each cost 10 ms.
+                # Plain str paths and the listing's own lstat: a daemon lists every file on
+                # every pass, and a Path object and a second lstat per file add up.
                 entries.append(FileEntry(label, item.path, _entry_signature(item)))
     entries.sort(key=lambda entry: entry.label)
     return entries, refused

@@ -3,12 +3,12 @@
 A cold load (a CLI `apply` or `validate` of 1,000 files) is CPU-bound Python: libyaml's
 events turned into data, then validation and checks. On the 2-core machines we target,
 the database server is idle meanwhile, so a forked child loads the last ~44% of the
-files while this process loads the rest (measured: 10,000 jobs in 1,000 files, 0.8 s
--> 0.55 s).
+files while this process loads the rest (bench/RESULTS.md "Figures behind code
+choices" has the gain).
 
 What comes back from the child is plain data: each valid job as the document it was
-validated from, not as a pydantic model (unpickling 5,000 models costs more than the
-child saves; re-validating their documents costs 50 ms). Diagnostics and name sites are
+validated from, not as a pydantic model (unpickling the models costs more than the
+child saves; re-validating their documents is cheap). Diagnostics and name sites are
 small dataclasses. Every problem falls back to loading the child's part here: a child
 that cannot fork, fails, dies or sends garbage changes nothing but the time taken.
 
@@ -31,8 +31,8 @@ Outcome = TypeVar("Outcome")
 MIN_FILES = 200
 # The parent's share of the files. The child's half costs more than the parent's (its
 # first writes to inherited memory copy pages; it pickles what it sends): with an even
-# split the parent waited 0.24 s for it (median; 1,000 files, 10,000 jobs); at 0.56 it
-# waited for nothing and the load took 1.19 s instead of 1.32 s.
+# split the parent waits for the child; this share is where it waited for nothing
+# (bench/RESULTS.md "Figures behind code choices").
 PARENT_SHARE = 0.56
 
 

@@ -90,8 +90,8 @@ def upsert(
 
     On conflict every incoming column is written except `key` and those in `keep`, plus
     the `extra` assignments. A few rows: one executemany (psycopg pipelines it; a
-    multi-row VALUES statement was measured slower, its compilation costs more than it
-    saves). Many rows on PostgreSQL: COPY, which is several times faster again.
+    multi-row VALUES statement is slower: its compilation costs more than it saves).
+    Many rows on PostgreSQL: COPY, faster again.
 
     `expect_new` (the caller expects no row with these keys): many rows are COPied
     straight into the table, in a savepoint; if a key exists after all (an add whose
@@ -117,17 +117,15 @@ def upsert(
     )
 
 
-# From this many rows on, upsert goes through COPY (measured: 10,000 inventory rows by
-# executemany 0.5-0.8 s, by COPY + INSERT ... SELECT about 0.15 s).
+# From this many rows on, upsert goes through COPY (bench/RESULTS.md "Figures behind
+# code choices").
 BULK_ROWS = 500
 _stage_numbers = itertools.count()
 
 
 def _copy_new_rows(connection: Connection, table: sa.Table, values: list[dict[str, Any]]) -> bool:
     """COPY rows into `table` itself; False (and nothing written) if a key exists.
-
-    Measured on 10,000 scheduler rows: 0.13-0.16 s, against 0.24-0.29 s for COPY into a
-    stage plus INSERT ... SELECT ... ON CONFLICT."""
+    Cheaper than COPY into a stage plus INSERT ... SELECT ... ON CONFLICT, when it works."""
     from psycopg.errors import UniqueViolation
 
     try:
@@ -175,9 +173,8 @@ def _copy_upsert(
 def _copy_rows(connection: Connection, table_name: str, values: list[dict[str, Any]]) -> None:
     """Binary COPY of `values` (dicts with the same keys) into the named table.
 
-    Binary: a pickled job state travels as its bytes, not as hex text (10,000 rows of
-    1.3 KB: 0.26 s as text, 0.11 s binary). Binary needs each column's type, read from
-    the catalog."""
+    Binary: a pickled job state travels as its bytes, not as hex text twice its size.
+    Binary needs each column's type, read from the catalog."""
     from psycopg.types.json import set_json_dumps
 
     columns = list(values[0])
@@ -208,7 +205,7 @@ def _copy_rows(connection: Connection, table_name: str, values: list[dict[str, A
 
 
 def _json_text(value: Any) -> str:
-    """JSON for the COPY of a json/jsonb column (orjson: 10x json's speed). orjson
+    """JSON for the COPY of a json/jsonb column (orjson: a fraction of json's time). orjson
     writes NaN and infinities as null, json refuses them here: validation keeps them
     out of specs (spec.model), and a silent null would change a spec."""
     try:

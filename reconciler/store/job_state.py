@@ -5,7 +5,7 @@ with plain `pickle.loads`), but made and read cheaply.
 Two values of a state are costly to pickle and shared between rows: the trigger (a
 CronTrigger's Python `__getstate__` walks its eight fields; triggers are shared by
 jobs with the same schedule, see core.triggers) and the next run time (a zone-aware
-datetime pickles through three reducers, ~11 us; jobs on one schedule share it). Each
+datetime pickles through three reducers; jobs on one schedule share it). Each
 is stored as a nested pickle, `pickle.loads(<its own pickle>)`, made once per value:
 plain unpickling gives back exactly the same state. `load_state` loads each nested
 pickle once per distinct content and shares the result (all of these are immutable),

@@ -41,10 +41,11 @@ class RowDecoder:
     """Decodes pickled job states without decoding the same content twice.
 
     Templates by state digest serve rows we wrote ourselves (`remember`: no later pass
-    unpickles them; 10,000 unpickles cost ~1 s). On PostgreSQL, decoded rows are also
-    kept by (id, row version): a row version never changes, so a later read fetches the
-    state only of rows written since. Both are pruned at every read to what the table
-    holds (plus what was written since), so a daemon's memory does not grow with fires.
+    unpickles them; unpickling is the dearest part of reading the table). On PostgreSQL,
+    decoded rows are also kept by (id, row version): a row version never changes, so a
+    later read fetches the state only of rows written since. Both are pruned at every
+    read to what the table holds (plus what was written since), so a daemon's memory
+    does not grow with fires.
     """
 
     def __init__(self) -> None:
@@ -200,7 +201,7 @@ def _unpickle(row_id: str, job_state: bytes) -> SchedulerRow:
 def _with_next_run_time(
     row: SchedulerRow, row_id: str, next_run_time: float | None
 ) -> SchedulerRow:
-    # Spelled out: dataclasses.replace costs 10x more, and this runs for every row.
+    # Spelled out: dataclasses.replace introspects the fields, and this runs for every row.
     return SchedulerRow(
         row_id,
         next_run_time,

@@ -1,11 +1,11 @@
 """Write-behind for the ledger's final writes (succeeded, failed, retried, duplicate)
 and the idempotency keys' completion, in batches, retried until the database answers.
 
-Why batches: a committed PostgreSQL write costs 1-4 ms on a small machine (fsync), a
-Redis round trip 0.2-0.5 ms; done inline for every task they would cost more than many
-tasks. The claim itself is synchronous (worker/claims.py); what follows it is queued
-and applied by one thread per process, every `max_delay` seconds or `max_batch` items:
-the rows in one transaction, then the keys (`complete_keys`, one Redis pipeline).
+Why batches: a committed PostgreSQL write waits for an fsync and a Redis write for a
+round trip; done inline for every task they would cost more than many tasks do. The
+claim itself is synchronous (worker/claims.py); what follows it is queued and applied by
+one thread per process, every `max_delay` seconds or `max_batch` items: the rows in one
+transaction, then the keys (`complete_keys`, one Redis pipeline).
 
 Why retried without end: a dropped write leaves a run `started` for ever (it blocked
 its job's later slots as overlaps for an hour, issue 17). While the database does not
