@@ -202,7 +202,8 @@ def status_text(view: StatusView, *, paint: Paint = plain) -> str:
     total = sum(view.jobs_by_status.values())
     states = ", ".join(f"{n} {state}" for state, n in view.jobs_by_state.items() if n)
     lines.append(f"Jobs:           {total}" + (f" ({states})" if states else ""))
-    lines.append(f"Quarantined:    {len(view.quarantined)} files")
+    count = len(view.quarantined)
+    lines.append(f"Quarantined:    {count} file{'' if count == 1 else 's'}")
     for entry in view.quarantined:
         for diagnostic in entry["diagnostics"]:
             lines.append(
