@@ -29,6 +29,18 @@ TEST_TASK_ALLOWLIST = "reconciler.tasks.*"
 os.environ.setdefault("RECONCILER_TASK_ALLOWLIST", TEST_TASK_ALLOWLIST)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def checkout_stays_clean() -> Iterator[None]:
+    """kombu's filesystem transport writes its exchange tables to `./control` unless a
+    `control_folder` is set: a test that forgets it litters the checkout (it was
+    committed twice). Fails the session's last test of this worker if it appeared."""
+    existed = (REPO_ROOT / "control").exists()
+    yield
+    assert existed or not (REPO_ROOT / "control").exists(), (
+        "a test wrote ./control: give its filesystem:// broker a control_folder"
+    )
+
+
 def _unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:12]}"
 

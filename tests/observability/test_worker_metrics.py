@@ -40,6 +40,8 @@ APP = textwrap.dedent(
         broker_transport_options={
             "data_folder_in": os.environ["OBS_BROKER_DIR"],
             "data_folder_out": os.environ["OBS_BROKER_DIR"],
+            # kombu keeps its exchange tables in ./control unless told: not in a checkout.
+            "control_folder": os.environ["OBS_BROKER_DIR"] + "/control",
             "polling_interval": 0.05,
         },
         task_ignore_result=True,
@@ -73,7 +75,12 @@ def _send(tmp_path: Path, broker: Path) -> None:
     sender = Celery("obs-sender")
     sender.conf.update(
         broker_url="filesystem://",
-        broker_transport_options={"data_folder_in": str(broker), "data_folder_out": str(broker)},
+        broker_transport_options={
+            "data_folder_in": str(broker),
+            "data_folder_out": str(broker),
+            # kombu writes its exchange tables to ./control unless told (the checkout).
+            "control_folder": str(broker / "control"),
+        },
     )
     for index in range(TASKS):
         sender.send_task("obs.work", args=[f"job-{index % 2}"])
