@@ -99,26 +99,18 @@ def write_jobs(jobs_dir: Path) -> list[str]:
 
 def previews(names: list[str], env: dict[str, str]) -> dict[str, list[dict]]:
     """`reconcile next JOB` for every job, as users run it (in parallel: CLI start-up)."""
-    processes = {}
+    commands = {}
     for name in names:
         _, day = NIGHTS[name.rsplit("-", 1)[0]]
         # `--from` is exclusive and `start` inclusive: count from the second before.
         since = (datetime.fromisoformat(day) - timedelta(seconds=1)).isoformat()
-        command = [RECONCILE, "next", name, "--from", since, "--count", "60"]
-        processes[name] = subprocess.Popen(
-            [*command, "--format", "json"], env=env, stdout=subprocess.PIPE, text=True
-        )
-    out = {}
-    for name, process in processes.items():
-        stdout, _ = process.communicate(timeout=120)
-        assert process.returncode == 0, name
-        out[name] = json.loads(stdout)["fires"]
-    return out
+        commands[name] = ["next", name, "--from", since, "--count", "60", "--format", "json"]
+    return {name: found["fires"] for name, found in run_json(commands, env).items()}
 
 
 def explains(names: list[str], env: dict[str, str]) -> dict[str, list[dict]]:
     """`reconcile explain JOB` over each job's night (00:00 to 05:00 local), in parallel."""
-    processes = {}
+    commands = {}
     for name in names:
         zone, day = NIGHTS[name.rsplit("-", 1)[0]]
         start, end = (
@@ -126,15 +118,21 @@ def explains(names: list[str], env: dict[str, str]) -> dict[str, list[dict]]:
             for hour in ("00:00:00", "05:00:00")
         )
         window = [f"{moment:%Y-%m-%dT%H:%M:%SZ}" for moment in (start - timedelta(seconds=1), end)]
-        command = [RECONCILE, "explain", name, "--from", window[0], "--to", window[1]]
-        processes[name] = subprocess.Popen(
-            [*command, "-o", "json"], env=env, stdout=subprocess.PIPE, text=True
-        )
+        commands[name] = ["explain", name, "--from", window[0], "--to", window[1], "-o", "json"]
+    return {name: found["slots"] for name, found in run_json(commands, env).items()}
+
+
+def run_json(commands: dict[str, list[str]], env: dict[str, str]) -> dict[str, dict]:
+    """Each `reconcile ARGV` at once; its JSON output by key. Asserts each exits 0."""
+    processes = {
+        key: subprocess.Popen([RECONCILE, *argv], env=env, stdout=subprocess.PIPE, text=True)
+        for key, argv in commands.items()
+    }
     out = {}
-    for name, process in processes.items():
+    for key, process in processes.items():
         stdout, _ = process.communicate(timeout=120)
-        assert process.returncode == 0, name
-        out[name] = json.loads(stdout)["slots"]
+        assert process.returncode == 0, key
+        out[key] = json.loads(stdout)
     return out
 
 
