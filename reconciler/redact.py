@@ -85,8 +85,10 @@ _PAIR = re.compile(
 
 def mask_text(text: str) -> str:
     """`text` with every secret found by its shape replaced by REDACTED (see above)."""
-    if not text or not any(mark in text for mark in _HINTS):
+    if not text or not _ANY_HINT.search(text):
         return text  # the common case, cheaply: nothing that could start a secret
+    if "%" not in text and not _needs_every_shape(text):
+        return _TOKEN_SHAPES.sub(REDACTED, text)  # a name like `job-1`: tokens alone
     masked = _mask_plain(text)
     if "%" in text:
         # Percent-encoded (a query string in an access log): if decoding reveals a
@@ -120,6 +122,16 @@ _HINTS = (
     "ASIA",
     "AIza",
 )
+
+
+_ANY_HINT = re.compile("|".join(map(re.escape, _HINTS)))
+_OTHER_SHAPES_HINT = re.compile("[@:=]|bearer|basic|token", re.IGNORECASE)
+
+
+def _needs_every_shape(text: str) -> bool:
+    """Whether any shape but a bare token could be in `text`: a URL's user part and a
+    `key=value` pair need `@`, `:` or `=`, an authorization header its scheme's name."""
+    return _OTHER_SHAPES_HINT.search(text) is not None
 
 
 def _mask_userinfo(match: re.Match[str]) -> str:

@@ -53,7 +53,8 @@ def add_plan_flags(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from reconciler.cli import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, EXIT_REFUSED, settings_from
-    from reconciler.core.render import render_json, render_markdown, render_text
+    from reconciler.core.plan_json import render_json
+    from reconciler.core.render import render_markdown, render_text
     from reconciler.core.vocabulary import Trigger
     from reconciler.engine.reconcile import reconcile_once
 

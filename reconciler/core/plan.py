@@ -21,6 +21,7 @@ from itertools import compress
 from operator import is_not
 from typing import Any
 
+from reconciler.core.diff import FieldDiff, FieldDiffer
 from reconciler.core.state import (
     ActualState,
     DerivedDict,
@@ -34,22 +35,13 @@ from reconciler.core.state import (
 )
 from reconciler.core.triggers import next_fire_times
 from reconciler.core.vocabulary import Action, JobStatus
-from reconciler.redact import looks_secret, redact
 from reconciler.spec.diagnostics import Diagnostic
 from reconciler.spec.essence import canonical_json
 from reconciler.spec.model import JobSpec
 
 ACTIONS = tuple(Action)
-SENSITIVE = "(sensitive)"
 # Fields whose change moves the fire times: the plan shows next fires before/after.
 _TIMING_FIELDS = ("schedule", "timezone", "start", "end", "paused")
-
-
-@dataclass(frozen=True, slots=True)
-class FieldDiff:
-    path: str
-    before: Any
-    after: Any
 
 
 @dataclass(frozen=True)
@@ -639,30 +631,4 @@ def _without_name(essence: Mapping[str, Any]) -> str:
 
 
 def _diff_fields(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[FieldDiff]:
-    flat_before, flat_after = _flatten(before), _flatten(after)
-    diffs = []
-    for path in sorted(set(flat_before) | set(flat_after)):
-        old, new = flat_before.get(path), flat_after.get(path)
-        if old != new:
-            if _sensitive(path):
-                old = SENSITIVE if path in flat_before else None
-                new = SENSITIVE if path in flat_after else None
-            else:  # secrets by their shape: a URL's password, a token (plan goes to PRs)
-                old, new = redact(old), redact(new)
-            diffs.append(FieldDiff(path, old, new))
-    return diffs
-
-
-def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        path = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, Mapping) and value:
-            flat.update(_flatten(value, path))
-        else:
-            flat[path] = value
-    return flat
-
-
-def _sensitive(path: str) -> bool:
-    return any(looks_secret(part) for part in path.split("."))
+    return FieldDiffer().diff(before, after)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from reconciler.core.plan import SENSITIVE
-from reconciler.core.render import plan_document
+from reconciler.core.diff import SENSITIVE
+from reconciler.core.plan_json import plan_document
 from reconciler.spec.diagnostics import Diagnostic
 from tests.unit.core.planning import (
     applied,

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from reconciler.core.plan import Plan
-from reconciler.core.render import render_json, render_markdown, render_text
+from reconciler.core.plan_json import render_json
+from reconciler.core.render import render_markdown, render_text
 from reconciler.spec.diagnostics import Diagnostic
 from tests.unit.core.planning import applied, desired, foreign_row, plan, spec, with_rows
 

@@ -1,0 +1,133 @@
+"""Field diffs of job essences: what a change shows, computed where it is shown.
+
+A diff lists the flattened paths (`schedule.cron`, `kwargs.api_key`) whose values differ,
+with secrets already hidden: a secret-looking path shows "(sensitive)" and every other
+value is masked by its shape (a URL's password, a token), because plans go to pull
+requests and logs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from reconciler.redact import looks_secret, mask_text, redact
+
+SENSITIVE = "(sensitive)"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldDiff:
+    path: str
+    before: Any
+    after: Any
+
+
+class FieldDiffer:
+    """Computes field diffs, remembering for its own lifetime which paths look secret
+    and how each string is shown: across the thousands of jobs of one plan, both repeat
+    (every job has `task`, most share a queue or a timezone). Make one per rendering or
+    per batch of log lines; it holds no other state."""
+
+    def __init__(self) -> None:
+        self._secret_paths: dict[str, bool] = {}
+        self._shown_text: dict[str, str] = {}
+
+    def diff(self, before: Mapping[str, Any], after: Mapping[str, Any]) -> list[FieldDiff]:
+        """The paths whose values differ between two essences, in path order."""
+        flat_before, flat_after = flatten(before), flatten(after)
+        diffs = []
+        for path in sorted(flat_before.keys() | flat_after.keys()):
+            old, new = flat_before.get(path), flat_after.get(path)
+            if old != new:
+                if self._is_secret(path):
+                    old = SENSITIVE if path in flat_before else None
+                    new = SENSITIVE if path in flat_after else None
+                else:
+                    old, new = self._shown(old), self._shown(new)
+                diffs.append(FieldDiff(path, old, new))
+        return diffs
+
+    def show(self, path: str, value: Any) -> Any:
+        """The value at `path` as a plan may show it: "(sensitive)" under a secret-looking
+        path, else with secrets found by their shape masked."""
+        return SENSITIVE if self._is_secret(path) else self._shown(value)
+
+    def _is_secret(self, path: str) -> bool:
+        known = self._secret_paths.get(path)
+        if known is None:
+            known = self._secret_paths[path] = any(map(looks_secret, path.split(".")))
+        return known
+
+    def _shown(self, value: Any) -> Any:
+        """`value` with secrets found by their shape masked."""
+        if type(value) is str:
+            shown = self._shown_text.get(value)
+            if shown is None:
+                shown = self._shown_text[value] = mask_text(value)
+            return shown
+        if value is None or type(value) in _SCALARS:
+            return value
+        return redact(value)
+
+
+Made = TypeVar("Made")
+
+
+class FieldViews(Generic[Made]):
+    """What each field of a whole essence (an add's or a remove's) becomes in one
+    output (a line, a JSON entry), made once per distinct path and value: across the
+    thousands of jobs of a plan most fields repeat (every job has a task, most share a
+    queue and a zone). `make(path, shown value)` gives None for a field left out; fields
+    whose value is None are no difference from nothing and never made."""
+
+    def __init__(self, differ: FieldDiffer, make: Callable[[str, Any], Made | None]) -> None:
+        self._differ = differ
+        self._make = make
+        self._made: dict[tuple[str, type, Any], Made | None] = {}
+
+    def __call__(self, essence: Mapping[str, Any]) -> list[Made]:
+        flat = flatten(essence)
+        made, every = self._made, []
+        for path in sorted(flat):
+            value = flat[path]
+            if value is None:
+                continue  # no difference from nothing
+            kind = type(value)
+            if kind in _HASHABLE or (kind in _CONTAINERS and not value):
+                key = (path, kind, value if kind in _HASHABLE else None)
+                if key in made:
+                    item = made[key]
+                else:
+                    item = made[key] = self._make(path, self._differ.show(path, value))
+            else:
+                item = self._make(path, self._differ.show(path, value))
+            if item is not None:
+                every.append(item)
+        return every
+
+
+# Values that stand for themselves in a key (besides empty containers). Not float: 0.0
+# and -0.0 are equal keys but print differently.
+_HASHABLE = frozenset({str, int, bool})
+_CONTAINERS = frozenset({list, tuple, dict})
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """`{"schedule": {"cron": "x"}}` -> `{"schedule.cron": "x"}`; empty mappings and
+    every other value are leaves."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        kind = type(value)
+        if value and (kind is dict or (kind not in _LEAVES and isinstance(value, Mapping))):
+            flat.update(flatten(value, path))
+        else:
+            flat[path] = value
+    return flat
+
+
+_SCALARS = frozenset({int, bool, float})
+# The types of most leaves, told apart from a mapping without asking the ABC.
+_LEAVES = frozenset({str, int, bool, float, list, type(None)})
