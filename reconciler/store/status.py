@@ -57,46 +57,62 @@ _newest_slot = (
     .scalar_subquery()
 )
 _last = runs.alias("last_run")
+# PostgreSQL, reading every job (status, the daemon's gauges): one backward index probe
+# per job (LATERAL). There the join on `_newest_slot` hashes every run instead; with a
+# LIMIT (the API's pages) both are nested index probes. SQLite has no LATERAL.
+_last_lateral = (
+    sa.select(runs.c.id, runs.c.status, runs.c.scheduled_time, runs.c.finished_at)
+    .where(runs.c.job_name == jobs.c.name)
+    .order_by(runs.c.scheduled_time.desc())
+    .limit(1)
+    .lateral("last_run")
+)
 # JSON as text, decoded by orjson in job_row (the JSON type's stdlib decoding costs
 # more than the query on 10,000 rows).
 _Text = sa.Text()
-JOB_COLUMNS = (
-    jobs.c.name,
-    jobs.c.status,
-    jobs.c.spec_hash,
-    jobs.c.task,
-    jobs.c.queue,
-    sa.cast(jobs.c.labels, _Text).label("labels"),
-    sa.cast(jobs.c.spec["schedule"], _Text).label("schedule"),
-    jobs.c.spec["timezone"].as_string().label("timezone"),
-    jobs.c.source_file,
-    jobs.c.revision,
-    jobs.c.updated_at,
-    aps.c.id.label("aps_id"),
-    aps.c.next_run_time,
-    quarantine.c.path.label("quarantined_path"),
-    _last.c.id.label("last_run_id"),
-    _last.c.status.label("last_run_status"),
-    _last.c.scheduled_time.label("last_run_slot"),
-    _last.c.finished_at.label("last_run_finished"),
-)
-JOBS_FROM = (
-    jobs.outerjoin(aps, aps.c.id == jobs.c.name)
-    .outerjoin(quarantine, quarantine.c.path == jobs.c.source_file)
-    .outerjoin(
-        _last, sa.and_(_last.c.job_name == jobs.c.name, _last.c.scheduled_time == _newest_slot)
-    )
-)
 
 
-def jobs_statement(selector: JobSelector = ALL_JOBS) -> sa.Select[Any]:
-    """Jobs in name order, each with its scheduler row, quarantine and newest run."""
+def _job_columns(last: Any) -> tuple[Any, ...]:
     return (
-        sa.select(*JOB_COLUMNS)
-        .select_from(JOBS_FROM)
-        .where(*selector.where())
-        .order_by(jobs.c.name)
+        jobs.c.name,
+        jobs.c.status,
+        jobs.c.spec_hash,
+        jobs.c.task,
+        jobs.c.queue,
+        sa.cast(jobs.c.labels, _Text).label("labels"),
+        sa.cast(jobs.c.spec["schedule"], _Text).label("schedule"),
+        jobs.c.spec["timezone"].as_string().label("timezone"),
+        jobs.c.source_file,
+        jobs.c.revision,
+        jobs.c.updated_at,
+        aps.c.id.label("aps_id"),
+        aps.c.next_run_time,
+        quarantine.c.path.label("quarantined_path"),
+        last.c.id.label("last_run_id"),
+        last.c.status.label("last_run_status"),
+        last.c.scheduled_time.label("last_run_slot"),
+        last.c.finished_at.label("last_run_finished"),
     )
+
+
+_JOBS_AND_FILES = jobs.outerjoin(aps, aps.c.id == jobs.c.name).outerjoin(
+    quarantine, quarantine.c.path == jobs.c.source_file
+)
+JOB_COLUMNS = _job_columns(_last)
+JOBS_FROM = _JOBS_AND_FILES.outerjoin(
+    _last, sa.and_(_last.c.job_name == jobs.c.name, _last.c.scheduled_time == _newest_slot)
+)
+_LATERAL_COLUMNS = _job_columns(_last_lateral)
+_LATERAL_FROM = _JOBS_AND_FILES.outerjoin(_last_lateral, sa.true())
+
+
+def jobs_statement(selector: JobSelector = ALL_JOBS, *, dialect: str = "") -> sa.Select[Any]:
+    """Jobs in name order, each with its scheduler row, quarantine and newest run.
+    `dialect`: the connection's (`postgresql` reads the newest run by LATERAL)."""
+    columns, source = (
+        (_LATERAL_COLUMNS, _LATERAL_FROM) if dialect == "postgresql" else (JOB_COLUMNS, JOBS_FROM)
+    )
+    return sa.select(*columns).select_from(source).where(*selector.where()).order_by(jobs.c.name)
 
 
 def _latest_reconcile(*conditions: sa.ColumnElement[bool]) -> sa.Select[Any]:
@@ -104,13 +120,13 @@ def _latest_reconcile(*conditions: sa.ColumnElement[bool]) -> sa.Select[Any]:
     return sa.select(reconcile_runs).where(*conditions).order_by(*order).limit(1)
 
 
-def _statements(selector: JobSelector) -> dict[str, sa.Executable]:
+def _statements(selector: JobSelector, dialect: str) -> dict[str, sa.Executable]:
     return {
         "instances": sa.select(instances).order_by(instances.c.instance),
         "last_reconcile": _latest_reconcile(),
         "last_applied": _latest_reconcile(reconcile_runs.c.outcome.in_(APPLIED_OUTCOMES)),
         "last_settled": _latest_reconcile(reconcile_runs.c.outcome.in_(SETTLED_OUTCOMES)),
-        "jobs": jobs_statement(selector),
+        "jobs": jobs_statement(selector, dialect=dialect),
         "foreign": sa.select(aps.c.id).where(aps.c.id.not_in(sa.select(jobs.c.name))),
         "quarantined": sa.select(quarantine).order_by(quarantine.c.path),
     }
@@ -119,7 +135,7 @@ def _statements(selector: JobSelector) -> dict[str, sa.Executable]:
 def read_status_rows(connection: Connection, selector: JobSelector = ALL_JOBS) -> StatusRows:
     found = {
         key: connection.execute(statement).mappings().all()
-        for key, statement in _statements(selector).items()
+        for key, statement in _statements(selector, connection.dialect.name).items()
     }
     return assemble(found)
 
@@ -128,7 +144,7 @@ async def read_status_rows_async(
     connection: AsyncConnection, selector: JobSelector = ALL_JOBS
 ) -> StatusRows:
     found: dict[str, Sequence[Mapping[Any, Any]]] = {}
-    for key, statement in _statements(selector).items():
+    for key, statement in _statements(selector, connection.dialect.name).items():
         found[key] = (await connection.execute(statement)).mappings().all()
     return assemble(found)
 
@@ -139,13 +155,14 @@ def read_instances(connection: Connection) -> list[dict[str, Any]]:
 
 
 def read_job_rows(connection: Connection, selector: JobSelector = ALL_JOBS) -> list[JobRow]:
-    return [job_row(row) for row in connection.execute(jobs_statement(selector)).mappings()]
+    statement = jobs_statement(selector, dialect=connection.dialect.name)
+    return [job_row(row) for row in connection.execute(statement).mappings()]
 
 
 async def read_job_rows_async(
     connection: AsyncConnection, selector: JobSelector = ALL_JOBS
 ) -> list[JobRow]:
-    result = await connection.execute(jobs_statement(selector))
+    result = await connection.execute(jobs_statement(selector, dialect=connection.dialect.name))
     return [job_row(row) for row in result.mappings()]
 
 
