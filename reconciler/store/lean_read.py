@@ -1,4 +1,4 @@
-"""The job rows of the read model, read with the database driver alone (sqlite3, psycopg).
+"""The job rows of the read model, read with the database driver alone (sqlite3, asyncpg).
 
 `reconcile get jobs` is a whole process a user waits for, and importing SQLAlchemy costs
 more on this project's machines than reading and printing 10,000 jobs. This module is
@@ -98,16 +98,26 @@ def _read_sqlite(path: str, labels: Sequence[tuple[str, str]]) -> list[JobRow]:
     return [_job_row(row, _sqlite_moment) for row in rows]
 
 
-def _read_postgresql(conninfo: str, labels: Sequence[tuple[str, str]]) -> list[JobRow]:
-    import psycopg
+def _read_postgresql(dsn: str, labels: Sequence[tuple[str, str]]) -> list[JobRow]:
+    # asyncpg, not psycopg: importing it costs half as much (the API's driver already).
+    import asyncio
 
-    where = ["j.labels ->> %s = %s" for _ in labels]
+    import asyncpg
+
+    where = [f"j.labels ->> ${2 * n + 1} = ${2 * n + 2}" for n in range(len(labels))]
     parameters = [part for pair in labels for part in pair]
-    with psycopg.connect(conninfo, autocommit=True) as connection:
+
+    async def fetch() -> list[Any]:
+        connection = await asyncpg.connect(dsn)
         try:
-            rows = connection.execute(_POSTGRESQL + _where(where) + _ORDER, parameters).fetchall()
-        except psycopg.errors.UndefinedTable:
-            raise ConfigError(NO_SCHEMA) from None
+            return list(await connection.fetch(_POSTGRESQL + _where(where) + _ORDER, *parameters))
+        finally:
+            await connection.close()
+
+    try:
+        rows = asyncio.run(fetch())
+    except asyncpg.UndefinedTableError:
+        raise ConfigError(NO_SCHEMA) from None
     return [_job_row(row, _same) for row in rows]
 
 
