@@ -34,7 +34,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def describe_job(connection: Any, name: str, *, now: datetime) -> dict[str, Any] | None:
-    import sqlalchemy as sa
 
     from reconciler.api.scrub import redact_spec
     from reconciler.api.shape import quarantine_dict, run_dict
@@ -47,10 +46,10 @@ def describe_job(connection: Any, name: str, *, now: datetime) -> dict[str, Any]
         events_statement,
         read_all,
         read_job_spec,
+        read_quarantine,
         runs_statement,
     )
     from reconciler.store.status import JobSelector, read_job_rows
-    from reconciler.store.tables import quarantined_files
 
     rows = read_job_rows(connection, JobSelector(names=(name,)))
     found = read_job_spec(connection, name)
@@ -58,13 +57,7 @@ def describe_job(connection: Any, name: str, *, now: datetime) -> dict[str, Any]
         return None
     view = view_job(rows[0], now=now)
     stored, spec = found
-    quarantine = (
-        connection.execute(
-            sa.select(quarantined_files).where(quarantined_files.c.path == stored["source_file"])
-        )
-        .mappings()
-        .first()
-    )
+    quarantine = read_quarantine(connection, stored["source_file"])
     document = job_document(view)
     document.update(
         source_line=stored["source_line"],

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from reconciler.core.fires import FirePayload, fire_id, idempotency_key, slot_utc
+from reconciler.core.message import FireHeaders
 
 Kind = Literal["fire", "missed"]
 
@@ -83,11 +84,8 @@ def soft_time_limit(time_limit: int | None) -> float | None:
 
 
 def send_task_arguments(request: FireRequest) -> dict[str, Any]:
-    """Keyword arguments of `celery_app.send_task` for this fire: THE WORKER CONTRACT.
-
-    The worker reads the custom headers (idempotency_key, job, revision, scheduled_time,
-    max_retries, retry_delay_seconds); the task id is the fire id.
-    """
+    """Keyword arguments of `celery_app.send_task` for this fire. The task id and the
+    headers are the worker message contract (`core.message`)."""
     payload = request.payload
     time_limit = payload["time_limit_seconds"]
     return {
@@ -99,14 +97,14 @@ def send_task_arguments(request: FireRequest) -> dict[str, Any]:
         # The name monitoring shows (Flower, `celery events`, worker logs): which JOB
         # fired, and its task; the worker still runs `name`.
         "shadow": f"{request.job} ({payload['task']})",
-        "headers": {
-            "idempotency_key": request.idempotency_key,
-            "job": request.job,
-            "revision": payload["revision"],
-            "scheduled_time": request.slot.isoformat(),
-            "max_retries": payload["retries"],
-            "retry_delay_seconds": payload["retry_delay_seconds"],
-        },
+        "headers": FireHeaders(
+            idempotency_key=request.idempotency_key,
+            job=request.job,
+            revision=payload["revision"],
+            scheduled_time=request.slot.isoformat(),
+            max_retries=payload["retries"],
+            retry_delay_seconds=payload["retry_delay_seconds"],
+        ).as_headers(),
         "expires": request.expires_at,
         "time_limit": time_limit,
         "soft_time_limit": soft_time_limit(time_limit),

@@ -49,7 +49,7 @@ from reconciler.dispatch.request import FireRequest
 from reconciler.logs import job_extra
 from reconciler.spec.model import JobSpec
 from reconciler.store import ledger
-from reconciler.store.tables import scheduled_jobs
+from reconciler.store.inventory import read_applied_specs
 
 log = logging.getLogger(__name__)
 
@@ -198,11 +198,8 @@ def _request_from_row(row: Any, payload: FirePayload) -> FireRequest:
 def _inventory_payloads(connection: Connection, jobs: Collection[str]) -> dict[str, FirePayload]:
     """Fire payloads of managed jobs, from their applied spec. Unreadable specs are left
     out (their rows are closed) with an error logged."""
-    if not jobs:
-        return {}
-    query = sa.select(scheduled_jobs.c.name, scheduled_jobs.c.spec, scheduled_jobs.c.spec_hash)
     payloads: dict[str, FirePayload] = {}
-    for name, spec, spec_hash in connection.execute(query.where(scheduled_jobs.c.name.in_(jobs))):
+    for name, spec, spec_hash in read_applied_specs(connection, jobs):
         try:
             payloads[name] = fire_payload(
                 JobSpec.model_validate(spec), spec_hash=spec_hash, revision=None

@@ -300,7 +300,7 @@ def reconcile_once(
             started=started,
         )
     except Exception as error:
-        record_failure(
+        record_failed_pass(
             engine, trigger=trigger, error=error, started=started, instance=instance, write=record
         )
         raise
@@ -435,7 +435,7 @@ def _apply(
     return fingerprint.moved(before, after), actual_after(actual, plan, written)
 
 
-def record_failure(
+def record_failed_pass(
     engine: Engine,
     *,
     trigger: Trigger,

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reconciler.core.slots import JobHistory, explain_slots, page_slots
 from reconciler.spec.model import JobSpec
-from reconciler.store.tables import job_events, job_runs, scheduled_jobs
+from reconciler.store.tables import job_events, job_runs, quarantined_files, scheduled_jobs
 
 _NEWEST_FIRST = (job_runs.c.scheduled_time.desc(), job_runs.c.id.desc())
 
@@ -83,6 +83,13 @@ class SlotAnswer:
     end: datetime
     slots: list[dict[str, Any]]
     next_after: datetime | None  # where the next page starts; None: the last page
+
+
+def read_quarantine(connection: Connection, path: str) -> dict[str, Any] | None:
+    """The quarantine row of a job file, None when the file is not quarantined."""
+    query = sa.select(quarantined_files).where(quarantined_files.c.path == path)
+    found = connection.execute(query).mappings().first()
+    return None if found is None else dict(found)
 
 
 def read_job_spec(connection: Connection, name: str) -> tuple[dict[str, Any], JobSpec] | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -178,3 +178,14 @@ def record_reconcile_run(connection: Connection, **values: Any) -> int:
     key = result.inserted_primary_key
     assert key is not None  # an INSERT of one row always has one
     return int(key[0])
+
+
+def read_applied_specs(
+    connection: Connection, names: Collection[str]
+) -> list[tuple[str, dict[str, Any], str]]:
+    """(name, spec, spec_hash) of the managed jobs among `names`: their applied specs."""
+    if not names:
+        return []
+    columns = (scheduled_jobs.c.name, scheduled_jobs.c.spec, scheduled_jobs.c.spec_hash)
+    query = sa.select(*columns).where(scheduled_jobs.c.name.in_(sorted(names)))
+    return [(name, spec, spec_hash) for name, spec, spec_hash in connection.execute(query)]

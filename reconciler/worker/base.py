@@ -65,7 +65,7 @@ NOT_RETRIED: tuple[type[BaseException], ...] = (
 class BaseTask(Task):
     """Lifecycle hooks that guard, record and measure every execution."""
 
-    Request = "reconciler.worker.request:FireRequest"
+    Request = "reconciler.worker.request:MainProcessRequest"
 
     def before_start(self, task_id: str, args: Any, kwargs: Any) -> None:
         setattr(self.request, _STARTED, time.monotonic())
@@ -116,7 +116,7 @@ class BaseTask(Task):
         self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
     ) -> None:
         # In the worker's main process (a hard time limit) there is no admission: the
-        # request was rebuilt from the message by FireRequest.
+        # request was rebuilt from the message by MainProcessRequest.
         fire = getattr(self.request, _FIRE, None) or fire_context(self.request, task=self.name)
         duration = self._observe(TaskOutcome.FAILED, fire)
         if fire is not None:

@@ -1,9 +1,7 @@
-"""What a delivered message says about its fire, read from the message headers.
-
-The dispatcher publishes every fire with headers `idempotency_key`, `job`, `revision`,
-`scheduled_time`, `max_retries` and `retry_delay_seconds` (the message contract in
-`reconciler.dispatch`). A message without `idempotency_key` was sent by hand: it runs,
-but without the ledger and the idempotency guard (`fire_context` returns None).
+"""What a delivered message says about its fire, read from the message headers (the
+worker message contract, `core.message`). A message without our headers was sent by
+hand: it runs, but without the ledger and the idempotency guard (`fire_context`
+returns None).
 """
 
 from __future__ import annotations
@@ -13,7 +11,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-DEFAULT_RETRY_DELAY_SECONDS = 10
+from reconciler.core.message import FireHeaders
+
 # Set by the worker's main process on a lost pool process's request (see worker.request).
 LOST_PID_ATTRIBUTE = "reconciler_lost_pid"
 
@@ -49,21 +48,19 @@ def header(request: Any, name: str) -> Any:
 
 def fire_context(request: Any, *, task: str) -> FireContext | None:
     """The fire a Celery request executes, or None for a message sent without our headers."""
-    key = header(request, "idempotency_key")
-    if not key or not request.id:
+    headers = FireHeaders.read(lambda name: header(request, name))
+    if headers is None or not request.id:
         return None
     delivery = request.delivery_info or {}
     return FireContext(
         run_id=str(request.id),
         task=task,
-        idempotency_key=str(key),
-        job=_optional_str(header(request, "job")),
-        revision=_optional_str(header(request, "revision")),
-        scheduled_time=_optional_str(header(request, "scheduled_time")),
-        max_retries=_int(header(request, "max_retries"), 0),
-        retry_delay_seconds=_int(
-            header(request, "retry_delay_seconds"), DEFAULT_RETRY_DELAY_SECONDS
-        ),
+        idempotency_key=headers.idempotency_key,
+        job=headers.job,
+        revision=headers.revision,
+        scheduled_time=headers.scheduled_time,
+        max_retries=headers.max_retries,
+        retry_delay_seconds=headers.retry_delay_seconds,
         retries=int(request.retries or 0),
         redelivered=bool(delivery.get("redelivered", False)),
         hostname=str(request.hostname or ""),
@@ -94,15 +91,3 @@ def completed_value(*, task_id: str, hostname: str) -> str:
         sort_keys=True,
         separators=(",", ":"),
     )
-
-
-def _optional_str(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-def _int(value: Any, default: int) -> int:
-    # Headers cross a process boundary as JSON: tolerate "3" as well as 3, never crash.
-    try:
-        return max(0, int(value))
-    except (TypeError, ValueError):
-        return default

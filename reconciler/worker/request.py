@@ -1,4 +1,4 @@
-"""FireRequest: what the worker's MAIN process does for a message it handed to a pool
+"""MainProcessRequest: what the worker's MAIN process does for a message it handed to a pool
 process (Celery's `Request`, customised through `BaseTask.Request`).
 
 Two events are only ever seen here, never in the pool process:
@@ -31,7 +31,7 @@ from reconciler.worker.runtime import runtime_for
 log = logging.getLogger(__name__)
 
 
-class FireRequest(Request):
+class MainProcessRequest(Request):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.time_limits = self._capped_time_limits()

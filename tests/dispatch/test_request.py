@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -12,6 +13,7 @@ from reconciler.dispatch.batch import active_window, decide_overlaps
 from reconciler.dispatch.dispatcher import Backoff
 from reconciler.dispatch.request import make_request, send_task_arguments, soft_time_limit
 from reconciler.store.ledger import ActiveRun
+from reconciler.worker.context import fire_context
 
 from .helpers import make_payload, make_spec
 
@@ -63,6 +65,22 @@ def test_send_task_arguments_follow_the_worker_contract() -> None:
     }
     assert call["expires"] == SLOT + timedelta(seconds=120)
     assert (call["time_limit"], call["soft_time_limit"]) == (60, 59.0)
+
+
+def test_the_worker_reads_back_what_the_dispatcher_publishes() -> None:
+    """Both sides of the message contract: a Celery request carrying the published task id
+    and headers (as a custom-header attribute set, protocol 2) is the same fire."""
+    request = request_for(retries=2, retry_delay_seconds=5)
+    call = send_task_arguments(request)
+    delivered = SimpleNamespace(
+        id=call["task_id"], delivery_info={}, retries=0, hostname="w@h", **call["headers"]
+    )
+    fire = fire_context(delivered, task=call["name"])
+    assert fire is not None and fire.run_id == request.id
+    assert (fire.idempotency_key, fire.job, fire.revision) == (request.id, request.job, "rev1")
+    assert fire.scheduled_time is not None
+    assert datetime.fromisoformat(fire.scheduled_time) == request.slot
+    assert (fire.max_retries, fire.retry_delay_seconds) == (2, 5)
 
 
 def test_no_expiry_and_no_time_limit_stay_unset() -> None:
