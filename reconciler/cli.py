@@ -19,6 +19,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, NoReturn
 
 from reconciler import __version__
+from reconciler.commands._common import EXIT_ERROR, EXIT_OK, EXIT_REFUSED
 from reconciler.errors import (
     ConfigError,
     ReconcilerError,
@@ -29,9 +30,8 @@ from reconciler.logs import configure_logging
 from reconciler.redact import mask_logs, mask_text
 
 if TYPE_CHECKING:  # pydantic-settings is imported by the commands that load settings
-    from reconciler.settings import Settings
+    pass
 
-EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_REFUSED = 0, 1, 2, 3
 
 # name on the command line -> module in reconciler.commands
 COMMANDS = {
@@ -201,19 +201,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_ERROR
-
-
-def settings_from(args: argparse.Namespace) -> Settings:
-    """Settings from the environment, with the common flags on top."""
-    from reconciler.settings import load_settings
-
-    try:
-        return load_settings(
-            jobs_dir=getattr(args, "jobs_dir", None),
-            database_url=getattr(args, "database_url", None),
-        )
-    except ValueError as error:
-        raise ConfigError(f"invalid setting: {error}") from None
 
 
 if __name__ == "__main__":

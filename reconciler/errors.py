@@ -15,12 +15,12 @@ tests/test_errors.py keeps this drawing complete).
     │   ├── StalePlanError              `apply --plan-hash` found the state moved since the
     │   │                               preview
     │   ├── ConfigError                 a setting is invalid (bad URL, unknown queue list ...)
-    │   │   └── CatalogError            tasks/catalog.py: a module of RECONCILER_TASK_MODULES
+    │   │   └── CatalogError            spec/catalog.py: a module of RECONCILER_TASK_MODULES
     │   │                               cannot be imported
     │   ├── PermanentTaskError          a task cannot succeed with this input (also exported by
     │   │   │                           reconciler.worker and reconciler.worker.base);
     │   │   │                           the run fails at once, whatever the retry policy
-    │   │   └── Refused                 tasks/confine.py: an argument outside what the task
+    │   │   └── Refused                 spec/confine.py: an argument outside what the task
     │   │                               may do (a statement, a path); also ValueError
     │   └── ApiProblem                  api/problems.py: the API answers the request with a
     │                                   problem document and its status (400, 401, 404, or

@@ -23,7 +23,7 @@ from reconciler.settings import (
     POWERFUL_TASKS,
     Settings,
 )
-from reconciler.tasks import confine
+from reconciler.spec import confine
 from reconciler.worker.base import PermanentTaskError
 
 RECONCILE = str(Path(sys.executable).parent / "reconcile")

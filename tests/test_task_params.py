@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.tasks import catalog
+from reconciler.spec import catalog
 
 RECONCILE = str(Path(sys.executable).parent / "reconcile")
 HEAD = "name: {name}\ntask: {task}\nschedule: {{cron: '*/5 * * * *'}}\n"

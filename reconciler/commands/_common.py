@@ -1,4 +1,6 @@
-"""Pieces shared by the commands that talk to the database."""
+"""Pieces shared by the commands: exit codes, settings from the common flags, the
+database connections. `reconciler.cli` imports the commands (each when invoked), never
+the other way round."""
 
 from __future__ import annotations
 
@@ -16,6 +18,23 @@ if TYPE_CHECKING:  # imported when used: `reconcile validate` must not pay for S
     from sqlalchemy.engine import Connection, Engine
 
     from reconciler.settings import Settings
+
+# DESIGN.md: 0 success / no changes, 1 error or invalid input, 2 the plan has changes,
+# 3 refused by a safety guard.
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_REFUSED = 0, 1, 2, 3
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Settings from the environment, with the common flags on top."""
+    from reconciler.settings import load_settings
+
+    try:
+        return load_settings(
+            jobs_dir=getattr(args, "jobs_dir", None),
+            database_url=getattr(args, "database_url", None),
+        )
+    except ValueError as error:
+        raise ConfigError(f"invalid setting: {error}") from None
 
 
 def open_engine(settings: Settings) -> Engine:

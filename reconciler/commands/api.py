@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from reconciler.commands._common import settings_from
+
 HELP = "serve the read-only status API (default 127.0.0.1:8000)"
 
 
@@ -21,7 +23,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from reconciler.api.server import serve
-    from reconciler.cli import settings_from
 
     settings = settings_from(args)
     return serve(

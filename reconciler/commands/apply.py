@@ -15,7 +15,15 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from reconciler.commands._common import open_engine, require_jobs_dir, stdout_is_terminal
+from reconciler.commands._common import (
+    EXIT_ERROR,
+    EXIT_OK,
+    open_engine,
+    open_read_only_engine,
+    require_jobs_dir,
+    settings_from,
+    stdout_is_terminal,
+)
 from reconciler.commands.plan import add_plan_flags
 
 if TYPE_CHECKING:
@@ -50,7 +58,6 @@ def run(args: argparse.Namespace) -> int:
         from reconciler.commands import plan
 
         return plan.run(args)  # the plan, its output and its exit codes; nothing written
-    from reconciler.cli import EXIT_ERROR, settings_from
     from reconciler.core.vocabulary import Trigger
     from reconciler.engine.reconcile import reconcile_once
     from reconciler.store.migrate import upgrade_database
@@ -112,8 +119,6 @@ def _confirm(args: argparse.Namespace) -> str | None:
     """Show the plan and ask. The shown plan's hash if the answer is yes (or there is
     nothing to ask about: no changes, invalid files, a refusal; the apply pass itself
     then says so and records it), None if declined."""
-    from reconciler.cli import settings_from
-    from reconciler.commands._common import open_read_only_engine
     from reconciler.core.render import render_text
     from reconciler.core.vocabulary import Trigger
     from reconciler.engine.reconcile import reconcile_once
@@ -150,7 +155,6 @@ def _confirm(args: argparse.Namespace) -> str | None:
 
 
 def _report(args: argparse.Namespace, result: ReconcileResult) -> int:
-    from reconciler.cli import EXIT_ERROR, EXIT_OK
     from reconciler.core.render import render_text
     from reconciler.core.vocabulary import ReconcileOutcome
 

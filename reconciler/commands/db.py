@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from reconciler.commands._common import settings_from
+
 HELP = "database schema: `reconcile db upgrade` applies the Alembic migrations"
 
 
@@ -13,7 +15,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reconciler.cli import settings_from
     from reconciler.store.migrate import upgrade_database
 
     settings = settings_from(args)

@@ -7,6 +7,7 @@ import argparse
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from reconciler.commands._common import connect
 from reconciler.commands._output import add_output, emit
 
 HELP = "one job in full: spec, source, next fires, last runs, quarantine, drift, events"
@@ -21,7 +22,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reconciler.commands._common import connect
     from reconciler.errors import ConfigError
 
     now = datetime.now(UTC)

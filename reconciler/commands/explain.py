@@ -9,6 +9,7 @@ import argparse
 from datetime import UTC, datetime
 from typing import Any
 
+from reconciler.commands._common import connect
 from reconciler.commands._output import add_output, emit
 
 HELP = "why did (or didn't) a job fire: every slot in a window with its fate and reason"
@@ -29,7 +30,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reconciler.commands._common import connect
     from reconciler.errors import ConfigError
 
     now = datetime.now(UTC)

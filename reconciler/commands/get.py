@@ -7,6 +7,7 @@ import argparse
 from datetime import UTC, datetime
 from typing import Any
 
+from reconciler.commands._common import connect, read_database_url
 from reconciler.commands._output import add_output, emit
 from reconciler.core.vocabulary import JobState
 
@@ -34,7 +35,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reconciler.commands._common import read_database_url
     from reconciler.core.readout import job_document, jobs_text
     from reconciler.core.status import view_job
     from reconciler.errors import ConfigError
@@ -65,7 +65,6 @@ def run(args: argparse.Namespace) -> int:
 def _read_with_sqlalchemy(
     args: argparse.Namespace, labels: tuple[tuple[str, str], ...]
 ) -> list[Any]:
-    from reconciler.commands._common import connect
     from reconciler.store.status import JobSelector, read_job_rows
 
     with connect(args) as connection:

@@ -13,6 +13,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from reconciler.commands._common import settings_from
 from reconciler.errors import ConfigError
 
 HELP = "the next fire times of a job or a cron expression, with DST markers"
@@ -90,7 +91,6 @@ def _job_spec(args: argparse.Namespace) -> Any:
 
 
 def _load_job(args: argparse.Namespace) -> Any:
-    from reconciler.cli import settings_from
     from reconciler.spec.loader import load_paths
 
     settings = settings_from(args)

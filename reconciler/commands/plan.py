@@ -13,10 +13,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reconciler.commands._common import (
+    EXIT_CHANGES,
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_REFUSED,
     add_format,
     open_read_only_engine,
     require_jobs_dir,
     schema_ready,
+    settings_from,
     stdout_is_terminal,
 )
 
@@ -52,7 +57,6 @@ def add_plan_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reconciler.cli import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, EXIT_REFUSED, settings_from
     from reconciler.core.plan_json import render_json
     from reconciler.core.render import render_markdown, render_text
     from reconciler.core.vocabulary import Trigger

@@ -10,6 +10,8 @@ import signal
 import threading
 from typing import TYPE_CHECKING
 
+from reconciler.commands._common import require_jobs_dir, settings_from
+
 if TYPE_CHECKING:
     from reconciler.settings import Settings
 
@@ -47,8 +49,6 @@ def metrics_address(
 
 
 def run(args: argparse.Namespace) -> int:
-    from reconciler.cli import settings_from
-    from reconciler.commands._common import require_jobs_dir
     from reconciler.observability import start_metrics_server
     from reconciler.settings import DAEMON_METRICS_PORT
     from reconciler.startup import check_broker, retry_at_start

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime
 
+from reconciler.commands._common import connect
 from reconciler.commands._output import add_output, emit
 
 HELP = "runs from the ledger, newest first (all jobs or one)"
@@ -26,7 +27,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from reconciler.api.shape import run_dict
-    from reconciler.commands._common import connect
     from reconciler.core.moments import parse_age
     from reconciler.core.readout import runs_text
     from reconciler.errors import ConfigError

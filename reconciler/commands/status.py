@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime
 
+from reconciler.commands._common import connect
 from reconciler.commands._output import add_output, emit
 
 HELP = "summary: leader, revision, jobs by state, quarantine, drift, failing and late jobs"
@@ -17,7 +18,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reconciler.commands._common import connect
     from reconciler.core.readout import status_text
     from reconciler.core.status import build_status
     from reconciler.store.status import read_status_rows

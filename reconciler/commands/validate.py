@@ -12,6 +12,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from reconciler.commands._common import settings_from
 from reconciler.spec.diagnostics import Diagnostic, render_text
 from reconciler.spec.loader import LoadResult, load_paths, warnings_of
 
@@ -31,7 +32,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reconciler.cli import settings_from
 
     settings = settings_from(args)
     paths = list(args.paths) or [settings.jobs_dir]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from reconciler.commands._common import settings_from
 from reconciler.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -56,7 +57,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reconciler.cli import settings_from
     from reconciler.commands.run import metrics_address
     from reconciler.settings import WORKER_METRICS_PORT
 

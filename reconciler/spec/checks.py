@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 
+from reconciler.core.schedule import next_wall
 from reconciler.settings import Settings
+from reconciler.spec.catalog import CatalogError, check_arguments, extra_checks, task_catalog
 from reconciler.spec.cron import CronPattern, compile_cron
 from reconciler.spec.diagnostics import Diagnostic
 from reconciler.spec.model import CronSchedule, DateSchedule, JobSpec
-from reconciler.tasks.catalog import CatalogError, check_arguments, extra_checks, task_catalog
 
 # Celery's built-ins (celery.chord_unlock, celery.backend_cleanup, celery.group ...) run
 # whatever signatures they are given: never allowed, whatever the allowlist says.
@@ -87,7 +88,7 @@ def never_fires_again(spec: JobSpec, *, now: datetime) -> str | None:
 
 def check_task_arguments(spec: JobSpec, *, settings: Settings) -> list[Finding]:
     """UNKNOWN_ARGUMENT / MISSING_ARGUMENT / INVALID_ARGUMENT for `args` and `kwargs`
-    that do not fit the task's parameters (see reconciler.tasks.catalog), offline."""
+    that do not fit the task's parameters (see reconciler.spec.catalog), offline."""
     try:
         catalog = task_catalog(settings.task_modules)
     except CatalogError as error:
@@ -156,7 +157,7 @@ def cron_fires(spec: JobSpec, *, now: datetime) -> bool:
         return False
     if spec.start is None and pattern.years is None:
         return True
-    # Imported late: the engine lives in the core, which imports the spec.
+    # Imported when needed (a cron with a year or a start): it brings in APScheduler.
     from reconciler.core.triggers import build_trigger
 
     start = spec.zoned(spec.start) if spec.start is not None else now
@@ -177,8 +178,6 @@ def _calendar_allows(pattern: CronPattern) -> bool:
     - 401 years when an ISO week is given (the Gregorian calendar repeats every 400).
     A wall time inside a DST gap exists on the other days of the year, so the zone does
     not matter here."""
-    from reconciler.core.schedule import next_wall
-
     days = pattern.days
     if days.weeks is not None:
         years = _HORIZON_YEARS

@@ -1,6 +1,6 @@
 """Tasks a job may name. Every task's name is `reconciler.tasks.<function>`. Only the
 first two are on the default allowlist (`reconciler.settings.DEFAULT_TASK_ALLOWLIST`):
-the SQL and report tasks are opt-in and confined (`confine.py`), the demo helpers are
+the SQL and report tasks are opt-in and confined (`reconciler.spec.confine`), the demo helpers are
 for `reconcile dev` and tests.
 
 | task | arguments | does |
@@ -19,6 +19,10 @@ Your own tasks: put them in an importable module, decorate them with
 worker imports each at start) and add its name or prefix to RECONCILER_TASK_ALLOWLIST.
 BaseTask gives them the idempotency guard, the run ledger, retries, logs and metrics.
 Raise `reconciler.worker.PermanentTaskError` for input that can never succeed (no retry).
+
+Their parameters are declared again, without Celery, in `reconciler.spec.catalog` (what
+`reconcile validate` checks a job's args and kwargs against; tests/test_task_params.py
+keeps both equal).
 
 This package imports nothing at import time: the worker imports the task modules it is
 configured with (`reconciler.worker.app.BUILTIN_TASK_MODULES`).

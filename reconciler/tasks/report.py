@@ -14,7 +14,7 @@ from typing import Any
 
 from celery import shared_task
 
-from reconciler.tasks import confine
+from reconciler.spec import confine
 from reconciler.worker.base import BaseTask, PermanentTaskError
 from reconciler.worker.runtime import settings_of
 

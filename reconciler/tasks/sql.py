@@ -12,8 +12,8 @@ from typing import Any
 import sqlalchemy as sa
 from celery import shared_task
 
+from reconciler.spec import confine
 from reconciler.store.db import create_sync_engine
-from reconciler.tasks import confine
 from reconciler.worker.base import BaseTask, PermanentTaskError
 from reconciler.worker.runtime import settings_of
 

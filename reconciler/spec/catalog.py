@@ -31,7 +31,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from reconciler.errors import ConfigError
-from reconciler.tasks import confine
+from reconciler.spec import confine
 
 
 # --- the built-ins' signatures (kept equal to the real tasks by tests/test_task_params.py)
