@@ -70,9 +70,9 @@ def open_read_only_engine(settings: Settings) -> Engine:
 
 
 def schema_ready(engine: Engine) -> bool:
-    import sqlalchemy as sa
+    from reconciler.store.db import has_schema
 
-    return bool(sa.inspect(engine).has_table("scheduled_jobs"))
+    return has_schema(engine)
 
 
 def require_jobs_dir(settings: Settings) -> None:

@@ -49,6 +49,8 @@ from reconciler.settings import Settings
 from reconciler.spec.incremental import load_with_records, record_of
 from reconciler.spec.loader import FileOutcome, LoadCache, LoadedJob, LoadResult, load_jobs
 from reconciler.spec.records import FileRecord, validation_context
+from reconciler.store.apply_lock import hold_apply_lock, notify_applied
+from reconciler.store.db import has_schema
 from reconciler.store.events import record_job_events
 from reconciler.store.file_records import read_file_records, write_file_records
 from reconciler.store.fingerprint import Fingerprint, read_fingerprint
@@ -62,9 +64,6 @@ from reconciler.store.inventory import (
 from reconciler.store.scheduler_rows import RowDecoder, read_scheduler_rows
 
 log = logging.getLogger(__name__)
-# Any constant shared by every process of a deployment: the key of the apply lock.
-APPLY_LOCK_KEY = 0x7265636F6E63  # "reconc"
-NOTIFY_CHANNEL = "reconciler_changed"
 # Up to this many changes, a pass carries its cached state forward by what it wrote;
 # past it (a cold apply), patching costs more than the next pass's full read.
 TRACKED_CHANGES_MAX = 1000
@@ -183,7 +182,7 @@ def _desired(job: LoadedJob) -> DesiredJob:
 def read_actual(connection: Connection, caches: ReconcileCaches) -> ActualState:
     """Inventory and scheduler rows. A database without our schema holds nothing yet:
     a plan against it shows every job as an add (apply creates the schema first)."""
-    if not sa.inspect(connection).has_table("scheduled_jobs"):
+    if not has_schema(connection):
         return ActualState(inventory={}, scheduler={})
     return _read_tables(connection, caches)
 
@@ -206,7 +205,7 @@ def _read_actual_cached(
     cached, caches.actual = caches.actual, None  # set again once this pass commits
     if not fingerprint_supported(connection):
         return read_actual(connection, caches), None
-    if cached is None and not sa.inspect(connection).has_table("scheduled_jobs"):
+    if cached is None and not has_schema(connection):
         return ActualState(inventory={}, scheduler={}), None
     fingerprint = read_fingerprint(connection)
     if not reuse or cached is None:
@@ -342,7 +341,7 @@ def _reconcile(
     with _collector_paused():
         desired = None if recorded else load_desired(settings, caches, now=clock_started)
         with engine.begin() as connection:
-            _lock(connection)
+            hold_apply_lock(connection)
             now = clock()
             if keep:
                 actual, fingerprint = _read_actual_cached(connection, caches, reuse=reuse)
@@ -364,10 +363,7 @@ def _reconcile(
             if apply and outcome == ReconcileOutcome.APPLIED:
                 with write_guard(plan) if write_guard is not None else nullcontext():
                     known = _apply(connection, plan, known, caches if keep else None, now)
-                    if connection.dialect.name == "postgresql":
-                        connection.execute(
-                            sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, plan.plan_hash))
-                        )
+                    notify_applied(connection, plan.plan_hash)
                     if before_commit is not None:
                         before_commit(connection, plan)
             if apply and outcome in APPLIED_OUTCOMES and git_ref(settings.source) is None:
@@ -471,13 +467,6 @@ def _error_kind(error: BaseException) -> ErrorKind:
     if isinstance(error, TransientError | sa.exc.OperationalError | OSError):
         return ErrorKind.TRANSIENT
     return ErrorKind.BUG
-
-
-def _lock(connection: Connection) -> None:
-    # PostgreSQL: one applier at a time across processes, released at commit/rollback.
-    # SQLite serialises writers itself (one writer per file, with busy_timeout).
-    if connection.dialect.name == "postgresql":
-        connection.execute(sa.select(sa.func.pg_advisory_xact_lock(APPLY_LOCK_KEY)))
 
 
 def _check(

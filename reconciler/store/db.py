@@ -222,3 +222,8 @@ def _dialect_insert(connection: Connection) -> Any:
     from sqlalchemy.dialects import sqlite
 
     return sqlite.insert
+
+
+def has_schema(bind: Connection | Engine) -> bool:
+    """Whether the database has our tables yet (`reconcile db upgrade` ran)."""
+    return bool(sa.inspect(bind).has_table("scheduled_jobs"))
