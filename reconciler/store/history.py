@@ -1,6 +1,6 @@
-"""Reads of a job's history for the read commands and the slots endpoint: its runs (the
-ledger), its events, its inventory row. The same statements for the CLI (sync) and the
-API (async)."""
+"""Reads for the read commands and the API: a job's runs (the ledger), events, inventory
+row and quarantine, the reconcile passes, the slots endpoint. The same statements for
+the CLI (sync, `read_all`) and the API (async, `read_all_async`)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reconciler.core.slots import JobHistory, explain_slots, page_slots
 from reconciler.spec.model import JobSpec
-from reconciler.store.tables import job_events, job_runs, quarantined_files, scheduled_jobs
+from reconciler.store.tables import (
+    job_events,
+    job_runs,
+    quarantined_files,
+    reconcile_runs,
+    scheduled_jobs,
+)
 
 _NEWEST_FIRST = (job_runs.c.scheduled_time.desc(), job_runs.c.id.desc())
 
@@ -24,9 +30,11 @@ def runs_statement(
     job: str | None = None,
     statuses: tuple[str, ...] = (),
     since: datetime | None = None,
+    before: tuple[datetime, str] | None = None,
     limit: int = 100,
 ) -> sa.Select[Any]:
-    """Runs newest first (scheduled time), of one job or all."""
+    """Runs newest first (scheduled time, then id), of one job or all; with `before`, only
+    those strictly older than that (scheduled_time, id) keyset."""
     statement = sa.select(job_runs)
     if job is not None:
         statement = statement.where(job_runs.c.job_name == job)
@@ -34,7 +42,28 @@ def runs_statement(
         statement = statement.where(job_runs.c.status.in_(statuses))
     if since is not None:
         statement = statement.where(job_runs.c.scheduled_time >= since)
+    if before is not None:
+        moment, run_id = before
+        statement = statement.where(
+            sa.or_(
+                job_runs.c.scheduled_time < moment,
+                sa.and_(job_runs.c.scheduled_time == moment, job_runs.c.id < run_id),
+            )
+        )
     return statement.order_by(*_NEWEST_FIRST).limit(limit)
+
+
+def run_statement(run_id: str) -> sa.Select[Any]:
+    return sa.select(job_runs).where(job_runs.c.id == run_id)
+
+
+def run_counts_statement(job: str) -> sa.Select[Any]:
+    """A job's runs counted by status (columns `status`, `runs`)."""
+    return (
+        sa.select(job_runs.c.status, sa.func.count().label("runs"))
+        .where(job_runs.c.job_name == job)
+        .group_by(job_runs.c.status)
+    )
 
 
 def window_statement(job: str, start: datetime, end: datetime) -> sa.Select[Any]:
@@ -85,11 +114,22 @@ class SlotAnswer:
     next_after: datetime | None  # where the next page starts; None: the last page
 
 
+def quarantine_statement(path: str | None = None) -> sa.Select[Any]:
+    """The quarantined files in path order, or the one at `path`."""
+    statement = sa.select(quarantined_files).order_by(quarantined_files.c.path)
+    return statement if path is None else statement.where(quarantined_files.c.path == path)
+
+
 def read_quarantine(connection: Connection, path: str) -> dict[str, Any] | None:
     """The quarantine row of a job file, None when the file is not quarantined."""
-    query = sa.select(quarantined_files).where(quarantined_files.c.path == path)
-    found = connection.execute(query).mappings().first()
-    return None if found is None else dict(found)
+    found = read_all(connection, quarantine_statement(path))
+    return found[0] if found else None
+
+
+def reconciles_statement(limit: int) -> sa.Select[Any]:
+    """The newest `limit` reconcile passes, newest first."""
+    newest_first = (reconcile_runs.c.started_at.desc(), reconcile_runs.c.id.desc())
+    return sa.select(reconcile_runs).order_by(*newest_first).limit(limit)
 
 
 def read_job_spec(connection: Connection, name: str) -> tuple[dict[str, Any], JobSpec] | None:

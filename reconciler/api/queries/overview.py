@@ -6,16 +6,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reconciler.api.shape import as_utc, quarantine_dict
 from reconciler.core.status import StatusView, build_status
 from reconciler.core.vocabulary import COUNT_COLUMNS
 from reconciler.redact import redact
+from reconciler.store.history import quarantine_statement, read_all_async, reconciles_statement
 from reconciler.store.status import read_status_rows_async
-from reconciler.store.tables import quarantined_files as quarantine
-from reconciler.store.tables import reconcile_runs
 
 # The count columns of a pass, each once (a rename is counted with the updates).
 _CHANGES = tuple(dict.fromkeys(COUNT_COLUMNS.values()))
@@ -27,10 +25,7 @@ async def read_status(connection: AsyncConnection, *, now: datetime) -> StatusVi
 
 
 async def recent_reconciles(connection: AsyncConnection, limit: int) -> list[dict[str, Any]]:
-    statement = sa.select(reconcile_runs).order_by(
-        reconcile_runs.c.started_at.desc(), reconcile_runs.c.id.desc()
-    )
-    rows = (await connection.execute(statement.limit(limit))).mappings()
+    rows = await read_all_async(connection, reconciles_statement(limit))
     return [_reconcile_dict(row) for row in rows]
 
 
@@ -54,7 +49,7 @@ def _reconcile_dict(row: Any) -> dict[str, Any]:
 
 
 async def list_quarantine(connection: AsyncConnection) -> list[dict[str, Any]]:
-    rows = (await connection.execute(sa.select(quarantine).order_by(quarantine.c.path))).mappings()
+    rows = await read_all_async(connection, quarantine_statement())
     return [quarantine_dict(row) for row in rows]
 
 
