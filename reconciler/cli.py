@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, NoReturn
 from reconciler import __version__
 from reconciler.commands._common import EXIT_ERROR, EXIT_OK, EXIT_REFUSED
 from reconciler.errors import (
-    ConfigError,
     ReconcilerError,
     RefusedError,
     operational_message,
