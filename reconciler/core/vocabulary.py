@@ -159,7 +159,6 @@ class RunReason(StrEnum):
     COALESCED = "coalesced"  # missed: folded into a later slot's run (coalesce: true)
     CATCH_UP_LIMIT = "catch_up_limit"  # missed: beyond the catch-up limit after downtime
     OVERLAP = "overlap"  # skipped: max_concurrent_runs still running
-    MAX_INSTANCES = "max_instances"  # missed: APScheduler refused it (not expected to happen)
     # failed, provisionally: the leader's reaper closed a `started` run whose worker
     # stopped renewing its claim's lease. The holder's own report replaces it, and a
     # redelivery may take the run over (worker/claims.py).
