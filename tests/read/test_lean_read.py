@@ -4,15 +4,18 @@ SQLite and PostgreSQL, for every label selector."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from reconciler.cli import main
 from reconciler.errors import ConfigError
 from reconciler.store.db import create_sync_engine
 from reconciler.store.lean_read import read_job_rows_lean
+from reconciler.store.migrate import upgrade_database
 from reconciler.store.status import JobSelector, read_job_rows
 from reconciler.store.tables import job_runs, scheduled_jobs
 from tests.read.test_golden import T0, _seed, _spec
@@ -62,14 +65,19 @@ def _seed_more(connection: sa.Connection) -> None:
     )
 
 
-@pytest.fixture
-def seeded(migrated_db_url: str) -> str:
-    engine = create_sync_engine(migrated_db_url)
+def _seeded(url: str) -> str:
+    upgrade_database(url)
+    engine = create_sync_engine(url)
     with engine.begin() as connection:
         _seed(connection)
         _seed_more(connection)
     engine.dispose()
-    return migrated_db_url
+    return url
+
+
+@pytest.fixture
+def seeded(db_url: str) -> str:
+    return _seeded(db_url)
 
 
 def test_the_lean_read_returns_the_rows_of_the_sqlalchemy_statement(seeded: str) -> None:
@@ -105,3 +113,15 @@ def test_a_database_without_schema_or_file_is_reported_not_created(
 )
 def test_urls_it_does_not_read_are_left_to_sqlalchemy(url: str) -> None:
     assert read_job_rows_lean(url) is None
+
+
+def test_get_jobs_falls_back_to_sqlalchemy_for_a_url_it_does_not_read(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = _seeded(sqlite_url) + "?timeout=3"  # a driver option: only SQLAlchemy reads it
+    assert read_job_rows_lean(url) is None
+    assert main(["--database-url", url, "get", "jobs", "-o", "json"]) == 0
+    listed = [item["name"] for item in json.loads(capsys.readouterr().out)["items"]]
+    assert listed == sorted(
+        ["invoice-sweep", "nightly-report", "health-probe", "broken-file-job", "lonely"]
+    )
