@@ -61,11 +61,14 @@ class OwnedJobStore(SQLAlchemyJobStore):
             self.flush()
             super().update_job(job)
             return
+        # Pickled at flush time, after the scheduler's pass: a burst of due jobs is fired
+        # first and written back after, instead of every fire waiting for the pickling
+        # of the jobs before it. The state is taken now (a snapshot of the job).
         self._pending[job.id] = {
             "b_id": job.id,
             "b_read": read,
             "b_next": datetime_to_utc_timestamp(job.next_run_time),
-            "b_state": pickle_state(job.__getstate__()),
+            "b_state": job.__getstate__(),
         }
 
     def flush(self) -> None:
@@ -73,6 +76,8 @@ class OwnedJobStore(SQLAlchemyJobStore):
         if not self._pending:
             return
         pending, self._pending = list(self._pending.values()), {}
+        for row in pending:
+            row["b_state"] = pickle_state(row["b_state"])
         table = self.jobs_t
         statement = (
             table.update()
