@@ -163,8 +163,9 @@ async def job_slots(
     """`reconcile explain` over HTTP: every slot the schedule defines in [from, to]
     (default: the last 24 h) oldest first, each with its fate (ran, missed, coalesced,
     skipped, absent, not_yet_due), the reason and its ledger row. Paged: at most `limit`
-    slots per page whatever the window (a 10-year window of a per-second job is as
-    cheap per page as a day's)."""
+    entries per page whatever the window (a 10-year window of a per-second job is as
+    cheap per page as a day's); wall times the DST policy drops are entries too, listed
+    `skipped`."""
     now = datetime.now(UTC)
     window_end = as_utc(end) or now
     window_start = as_utc(start) or window_end - DEFAULT_SLOTS_WINDOW
