@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from reconciler.api.shape import (
@@ -18,30 +20,13 @@ from reconciler.api.shape import (
 from reconciler.core.status import DRIFT_DETAILS, JobView, job_drift, view_job
 from reconciler.store.job_reads import (
     JobDetailRow,
-    JobFilter,
-    count_jobs,
     read_job_detail,
-    read_job_page,
 )
 from reconciler.store.status import job_row
 
-__all__ = ["JobFilter", "count_jobs", "drift_of", "get_job", "list_jobs"]
 
-
-async def list_jobs(
-    connection: AsyncConnection,
-    *,
-    where: JobFilter,
-    descending: bool,
-    after: str | None,
-    offset: int,
-    limit: int,
-) -> list[dict[str, Any]]:
-    """Up to `limit` jobs in name order, after the name `after` (keyset) and `offset`
-    rows, as list items."""
-    rows = await read_job_page(
-        connection, where=where, descending=descending, after=after, offset=offset, limit=limit
-    )
+def job_items(rows: Iterable[RowMapping]) -> list[dict[str, Any]]:
+    """A page of read-model rows (`store.job_reads.read_job_page`) as list items."""
     now = datetime.now(UTC)
     return [_item(view_job(job_row(row), now=now)) for row in rows]
 

@@ -14,13 +14,14 @@ from reconciler.api.deps import Authed, Conn
 from reconciler.api.models import JobDetail, JobList, RunList, SlotList
 from reconciler.api.problems import ApiProblem
 from reconciler.api.queries import runs as run_queries
-from reconciler.api.queries.jobs import JobFilter, count_jobs, drift_of, get_job, list_jobs
+from reconciler.api.queries.jobs import drift_of, get_job, job_items
 from reconciler.api.responses import json_response
 from reconciler.api.scrub import redact_spec
 from reconciler.api.shape import as_utc, epoch_to_utc, next_fires, schedule_summary
 from reconciler.core.status import job_state
 from reconciler.core.vocabulary import JobStatus
 from reconciler.store.history import explain_window
+from reconciler.store.job_reads import JobFilter, count_jobs, read_job_page
 
 router = APIRouter(
     prefix="/api/v1/jobs",
@@ -46,13 +47,15 @@ async def jobs_index(
         labels=tuple(_label_pair(item) for item in query.label),
     )
     limit = query.limit
-    rows = await list_jobs(
-        connection,
-        where=where,
-        descending=query.sort == "-name",
-        after=after,
-        offset=query.offset,
-        limit=limit + 1,
+    rows = job_items(
+        await read_job_page(
+            connection,
+            where=where,
+            descending=query.sort == "-name",
+            after=after,
+            offset=query.offset,
+            limit=limit + 1,
+        )
     )
     more = len(rows) > limit
     items = rows[:limit]
