@@ -117,6 +117,17 @@ def upsert(
     )
 
 
+def insert_rows(connection: Connection, table: sa.Table, values: list[dict[str, Any]]) -> None:
+    """INSERT rows (dicts with the same keys) that cannot conflict: many rows on
+    PostgreSQL by one binary COPY, others by one executemany."""
+    if not values:
+        return
+    if connection.dialect.name == "postgresql" and len(values) >= BULK_ROWS:
+        _copy_rows(connection, table.name, values)
+        return
+    connection.execute(sa.insert(table), values)
+
+
 # From this many rows on, upsert goes through COPY (bench/RESULTS.md "Figures behind
 # code choices").
 BULK_ROWS = 500

@@ -1,6 +1,7 @@
 """Job events (`job_events`): what was applied to a job after its first add, in one
-executemany per pass. Adds are not recorded (a cold apply of 10,000 jobs would pay for
-10,000 rows; the inventory's `created_at` says when a job was added)."""
+executemany (many rows on PostgreSQL: one COPY) per pass. Adds are not recorded (a cold
+apply of 10,000 jobs would pay for 10,000 rows; the inventory's `created_at` says when
+a job was added)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sqlalchemy.engine import Connection
 from reconciler.core.plan import Plan
 from reconciler.core.render import change_line
 from reconciler.core.vocabulary import Action
+from reconciler.store.db import insert_rows
 from reconciler.store.tables import job_events
 
 
@@ -29,8 +31,7 @@ def record_job_events(connection: Connection, plan: Plan, *, now: datetime) -> i
         for change in plan.changes
         if change.action != Action.ADD
     ]
-    if rows:
-        connection.execute(sa.insert(job_events), rows)
+    insert_rows(connection, job_events, rows)
     return len(rows)
 
 

@@ -124,28 +124,32 @@ _STATES = sa.text(
     "SELECT id, next_run_time, job_state, xmin::text::bigint FROM apscheduler_jobs"
     " WHERE id = ANY(:ids)"
 )
+_ALL_STATES = sa.text(
+    "SELECT id, next_run_time, job_state, xmin::text::bigint FROM apscheduler_jobs"
+)
 
 
 def _read_new_versions(connection: Connection, decoder: RowDecoder) -> dict[str, SchedulerRow]:
     rows: dict[str, SchedulerRow] = {}
     current: dict[tuple[str, int], tuple[SchedulerRow, str]] = {}
-    unknown: list[str] = []
     previous = decoder.versions
-    for row_id, version in connection.execute(_VERSIONS).all():
-        known = previous.get((row_id, version))
-        if known is None:
-            unknown.append(row_id)
-        else:
-            rows[row_id] = known[0]
-            current[row_id, version] = known
-    if unknown:
-        for row_id, next_run_time, job_state, version in connection.execute(
-            _STATES, {"ids": unknown}
-        ).all():
-            # Written between the two queries: the newer version is what is read.
-            digest = state_digest(job_state)
-            rows[row_id] = decoder.decode_digested(row_id, next_run_time, job_state, digest)
-            current[row_id, version] = (rows[row_id], digest)
+    if not previous:  # nothing decoded yet (a one-shot command, a first pass): one query
+        states = connection.execute(_ALL_STATES).all()
+    else:
+        unknown: list[str] = []
+        for row_id, version in connection.execute(_VERSIONS).all():
+            known = previous.get((row_id, version))
+            if known is None:
+                unknown.append(row_id)
+            else:
+                rows[row_id] = known[0]
+                current[row_id, version] = known
+        states = connection.execute(_STATES, {"ids": unknown}).all() if unknown else []
+    for row_id, next_run_time, job_state, version in states:
+        # Written between the two queries: the newer version is what is read.
+        digest = state_digest(job_state)
+        rows[row_id] = decoder.decode_digested(row_id, next_run_time, job_state, digest)
+        current[row_id, version] = (rows[row_id], digest)
     decoder.versions = current
     decoder.keep_only({digest for _, digest in current.values()})
     return rows

@@ -11,8 +11,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from reconciler.store.db import BULK_ROWS, create_sync_engine, upsert
-from reconciler.store.tables import scheduled_jobs
+from reconciler.core.moments import as_utc
+from reconciler.store.db import BULK_ROWS, create_sync_engine, insert_rows, upsert
+from reconciler.store.tables import job_events, scheduled_jobs
 
 ROWS = BULK_ROWS + 100
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -85,3 +86,38 @@ def test_rows_expected_new_that_exist_are_upserted(engine: Engine) -> None:
     assert len(found) == ROWS
     assert found["job-0003"][:2] == ("reconciler.tasks.noop", 2)  # updated, generation + 1
     assert found["job-0004"][:2] == ("reconciler.tasks.noop", 1)
+
+
+def test_inventory_reads_back_what_was_written(engine: Engine) -> None:
+    """read_inventory decodes specs as text (orjson, json for numbers beyond 64 bits)."""
+    from reconciler.store.inventory import read_inventory
+
+    rows = [{**row(f"job-{n:04d}"), "spec_hash": f"{n:064d}"} for n in range(3)]
+    write(engine, rows, expect_new=True)
+    with engine.connect() as connection:
+        found = read_inventory(connection)
+    assert dict(found["job-0001"].essence) == rows[1]["spec"]
+    assert found["job-0001"].essence["kwargs"]["big"] == 2**70  # an int, not a float
+
+
+def test_many_inserted_rows_are_written_as_given(engine: Engine) -> None:
+    """insert_rows: COPY on PostgreSQL for many rows (job events of a bulk update)."""
+    events = [
+        {
+            "job_name": f"job-{n:04d}",
+            "at": NOW,
+            "action": "update",
+            "status": "active",
+            "detail": f"~ job-{n:04d} (spec changed: kwargs.ratio)",
+            "revision": None if n % 2 else "abc",
+        }
+        for n in range(ROWS)
+    ]
+    with engine.begin() as connection:
+        insert_rows(connection, job_events, events)
+    with engine.connect() as connection:
+        found = connection.execute(sa.select(job_events).order_by(job_events.c.id)).mappings()
+        got = [{key: value for key, value in item.items() if key != "id"} for item in found]
+    for item in got:  # SQLite gives naive datetimes back (UTC)
+        item["at"] = as_utc(item["at"])
+    assert got == events
