@@ -51,6 +51,16 @@ KEPT = {
 }
 
 
+def _berlin_spec(job: dict) -> dict:
+    return {
+        "name": job["name"],
+        "task": "reconciler.tasks.noop",
+        "schedule": {"cron": job["cron"]},
+        "timezone": "Europe/Berlin",
+        **({"dst": job["dst"]} if job["dst"] else {}),
+    }
+
+
 def _zulu(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
@@ -62,13 +72,7 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> str:
     engine = create_sync_engine(url)
     with engine.begin() as connection:
         for job in (FIXED, REAL):
-            spec = {
-                "name": job["name"],
-                "task": "reconciler.tasks.noop",
-                "schedule": {"cron": job["cron"]},
-                "timezone": "Europe/Berlin",
-                **({"dst": job["dst"]} if job["dst"] else {}),
-            }
+            spec = _berlin_spec(job)
             connection.execute(
                 sa.insert(scheduled_jobs).values(
                     name=job["name"],
@@ -231,15 +235,7 @@ def test_the_slots_endpoint_says_what_explain_says_on_both_nights(
             (_zulu(slot), fate, reason) for slot, fate, reason in cli
         ], (job, night)
         # The slots it does not drop are the schedule engine's, instant for instant.
-        spec = JobSpec.model_validate(
-            {
-                "name": job,
-                "task": "reconciler.tasks.noop",
-                "schedule": {"cron": FIXED["cron"] if job == "fixed" else REAL["cron"]},
-                "timezone": "Europe/Berlin",
-                **({"dst": FIXED["dst"]} if job == "fixed" else {}),
-            }
-        )
+        spec = JobSpec.model_validate(_berlin_spec(FIXED if job == "fixed" else REAL))
         start, end = (_zulu(text) for text in windows[night])
         engine, _ = slot_times(spec, after=start - timedelta(microseconds=1), until=end, limit=99)
         assert [_zulu(s["slot"]) for s in api if s["fate"] != "skipped"] == engine
@@ -249,12 +245,7 @@ def test_a_page_of_a_per_second_job_across_a_spring_night_stays_bounded() -> Non
     # 02:00:00-02:59:59 do not exist on 2027-03-28 in Berlin: 3,600 dropped wall times,
     # each at the instant of a real slot (a per-second job runs every UTC second).
     spec = JobSpec.model_validate(
-        {
-            "name": "every-second",
-            "task": "reconciler.tasks.noop",
-            "schedule": {"cron": "* * * * * *"},
-            "timezone": "Europe/Berlin",
-        }
+        _berlin_spec({"name": "every-second", "cron": "* * * * * *", "dst": None})
     )
     start, end = _zulu("2027-03-28T00:59:00Z"), _zulu("2037-03-28T00:00:00Z")  # ten years
     seen: list[tuple[datetime, str]] = []
