@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from reconciler.core.plan import Plan
-from reconciler.core.render import render_json
+from reconciler.core.plan_json import render_json
 from reconciler.engine.reconcile import ReconcileCaches, reconcile_once
 from reconciler.settings import Settings
 from reconciler.spec import loader
