@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from reconciler.core.state import JobContent
 from reconciler.redact import looks_secret, mask_text, redact
 
 SENSITIVE = "(sensitive)"
@@ -33,6 +34,26 @@ class FieldDiffer:
     def __init__(self) -> None:
         self._secret_paths: dict[str, bool] = {}
         self._shown_text: dict[str, str] = {}
+
+    def between(self, before: JobContent | None, after: JobContent | None) -> list[FieldDiff]:
+        """What one change of a plan does field by field: every field of an add (no
+        `before`) or a remove (no `after`); for an update, the fields that differ and
+        the file it moved to; when only the status or the file moved, that alone."""
+        if before is None or after is None:
+            side = after or before
+            if side is None:
+                return []
+            fields = [(path, self.show(path, value)) for path, value in _leaves(side.essence)]
+            if before is None:
+                return [FieldDiff(path, None, value) for path, value in fields]
+            return [FieldDiff(path, value, None) for path, value in fields]
+        moved = [FieldDiff("source", before.source, after.source)]
+        if before.spec_hash == after.spec_hash:
+            if before.status != after.status:
+                return [FieldDiff("status", before.status, after.status)]
+            return moved if before.source != after.source else []
+        diffs = self.diff(before.essence, after.essence)
+        return diffs + moved if before.source != after.source else diffs
 
     def diff(self, before: Mapping[str, Any], after: Mapping[str, Any]) -> list[FieldDiff]:
         """The paths whose values differ between two essences, in path order."""
@@ -112,6 +133,24 @@ class FieldViews(Generic[Made]):
 # and -0.0 are equal keys but print differently.
 _HASHABLE = frozenset({str, int, bool})
 _CONTAINERS = frozenset({list, tuple, dict})
+
+
+def changed_paths(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    """The flattened paths whose values differ between two essences, in order (what
+    FieldDiffer.diff lists, without showing any value)."""
+    flat_before, flat_after = flatten(before), flatten(after)
+    return [
+        path
+        for path in sorted(flat_before.keys() | flat_after.keys())
+        if flat_before.get(path) != flat_after.get(path)
+    ]
+
+
+def _leaves(essence: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """Every (path, value) of an essence but those whose value is None (no difference
+    from nothing), in path order."""
+    flat = flatten(essence)
+    return [(path, flat[path]) for path in sorted(flat) if flat[path] is not None]
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -16,18 +16,17 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cached_property
-from itertools import compress
-from operator import is_not
 from typing import Any
 
-from reconciler.core.diff import FieldDiff, FieldDiffer
+from reconciler.core.diff import changed_paths
+from reconciler.core.plan_basis import PlanBasis
 from reconciler.core.state import (
     ActualState,
     DerivedDict,
     DesiredJob,
     DesiredState,
     InventoryRow,
+    JobContent,
     Revision,
     SchedulerJob,
     SchedulerRow,
@@ -44,35 +43,26 @@ ACTIONS = tuple(Action)
 _TIMING_FIELDS = ("schedule", "timezone", "start", "end", "paused")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Change:
-    """One action on one job. `target` is what apply writes (None for remove).
-
-    The field diffs of an add or a remove (every field) are computed only when read:
-    apply never reads them, and flattening 10,000 new specs costs seconds."""
+    """One action on one job: the job before (None for an add) and after (None for a
+    remove), as values; what differs field by field is computed where it is shown
+    (reconciler.core.diff.FieldDiffer.between). `target` is what apply writes (None
+    for a remove)."""
 
     action: Action
     job: str
     source: str | None
     reason: str
-    eager_diffs: tuple[FieldDiff, ...] = ()
-    only_before: Mapping[str, Any] | None = None  # remove: every field goes
-    only_after: Mapping[str, Any] | None = None  # add: every field comes
+    before: JobContent | None = None
+    after: JobContent | None = None
     fires_before: tuple[datetime, ...] = ()
     fires_after: tuple[datetime, ...] = ()
-    before_hash: str | None = None
-    after_hash: str | None = None
     target: Target | None = None
     renamed_from: str | None = None  # rename: the job's previous name
     # What the plan hash covers of the job before and after: content, never the reason.
     before_key: str | None = None
     after_key: str | None = None
-
-    @cached_property
-    def diffs(self) -> tuple[FieldDiff, ...]:
-        if self.only_before is None and self.only_after is None:
-            return self.eager_diffs
-        return tuple(_diff_fields(self.only_before or {}, self.only_after or {}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,45 +105,12 @@ class Plan:
     plan_hash: str = ""
     summary: Mapping[str, int] = field(default_factory=dict)
     hints: tuple[str, ...] = ()  # for people: "looks like a rename" ...
+    # What the plan was made from, for the next plan to reuse (not part of its value).
+    basis: PlanBasis | None = field(default=None, compare=False, repr=False)
 
     @property
     def has_changes(self) -> bool:
         return bool(self.changes)
-
-
-@dataclass
-class PlanMemo:
-    """What `make_plan` may reuse from its previous call in a long-running process.
-
-    A job's verdict is a function of its desired job, inventory row and scheduler row
-    (all immutable values), whether its file is quarantined, and, for a job whose status
-    can change with time (an end date, a one-off), the clock. So a pass only needs to
-    look at the names whose three objects are not the very ones of the previous pass
-    (found by identity, at C speed), the names that had a change then, and the
-    time-dependent ones: a pass over 10,000 jobs with one file changed examines ~10.
-    A different set of quarantined files examines everything again."""
-
-    desired: Mapping[str, DesiredJob] | None = None
-    inventory: Mapping[str, InventoryRow] | None = None
-    scheduler: Mapping[str, SchedulerRow] | None = None
-    frozen_files: frozenset[str] = frozenset()
-    unsettled: frozenset[str] = frozenset()  # names to examine on every pass
-    foreign: frozenset[str] = frozenset()
-
-    def names_to_examine(self, desired: DesiredState, actual: ActualState) -> set[str] | None:
-        """The names whose verdict may differ from the previous pass; None: all."""
-        if (
-            self.desired is None
-            or self.inventory is None
-            or self.scheduler is None
-            or self.frozen_files != frozenset(desired.quarantined)
-        ):
-            return None
-        names = set(self.unsettled)
-        names |= _changed_keys(self.desired, desired.jobs)
-        names |= _changed_keys(self.inventory, actual.inventory)
-        names |= _changed_keys(self.scheduler, actual.scheduler)
-        return names
 
 
 def make_plan(
@@ -164,24 +121,24 @@ def make_plan(
     max_delete_fraction: float = 0.5,
     allow_mass_delete: bool = False,
     preview_fires: bool = True,
-    memo: PlanMemo | None = None,
+    previous: PlanBasis | None = None,
 ) -> Plan:
-    """Diff `desired` against `actual`. Pure: same inputs, same plan (with or without a
-    `memo`, which only saves work).
+    """Diff `desired` against `actual`. Pure: same inputs, same plan, whether or not
+    `previous` (the basis of the last plan of a long-running process, see PlanBasis) is
+    given: it only saves work, and is never changed.
 
     `preview_fires=False` leaves the next-fire previews out (apply does not show them,
     and computing three fire times for each of 10,000 new jobs costs seconds)."""
-    memo = memo if memo is not None else PlanMemo()
     fires = _fires if preview_fires else _no_fires
     frozen_files = frozenset(desired.quarantined)
-    examine = memo.names_to_examine(desired, actual)
-    if examine is None:
+    examine = previous.names_to_examine(desired, actual) if previous is not None else None
+    if previous is None or examine is None:
         examine = set(desired.jobs) | set(actual.inventory)
         foreign = set(actual.scheduler) - examine
     else:
         # Whether a name is in each mapping can only have changed if it is examined (a
         # key added or removed is a changed key): the rest of the last answer stands.
-        foreign = set(memo.foreign) - examine
+        foreign = set(previous.foreign) - examine
         foreign.update(
             name
             for name in examine
@@ -210,15 +167,20 @@ def make_plan(
             changes.append(change)
         if change is not None or (wanted is not None and _moves_with_time(wanted)):
             unsettled.add(name)
-    memo.desired, memo.inventory, memo.scheduler = desired.jobs, actual.inventory, actual.scheduler
-    memo.frozen_files, memo.unsettled = frozen_files, frozenset(unsettled)
-    memo.foreign = frozenset(foreign)  # rows neither ours nor declared: reported only
     return _finish(
         changes,
         desired,
         actual,
         tuple(sorted(foreign)),
         refused=_guard(changes, desired, actual, max_delete_fraction, allow_mass_delete),
+        basis=PlanBasis(
+            desired=desired.jobs,
+            inventory=actual.inventory,
+            scheduler=actual.scheduler,
+            frozen_files=frozen_files,
+            unsettled=frozenset(unsettled),
+            foreign=frozenset(foreign),  # rows neither ours nor declared: reported only
+        ),
     )
 
 
@@ -264,21 +226,6 @@ def _moves_with_time(wanted: DesiredJob) -> bool:
     return not (wanted.open_ended or wanted.spec.paused)
 
 
-def _changed_keys(before: Mapping[str, object], after: Mapping[str, object]) -> set[str]:
-    """Keys whose value is not the very same object in both, or that are in one only."""
-    if before is after:
-        return set()
-    if isinstance(after, DerivedDict) and after.base is before:
-        return set(after.changed)
-    if len(before) == len(after) and list(before) == list(after):
-        # The same keys in the same order (a table read again, in its stored order):
-        # compare the values pairwise without a Python-level loop.
-        return set(compress(after, map(is_not, before.values(), after.values())))
-    changed = {key for key, value in after.items() if before.get(key) is not value}
-    changed.update(key for key in before if key not in after)
-    return changed
-
-
 def actual_after(
     actual: ActualState, plan: Plan, written: Mapping[str, SchedulerRow]
 ) -> ActualState:
@@ -301,15 +248,6 @@ def actual_after(
     return ActualState(inventory=inventory, scheduler=scheduler)
 
 
-def _content_key(spec_hash: str, status: str, source: str | None) -> str:
-    """A job's content as the plan hash sees it: what apply would leave, or found."""
-    return f"{spec_hash}|{status}|{source}"
-
-
-def _have_key(have: InventoryRow) -> str:
-    return _content_key(have.spec_hash, have.status, have.source_file)
-
-
 def touched_jobs(plan: Plan) -> list[str]:
     """Every job name a plan writes: its changes' jobs and the old names of renames."""
     names = [change.job for change in plan.changes]
@@ -329,11 +267,10 @@ def _add(wanted: DesiredJob, revision: Revision, *, now: datetime, fires: Fires)
             if target.status == JobStatus.COMPLETED
             else ""
         ),
-        only_after=wanted.essence,
+        after=(after := _after(wanted, target)),
         fires_after=fires(wanted.spec, now) if target.status == JobStatus.ACTIVE else (),
-        after_hash=wanted.spec_hash,
         target=target,
-        after_key=_content_key(wanted.spec_hash, target.status, wanted.source),
+        after_key=after.key,
     )
 
 
@@ -355,10 +292,10 @@ def _compare(
         if wanted.source != have.source_file:
             return _moved(wanted, have, revision, now=now)
         return _repair_if_drifted(have, actual, wanted=wanted)
-    diffs = tuple(_diff_fields(have.essence, wanted.essence))
+    paths = changed_paths(have.essence, wanted.essence)
     if wanted.source != have.source_file:
-        diffs += (FieldDiff("source", have.source_file, wanted.source),)
-    changed = {diff.path.split(".", 1)[0].split("[", 1)[0] for diff in diffs}
+        paths.append("source")
+    changed = {path.split(".", 1)[0].split("[", 1)[0] for path in paths}
     timing = bool(changed & set(_TIMING_FIELDS))
     action = Action.RENAME if renamed else Action.UPDATE
     if changed == {"paused"}:
@@ -369,16 +306,15 @@ def _compare(
         action=action,
         job=wanted.name,
         source=wanted.source,
-        reason=_update_reason(action, diffs, wanted.source, have.name),
-        eager_diffs=diffs,
+        reason=_update_reason(action, paths, wanted.source, have.name),
+        before=(was := have.content()),
+        after=(after := _after(wanted, target)),
         fires_before=fires(before, now) if timing and have.status == JobStatus.ACTIVE else (),
         fires_after=fires(wanted.spec, now) if timing and target.status == JobStatus.ACTIVE else (),
-        before_hash=have.spec_hash,
-        after_hash=wanted.spec_hash,
         target=target,
         renamed_from=have.name if renamed else None,
-        before_key=_have_key(have),
-        after_key=_content_key(wanted.spec_hash, target.status, wanted.source),
+        before_key=was.key,
+        after_key=after.key,
     )
 
 
@@ -392,12 +328,11 @@ def _status_change(
         source=wanted.source,
         reason=f"status {have.status} -> {status}"
         + (" (no future fire time)" if status == JobStatus.COMPLETED else ""),
-        eager_diffs=(FieldDiff("status", have.status, status),),
-        before_hash=have.spec_hash,
-        after_hash=wanted.spec_hash,
+        before=(was := have.content()),
+        after=(after := _after(wanted, target)),
         target=target,
-        before_key=_have_key(have),
-        after_key=_content_key(wanted.spec_hash, status, wanted.source),
+        before_key=was.key,
+        after_key=after.key,
     )
 
 
@@ -410,23 +345,22 @@ def _moved(wanted: DesiredJob, have: InventoryRow, revision: Revision, *, now: d
         job=wanted.name,
         source=wanted.source,
         reason=f"moved from {have.source_file} to {wanted.source}; no schedule effect",
-        eager_diffs=(FieldDiff("source", have.source_file, wanted.source),),
-        before_hash=have.spec_hash,
-        after_hash=wanted.spec_hash,
+        before=(was := have.content()),
+        after=(after := _after(wanted, target)),
         target=target,
-        before_key=_have_key(have),
-        after_key=_content_key(wanted.spec_hash, target.status, wanted.source),
+        before_key=was.key,
+        after_key=after.key,
     )
 
 
-def _update_reason(action: Action, diffs: tuple[FieldDiff, ...], source: str, old: str) -> str:
+def _update_reason(action: Action, paths: list[str], source: str, old: str) -> str:
     if action == Action.PAUSE:
         return f"paused: true in {source}"
     if action == Action.RESUME:
         return f"paused: false in {source}; next fire computed from now"
     if action == Action.RENAME:
         return f"renamed from {old} (previous_names in {source}); history and next fire kept"
-    fields = ", ".join(diff.path for diff in diffs[:5]) + (" ..." if len(diffs) > 5 else "")
+    fields = ", ".join(paths[:5]) + (" ..." if len(paths) > 5 else "")
     return f"spec changed in {source}: {fields}"
 
 
@@ -436,9 +370,8 @@ def _remove(have: InventoryRow) -> Change:
         job=have.name,
         source=have.source_file,
         reason=f"no longer declared in the jobs folder (was in {have.source_file})",
-        only_before=have.essence,
-        before_hash=have.spec_hash,
-        before_key=_have_key(have),
+        before=(was := have.content()),
+        before_key=was.key,
     )
 
 
@@ -483,11 +416,11 @@ def _repair_if_drifted(
         job=have.name,
         source=have.source_file,
         reason=reason_prefix + "drift: " + why,
-        before_hash=have.spec_hash,
-        after_hash=have.spec_hash,
+        before=(content := have.content()),
+        after=content,
         target=target,
         before_key=_row_key(row),
-        after_key=_have_key(have),
+        after_key=content.key,
     )
 
 
@@ -497,6 +430,10 @@ def _row_key(row: SchedulerRow | None) -> str:
         return "row:missing"
     timing = "paused" if row.next_run_time is None else "scheduled"
     return f"row:{row.readable}|{row.func}|{row.fingerprint}|{timing}"
+
+
+def _after(wanted: DesiredJob, target: Target) -> JobContent:
+    return JobContent(wanted.essence, wanted.spec_hash, target.status, wanted.source)
 
 
 def _target(
@@ -565,6 +502,7 @@ def _finish(
     foreign: tuple[str, ...],
     *,
     refused: str | None,
+    basis: PlanBasis,
 ) -> Plan:
     summary = {action.value: 0 for action in Action}  # plain str keys: orjson takes them
     for change in changes:
@@ -580,6 +518,7 @@ def _finish(
         plan_hash=plan_hash(changes),
         summary=summary,
         hints=_rename_hints(changes),
+        basis=basis,
     )
 
 
@@ -608,16 +547,16 @@ def _digest(data: Any) -> str:
 def _rename_hints(changes: list[Change]) -> tuple[str, ...]:
     """A remove and an add of the same spec under another name look like a rename."""
     removed = {
-        _without_name(c.only_before): c.job
+        _without_name(c.before.essence): c.job
         for c in changes
-        if c.action == Action.REMOVE and c.only_before is not None
+        if c.action == Action.REMOVE and c.before is not None
     }
     if not removed:
         return ()
     hints = []
     for change in changes:
-        if change.action == Action.ADD and change.only_after is not None:
-            old = removed.get(_without_name(change.only_after))
+        if change.action == Action.ADD and change.after is not None:
+            old = removed.get(_without_name(change.after.essence))
             if old is not None:
                 hints.append(
                     f"{old} -> {change.job} looks like a rename: add `previous_names: [{old}]` "
@@ -628,7 +567,3 @@ def _rename_hints(changes: list[Change]) -> tuple[str, ...]:
 
 def _without_name(essence: Mapping[str, Any]) -> str:
     return canonical_json({key: value for key, value in essence.items() if key != "name"})
-
-
-def _diff_fields(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[FieldDiff]:
-    return FieldDiffer().diff(before, after)

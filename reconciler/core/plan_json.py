@@ -53,7 +53,7 @@ class _JsonChanges:
     """The change documents of one JSON plan, noting whether any value is a float."""
 
     def __init__(self) -> None:
-        differ = FieldDiffer()
+        differ = self._differ = FieldDiffer()
         self.holds_float = False
         self._added = FieldViews(differ, lambda path, value: self._entry(path, None, value))
         self._removed = FieldViews(differ, lambda path, value: self._entry(path, value, None))
@@ -74,11 +74,13 @@ class _JsonChanges:
         }
 
     def _diffs(self, change: Change) -> list[dict[str, Any]]:
-        if change.only_after is not None:
-            return self._added(change.only_after)
-        if change.only_before is not None:
-            return self._removed(change.only_before)
-        return [self._entry(diff.path, diff.before, diff.after) for diff in change.diffs]
+        before, after = change.before, change.after
+        if before is None and after is not None:
+            return self._added(after.essence)
+        if after is None and before is not None:
+            return self._removed(before.essence)
+        diffs = self._differ.between(before, after)
+        return [self._entry(diff.path, diff.before, diff.after) for diff in diffs]
 
     def _listed(self, moments: tuple[datetime, ...]) -> list[str]:
         """Fire times as text, each list written once (jobs that share a schedule share

@@ -60,7 +60,8 @@ class _TextChanges:
     def __init__(self, *, colour: bool) -> None:
         self._paint = _painter(colour)
         # The JSON plan lists every field; people read only what differs from the defaults.
-        self._added = FieldViews(FieldDiffer(), _shown_unless_default("      "))
+        self._differ = FieldDiffer()
+        self._added = FieldViews(self._differ, _shown_unless_default("      "))
         self._moments = _Moments()
 
     def lines(self, change: Change) -> list[str]:
@@ -69,12 +70,12 @@ class _TextChanges:
         renamed = f" (was {change.renamed_from})" if change.renamed_from else ""
         head = self._paint(symbol, f"  {symbol} {change.action:<7} {change.job}")
         lines = [head + renamed + where, f"      # {change.reason}"]
-        if change.action == Action.ADD and change.only_after is not None:
-            lines += self._added(change.only_after)
+        if change.action == Action.ADD and change.after is not None:
+            lines += self._added(change.after.essence)
         elif change.action != Action.ADD and change.action != Action.REMOVE:
             lines += [
                 f"      {diff.path}: {_value(diff.before)} -> {_value(diff.after)}"
-                for diff in change.diffs
+                for diff in self._differ.between(change.before, change.after)
             ]
         if change.fires_before:
             lines.append("      next fires before: " + self._moments.joined(change.fires_before))
@@ -92,10 +93,10 @@ def _shown_unless_default(prefix: str) -> Callable[[str, Any], str | None]:
     return line
 
 
-def change_line(change: Change, *, limit: int = 3) -> str:
+def change_line(change: Change, *, limit: int = 3, differ: FieldDiffer | None = None) -> str:
     """One line naming a change, for logs and job events:
-    `~ nightly-report: schedule.cron "0 2 * * *" -> "0 3 * * *"`. Secret values are
-    already `(sensitive)` in the diffs."""
+    `~ nightly-report: schedule.cron "0 2 * * *" -> "0 3 * * *"`, secret values shown
+    as `(sensitive)`. Pass one `differ` for the lines of a whole plan."""
     head = f"{change.action.symbol} {change.job}"
     if change.action == Action.ADD:
         return f"{head}: added from {change.source}"
@@ -103,7 +104,7 @@ def change_line(change: Change, *, limit: int = 3) -> str:
         return f"{head}: removed"
     if change.action == Action.REPAIR:
         return f"{head}: repaired ({change.reason})"
-    diffs = change.diffs
+    diffs = (differ or FieldDiffer()).between(change.before, change.after)
     parts = [f"{d.path} {_value(d.before)} -> {_value(d.after)}" for d in diffs[:limit]]
     if len(diffs) > limit:
         parts.append(f"and {len(diffs) - limit} more")
@@ -219,12 +220,12 @@ def _markdown_diff(plan: Plan) -> list[str]:
     for change in plan.changes:
         sign = {Action.ADD: "+", Action.REMOVE: "-"}.get(change.action, "!")
         lines.append(f"{sign} {change.action} {change.job}")
-        if change.only_after is not None:
-            lines += added(change.only_after)
-        elif change.only_before is not None:
-            lines += removed(change.only_before)
+        if change.before is None and change.after is not None:
+            lines += added(change.after.essence)
+        elif change.after is None and change.before is not None:
+            lines += removed(change.before.essence)
         else:
-            for diff in change.diffs:
+            for diff in differ.between(change.before, change.after):
                 if diff.before is not None:
                     lines.append(f"-   {diff.path}: {_value(diff.before)}")
                 if diff.after is not None:

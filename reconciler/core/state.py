@@ -7,6 +7,7 @@ read by the store without ever going through APScheduler's job store methods.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,11 +30,12 @@ class DerivedDict(dict[str, Any]):
     """A dict made from `base` by setting or removing only the keys in `changed`.
 
     It lets a diff against `base` (the plan's, see core.plan) look at those keys alone
-    instead of comparing 10,000 entries. Only one generation is kept: deriving from a
-    DerivedDict drops that one's own base, so past states are not chained in memory
-    (a diff against an older base simply compares every entry)."""
+    instead of comparing 10,000 entries. A base that is itself derived is held weakly,
+    so past states are not chained in memory (`base` is then None once nothing else
+    holds it, and a diff against it simply compares every entry); neither mapping is
+    ever modified."""
 
-    __slots__ = ("base", "changed")
+    __slots__ = ("__weakref__", "_base", "changed")
 
     def __init__(
         self,
@@ -43,10 +45,15 @@ class DerivedDict(dict[str, Any]):
         changed: Iterable[str],
     ) -> None:
         super().__init__(items)
-        if isinstance(base, DerivedDict):
-            base.base = None
-        self.base: Mapping[str, Any] | None = base
+        self._base: Mapping[str, Any] | weakref.ref[DerivedDict] = (
+            weakref.ref(base) if isinstance(base, DerivedDict) else base
+        )
         self.changed = frozenset(changed)
+
+    @property
+    def base(self) -> Mapping[str, Any] | None:
+        base = self._base
+        return base() if isinstance(base, weakref.ref) else base
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +106,23 @@ class DesiredJob:
 
 
 @dataclass(frozen=True, slots=True)
+class JobContent:
+    """A job as a plan's change sees it on one side: what it declares (its essence, a
+    secret-bearing value kept out of repr, and the essence's hash), in which file, and
+    its status. Diffs between two of these are computed where they are shown."""
+
+    essence: Mapping[str, Any] = field(repr=False)
+    spec_hash: str
+    status: str  # a JobStatus
+    source: str
+
+    @property
+    def key(self) -> str:
+        """What the plan hash covers of this side: content, never a reason."""
+        return f"{self.spec_hash}|{self.status}|{self.source}"
+
+
+@dataclass(frozen=True, slots=True)
 class DesiredState:
     jobs: Mapping[str, DesiredJob]
     quarantined: Mapping[str, tuple[Diagnostic, ...]] = field(default_factory=dict)
@@ -120,6 +144,9 @@ class InventoryRow:
 
     def spec(self) -> JobSpec:
         return JobSpec.model_validate(dict(self.essence), strict=False)
+
+    def content(self) -> JobContent:
+        return JobContent(self.essence, self.spec_hash, self.status, self.source_file)
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import Engine
 
 from reconciler import metrics
+from reconciler.core.diff import FieldDiffer
 from reconciler.core.plan import Plan
 from reconciler.core.render import change_line
 from reconciler.core.vocabulary import Trigger
@@ -241,8 +242,10 @@ class Daemon:
         if plan.has_changes:
             counts = ", ".join(f"{n} {a}" for a, n in plan.summary.items() if n)
             log.info("applied %s (%s) in %.3f s", counts, plan.revision.label(), result.duration)
+            differ = FieldDiffer()
             for change in plan.changes[:CHANGES_LOGGED]:
-                log.info("%s", change_line(change), extra=job_extra(change.job))
+                line = change_line(change, differ=differ)
+                log.info("%s", line, extra=job_extra(change.job))
             if len(plan.changes) > CHANGES_LOGGED:
                 log.info("... and %d more changes", len(plan.changes) - CHANGES_LOGGED)
         self._refresh_gauges(caches)

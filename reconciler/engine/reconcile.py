@@ -23,7 +23,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from reconciler import metrics
 from reconciler.core.approval import SavedPlan, explain_mismatch
-from reconciler.core.plan import Plan, PlanMemo, actual_after, make_plan, touched_jobs
+from reconciler.core.plan import Plan, actual_after, make_plan, touched_jobs
+from reconciler.core.plan_basis import PlanBasis
 from reconciler.core.state import (
     ActualState,
     DerivedDict,
@@ -92,7 +93,8 @@ class ReconcileCaches:
     records: dict[str, FileRecord] | None = None
     recorded: LoadResult | None = None
     rows: RowDecoder = field(default_factory=RowDecoder)
-    plan: PlanMemo = field(default_factory=PlanMemo)
+    # What the last plan was made from: the next one examines only the jobs that moved.
+    plan_basis: PlanBasis | None = None
     # The actual state after the last committed pass, and the fingerprint of the tables
     # it matches (PostgreSQL only; see reconciler.store.fingerprint).
     actual: tuple[Fingerprint, ActualState] | None = None
@@ -357,8 +359,9 @@ def _reconcile(
                 max_delete_fraction=settings.max_delete_fraction,
                 allow_mass_delete=allow_mass_delete,
                 preview_fires=not apply,
-                memo=caches.plan,
+                previous=caches.plan_basis,
             )
+            caches.plan_basis = plan.basis
             outcome = _check(plan, expected_plan_hash, apply, allow_invalid)
             if apply and outcome == ReconcileOutcome.APPLIED:
                 with write_guard(plan) if write_guard is not None else nullcontext():

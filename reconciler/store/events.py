@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from reconciler.core.diff import FieldDiffer
 from reconciler.core.plan import Plan
 from reconciler.core.render import change_line
 from reconciler.core.vocabulary import Action
@@ -19,13 +20,14 @@ from reconciler.store.tables import job_events
 
 
 def record_job_events(connection: Connection, plan: Plan, *, now: datetime) -> int:
+    differ = FieldDiffer()  # one for the plan: its jobs share paths and values
     rows = [
         {
             "job_name": change.job,
             "at": now,
             "action": change.action,
             "status": change.target.status if change.target is not None else None,
-            "detail": change_line(change),
+            "detail": change_line(change, differ=differ),
             "revision": plan.revision.commit,
         }
         for change in plan.changes

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 
+from reconciler.core.diff import FieldDiffer
 from reconciler.engine.reconcile import reconcile_once
 from reconciler.settings import Settings
 from reconciler.store.db import create_sync_engine
@@ -55,7 +56,13 @@ def test_moves_and_renames_carry_the_job_over(pg_workspace: Workspace) -> None:
         (ws.jobs_dir / "ops" / "tick.yaml").rename(ws.jobs_dir / "tick.yaml")
         plan = apply()
         [change] = plan.changes
-        assert (change.action, [(d.path, d.before, d.after) for d in change.diffs]) == (
+        assert (
+            change.action,
+            [
+                (d.path, d.before, d.after)
+                for d in FieldDiffer().between(change.before, change.after)
+            ],
+        ) == (
             "update",
             [("source", "ops/tick.yaml", "tick.yaml")],
         )

@@ -1,5 +1,6 @@
-"""A PlanMemo only saves work: the same inputs give the same plan with or without it,
-whatever sequence of states came before (the daemon keeps one memo for ever)."""
+"""A previous plan's basis only saves work: the same inputs give the same plan with or
+without it, whatever sequence of states came before (the daemon passes each plan's basis
+to the next), and make_plan changes neither it nor any mapping it reads."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from reconciler.core.plan import Plan, PlanMemo, actual_after, make_plan
+from reconciler.core.plan import Plan, actual_after, make_plan
+from reconciler.core.plan_basis import PlanBasis
 from reconciler.core.state import ActualState, DerivedDict, DesiredState
 from reconciler.spec.diagnostics import Diagnostic
 from reconciler.spec.model import JobSpec
@@ -17,14 +19,26 @@ from reconciler.store.scheduler_rows import RowDecoder
 from tests.unit.core.planning import NOW, applied, desired, foreign_row, spec, with_rows
 
 
-def same_plan(memo: PlanMemo, wanted: DesiredState, actual: ActualState, **options: Any) -> Plan:
-    """The plan with `memo`, checked equal to the plan without any memo."""
-    with_memo = make_plan(wanted, actual, now=NOW, memo=memo, **options)
+def same_plan(
+    previous: PlanBasis | None, wanted: DesiredState, actual: ActualState, **options: Any
+) -> PlanBasis:
+    """The basis of the plan made with `previous`, that plan checked equal to the plan
+    made without it."""
+    reusing = make_plan(wanted, actual, now=NOW, previous=previous, **options)
     fresh = make_plan(wanted, actual, now=NOW, **options)
-    assert with_memo.plan_hash == fresh.plan_hash
-    assert with_memo.changes == fresh.changes
-    assert with_memo.foreign == fresh.foreign
-    return with_memo
+    assert reusing.plan_hash == fresh.plan_hash
+    assert reusing.changes == fresh.changes
+    assert reusing.foreign == fresh.foreign
+    assert reusing.basis is not None
+    return reusing.basis
+
+
+def plan_of(
+    previous: PlanBasis | None, wanted: DesiredState, actual: ActualState, **options: Any
+) -> Plan:
+    """The plan made with `previous`, checked equal to the plan made without it."""
+    same_plan(previous, wanted, actual, **options)
+    return make_plan(wanted, actual, now=NOW, previous=previous, **options)
 
 
 def assert_only_claimed_keys_changed(before: Mapping[str, object], after: object) -> None:
@@ -34,19 +48,19 @@ def assert_only_claimed_keys_changed(before: Mapping[str, object], after: object
     assert all(before.get(key) is after.get(key) is not None for key in unchanged)
 
 
-def test_memo_is_used_and_gives_the_same_plan_over_a_sequence_of_states() -> None:
-    memo = PlanMemo()
+def test_basis_is_used_and_gives_the_same_plan_over_a_sequence_of_states() -> None:
     jobs = [spec("a"), spec("b", paused=True), spec("c", schedule={"interval": {"minutes": 5}})]
     wanted, actual = desired(*jobs), applied(*jobs)
-    assert not same_plan(memo, wanted, actual).has_changes
-    assert memo.unsettled == frozenset()
+    assert not plan_of(None, wanted, actual).has_changes
+    basis = same_plan(None, wanted, actual)
+    assert basis.unsettled == frozenset()
     # The same objects again: every job is reused, nothing is compared.
-    assert memo.names_to_examine(wanted, actual) == set()
-    assert not same_plan(memo, wanted, actual).has_changes
+    assert basis.names_to_examine(wanted, actual) == set()
+    assert not plan_of(basis, wanted, actual).has_changes
     # A lost row makes exactly that job examined.
-    assert memo.names_to_examine(wanted, with_rows(actual, a=None)) == {"a"}
+    assert basis.names_to_examine(wanted, with_rows(actual, a=None)) == {"a"}
     # A scheduler row lost: same desired and inventory objects, but the row differs.
-    assert [c.action for c in same_plan(memo, wanted, with_rows(actual, a=None)).changes] == [
+    assert [c.action for c in plan_of(basis, wanted, with_rows(actual, a=None)).changes] == [
         "repair"
     ]
     # A spec edited: a new DesiredJob object for "c" only.
@@ -54,39 +68,39 @@ def test_memo_is_used_and_gives_the_same_plan_over_a_sequence_of_states() -> Non
     edited_jobs = dict(edited.jobs)
     edited_jobs["a"], edited_jobs["b"] = wanted.jobs["a"], wanted.jobs["b"]
     edited = DesiredState(jobs=edited_jobs, revision=edited.revision)
-    result = same_plan(memo, edited, actual)
+    result = plan_of(basis, edited, actual)
     assert [(c.action, c.job) for c in result.changes] == [("update", "c")]
     # A foreign row appears in a new scheduler mapping.
-    result = same_plan(memo, wanted, with_rows(actual, other=foreign_row("other")))
+    result = plan_of(basis, wanted, with_rows(actual, other=foreign_row("other")))
     assert result.foreign == ("other",)
 
 
 def test_a_job_of_a_quarantined_file_is_removed_once_the_file_is_gone() -> None:
-    memo = PlanMemo()
     jobs = [spec("a"), spec("b")]
     actual = applied(*jobs)
     broken = {"b.yaml": (Diagnostic("b.yaml", 1, 1, "YAML_SYNTAX", "broken"),)}
     frozen = desired(jobs[0], quarantined=broken)
-    assert not same_plan(memo, frozen, actual).has_changes
+    assert not plan_of(None, frozen, actual).has_changes
+    basis = same_plan(None, frozen, actual)
     # Found in sync while its file was quarantined: not examined again...
-    assert memo.names_to_examine(frozen, actual) == set()
+    assert basis.names_to_examine(frozen, actual) == set()
     # ...until the set of quarantined files changes.
     gone = DesiredState(jobs=frozen.jobs, revision=frozen.revision)
-    result = same_plan(memo, gone, actual, max_delete_fraction=1.0)
+    result = plan_of(basis, gone, actual, max_delete_fraction=1.0)
     assert [(c.action, c.job) for c in result.changes] == [("remove", "b")]
 
 
-def test_a_job_whose_status_moves_with_time_is_never_taken_from_the_memo() -> None:
-    memo = PlanMemo()
+def test_a_job_whose_status_moves_with_time_is_never_taken_from_the_basis() -> None:
     ends = NOW + timedelta(minutes=30)
     job = spec("a", end=ends.isoformat())
     wanted, actual = desired(job), applied(job)
-    assert not same_plan(memo, wanted, actual).has_changes
-    assert memo.unsettled == {"a"}
+    assert not plan_of(None, wanted, actual).has_changes
+    basis = same_plan(None, wanted, actual)
+    assert basis.unsettled == {"a"}
     later = NOW + timedelta(hours=1)
-    with_memo = make_plan(wanted, actual, now=later, memo=memo)
-    assert [(c.action, c.job) for c in with_memo.changes] == [("update", "a")]
-    assert with_memo.plan_hash == make_plan(wanted, actual, now=later).plan_hash
+    reusing = make_plan(wanted, actual, now=later, previous=basis)
+    assert [(c.action, c.job) for c in reusing.changes] == [("update", "a")]
+    assert reusing.plan_hash == make_plan(wanted, actual, now=later).plan_hash
 
 
 def test_actual_after_is_what_the_plan_leaves() -> None:
@@ -112,7 +126,8 @@ def test_actual_after_is_what_the_plan_leaves() -> None:
 def test_random_sequences_of_states_give_the_plans_of_a_fresh_diff() -> None:
     """A daemon's life in miniature: each step changes a few jobs' desired, inventory or
     scheduler objects (or the clock, or the quarantine), sometimes applies the plan, and
-    the memo's plan must equal the plan computed from scratch at every step."""
+    the plan made with the last basis must equal the plan made from scratch at every
+    step."""
     rng = random.Random(20261130)
     names = [f"job-{n}" for n in range(12)]
 
@@ -130,7 +145,8 @@ def test_random_sequences_of_states_give_the_plans_of_a_fresh_diff() -> None:
 
     picked = [variant(name, NOW) for name in names]
     wanted, actual = desired(*picked), applied(*picked)
-    memo, now = PlanMemo(), NOW
+    basis: PlanBasis | None = None
+    now = NOW
     examined = []
     broken = {"job-0.yaml": (Diagnostic("job-0.yaml", 1, 1, "YAML_SYNTAX", "broken"),)}
     for _ in range(300):
@@ -158,12 +174,13 @@ def test_random_sequences_of_states_give_the_plans_of_a_fresh_diff() -> None:
             now += timedelta(minutes=20)
         wanted = DesiredState(jobs=jobs, quarantined=quarantined, revision=wanted.revision)
         options = {"now": now, "max_delete_fraction": 1.0}
-        examine = memo.names_to_examine(wanted, actual)
+        examine = basis.names_to_examine(wanted, actual) if basis is not None else None
         examined.append(len(names) if examine is None else len(examine))
-        with_memo = make_plan(wanted, actual, memo=memo, **options)
+        reusing = make_plan(wanted, actual, previous=basis, **options)
         fresh = make_plan(wanted, actual, **options)
-        assert with_memo.plan_hash == fresh.plan_hash
-        assert with_memo.changes == fresh.changes and with_memo.foreign == fresh.foreign
+        assert reusing.plan_hash == fresh.plan_hash
+        assert reusing.changes == fresh.changes and reusing.foreign == fresh.foreign
+        basis = reusing.basis
         if rng.random() < 0.6:  # applied: the next state is what the plan leaves
             decoder, written = RowDecoder(), {}
             for change in fresh.changes:
@@ -183,5 +200,17 @@ def test_random_sequences_of_states_give_the_plans_of_a_fresh_diff() -> None:
             ):
                 assert_only_claimed_keys_changed(before_map, after_map)
             actual = after
-    # The memo was really used: most passes examined a few names, not all of them.
+    # The basis was really used: most passes examined a few names, not all of them.
     assert sorted(examined)[len(examined) // 2] <= 4, examined
+
+
+def test_deriving_from_a_derived_mapping_changes_neither() -> None:
+    """Generations are not chained in memory, yet no mapping is modified to that end: a
+    derived base is held weakly."""
+    first = {"a": 1, "b": 2}
+    second = DerivedDict({**first, "b": 3}, base=first, changed=["b"])
+    third = DerivedDict({**second, "c": 4}, base=second, changed=["c"])
+    assert second.base is first and second.changed == {"b"}
+    assert third.base is second and dict(second) == {"a": 1, "b": 3}
+    del second
+    assert third.base is None  # nothing holds it: a diff against it compares everything
