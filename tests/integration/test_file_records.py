@@ -30,6 +30,7 @@ from reconciler.store.file_records import read_file_records
 from reconciler.store.migrate import upgrade_database
 from reconciler.store.tables import metadata
 
+TASK = "task: reconciler.tasks.example_task"
 NOW = datetime(2027, 3, 1, 12, 0, 30, tzinfo=UTC)
 NAMES = [f"job-{n}" for n in range(6)]
 FILES = ["a.yaml", "b.yaml", "c.yml", "team/d.yaml", "team/e.yaml"]
@@ -255,3 +256,26 @@ def test_unchanged_files_are_not_parsed_and_plan_writes_nothing(
     parsed.clear()
     space.plans()
     assert parsed.count("f0.yaml") == 2
+
+
+def test_a_daemons_passes_record_files_too(space: Space, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daemon applies most changes: its passes keep the records current, so a CI
+    plan after them parses nothing."""
+    caches = ReconcileCaches()
+    for number in range(3):
+        space.do("write", f"f{number}.yaml", f"name: job-{number}\n{TASK}\n{SCHEDULES[0]}")
+    for _ in range(2):  # the second pass finds nothing new: writes nothing
+        reconcile_once(space.engine, space.settings, trigger="watch", caches=caches)
+    space.do("write", "f1.yaml", f"name: job-1\n{TASK}\n{SCHEDULES[3]}")
+    reconcile_once(space.engine, space.settings, trigger="watch", caches=caches)
+    parsed: list[str] = []
+    real = loader._load_bytes
+
+    def counting(source: str, *args: object, **kwargs: object) -> object:
+        parsed.append(source)
+        return real(source, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loader, "_load_bytes", counting)
+    plan = reconcile_once(space.engine, space.settings, trigger="cli", apply=False).plan
+    assert not plan.has_changes
+    assert parsed == []
