@@ -89,9 +89,12 @@ class ReconcileCaches:
     loaded: tuple[LoadResult, dict[str, DesiredJob]] | None = None
     essences: EssenceCache = field(default_factory=EssenceCache)
     # What the `job_files` table holds as far as this process knows (None: not read
-    # yet), and the load result it was last made to match.
+    # yet), the load result it was last made to match, and the record made of each
+    # file outcome (by id(); the outcome is held in the value), so that a pass after one
+    # file changed makes one record, not 1,000.
     records: dict[str, FileRecord] | None = None
     recorded: LoadResult | None = None
+    records_of: dict[int, tuple[FileOutcome, str, FileRecord | None]] = field(default_factory=dict)
     rows: RowDecoder = field(default_factory=RowDecoder)
     # What the last plan was made from: the next one examines only the jobs that moved.
     plan_basis: PlanBasis | None = None
@@ -392,13 +395,16 @@ def _record_files(
     if caches.records is None:
         caches.records = read_file_records(connection)
     context = validation_context(settings)
-    wanted = {}
+    wanted, made = {}, {}
     for outcome in loaded.outcomes:
-        record = record_of(outcome, context)
-        if record is not None:
-            wanted[record.path] = record
+        known = caches.records_of.get(id(outcome))
+        if known is None or known[0] is not outcome or known[1] != context:
+            known = (outcome, context, record_of(outcome, context))
+        made[id(outcome)] = known
+        if known[2] is not None:
+            wanted[known[2].path] = known[2]
     write_file_records(connection, wanted, known=caches.records, now=now)
-    caches.records, caches.recorded = wanted, loaded
+    caches.records, caches.recorded, caches.records_of = wanted, loaded, made
 
 
 def _apply(
