@@ -213,8 +213,22 @@ def test_records_give_exactly_the_plan_of_a_full_parse(
             assert_same(*space.plans())
 
 
+@pytest.fixture
+def parsed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The files parsed from now on (their labels, in order), by any pass."""
+    seen: list[str] = []
+    real = loader._load_bytes
+
+    def counting(source: str, *args: object, **kwargs: object) -> object:
+        seen.append(source)
+        return real(source, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loader, "_load_bytes", counting)
+    return seen
+
+
 def test_unchanged_files_are_not_parsed_and_plan_writes_nothing(
-    space: Space, monkeypatch: pytest.MonkeyPatch
+    space: Space, parsed: list[str]
 ) -> None:
     for number in range(4):
         space.do(
@@ -222,14 +236,6 @@ def test_unchanged_files_are_not_parsed_and_plan_writes_nothing(
             f"f{number}.yaml",
             f"name: job-{number}\n" + SCHEDULES[0] + "\ntask: reconciler.tasks.example_task",
         )
-    parsed: list[str] = []
-    real = loader._load_bytes
-
-    def counting(source: str, *args: object, **kwargs: object) -> object:
-        parsed.append(source)
-        return real(source, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(loader, "_load_bytes", counting)
     space.do("apply", None, None)
     assert sorted(parsed) == [f"f{n}.yaml" for n in range(4)]
     with space.engine.connect() as connection:
@@ -258,7 +264,7 @@ def test_unchanged_files_are_not_parsed_and_plan_writes_nothing(
     assert parsed.count("f0.yaml") == 2
 
 
-def test_a_daemons_passes_record_files_too(space: Space, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_daemons_passes_record_files_too(space: Space, parsed: list[str]) -> None:
     """The daemon applies most changes: its passes keep the records current, so a CI
     plan after them parses nothing."""
     caches = ReconcileCaches()
@@ -268,14 +274,7 @@ def test_a_daemons_passes_record_files_too(space: Space, monkeypatch: pytest.Mon
         reconcile_once(space.engine, space.settings, trigger="watch", caches=caches)
     space.do("write", "f1.yaml", f"name: job-1\n{TASK}\n{SCHEDULES[3]}")
     reconcile_once(space.engine, space.settings, trigger="watch", caches=caches)
-    parsed: list[str] = []
-    real = loader._load_bytes
-
-    def counting(source: str, *args: object, **kwargs: object) -> object:
-        parsed.append(source)
-        return real(source, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(loader, "_load_bytes", counting)
+    parsed.clear()
     plan = reconcile_once(space.engine, space.settings, trigger="cli", apply=False).plan
     assert not plan.has_changes
     assert parsed == []
