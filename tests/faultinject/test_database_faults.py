@@ -45,7 +45,7 @@ def finals_after(rig: FaultRig, ids: set[str], since: float) -> float:
         ),
         timeout=60,
         what=f"final statuses of {sorted(ids)}",
-        every=0.1,
+        interval=0.1,
     )
     return time.monotonic() - since
 

@@ -26,7 +26,7 @@ def second_deliveries(rig: FaultRig, forced: Counter[str], *, at_least: int) -> 
         lambda: len(rows := rig.in_flight()) >= at_least and rows,
         timeout=20,
         what="runs in flight",
-        every=0.05,
+        interval=0.05,
     )
     for row in rows:
         rig.deliver_again(row)
