@@ -49,7 +49,7 @@ from reconciler.spec.files import (
     signature_of,
 )
 from reconciler.spec.model import JobSpec
-from reconciler.spec.records import file_digest
+from reconciler.spec.records import file_digest, validation_context
 from reconciler.spec.yamlsafe import (
     MAX_DIAGNOSTICS_PER_FILE,
     describe_kind,
@@ -132,7 +132,7 @@ class LoadCache:
 
     def __init__(self) -> None:
         self._outcomes: dict[str, tuple[FileSignature, FileOutcome]] = {}
-        self._settings_key: tuple[Any, ...] | None = None
+        self._settings_key: str | None = None
         # The last result and what it was assembled from: the same outcomes (the same
         # objects) and refusals give the same result, returned as the same object so
         # that callers can tell "nothing changed" by identity.
@@ -222,12 +222,9 @@ class LoadCache:
             del self._outcomes[label]
 
     def _match_settings(self, settings: Settings) -> None:
-        key = (
-            settings.max_file_bytes,
-            settings.max_nesting_depth,
-            settings.queues,
-            settings.task_allowlist,
-        )
+        # Everything besides a file's bytes that its outcome depends on (the same digest
+        # file records are made under): a task module edited while a daemon runs, too.
+        key = validation_context(settings)
         if key != self._settings_key:
             self._outcomes.clear()
             self._settings_key = key

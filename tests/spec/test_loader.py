@@ -261,3 +261,25 @@ def _cpu_time(action: Callable[[], object]) -> float:
     start = time.process_time()
     action()
     return time.process_time() - start
+
+
+def test_cache_starts_afresh_when_any_validation_setting_changes(
+    tmp_path: Path, settings: Settings
+) -> None:
+    """Every setting validation reads keys the cache (the file records' context), not
+    only the queues and the allowlist: here the statements sql_maintenance may run."""
+    text = (
+        "name: cluster\ntask: reconciler.tasks.sql_maintenance\n"
+        'schedule: {cron: "0 3 * * *"}\nkwargs: {statement: CLUSTER jobs}\n'
+    )
+    _age(write(tmp_path, "a.yaml", text))
+    cache = LoadCache()
+    powerful = ("reconciler.tasks.*",)
+    narrow = Settings(task_allowlist=powerful, max_nesting_depth=32)
+    assert not load_jobs(tmp_path, settings=narrow, now=NOW, cache=cache).valid
+    wider = Settings(
+        task_allowlist=powerful,
+        max_nesting_depth=32,
+        sql_statement_allowlist=(*narrow.sql_statement_allowlist, "CLUSTER"),
+    )
+    assert load_jobs(tmp_path, settings=wider, now=NOW, cache=cache).valid
