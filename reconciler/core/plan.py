@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from reconciler.core.diff import changed_paths
+from reconciler.core.memory import CoreMemory
 from reconciler.core.plan_basis import PlanBasis
 from reconciler.core.state import (
     ActualState,
@@ -30,7 +31,6 @@ from reconciler.core.state import (
     Revision,
     SchedulerJob,
     SchedulerRow,
-    scheduler_job,
 )
 from reconciler.core.triggers import next_fire_times
 from reconciler.core.vocabulary import Action, JobStatus
@@ -122,14 +122,18 @@ def make_plan(
     allow_mass_delete: bool = False,
     preview_fires: bool = True,
     previous: PlanBasis | None = None,
+    memory: CoreMemory | None = None,
 ) -> Plan:
     """Diff `desired` against `actual`. Pure: same inputs, same plan, whether or not
     `previous` (the basis of the last plan of a long-running process, see PlanBasis) is
-    given: it only saves work, and is never changed.
+    given: it only saves work, and is never changed. Nor does `memory` (see
+    core/memory.py) change the plan: a long-running process passes its own, to skip work
+    it did in earlier passes; without one, a fresh one serves this call.
 
     `preview_fires=False` leaves the next-fire previews out (apply does not show them,
     and computing three fire times for each of 10,000 new jobs costs seconds)."""
     fires = _fires if preview_fires else _no_fires
+    memory = memory if memory is not None else CoreMemory()
     frozen_files = frozenset(desired.quarantined)
     examine = previous.names_to_examine(desired, actual) if previous is not None else None
     if previous is None or examine is None:
@@ -159,10 +163,12 @@ def make_plan(
         if name in renamed_to and wanted is not None:
             have = actual.inventory[renamed_to[name]]
             change: Change | None = _compare(
-                wanted, have, actual, desired.revision, now=now, fires=fires
+                wanted, have, actual, desired.revision, now=now, fires=fires, memory=memory
             )
         else:
-            change = _verdict(wanted, have, actual, desired.revision, frozen_files, now, fires)
+            change = _verdict(
+                wanted, have, actual, desired.revision, frozen_files, now, fires, memory
+            )
         if change is not None:
             changes.append(change)
         if change is not None or (wanted is not None and _moves_with_time(wanted)):
@@ -192,16 +198,17 @@ def _verdict(
     frozen_files: frozenset[str],
     now: datetime,
     fires: Fires,
+    memory: CoreMemory,
 ) -> Change | None:
     """The change one job needs, or None when it is in sync."""
     if wanted is not None and have is None:
-        return _add(wanted, revision, now=now, fires=fires)
+        return _add(wanted, revision, now=now, fires=fires, memory=memory)
     if wanted is not None and have is not None:
-        return _compare(wanted, have, actual, revision, now=now, fires=fires)
+        return _compare(wanted, have, actual, revision, now=now, fires=fires, memory=memory)
     if have is not None and have.source_file not in frozen_files:
         return _remove(have)
     if have is not None:
-        return _repair_if_drifted(have, actual, reason_prefix="quarantined file; ")
+        return _repair_if_drifted(have, actual, memory, reason_prefix="quarantined file; ")
     return None  # a foreign row: reported, never planned
 
 
@@ -255,8 +262,10 @@ def touched_jobs(plan: Plan) -> list[str]:
     return names
 
 
-def _add(wanted: DesiredJob, revision: Revision, *, now: datetime, fires: Fires) -> Change:
-    target = _target(wanted, revision.commit, revision.dirty, now=now, keep=False)
+def _add(
+    wanted: DesiredJob, revision: Revision, *, now: datetime, fires: Fires, memory: CoreMemory
+) -> Change:
+    target = _target(wanted, revision.commit, revision.dirty, memory, now=now, keep=False)
     return Change(
         action=Action.ADD,
         job=wanted.name,
@@ -282,16 +291,17 @@ def _compare(
     *,
     now: datetime,
     fires: Fires,
+    memory: CoreMemory,
 ) -> Change | None:
     """The change from `have` to `wanted`; a rename when their names differ."""
     renamed = wanted.name != have.name
     if wanted.spec_hash == have.spec_hash and not renamed:
         status = wanted.status(now=now)
         if status != have.status:
-            return _status_change(wanted, have, status, now=now)
+            return _status_change(wanted, have, status, memory, now=now)
         if wanted.source != have.source_file:
-            return _moved(wanted, have, revision, now=now)
-        return _repair_if_drifted(have, actual, wanted=wanted)
+            return _moved(wanted, have, revision, memory, now=now)
+        return _repair_if_drifted(have, actual, memory, wanted=wanted)
     paths = changed_paths(have.essence, wanted.essence)
     if wanted.source != have.source_file:
         paths.append("source")
@@ -300,7 +310,7 @@ def _compare(
     action = Action.RENAME if renamed else Action.UPDATE
     if changed == {"paused"}:
         action = Action.PAUSE if wanted.spec.paused else Action.RESUME
-    target = _target(wanted, revision.commit, revision.dirty, now=now, keep=not timing)
+    target = _target(wanted, revision.commit, revision.dirty, memory, now=now, keep=not timing)
     before = have.spec()
     return Change(
         action=action,
@@ -319,9 +329,9 @@ def _compare(
 
 
 def _status_change(
-    wanted: DesiredJob, have: InventoryRow, status: JobStatus, *, now: datetime
+    wanted: DesiredJob, have: InventoryRow, status: JobStatus, memory: CoreMemory, *, now: datetime
 ) -> Change:
-    target = _target(wanted, have.revision, False, now=now, keep=True, status=status)
+    target = _target(wanted, have.revision, False, memory, now=now, keep=True, status=status)
     return Change(
         action=Action.UPDATE,
         job=wanted.name,
@@ -336,10 +346,12 @@ def _status_change(
     )
 
 
-def _moved(wanted: DesiredJob, have: InventoryRow, revision: Revision, *, now: datetime) -> Change:
+def _moved(
+    wanted: DesiredJob, have: InventoryRow, revision: Revision, memory: CoreMemory, *, now: datetime
+) -> Change:
     """The same job declared in another file: only its source changes; its scheduler
     row keeps its next fire (no schedule effect)."""
-    target = _target(wanted, revision.commit, revision.dirty, now=now, keep=True)
+    target = _target(wanted, revision.commit, revision.dirty, memory, now=now, keep=True)
     return Change(
         action=Action.UPDATE,
         job=wanted.name,
@@ -378,6 +390,7 @@ def _remove(have: InventoryRow) -> Change:
 def _repair_if_drifted(
     have: InventoryRow,
     actual: ActualState,
+    memory: CoreMemory,
     *,
     wanted: DesiredJob | None = None,
     reason_prefix: str = "",
@@ -386,7 +399,7 @@ def _repair_if_drifted(
     if have.status == JobStatus.COMPLETED:
         return None  # APScheduler removes finished jobs itself; nothing should be there
     spec = wanted.spec if wanted else have.spec()
-    expected = scheduler_job(spec, spec_hash=have.spec_hash, revision=have.revision)
+    expected = memory.scheduler_job(spec, spec_hash=have.spec_hash, revision=have.revision)
     row = actual.scheduler.get(have.name)
     if row is None:
         why = "its apscheduler_jobs row is missing"
@@ -440,6 +453,7 @@ def _target(
     wanted: DesiredJob,
     commit: str | None,
     dirty: bool,
+    memory: CoreMemory,
     *,
     now: datetime,
     keep: bool,
@@ -454,7 +468,7 @@ def _target(
         status=status or wanted.status(now=now),
         revision=commit,
         revision_dirty=dirty,
-        scheduler=scheduler_job(wanted.spec, spec_hash=wanted.spec_hash, revision=commit),
+        scheduler=memory.scheduler_job(wanted.spec, spec_hash=wanted.spec_hash, revision=commit),
         keep_next_run_time=keep,
     )
 

@@ -210,24 +210,10 @@ FIRE_MAX_INSTANCES = 10
 
 
 def scheduler_job(spec: JobSpec, *, spec_hash: str, revision: str | None) -> SchedulerJob:
-    """Memoised on (spec_hash, revision), which determine the result completely: a pass
-    over 10,000 unchanged jobs then costs a lookup per job."""
-    key = (spec_hash, revision)
-    known = _SCHEDULER_JOBS.get(key)
-    if known is None or known.id != spec.name:
-        if len(_SCHEDULER_JOBS) >= 50_000:
-            _SCHEDULER_JOBS.clear()
-        known = _SCHEDULER_JOBS[key] = _scheduler_job(spec, spec_hash=spec_hash, revision=revision)
-    return known
-
-
-_SCHEDULER_JOBS: dict[tuple[str, str | None], SchedulerJob] = {}
-
-
-def _scheduler_job(spec: JobSpec, *, spec_hash: str, revision: str | None) -> SchedulerJob:
     """The `apscheduler_jobs` content for a job. `revision` is the revision that last
     CHANGED the job (kept in its inventory row), not the newest commit: a commit that
-    leaves a job alone must not rewrite (and so re-time) its row."""
+    leaves a job alone must not rewrite (and so re-time) its row. Determined completely
+    by (spec_hash, revision), so a CoreMemory may remember it (core/memory.py)."""
     trigger = build_trigger(spec)
     payload: FirePayload = fire_payload(spec, spec_hash=spec_hash, revision=revision)
     return SchedulerJob(

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from reconciler import metrics
 from reconciler.core.approval import SavedPlan, explain_mismatch
+from reconciler.core.memory import CoreMemory
 from reconciler.core.plan import Plan, actual_after, make_plan, touched_jobs
 from reconciler.core.plan_basis import PlanBasis
 from reconciler.core.state import (
@@ -98,6 +99,7 @@ class ReconcileCaches:
     rows: RowDecoder = field(default_factory=RowDecoder)
     # What the last plan was made from: the next one examines only the jobs that moved.
     plan_basis: PlanBasis | None = None
+    memory: CoreMemory = field(default_factory=CoreMemory)  # the pure core's speed-ups
     # The actual state after the last committed pass, and the fingerprint of the tables
     # it matches (PostgreSQL only; see reconciler.store.fingerprint).
     actual: tuple[Fingerprint, ActualState] | None = None
@@ -363,6 +365,7 @@ def _reconcile(
                 allow_mass_delete=allow_mass_delete,
                 preview_fires=not apply,
                 previous=caches.plan_basis,
+                memory=caches.memory,
             )
             caches.plan_basis = plan.basis
             outcome = _check(plan, expected_plan_hash, apply, allow_invalid)

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from reconciler.core.memory import CoreMemory
 from reconciler.core.plan import Plan, actual_after, make_plan
 from reconciler.core.plan_basis import PlanBasis
 from reconciler.core.state import ActualState, DerivedDict, DesiredState
@@ -214,3 +215,18 @@ def test_deriving_from_a_derived_mapping_changes_neither() -> None:
     assert third.base is second and dict(second) == {"a": 1, "b": 3}
     del second
     assert third.base is None  # nothing holds it: a diff against it compares everything
+
+
+def test_a_core_memory_only_saves_work() -> None:
+    """The engine's CoreMemory lives for the process: plans made with it are the plans
+    made without it, and a job planned again reuses its scheduler row content."""
+    memory = CoreMemory()
+    jobs = [spec("a"), spec("b", paused=True)]
+    wanted = desired(*jobs)
+    for actual in (applied(), applied(*jobs), with_rows(applied(*jobs), a=None)):
+        remembered = make_plan(wanted, actual, now=NOW, memory=memory)
+        assert remembered.changes == make_plan(wanted, actual, now=NOW).changes
+    first = make_plan(wanted, applied(), now=NOW, memory=memory).changes[0].target
+    again = make_plan(wanted, applied(), now=NOW, memory=memory).changes[0].target
+    assert first is not None and again is not None
+    assert again.scheduler is first.scheduler

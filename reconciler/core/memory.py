@@ -1,0 +1,37 @@
+"""The speed-up memories of the pure core, in one object that its owner passes in
+(kopf's inventory: explicit per-process memories, not module globals).
+
+A long-running process keeps one for its life (the engine's ReconcileCaches); a one-shot
+command makes a fresh one, or passes none. Nothing computed ever depends on it: each
+memory holds values that its key determines completely, and is bounded (cleared when
+full: a recomputation is only a cost).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from reconciler.core.state import SchedulerJob, scheduler_job
+from reconciler.spec.model import JobSpec
+
+MEMORY_LIMIT = 50_000
+
+
+@dataclass
+class CoreMemory:
+    """What planning remembers between calls."""
+
+    # The scheduler row content per (spec hash, revision): a full pass over 10,000
+    # unchanged jobs then costs a look-up per job instead of building its trigger.
+    scheduler_jobs: dict[tuple[str, str | None], SchedulerJob] = field(default_factory=dict)
+
+    def scheduler_job(self, spec: JobSpec, *, spec_hash: str, revision: str | None) -> SchedulerJob:
+        """`scheduler_job(...)`, remembered."""
+        key = (spec_hash, revision)
+        known = self.scheduler_jobs.get(key)
+        if known is None or known.id != spec.name:
+            if len(self.scheduler_jobs) >= MEMORY_LIMIT:
+                self.scheduler_jobs.clear()
+            known = scheduler_job(spec, spec_hash=spec_hash, revision=revision)
+            self.scheduler_jobs[key] = known
+        return known
