@@ -10,7 +10,7 @@ exact format `SQLAlchemyJobStore` writes, so the scheduler reads them as its own
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -53,6 +53,8 @@ class RowDecoder:
         self._written: set[str] = set()  # digests remembered since the last read
         # The last read: (id, row version) -> (decoded row, digest of its state).
         self.versions: dict[tuple[str, int], tuple[SchedulerRow, str]] = {}
+        # Fingerprints of decoded triggers: those load_state shared are described once.
+        self._fingerprints = IdentityMemo(describe_trigger, limit=10_000)
 
     def decode(self, row_id: str, next_run_time: float | None, job_state: bytes) -> SchedulerRow:
         return self.decode_digested(row_id, next_run_time, job_state, state_digest(job_state))
@@ -63,7 +65,7 @@ class RowDecoder:
         """`decode`, with the state's digest already computed."""
         template = self._templates.get(digest)
         if template is None:
-            template = self._templates[digest] = _unpickle(row_id, job_state)
+            template = self._templates[digest] = _unpickle(row_id, job_state, self._fingerprints)
         return _with_next_run_time(template, row_id, next_run_time)
 
     def remember(self, written: Iterable[WrittenRow]) -> dict[str, SchedulerRow]:
@@ -155,10 +157,6 @@ def _read_new_versions(connection: Connection, decoder: RowDecoder) -> dict[str,
     return rows
 
 
-# Fingerprints of decoded triggers; those load_state shared are described once.
-_loaded_fingerprint = IdentityMemo(describe_trigger, limit=10_000)
-
-
 def upsert_scheduler_rows(
     connection: Connection,
     rows: Iterable[tuple[SchedulerJob, datetime | None]],
@@ -185,14 +183,14 @@ def delete_scheduler_rows(connection: Connection, ids: Iterable[str]) -> None:
         connection.execute(sa.delete(apscheduler_jobs).where(apscheduler_jobs.c.id.in_(chunk)))
 
 
-def _unpickle(row_id: str, job_state: bytes) -> SchedulerRow:
+def _unpickle(row_id: str, job_state: bytes, fingerprint: Callable[[Any], str]) -> SchedulerRow:
     try:
         state: Mapping[str, Any] = load_state(job_state)
         return SchedulerRow(
             id=row_id,
             next_run_time=None,
             func=str(state.get("func", "")),
-            fingerprint=_loaded_fingerprint(state.get("trigger")),
+            fingerprint=fingerprint(state.get("trigger")),
             kwargs=dict(state.get("kwargs") or {}),
             misfire_grace_time=state.get("misfire_grace_time"),
             coalesce=bool(state.get("coalesce", True)),
