@@ -26,7 +26,7 @@ from typing import Any
 
 from apscheduler.triggers.base import BaseTrigger
 
-from reconciler.core.schedule import CronSchedule, DstPolicy, Gap, Repeat
+from reconciler.core.schedule import CronSchedule, DstPolicy, Fire, Gap, Repeat
 from reconciler.spec.cron import compile_cron
 
 _STATE_VERSION = 3
@@ -39,7 +39,7 @@ class WallClockCronTrigger(BaseTrigger):
     after it (APScheduler then counts the missed ones); without, the first at or after
     `now`. Jitter, if any, is added after the slot is chosen (APScheduler's rule)."""
 
-    __slots__ = ("_schedule", "cron", "dst", "end", "jitter", "start", "timezone")
+    __slots__ = ("_last", "_schedule", "cron", "dst", "end", "jitter", "start", "timezone")
 
     def __init__(
         self,
@@ -58,6 +58,7 @@ class WallClockCronTrigger(BaseTrigger):
         self.end = end
         self.jitter = jitter or None
         self._schedule = self._make_schedule()
+        self._last: tuple[datetime, bool, Fire | None] | None = None
 
     def _make_schedule(self) -> CronSchedule:
         return CronSchedule(
@@ -76,15 +77,26 @@ class WallClockCronTrigger(BaseTrigger):
         self, previous_fire_time: datetime | None, now: datetime
     ) -> datetime | None:
         if previous_fire_time is not None:
-            fire = self._schedule.next_fire(previous_fire_time)
+            fire = self._next_fire(previous_fire_time, inclusive=False)
         else:
-            fire = self._schedule.next_fire(now, inclusive=True)
+            fire = self._next_fire(now, inclusive=True)
         if fire is None:
             return None
         moment = fire.at
         if self.jitter:
             moment = self._apply_jitter(moment, self.jitter, now)
         return moment
+
+    def _next_fire(self, after: datetime, *, inclusive: bool) -> Fire | None:
+        # The daemon's store shares one trigger among the jobs of equal schedules
+        # (store.job_state), and a burst of them asks for the same answer in a row (10,000
+        # jobs `0 * * * *` at :00): the last answer is kept (one tuple, replaced whole).
+        last = self._last
+        if last is not None and last[0] == after and last[1] == inclusive:
+            return last[2]
+        fire = self._schedule.next_fire(after, inclusive=inclusive)
+        self._last = (after, inclusive, fire)
+        return fire
 
     def __getstate__(self) -> dict[str, Any]:
         return {
@@ -108,6 +120,7 @@ class WallClockCronTrigger(BaseTrigger):
         self.end = state["end"]
         self.jitter = state["jitter"]
         self._schedule = self._make_schedule()
+        self._last = None
 
     def __repr__(self) -> str:
         parts = [f"cron={self.cron!r}", f"timezone={self.timezone!r}"]

@@ -11,6 +11,7 @@ no alert fires for a removed job, and all of them when the daemon stops leading.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.engine import Engine
@@ -34,9 +35,9 @@ _FAR = timedelta(days=3660)
 class JobGauges:
     def __init__(self) -> None:
         self._tracked: dict[str, str] = {}  # job name -> spec hash its series were made for
-        # job name -> (spec hash, since, first slot after since): recomputed only when the
-        # job's newest ledger slot or its spec moves.
-        self._first_slot: dict[str, tuple[str, datetime, datetime | None]] = {}
+        # job name -> (spec hash, since, first slot after since, its grace): recomputed only
+        # when the job's newest ledger slot or its spec moves.
+        self._first_slot: dict[str, tuple[str, datetime, datetime | None, timedelta]] = {}
 
     def refresh(self, engine: Engine, essences: EssenceCache) -> None:
         with engine.connect() as connection:
@@ -63,37 +64,54 @@ class JobGauges:
 
     def _refresh_job(self, row: JobRow, essences: EssenceCache, now: datetime) -> None:
         spec_hash = row.spec_hash
-        spec = _spec(essences, spec_hash)
+        # The spec is parsed only when a series is (re)made or a first slot recomputed:
+        # refreshing 100,000 unchanged jobs every 10 s must not validate 100,000 specs.
+        parsed: list[JobSpec | None] = []
+
+        def spec_of() -> JobSpec | None:
+            if not parsed:
+                parsed.append(_spec(essences, spec_hash))
+            return parsed[0]
+
         next_fire = row.next_run_time if row.status == JobStatus.ACTIVE else None
         if self._tracked.get(row.name) != spec_hash:
-            metrics.track_job(row.name, interval_seconds=_interval(spec, now), next_fire=next_fire)
+            metrics.track_job(
+                row.name, interval_seconds=_interval(spec_of(), now), next_fire=next_fire
+            )
             self._tracked[row.name] = spec_hash
         elif next_fire is not None:
             metrics.NEXT_FIRE.labels(row.name).set(next_fire)
         else:
             metrics.NEXT_FIRE.remove(row.name)  # absent: a no-op
-        absent = self._slot_absent(row, spec, spec_hash, now)
+        absent = self._slot_absent(row, spec_of, spec_hash, now)
         if absent is None:
             metrics.SLOT_ABSENT.remove(row.name)
         else:
             metrics.SLOT_ABSENT.labels(row.name).set(1 if absent else 0)
 
     def _slot_absent(
-        self, row: JobRow, spec: JobSpec | None, spec_hash: str, now: datetime
+        self,
+        row: JobRow,
+        spec_of: Callable[[], JobSpec | None],
+        spec_hash: str,
+        now: datetime,
     ) -> bool | None:
         """Whether the first slot after the newer of the job's newest ledger slot and its
-        last inventory change is older than its grace; None for a paused or completed job
-        (no series)."""
-        if spec is None or row.status != JobStatus.ACTIVE:
+        last inventory change is older than its grace; None for a paused or completed job,
+        or one whose spec is unknown (no series)."""
+        if row.status != JobStatus.ACTIVE:
             return None
         since = max(filter(None, (as_utc(row.last_run_slot), as_utc(row.updated_at))))
         known = self._first_slot.get(row.name)
         if known is None or known[:2] != (spec_hash, since):
+            spec = spec_of()
+            if spec is None:
+                return None
             found, _ = slot_times(spec, after=since, until=since + _FAR, limit=1)
-            known = (spec_hash, since, found[0] if found else None)
+            grace = timedelta(seconds=float(spec.misfire_grace_seconds)) + ABSENT_AFTER_GRACE
+            known = (spec_hash, since, found[0] if found else None, grace)
             self._first_slot[row.name] = known
-        first = known[2]
-        grace = timedelta(seconds=float(spec.misfire_grace_seconds)) + ABSENT_AFTER_GRACE
+        _, _, first, grace = known
         return first is not None and first < now - grace
 
 

@@ -19,10 +19,13 @@ starts) finds those slots and makes them due again; see its docstring.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 from datetime import datetime
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from apscheduler.job import Job
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
@@ -78,17 +81,44 @@ class OwnedJobStore(SQLAlchemyJobStore):
         pending, self._pending = list(self._pending.values()), {}
         for row in pending:
             row["b_state"] = pickle_state(row["b_state"])
-        table = self.jobs_t
-        statement = (
-            table.update()
-            .where(table.c.id == sa.bindparam("b_id"))
-            .where(table.c.job_state == sa.bindparam("b_read"))
-            .values(next_run_time=sa.bindparam("b_next"), job_state=sa.bindparam("b_state"))
-        )
         with self.engine.begin() as connection:
-            connection.execute(statement, pending)
+            if connection.dialect.name == "postgresql":
+                self._flush_as_json(connection, pending)
+            else:
+                table = self.jobs_t
+                statement = (
+                    table.update()
+                    .where(table.c.id == sa.bindparam("b_id"))
+                    .where(table.c.job_state == sa.bindparam("b_read"))
+                    .values(next_run_time=sa.bindparam("b_next"), job_state=sa.bindparam("b_state"))
+                )
+                connection.execute(statement, pending)
         for row in pending:
             self._read_states.pop(row["b_id"], None)
+
+    def _flush_as_json(self, connection: sa.Connection, pending: list[dict[str, Any]]) -> None:
+        """flush on PostgreSQL: ONE statement, the rows as one json parameter (states in
+        base64, the state as read by its md5). After a burst of 10,000 fires, an
+        executemany spent most of the scheduler thread's time binding parameters in
+        Python; encoding here is done in C (base64, hashlib, orjson)."""
+        rows = [
+            {
+                "id": row["b_id"],
+                "read_md5": hashlib.md5(row["b_read"], usedforsecurity=False).hexdigest(),
+                "next_run_time": row["b_next"],
+                "state": base64.b64encode(row["b_state"]).decode(),
+            }
+            for row in pending
+        ]
+        table = connection.dialect.identifier_preparer.format_table(self.jobs_t)
+        statement = sa.text(
+            f"UPDATE {table} AS stored SET next_run_time = r.next_run_time, "
+            "job_state = decode(r.state, 'base64') "
+            "FROM json_to_recordset(CAST(:rows AS json)) "
+            "AS r(id varchar, read_md5 text, next_run_time float8, state text) "
+            "WHERE stored.id = r.id AND md5(stored.job_state) = r.read_md5"
+        )
+        connection.execute(statement, {"rows": orjson.dumps(rows).decode()})
 
     def _reconstitute_job(self, job_state: bytes) -> Job:
         # SQLAlchemyJobStore's own, but with triggers loaded once per distinct content

@@ -1,0 +1,93 @@
+"""OwnedJobStore writes the jobs a scheduler pass fired back in one statement, each only
+if its row is still as read: a writer in between (a CLI apply) wins. Both databases."""
+
+from __future__ import annotations
+
+import pickle
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from reconciler.store.db import create_sync_engine
+from reconciler.store.jobstore import OwnedJobStore
+from reconciler.store.migrate import upgrade_database
+from reconciler.store.tables import apscheduler_jobs, scheduled_jobs
+
+pytestmark = pytest.mark.services
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def noop() -> None:
+    """The jobs' callable (never called: the scheduler stays paused)."""
+
+
+def own(engine: sa.Engine, names: list[str]) -> None:
+    rows = [
+        {
+            "name": name,
+            "spec": {},
+            "spec_hash": "0" * 64,
+            "task": "reconciler.tasks.noop",
+            "queue": "default",
+            "labels": {},
+            "status": "active",
+            "source_file": "a.yaml",
+            "source_line": 1,
+            "created_at": NOW,
+            "updated_at": NOW,
+        }
+        for name in names
+    ]
+    with engine.begin() as connection:
+        connection.execute(scheduled_jobs.insert(), rows)
+
+
+def test_a_pass_writes_back_what_it_fired_unless_someone_wrote_first(db_url: str) -> None:
+    upgrade_database(db_url)
+    engine = create_sync_engine(db_url)
+    names = [f"job-{n}" for n in range(3)]
+    own(engine, names)
+    store = OwnedJobStore(engine=engine)
+    scheduler = BackgroundScheduler(jobstores={"default": store}, timezone=UTC)
+    scheduler.start(paused=True)
+    try:
+        for name in names:
+            trigger = IntervalTrigger(minutes=1, start_date=NOW - timedelta(minutes=5))
+            scheduler.add_job(noop, trigger, id=name, next_run_time=NOW - timedelta(minutes=1))
+        due = store.get_due_jobs(NOW)
+        assert sorted(job.id for job in due) == names
+        # Someone else rewrites job-1 between the read and the write-back (a CLI apply).
+        with engine.begin() as connection:
+            row = apscheduler_jobs.c.id == "job-1"
+            state = pickle.loads(
+                connection.execute(sa.select(apscheduler_jobs.c.job_state).where(row)).scalar_one()
+            )
+            state["name"] = "rewritten"
+            connection.execute(
+                apscheduler_jobs.update()
+                .where(row)
+                .values(next_run_time=12345.0, job_state=pickle.dumps(state))
+            )
+        for job in due:
+            job._modify(next_run_time=NOW + timedelta(minutes=1))
+            store.update_job(job)
+        store.flush()
+        with engine.connect() as connection:
+            stored = dict(
+                connection.execute(
+                    sa.select(apscheduler_jobs.c.id, apscheduler_jobs.c.next_run_time)
+                ).all()
+            )
+        later = (NOW + timedelta(minutes=1)).timestamp()
+        assert stored == {"job-0": later, "job-1": 12345.0, "job-2": later}
+        # The states written back are readable, with the new next run time.
+        assert {job.id: job.next_run_time for job in store.get_all_jobs()}["job-2"] == (
+            NOW + timedelta(minutes=1)
+        )
+    finally:
+        scheduler.shutdown(wait=False)
+        engine.dispose()
