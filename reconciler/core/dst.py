@@ -21,7 +21,7 @@ names every field that changes a fire time.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from apscheduler.triggers.base import BaseTrigger
@@ -91,11 +91,14 @@ class WallClockCronTrigger(BaseTrigger):
         # The daemon's store shares one trigger among the jobs of equal schedules
         # (store.job_state), and a burst of them asks for the same answer in a row (10,000
         # jobs `0 * * * *` at :00): the last answer is kept (one tuple, replaced whole).
+        # Keyed by the instant in UTC: two aware times of ONE zone compare by wall clock,
+        # fold ignored, and the two 02:30 of an autumn night would be taken for one.
+        instant = after.astimezone(UTC) if after.tzinfo is not None else after
         last = self._last
-        if last is not None and last[0] == after and last[1] == inclusive:
+        if last is not None and last[0] == instant and last[1] == inclusive:
             return last[2]
         fire = self._schedule.next_fire(after, inclusive=inclusive)
-        self._last = (after, inclusive, fire)
+        self._last = (instant, inclusive, fire)
         return fire
 
     def __getstate__(self) -> dict[str, Any]:

@@ -4,6 +4,7 @@ the answers of a trigger that never remembers anything (a fresh one each time)."
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,11 +20,24 @@ def fresh(cron: str) -> WallClockCronTrigger:
     return WallClockCronTrigger(cron=cron, timezone="Europe/Berlin")
 
 
+def test_the_two_times_of_a_repeated_hour_are_two_questions() -> None:
+    """02:30 happens twice in Berlin on 2026-10-25: equal wall clocks, two instants."""
+    berlin = ZoneInfo("Europe/Berlin")
+    first, second = (datetime(2026, 10, 25, 2, 30, fold=fold, tzinfo=berlin) for fold in (0, 1))
+    shared = WallClockCronTrigger(cron="*/15 * * * *", timezone="Europe/Berlin")
+    answers = [shared.get_next_fire_time(at, at) for at in (first, second)]
+    assert [answer.astimezone(UTC) for answer in answers] == [
+        datetime(2026, 10, 25, 0, 45, tzinfo=UTC),
+        datetime(2026, 10, 25, 1, 45, tzinfo=UTC),
+    ]
+
+
 @settings(max_examples=100, deadline=None)
 @given(cron=st.sampled_from(["0 * * * *", "30 2 * * *", "*/7 * * * *"]), asked=questions)
 def test_the_remembered_answer_is_the_fresh_one(cron: str, asked) -> None:
     shared = fresh(cron)
     for previous, now in asked + asked[::-1] + asked:
-        assert shared.get_next_fire_time(previous, now) == fresh(cron).get_next_fire_time(
-            previous, now
-        )
+        remembered = shared.get_next_fire_time(previous, now)
+        computed = fresh(cron).get_next_fire_time(previous, now)
+        assert remembered is not None and computed is not None
+        assert remembered.astimezone(UTC) == computed.astimezone(UTC)
