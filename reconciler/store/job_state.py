@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import io
 import pickle
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -28,38 +28,83 @@ EXECUTOR = "default"
 _MEMO_LIMIT = 10_000
 
 
+class StateCodec:
+    """Pickles and loads job states, each nested pickle made or loaded once per value
+    for the codec's life (see the module doc). One per owner, never a module global:
+    a RowDecoder, the daemon's job store (which must load and re-pickle fired jobs with
+    the same codec: its memory of trigger pickles is by the identity of the triggers it
+    loaded), one call of upsert_scheduler_rows."""
+
+    def __init__(self) -> None:
+        self._trigger_pickles = IdentityMemo(_dumps, limit=_MEMO_LIMIT)
+        # Keyed by what the pickle holds: the wall time, fold and the tzinfo object
+        # itself (aware datetimes compare equal across zones, and within one zone
+        # ignore fold).
+        self._moment_pickles: dict[tuple[datetime, int, object], bytes] = {}
+        self._loaded: dict[bytes, Any] = {}
+
+    def pickle_job(self, job: SchedulerJob, next_run_time: datetime | None) -> bytes:
+        """The pickled state dict of `job`, as APScheduler's `Job.__getstate__` builds it."""
+        state = {
+            "version": 1,
+            "id": job.id,
+            "func": FIRE_CALLABLE,
+            "trigger": job.trigger,
+            "executor": EXECUTOR,
+            "args": (),
+            "kwargs": dict(job.kwargs),
+            "name": job.id,
+            "misfire_grace_time": job.misfire_grace_time,
+            "coalesce": job.coalesce,
+            "max_instances": job.max_instances,
+            "next_run_time": next_run_time,
+        }
+        return self.pickle_state(state)
+
+    def pickle_state(self, state: Mapping[str, Any]) -> bytes:
+        """A job's state dict (`Job.__getstate__()`), pickled with its trigger and next
+        run time nested (see the module doc). `pickle.loads` gives back exactly `state`."""
+        nested = dict(state, trigger=_Nested(self._trigger_pickles(state["trigger"])))
+        moment = state.get("next_run_time")
+        if isinstance(moment, datetime):
+            nested["next_run_time"] = _Nested(self._moment_pickle(moment))
+        return pickle.dumps(nested, pickle.HIGHEST_PROTOCOL)
+
+    def load_state(self, data: bytes) -> Any:
+        """`pickle.loads(data)`, with nested pickles loaded once per content and shared."""
+        return _StateUnpickler(io.BytesIO(data), self._load_nested).load()
+
+    def _moment_pickle(self, moment: datetime) -> bytes:
+        key = (moment.replace(tzinfo=None), moment.fold, moment.tzinfo)
+        data = self._moment_pickles.get(key)
+        if data is None:
+            if len(self._moment_pickles) >= _MEMO_LIMIT:
+                self._moment_pickles.clear()
+            data = self._moment_pickles[key] = _dumps(moment)
+        return data
+
+    def _load_nested(self, data: bytes) -> Any:
+        known = self._loaded.get(data)
+        if known is None:
+            if len(self._loaded) >= _MEMO_LIMIT:
+                self._loaded.clear()
+            known = self._loaded[data] = pickle.loads(data)
+        return known
+
+
 def pickle_job(job: SchedulerJob, next_run_time: datetime | None) -> bytes:
-    """The pickled state dict of `job`, as APScheduler's `Job.__getstate__` builds it."""
-    state = {
-        "version": 1,
-        "id": job.id,
-        "func": FIRE_CALLABLE,
-        "trigger": job.trigger,
-        "executor": EXECUTOR,
-        "args": (),
-        "kwargs": dict(job.kwargs),
-        "name": job.id,
-        "misfire_grace_time": job.misfire_grace_time,
-        "coalesce": job.coalesce,
-        "max_instances": job.max_instances,
-        "next_run_time": next_run_time,
-    }
-    return pickle_state(state)
+    """StateCodec.pickle_job with a codec of its own (a single write)."""
+    return StateCodec().pickle_job(job, next_run_time)
 
 
 def pickle_state(state: Mapping[str, Any]) -> bytes:
-    """A job's state dict (`Job.__getstate__()`), pickled with its trigger and next run
-    time nested (see the module doc). `pickle.loads` gives back exactly `state`."""
-    nested = dict(state, trigger=_Nested(_trigger_pickle(state["trigger"])))
-    moment = state.get("next_run_time")
-    if isinstance(moment, datetime):
-        nested["next_run_time"] = _Nested(_moment_pickle(moment))
-    return pickle.dumps(nested, pickle.HIGHEST_PROTOCOL)
+    """StateCodec.pickle_state with a codec of its own (a single write)."""
+    return StateCodec().pickle_state(state)
 
 
 def load_state(data: bytes) -> Any:
-    """`pickle.loads(data)`, with nested pickles loaded once per content and shared."""
-    return _StateUnpickler(io.BytesIO(data)).load()
+    """StateCodec.load_state with a codec of its own (a single read)."""
+    return StateCodec().load_state(data)
 
 
 class _Nested:
@@ -78,38 +123,12 @@ def _dumps(value: object) -> bytes:
     return pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
 
 
-_trigger_pickle = IdentityMemo(_dumps, limit=_MEMO_LIMIT)
-
-
-def _moment_pickle(moment: datetime) -> bytes:
-    # Keyed by what the pickle holds: the wall time, fold and the tzinfo object itself
-    # (aware datetimes compare equal across zones, and within one zone ignore fold).
-    key = (moment.replace(tzinfo=None), moment.fold, moment.tzinfo)
-    data = _MOMENT_PICKLES.get(key)
-    if data is None:
-        if len(_MOMENT_PICKLES) >= _MEMO_LIMIT:
-            _MOMENT_PICKLES.clear()
-        data = _MOMENT_PICKLES[key] = _dumps(moment)
-    return data
-
-
-_MOMENT_PICKLES: dict[tuple[datetime, int, object], bytes] = {}
-
-
 class _StateUnpickler(pickle.Unpickler):
+    def __init__(self, file: io.BytesIO, load_nested: Callable[[bytes], Any]) -> None:
+        super().__init__(file)
+        self._load_nested = load_nested
+
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) == ("_pickle", "loads"):  # how pickle.loads is pickled
-            return _load_nested
+            return self._load_nested
         return super().find_class(module, name)
-
-
-def _load_nested(data: bytes) -> Any:
-    known = _LOADED.get(data)
-    if known is None:
-        if len(_LOADED) >= _MEMO_LIMIT:
-            _LOADED.clear()
-        known = _LOADED[data] = pickle.loads(data)
-    return known
-
-
-_LOADED: dict[bytes, Any] = {}

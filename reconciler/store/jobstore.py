@@ -32,7 +32,7 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.util import datetime_to_utc_timestamp, utc_timestamp_to_datetime
 
 from reconciler.core.moments import as_utc, rfc3339
-from reconciler.store.job_state import load_state, pickle_state
+from reconciler.store.job_state import StateCodec
 from reconciler.store.tables import job_runs, scheduled_jobs
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,9 @@ class OwnedJobStore(SQLAlchemyJobStore):
         self._unreadable: set[str] = set()
         self._read_states: dict[str, bytes] = {}  # job id -> job_state as last read
         self._pending: dict[str, dict[str, Any]] = {}  # buffered update_job writes
+        # Loads and re-pickles this store's jobs: a fired job's shared trigger, loaded
+        # once, is pickled once (the codec remembers pickles by trigger identity).
+        self._codec = StateCodec()
 
     def _owned(self) -> sa.ColumnElement[bool]:
         owned = self.jobs_t.c.id.in_(sa.select(scheduled_jobs.c.name))
@@ -80,7 +83,7 @@ class OwnedJobStore(SQLAlchemyJobStore):
             return
         pending, self._pending = list(self._pending.values()), {}
         for row in pending:
-            row["b_state"] = pickle_state(row["b_state"])
+            row["b_state"] = self._codec.pickle_state(row["b_state"])
         with self.engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 self._flush_as_json(connection, pending)
@@ -122,9 +125,9 @@ class OwnedJobStore(SQLAlchemyJobStore):
 
     def _reconstitute_job(self, job_state: bytes) -> Job:
         # SQLAlchemyJobStore's own, but with triggers loaded once per distinct content
-        # and shared (see store.job_state.load_state), so that writing fired jobs
+        # and shared (see StateCodec.load_state), so that writing fired jobs
         # back pickles each shared trigger once (pickle_state).
-        state = load_state(job_state)
+        state = self._codec.load_state(job_state)
         state["jobstore"] = self
         job = Job.__new__(Job)
         job.__setstate__(state)
@@ -263,7 +266,7 @@ class OwnedJobStore(SQLAlchemyJobStore):
             .where(self.jobs_t.c.id == job.id, self.jobs_t.c.next_run_time == stored)
             .values(
                 next_run_time=datetime_to_utc_timestamp(slot),
-                job_state=pickle_state(job.__getstate__()),
+                job_state=self._codec.pickle_state(job.__getstate__()),
             )
         )
         with self.engine.begin() as connection:

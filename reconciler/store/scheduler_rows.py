@@ -24,7 +24,7 @@ from reconciler.core.memo import IdentityMemo
 from reconciler.core.state import SchedulerJob, SchedulerRow
 from reconciler.core.triggers import describe_trigger
 from reconciler.store.db import upsert
-from reconciler.store.job_state import load_state, pickle_job
+from reconciler.store.job_state import StateCodec
 from reconciler.store.tables import apscheduler_jobs
 
 
@@ -55,6 +55,7 @@ class RowDecoder:
         self.versions: dict[tuple[str, int], tuple[SchedulerRow, str]] = {}
         # Fingerprints of decoded triggers: those load_state shared are described once.
         self._fingerprints = IdentityMemo(describe_trigger, limit=10_000)
+        self._codec = StateCodec()  # nested pickles loaded once per content
 
     def decode(self, row_id: str, next_run_time: float | None, job_state: bytes) -> SchedulerRow:
         return self.decode_digested(row_id, next_run_time, job_state, state_digest(job_state))
@@ -65,7 +66,9 @@ class RowDecoder:
         """`decode`, with the state's digest already computed."""
         template = self._templates.get(digest)
         if template is None:
-            template = self._templates[digest] = _unpickle(row_id, job_state, self._fingerprints)
+            template = self._templates[digest] = _unpickle(
+                row_id, job_state, self._codec, self._fingerprints
+            )
         return _with_next_run_time(template, row_id, next_run_time)
 
     def remember(self, written: Iterable[WrittenRow]) -> dict[str, SchedulerRow]:
@@ -165,8 +168,11 @@ def upsert_scheduler_rows(
 ) -> list[WrittenRow]:
     """Write (job, next_run_time) pairs; next_run_time None = paused. Returns what was
     written, for RowDecoder.remember. `expect_new`: see store.db.upsert."""
+    codec = StateCodec()  # the rows of one write share triggers and next run times
     written = [
-        WrittenRow(job, datetime_to_utc_timestamp(next_run_time), pickle_job(job, next_run_time))
+        WrittenRow(
+            job, datetime_to_utc_timestamp(next_run_time), codec.pickle_job(job, next_run_time)
+        )
         for job, next_run_time in rows
     ]
     values = [
@@ -183,9 +189,11 @@ def delete_scheduler_rows(connection: Connection, ids: Iterable[str]) -> None:
         connection.execute(sa.delete(apscheduler_jobs).where(apscheduler_jobs.c.id.in_(chunk)))
 
 
-def _unpickle(row_id: str, job_state: bytes, fingerprint: Callable[[Any], str]) -> SchedulerRow:
+def _unpickle(
+    row_id: str, job_state: bytes, codec: StateCodec, fingerprint: Callable[[Any], str]
+) -> SchedulerRow:
     try:
-        state: Mapping[str, Any] = load_state(job_state)
+        state: Mapping[str, Any] = codec.load_state(job_state)
         return SchedulerRow(
             id=row_id,
             next_run_time=None,

@@ -13,7 +13,7 @@ from apscheduler.schedulers.base import BaseScheduler
 from reconciler.core.fires import FIRE_CALLABLE
 from reconciler.core.state import scheduler_job
 from reconciler.spec.model import JobSpec
-from reconciler.store.job_state import load_state, pickle_job, pickle_state
+from reconciler.store.job_state import StateCodec, load_state, pickle_job, pickle_state
 
 
 class _Scheduler(BaseScheduler):
@@ -66,20 +66,24 @@ def test_state_unpickles_to_apschedulers_own_state() -> None:
 def test_rewritten_states_share_their_trigger_and_load_like_plain_pickle() -> None:
     """What a fire writes back (OwnedJobStore: pickle_state of the job's state with a
     new next_run_time) loads with plain pickle.loads, as APScheduler's own store does,
-    and with load_state, which shares one trigger per distinct nested pickle."""
+    and with a StateCodec's load_state, which shares one trigger per distinct nested
+    pickle for the codec's life (the daemon's job store keeps one)."""
     moment = datetime(2026, 11, 22, 12, 5, tzinfo=UTC)
     spec = JobSpec.model_validate(
         {"name": "a", "task": "reconciler.tasks.example_task", "schedule": {"cron": "*/5 * * * *"}}
     )
     job = scheduler_job(spec, spec_hash="0" * 64, revision="r1")
-    first = load_state(pickle_job(job, moment))
+    codec = StateCodec()
+    first = codec.load_state(codec.pickle_job(job, moment))
     state = apscheduler_state(job, moment.replace(minute=10))
     state["trigger"] = first["trigger"]
-    rewritten = pickle_state(state)
-    plain, shared = pickle.loads(rewritten), load_state(rewritten)
+    rewritten = codec.pickle_state(state)
+    assert rewritten == pickle_state(state)  # a codec only saves work
+    plain, shared = pickle.loads(rewritten), codec.load_state(rewritten)
     assert repr(plain.pop("trigger")) == repr(shared.pop("trigger")) == repr(job.trigger)
     assert plain == shared == {k: v for k, v in state.items() if k != "trigger"}
-    assert load_state(rewritten)["trigger"] is first["trigger"]
+    assert codec.load_state(rewritten)["trigger"] is first["trigger"]
+    assert load_state(rewritten)["trigger"] is not first["trigger"]  # no global memory
 
 
 def test_nested_next_run_times_keep_their_zone_and_fold() -> None:
@@ -93,7 +97,8 @@ def test_nested_next_run_times_keep_their_zone_and_fold() -> None:
     first = datetime(2026, 10, 25, 2, 30, tzinfo=berlin)
     summer = datetime(2026, 6, 1, 12, 0, tzinfo=berlin)
     moments = [first, first.replace(fold=1), summer, summer.astimezone(UTC), datetime(2026, 1, 1)]
-    for moment in moments * 2:  # the second round comes from the memo
-        for load in (pickle.loads, load_state):
-            back = load(pickle_job(job, moment))["next_run_time"]
+    codec = StateCodec()
+    for moment in moments * 2:  # the second round comes from the codec's memory
+        for load in (pickle.loads, codec.load_state):
+            back = load(codec.pickle_job(job, moment))["next_run_time"]
             assert (back, back.tzinfo, back.fold) == (moment, moment.tzinfo, moment.fold)
