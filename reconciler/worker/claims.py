@@ -218,37 +218,26 @@ class Ledger:
 
     # --- final writes, as parameters for the LedgerWriter ---------------------------
     def succeeded_values(self, run_id: str, *, attempt: str, result: Any) -> dict[str, Any]:
-        now = self._clock()
-        return {
-            "p_run_id": run_id,
-            "p_attempt": attempt,
-            "p_finished_at": now,
-            "p_summary": summarize(result),
-            "p_updated_at": now,
-        }
+        return self._final_values(run_id, attempt, p_summary=summarize(result))
 
     def failed_values(
         self, run_id: str, *, attempt: str, error: BaseException, worker: str
     ) -> dict[str, Any]:
-        now = self._clock()
-        return {
-            "p_run_id": run_id,
-            "p_attempt": attempt,
-            "p_error": describe(error),
-            "p_worker": worker,
-            "p_finished_at": now,
-            "p_updated_at": now,
-        }
+        return self._final_values(run_id, attempt, p_error=describe(error), p_worker=worker)
 
     def retried_values(
         self, run_id: str, *, attempt: str, error: BaseException, retries: int
     ) -> dict[str, Any]:
+        return self._final_values(run_id, attempt, p_error=describe(error), p_retries=retries)
+
+    def _final_values(self, run_id: str, attempt: str, **outcome: Any) -> dict[str, Any]:
+        """The parameters of a final write: the run and attempt it closes, its outcome, and
+        one clock reading for both its finish and its row version."""
         now = self._clock()
         return {
             "p_run_id": run_id,
             "p_attempt": attempt,
-            "p_error": describe(error),
-            "p_retries": retries,
+            **outcome,
             "p_finished_at": now,
             "p_updated_at": now,
         }
