@@ -22,7 +22,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -74,11 +74,14 @@ class Problem:
 
 @dataclass(frozen=True, slots=True)
 class TaskParameters:
-    """A task's signature and the type hints of its parameters."""
+    """A task's signature and the type hints of its parameters; `modules`: the modules
+    defining the function and the classes its hints name (what a change to either
+    is made in)."""
 
     task: str
     signature: inspect.Signature
     hints: Mapping[str, Any]
+    modules: frozenset[str] = frozenset()
 
 
 class CatalogError(ConfigError):
@@ -111,7 +114,24 @@ def _parameters(task: str, function: Callable[..., Any]) -> TaskParameters:
     except Exception:  # noqa: BLE001 (an unresolvable hint: check names and arity only)
         hints = {}
     hints.pop("return", None)
-    return TaskParameters(task, inspect.signature(function), hints)
+    defined_in = getattr(function, "__module__", None)
+    modules = _hint_modules(hints.values()) | (
+        {defined_in} if isinstance(defined_in, str) else set()
+    )
+    return TaskParameters(task, inspect.signature(function), hints, frozenset(modules))
+
+
+def _hint_modules(hints: Iterable[Any]) -> set[str]:
+    """The modules of the classes a hint names, arguments of generics included."""
+    found: set[str] = set()
+    pending = list(hints)
+    while pending:
+        hint = pending.pop()
+        pending += typing.get_args(hint)
+        module = getattr(hint, "__module__", None)
+        if isinstance(hint, type) and isinstance(module, str) and module != "builtins":
+            found.add(module)
+    return found
 
 
 def check_arguments(

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.settings import Settings
+from reconciler.spec.catalog import CatalogError, task_catalog
 from reconciler.spec.checks import NameSite
 from reconciler.spec.diagnostics import Diagnostic
 from reconciler.spec.essence import essence, hash_essence
@@ -142,8 +143,9 @@ def validation_context(settings: Settings) -> str:
         list(settings.queues),
         list(settings.task_allowlist),
         list(settings.sql_statement_allowlist),
-        str(settings.report_dir),
-        [[module, _module_digest(module)] for module in settings.task_modules],
+        # Absolute: a relative folder is judged from the working directory.
+        str(settings.report_dir.absolute()),
+        _task_catalog_digest(settings.task_modules),
         _zone_database(),
     ]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
@@ -168,9 +170,29 @@ def _library_versions() -> list[str]:
     return [pydantic.VERSION, yaml.__version__]
 
 
+def _task_catalog_digest(task_modules: tuple[str, ...]) -> list[object]:
+    """What the argument checks read from the task modules: every task's signature and
+    type hints, and the sources of the modules that define them and the classes those
+    hints name (a task re-exported from a submodule, a TypedDict beside it). The same
+    catalog the checks use (imported once per process), so this is what they judged by."""
+    if not task_modules:
+        return []
+    try:
+        catalog = task_catalog(task_modules)
+    except CatalogError as error:
+        return [str(error)]
+    modules = set(task_modules)
+    tasks = []
+    for name in sorted(catalog):
+        params = catalog[name]
+        tasks.append([name, str(params.signature), sorted(map(repr, params.hints.items()))])
+        modules.update(params.modules)
+    return [tasks, [[module, _module_digest(module)] for module in sorted(modules)]]
+
+
 def _module_digest(module: str) -> str:
-    """The source of a task module (its signatures decide the argument checks), found
-    without importing it; "missing" if it cannot be found (validation says so)."""
+    """The source of a module, found without importing it; "missing" if it cannot be
+    found (validation says so)."""
     try:
         found = importlib.util.find_spec(module)
     except (ImportError, ValueError):

@@ -1,0 +1,99 @@
+"""File records seen from outside: `reconcile apply` then `reconcile plan`, console script
+in a subprocess, after a change that is not in any job file's bytes. The one-shot plan
+must be the plan of a full parse (the same plan with the job_files rows deleted)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import sqlalchemy as sa
+
+RECONCILE = str(Path(sys.executable).with_name("reconcile"))
+
+
+def reconcile(
+    root: Path, *args: str, cwd: Path | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
+    environment.update(
+        RECONCILER_DATABASE_URL=f"sqlite:///{root / 'state.db'}",
+        RECONCILER_JOBS_DIR=str(root / "jobs"),
+        RECONCILER_STATE_DIR=str(root / "state"),
+        **env,
+    )
+    return subprocess.run(
+        [RECONCILE, *args],
+        env=environment,
+        cwd=cwd or root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def full_parse_plan(
+    root: Path, cwd: Path | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`reconcile plan` with no file records: every file parsed."""
+    engine = sa.create_engine(f"sqlite:///{root / 'state.db'}")
+    with engine.begin() as connection:
+        connection.execute(sa.text("DELETE FROM job_files"))
+    engine.dispose()
+    return reconcile(root, "plan", cwd=cwd, **env)
+
+
+def assert_same(one_shot: subprocess.CompletedProcess[str], full: subprocess.CompletedProcess[str]):
+    assert (one_shot.returncode, one_shot.stdout) == (full.returncode, full.stdout), one_shot.stderr
+
+
+def test_a_task_re_exported_from_a_submodule_is_checked_against_its_edited_source(
+    tmp_path: Path,
+) -> None:
+    package = tmp_path / "lib" / "mytasks"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("from mytasks.impl import resize\n")
+    impl = package / "impl.py"
+    impl.write_text(
+        "from celery import Celery\n"
+        "app = Celery('mytasks')\n\n"
+        "@app.task(name='mytasks.resize')\n"
+        "def resize(width: int) -> None: ...\n"
+    )
+    (tmp_path / "jobs").mkdir()
+    (tmp_path / "jobs" / "resize.yaml").write_text(
+        'name: resize\ntask: mytasks.resize\nschedule: {cron: "*/5 * * * *"}\nkwargs: {width: 3}\n'
+    )
+    env = {
+        "RECONCILER_TASK_MODULES": "mytasks",
+        "RECONCILER_TASK_ALLOWLIST": "mytasks.*",
+        "PYTHONPATH": str(tmp_path / "lib"),
+    }
+    assert reconcile(tmp_path, "apply", **env).returncode == 0
+    impl.write_text(impl.read_text().replace("width: int", "height: int"))
+
+    one_shot = reconcile(tmp_path, "plan", **env)
+    full = full_parse_plan(tmp_path, **env)
+    assert full.returncode == 1 and "MISSING_ARGUMENT" in full.stdout
+    assert_same(one_shot, full)
+
+
+def test_a_relative_report_folder_is_judged_from_the_working_directory(tmp_path: Path) -> None:
+    (tmp_path / "jobs").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "jobs" / "report.yaml").write_text(
+        "name: report\ntask: reconciler.tasks.write_report\n"
+        'schedule: {cron: "*/5 * * * *"}\n'
+        f"kwargs: {{path: {tmp_path / 'reports' / 'x.json'}}}\n"
+    )
+    env = {"RECONCILER_REPORT_DIR": "reports", "RECONCILER_TASK_ALLOWLIST": "reconciler.tasks.*"}
+    assert reconcile(tmp_path, "apply", **env).returncode == 0
+
+    elsewhere = tmp_path / "elsewhere"
+    one_shot = reconcile(tmp_path, "plan", cwd=elsewhere, **env)
+    full = full_parse_plan(tmp_path, cwd=elsewhere, **env)
+    assert full.returncode == 1 and "outside the report folder" in full.stdout
+    assert_same(one_shot, full)
