@@ -121,11 +121,14 @@ def spec_of(job: RecordedJob, known: Mapping[str, Any]) -> JobSpec:
 def essence_lookup(
     essences: Callable[[str], Mapping[str, Any] | None],
 ) -> Callable[[RecordedJob], tuple[JobSpec, KnownEssence] | None]:
-    """A job's spec and (essence, hash) from the essences known by hash, or None."""
+    """A job's spec and (essence, hash) from the essences known by hash, or None. None
+    too for an essence that no longer hashes to its hash: the database changed it on the
+    way (PostgreSQL's JSONB stores the float 1e16 as the integer 10000000000000000 and
+    -0.0 as 0.0), so it is not the file's; the file is parsed instead."""
 
     def lookup(job: RecordedJob) -> tuple[JobSpec, KnownEssence] | None:
         known = essences(job.spec_hash)
-        if known is None:
+        if known is None or hash_essence(dict(known)) != job.spec_hash:
             return None
         return spec_of(job, known), (known, job.spec_hash)
 

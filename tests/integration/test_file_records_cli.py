@@ -5,6 +5,7 @@ must be the plan of a full parse (the same plan with the job_files rows deleted)
 from __future__ import annotations
 
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -22,8 +23,8 @@ def reconcile(
         RECONCILER_DATABASE_URL=f"sqlite:///{root / 'state.db'}",
         RECONCILER_JOBS_DIR=str(root / "jobs"),
         RECONCILER_STATE_DIR=str(root / "state"),
-        **env,
     )
+    environment.update(env)
     return subprocess.run(
         [RECONCILE, *args],
         env=environment,
@@ -97,3 +98,30 @@ def test_a_relative_report_folder_is_judged_from_the_working_directory(tmp_path:
     full = full_parse_plan(tmp_path, cwd=elsewhere, **env)
     assert full.returncode == 1 and "outside the report folder" in full.stdout
     assert_same(one_shot, full)
+
+
+def test_a_float_postgresql_stores_as_an_integer_is_fired_as_the_file_wrote_it(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """JSONB keeps 1e16 as the number 10000000000000000: the inventory's essence is not
+    the file's. A job rebuilt from it (a repaired scheduler row) must still carry the
+    float the file declares, as a full parse gives it."""
+    (tmp_path / "jobs").mkdir()
+    (tmp_path / "jobs" / "big.yaml").write_text(
+        "name: big\ntask: reconciler.tasks.example_task\n"
+        'schedule: {cron: "*/5 * * * *"}\nkwargs: {data: {big: 1.0e+16, zero: -0.0}}\n'
+    )
+    env = {"RECONCILER_DATABASE_URL": pg_url, "RECONCILER_TASK_ALLOWLIST": "reconciler.tasks.*"}
+    assert reconcile(tmp_path, "apply", **env).returncode == 0
+    engine = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with engine.begin() as connection:
+            connection.execute(sa.text("DELETE FROM apscheduler_jobs"))
+        repaired = reconcile(tmp_path, "apply", **env)
+        assert repaired.returncode == 0, repaired.stderr
+        with engine.connect() as connection:
+            state = connection.execute(sa.text("SELECT job_state FROM apscheduler_jobs")).scalar()
+    finally:
+        engine.dispose()
+    data = pickle.loads(state)["kwargs"]["payload"]["kwargs"]["data"]
+    assert repr(data) == repr({"big": 1e16, "zero": -0.0})
