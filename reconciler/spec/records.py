@@ -24,10 +24,12 @@ import hashlib
 import importlib.util
 import json
 import os
+import sys
 import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +42,12 @@ from reconciler.spec.model import JobSpec
 
 # Bumped when a record's layout or meaning changes: older records then never match.
 RECORD_FORMAT = 1
-# The code a file's outcome depends on: the spec package (parsing, models, checks) and
-# the task catalog (argument checks), this package's own modules.
-_CODE_FOLDERS = ("spec", "tasks")
+# The code a file's outcome depends on: the spec package (parsing, models, checks), the
+# task catalog (argument checks), the core (time zones, DST rules, triggers a cron with
+# a `start` is searched with) and the top-level modules these import.
+_CODE_FOLDERS = ("spec", "tasks", "core")
+_CODE_FILES = ("__init__.py", "settings.py", "errors.py", "redact.py", "database_url.py")
+_LIBRARIES = ("pydantic", "pydantic-core", "PyYAML", "APScheduler", "tzlocal")
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,23 +159,30 @@ def validation_context(settings: Settings) -> str:
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
+def code_files() -> list[Path]:
+    """The reconciler modules a validation may run, in a fixed order."""
+    package = Path(__file__).resolve().parent.parent
+    files = [package / name for name in _CODE_FILES]
+    for folder in _CODE_FOLDERS:
+        files += sorted((package / folder).glob("*.py"))
+    return files
+
+
 @lru_cache(maxsize=1)
 def _code_digest() -> str:
     """The loader's own code: another version of it may judge a file differently."""
     package = Path(__file__).resolve().parent.parent
     digest = hashlib.sha256()
-    for folder in _CODE_FOLDERS:
-        for path in sorted((package / folder).glob("*.py")):
-            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for path in code_files():
+        digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 
 @lru_cache(maxsize=1)
 def _library_versions() -> list[str]:
-    import pydantic
-    import yaml
-
-    return [pydantic.VERSION, yaml.__version__]
+    """Python's and the libraries' a validation runs (parsing, models, the schedule
+    engine a cron with a `start` is searched with)."""
+    return [sys.version, *(version(name) for name in _LIBRARIES)]
 
 
 def _task_catalog_digest(task_modules: tuple[str, ...]) -> list[object]:

@@ -4,6 +4,7 @@ must be the plan of a full parse (the same plan with the job_files rows deleted)
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import subprocess
@@ -125,3 +126,41 @@ def test_a_float_postgresql_stores_as_an_integer_is_fired_as_the_file_wrote_it(
         engine.dispose()
     data = pickle.loads(state)["kwargs"]["payload"]["kwargs"]["data"]
     assert repr(data) == repr({"big": 1e16, "zero": -0.0})
+
+
+VALIDATING = """
+import json, sys
+from datetime import UTC, datetime
+from pathlib import Path
+from reconciler.settings import Settings
+from reconciler.spec.loader import load_jobs
+load_jobs(Path(sys.argv[1]), settings=Settings(task_allowlist=("reconciler.tasks.*",)),
+          now=datetime.now(UTC))
+print(json.dumps([m.__file__ for n, m in list(sys.modules.items())
+                  if n.startswith("reconciler") and getattr(m, "__file__", None)]))
+"""
+
+
+def test_the_context_digests_all_the_code_validation_runs(tmp_path: Path) -> None:
+    """A reconciler upgrade that changes any module a validation runs (the DST rules a
+    cron with a `start` is searched with, the zone checks) must not leave records of
+    the old code standing: every such module is in the code digest."""
+    from reconciler.spec.records import code_files
+
+    (tmp_path / "jobs.yaml").write_text(
+        "name: a\ntask: reconciler.tasks.write_report\ntimezone: Europe/Berlin\n"
+        'schedule: {cron: "30 2 * * *"}\nstart: 2027-03-28T00:00:00\nkwargs: {path: x.json}\n'
+        "---\nname: b\ntask: reconciler.tasks.sql_maintenance\n"
+        'schedule: {cron: {year: "2030", month: "1"}}\nkwargs: {statement: VACUUM}\n'
+        "---\nname: c\ntask: reconciler.tasks.example_task\nschedule: {interval: {minutes: 5}}\n"
+        "---\nname: d\ntask: reconciler.tasks.example_task\nschedule: {at: 2030-01-01T00:00:00}\n"
+    )
+    ran = subprocess.run(
+        [sys.executable, "-c", VALIDATING, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    imported = {Path(path).resolve() for path in json.loads(ran.stdout)}
+    assert imported - set(code_files()) == set()
