@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from celery import Celery
+from celery.utils.saferepr import saferepr
 from kombu import Connection
 from kombu.serialization import dumps
 
@@ -245,8 +246,8 @@ class Publisher:
             shadow=call["shadow"],
             ignore_result=None,
             reply_to=self._app.thread_oid,
-            argsrepr=repr(redact(call["args"])),
-            kwargsrepr=repr(redact(call["kwargs"])),
+            argsrepr=self._shown(call["args"], self._app.amqp.argsrepr_maxsize),
+            kwargsrepr=self._shown(call["kwargs"], self._app.amqp.kwargsrepr_maxsize),
         )
         headers.update(call["headers"])
         properties = {**properties, "delivery_mode": PERSISTENT}
@@ -284,6 +285,16 @@ class Publisher:
                 mandatory=lane.confirms,
             )
         )
+
+    def _shown(self, value: object, limit: int) -> str:
+        """The argsrepr/kwargsrepr header: redacted, and cut to Celery's size as
+        send_task cuts it. Uncut, a header holding a large argument outgrows the
+        frame_max the broker allows a whole header frame (it closes the connection:
+        such a fire could never be published)."""
+        text = repr(redact(value))
+        if len(text) <= limit:
+            return text
+        return saferepr(redact(value), limit, maxlevels=self._app.conf.task_repr_maxlevels)
 
     def _declare_queue(self, lane: _Lane, name: str) -> None:
         # Once per connection: a message must never go to a queue that does not exist

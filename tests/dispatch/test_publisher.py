@@ -130,3 +130,39 @@ def test_the_embedded_filesystem_transport_works_without_confirms(tmp_path) -> N
     assert result.error is None and result.confirmed == {r.id for r in batch}
     messages = drain_queue("filesystem://", "default", transport_options=folders)
     assert sorted(m.headers["id"] for m in messages) == sorted(r.id for r in batch)
+
+
+def test_a_large_non_ascii_fire_arrives_as_send_task_sends_it(broker: Broker) -> None:
+    """A body several times the negotiated frame_max goes out in several body frames;
+    an idempotency key and kwargs beyond ASCII go through the headers."""
+    now = datetime.now(UTC)
+    payload = make_payload(
+        make_spec(
+            name="rapport.uber",
+            queue=broker.queue,
+            kwargs={"text": "é☃ x" * 120_000, "n": 1.5},
+            idempotency_key="clé-{job}-{scheduled_time}",
+        )
+    )
+    request = make_request(job="rapport.uber", payload=payload, scheduled_time=now, now=now)
+    publisher = Publisher(broker_url=broker.url, timeout=10)
+    try:
+        result = publisher.publish([request])
+        (ours,) = drain_queue(broker.url, broker.queue)
+        with publisher._app.connection_for_write() as connection:
+            frame_max = connection.default_channel.connection.frame_max
+            publisher._app.send_task(**send_task_arguments(request), connection=connection)
+        (theirs,) = drain_queue(broker.url, broker.queue)
+    finally:
+        publisher.close()
+    assert result.confirmed == {request.id}
+    assert len(ours.body) > 3 * frame_max
+    assert ours.body == theirs.body
+    assert ours.decode()[1]["text"] == "é☃ x" * 120_000
+    # argsrepr: a list's repr here, send_task's is the tuple it makes of the list.
+    differs = {"origin", "ignore_result", "argsrepr"}
+    assert {k: v for k, v in ours.headers.items() if k not in differs} == {
+        k: v for k, v in theirs.headers.items() if k not in differs
+    }
+    assert len(ours.headers["kwargsrepr"]) < 2048  # cut as Celery cuts it (about 1024)
+    assert ours.headers["idempotency_key"].startswith("clé-rapport.uber-")
