@@ -7,15 +7,46 @@ import json
 import socket
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from reconciler.dispatch.publisher import Publisher
+from reconciler.dispatch.request import make_request
+from tests.dispatch.helpers import make_payload, make_spec
 
 if TYPE_CHECKING:
     from conftest import Rig
 
 pytestmark = [pytest.mark.services, pytest.mark.e2e]
+
+
+def publish_large_fire(rig: Rig) -> tuple[str, dict[str, Any]]:
+    """One fire as the dispatcher publishes it (ledger row, then Publisher), with a body
+    several times frame_max; its id and the data the task should get."""
+    data = {"text": "é☃ x" * 60_000, "n": 1.5, "nested": {"ünï": [1, None, True]}}
+    now = datetime.now(UTC)
+    spec = make_spec(
+        name="report.big",
+        task="reconciler.tasks.example_task",
+        kwargs={"data": data},
+        expires_seconds=600,
+        time_limit_seconds=60,
+        retries=2,
+        idempotency_key="clé-{job}-{scheduled_time}",
+    )
+    request = make_request(job=spec.name, payload=make_payload(spec), scheduled_time=now, now=now)
+    rig.insert_run(
+        request.id, job=request.job, slot=request.slot, task=spec.task, key=request.idempotency_key
+    )
+    publisher = Publisher(broker_url=rig.settings.broker_url, timeout=10)
+    try:
+        assert publisher.publish([request]).confirmed == {request.id}
+    finally:
+        publisher.close()
+    return request.id, data
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -48,6 +79,7 @@ def test_fires_run_and_their_outcomes_are_recorded(rig: Rig, http_url: str) -> N
         "reconciler.tasks.write_report", args=[str(report)], kwargs={"rows": [{"a": 1, "b": 2}]}
     )
     sql = rig.publish("reconciler.tasks.sql_maintenance", args=["ANALYZE job_runs;"])
+    large, large_data = publish_large_fire(rig)
     off_list = rig.publish(
         "reconciler.tasks.sql_maintenance", args=["DELETE FROM job_runs"], max_retries=3
     )
@@ -87,6 +119,12 @@ def test_fires_run_and_their_outcomes_are_recorded(rig: Rig, http_url: str) -> N
     assert refused_row["status"] == "failed"
     assert refused_row["error"] == "PermanentTaskError: only one SQL statement is allowed"
     assert refused_row["retries"] == 0
+
+    # The dispatcher's Publisher (frames encoded by frames.PublishEncoder): a body over
+    # frame_max in several frames, non-ASCII kwargs and key, expiration, time limit.
+    large_row = rig.wait_status(large, "succeeded", "failed", timeout=60)
+    assert (large_row["status"], large_row["error"]) == ("succeeded", None)
+    assert rig.app.AsyncResult(large).get(timeout=10)["input"] == large_data
 
     # A message sent by hand, without our headers, runs unrecorded (and says so).
     by_hand = rig.app.send_task("reconciler.tasks.example_task", kwargs={"data": 7})
