@@ -24,14 +24,23 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_for(predicate: Callable[[], Any], *, timeout: float, what: str) -> Any:
+def wait_for(
+    predicate: Callable[[], Any],
+    *,
+    timeout: float,
+    what: str,
+    evidence: Callable[[], str] | None = None,
+) -> Any:
+    """Poll `predicate` until it is truthy. On a timeout the failure says what was
+    awaited and, if given, `evidence()` (process logs, ledger rows: what CI keeps)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+            found = f"\n{evidence()}" if evidence is not None else ""
+            pytest.fail(f"timed out after {timeout} s waiting for {what}{found}")
         time.sleep(0.1)
 
 

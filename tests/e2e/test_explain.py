@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -133,9 +135,17 @@ def test_explain_gives_every_slot_its_fate(embedded: dict[str, Any]) -> None:
     time.sleep(7.5)  # the slots missed for sure (below) span over 6 s: 3 of them at least
     down_to = datetime.now(UTC)
     embedded["daemon"] = Process("daemon-again", ["run", "--no-migrate"], env, embedded["tmp"])
-    wait_for(lambda: _ran(env, "tick", down_to) >= 1, timeout=90, what="tick running again")
+    found = partial(_evidence, embedded, down_to)
+    wait_for(
+        lambda: _ran(env, "tick", down_to) >= 1,
+        timeout=90,
+        what="tick running again",
+        evidence=found,
+    )
     # The resume may be applied by either daemon: wait for a run of `toggle` after it.
-    wait_for(lambda: _ran(env, "toggle", down_to) >= 1, timeout=90, what="toggle resumed")
+    wait_for(
+        lambda: _ran(env, "toggle", down_to) >= 1, timeout=90, what="toggle resumed", evidence=found
+    )
     end = datetime.now(UTC)
 
     tick = explain(env, "tick", begin, end + timedelta(seconds=10))
@@ -165,6 +175,23 @@ def test_explain_gives_every_slot_its_fate(embedded: dict[str, Any]) -> None:
     assert any(s["fate"] == "ran" and _at(s) > resumed_after for s in toggled), toggled
 
     _check_the_slots_endpoint(embedded["url"], tick, begin, end + timedelta(seconds=10))
+
+
+def _evidence(embedded: dict[str, Any], since: datetime) -> str:
+    """What a CI failure needs to be understood: the ledger rows since `since` (who
+    recorded what, when) and the tail of each process log."""
+    with sqlite3.connect(embedded["tmp"] / "state.db") as db:
+        rows = db.execute(
+            "SELECT job_name, scheduled_time, status, reason, fired_at, lateness_seconds, "
+            "updated_at FROM job_runs WHERE scheduled_time >= ? ORDER BY scheduled_time",
+            (since.strftime("%Y-%m-%d %H:%M:%S"),),
+        ).fetchall()
+    logs = sorted(embedded["tmp"].glob("*.log"))
+    tails = ["\n".join(log.read_text(errors="replace").splitlines()[-40:]) for log in logs]
+    return "\n".join(
+        [f"ledger since {_z(since)}:", *map(str, rows)]
+        + [f"--- {log.name}\n{tail}" for log, tail in zip(logs, tails, strict=True)]
+    )
 
 
 def _at(slot: dict) -> datetime:
