@@ -188,14 +188,22 @@ def _library_versions() -> list[str]:
 def _task_catalog_digest(task_modules: tuple[str, ...]) -> list[object]:
     """What the argument checks read from the task modules: every task's signature and
     type hints, and the sources of the modules that define them and the classes those
-    hints name (a task re-exported from a submodule, a TypedDict beside it). The same
-    catalog the checks use (imported once per process), so this is what they judged by."""
+    hints name (a task re-exported from a submodule, a TypedDict beside it)."""
     if not task_modules:
         return []
     try:
-        catalog = task_catalog(task_modules)
+        return _imported_catalog_digest(task_modules)
     except CatalogError as error:
         return [str(error)]
+
+
+@lru_cache(maxsize=8)
+def _imported_catalog_digest(task_modules: tuple[str, ...]) -> list[object]:
+    """Read once per process, when the catalog is imported (task_catalog: once too): a
+    process keeps judging by the code it imported, whatever the files say later, so its
+    records must name that code (a daemon's, after the task modules were edited, would
+    otherwise stand for the new source)."""
+    catalog = task_catalog(task_modules)
     modules = set(task_modules)
     tasks = []
     for name in sorted(catalog):

@@ -9,9 +9,16 @@ import os
 import pickle
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
+
+from reconciler.engine.reconcile import ReconcileCaches, reconcile_once
+from reconciler.settings import Settings
+from reconciler.store.db import create_sync_engine
+from reconciler.store.migrate import upgrade_database
 
 RECONCILE = str(Path(sys.executable).with_name("reconcile"))
 
@@ -164,3 +171,59 @@ def test_the_context_digests_all_the_code_validation_runs(tmp_path: Path) -> Non
     )
     imported = {Path(path).resolve() for path in json.loads(ran.stdout)}
     assert imported - set(code_files()) == set()
+
+
+def test_records_a_long_running_process_writes_name_the_task_code_it_imported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A daemon imports the task modules once: after their source is edited, its passes
+    still judge by the code it imported. The records those passes write must say so,
+    or a CI plan with the new source takes their outcome for its own."""
+    package = f"hinted_{uuid.uuid4().hex[:8]}"
+    folder = tmp_path / "lib" / package
+    folder.mkdir(parents=True)
+    (folder / "__init__.py").write_text(f"from {package}.tasks import resize\n")
+    shapes = folder / "shapes.py"
+    shapes.write_text(
+        "from typing_extensions import TypedDict\n\nclass Size(TypedDict):\n    width: int\n"
+    )
+    (folder / "tasks.py").write_text(
+        f"from celery import Celery\nfrom {package}.shapes import Size\n"
+        f"app = Celery('{package}')\n\n"
+        f"@app.task(name='{package}.resize')\ndef resize(size: Size) -> None: ...\n"
+    )
+    (tmp_path / "jobs").mkdir()
+    (tmp_path / "jobs" / "resize.yaml").write_text(
+        f"name: resize\ntask: {package}.resize\n"
+        'schedule: {cron: "*/5 * * * *"}\nkwargs: {size: {width: 3}}\n'
+    )
+    monkeypatch.syspath_prepend(str(tmp_path / "lib"))
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    upgrade_database(url)
+    settings = Settings(
+        database_url=url,
+        jobs_dir=tmp_path / "jobs",
+        state_dir=tmp_path / "state",  # as `reconcile` below: the same report folder
+        task_modules=(package,),
+        task_allowlist=(f"{package}.*",),
+    )
+    engine = create_sync_engine(url)
+    caches = ReconcileCaches()
+    try:
+        reconcile_once(engine, settings, trigger="watch", caches=caches)
+        shapes.write_text(shapes.read_text().replace("width", "height"))
+        reconcile_once(engine, settings, trigger="watch", caches=caches)  # old code still
+    finally:
+        engine.dispose()
+        for name in [name for name in sys.modules if name.startswith(package)]:
+            monkeypatch.delitem(sys.modules, name)
+
+    env = {
+        "RECONCILER_TASK_MODULES": package,
+        "RECONCILER_TASK_ALLOWLIST": f"{package}.*",
+        "PYTHONPATH": str(tmp_path / "lib"),
+    }
+    one_shot = reconcile(tmp_path, "plan", **env)
+    full = full_parse_plan(tmp_path, **env)
+    assert full.returncode == 1 and "INVALID_ARGUMENT" in full.stdout
+    assert_same(one_shot, full)
