@@ -122,16 +122,29 @@ def _parameters(task: str, function: Callable[..., Any]) -> TaskParameters:
 
 
 def _hint_modules(hints: Iterable[Any]) -> set[str]:
-    """The modules of the classes a hint names, arguments of generics included."""
+    """The modules of the classes a hint names, arguments of generics and the fields of
+    those classes (a TypedDict's, a dataclass's, a model's) included."""
     found: set[str] = set()
+    seen: set[int] = set()
     pending = list(hints)
     while pending:
         hint = pending.pop()
+        if id(hint) in seen:
+            continue
+        seen.add(id(hint))
         pending += typing.get_args(hint)
         module = getattr(hint, "__module__", None)
         if isinstance(hint, type) and isinstance(module, str) and module != "builtins":
             found.add(module)
+            pending += _field_hints(hint)
     return found
+
+
+def _field_hints(cls: type) -> list[Any]:
+    try:
+        return list(typing.get_type_hints(cls).values())
+    except Exception:  # noqa: BLE001 (an unresolvable annotation: its module is counted)
+        return []
 
 
 def check_arguments(

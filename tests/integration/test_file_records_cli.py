@@ -227,3 +227,40 @@ def test_records_a_long_running_process_writes_name_the_task_code_it_imported(
     full = full_parse_plan(tmp_path, **env)
     assert full.returncode == 1 and "INVALID_ARGUMENT" in full.stdout
     assert_same(one_shot, full)
+
+
+def test_a_class_a_hints_class_names_is_part_of_the_context(tmp_path: Path) -> None:
+    """Size (the task's hint) has a field of type Unit, defined in another module: an
+    edit of that module changes what the checks accept."""
+    folder = tmp_path / "lib" / "nested"
+    folder.mkdir(parents=True)
+    (folder / "__init__.py").write_text("")
+    units = folder / "units.py"
+    units.write_text(
+        "from typing_extensions import TypedDict\n\nclass Unit(TypedDict):\n    mm: int\n"
+    )
+    (folder / "shapes.py").write_text(
+        "from typing_extensions import TypedDict\nfrom nested.units import Unit\n\n"
+        "class Size(TypedDict):\n    width: Unit\n"
+    )
+    (folder / "tasks.py").write_text(
+        "from celery import Celery\nfrom nested.shapes import Size\napp = Celery('nested')\n\n"
+        "@app.task(name='nested.resize')\ndef resize(size: Size) -> None: ...\n"
+    )
+    (tmp_path / "jobs").mkdir()
+    (tmp_path / "jobs" / "resize.yaml").write_text(
+        "name: resize\ntask: nested.resize\n"
+        'schedule: {cron: "*/5 * * * *"}\nkwargs: {size: {width: {mm: 3}}}\n'
+    )
+    env = {
+        "RECONCILER_TASK_MODULES": "nested.tasks",
+        "RECONCILER_TASK_ALLOWLIST": "nested.*",
+        "PYTHONPATH": str(tmp_path / "lib"),
+    }
+    assert reconcile(tmp_path, "apply", **env).returncode == 0
+    units.write_text(units.read_text().replace("mm", "cm"))
+
+    one_shot = reconcile(tmp_path, "plan", **env)
+    full = full_parse_plan(tmp_path, **env)
+    assert full.returncode == 1 and "INVALID_ARGUMENT" in full.stdout
+    assert_same(one_shot, full)
