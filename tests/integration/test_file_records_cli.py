@@ -55,6 +55,39 @@ def full_parse_plan(
     return reconcile(root, "plan", cwd=cwd, **env)
 
 
+def task_env(root: Path, modules: str, allowed: str) -> dict[str, str]:
+    """Settings of a run whose task modules live in <root>/lib."""
+    return {
+        "RECONCILER_TASK_MODULES": modules,
+        "RECONCILER_TASK_ALLOWLIST": allowed,
+        "PYTHONPATH": str(root / "lib"),
+    }
+
+
+def plans_after(
+    root: Path, path: Path, old: str, new: str, **env: str
+) -> tuple[subprocess.CompletedProcess[str], subprocess.CompletedProcess[str]]:
+    """`reconcile apply`, then `old` replaced by `new` in `path`, then (the one-shot
+    plan, a full parse's plan)."""
+    assert reconcile(root, "apply", **env).returncode == 0
+    path.write_text(path.read_text().replace(old, new))
+    return reconcile(root, "plan", **env), full_parse_plan(root, **env)
+
+
+def write_job(root: Path, task: str, kwargs: str) -> None:
+    (root / "jobs").mkdir()
+    (root / "jobs" / "job.yaml").write_text(
+        f'name: job\ntask: {task}\nschedule: {{cron: "*/5 * * * *"}}\nkwargs: {kwargs}\n'
+    )
+
+
+def assert_same_refusal(
+    one_shot: subprocess.CompletedProcess[str], full: subprocess.CompletedProcess[str], code: str
+) -> None:
+    assert full.returncode == 1 and code in full.stdout
+    assert_same(one_shot, full)
+
+
 def assert_same(one_shot: subprocess.CompletedProcess[str], full: subprocess.CompletedProcess[str]):
     assert (one_shot.returncode, one_shot.stdout) == (full.returncode, full.stdout), one_shot.stderr
 
@@ -72,22 +105,10 @@ def test_a_task_re_exported_from_a_submodule_is_checked_against_its_edited_sourc
         "@app.task(name='mytasks.resize')\n"
         "def resize(width: int) -> None: ...\n"
     )
-    (tmp_path / "jobs").mkdir()
-    (tmp_path / "jobs" / "resize.yaml").write_text(
-        'name: resize\ntask: mytasks.resize\nschedule: {cron: "*/5 * * * *"}\nkwargs: {width: 3}\n'
-    )
-    env = {
-        "RECONCILER_TASK_MODULES": "mytasks",
-        "RECONCILER_TASK_ALLOWLIST": "mytasks.*",
-        "PYTHONPATH": str(tmp_path / "lib"),
-    }
-    assert reconcile(tmp_path, "apply", **env).returncode == 0
-    impl.write_text(impl.read_text().replace("width: int", "height: int"))
-
-    one_shot = reconcile(tmp_path, "plan", **env)
-    full = full_parse_plan(tmp_path, **env)
-    assert full.returncode == 1 and "MISSING_ARGUMENT" in full.stdout
-    assert_same(one_shot, full)
+    write_job(tmp_path, "mytasks.resize", "{width: 3}")
+    env = task_env(tmp_path, "mytasks", "mytasks.*")
+    one_shot, full = plans_after(tmp_path, impl, "width: int", "height: int", **env)
+    assert_same_refusal(one_shot, full, "MISSING_ARGUMENT")
 
 
 def test_a_relative_report_folder_is_judged_from_the_working_directory(tmp_path: Path) -> None:
@@ -218,11 +239,7 @@ def test_records_a_long_running_process_writes_name_the_task_code_it_imported(
         for name in [name for name in sys.modules if name.startswith(package)]:
             monkeypatch.delitem(sys.modules, name)
 
-    env = {
-        "RECONCILER_TASK_MODULES": package,
-        "RECONCILER_TASK_ALLOWLIST": f"{package}.*",
-        "PYTHONPATH": str(tmp_path / "lib"),
-    }
+    env = task_env(tmp_path, package, f"{package}.*")
     one_shot = reconcile(tmp_path, "plan", **env)
     full = full_parse_plan(tmp_path, **env)
     assert full.returncode == 1 and "INVALID_ARGUMENT" in full.stdout
@@ -247,20 +264,7 @@ def test_a_class_a_hints_class_names_is_part_of_the_context(tmp_path: Path) -> N
         "from celery import Celery\nfrom nested.shapes import Size\napp = Celery('nested')\n\n"
         "@app.task(name='nested.resize')\ndef resize(size: Size) -> None: ...\n"
     )
-    (tmp_path / "jobs").mkdir()
-    (tmp_path / "jobs" / "resize.yaml").write_text(
-        "name: resize\ntask: nested.resize\n"
-        'schedule: {cron: "*/5 * * * *"}\nkwargs: {size: {width: {mm: 3}}}\n'
-    )
-    env = {
-        "RECONCILER_TASK_MODULES": "nested.tasks",
-        "RECONCILER_TASK_ALLOWLIST": "nested.*",
-        "PYTHONPATH": str(tmp_path / "lib"),
-    }
-    assert reconcile(tmp_path, "apply", **env).returncode == 0
-    units.write_text(units.read_text().replace("mm", "cm"))
-
-    one_shot = reconcile(tmp_path, "plan", **env)
-    full = full_parse_plan(tmp_path, **env)
-    assert full.returncode == 1 and "INVALID_ARGUMENT" in full.stdout
-    assert_same(one_shot, full)
+    write_job(tmp_path, "nested.resize", "{size: {width: {mm: 3}}}")
+    env = task_env(tmp_path, "nested.tasks", "nested.*")
+    one_shot, full = plans_after(tmp_path, units, "mm", "cm", **env)
+    assert_same_refusal(one_shot, full, "INVALID_ARGUMENT")
