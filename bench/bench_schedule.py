@@ -44,13 +44,12 @@ NOW = datetime(2027, 3, 20, 12, 0, tzinfo=UTC)
 
 
 def clear_caches() -> None:
-    from reconciler.core import triggers
+    """The process-wide memos (docs/architecture.md); trigger memories are per owner,
+    and the calls measured here pass none."""
     from reconciler.spec import cron
 
     cron._compile_text.cache_clear()
     cron._compile_map.cache_clear()
-    triggers._TRIGGERS.clear()
-    triggers._FIRES.clear()
 
 
 def bench_next(count: int) -> tuple[float, float]:

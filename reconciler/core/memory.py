@@ -12,9 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from reconciler.core.state import SchedulerJob, scheduler_job
+from reconciler.core.triggers import MEMORY_LIMIT, TriggerMemory
 from reconciler.spec.model import JobSpec
-
-MEMORY_LIMIT = 50_000
 
 
 @dataclass
@@ -24,6 +23,8 @@ class CoreMemory:
     # The scheduler row content per (spec hash, revision): a full pass over 10,000
     # unchanged jobs then costs a look-up per job instead of building its trigger.
     scheduler_jobs: dict[tuple[str, str | None], SchedulerJob] = field(default_factory=dict)
+    # Triggers, fingerprints and fire times (status, previews, first run times).
+    triggers: TriggerMemory = field(default_factory=TriggerMemory)
 
     def scheduler_job(self, spec: JobSpec, *, spec_hash: str, revision: str | None) -> SchedulerJob:
         """`scheduler_job(...)`, remembered."""
@@ -32,6 +33,8 @@ class CoreMemory:
         if known is None or known.id != spec.name:
             if len(self.scheduler_jobs) >= MEMORY_LIMIT:
                 self.scheduler_jobs.clear()
-            known = scheduler_job(spec, spec_hash=spec_hash, revision=revision)
+            known = scheduler_job(
+                spec, spec_hash=spec_hash, revision=revision, triggers=self.triggers
+            )
             self.scheduler_jobs[key] = known
         return known

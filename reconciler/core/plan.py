@@ -32,7 +32,7 @@ from reconciler.core.state import (
     SchedulerJob,
     SchedulerRow,
 )
-from reconciler.core.triggers import next_fire_times
+from reconciler.core.triggers import TriggerMemory, next_fire_times
 from reconciler.core.vocabulary import Action, JobStatus
 from reconciler.spec.diagnostics import Diagnostic
 from reconciler.spec.essence import canonical_json
@@ -132,8 +132,8 @@ def make_plan(
 
     `preview_fires=False` leaves the next-fire previews out (apply does not show them,
     and computing three fire times for each of 10,000 new jobs costs seconds)."""
-    fires = _fires if preview_fires else _no_fires
     memory = memory if memory is not None else CoreMemory()
+    fires = _previews(memory.triggers) if preview_fires else _no_fires
     frozen_files = frozenset(desired.quarantined)
     examine = previous.names_to_examine(desired, actual) if previous is not None else None
     if previous is None or examine is None:
@@ -296,7 +296,7 @@ def _compare(
     """The change from `have` to `wanted`; a rename when their names differ."""
     renamed = wanted.name != have.name
     if wanted.spec_hash == have.spec_hash and not renamed:
-        status = wanted.status(now=now)
+        status = wanted.status(now=now, triggers=memory.triggers)
         if status != have.status:
             return _status_change(wanted, have, status, memory, now=now)
         if wanted.source != have.source_file:
@@ -465,7 +465,7 @@ def _target(
         essence=wanted.essence,
         source=wanted.source,
         line=wanted.line,
-        status=status or wanted.status(now=now),
+        status=status or wanted.status(now=now, triggers=memory.triggers),
         revision=commit,
         revision_dirty=dirty,
         scheduler=memory.scheduler_job(wanted.spec, spec_hash=wanted.spec_hash, revision=commit),
@@ -473,8 +473,11 @@ def _target(
     )
 
 
-def _fires(spec: JobSpec, now: datetime) -> tuple[datetime, ...]:
-    return next_fire_times(spec, after=now, count=3)
+def _previews(triggers: TriggerMemory) -> Fires:
+    def fires(spec: JobSpec, now: datetime) -> tuple[datetime, ...]:
+        return next_fire_times(spec, after=now, count=3, memory=triggers)
+
+    return fires
 
 
 def _no_fires(spec: JobSpec, now: datetime) -> tuple[datetime, ...]:

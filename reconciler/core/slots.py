@@ -21,7 +21,7 @@ from typing import Any
 from reconciler.core.dst import WallClockCronTrigger
 from reconciler.core.moments import as_utc, rfc3339
 from reconciler.core.schedule import CronSchedule, Gap, Repeat, next_wall
-from reconciler.core.triggers import build_trigger
+from reconciler.core.triggers import TriggerMemory, build_trigger
 from reconciler.core.vocabulary import (
     FINAL_RUN_STATUSES,
     UNFINISHED_RUN_STATUSES,
@@ -43,11 +43,16 @@ _LOOKBACK = (timedelta(hours=1), timedelta(days=1), timedelta(days=32), timedelt
 
 
 def slot_times(
-    spec: JobSpec, *, after: datetime, until: datetime, limit: int
+    spec: JobSpec,
+    *,
+    after: datetime,
+    until: datetime,
+    limit: int,
+    triggers: TriggerMemory | None = None,
 ) -> tuple[list[datetime], bool]:
     """The slots in (after, until], oldest first, at most `limit`; and whether more
     follow. Slots after the spec's `end` are included (their fate says so)."""
-    trigger = build_trigger(_open_ended(spec), with_jitter=False)
+    trigger = build_trigger(_open_ended(spec), with_jitter=False, memory=triggers)
     # Everything in UTC: two datetimes of the SAME zone compare (and add) by wall time
     # and ignore `fold`, so 02:00 CET (a second occurrence) would look earlier than
     # 02:30 CEST on an autumn night and a `repeat: both` slot would be dropped.

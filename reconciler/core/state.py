@@ -15,10 +15,11 @@ from typing import Any
 
 from reconciler.core.fires import FIRE_CALLABLE, FirePayload, fire_payload
 from reconciler.core.triggers import (
+    TriggerMemory,
     build_trigger,
+    describe_trigger,
     first_fire_after,
     has_open_end,
-    trigger_fingerprint,
 )
 from reconciler.core.vocabulary import JobStatus
 from reconciler.spec.diagnostics import Diagnostic
@@ -98,11 +99,11 @@ class DesiredJob:
         data, digest = known_essence
         return cls(spec, source, line, digest, data, has_open_end(spec))
 
-    def status(self, *, now: datetime) -> JobStatus:
+    def status(self, *, now: datetime, triggers: TriggerMemory | None = None) -> JobStatus:
         """active, paused or completed (see runtime_status)."""
         if self.open_ended and not self.spec.paused:
             return JobStatus.ACTIVE
-        return runtime_status(self.spec, now=now)
+        return runtime_status(self.spec, now=now, triggers=triggers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +180,9 @@ class SchedulerJob:
     """What the scheduler row of a job must hold: the job's runtime essence."""
 
     id: str
-    trigger: Any  # an APScheduler trigger
+    # An APScheduler trigger (no __eq__): two jobs compare by its fingerprint, which names
+    # every field that matters, not by whether one memory built both triggers.
+    trigger: Any = field(compare=False)
     fingerprint: str
     kwargs: Mapping[str, Any]
     misfire_grace_time: int
@@ -209,17 +212,24 @@ class SchedulerJob:
 FIRE_MAX_INSTANCES = 10
 
 
-def scheduler_job(spec: JobSpec, *, spec_hash: str, revision: str | None) -> SchedulerJob:
+def scheduler_job(
+    spec: JobSpec,
+    *,
+    spec_hash: str,
+    revision: str | None,
+    triggers: TriggerMemory | None = None,
+) -> SchedulerJob:
     """The `apscheduler_jobs` content for a job. `revision` is the revision that last
     CHANGED the job (kept in its inventory row), not the newest commit: a commit that
     leaves a job alone must not rewrite (and so re-time) its row. Determined completely
     by (spec_hash, revision), so a CoreMemory may remember it (core/memory.py)."""
-    trigger = build_trigger(spec)
+    trigger = build_trigger(spec, memory=triggers)
+    fingerprint = describe_trigger(trigger) if triggers is None else triggers.fingerprint(trigger)
     payload: FirePayload = fire_payload(spec, spec_hash=spec_hash, revision=revision)
     return SchedulerJob(
         id=spec.name,
         trigger=trigger,
-        fingerprint=trigger_fingerprint(trigger),
+        fingerprint=fingerprint,
         kwargs={"job": spec.name, "payload": dict(payload)},
         misfire_grace_time=spec.misfire_grace_seconds,
         coalesce=spec.coalesce,
@@ -227,12 +237,14 @@ def scheduler_job(spec: JobSpec, *, spec_hash: str, revision: str | None) -> Sch
     )
 
 
-def runtime_status(spec: JobSpec, *, now: datetime) -> JobStatus:
+def runtime_status(
+    spec: JobSpec, *, now: datetime, triggers: TriggerMemory | None = None
+) -> JobStatus:
     """active, paused, or completed (no future fire: a past one-off, an end passed)."""
     if spec.paused:
         return JobStatus.PAUSED
     if has_open_end(spec):
         return JobStatus.ACTIVE
-    if first_fire_after(spec, now=now) is None:
+    if first_fire_after(spec, now=now, memory=triggers) is None:
         return JobStatus.COMPLETED
     return JobStatus.ACTIVE

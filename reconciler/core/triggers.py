@@ -26,45 +26,94 @@ from reconciler.spec.model import CronSchedule, DateSchedule, IntervalSchedule, 
 INTERVAL_ANCHOR = datetime(2000, 1, 1, tzinfo=UTC)
 
 
-def build_trigger(spec: JobSpec, *, with_jitter: bool = True) -> BaseTrigger:
+def build_trigger(
+    spec: JobSpec, *, with_jitter: bool = True, memory: TriggerMemory | None = None
+) -> BaseTrigger:
     """The trigger APScheduler runs for `spec`. Raises ValueError for a schedule that the
     spec models accepted but APScheduler does not (should not happen: the models check).
-
-    Memoised by the schedule's own fields: building a CronTrigger parses every field,
-    and a pass over 10,000 jobs needs each trigger several times. Triggers are
-    never mutated once built (APScheduler only reads them), so sharing one is safe."""
-    return _memo_trigger(_timing_key(spec, with_jitter), spec)
-
-
-def _timing_key(spec: JobSpec, with_jitter: bool) -> tuple[object, ...]:
-    return (
-        _schedule_text(spec.schedule),
-        spec.timezone,
-        spec.dst,
-        spec.start,
-        spec.end,
-        spec.jitter_seconds if with_jitter else 0,
-    )
+    Built afresh unless the caller's `memory` remembers one."""
+    if memory is not None:
+        return memory.trigger(spec, with_jitter=with_jitter)
+    return _build(spec, with_jitter=with_jitter)
 
 
 def _dump_schedule(schedule: CronSchedule | IntervalSchedule | DateSchedule) -> str:
     return schedule.model_dump_json()
 
 
-_TRIGGERS_MAX = 50_000
-# The schedule as JSON, per (immutable) schedule object: several lookups per job and
-# pass need it, and dumping it costs more than the lookup it keys.
-_schedule_text = IdentityMemo(_dump_schedule, limit=_TRIGGERS_MAX)
-_TRIGGERS: dict[tuple[object, ...], BaseTrigger] = {}
+MEMORY_LIMIT = 50_000
 
 
-def _memo_trigger(key: tuple[object, ...], spec: JobSpec) -> BaseTrigger:
-    trigger = _TRIGGERS.get(key)
-    if trigger is None:
-        if len(_TRIGGERS) >= _TRIGGERS_MAX:
-            _TRIGGERS.clear()  # crude but bounded; a rebuild is only a cost
-        trigger = _TRIGGERS[key] = _build(spec, with_jitter=bool(key[5]))
-    return trigger
+class TriggerMemory:
+    """Triggers, their fingerprints and fire times, remembered for one owner (kopf's
+    inventory: an explicit memory, no module global). A long-running process keeps one
+    (the engine's CoreMemory.triggers, the daemon's gauges); a one-shot process passes
+    none and computes directly. Every value is determined by its key, so a memory only
+    saves work; each table is bounded (cleared when full: a rebuild is only a cost).
+
+    Triggers are keyed by the schedule's own fields: building a CronTrigger parses every
+    field, and a pass over 10,000 jobs needs each trigger several times. Triggers are
+    never mutated once built (APScheduler only reads them), so sharing one is safe."""
+
+    def __init__(self, *, limit: int = MEMORY_LIMIT) -> None:
+        self._limit = limit
+        # The schedule as JSON, per (immutable) schedule object: several lookups per job
+        # and pass need it, and dumping it costs more than the lookup it keys.
+        self._schedule_text = IdentityMemo(_dump_schedule, limit=limit)
+        self._triggers: dict[tuple[object, ...], BaseTrigger] = {}
+        self._fires: dict[tuple[object, ...], tuple[datetime, ...]] = {}
+        # describe_trigger per trigger object: the triggers built here are shared.
+        self.fingerprint: IdentityMemo[BaseTrigger, str] = IdentityMemo(
+            describe_trigger, limit=limit
+        )
+
+    def trigger(self, spec: JobSpec, *, with_jitter: bool = True) -> BaseTrigger:
+        """`build_trigger(spec)`, remembered."""
+        key = self._timing_key(spec, with_jitter)
+        trigger = self._triggers.get(key)
+        if trigger is None:
+            if len(self._triggers) >= self._limit:
+                self._triggers.clear()
+            trigger = self._triggers[key] = _build(spec, with_jitter=with_jitter)
+        return trigger
+
+    def next_fire_times(
+        self, spec: JobSpec, *, after: datetime, count: int
+    ) -> tuple[datetime, ...]:
+        """`next_fire_times(...)`, remembered."""
+        key = (self._timing_key(spec, False), after, count)
+        times = self._fires.get(key)
+        if times is None:
+            times = _compute_fire_times(self.trigger(spec, with_jitter=False), after, count)
+            self._remember_fires(key, times)
+        return times
+
+    def first_fire_after(self, spec: JobSpec, *, now: datetime) -> datetime | None:
+        """`first_fire_after(...)`, remembered (never with jitter: that is random)."""
+        if spec.jitter_seconds:
+            return _first_fire(self.trigger(spec), now)
+        key = (self._timing_key(spec, False), now, 0)
+        known = self._fires.get(key)
+        if known is None:
+            first = _first_fire(self.trigger(spec), now)
+            known = (first,) if first else ()
+            self._remember_fires(key, known)
+        return known[0] if known else None
+
+    def _remember_fires(self, key: tuple[object, ...], times: tuple[datetime, ...]) -> None:
+        if len(self._fires) >= self._limit:
+            self._fires.clear()
+        self._fires[key] = times
+
+    def _timing_key(self, spec: JobSpec, with_jitter: bool) -> tuple[object, ...]:
+        return (
+            self._schedule_text(spec.schedule),
+            spec.timezone,
+            spec.dst,
+            spec.start,
+            spec.end,
+            spec.jitter_seconds if with_jitter else 0,
+        )
 
 
 def _build(spec: JobSpec, *, with_jitter: bool) -> BaseTrigger:
@@ -111,12 +160,6 @@ def describe_trigger(trigger: object) -> str:
     return repr(trigger)
 
 
-# describe_trigger per trigger object: the triggers built here are shared between jobs.
-trigger_fingerprint: IdentityMemo[BaseTrigger, str] = IdentityMemo(
-    describe_trigger, limit=_TRIGGERS_MAX
-)
-
-
 def has_open_end(spec: JobSpec) -> bool:
     """True when the schedule fires for ever (no end, no year limit, not a one-off), so
     a future fire exists without computing one: the validator refused crons that never
@@ -128,20 +171,17 @@ def has_open_end(spec: JobSpec) -> bool:
     return compile_cron(cron_source(spec.schedule)).years is None
 
 
-def next_fire_times(spec: JobSpec, *, after: datetime, count: int = 3) -> tuple[datetime, ...]:
+def next_fire_times(
+    spec: JobSpec,
+    *,
+    after: datetime,
+    count: int = 3,
+    memory: TriggerMemory | None = None,
+) -> tuple[datetime, ...]:
     """The next `count` fire times strictly after `after` (without jitter: a preview)."""
-    key = (_timing_key(spec, False), after, count)
-    times = _FIRES.get(key)
-    if times is None:
-        if len(_FIRES) >= _TRIGGERS_MAX:
-            _FIRES.clear()
-        times = _FIRES[key] = _compute_fire_times(
-            build_trigger(spec, with_jitter=False), after, count
-        )
-    return times
-
-
-_FIRES: dict[tuple[object, ...], tuple[datetime, ...]] = {}
+    if memory is not None:
+        return memory.next_fire_times(spec, after=after, count=count)
+    return _compute_fire_times(_build(spec, with_jitter=False), after, count)
 
 
 def _compute_fire_times(trigger: BaseTrigger, after: datetime, count: int) -> tuple[datetime, ...]:
@@ -161,32 +201,29 @@ def _compute_fire_times(trigger: BaseTrigger, after: datetime, count: int) -> tu
     return tuple(times)
 
 
-def upcoming_fires(spec: JobSpec, *, after: datetime, count: int) -> list[Fire]:
+def upcoming_fires(
+    spec: JobSpec, *, after: datetime, count: int, memory: TriggerMemory | None = None
+) -> list[Fire]:
     """The next `count` fires strictly after `after`, with how DST placed each (for
     `reconcile next` and the API). Computed by the same trigger the daemon runs."""
-    trigger = build_trigger(spec, with_jitter=False)
+    trigger = build_trigger(spec, with_jitter=False, memory=memory)
     if isinstance(trigger, WallClockCronTrigger):
         return trigger.schedule.fires(after, count)
     return [
         Fire(at=at, wall=at.replace(tzinfo=None), placement=Placement.NORMAL)
-        for at in next_fire_times(spec, after=after, count=count)
+        for at in next_fire_times(spec, after=after, count=count, memory=memory)
     ]
 
 
-def first_fire_after(spec: JobSpec, *, now: datetime) -> datetime | None:
+def first_fire_after(
+    spec: JobSpec, *, now: datetime, memory: TriggerMemory | None = None
+) -> datetime | None:
     """When a newly added or resumed job fires first: the first slot after `now`, never
     `now` itself (a schedule change must not cause an immediate extra run). None when the
     schedule has no future slot (a past one-off date, an end in the past)."""
-    if spec.jitter_seconds:  # random: never memoised
-        return _first_fire(build_trigger(spec), now)
-    key = (_timing_key(spec, False), now, 0)
-    known = _FIRES.get(key)
-    if known is None:
-        if len(_FIRES) >= _TRIGGERS_MAX:
-            _FIRES.clear()
-        first = _first_fire(build_trigger(spec), now)
-        known = _FIRES[key] = (first,) if first else ()
-    return known[0] if known else None
+    if memory is not None:
+        return memory.first_fire_after(spec, now=now)
+    return _first_fire(_build(spec, with_jitter=True), now)
 
 
 def _first_fire(trigger: BaseTrigger, now: datetime) -> datetime | None:

@@ -108,6 +108,9 @@ class ZoneClock:
         return high, before, self.offset_at(high)
 
 
+# Process-wide memo (docs/architecture.md): a trigger APScheduler unpickles rebuilds its
+# schedule here, where no owner can pass one in; bounded by the zone database (an unknown
+# name raises before it is stored), and a zone's transitions are the same for everyone.
 _CLOCKS: dict[str, ZoneClock] = {}
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 
 from reconciler.core.plan import Plan, Target
 from reconciler.core.state import SchedulerJob
-from reconciler.core.triggers import first_fire_after
+from reconciler.core.triggers import TriggerMemory, first_fire_after
 from reconciler.core.vocabulary import Action, JobStatus
 from reconciler.store.inventory import (
     delete_inventory,
@@ -35,8 +35,11 @@ from reconciler.store.scheduler_rows import (
 )
 
 
-def apply_plan(connection: Connection, plan: Plan, *, now: datetime) -> list[WrittenRow]:
-    """Write the plan. Returns the scheduler rows written."""
+def apply_plan(
+    connection: Connection, plan: Plan, *, now: datetime, triggers: TriggerMemory | None = None
+) -> list[WrittenRow]:
+    """Write the plan. Returns the scheduler rows written. `triggers`: the memory the
+    plan was made with (its first fire times are then looked up, not computed again)."""
     removed = [change.job for change in plan.changes if change.action == Action.REMOVE]
     delete_scheduler_rows(connection, removed)
     delete_inventory(connection, removed)
@@ -66,24 +69,27 @@ def apply_plan(connection: Connection, plan: Plan, *, now: datetime) -> list[Wri
     upsert_inventory(connection, inventoried, now=now)
     kept = read_next_run_times(connection, [t.spec.name for t in others if t.keep_next_run_time])
     kept.update((renames[old], moment) for old, moment in carried.items())
-    new_rows = upsert_scheduler_rows(connection, _scheduled(added, {}, now), expect_new=True)
-    return new_rows + upsert_scheduler_rows(connection, _scheduled(others, kept, now))
+    new = _scheduled(added, {}, now, triggers)
+    new_rows = upsert_scheduler_rows(connection, new, expect_new=True)
+    return new_rows + upsert_scheduler_rows(connection, _scheduled(others, kept, now, triggers))
 
 
 def _scheduled(
-    targets: list[Target], kept: dict[str, float], now: datetime
+    targets: list[Target], kept: dict[str, float], now: datetime, triggers: TriggerMemory | None
 ) -> list[tuple[SchedulerJob, datetime | None]]:
     """The scheduler rows of `targets` with their next run times (completed: none)."""
     return [
-        (target.scheduler, _next_run_time(target, kept.get(target.spec.name), now))
+        (target.scheduler, _next_run_time(target, kept.get(target.spec.name), now, triggers))
         for target in targets
         if target.status != JobStatus.COMPLETED
     ]
 
 
-def _next_run_time(target: Target, kept: float | None, now: datetime) -> datetime | None:
+def _next_run_time(
+    target: Target, kept: float | None, now: datetime, triggers: TriggerMemory | None
+) -> datetime | None:
     if target.status == JobStatus.PAUSED:
         return None
     if target.keep_next_run_time and kept is not None:
         return datetime.fromtimestamp(kept, ZoneInfo(target.spec.timezone))
-    return first_fire_after(target.spec, now=now)
+    return first_fire_after(target.spec, now=now, memory=triggers)

@@ -252,6 +252,6 @@ class Daemon:
 
     def _refresh_gauges(self, caches: ReconcileCaches) -> None:
         try:
-            self._gauges.refresh(self._engine, caches.essences)
+            self._gauges.refresh(self._engine, caches.essences, caches.memory.triggers)
         except Exception:  # metrics must never fail the loop
             log.warning("refreshing the job gauges failed", exc_info=True)

@@ -20,7 +20,7 @@ from reconciler import metrics
 from reconciler.core.moments import as_utc
 from reconciler.core.slots import slot_times
 from reconciler.core.status import JobRow
-from reconciler.core.triggers import next_fire_times
+from reconciler.core.triggers import TriggerMemory, next_fire_times
 from reconciler.core.vocabulary import JobStatus
 from reconciler.spec.model import IntervalSchedule, JobSpec
 from reconciler.store.inventory import EssenceCache
@@ -39,7 +39,8 @@ class JobGauges:
         # when the job's newest ledger slot or its spec moves.
         self._first_slot: dict[str, tuple[str, datetime, datetime | None, timedelta]] = {}
 
-    def refresh(self, engine: Engine, essences: EssenceCache) -> None:
+    def refresh(self, engine: Engine, essences: EssenceCache, triggers: TriggerMemory) -> None:
+        """Set every job's gauges. `triggers`: the engine's memory (core/memory.py)."""
         with engine.connect() as connection:
             rows = read_job_rows(connection)
         by_status = Counter(row.status for row in rows)
@@ -47,7 +48,7 @@ class JobGauges:
             metrics.MANAGED_JOBS.labels(status=status).set(by_status.get(status, 0))
         now = datetime.now(UTC)
         for row in rows:
-            self._refresh_job(row, essences, now)
+            self._refresh_job(row, essences, now, triggers)
         for gone in set(self._tracked) - {row.name for row in rows}:
             metrics.forget_job(gone)
             del self._tracked[gone]
@@ -62,7 +63,9 @@ class JobGauges:
         self._tracked.clear()
         self._first_slot.clear()
 
-    def _refresh_job(self, row: JobRow, essences: EssenceCache, now: datetime) -> None:
+    def _refresh_job(
+        self, row: JobRow, essences: EssenceCache, now: datetime, triggers: TriggerMemory
+    ) -> None:
         spec_hash = row.spec_hash
         # The spec is parsed only when a series is (re)made or a first slot recomputed:
         # refreshing 100,000 unchanged jobs every 10 s must not validate 100,000 specs.
@@ -76,14 +79,14 @@ class JobGauges:
         next_fire = row.next_run_time if row.status == JobStatus.ACTIVE else None
         if self._tracked.get(row.name) != spec_hash:
             metrics.track_job(
-                row.name, interval_seconds=_interval(spec_of(), now), next_fire=next_fire
+                row.name, interval_seconds=_interval(spec_of(), now, triggers), next_fire=next_fire
             )
             self._tracked[row.name] = spec_hash
         elif next_fire is not None:
             metrics.NEXT_FIRE.labels(row.name).set(next_fire)
         else:
             metrics.NEXT_FIRE.remove(row.name)  # absent: a no-op
-        absent = self._slot_absent(row, spec_of, spec_hash, now)
+        absent = self._slot_absent(row, spec_of, spec_hash, now, triggers)
         if absent is None:
             metrics.SLOT_ABSENT.remove(row.name)
         else:
@@ -95,6 +98,7 @@ class JobGauges:
         spec_of: Callable[[], JobSpec | None],
         spec_hash: str,
         now: datetime,
+        triggers: TriggerMemory,
     ) -> bool | None:
         """Whether the first slot after the newer of the job's newest ledger slot and its
         last inventory change is older than its grace; None for a paused or completed job,
@@ -107,7 +111,7 @@ class JobGauges:
             spec = spec_of()
             if spec is None:
                 return None
-            found, _ = slot_times(spec, after=since, until=since + _FAR, limit=1)
+            found, _ = slot_times(spec, after=since, until=since + _FAR, limit=1, triggers=triggers)
             grace = timedelta(seconds=float(spec.misfire_grace_seconds)) + ABSENT_AFTER_GRACE
             known = (spec_hash, since, found[0] if found else None, grace)
             self._first_slot[row.name] = known
@@ -122,14 +126,14 @@ def _spec(essences: EssenceCache, spec_hash: str) -> JobSpec | None:
     return JobSpec.model_validate(dict(essence), strict=False)
 
 
-def _interval(spec: JobSpec | None, now: datetime) -> float | None:
+def _interval(spec: JobSpec | None, now: datetime, triggers: TriggerMemory) -> float | None:
     """The nominal seconds between two fires: an interval's length, or the gap between a
     cron's next two fires; None for a one-off or an unknown spec."""
     if spec is None:
         return None
     if isinstance(spec.schedule, IntervalSchedule):
         return float(spec.schedule.interval.total_seconds())
-    upcoming = next_fire_times(spec, after=now, count=2)
+    upcoming = next_fire_times(spec, after=now, count=2, memory=triggers)
     if len(upcoming) < 2:
         return None
     return (upcoming[1] - upcoming[0]).total_seconds()

@@ -371,7 +371,9 @@ def _reconcile(
             outcome = _check(plan, expected_plan_hash, apply, allow_invalid)
             if apply and outcome == ReconcileOutcome.APPLIED:
                 with write_guard(plan) if write_guard is not None else nullcontext():
-                    known = _apply(connection, plan, known, caches if keep else None, now)
+                    known = _apply(
+                        connection, plan, known, caches if keep else None, now, caches.memory
+                    )
                     notify_applied(connection, plan.plan_hash)
                     if before_commit is not None:
                         before_commit(connection, plan)
@@ -416,10 +418,12 @@ def _apply(
     known: tuple[Fingerprint, ActualState] | None,
     caches: ReconcileCaches | None,
     now: datetime,
+    memory: CoreMemory,
 ) -> tuple[Fingerprint, ActualState] | None:
     """Write the plan. With `known` (the fingerprint and state it was planned against),
     return the fingerprint and state after the write; None: not tracked. With `caches`,
-    they learn what was written (so that no later pass decodes it again).
+    they learn what was written (so that no later pass decodes it again). `memory`: the
+    one the plan was made with (its first fire times are looked up, not recomputed).
 
     The fingerprint moves by exactly what this pass wrote: the rows it touched are
     summarised just before and just after writing. A concurrent writer's change to any
@@ -428,7 +432,7 @@ def _apply(
     if len(touched) > TRACKED_CHANGES_MAX:
         known = None  # a bulk change: the next pass reads everything instead
     before = read_fingerprint(connection, touched) if known is not None else None
-    rows = apply_plan(connection, plan, now=now)
+    rows = apply_plan(connection, plan, now=now, triggers=memory.triggers)
     record_job_events(connection, plan, now=now)
     if caches is None:
         return None

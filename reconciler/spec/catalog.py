@@ -88,6 +88,8 @@ class CatalogError(ConfigError):
     """A module of RECONCILER_TASK_MODULES could not be imported."""
 
 
+# Process-wide memo (docs/architecture.md): importing a module is process-wide already
+# (sys.modules), and pydantic validators ask for the catalog with no owner to pass in.
 @lru_cache(maxsize=8)
 def task_catalog(task_modules: tuple[str, ...]) -> Mapping[str, TaskParameters]:
     """The parameters of the built-ins and of the tasks in `task_modules`. Cached per
@@ -221,6 +223,8 @@ def _fits(hint: Any, value: Any) -> bool:
     return True
 
 
+# Process-wide memo (docs/architecture.md): one TypeAdapter per type hint, asked for by the
+# argument checks of validation (no owner to pass in); a hint is an immutable type.
 @lru_cache(maxsize=256)
 def _adapter(hint: Any) -> TypeAdapter[Any]:
     return TypeAdapter(hint)

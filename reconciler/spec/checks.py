@@ -167,6 +167,8 @@ def cron_fires(spec: JobSpec, *, now: datetime) -> bool:
     return trigger.get_next_fire_time(None, max(start, now)) is not None
 
 
+# Process-wide memo (docs/architecture.md): reached from the loader's validation (in forked
+# loader processes too), which has no owner to pass in; a frozen pattern -> a bool.
 @lru_cache(maxsize=4096)
 def _calendar_allows(pattern: CronPattern) -> bool:
     """Whether a pattern, its years aside, matches any wall time at all.

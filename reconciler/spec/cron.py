@@ -170,6 +170,8 @@ def is_real_time(expression: str | Mapping[str, str | int]) -> bool:
 # ---- cron strings ------------------------------------------------------------------
 
 
+# Process-wide memo (docs/architecture.md): pydantic validators and APScheduler's unpickling
+# of a trigger call this, where no owner can pass a memory in; text -> frozen pattern.
 @functools.lru_cache(maxsize=4096)
 def _compile_text(expression: str) -> CronPattern:
     """Memoised: jobs share expressions, and validation, plan and fires all ask."""
@@ -309,6 +311,7 @@ def _int(text: str, what: str, low: int, high: int) -> int:
 # ---- field maps (APScheduler 3 CronTrigger semantics) ----------------------------------
 
 
+# Process-wide memo, as `_compile_text` (validators, unpickled triggers): items -> frozen pattern.
 @functools.lru_cache(maxsize=4096)
 def _compile_map(items: tuple[tuple[str, str], ...]) -> CronPattern:
     unknown = sorted({key for key, _ in items} - set(FIELD_NAMES))

@@ -168,6 +168,7 @@ def code_files() -> list[Path]:
     return files
 
 
+# Process-wide memo (docs/architecture.md): a constant of the installed code, not a cache.
 @lru_cache(maxsize=1)
 def _code_digest() -> str:
     """The loader's own code: another version of it may judge a file differently."""
@@ -178,6 +179,7 @@ def _code_digest() -> str:
     return digest.hexdigest()
 
 
+# Process-wide memo: a constant of the installed libraries, as `_code_digest`.
 @lru_cache(maxsize=1)
 def _library_versions() -> list[str]:
     """Python's and the libraries' a validation runs (parsing, models, the schedule

@@ -34,7 +34,7 @@ def test_gauges_follow_the_inventory(tmp_path: Path, sqlite_url: str) -> None:
     caches, gauges = ReconcileCaches(), JobGauges()
     try:
         reconcile_once(engine, settings, trigger="cli", caches=caches)
-        gauges.refresh(engine, caches.essences)
+        gauges.refresh(engine, caches.essences, caches.memory.triggers)
         assert value("reconciler_managed_jobs", status="active") == 2
         assert value("reconciler_managed_jobs", status="paused") == 1
         assert value("reconciler_job_interval_seconds", job_name="gauge-a") == 300
@@ -43,7 +43,7 @@ def test_gauges_follow_the_inventory(tmp_path: Path, sqlite_url: str) -> None:
         assert value("reconciler_job_next_fire_timestamp_seconds", job_name="gauge-b") is None
         (jobs / "c.yaml").unlink()
         reconcile_once(engine, settings, trigger="cli", caches=caches)
-        gauges.refresh(engine, caches.essences)
+        gauges.refresh(engine, caches.essences, caches.memory.triggers)
         assert value("reconciler_job_interval_seconds", job_name="gauge-c") is None
         assert value("reconciler_fires_total", job_name="gauge-c", outcome="published") is None
         assert value("reconciler_managed_jobs", status="active") == 1
@@ -51,7 +51,7 @@ def test_gauges_follow_the_inventory(tmp_path: Path, sqlite_url: str) -> None:
         gauges.forget_all()
         for name in ("reconciler_job_interval_seconds", "reconciler_job_slot_absent"):
             assert value(name, job_name="gauge-a") is None
-        gauges.refresh(engine, caches.essences)  # leading again: back
+        gauges.refresh(engine, caches.essences, caches.memory.triggers)  # leading again: back
         assert value("reconciler_job_interval_seconds", job_name="gauge-a") == 300
     finally:
         engine.dispose()
