@@ -199,6 +199,8 @@ def _task_catalog_digest(task_modules: tuple[str, ...]) -> list[object]:
         return [str(error)]
 
 
+# Process-wide memo (docs/architecture.md): it must follow `task_catalog`'s, which is
+# process-wide because imports are.
 @lru_cache(maxsize=8)
 def _imported_catalog_digest(task_modules: tuple[str, ...]) -> list[object]:
     """Read once per process, when the catalog is imported (task_catalog: once too): a

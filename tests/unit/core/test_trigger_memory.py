@@ -93,6 +93,7 @@ PROCESS_WIDE = {
     "reconciler.spec.catalog._adapter",
     "reconciler.spec.records._code_digest",
     "reconciler.spec.records._library_versions",
+    "reconciler.spec.records._imported_catalog_digest",
 }
 
 
