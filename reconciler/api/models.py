@@ -12,6 +12,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# A job's two status words, described once for the list and the detail.
+STATUS_DESCRIPTION = "Inventory status: active, paused or completed"
+STATE_DESCRIPTION = (
+    "One word: quarantined (its file fails to validate; the last applied spec runs), "
+    "failing (last run failed or expired), late (next fire over 60 s past), paused, "
+    "completed, active"
+)
+
 
 class _Out(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -40,12 +48,8 @@ class JobItem(_Out):
     name: str
     task: str
     queue: str
-    status: str = Field(description="Inventory status: active, paused or completed")
-    state: str = Field(
-        description="One word: quarantined (its file fails to validate; the last applied "
-        "spec runs), failing (last run failed or expired), late (next fire over 60 s past), "
-        "paused, completed, active"
-    )
+    status: str = Field(description=STATUS_DESCRIPTION)
+    state: str = Field(description=STATE_DESCRIPTION)
     quarantined: bool
     labels: dict[str, str]
     schedule: ScheduleSummary | None
@@ -121,12 +125,8 @@ class JobDetail(_Out):
     name: str
     task: str
     queue: str
-    status: str = Field(description="Inventory status: active, paused or completed")
-    state: str = Field(
-        description="One word: quarantined (its file fails to validate; the last applied "
-        "spec runs), failing (last run failed or expired), late (next fire over 60 s past), "
-        "paused, completed, active"
-    )
+    status: str = Field(description=STATUS_DESCRIPTION)
+    state: str = Field(description=STATE_DESCRIPTION)
     labels: dict[str, str]
     schedule: ScheduleSummary | None
     spec: dict[str, Any] = Field(description="The applied spec; secret-looking values redacted")
