@@ -31,26 +31,17 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Self
+from typing import Self
 
 import redis
+
+from tests.polling import wait_until
 
 
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def wait_for(predicate: Any, *, timeout: float, what: str, every: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not within {timeout} s")
-        time.sleep(every)
 
 
 def _port_open(port: int) -> bool:
@@ -177,7 +168,7 @@ class PrivateRedis(_Service):
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         log.close()
-        wait_for(self._pong, timeout=30, what="private redis")
+        wait_until(self._pong, timeout=30, what="private redis")
 
     def _pong(self) -> bool:
         try:

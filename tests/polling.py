@@ -8,14 +8,22 @@ from typing import Any
 
 
 def wait_until(
-    predicate: Callable[[], Any], *, timeout: float, interval: float = 0.05, what: str = ""
+    predicate: Callable[[], Any],
+    *,
+    timeout: float,
+    interval: float = 0.05,
+    what: str = "",
+    evidence: Callable[[], str] | None = None,
 ) -> Any:
-    """Poll `predicate` until it returns something truthy (returned); fail after `timeout` s."""
+    """Poll `predicate` until it returns something truthy (returned); fail after `timeout` s.
+    The failure says what was awaited and, if given, `evidence()` (process logs, ledger
+    rows: what a CI log keeps when the run cannot be repeated)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what or 'condition'} not met within {timeout} s")
+            found = f"\n{evidence()}" if evidence is not None else ""
+            raise AssertionError(f"{what or 'condition'} not met within {timeout} s{found}")
         time.sleep(interval)

@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from reconciler.redact import mask_text
-from tests.e2e.processes import free_port, wait_for
+from tests.e2e.processes import free_port
+from tests.polling import wait_until
 
 RECONCILE = str(Path(sys.executable).parent / "reconcile")
 pytestmark = pytest.mark.slow  # starts several `reconcile` processes
@@ -105,7 +106,7 @@ def test_api_logs_and_metrics_mask_secrets_by_value(
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: _answers(f"{base}/health/live"), timeout=60, what="the API")
+        wait_until(lambda: _answers(f"{base}/health/live"), timeout=60, what="the API")
         job = httpx.get(f"{base}/api/v1/jobs/canary-job", timeout=10)
         assert job.status_code == 200
         _assert_clean(job.text, "GET /api/v1/jobs/canary-job")

@@ -15,7 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.processes import free_port, wait_for
+from tests.e2e.processes import free_port
+from tests.polling import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 RECONCILE = str(Path(sys.executable).parent / "reconcile")
@@ -37,7 +38,7 @@ def test_docs_render_the_operation_list_offline(tmp_path: Path, token: str | Non
         api = subprocess.Popen([RECONCILE, "api", "--port", str(port)], env=env, stdout=log,
                                stderr=log)  # fmt: skip
     try:
-        wait_for(lambda: _answers(f"{base}/health/live"), timeout=60, what="the API")
+        wait_until(lambda: _answers(f"{base}/health/live"), timeout=60, what="the API")
         spec = httpx.get(f"{base}/openapi.json", timeout=10).json()
         if token:
             assert httpx.get(f"{base}/api/v1/jobs", timeout=10).status_code == 401

@@ -8,12 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,26 +17,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def wait_for(
-    predicate: Callable[[], Any],
-    *,
-    timeout: float,
-    what: str,
-    evidence: Callable[[], str] | None = None,
-) -> Any:
-    """Poll `predicate` until it is truthy. On a timeout the failure says what was
-    awaited and, if given, `evidence()` (process logs, ledger rows: what CI keeps)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            found = f"\n{evidence()}" if evidence is not None else ""
-            pytest.fail(f"timed out after {timeout} s waiting for {what}{found}")
-        time.sleep(0.1)
 
 
 class Process:

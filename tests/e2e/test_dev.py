@@ -15,7 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.processes import REPO_ROOT, free_port, wait_for
+from tests.e2e.processes import REPO_ROOT, free_port
+from tests.polling import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -58,7 +59,7 @@ def test_dev_runs_the_examples_without_servers(tmp_path: Path) -> None:
         def a_run_succeeded() -> bool:
             return "succeeded" in (tmp_path / "dev.log").read_text(errors="replace")
 
-        wait_for(a_run_succeeded, timeout=120, what="a finished run printed by reconcile dev")
+        wait_until(a_run_succeeded, timeout=120, what="a finished run printed by reconcile dev")
         jobs = httpx.get(f"http://127.0.0.1:{port}/api/v1/jobs", timeout=10).json()
         assert {item["name"] for item in jobs["items"]} >= {"example-task", "invoice-sweep"}
         runs = httpx.get(

@@ -25,7 +25,8 @@ from fastapi.testclient import TestClient
 
 from reconciler.api import create_app
 from reconciler.settings import DEMO_TASKS, Settings
-from tests.e2e.processes import Process, wait_for
+from tests.e2e.processes import Process
+from tests.polling import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -116,12 +117,12 @@ def _ran(env: dict[str, str], job: str, since: datetime) -> int:
 def test_explain_gives_every_slot_its_fate(embedded: dict[str, Any]) -> None:
     env, jobs = embedded["env"], embedded["jobs"]
     begin = datetime.now(UTC)
-    wait_for(lambda: _ran(env, "tick", begin) >= 1, timeout=90, what="tick running")
+    wait_until(lambda: _ran(env, "tick", begin) >= 1, timeout=90, what="tick running")
 
     # Pause `toggle` for a few slots, then resume it.
     toggle = jobs / "toggle.yaml"
     toggle.write_text(JOBS["toggle.yaml"] + "paused: true\n")
-    wait_for(
+    wait_until(
         lambda: "~ toggle: paused false -> true" in embedded["daemon"].log(),
         timeout=30,
         what="the pause applied, and logged naming the change",
@@ -136,14 +137,14 @@ def test_explain_gives_every_slot_its_fate(embedded: dict[str, Any]) -> None:
     down_to = datetime.now(UTC)
     embedded["daemon"] = Process("daemon-again", ["run", "--no-migrate"], env, embedded["tmp"])
     found = partial(_evidence, embedded, down_to)
-    wait_for(
+    wait_until(
         lambda: _ran(env, "tick", down_to) >= 1,
         timeout=90,
         what="tick running again",
         evidence=found,
     )
     # The resume may be applied by either daemon: wait for a run of `toggle` after it.
-    wait_for(
+    wait_until(
         lambda: _ran(env, "toggle", down_to) >= 1, timeout=90, what="toggle resumed", evidence=found
     )
     end = datetime.now(UTC)

@@ -13,7 +13,8 @@ import redis
 import sqlalchemy as sa
 
 from reconciler.store.db import create_sync_engine
-from tests.e2e.processes import Process, free_port, wait_for
+from tests.e2e.processes import Process, free_port
+from tests.polling import wait_until
 
 pytestmark = [pytest.mark.services, pytest.mark.e2e, pytest.mark.slow]
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -65,7 +66,7 @@ def test_yaml_to_result_through_the_api(
                     )
                 ).first()
 
-        row = wait_for(succeeded, timeout=90, what="a succeeded run in the ledger")
+        row = wait_until(succeeded, timeout=90, what="a succeeded run in the ledger")
         run_id, started, finished, worker, published = row
         assert published <= started <= finished and worker
 
@@ -77,7 +78,7 @@ def test_yaml_to_result_through_the_api(
         assert meta["status"] == "SUCCESS" and meta["result"]["input"]["n"] == 1  # it ran
 
         base = f"http://127.0.0.1:{api_port}"
-        wait_for(lambda: _get(f"{base}/health/live"), timeout=60, what="the API")
+        wait_until(lambda: _get(f"{base}/health/live"), timeout=60, what="the API")
         run = _get(f"{base}/api/v1/runs/{run_id}")
         assert run is not None and run["status"] == "succeeded"
         task = _get(f"{base}/api/v1/tasks/{run_id}")

@@ -8,9 +8,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,26 +25,13 @@ from reconciler.settings import Settings
 from reconciler.store.db import create_sync_engine
 from reconciler.store.tables import job_runs
 from reconciler.worker.app import create_celery_app
+from tests.polling import wait_until
 
 BIN = Path(sys.executable).parent
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 AMQP_BASE = os.environ.get("TEST_AMQP_BASE", "amqp://guest:guest@127.0.0.1:5672")
 QUEUES = "default,high_priority,low_priority,scheduled"
 LEASE_SECONDS = 3  # short, so that recovery after a crashed worker is quick
-
-
-def wait_for(
-    predicate: Callable[[], Any], *, timeout: float, what: str, every: float = 0.05
-) -> Any:
-    """Poll `predicate` until it returns something truthy; fail after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(every)
 
 
 @dataclass
@@ -65,7 +51,7 @@ class WorkerProcess:
                 pytest.fail(f"worker {self.name} exited {self.process.returncode}:\n{self.log()}")
             return " ready." in self.log()
 
-        wait_for(ready, timeout=timeout, what=f"worker {self.name} to be ready")
+        wait_until(ready, timeout=timeout, what=f"worker {self.name} to be ready")
 
     def kill9(self) -> None:
         os.killpg(self.process.pid, signal.SIGKILL)
@@ -237,7 +223,7 @@ class Rig:
                 )
             )
 
-    wait_for = staticmethod(wait_for)
+    wait_until = staticmethod(wait_until)
 
     def redis(self) -> redis.Redis:
         return redis.Redis.from_url(REDIS_URL)
@@ -251,7 +237,7 @@ class Rig:
         return dict(row._mapping)
 
     def wait_status(self, run_id: str, *statuses: str, timeout: float = 20) -> dict[str, Any]:
-        return wait_for(
+        return wait_until(
             lambda: (row := self.run(run_id))["status"] in statuses and row,
             timeout=timeout,
             what=f"run {run_id} to reach {statuses}",

@@ -50,7 +50,7 @@ def test_fires_run_on_the_serverless_transports(embedded_rig: Rig) -> None:
         soft_time_limit=None,
         key=run_id,
     )
-    rig.wait_for(lambda: rig.run(run_id)["duplicates"] == 1, timeout=30, what="the duplicate")
+    rig.wait_until(lambda: rig.run(run_id)["duplicates"] == 1, timeout=30, what="the duplicate")
     assert len(json.loads(report.read_text())["rows"]) == 1
     assert rig.run(run_id)["status"] == "succeeded"
     expired = rig.wait_status(expiring, "expired", "succeeded")

@@ -154,13 +154,15 @@ def test_the_same_fire_published_twice_executes_once(rig: Rig) -> None:
         "key": run_id,
     }
     rig.send(run_id, "reconciler.tasks.write_report", **resend)
-    rig.wait_for(lambda: rig.run(run_id)["duplicates"] == 1, timeout=15, what="a duplicate")
+    rig.wait_until(lambda: rig.run(run_id)["duplicates"] == 1, timeout=15, what="a duplicate")
 
     # Redis forgot the key: the ledger (succeeded) still refuses a second execution.
     client = rig.redis()
     assert client.delete(rig.idem_key(run_id)) == 1
     rig.send(run_id, "reconciler.tasks.write_report", **resend)
-    rig.wait_for(lambda: rig.run(run_id)["duplicates"] == 2, timeout=15, what="a second duplicate")
+    rig.wait_until(
+        lambda: rig.run(run_id)["duplicates"] == 2, timeout=15, what="a second duplicate"
+    )
 
     assert len(json.loads(report.read_text())["rows"]) == 1  # written once
     final = rig.run(run_id)
@@ -184,7 +186,7 @@ def test_the_same_fire_published_twice_executes_once(rig: Rig) -> None:
         soft_time_limit=None,
         key=sleeper,
     )
-    rig.wait_for(lambda: rig.run(sleeper)["duplicates"] == 1, timeout=15, what="the duplicate")
+    rig.wait_until(lambda: rig.run(sleeper)["duplicates"] == 1, timeout=15, what="the duplicate")
     assert rig.run(sleeper)["status"] == "started"  # the duplicate did not touch the run
     final = rig.wait_status(sleeper, "succeeded", "failed")
     assert final["status"] == "succeeded"
