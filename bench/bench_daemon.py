@@ -77,6 +77,15 @@ def start_daemon(url: str, jobs: Path, vhost: str, log: Path) -> subprocess.Pope
     )
 
 
+def stop_daemon(daemon: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (the graceful hand-over), then the whole process group if it hangs."""
+    os.kill(daemon.pid, signal.SIGTERM)
+    try:
+        daemon.wait(60)
+    except subprocess.TimeoutExpired:
+        os.killpg(daemon.pid, signal.SIGKILL)
+
+
 def memory_mb(pid: int) -> tuple[float, float]:
     fields = dict(
         line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
@@ -178,11 +187,7 @@ def big(url: str, folder: Path, vhost: str, count: int) -> None:
         time.sleep(10)  # a few idle loop turns after the apply
         rss, peak = memory_mb(daemon.pid)
     finally:
-        os.kill(daemon.pid, signal.SIGTERM)
-        try:
-            daemon.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(daemon.pid, signal.SIGKILL)
+        stop_daemon(daemon)
         engine.dispose()
     print(
         f"big: {count} jobs applied by the daemon in {took:.1f} s; daemon RSS {rss:.0f} MB, "
@@ -248,11 +253,7 @@ def herd(url: str, folder: Path, vhost: str, count: int, minute: int | None) -> 
                 sa.text("select count(*), count(distinct (job_name, scheduled_time)) from job_runs")
             ).one()
     finally:
-        os.kill(daemon.pid, signal.SIGTERM)
-        try:
-            daemon.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(daemon.pid, signal.SIGKILL)
+        stop_daemon(daemon)
         engine.dispose()
     print(
         f"  ledger rows {slots[0]}, distinct slots {slots[1]}, published {len(rows)}; "
