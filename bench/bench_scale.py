@@ -17,9 +17,15 @@ PostgreSQL database and RabbitMQ vhost (created and removed here). In order:
    own duration from `reconcile_runs`. Five rounds, median and max. The daemon waits
    SETTLE_SECONDS (0.3 s by default) after the last file event before it reconciles, so
    that a checkout in progress is not applied half-way: that wait is part of the figure.
-4. the API: `reconcile api` with its micro-cache off (RECONCILER_API_CACHE_SECONDS=0),
-   API_REQUESTS sequential `GET /api/v1/jobs?limit=100` walking the pages by cursor, and
-   filtered by label; latency p50 / p99 / max; the server's peak RSS.
+4. the reads (bench/scale_reads.py): a ledger of RUNS_PER_JOB runs per job, then
+   `reconcile api` with its micro-cache off (RECONCILER_API_CACHE_SECONDS=0): the list
+   walking pages by cursor and filtered (label, status, queue, prefix), one job, the
+   status endpoint: p50 / p99 / max latency and server CPU per request; then the CLI's
+   read commands (`get jobs`, `status`, `-o json`) as processes.
+
+`--api-only URL` runs step 4 alone on a database already built (by an earlier run, or
+`reconcile apply` of `bench/corpus.py`'s files); `--compare-with DIR` measures the build
+in checkout DIR beside this one in the same run (bench/scale_reads.py).
 
 Each line carries the 1-minute load average when it was measured. Targets (issue 15):
 daemon RSS <= 1 GB, no-op pass <= 0.2 s, one file changed live <= 0.5 s, cold apply
@@ -40,12 +46,11 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx
 import sqlalchemy as sa
-from bench_api import free_port, start_server, stop_server
-from bench_daemon import memory_mb, percentile, rabbitmqctl, wait_for
+from bench_daemon import memory_mb, rabbitmqctl, wait_for
 from benchdb import create_database, drop_database
 from corpus import file_path, generate
+from scale_reads import Build, api_figures, cli_figures, seed_runs
 
 AMQP = "amqp://guest:guest@127.0.0.1:5672"
 RECONCILE = str(Path(sys.executable).parent / "reconcile")
@@ -177,50 +182,22 @@ def one_file_changed(engine: sa.Engine, jobs: Path, files: int, rounds: int = 5)
     )
 
 
-def api_figures(url: str, requests: int) -> None:
-    port = free_port()
-    env = {
-        **os.environ,
-        "RECONCILER_DATABASE_URL": url,
-        "RECONCILER_LOG_LEVEL": "WARNING",
-        "RECONCILER_API_CACHE_SECONDS": "0",
-    }
-    server = start_server([RECONCILE, "api", "--port", str(port), "--no-access-log"], port, env)
-    base = f"http://127.0.0.1:{port}/api/v1/jobs"
-    try:
-        with httpx.Client(timeout=10) as client:
-            for label, params in (
-                ("pages by cursor", {"limit": "100"}),
-                ("label filter team=t3", {"limit": "100", "label": "team=t3"}),
-            ):
-                latencies, cursor = [], None
-                client.get(base, params=params).raise_for_status()  # warm-up
-                for _ in range(requests):
-                    query = dict(params, **({"cursor": cursor} if cursor else {}))
-                    started = time.perf_counter()
-                    response = client.get(base, params=query)
-                    latencies.append((time.perf_counter() - started) * 1000)
-                    response.raise_for_status()
-                    cursor = response.json().get("next_cursor")
-                latencies.sort()
-                print(
-                    f"API GET /api/v1/jobs?limit=100 ({label}), uncached, sequential: "
-                    f"p50 {statistics.median(latencies):.1f} ms p99 "
-                    f"{percentile(latencies, 0.99):.1f} ms max {latencies[-1]:.1f} ms   "
-                    f"[{load()}]   (target p99 <= 100 ms)"
-                )
-        _, peak = memory_mb(server.pid)
-        print(f"API server peak RSS {peak:.0f} MB")
-    finally:
-        stop_server(server)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--files", type=int, default=10_000)
     parser.add_argument("--per-file", type=int, default=10)
+    parser.add_argument("--runs-per-job", type=int, default=10)
     parser.add_argument("--api-requests", type=int, default=300)
+    parser.add_argument("--cli-repeat", type=int, default=3)
+    parser.add_argument("--api-only", metavar="URL", help="step 4 alone on this database")
+    parser.add_argument("--compare-with", metavar="DIR", help="a checkout measured beside")
     args = parser.parse_args()
+    builds = [Build("this build", None)]
+    if args.compare_with:
+        builds.append(Build(Path(args.compare_with).name, args.compare_with))
+    if args.api_only:
+        reads(args.api_only, args, builds, seed=False)
+        return
     name, vhost = create_database(), f"bench_{uuid.uuid4().hex[:8]}"
     url = f"postgresql://postgres@127.0.0.1:5432/{name}"
     rabbitmqctl("add_vhost", vhost)
@@ -235,11 +212,22 @@ def main() -> None:
             env = environment(url, jobs, vhost)
             cold_apply(env)
             daemon_figures(env, engine, folder, jobs, args.files)
-            api_figures(url, args.api_requests)
+            reads(url, args, builds, seed=True)
     finally:
         engine.dispose()
         subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True)
         drop_database(name)
+
+
+def reads(url: str, args: argparse.Namespace, builds: list[Build], *, seed: bool) -> None:
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        if seed:
+            seed_runs(engine, args.runs_per_job)
+        api_figures(url, engine, args.api_requests, builds)
+        cli_figures(url, args.cli_repeat, builds)
+    finally:
+        engine.dispose()
 
 
 if __name__ == "__main__":
