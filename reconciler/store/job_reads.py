@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from reconciler.store.status import JOB_COLUMNS, JOBS_FROM
+from reconciler.store.status import has_label, read_model
 from reconciler.store.tables import apscheduler_jobs as aps
 from reconciler.store.tables import job_runs
 from reconciler.store.tables import quarantined_files as quarantine
@@ -31,7 +31,7 @@ class JobFilter:
     prefix: str | None = None
     labels: tuple[tuple[str, str], ...] = ()
 
-    def where(self) -> list[sa.ColumnElement[bool]]:
+    def where(self, dialect: str) -> list[sa.ColumnElement[bool]]:
         conditions: list[sa.ColumnElement[bool]] = []
         if self.status is not None:
             conditions.append(jobs.c.status == self.status)
@@ -39,8 +39,11 @@ class JobFilter:
             conditions.append(jobs.c.queue == self.queue)
         if self.prefix:
             conditions.append(jobs.c.name.startswith(self.prefix, autoescape=True))
-        for key, value in self.labels:
-            conditions.append(jobs.c.labels[key].as_string() == value)
+            # Redundant, for the index: a name that starts with the prefix sorts at or
+            # after it, so the walk of the primary key starts there and not at the first
+            # job (LIKE alone uses no index outside the C collation).
+            conditions.append(jobs.c.name >= self.prefix)
+        conditions += [has_label(key, value, dialect) for key, value in self.labels]
         return conditions
 
 
@@ -54,20 +57,30 @@ async def read_job_page(
     limit: int,
 ) -> list[RowMapping]:
     """Up to `limit` read-model job rows (`store.status.job_row` reads them) in name
-    order, after the name `after` (keyset) and `offset` rows. The scheduler's next fire
-    time comes from a LEFT JOIN."""
-    statement = sa.select(*JOB_COLUMNS).select_from(JOBS_FROM).where(*where.where())
+    order, after the name `after` (keyset) and `offset` rows.
+
+    The page's names are chosen first (a subquery on `scheduled_jobs` alone: the primary
+    key walked from the cursor, the filters applied on the way), then only those rows
+    are joined to their scheduler row, quarantine and newest run. Joined before the
+    LIMIT, PostgreSQL merge-joined `apscheduler_jobs` from its first row up to the
+    cursor: a page deep in 100,000 jobs read half of that table (160 ms)."""
+    page = sa.select(jobs).where(*where.where(connection.dialect.name))
     if after is not None:
-        statement = statement.where(jobs.c.name < after if descending else jobs.c.name > after)
+        page = page.where(jobs.c.name < after if descending else jobs.c.name > after)
     order = jobs.c.name.desc() if descending else jobs.c.name.asc()
-    statement = statement.order_by(order).limit(limit)
+    page = page.order_by(order).limit(limit)
     if offset:
-        statement = statement.offset(offset)
+        page = page.offset(offset)
+    chosen = page.subquery("job")
+    statement = read_model(chosen).order_by(
+        chosen.c.name.desc() if descending else chosen.c.name.asc()
+    )
     return list((await connection.execute(statement)).mappings().all())
 
 
 async def count_jobs(connection: AsyncConnection, *, where: JobFilter) -> int:
-    statement = sa.select(sa.func.count()).select_from(jobs).where(*where.where())
+    conditions = where.where(connection.dialect.name)
+    statement = sa.select(sa.func.count()).select_from(jobs).where(*conditions)
     return int((await connection.execute(statement)).scalar_one())
 
 

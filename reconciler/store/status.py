@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 if TYPE_CHECKING:  # the CLI's reads must not import the asyncio extension (and the ORM)
@@ -37,54 +38,79 @@ class JobSelector:
     status: str | None = None
     labels: tuple[tuple[str, str], ...] = ()
 
-    def where(self) -> list[sa.ColumnElement[bool]]:
+    def where(self, dialect: str) -> list[sa.ColumnElement[bool]]:
         conditions: list[sa.ColumnElement[bool]] = []
         if self.names is not None:
             conditions.append(jobs.c.name.in_(self.names))
         if self.status is not None:
             conditions.append(jobs.c.status == self.status)
-        for key, value in self.labels:
-            conditions.append(jobs.c.labels[key].as_string() == value)
+        conditions += [has_label(key, value, dialect) for key, value in self.labels]
         return conditions
 
 
+def has_label(key: str, value: str, dialect: str) -> sa.ColumnElement[bool]:
+    """The job's label `key` is `value`. On PostgreSQL by containment (`labels @>
+    {key: value}`), which the GIN index ix_scheduled_jobs_labels answers: a label no job
+    has is found absent at once, not after reading all 100,000 rows. Labels are strings
+    (the spec's `dict[StrictStr, StrictStr]`), so containment and `labels ->> key =
+    value` select the same jobs."""
+    if dialect == "postgresql":
+        return sa.type_coerce(jobs.c.labels, postgresql.JSONB).contains({key: value})
+    return jobs.c.labels[key].as_string() == value
+
+
 ALL_JOBS = JobSelector()
-# The newest slot of a job: one index probe on (job_name, scheduled_time), which is unique
-# (cheaper than ORDER BY ... LIMIT 1 with a tie-break on id, which sorts per job).
-_newest_slot = (
-    sa.select(sa.func.max(runs.c.scheduled_time))
-    .where(runs.c.job_name == jobs.c.name)
-    .scalar_subquery()
-)
-_last = runs.alias("last_run")
-# PostgreSQL, reading every job (status, the daemon's gauges): one backward index probe
-# per job (LATERAL). There the join on `_newest_slot` hashes every run instead; with a
-# LIMIT (the API's pages) both are nested index probes. SQLite has no LATERAL.
-_last_lateral = (
-    sa.select(runs.c.id, runs.c.status, runs.c.scheduled_time, runs.c.finished_at)
-    .where(runs.c.job_name == jobs.c.name)
-    .order_by(runs.c.scheduled_time.desc())
-    .limit(1)
-    .lateral("last_run")
-)
 # JSON as text, decoded by orjson in job_row (the JSON type's stdlib decoding costs
 # more than the query on 10,000 rows).
 _Text = sa.Text()
 
 
-def _job_columns(last: Any) -> tuple[Any, ...]:
-    return (
-        jobs.c.name,
-        jobs.c.status,
-        jobs.c.spec_hash,
-        jobs.c.task,
-        jobs.c.queue,
-        sa.cast(jobs.c.labels, _Text).label("labels"),
-        sa.cast(jobs.c.spec["schedule"], _Text).label("schedule"),
-        jobs.c.spec["timezone"].as_string().label("timezone"),
-        jobs.c.source_file,
-        jobs.c.revision,
-        jobs.c.updated_at,
+def read_model(source: sa.FromClause = jobs, *, lateral: bool = False) -> sa.Select[Any]:
+    """The read model's columns over `source`: `scheduled_jobs` itself, or a page of it
+    (a subquery with its columns, `store.job_reads`), each job LEFT JOIN its scheduler
+    row, its file's quarantine and its newest run.
+
+    The newest run, by slot ((job_name, scheduled_time) is unique and indexed): with
+    `lateral` (PostgreSQL reading every job: status, the daemon's gauges) one backward
+    index probe per job; otherwise a join on max(scheduled_time), which SQLite probes
+    per job, and PostgreSQL too under a LIMIT, but hashes every run when reading them all.
+    """
+    job = source.c
+    last: sa.FromClause
+    if lateral:
+        last = (
+            sa.select(runs.c.id, runs.c.status, runs.c.scheduled_time, runs.c.finished_at)
+            .where(runs.c.job_name == job.name)
+            .order_by(runs.c.scheduled_time.desc())
+            .limit(1)
+            .lateral("last_run")
+        )
+        newest_run: sa.ColumnElement[bool] = sa.true()
+    else:
+        last = runs.alias("last_run")
+        newest_slot = (
+            sa.select(sa.func.max(runs.c.scheduled_time))
+            .where(runs.c.job_name == job.name)
+            .scalar_subquery()
+        )
+        newest_run = sa.and_(last.c.job_name == job.name, last.c.scheduled_time == newest_slot)
+    joined = (
+        source.outerjoin(aps, aps.c.id == job.name)
+        .outerjoin(quarantine, quarantine.c.path == job.source_file)
+        .outerjoin(last, newest_run)
+    )
+    return sa.select(
+        job.name,
+        job.status,
+        job.spec_hash,
+        job.task,
+        job.queue,
+        sa.cast(job.labels, _Text).label("labels"),
+        sa.cast(job.spec["schedule"], _Text).label("schedule"),
+        job.spec["timezone"].as_string().label("timezone"),
+        job.source_file,
+        job.revision,
+        job.updated_at,
         aps.c.id.label("aps_id"),
         aps.c.next_run_time,
         quarantine.c.path.label("quarantined_path"),
@@ -92,27 +118,17 @@ def _job_columns(last: Any) -> tuple[Any, ...]:
         last.c.status.label("last_run_status"),
         last.c.scheduled_time.label("last_run_slot"),
         last.c.finished_at.label("last_run_finished"),
-    )
+    ).select_from(joined)
 
 
-_JOBS_AND_FILES = jobs.outerjoin(aps, aps.c.id == jobs.c.name).outerjoin(
-    quarantine, quarantine.c.path == jobs.c.source_file
-)
-JOB_COLUMNS = _job_columns(_last)
-JOBS_FROM = _JOBS_AND_FILES.outerjoin(
-    _last, sa.and_(_last.c.job_name == jobs.c.name, _last.c.scheduled_time == _newest_slot)
-)
-_LATERAL_COLUMNS = _job_columns(_last_lateral)
-_LATERAL_FROM = _JOBS_AND_FILES.outerjoin(_last_lateral, sa.true())
+_READ_ALL = {lateral: read_model(lateral=lateral) for lateral in (False, True)}
 
 
 def jobs_statement(selector: JobSelector = ALL_JOBS, *, dialect: str = "") -> sa.Select[Any]:
     """Jobs in name order, each with its scheduler row, quarantine and newest run.
     `dialect`: the connection's (`postgresql` reads the newest run by LATERAL)."""
-    columns, source = (
-        (_LATERAL_COLUMNS, _LATERAL_FROM) if dialect == "postgresql" else (JOB_COLUMNS, JOBS_FROM)
-    )
-    return sa.select(*columns).select_from(source).where(*selector.where()).order_by(jobs.c.name)
+    statement = _READ_ALL[dialect == "postgresql"]
+    return statement.where(*selector.where(dialect)).order_by(jobs.c.name)
 
 
 def _latest_reconcile(*conditions: sa.ColumnElement[bool]) -> sa.Select[Any]:

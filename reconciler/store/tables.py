@@ -39,6 +39,14 @@ scheduled_jobs = sa.Table(
     sa.Column("generation", sa.Integer, nullable=False, server_default="1"),
     sa.Index("ix_scheduled_jobs_status", "status"),
     sa.Index("ix_scheduled_jobs_queue", "queue"),
+    # The label filters (`labels @> {key: value}`, store.status.has_label); PostgreSQL
+    # only: SQLite's JSON is text, which a plain index would not help to search.
+    sa.Index(
+        "ix_scheduled_jobs_labels",
+        "labels",
+        postgresql_using="gin",
+        postgresql_ops={"labels": "jsonb_path_ops"},
+    ).ddl_if(dialect="postgresql"),
 )
 
 job_runs = sa.Table(

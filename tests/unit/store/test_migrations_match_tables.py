@@ -20,8 +20,17 @@ from reconciler.store.tables import metadata
 _ALEMBIC_TABLE = "alembic_version"
 
 
-def _include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
-    return not (type_ == "table" and name == _ALEMBIC_TABLE)
+def _include_on(dialect: str) -> Any:
+    """alembic_version left out; so are the indexes the tables create on another
+    dialect only (`Index.ddl_if(dialect=...)`, which Alembic's comparison ignores)."""
+
+    def include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+        if type_ == "table" and name == _ALEMBIC_TABLE:
+            return False
+        only_on = getattr(getattr(obj, "_ddl_if", None), "dialect", None)
+        return reflected or only_on in (None, dialect)
+
+    return include
 
 
 def schema_differences(url: str) -> list[Any]:
@@ -33,7 +42,7 @@ def schema_differences(url: str) -> list[Any]:
                 opts={
                     "compare_type": True,
                     "compare_server_default": True,
-                    "include_object": _include,
+                    "include_object": _include_on(connection.dialect.name),
                 },
             )
             return list(compare_metadata(context, metadata))
