@@ -217,7 +217,9 @@ def percentile(values: list[float], share: float) -> float:
 
 
 @with_environment
-def herd(url: str, folder: Path, vhost: str, count: int, minute: int | None) -> None:
+def herd(
+    url: str, folder: Path, vhost: str, count: int, minute: int | None, profile: str | None
+) -> None:
     jobs = folder / "jobs.d"
     jobs.mkdir()
     at = herd_instant(minute, lead=timedelta(seconds=100))
@@ -233,6 +235,7 @@ def herd(url: str, folder: Path, vhost: str, count: int, minute: int | None) -> 
         time.sleep((at - datetime.now(UTC)).total_seconds() - 1)
         load = os.getloadavg()[0]
         cpu = cpu_seconds(daemon.pid)
+        spy = _profile(daemon.pid, profile) if profile else None
 
         def all_published() -> bool:
             with engine.connect() as connection:
@@ -240,6 +243,9 @@ def herd(url: str, folder: Path, vhost: str, count: int, minute: int | None) -> 
 
         wait_for(all_published, timeout=300)
         cpu = cpu_seconds(daemon.pid) - cpu
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(60)
         with engine.connect() as connection:
             rows = connection.execute(
                 sa.text(
@@ -269,6 +275,30 @@ def herd(url: str, folder: Path, vhost: str, count: int, minute: int | None) -> 
         )
 
 
+def _profile(pid: int, output: str) -> subprocess.Popen[bytes]:
+    """py-spy sampling every thread of the daemon (idle ones too, to see who waits) into
+    `output` (raw collapsed stacks: one line per stack, its sample count last)."""
+    return subprocess.Popen(
+        [
+            "py-spy",
+            "record",
+            "--pid",
+            str(pid),
+            "--threads",
+            "--idle",
+            "--rate",
+            "200",
+            "--format",
+            "raw",
+            "--output",
+            output,
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def _applied(engine: sa.Engine, count: int) -> bool:
     """All jobs in the inventory and in the scheduler's table with a next fire time."""
     query = sa.text(
@@ -290,6 +320,7 @@ def main() -> None:
     parser.add_argument("--big", type=int, default=10_000)
     parser.add_argument("--herd", type=int, default=10_000)
     parser.add_argument("--herd-minute", type=int, default=None, help="0: `0 * * * *`")
+    parser.add_argument("--profile", help="herd: py-spy's raw stacks of the daemon into this file")
     options = parser.parse_args()
     parts = options.only.split(",")
     print(f"load average before: {os.getloadavg()[0]:.1f}")
@@ -298,7 +329,7 @@ def main() -> None:
     if "big" in parts:
         big(options.big)
     if "herd" in parts:
-        herd(options.herd, options.herd_minute)
+        herd(options.herd, options.herd_minute, options.profile)
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 

@@ -175,6 +175,29 @@ def read_job_rows(connection: Connection, selector: JobSelector = ALL_JOBS) -> l
     return [job_row(row) for row in connection.execute(statement).mappings()]
 
 
+# What the daemon's gauges need of every job (engine/gauges.py), read every 10 s: the
+# inventory's status and spec, the scheduler's next fire and the newest ledger slot (an
+# index probe per job); none of the JSON columns that `job_row` decodes.
+_GAUGE_ROWS = (
+    sa.select(
+        jobs.c.name,
+        jobs.c.status,
+        jobs.c.spec_hash,
+        jobs.c.updated_at,
+        aps.c.next_run_time,
+        _newest_slot.label("last_run_slot"),
+    )
+    .select_from(jobs.outerjoin(aps, aps.c.id == jobs.c.name))
+    .order_by(jobs.c.name)
+)
+
+
+def read_gauge_rows(connection: Connection) -> list[tuple[Any, ...]]:
+    """(name, status, spec_hash, updated_at, next_run_time, last_run_slot) of every job,
+    in name order: the values `read_job_rows` gives for these fields."""
+    return [tuple(row) for row in connection.execute(_GAUGE_ROWS)]
+
+
 async def read_job_rows_async(
     connection: AsyncConnection, selector: JobSelector = ALL_JOBS
 ) -> list[JobRow]:

@@ -3,14 +3,26 @@ nominal interval per job, and a removed job's series disappear."""
 
 from __future__ import annotations
 
+import random
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import sqlalchemy as sa
 from prometheus_client import REGISTRY
+from sqlalchemy.engine import Engine
 
-from reconciler.engine.gauges import JobGauges
+from reconciler.core.moments import as_utc
+from reconciler.core.slots import slot_times
+from reconciler.core.triggers import next_fire_times
+from reconciler.core.vocabulary import JobStatus
+from reconciler.engine.gauges import ABSENT_AFTER_GRACE, JobGauges
 from reconciler.engine.reconcile import ReconcileCaches, reconcile_once
 from reconciler.settings import Settings
+from reconciler.spec.model import IntervalSchedule, JobSpec
 from reconciler.store.db import create_sync_engine
+from reconciler.store.inventory import EssenceCache
+from reconciler.store.status import read_job_rows
+from reconciler.store.tables import job_runs, scheduled_jobs
 from tests.integration.workspace import job_yaml
 
 
@@ -54,4 +66,109 @@ def test_gauges_follow_the_inventory(tmp_path: Path, sqlite_url: str) -> None:
         gauges.refresh(engine, caches.essences, caches.memory.triggers)  # leading again: back
         assert value("reconciler_job_interval_seconds", job_name="gauge-a") == 300
     finally:
+        engine.dispose()
+
+
+# The gauges' values as the first implementation computed them, job by job from the
+# read model's rows and each spec parsed afresh (no memory between refreshes): the
+# incremental refresh must export exactly these, whatever moved in between.
+def expected_values(
+    engine: Engine, essences: EssenceCache, now: datetime
+) -> dict[str, tuple[float | None, float | None, float | None]]:
+    """{job: (next fire, interval, absent)} by the slow path."""
+    with engine.connect() as connection:
+        rows = read_job_rows(connection)
+    found = {}
+    for row in rows:
+        essence = essences.get(row.spec_hash)
+        spec = JobSpec.model_validate(dict(essence), strict=False) if essence else None
+        active = row.status == JobStatus.ACTIVE
+        interval: float | None = None
+        if spec is not None:
+            if isinstance(spec.schedule, IntervalSchedule):
+                interval = spec.schedule.interval.total_seconds()
+            else:
+                upcoming = next_fire_times(spec, after=now, count=2)
+                if len(upcoming) == 2:
+                    interval = (upcoming[1] - upcoming[0]).total_seconds()
+        absent: float | None = None
+        if active and spec is not None:
+            since = max(filter(None, (as_utc(row.last_run_slot), as_utc(row.updated_at))))
+            slots, _ = slot_times(spec, after=since, until=since + timedelta(days=3660), limit=1)
+            grace = timedelta(seconds=float(spec.misfire_grace_seconds)) + ABSENT_AFTER_GRACE
+            absent = 1.0 if slots and slots[0] < now - grace else 0.0
+        found[row.name] = (row.next_run_time if active else None, interval, absent)
+    return found
+
+
+def exported(names: list[str]) -> dict[str, tuple[float | None, float | None, float | None]]:
+    return {
+        name: (
+            value("reconciler_job_next_fire_timestamp_seconds", job_name=name),
+            value("reconciler_job_interval_seconds", job_name=name),
+            value("reconciler_job_slot_absent", job_name=name),
+        )
+        for name in names
+    }
+
+
+def test_incremental_gauges_equal_the_slow_path(tmp_path: Path, sqlite_url: str) -> None:
+    jobs = tmp_path / "jobs.d"
+    jobs.mkdir()
+    # A herd on one cron, crons of their own, intervals, a one-off, paused jobs, graces.
+    documents = [job_yaml(f"herd-{n}", cron="0 * * * *") for n in range(6)]
+    documents += [job_yaml(f"cron-{n}", cron=f"*/{n + 2} * * * *") for n in range(4)]
+    documents += [
+        job_yaml("graceful", cron="0 * * * *", misfire_grace_seconds=600),
+        job_yaml("zoned", cron="30 2 * * *", timezone="Europe/Berlin"),
+        job_yaml("paused", cron="0 * * * *", paused="true"),
+        "name: every-7m\ntask: reconciler.tasks.noop\nschedule: {interval: {minutes: 7}}\n",
+        "name: once\ntask: reconciler.tasks.noop\nschedule: {at: 2031-01-01T09:00:00}\n",
+    ]
+    (jobs / "all.yaml").write_text("---\n".join(documents))
+    settings = Settings(database_url=sqlite_url, jobs_dir=jobs, max_delete_fraction=1.0)
+    from reconciler.store.migrate import upgrade_database
+
+    upgrade_database(sqlite_url)
+    engine = create_sync_engine(sqlite_url)
+    caches, gauges = ReconcileCaches(), JobGauges()
+    rng = random.Random(15)
+    try:
+        reconcile_once(engine, settings, trigger="cli", caches=caches)
+        with engine.begin() as connection:  # applied a day ago: the ledger's slots are newer
+            connection.execute(
+                sa.update(scheduled_jobs).values(updated_at=datetime.now(UTC) - timedelta(days=1))
+            )
+        names = [f"herd-{n}" for n in range(6)] + [f"cron-{n}" for n in range(4)]
+        names += ["graceful", "zoned", "paused", "every-7m", "once"]
+        start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        now = start - timedelta(hours=2)
+        for step in range(40):
+            now += timedelta(seconds=rng.choice([5, 10, 30, 61, 90, 300, 900]))
+            if step % 3 == 0:  # a herd: some jobs' newest slot moves to a recent instant
+                slot = now - timedelta(seconds=rng.choice([1, 20, 200, 4000]))
+                with engine.begin() as connection:
+                    for name in rng.sample(names, rng.randint(1, len(names))):
+                        connection.execute(
+                            sa.insert(job_runs).values(
+                                id=f"{name}-{step}",
+                                job_name=name,
+                                scheduled_time=slot,
+                                status="published",
+                                task="reconciler.tasks.noop",
+                                queue="default",
+                                idempotency_key=f"{name}-{step}",
+                                updated_at=slot,
+                            )
+                        )
+            if step == 20:  # a spec changes, a job leaves, the inventory moves
+                documents[0] = job_yaml("herd-0", cron="15 * * * *")
+                (jobs / "all.yaml").write_text("---\n".join(documents[:-2]))
+                reconcile_once(engine, settings, trigger="cli", caches=caches)
+                names = [name for name in names if name not in ("every-7m", "once")]
+            gauges.refresh(engine, caches.essences, caches.memory.triggers, now=now)
+            assert exported(names) == expected_values(engine, caches.essences, now), step
+        assert value("reconciler_job_interval_seconds", job_name="once") is None
+    finally:
+        gauges.forget_all()
         engine.dispose()
