@@ -185,7 +185,10 @@ _GAUGE_ROWS = (
         jobs.c.spec_hash,
         jobs.c.updated_at,
         aps.c.next_run_time,
-        _newest_slot.label("last_run_slot"),
+        sa.select(sa.func.max(runs.c.scheduled_time))
+        .where(runs.c.job_name == jobs.c.name)
+        .scalar_subquery()
+        .label("last_run_slot"),
     )
     .select_from(jobs.outerjoin(aps, aps.c.id == jobs.c.name))
     .order_by(jobs.c.name)
