@@ -91,11 +91,11 @@ class TriggerMemory:
     def first_fire_after(self, spec: JobSpec, *, now: datetime) -> datetime | None:
         """`first_fire_after(...)`, remembered (never with jitter: that is random)."""
         if spec.jitter_seconds:
-            return _first_fire(self.trigger(spec), now)
+            return first_fire_of(self.trigger(spec), after=now)
         key = (self._timing_key(spec, False), now, 0)
         known = self._fires.get(key)
         if known is None:
-            first = _first_fire(self.trigger(spec), now)
+            first = first_fire_of(self.trigger(spec), after=now)
             known = (first,) if first else ()
             self._remember_fires(key, known)
         return known[0] if known else None
@@ -223,12 +223,16 @@ def first_fire_after(
     schedule has no future slot (a past one-off date, an end in the past)."""
     if memory is not None:
         return memory.first_fire_after(spec, now=now)
-    return _first_fire(_build(spec, with_jitter=True), now)
+    return first_fire_of(_build(spec, with_jitter=True), after=now)
 
 
-def _first_fire(trigger: BaseTrigger, now: datetime) -> datetime | None:
-    upcoming = trigger.get_next_fire_time(None, now + _EPSILON)
-    if upcoming is None or upcoming <= now:
+def first_fire_of(trigger: BaseTrigger, *, after: datetime) -> datetime | None:
+    """The trigger's first fire strictly after `after`, whatever `after` is (a slot, or
+    the moment a job was applied): computed from the schedule (`previous` None), never
+    as "previous + interval", which is only right when `after` is itself a slot. None
+    when the schedule has no fire after it (a one-off date already past, an end)."""
+    upcoming = trigger.get_next_fire_time(None, after + _EPSILON)
+    if upcoming is None or upcoming <= after:
         return None
     return upcoming
 

@@ -31,9 +31,11 @@ from apscheduler.job import Job
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.util import datetime_to_utc_timestamp, utc_timestamp_to_datetime
 
-from reconciler.core.moments import as_utc, rfc3339
+from reconciler.core.moments import rfc3339
+from reconciler.core.triggers import first_fire_of
 from reconciler.store.job_state import StateCodec
-from reconciler.store.tables import job_runs, scheduled_jobs
+from reconciler.store.ledger import read_rewind_anchors
+from reconciler.store.tables import scheduled_jobs
 
 log = logging.getLogger(__name__)
 
@@ -194,32 +196,35 @@ class OwnedJobStore(SQLAlchemyJobStore):
         """Make due again the slots a previous leader lost (see the module doc). Call it
         as the new leader, BEFORE the scheduler starts. Returns (job, slot) rewound.
 
-        For each owned job with a next_run_time and at least one ledger row: the anchor is
-        its newest ledger slot, and the slot after the anchor (per its trigger) should be
-        in the ledger or still due. If it is earlier than next_run_time, it was lost: the
-        row's next_run_time goes back to it, and APScheduler treats it like any late slot
-        (fired if within misfire_grace_seconds, coalesced or caught up per the job's
-        policy, recorded 'missed' otherwise). Nothing is fired twice: every slot between
-        the anchor and next_run_time is by definition absent from the ledger, which also
+        For each owned job with a next_run_time: its anchor (ledger.read_rewind_anchors)
+        is the later of its newest ledger slot and its last change, so a job that never
+        fired has one too (its first slot was lost at the flap of bench/RESULTS.md,
+        "FIRST slot"). The job's first slot strictly after the anchor, per its trigger,
+        should be in the ledger or still due. If it is earlier than next_run_time, it was
+        lost: the row's next_run_time goes back to it, and APScheduler treats it like any
+        late slot (fired if within misfire_grace_seconds, coalesced or caught up per the
+        job's policy, recorded 'missed' otherwise: never bounded here, which would drop
+        the older slots without a trace). Nothing is fired twice: every slot between the
+        anchor and next_run_time is by definition absent from the ledger, which also
         refuses a second row per slot.
 
-        Skipped, on purpose: jobs changed (schedule, pause, resume) after their newest
-        slot, whose next_run_time was set from "now" by an apply (an apply never causes
-        an extra run); jobs with jitter (their slots are random, no successor to compute);
-        jobs never fired (no anchor). A concurrent writer (a CLI apply) wins: the row is
-        only rewound if its next_run_time is still the one read.
+        Never rewound: a slot at or before the job's last change (added, rescheduled,
+        resumed, renamed: its next_run_time was computed from that `now`, and an apply
+        never causes an extra run); jobs with jitter (their slots are random, no successor
+        to compute). A concurrent writer (a CLI apply) wins: the row is only rewound if
+        its next_run_time is still the one read.
         """
-        anchors = self._ledger_anchors()
+        with self.engine.connect() as connection:
+            anchors = read_rewind_anchors(connection, self.jobs_t)
         rewound: list[tuple[str, datetime]] = []
         for job in self.get_all_jobs():
-            found = anchors.get(job.id)
-            if found is None or job.next_run_time is None or getattr(job.trigger, "jitter", None):
+            anchor = anchors.get(job.id)
+            if anchor is None or job.next_run_time is None or getattr(job.trigger, "jitter", None):
                 continue
-            anchor, stored = found
-            lost = job.trigger.get_next_fire_time(anchor, anchor)
-            if lost is None or lost >= job.next_run_time or lost <= anchor:
+            lost = first_fire_of(job.trigger, after=anchor.since)
+            if lost is None or lost >= job.next_run_time:
                 continue
-            if self._rewind(job, lost, stored):
+            if self._rewind(job, lost, anchor.next_run_time):
                 rewound.append((job.id, lost))
         if rewound:
             log.warning(
@@ -229,35 +234,6 @@ class OwnedJobStore(SQLAlchemyJobStore):
                 rfc3339(rewound[0][1]),
             )
         return rewound
-
-    def _ledger_anchors(self) -> dict[str, tuple[datetime, float]]:
-        """{job: (newest ledger slot, stored next_run_time)} for owned, unpaused jobs not
-        changed since that slot."""
-        newest = (
-            sa.select(sa.func.max(job_runs.c.scheduled_time))
-            .where(job_runs.c.job_name == scheduled_jobs.c.name)
-            .scalar_subquery()
-        )
-        query = (
-            sa.select(
-                scheduled_jobs.c.name,
-                scheduled_jobs.c.updated_at,
-                newest,
-                self.jobs_t.c.next_run_time,
-            )
-            .join(self.jobs_t, self.jobs_t.c.id == scheduled_jobs.c.name)
-            .where(self.jobs_t.c.next_run_time.is_not(None))
-        )
-        anchors: dict[str, tuple[datetime, float]] = {}
-        with self.engine.connect() as connection:
-            for name, updated_at, slot, stored in connection.execute(query):
-                if slot is None:
-                    continue
-                slot = as_utc(slot)
-                if updated_at is not None and as_utc(updated_at) > slot:
-                    continue
-                anchors[name] = (slot, stored)
-        return anchors
 
     def _rewind(self, job: Job, slot: datetime, stored: float) -> bool:
         job.next_run_time = slot

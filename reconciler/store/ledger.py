@@ -36,7 +36,7 @@ from reconciler.core.vocabulary import (
     RunStatus,
     TaskOutcome,
 )
-from reconciler.store.tables import job_runs
+from reconciler.store.tables import job_runs, scheduled_jobs
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,6 +297,49 @@ def read_finished_runs(connection: Connection, *, after: datetime) -> list[sa.Ro
         sa.select(job_runs).where(job_runs.c.finished_at > after).order_by(job_runs.c.finished_at)
     )
     return list(connection.execute(query).all())
+
+
+@dataclass(frozen=True, slots=True)
+class RewindAnchor:
+    """Where a job's accounted slots end, for the rewind of lost slots (see
+    jobstore.OwnedJobStore.rewind_lost_slots): every slot of the job's current spec up
+    to `since` is in the ledger or was never the current spec's. `next_run_time` is the
+    scheduler row's column as read (the rewind's compare-and-set)."""
+
+    since: datetime
+    next_run_time: float
+
+
+def read_rewind_anchors(
+    connection: Connection, scheduler_jobs: sa.Table
+) -> dict[str, RewindAnchor]:
+    """{job: anchor} for the owned jobs with a next_run_time (not paused, not done).
+
+    The anchor is the LATER of the job's newest ledger slot and its last change
+    (`scheduled_jobs.updated_at`: the `now` an apply computed its next_run_time from, for
+    an add, a new schedule, a resume, a rename). A job that never fired is anchored at
+    its last change, so its first slot is accounted for like any other; the slots before
+    a change are never the current spec's to run (an apply never causes an extra run)."""
+    newest = (
+        sa.select(sa.func.max(job_runs.c.scheduled_time))
+        .where(job_runs.c.job_name == scheduled_jobs.c.name)
+        .scalar_subquery()
+    )
+    query = (
+        sa.select(
+            scheduled_jobs.c.name,
+            scheduled_jobs.c.updated_at,
+            newest,
+            scheduler_jobs.c.next_run_time,
+        )
+        .join(scheduler_jobs, scheduler_jobs.c.id == scheduled_jobs.c.name)
+        .where(scheduler_jobs.c.next_run_time.is_not(None))
+    )
+    anchors: dict[str, RewindAnchor] = {}
+    for name, changed, slot, stored in connection.execute(query):
+        since = as_utc(changed) if slot is None else max(as_utc(changed), as_utc(slot))
+        anchors[name] = RewindAnchor(since, stored)
+    return anchors
 
 
 # --- the worker's side: claims, leases and final writes ------------------------------

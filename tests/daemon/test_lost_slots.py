@@ -44,6 +44,14 @@ def next_run(engine, job: str) -> datetime:
     return datetime.fromtimestamp(stamp, UTC)
 
 
+def set_changed_at(engine, job: str, moment: datetime) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text("UPDATE scheduled_jobs SET updated_at = :t WHERE name = :job"),
+            {"t": moment, "job": job},
+        )
+
+
 def record_slot(engine, job: str, slot: datetime, *, changed_at: datetime) -> None:
     """A ledger row for `slot`, and the job last changed at `changed_at`."""
     with engine.begin() as connection:
@@ -55,10 +63,7 @@ def record_slot(engine, job: str, slot: datetime, *, changed_at: datetime) -> No
             ),
             {"id": str(uuid.uuid4()), "job": job, "slot": slot},
         )
-        connection.execute(
-            sa.text("UPDATE scheduled_jobs SET updated_at = :t WHERE name = :job"),
-            {"t": changed_at, "job": job},
-        )
+    set_changed_at(engine, job, changed_at)
 
 
 def test_the_slot_after_the_newest_ledger_row_is_made_due_again(store) -> None:
@@ -93,28 +98,97 @@ def test_nothing_is_rewound_when_nothing_was_lost(store) -> None:
     assert next_run(engine, "every-minute") == upcoming
 
 
-def test_a_job_changed_after_its_newest_slot_is_left_alone(store) -> None:
-    """Paused and resumed, or rescheduled: its next_run_time was set from "now" by an
-    apply, and the slots in between must NOT run (an apply never causes an extra run)."""
+def test_a_change_after_the_newest_slot_anchors_the_rewind(store) -> None:
+    """Paused and resumed, or rescheduled: its next_run_time was set from that "now" by
+    an apply, and the slots between its newest run and the change must NOT run (an apply
+    never causes an extra run). A slot AFTER the change, lost, is made due again."""
     store, engine = store
     upcoming = next_run(engine, "every-minute")
     record_slot(
         engine,
         "every-minute",
         upcoming - timedelta(minutes=10),
-        changed_at=upcoming - timedelta(minutes=2),
+        changed_at=upcoming - timedelta(seconds=90),  # its first slot: upcoming - 1 min
+    )
+    assert store.rewind_lost_slots() == [("every-minute", upcoming - timedelta(minutes=1))]
+
+
+def test_nothing_is_rewound_when_the_first_slot_after_a_change_is_still_due(store) -> None:
+    store, engine = store
+    upcoming = next_run(engine, "every-minute")
+    record_slot(
+        engine,
+        "every-minute",
+        upcoming - timedelta(minutes=10),
+        changed_at=upcoming - timedelta(seconds=30),  # its first slot: upcoming itself
     )
     assert store.rewind_lost_slots() == []
     assert next_run(engine, "every-minute") == upcoming
 
 
-def test_jittered_and_never_fired_jobs_are_left_alone(store) -> None:
+def test_a_never_fired_jobs_lost_first_slot_is_made_due_again(store) -> None:
+    """No ledger row: the job's last change anchors it (bench/RESULTS.md, "FIRST slot")."""
+    store, engine = store
+    upcoming = next_run(engine, "never-fired")
+    assert store.rewind_lost_slots() == []  # as applied: its first slot is still due
+    set_changed_at(engine, "never-fired", upcoming - timedelta(seconds=150))
+    # Two slots after the change were lost: the rewind goes back to the first of them
+    # (APScheduler then coalesces or catches up, and records what it drops).
+    assert store.rewind_lost_slots() == [("never-fired", upcoming - timedelta(minutes=2))]
+    assert next_run(engine, "never-fired") == upcoming - timedelta(minutes=2)
+    assert store.rewind_lost_slots() == []
+
+
+def test_jittered_jobs_are_left_alone(store) -> None:
     store, engine = store
     upcoming = next_run(engine, "jittery")
     record_slot(
         engine, "jittery", upcoming - timedelta(minutes=5), changed_at=upcoming - timedelta(hours=1)
     )
-    before = next_run(engine, "never-fired")
     assert store.rewind_lost_slots() == []
     assert next_run(engine, "jittery") == upcoming
-    assert next_run(engine, "never-fired") == before
+
+
+def test_an_interval_jobs_first_slot_is_a_slot_of_its_phase(
+    store, migrated_db_url: str, tmp_path: Path
+) -> None:
+    """The anchor of a never-fired job is the moment it was applied, not a slot: its
+    first slot after it comes from the schedule (phase fixed at INTERVAL_ANCHOR), not
+    anchor + interval."""
+    store, engine = store
+    (tmp_path / "jobs.d" / "d.yaml").write_text(
+        "name: every-90s\ntask: reconciler.tasks.noop\n"
+        "schedule: {interval: {seconds: 90}}\nmax_concurrent_runs: 1000\n"
+    )
+    settings = Settings(database_url=migrated_db_url, jobs_dir=tmp_path / "jobs.d")
+    reconcile_once(engine, settings, trigger="cli")
+    upcoming = next_run(engine, "every-90s")
+    set_changed_at(engine, "every-90s", upcoming - timedelta(seconds=100))
+    assert store.rewind_lost_slots() == [("every-90s", upcoming - timedelta(seconds=90))]
+
+
+def test_a_renamed_job_keeps_its_next_fire_and_nothing_is_rewound(
+    store, migrated_db_url: str, tmp_path: Path
+) -> None:
+    """A rename moves the ledger rows to the new name and carries the next fire over: the
+    slots the old name fired are never the new name's to fire again."""
+    store, engine = store
+    upcoming = next_run(engine, "every-minute")
+    record_slot(
+        engine,
+        "every-minute",
+        upcoming - timedelta(minutes=1),
+        changed_at=upcoming - timedelta(hours=1),
+    )
+    (tmp_path / "jobs.d" / "a.yaml").write_text(
+        job_yaml("renamed-minute", cron="* * * * *", previous_names="[every-minute]")
+    )
+    settings = Settings(database_url=migrated_db_url, jobs_dir=tmp_path / "jobs.d")
+    reconcile_once(engine, settings, trigger="cli")
+    with engine.connect() as connection:
+        moved = connection.execute(
+            sa.text("SELECT count(*) FROM job_runs WHERE job_name = 'renamed-minute'")
+        ).scalar_one()
+    assert moved == 1
+    assert store.rewind_lost_slots() == []
+    assert next_run(engine, "renamed-minute") == upcoming
