@@ -2,7 +2,13 @@
 output going to a pipe, side by side with the seed's path and the floors.
 
     .venv/bin/python bench/bench_process.py [--files 1000] [--per-file 10]
-        [--seed-jobs 10000] [--rounds 5] [--skip-seed]
+        [--seed-jobs 10000] [--rounds 5] [--skip-seed] [--only ROW,...] [--before DIR]
+
+`--only` runs just the named rows (floors, apply, plan, plan-json, apply-noop,
+plan-changed, validate, seed; the cold apply that fills the database always runs).
+`--before DIR` (a source tree of another build, e.g. `git worktree add DIR main`) runs
+each of our rows with that build too, alternately with this one, on a database of its
+own: side by side in one run.
 
 10,000 jobs in 1,000 files (bench/corpus.py) in a git checkout, on PostgreSQL
 (127.0.0.1; the bench creates and drops its databases). Every figure is the wall time
@@ -119,6 +125,17 @@ def median_of(rounds: int, command: Sequence[str], **options: Any) -> Figure:
     )
 
 
+ROWS = ("floors", "apply", "plan", "plan-json", "apply-noop", "plan-changed", "validate", "seed")
+
+
+def cli_of(python: str, source: str | None) -> list[str]:
+    """The `reconcile` command of this build, or of the source tree `source`."""
+    if source is None:
+        return [str(Path(python).parent / "reconcile")]
+    start = f"import sys; sys.path.insert(0, {source!r}); from reconciler.cli import main; main()"
+    return [python, "-c", start]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=1000)
@@ -126,57 +143,82 @@ def main() -> None:
     parser.add_argument("--seed-jobs", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--skip-seed", action="store_true")
+    parser.add_argument("--only", default=",".join(ROWS), help="rows to run: " + ", ".join(ROWS))
+    parser.add_argument("--before", metavar="DIR", help="another build's source tree, side by side")
     options = parser.parse_args()
+    only = set(options.only.split(","))
+    if unknown := only - set(ROWS):
+        parser.error(f"unknown rows: {', '.join(sorted(unknown))}")
+    if options.skip_seed:
+        only.discard("seed")
     jobs = options.files * options.per_file
     python = sys.executable
-    reconcile = str(Path(python).parent / "reconcile")
-    ours_db, floor_db, seed_db = create_database(), create_database(), create_database()
+    builds = {"": cli_of(python, None)}
+    if options.before:
+        builds["before: "] = cli_of(python, str(Path(options.before).resolve()))
+    databases = {label: create_database() for label in builds}
+    floor_db, seed_db = create_database(), create_database()
 
     def note(label: str, figure: Figure) -> None:
         wall, cpu, level = figure
-        print(f"  {label:44} {wall:8.3f} s  cpu {cpu:7.3f} s  (load {level:4.1f})", flush=True)
+        print(f"  {label:52} {wall:8.3f} s  cpu {cpu:7.3f} s  (load {level:4.1f})", flush=True)
 
     try:
         with tempfile.TemporaryDirectory() as folder:
             root = Path(folder) / "jobs.d"
             generate(root, files=options.files, per_file=options.per_file)
             git_checkout(root)
-            env = {
-                **os.environ,
-                "RECONCILER_DATABASE_URL": PG + ours_db,
-                "RECONCILER_JOBS_DIR": str(root),
-                "RECONCILER_STATE_DIR": str(Path(folder) / "state"),
+            envs = {
+                label: {
+                    **os.environ,
+                    "RECONCILER_DATABASE_URL": PG + databases[label],
+                    "RECONCILER_JOBS_DIR": str(root),
+                    "RECONCILER_STATE_DIR": str(Path(folder) / f"state{index}"),
+                }
+                for index, label in enumerate(builds)
             }
             print(f"{jobs} jobs in {options.files} files, PostgreSQL, {os.cpu_count()} CPUs")
-            print("floors:")
-            note("interpreter alone", median_of(options.rounds, [python, "-c", "pass"]))
-            note("interpreter + imports", median_of(options.rounds, [python, "-c", FLOOR_IMPORTS]))
-            note("CSafeLoader, every document", median_of(3, [python, "-c", FLOOR_YAML, str(root)]))
-            note(
-                "one COPY of 20,000 rows + commit",
-                median_of(3, [python, "-c", FLOOR_COPY, PG + floor_db, "20000"]),
-            )
+            if "floors" in only:
+                print("floors:")
+                note("interpreter alone", median_of(options.rounds, [python, "-c", "pass"]))
+                note(
+                    "interpreter + imports",
+                    median_of(options.rounds, [python, "-c", FLOOR_IMPORTS]),
+                )
+                note(
+                    "CSafeLoader, every document",
+                    median_of(3, [python, "-c", FLOOR_YAML, str(root)]),
+                )
+                note(
+                    "one COPY of 20,000 rows + commit",
+                    median_of(3, [python, "-c", FLOOR_COPY, PG + floor_db, "20000"]),
+                )
             print("ours (whole processes, output to a pipe):")
-            apply_cold = run([reconcile, "apply", "--auto-approve"], env=env)
-            note("reconcile apply, cold", apply_cold)
-            plan = [reconcile, "plan"]
-            note("reconcile plan, no change", median_of(options.rounds, plan, env=env))
-            note(
-                "reconcile plan --format json, no change",
-                median_of(options.rounds, [*plan, "--format", "json"], env=env),
+            apply_cold: Figure | None = None
+            for label, reconcile in builds.items():
+                cold = run([*reconcile, "apply", "--auto-approve"], env=envs[label])
+                apply_cold = apply_cold or cold
+                note(f"{label}reconcile apply, cold", cold)
+
+            def side_by_side(
+                row: str, title: str, args: list[str], rounds: int = options.rounds, **extra: Any
+            ) -> None:
+                if row not in only:
+                    return
+                for label, reconcile in builds.items():
+                    figure = median_of(rounds, [*reconcile, *args], env=envs[label], **extra)
+                    note(f"{label}{title}", figure)
+
+            side_by_side("plan", "reconcile plan, no change", ["plan"])
+            side_by_side(
+                "plan-json", "reconcile plan --format json, no change", ["plan", "--format", "json"]
             )
-            note(
-                "reconcile apply, no change",
-                median_of(options.rounds, [reconcile, "apply", "--auto-approve"], env=env),
-            )
+            side_by_side("apply-noop", "reconcile apply, no change", ["apply", "--auto-approve"])
             target = file_path(root, 0)
             target.write_text(file_text(0, options.per_file).replace("value", "changed"))
-            note(
-                "reconcile plan, one file changed",
-                median_of(options.rounds, plan, env=env, ok=(2,)),
-            )
-            note("reconcile validate", median_of(3, [reconcile, "validate"], env=env))
-        if not options.skip_seed:
+            side_by_side("plan-changed", "reconcile plan, one file changed", ["plan"], ok=(2,))
+            side_by_side("validate", "reconcile validate", ["validate"], rounds=3)
+        if "seed" in only and apply_cold is not None:
             seed_url = PG.replace("postgresql://", "postgresql+psycopg://") + seed_db
             seed = run([python, "-c", SEED, seed_url, str(options.seed_jobs)])
             scaled = seed[0] * jobs / options.seed_jobs
@@ -188,7 +230,7 @@ def main() -> None:
                 f"(seed {scaled:.2f} s, cpu {scaled_cpu:.2f} s for {jobs} jobs; target >= 15x)"
             )
     finally:
-        for name in (ours_db, floor_db, seed_db):
+        for name in (*databases.values(), floor_db, seed_db):
             drop_database(name)
 
 

@@ -398,9 +398,17 @@ def _repair_if_drifted(
     """A repair when the scheduler row of a job we own is missing or not what we wrote."""
     if have.status == JobStatus.COMPLETED:
         return None  # APScheduler removes finished jobs itself; nothing should be there
+    row = actual.scheduler.get(have.name)
+    paused = have.status == JobStatus.PAUSED
+    if row is not None and row.written_for is not None:
+        if row.written_for != (have.spec_hash, have.revision):
+            raise ValueError(f"{have.name}: a scheduler row vouched for another inventory row")
+        if (row.next_run_time is None) == paused:
+            return None  # holds what `expected` below would be: no job built, none compared
     spec = wanted.spec if wanted else have.spec()
     expected = memory.scheduler_job(spec, spec_hash=have.spec_hash, revision=have.revision)
-    row = actual.scheduler.get(have.name)
+    if row is not None and row.written_for is not None:
+        row = expected.as_written(row)
     if row is None:
         why = "its apscheduler_jobs row is missing"
     else:
@@ -408,7 +416,7 @@ def _repair_if_drifted(
         paused_row = row.next_run_time is None
         if mismatch is not None:
             why = f"its apscheduler_jobs row is wrong: {mismatch}"
-        elif paused_row != (have.status == JobStatus.PAUSED):
+        elif paused_row != paused:
             why = "its apscheduler_jobs row is " + ("paused" if paused_row else "not paused")
         else:
             return None

@@ -156,6 +156,11 @@ class SchedulerRow:
 
     `readable` is False when the pickled state could not be decoded at all; such a row
     of ours is drift and gets repaired, a foreign one is only reported.
+
+    `written_for` (spec hash, revision): the store did not decode the row because its
+    stored bytes are exactly those we wrote for that inventory content under the running
+    code (store/scheduler_rows.py read_scheduler_rows_once); its content is then that
+    of `scheduler_job` for them, and the fields above but `next_run_time` are not read.
     """
 
     id: str
@@ -167,6 +172,7 @@ class SchedulerRow:
     coalesce: bool = True
     max_instances: int = 1
     readable: bool = True
+    written_for: tuple[str, str | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +209,20 @@ class SchedulerJob:
             ),
         )
         return next((why for ok, why in checks if not ok), None)
+
+    def as_written(self, row: SchedulerRow) -> SchedulerRow:
+        """`row` as decoding it gives when it holds exactly this job (what a row
+        vouched for by `written_for` holds)."""
+        return SchedulerRow(
+            id=row.id,
+            next_run_time=row.next_run_time,
+            func=FIRE_CALLABLE,
+            fingerprint=self.fingerprint,
+            kwargs=dict(self.kwargs),
+            misfire_grace_time=self.misfire_grace_time,
+            coalesce=self.coalesce,
+            max_instances=self.max_instances,
+        )
 
 
 # APScheduler's max_instances counts calls of fire_job still running in its executor, and

@@ -70,8 +70,16 @@ def apply_plan(
     kept = read_next_run_times(connection, [t.spec.name for t in others if t.keep_next_run_time])
     kept.update((renames[old], moment) for old, moment in carried.items())
     new = _scheduled(added, {}, now, triggers)
-    new_rows = upsert_scheduler_rows(connection, new, expect_new=True)
-    return new_rows + upsert_scheduler_rows(connection, _scheduled(others, kept, now, triggers))
+    new_rows = upsert_scheduler_rows(connection, new, expect_new=True, made_for=_made_for(added))
+    return new_rows + upsert_scheduler_rows(
+        connection, _scheduled(others, kept, now, triggers), made_for=_made_for(others)
+    )
+
+
+def _made_for(targets: list[Target]) -> dict[str, tuple[str, str | None]]:
+    """What each target's scheduler row is made for: it is `scheduler_job` of its spec
+    hash and revision (core.plan builds every target so)."""
+    return {target.spec.name: (target.spec_hash, target.revision) for target in targets}
 
 
 def _scheduled(

@@ -63,7 +63,11 @@ from reconciler.store.inventory import (
     record_reconcile_run,
     replace_quarantine,
 )
-from reconciler.store.scheduler_rows import RowDecoder, read_scheduler_rows
+from reconciler.store.scheduler_rows import (
+    RowDecoder,
+    read_scheduler_rows,
+    read_scheduler_rows_once,
+)
 
 log = logging.getLogger(__name__)
 # Up to this many changes, a pass carries its cached state forward by what it wrote;
@@ -192,6 +196,17 @@ def read_actual(connection: Connection, caches: ReconcileCaches) -> ActualState:
     if not has_schema(connection):
         return ActualState(inventory={}, scheduler={})
     return _read_tables(connection, caches)
+
+
+def read_actual_once(connection: Connection, caches: ReconcileCaches) -> ActualState:
+    """`read_actual` for a one-shot pass: the scheduler rows that hold exactly what we
+    wrote for their job's inventory row are not decoded (read_scheduler_rows_once)."""
+    if not has_schema(connection):
+        return ActualState(inventory={}, scheduler={})
+    inventory = read_inventory(connection, caches.essences)
+    return ActualState(
+        inventory=inventory, scheduler=read_scheduler_rows_once(connection, inventory)
+    )
 
 
 def _read_tables(connection: Connection, caches: ReconcileCaches) -> ActualState:
@@ -353,7 +368,7 @@ def _reconcile(
             if keep:
                 actual, fingerprint = _read_actual_cached(connection, caches, reuse=reuse)
             else:
-                actual, fingerprint = read_actual(connection, caches), None
+                actual, fingerprint = read_actual_once(connection, caches), None
             if desired is None:
                 desired = load_desired_recorded(connection, settings, caches, now=clock_started)
             known = (fingerprint, actual) if fingerprint is not None else None

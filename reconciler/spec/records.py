@@ -159,6 +159,11 @@ def validation_context(settings: Settings) -> str:
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
+def installed_code() -> str:
+    """A digest of the installed reconciler code (code_files) and the libraries it runs."""
+    return hashlib.sha256(json.dumps([_code_digest(), _library_versions()]).encode()).hexdigest()
+
+
 def code_files() -> list[Path]:
     """The reconciler modules a validation may run, in a fixed order."""
     package = Path(__file__).resolve().parent.parent

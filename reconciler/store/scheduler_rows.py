@@ -13,6 +13,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,11 +22,16 @@ from sqlalchemy.engine import Connection
 
 from reconciler.core.fires import FIRE_CALLABLE
 from reconciler.core.memo import IdentityMemo
-from reconciler.core.state import SchedulerJob, SchedulerRow
+from reconciler.core.state import InventoryRow, SchedulerJob, SchedulerRow
 from reconciler.core.triggers import describe_trigger
+from reconciler.spec.records import installed_code
+from reconciler.store import job_state as state_codec
 from reconciler.store.db import upsert
 from reconciler.store.job_state import StateCodec
-from reconciler.store.tables import apscheduler_jobs
+from reconciler.store.tables import apscheduler_jobs, written_scheduler_rows
+
+# What a written row was made for: the job's spec hash and revision (see row_code).
+Basis = tuple[str, str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,9 +171,16 @@ def upsert_scheduler_rows(
     rows: Iterable[tuple[SchedulerJob, datetime | None]],
     *,
     expect_new: bool = False,
+    made_for: Mapping[str, Basis] | None = None,
 ) -> list[WrittenRow]:
     """Write (job, next_run_time) pairs; next_run_time None = paused. Returns what was
-    written, for RowDecoder.remember. `expect_new`: see store.db.upsert."""
+    written, for RowDecoder.remember. `expect_new`: see store.db.upsert.
+
+    `made_for`: by job id, the (spec hash, revision) each job is `scheduler_job` of (the
+    caller vouches for it: a plan's targets). Those rows are recorded in
+    `written_scheduler_rows` with the digest of their bytes, so that a one-shot read
+    need not decode them (read_scheduler_rows_once); any other row written loses its
+    record."""
     codec = StateCodec()  # the rows of one write share triggers and next run times
     written = [
         WrittenRow(
@@ -181,12 +194,124 @@ def upsert_scheduler_rows(
     ]
     if values:
         upsert(connection, apscheduler_jobs, values, key="id", expect_new=expect_new)
+        _record_written(connection, written, made_for or {}, expect_new=expect_new)
     return written
 
 
+def _record_written(
+    connection: Connection,
+    written: list[WrittenRow],
+    made_for: Mapping[str, Basis],
+    *,
+    expect_new: bool,
+) -> None:
+    code = row_code()
+    records = []
+    for row in written:
+        basis = made_for.get(row.job.id)
+        if basis is not None:
+            spec_hash, revision = basis
+            digest = hashlib.sha256(row.state).hexdigest()
+            records.append(
+                {
+                    "id": row.job.id,
+                    "state_sha256": digest,
+                    "spec_hash": spec_hash,
+                    "revision": revision,
+                    "code": code,
+                }
+            )
+    unvouched = [row.job.id for row in written if row.job.id not in made_for]
+    _delete_records(connection, unvouched)
+    if records:
+        upsert(connection, written_scheduler_rows, records, key="id", expect_new=expect_new)
+
+
+def row_code() -> str:
+    """What a row's content and its decoding follow from besides (spec hash, revision):
+    the installed code and libraries, this module and the state codec. A row recorded
+    under other code is decoded again."""
+    digest = hashlib.sha256(installed_code().encode())
+    for path in (state_codec.__file__, __file__):
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()
+
+
 def delete_scheduler_rows(connection: Connection, ids: Iterable[str]) -> None:
-    for chunk in _chunks(list(ids), 5000):
+    ids = list(ids)
+    for chunk in _chunks(ids, 5000):
         connection.execute(sa.delete(apscheduler_jobs).where(apscheduler_jobs.c.id.in_(chunk)))
+    _delete_records(connection, ids)
+
+
+def _delete_records(connection: Connection, ids: list[str]) -> None:
+    table = written_scheduler_rows
+    for chunk in _chunks(ids, 5000):
+        connection.execute(sa.delete(table).where(table.c.id.in_(chunk)))
+
+
+# The digest PostgreSQL computes of each stored state, beside the one recorded when we
+# wrote it: the states themselves do not travel.
+_DIGESTS_POSTGRESQL = sa.text(
+    "SELECT a.id, a.next_run_time, encode(sha256(a.job_state), 'hex'), w.state_sha256,"
+    " w.spec_hash, w.revision, w.code FROM apscheduler_jobs AS a"
+    " LEFT JOIN written_scheduler_rows AS w ON w.id = a.id"
+)
+_STATES_OF = sa.text("SELECT id, job_state FROM apscheduler_jobs WHERE id = ANY(:ids)")
+
+
+def read_scheduler_rows_once(
+    connection: Connection, inventory: Mapping[str, InventoryRow]
+) -> dict[str, SchedulerRow]:
+    """`read_scheduler_rows` for a one-shot pass, which has no decoded rows to reuse:
+    a row whose stored bytes are exactly those we wrote (the SHA-256 of the stored state
+    equals the one recorded in `written_scheduler_rows` when we wrote it) for the spec
+    hash and revision its job's `inventory` row holds now, under the running code
+    (row_code), is not decoded: it comes back `written_for` them, its content being
+    `scheduler_job`'s for them. Every other row (a fire's write-back, an edit, a foreign
+    or unrecorded row) is fetched and decoded as `read_scheduler_rows` does."""
+    table = written_scheduler_rows
+    if not sa.inspect(connection).has_table(table.name):
+        return read_scheduler_rows(connection)  # a schema from before the records
+    code = row_code()
+    states: dict[str, bytes] = {}  # SQLite: the states, read with their digests
+    found: list[tuple[Any, ...]]
+    if connection.dialect.name == "postgresql":
+        found = [tuple(row) for row in connection.execute(_DIGESTS_POSTGRESQL)]
+    else:
+        a = apscheduler_jobs
+        query = sa.select(
+            a.c.id,
+            a.c.next_run_time,
+            a.c.job_state,
+            *(table.c[name] for name in ("state_sha256", "spec_hash", "revision", "code")),
+        ).select_from(a.outerjoin(table, table.c.id == a.c.id))
+        found = []
+        for row_id, moment, state, *recorded in connection.execute(query):
+            states[row_id] = state
+            found.append((row_id, moment, hashlib.sha256(state).hexdigest(), *recorded))
+    rows: dict[str, SchedulerRow] = {}
+    unknown: dict[str, float | None] = {}
+    for row_id, next_run_time, digest, recorded, spec_hash, revision, made_by in found:
+        have = inventory.get(row_id)
+        if (
+            have is not None
+            and recorded == digest
+            and made_by == code
+            and (spec_hash, revision) == (have.spec_hash, have.revision)
+        ):
+            rows[row_id] = SchedulerRow(row_id, next_run_time, written_for=(spec_hash, revision))
+        else:
+            unknown[row_id] = next_run_time
+    if unknown and not states:
+        fetched = connection.execute(_STATES_OF, {"ids": list(unknown)})
+        states = {row_id: state for row_id, state in fetched}
+    decoder = RowDecoder()
+    for row_id, next_run_time in unknown.items():
+        state = states.get(row_id)
+        if state is not None:  # else deleted since the digests were read: gone
+            rows[row_id] = decoder.decode(row_id, next_run_time, state)
+    return rows
 
 
 def _unpickle(

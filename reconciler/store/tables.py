@@ -148,6 +148,22 @@ job_files = sa.Table(
     sa.Column("recorded_at", Moment, nullable=False),
 )
 
+# Scheduler rows as we wrote them (store/scheduler_rows.py): the SHA-256 of the exact
+# `job_state` bytes, and what they were made for (the job's spec hash and revision, under
+# the code `code` digests). A one-shot plan compares the digest the database computes of
+# the stored bytes with this one instead of fetching and unpickling the row: equal, the row
+# holds exactly what we wrote; anything else (a fire's write-back, an external edit, a
+# foreign writer) is decoded and checked in full. Any row may be missing, never wrong.
+written_scheduler_rows = sa.Table(
+    "written_scheduler_rows",
+    metadata,
+    sa.Column("id", sa.Unicode(191), primary_key=True),
+    sa.Column("state_sha256", sa.String(64), nullable=False),
+    sa.Column("spec_hash", sa.String(64), nullable=False),
+    sa.Column("revision", sa.String(64)),
+    sa.Column("code", sa.String(64), nullable=False),
+)
+
 # One row per reconciler process; the leader row carries the fencing token (epoch).
 reconciler_instances = sa.Table(
     "reconciler_instances",

@@ -11,12 +11,14 @@ JSON document, same targets.
 from __future__ import annotations
 
 import os
+import pickle
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from apscheduler.triggers.interval import IntervalTrigger
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -25,10 +27,12 @@ from reconciler.core.plan_json import render_json
 from reconciler.engine.reconcile import ReconcileCaches, reconcile_once
 from reconciler.settings import Settings
 from reconciler.spec import loader
+from reconciler.store import scheduler_rows
 from reconciler.store.db import create_sync_engine
 from reconciler.store.file_records import read_file_records
+from reconciler.store.jobstore import OwnedJobStore
 from reconciler.store.migrate import upgrade_database
-from reconciler.store.tables import metadata
+from reconciler.store.tables import apscheduler_jobs, metadata
 
 TASK = "task: reconciler.tasks.example_task"
 NOW = datetime(2027, 3, 1, 12, 0, 30, tzinfo=UTC)
@@ -80,6 +84,8 @@ content = st.one_of(
     st.lists(job, min_size=1, max_size=3).map("\n---\n".join),
     st.sampled_from(BROKEN),
 )
+# What may happen to a job's apscheduler_jobs row behind the reconciler's back (Space.drift).
+DRIFTS = ["remove", "trigger", "pause", "resume", "foreign", "garbage", "fire", "same", "repickle"]
 edit = st.one_of(
     st.tuples(st.just("write"), st.sampled_from(FILES), content),
     st.tuples(st.just("delete"), st.sampled_from(FILES), st.none()),
@@ -87,6 +93,7 @@ edit = st.one_of(
     st.tuples(st.just("touch"), st.sampled_from(FILES), st.none()),
     st.tuples(st.just("allowlist"), st.sampled_from(["wide", "narrow"]), st.none()),
     st.tuples(st.just("wait"), st.sampled_from(["1", "30", "400"]), st.none()),  # days
+    st.tuples(st.just("drift"), st.sampled_from(DRIFTS), st.sampled_from(NAMES)),
 )
 # Each edit, then (or not) an apply, which records what it loaded.
 step = st.tuples(edit, st.booleans())
@@ -143,6 +150,53 @@ class Space:
             self.allowlist = first
         elif action == "wait" and first is not None:
             self.now += timedelta(days=int(first))
+        elif action == "drift" and first is not None and second is not None:
+            self.drift(first, second)
+
+    def drift(self, kind: str, name: str) -> None:
+        """Change the scheduler row of job `name` (if it has one) as `kind` says: by raw
+        SQL, by pickle, or as the daemon's job store writes a fired job back."""
+        table, row = apscheduler_jobs, apscheduler_jobs.c.id == name
+        if kind == "fire":
+            store = OwnedJobStore(engine=self.engine)
+            store.start(None, "default")  # type: ignore[arg-type]  # no scheduler needed
+            for fired in store.get_due_jobs(self.now + timedelta(days=10_000)):
+                if fired.id == name:
+                    fired.next_run_time += timedelta(minutes=1)  # as the scheduler does
+                    store.update_job(fired)
+            store.flush()
+            return
+        with self.engine.begin() as connection:
+            found = connection.execute(sa.select(table.c.job_state).where(row)).scalar()
+            if found is None:
+                return
+            if kind == "remove":
+                connection.execute(table.delete().where(row))
+            elif kind == "pause":
+                connection.execute(table.update().where(row).values(next_run_time=None))
+            elif kind == "resume":
+                connection.execute(table.update().where(row).values(next_run_time=1.9e9))
+            elif kind == "foreign":
+                connection.execute(
+                    table.insert().from_select(
+                        ["id", "next_run_time", "job_state"],
+                        sa.select(
+                            sa.literal(f"foreign-{name}"), table.c.next_run_time, table.c.job_state
+                        )
+                        .where(row)
+                        .where(~sa.exists().where(table.c.id == f"foreign-{name}")),
+                    )
+                )
+            elif kind == "same":  # a new row version, the same bytes
+                connection.execute(table.update().where(row).values(job_state=table.c.job_state))
+            elif found != b"not a pickle":  # garbage stays garbage
+                state = pickle.loads(found)
+                if kind == "trigger":
+                    state["trigger"] = IntervalTrigger(minutes=13, timezone=UTC)
+                elif kind == "garbage":
+                    state = None
+                new = b"not a pickle" if state is None else pickle.dumps(state)
+                connection.execute(table.update().where(row).values(job_state=new))
 
     def clock(self) -> datetime:
         return self.now
@@ -181,6 +235,7 @@ def assert_same(one_shot: Plan, full: Plan) -> None:
 
 # The transitions a record must not survive, each at least once whatever is drawn.
 NOOP_JOB = 'name: job-1\ntask: reconciler.tasks.noop\nschedule: {cron: "*/5 * * * *"}'
+CRON_JOB = f"name: job-3\n{TASK}\n{SCHEDULES[0]}"
 YEAR_JOB = f"name: job-2\ntask: reconciler.tasks.example_task\n{SCHEDULES[7]}"
 
 
@@ -194,6 +249,10 @@ YEAR_JOB = f"name: job-2\ntask: reconciler.tasks.example_task\n{SCHEDULES[7]}"
 @example(
     files={"a.yaml": NOOP_JOB, "b.yaml": YEAR_JOB.replace("job-2", "job-1")},
     steps=[(("delete", "b.yaml", None), True), (("move", "a.yaml", "team/d.yaml"), False)],
+)
+@example(
+    files={"a.yaml": CRON_JOB},
+    steps=[((("drift", kind, "job-3"), apply)) for kind in DRIFTS for apply in (False, True)],
 )
 @given(files=initial, steps=st.lists(step, min_size=1, max_size=6))
 def test_records_give_exactly_the_plan_of_a_full_parse(
@@ -278,3 +337,29 @@ def test_a_daemons_passes_record_files_too(space: Space, parsed: list[str]) -> N
     plan = reconcile_once(space.engine, space.settings, trigger="cli", apply=False).plan
     assert not plan.has_changes
     assert parsed == []
+
+
+def test_rows_as_written_are_not_decoded_and_drift_is(
+    space: Space, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A one-shot plan decodes only the scheduler rows whose stored bytes are not those
+    apply wrote for the job's inventory row (the daemon's write-back, any other edit)."""
+    decoded: list[str] = []
+    real = scheduler_rows._unpickle
+
+    def counting(row_id: str, *args: object) -> object:
+        decoded.append(row_id)
+        return real(row_id, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(scheduler_rows, "_unpickle", counting)
+    for number in range(4):
+        space.do("write", f"f{number}.yaml", f"name: job-{number}\n{TASK}\n{SCHEDULES[0]}")
+    space.do("apply", None, None)
+    one_shot = reconcile_once(space.engine, space.settings, trigger="cli", apply=False).plan
+    assert not one_shot.has_changes and decoded == []
+    space.drift("fire", "job-1")
+    space.drift("trigger", "job-2")
+    one_shot = reconcile_once(space.engine, space.settings, trigger="cli", apply=False).plan
+    assert sorted(decoded) == ["job-1", "job-2"]
+    assert [(c.action, c.job) for c in one_shot.changes] == [("repair", "job-2")]
+    assert_same(*space.plans())
