@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from celery import Celery
+from celery.utils.nodenames import anon_nodename
 from celery.utils.saferepr import saferepr
 from kombu import Connection
 from kombu.serialization import dumps
@@ -166,6 +167,12 @@ class Publisher:
             broker_url, timeout=timeout, transport_options=transport_options
         )
         self.connections = connections
+        # Read once: per message they cost a lock each (kombu's cached_property takes
+        # one on every read) and a hostname lookup (the `origin` header's default,
+        # anon_nodename(): this process's host and pid, fixed for its life).
+        amqp = self._amqp = self._app.amqp
+        self._repr_sizes = (amqp.argsrepr_maxsize, amqp.kwargsrepr_maxsize)
+        self._origin = anon_nodename()
         # Connected on first use. LIFO: a lone caller keeps reusing one warm connection.
         self._lanes: queue.LifoQueue[_Lane] = queue.LifoQueue()
         for _ in range(connections):
@@ -234,7 +241,8 @@ class Publisher:
         same bytes as py-amqp's) and written to the coalesced buffer (`write`).
         """
         call = send_task_arguments(request)
-        headers, properties, body, _event = self._app.amqp.create_task_message(
+        args_size, kwargs_size = self._repr_sizes
+        headers, properties, body, _event = self._amqp.create_task_message(
             call["task_id"],
             call["name"],
             call["args"],
@@ -246,8 +254,9 @@ class Publisher:
             shadow=call["shadow"],
             ignore_result=None,
             reply_to=self._app.thread_oid,
-            argsrepr=self._shown(call["args"], self._app.amqp.argsrepr_maxsize),
-            kwargsrepr=self._shown(call["kwargs"], self._app.amqp.kwargsrepr_maxsize),
+            argsrepr=self._shown(call["args"], args_size),
+            kwargsrepr=self._shown(call["kwargs"], kwargs_size),
+            origin=self._origin,
         )
         headers.update(call["headers"])
         properties = {**properties, "delivery_mode": PERSISTENT}
