@@ -68,6 +68,10 @@ def create_api_engine(database_url: str) -> AsyncEngine:
                 "server_settings": {
                     "application_name": "reconciler-api",
                     "default_transaction_read_only": "on",
+                    # asyncpg prepares each statement once; PostgreSQL's generic plan of
+                    # a label filter then walks every job for a label few or none have
+                    # (the GIN index goes unused): plan with the request's values.
+                    "plan_cache_mode": "force_custom_plan",
                 },
             },
         )

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime
 
-from reconciler.commands._common import connect
+from reconciler.commands._common import connect, read_database_url
 from reconciler.commands._output import add_output, emit
 
 HELP = "summary: leader, revision, jobs by state, quarantine, drift, failing and late jobs"
@@ -20,10 +20,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from reconciler.core.readout import status_text
     from reconciler.core.status import build_status
-    from reconciler.store.status import read_status_rows
+    from reconciler.store.lean_read import read_status_rows_lean
 
-    with connect(args) as connection:
-        rows = read_status_rows(connection)
+    # On PostgreSQL the driver alone (no SQLAlchemy import, no SQLAlchemy rows).
+    rows = read_status_rows_lean(read_database_url(args))
+    if rows is None:
+        from reconciler.store.status import read_status_rows
+
+        with connect(args) as connection:
+            rows = read_status_rows(connection)
     view = build_status(rows, now=datetime.now(UTC))
     emit(args, view.document(), lambda _wide, paint: status_text(view, paint=paint))
     return 0

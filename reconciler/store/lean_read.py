@@ -4,26 +4,34 @@
 more on this project's machines than reading and printing 10,000 jobs. This module is
 the same query as `reconciler.store.status.jobs_statement` written as SQL text per
 dialect, and hands back the same `JobRow`s; a contract test (tests/read/test_lean_read.py)
-runs both on SQLite and PostgreSQL and compares every field. The API and the daemon keep
-using the SQLAlchemy statement; a URL this module cannot read itself (a driver option in
-a SQLite URL, an unknown scheme) makes `read_job_rows_lean` return None, and the caller
-falls back to SQLAlchemy, which also reports an invalid URL the usual way.
+runs both on SQLite and PostgreSQL and compares every field. A URL this module cannot
+read itself (a driver option in a SQLite URL, an unknown scheme) makes
+`read_job_rows_lean` return None, and the caller falls back to SQLAlchemy, which also
+reports an invalid URL the usual way.
+
+On PostgreSQL the whole status read model (`StatusRows`: `store.status`'s statements) is
+here too, on an asyncpg connection: `reconcile status` opens its own, the API's
+`/api/v1/reconciler` uses its pool's (`store.status.read_status_rows_async`). At 100,000
+jobs SQLAlchemy's rows and mappings cost more CPU than the query; the same contract test
+compares the two reads.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
-from reconciler.core.status import JobRow
+from reconciler.core.status import JobRow, StatusRows
+from reconciler.core.vocabulary import APPLIED_OUTCOMES, SETTLED_OUTCOMES
 from reconciler.errors import ConfigError
 
 NO_SCHEMA = "the database has no schema yet: run `reconcile db upgrade`"
+Result = TypeVar("Result")
 
 _COLUMNS = """
     j.name, j.status, j.spec_hash, j.task, j.queue, {labels}, {schedule}, {timezone},
@@ -99,30 +107,93 @@ def _read_sqlite(path: str, labels: Sequence[tuple[str, str]]) -> list[JobRow]:
 
 
 def _read_postgresql(dsn: str, labels: Sequence[tuple[str, str]]) -> list[JobRow]:
+    return _on_postgresql(dsn, lambda connection: fetch_job_rows(connection, labels))
+
+
+def read_status_rows_lean(url: str) -> StatusRows | None:
+    """`store.status.read_status_rows` on PostgreSQL with asyncpg alone; None for any
+    other URL (the caller then uses SQLAlchemy). Raises ConfigError without a schema."""
+    postgresql = _POSTGRESQL_URL.fullmatch(url)
+    if postgresql is None:
+        return None
+    return _on_postgresql(f"postgresql://{postgresql['rest']}", fetch_status_rows)
+
+
+def _on_postgresql(dsn: str, read: Callable[[Any], Awaitable[Result]]) -> Result:
     # asyncpg, not psycopg: importing it costs half as much (the API's driver already).
     import asyncio
 
     import asyncpg
 
+    async def fetch() -> Result:
+        connection = await asyncpg.connect(dsn)
+        try:
+            return await read(connection)
+        finally:
+            await connection.close()
+
+    try:
+        return asyncio.run(fetch())
+    except asyncpg.UndefinedTableError:
+        raise ConfigError(NO_SCHEMA) from None
+
+
+async def fetch_job_rows(connection: Any, labels: Sequence[tuple[str, str]] = ()) -> list[JobRow]:
+    """Every job (with all `labels`) in name order, on an asyncpg `connection`."""
     # Containment, as store.status.has_label: the GIN index answers it.
     where = [
         f"j.labels @> jsonb_build_object(${2 * n + 1}::text, ${2 * n + 2}::text)"
         for n in range(len(labels))
     ]
     parameters = [part for pair in labels for part in pair]
-
-    async def fetch() -> list[Any]:
-        connection = await asyncpg.connect(dsn)
-        try:
-            return list(await connection.fetch(_POSTGRESQL + _where(where) + _ORDER, *parameters))
-        finally:
-            await connection.close()
-
-    try:
-        rows = asyncio.run(fetch())
-    except asyncpg.UndefinedTableError:
-        raise ConfigError(NO_SCHEMA) from None
+    rows = await connection.fetch(_POSTGRESQL + _where(where) + _ORDER, *parameters)
     return [_job_row(row, _same) for row in rows]
+
+
+# store.status._statements, as text (all columns of each table, as `select(table)`).
+_LATEST_RECONCILE = "SELECT * FROM reconcile_runs {where} ORDER BY started_at DESC, id DESC LIMIT 1"
+_OUTCOME_IN = "WHERE outcome = ANY($1::text[])"
+# The JSON columns of those tables (store.tables: reconcile_runs.errors,
+# quarantined_files.diagnostics), which asyncpg hands over as text.
+_JSON_COLUMNS = frozenset({"errors", "diagnostics"})
+
+
+async def fetch_status_rows(connection: Any) -> StatusRows:
+    """`store.status.read_status_rows` on an asyncpg `connection`: the same statements,
+    the same `StatusRows` (the contract test compares them)."""
+
+    async def rows(sql: str, *parameters: Any) -> list[dict[str, Any]]:
+        return [_decoded(row) for row in await connection.fetch(sql, *parameters)]
+
+    async def latest(outcomes: Sequence[str] | None) -> dict[str, Any] | None:
+        if outcomes is None:
+            found = await rows(_LATEST_RECONCILE.format(where=""))
+        else:
+            found = await rows(_LATEST_RECONCILE.format(where=_OUTCOME_IN), list(outcomes))
+        return found[0] if found else None
+
+    return StatusRows(
+        instances=await rows("SELECT * FROM reconciler_instances ORDER BY instance"),
+        last_reconcile=await latest(None),
+        last_applied=await latest(APPLIED_OUTCOMES),
+        last_settled=await latest(SETTLED_OUTCOMES),
+        jobs=await fetch_job_rows(connection),
+        foreign_rows=sorted(
+            row["id"]
+            for row in await connection.fetch(
+                "SELECT a.id FROM apscheduler_jobs AS a WHERE NOT EXISTS "
+                "(SELECT 1 FROM scheduled_jobs AS j WHERE j.name = a.id)"
+            )
+        ),
+        quarantined=await rows("SELECT * FROM quarantined_files ORDER BY path"),
+    )
+
+
+def _decoded(row: Any) -> dict[str, Any]:
+    return {
+        key: orjson.loads(value) if key in _JSON_COLUMNS and isinstance(value, str) else value
+        for key, value in row.items()
+    }
 
 
 def _where(conditions: Iterable[str]) -> str:

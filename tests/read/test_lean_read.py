@@ -4,6 +4,7 @@ SQLite and PostgreSQL, for every label selector."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -11,12 +12,19 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from reconciler.api.resources import create_api_engine
 from reconciler.cli import main
+from reconciler.core.status import StatusRows
 from reconciler.errors import ConfigError
 from reconciler.store.db import create_sync_engine
-from reconciler.store.lean_read import read_job_rows_lean
+from reconciler.store.lean_read import read_job_rows_lean, read_status_rows_lean
 from reconciler.store.migrate import upgrade_database
-from reconciler.store.status import JobSelector, read_job_rows
+from reconciler.store.status import (
+    JobSelector,
+    read_job_rows,
+    read_status_rows,
+    read_status_rows_async,
+)
 from reconciler.store.tables import job_runs, scheduled_jobs
 from tests.read.test_golden import T0, _seed, _spec
 
@@ -125,3 +133,39 @@ def test_get_jobs_falls_back_to_sqlalchemy_for_a_url_it_does_not_read(
     assert listed == sorted(
         ["invoice-sweep", "nightly-report", "health-probe", "broken-file-job", "lonely"]
     )
+
+
+def test_the_lean_status_read_returns_the_rows_of_the_sqlalchemy_statements(pg_url: str) -> None:
+    """`reconcile status` and the API's /api/v1/reconciler read PostgreSQL with asyncpg
+    alone (store.lean_read.fetch_status_rows): the same StatusRows as SQLAlchemy's
+    statements, instances, reconcile passes (JSON errors), quarantine (JSON
+    diagnostics) and foreign scheduler rows included."""
+    from tests.api.api_seed import seed
+
+    upgrade_database(pg_url)
+    seed(pg_url)
+    engine = create_sync_engine(pg_url)
+    try:
+        with engine.connect() as connection:
+            expected = read_status_rows(connection)
+    finally:
+        engine.dispose()
+    assert expected.foreign_rows == ["foreign-job"] and expected.quarantined
+    assert expected.last_reconcile and expected.last_reconcile["outcome"] == "error"
+    assert expected.last_applied and expected.last_applied["errors"]
+    assert read_status_rows_lean(pg_url) == expected
+    assert asyncio.run(_read_async(pg_url)) == expected  # through the API's pool
+
+
+async def _read_async(url: str) -> StatusRows:
+    engine = create_api_engine(url)
+    try:
+        async with engine.connect() as connection:
+            return await read_status_rows_async(connection)
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("url", ["sqlite:///x.db", "sqlite://", "mysql://h/db"])
+def test_status_urls_it_does_not_read_are_left_to_sqlalchemy(url: str) -> None:
+    assert read_status_rows_lean(url) is None
