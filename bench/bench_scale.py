@@ -1,6 +1,7 @@
 """100,000 jobs in 10,000 files: what one reconciler holds (issue 15, item 6).
 
     .venv/bin/python bench/bench_scale.py [--files 10000] [--per-file 10] [--api-requests 300]
+    .venv/bin/python bench/bench_scale.py --only-cold-apply [--rounds 3] [--compare-with DIR]
 
 The corpus of every bench (bench/corpus.py: varied valid jobs, ten folders), on a fresh
 PostgreSQL database and RabbitMQ vhost (created and removed here). In order:
@@ -26,6 +27,11 @@ PostgreSQL database and RabbitMQ vhost (created and removed here). In order:
 `--api-only URL` runs step 4 alone on a database already built (by an earlier run, or
 `reconcile apply` of `bench/corpus.py`'s files); `--compare-with DIR` measures the build
 in checkout DIR beside this one in the same run (bench/scale_reads.py).
+
+`--only-cold-apply` runs step 1 alone, `--rounds` times, each on a fresh database; with
+`--compare-with DIR` the two builds alternate round by round over the same corpus, so
+their figures are side by side at the same load. Each figure: wall time, CPU (user + system of
+the process and its forked parse child), peak RSS.
 
 Each line carries the 1-minute load average when it was measured. Targets (issue 15):
 daemon RSS <= 1 GB, no-op pass <= 0.2 s, one file changed live <= 0.5 s, cold apply
@@ -72,20 +78,49 @@ def environment(url: str, jobs: Path, vhost: str, **extra: str) -> dict[str, str
     )
 
 
-def cold_apply(env: dict[str, str]) -> None:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+def cold_apply(env: dict[str, str]) -> tuple[float, float]:
+    """Runs `reconcile apply` on an empty database; prints and returns (wall, CPU).
+    The peak RSS is the largest of any child so far (getrusage keeps the maximum), so
+    it is this process's only while no larger child ran before it."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    level = load()
     started = time.monotonic()
     done = subprocess.run(
         [RECONCILE, "apply", "--auto-approve"], env=env, capture_output=True, check=False
     )
     took = time.monotonic() - started
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime
     if done.returncode != 0:
         raise SystemExit(f"apply failed ({done.returncode}): {done.stderr.decode()[-2000:]}")
     print(
-        f"cold apply (process): {took:.2f} s, peak RSS {max(peak, before) / 1024:.0f} MB, "
-        f"{len(done.stdout) / 1e6:.1f} MB of output   [{load()}]   (target <= 15 s)"
+        f"cold apply (process): {took:.2f} s, CPU {cpu:.2f} s, peak RSS "
+        f"{after.ru_maxrss / 1024:.0f} MB, {len(done.stdout) / 1e6:.1f} MB of output   "
+        f"[{level}]   (target <= 15 s)",
+        flush=True,
     )
+    return took, cpu
+
+
+def cold_applies(jobs: Path, builds: list[Build], rounds: int) -> None:
+    """Step 1 alone, each build `rounds` times on a fresh database, alternated."""
+    figures: dict[str, list[tuple[float, float]]] = {build.label: [] for build in builds}
+    for round_number in range(1, rounds + 1):
+        for build in builds:
+            name = create_database()
+            try:
+                print(f"round {round_number}, {build.label}: ", end="")
+                env = environment(f"postgresql://postgres@127.0.0.1:5432/{name}", jobs, "unused")
+                if build.source:
+                    env["PYTHONPATH"] = build.source
+                figures[build.label].append(cold_apply(env))
+            finally:
+                drop_database(name)
+    for label, runs in figures.items():
+        print(
+            f"{label}: median wall {statistics.median(w for w, _ in runs):.2f} s, "
+            f"CPU {statistics.median(c for _, c in runs):.2f} s over {len(runs)}"
+        )
 
 
 def passes(engine: sa.Engine, since: int) -> list[tuple[int, str, str, float]]:
@@ -191,10 +226,19 @@ def main() -> None:
     parser.add_argument("--cli-repeat", type=int, default=3)
     parser.add_argument("--api-only", metavar="URL", help="step 4 alone on this database")
     parser.add_argument("--compare-with", metavar="DIR", help="a checkout measured beside")
+    parser.add_argument("--only-cold-apply", action="store_true", help="step 1 alone")
+    parser.add_argument("--rounds", type=int, default=1, help="with --only-cold-apply")
     args = parser.parse_args()
     builds = [Build("this build", None)]
     if args.compare_with:
         builds.append(Build(Path(args.compare_with).name, args.compare_with))
+    if args.only_cold_apply:
+        with tempfile.TemporaryDirectory() as tmp:
+            jobs = Path(tmp) / "jobs.d"
+            generate(jobs, files=args.files, per_file=args.per_file)
+            print(f"{args.files * args.per_file} jobs in {args.files} files   [{load()}]")
+            cold_applies(jobs, builds, args.rounds)
+        return
     if args.api_only:
         reads(args.api_only, args, builds, seed=False)
         return

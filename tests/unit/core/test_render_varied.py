@@ -1,0 +1,167 @@
+"""A large, varied plan in every format, byte for byte as the renderer wrote it before
+its fast paths (golden/varied.*): adds of many shapes, updates with diffs, renames,
+pauses, resumes, removes, drift repairs, quarantined files, and enough changes in
+several folders for the "Changes by folder" table. The faster renderers remember what
+repeats across jobs (fields, values, whole sub-mappings); these plans repeat values
+across jobs on purpose, in look-alike forms (1 and True, "1" and 1, "a-b" and "a.b"
+keys), so that a cache keyed too loosely shows here.
+
+Regenerate after an intended change with `UPDATE_GOLDEN=1 pytest tests/unit/core`, then
+read the diff like any other code change.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.core.plan import Plan
+from reconciler.core.plan_json import render_json
+from reconciler.core.render import render_markdown, render_text
+from reconciler.spec.diagnostics import Diagnostic
+from reconciler.spec.model import JobSpec
+from tests.unit.core.planning import applied, desired, plan, spec, with_rows
+
+GOLDEN = Path(__file__).parent / "golden"
+
+# kwargs that look alike to a loose cache key: equal in Python (1 == True == 1.0), equal
+# once flattened ("a.b" nested or not), or spelled alike in JSON.
+LOOK_ALIKES: list[dict[str, Any]] = [
+    {"n": 1},
+    {"n": True},
+    {"n": "1"},
+    {"n": 0},
+    {"n": False},
+    {"n": None},
+    {"n": []},
+    {"n": {}},
+    {"n": [1, True]},
+    {"a": {"b": 1}},
+    {"a-b": 1, "a": {"b": 2}},
+    {"a": {"b-c": 1, "b": {"c": 2}}},
+    {"data": {"key": "value", "url": "https://user:pw@example.com/hook"}},
+    {"token": "sk-abcdefghijklmnopqrstuvwx"},
+    {"note": "Bearer abcdefghijkl", "text": "ünïcode ✓ \x7f"},
+    {"big": 2**70, "neg": -5},
+    {"list": ["x", {"y": 1}]},
+]
+
+
+def _added(index: int) -> JobSpec:
+    """An added job whose fields vary with `index` and repeat across jobs."""
+    shape = index % 6
+    fields: dict[str, Any] = {
+        "kwargs": LOOK_ALIKES[index % len(LOOK_ALIKES)],
+        "labels": {"team": f"t{index % 3}", **({"tier": "gold"} if index % 4 == 0 else {})},
+    }
+    if shape == 0:
+        fields["schedule"] = {"cron": "*/5 * * * *"}
+    elif shape == 1:
+        fields["schedule"] = {"cron": {"minute": "*/10", "hour": "8-18"}}
+        fields["timezone"] = "Europe/Berlin"
+    elif shape == 2:
+        fields["schedule"] = {"interval": {"minutes": 10 + index % 2}}
+        fields["queue"] = "high_priority"
+    elif shape == 3:
+        fields["schedule"] = {"at": "2031-01-01T09:00:00"}
+        fields["description"] = f"one-off {index % 2}"
+    elif shape == 4:
+        fields["paused"] = True
+        fields["args"] = [index % 2, "x"]
+    else:
+        fields["retries"] = index % 3
+        fields["owner"] = "ops@example.com"
+    return spec(f"added-{index:03d}", **fields)
+
+
+def varied_plan(adds: int = 48) -> Plan:
+    before = [
+        spec("changed", schedule={"cron": "0 * * * *"}, kwargs={"api_key": "canary-old"}),
+        spec("changed-kwargs", kwargs={"n": 1, "a": {"b": 1}}),
+        spec("changed-labels", labels={"team": "t1"}),
+        spec("moved", kwargs={"n": 1}),
+        spec("old-name", kwargs={"n": 2}),
+        spec("to-pause"),
+        spec("to-resume", paused=True),
+        spec("gone", kwargs={"token": "sk-abcdefghijklmnopqrstuvwx"}),
+        spec("gone-too", kwargs={"n": True}, labels={"team": "t1"}),
+        spec("drifted"),
+        spec("frozen"),
+        *(spec(f"kept-{n}") for n in range(4)),
+    ]
+    after = [
+        *(_added(index) for index in range(adds)),
+        spec(
+            "changed",
+            schedule={"cron": "30 6 * * 1-5"},
+            timezone="Europe/Berlin",
+            kwargs={"api_key": "canary-new"},
+        ),
+        spec("changed-kwargs", kwargs={"n": True, "a": {"b": 1, "c": [1]}}),
+        spec("changed-labels", labels={"team": "t2", "x-y": "1"}),
+        spec("moved", kwargs={"n": 1}),
+        spec("new-name", previous_names=["old-name"], kwargs={"n": 2}),
+        spec("to-pause", paused=True),
+        spec("to-resume"),
+        spec("drifted"),
+        *(spec(f"kept-{n}") for n in range(4)),
+    ]
+    sources = {s.name: f"folder{n % 3}/{s.name}.yaml" for n, s in enumerate(after[:adds])}
+    sources["moved"] = "elsewhere/moved.yaml"
+    sources["new-name"] = "old-name.yaml"
+    quarantined = {
+        "frozen.yaml": (Diagnostic("frozen.yaml", 4, 7, "YAML_COERCION", "quote it"),),
+        "broken/b.yaml": (
+            Diagnostic("broken/b.yaml", 1, 1, "YAML_SYNTAX", "bad | pipe"),
+            Diagnostic("broken/b.yaml", 9, 2, "SCHEMA", "missing task"),
+        ),
+    }
+    actual = with_rows(applied(*before), drifted=None)
+    state = desired(*after, quarantined=quarantined, sources=sources)
+    return plan(state, actual, allow_mass_delete=True)
+
+
+RENDERERS: dict[str, Callable[[Plan], str]] = {
+    "varied.txt": render_text,
+    "varied.colour.txt": lambda p: render_text(p, colour=True),
+    "varied.json": render_json,
+    "varied.md": render_markdown,
+}
+
+
+def test_the_varied_plan_holds_every_kind_of_change() -> None:
+    result = varied_plan()
+    assert {str(c.action) for c in result.changes} == {
+        "add",
+        "update",
+        "pause",
+        "resume",
+        "rename",
+        "remove",
+        "repair",
+    }
+    assert len(result.quarantined) == 2
+
+
+@pytest.mark.parametrize("name", sorted(RENDERERS))
+def test_varied_plan_matches_golden(name: str) -> None:
+    text = RENDERERS[name](varied_plan())
+    path = GOLDEN / name
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        path.write_text(text)
+    assert text == path.read_text()
+    assert "canary" not in text and "abcdefghijkl" not in text and ":pw@" not in text
+    assert "Changes by folder" in text or "| folder |" in text or name.endswith(".json")
+
+
+@pytest.mark.parametrize("name", sorted(RENDERERS))
+def test_a_renderer_gives_the_same_text_twice_and_after_another_plan(name: str) -> None:
+    """What one rendering remembers never leaks into the next."""
+    render = RENDERERS[name]
+    first = render(varied_plan())
+    render(varied_plan(adds=17))
+    assert render(varied_plan()) == first
