@@ -75,6 +75,9 @@ _TOKEN_SHAPES = re.compile(
     r"|eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"
     r")"
 )
+# No text shorter than this matches _TOKEN_SHAPES (`xox?-` and ten characters; a test
+# holds the two together).
+SHORTEST_TOKEN = 15
 # `password=...`, `api_key: ...`, `"token": "..."` inside free text (libpq DSNs, headers,
 # messages); the key decides (`looks_secret`).
 _PAIR = re.compile(
@@ -87,6 +90,8 @@ def mask_text(text: str) -> str:
     """`text` with every secret found by its shape replaced by REDACTED (see above)."""
     if not text or not _ANY_HINT.search(text):
         return text  # the common case, cheaply: nothing that could start a secret
+    if len(text) < SHORTEST_TOKEN and "%" not in text and not _needs_every_shape(text):
+        return text  # a short name like `job-1`: no token fits, no other shape is there
     if "%" not in text and not _needs_every_shape(text):
         return _TOKEN_SHAPES.sub(REDACTED, text)  # a name like `job-1`: tokens alone
     masked = _mask_plain(text)

@@ -101,15 +101,71 @@ class FieldViews(Generic[Made]):
     output (a line, a JSON entry), made once per distinct path and value: across the
     thousands of jobs of a plan most fields repeat (every job has a task, most share a
     queue and a zone). `make(path, shown value)` gives None for a field left out; fields
-    whose value is None are no difference from nothing and never made."""
+    whose value is None are no difference from nothing and never made.
+
+    An essence is walked by its top-level keys, sorted once per set of keys: a
+    top-level scalar costs one look-up, only mappings are flattened (the paths under
+    the sorted keys come out in the order sorting every path would give)."""
 
     def __init__(self, differ: FieldDiffer, make: Callable[[str, Any], Made | None]) -> None:
         self._differ = differ
         self._make = make
         self._made: dict[tuple[str, type, Any], Made | None] = {}
+        self._orders: dict[tuple[Any, ...], list[str] | None] = {}
+        self._flat_types: dict[tuple[tuple[type, ...], tuple[type, ...]], bool] = {}
+        self._mappings: dict[tuple[str, tuple[Any, ...], tuple[type, ...]], list[Made]] = {}
 
     def __call__(self, essence: Mapping[str, Any]) -> list[Made]:
-        flat = flatten(essence)
+        keys = self._orders.get(tuple(essence), _UNKNOWN)
+        if keys is _UNKNOWN:
+            keys = self._order(tuple(essence))
+        if keys is None:
+            return self._leaves(flatten(essence))
+        made, every = self._made, []
+        for key in keys:
+            value = essence[key]
+            kind = type(value)
+            if kind is str or kind is int or kind is bool:
+                item = made.get((key, kind, value), _UNKNOWN)
+                if item is _UNKNOWN:
+                    item = made[key, kind, value] = self._make(key, self._differ.show(key, value))
+                if item is not None:
+                    every.append(item)
+            elif value is None:
+                continue  # no difference from nothing
+            elif kind is dict and value:
+                every += self._mapping(key, value)
+            else:
+                every += self._leaves({key: value})
+        return every
+
+    def _mapping(self, key: str, mapping: dict[Any, Any]) -> list[Made]:
+        """The items of a top-level mapping, remembered by its items when they are flat
+        (str keys; str, int, bool or None values): the types are part of what is
+        remembered, as `1 == True` and `{1: x} == {True: x}`."""
+        types = (tuple(map(type, mapping)), tuple(map(type, mapping.values())))
+        flat = self._flat_types.get(types)
+        if flat is None:
+            flat = self._flat_types[types] = all(kind is str for kind in types[0]) and all(
+                kind in _FLAT_VALUES for kind in types[1]
+            )
+        if not flat:
+            return self._leaves(flatten(mapping, key))
+        memo = (key, tuple(mapping.items()), types[1])
+        known = self._mappings.get(memo)
+        if known is None:
+            known = self._mappings[memo] = self._leaves(flatten(mapping, key))
+        return known
+
+    def _order(self, keys: tuple[Any, ...]) -> list[str] | None:
+        """`keys` sorted, if the paths under them sort as the keys do (str keys without
+        a character sorting before or at ".", so that `a.x` never falls between `a` and
+        `a-b`; not empty, as flatten drops an empty prefix); else None."""
+        plain = all(type(key) is str and key != "" and min(key) > "." for key in keys)
+        order = self._orders[keys] = sorted(keys) if plain else None
+        return order
+
+    def _leaves(self, flat: Mapping[str, Any]) -> list[Made]:
         made, every = self._made, []
         for path in sorted(flat):
             value = flat[path]
@@ -127,6 +183,10 @@ class FieldViews(Generic[Made]):
             if item is not None:
                 every.append(item)
         return every
+
+
+_UNKNOWN: Any = object()
+_FLAT_VALUES = frozenset({str, int, bool, type(None)})
 
 
 # Values that stand for themselves in a key (besides empty containers). Not float: 0.0

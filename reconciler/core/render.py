@@ -36,10 +36,9 @@ def render_text(plan: Plan, *, colour: bool = False) -> str:
         if len(plan.changes) >= SUMMARY_FROM:
             lines += _summary_text(plan.changes)
         lines.append("Reconcile will perform these actions:")
-        text = _TextChanges(colour=colour)
+        change_lines = _TextChanges(colour=colour).lines
         for change in plan.changes:
-            lines.append("")
-            lines += text.lines(change)
+            lines += change_lines(change)
     lines.extend(_trailer_text(plan))
     return "\n".join(lines) + "\n"
 
@@ -55,24 +54,35 @@ def _no_changes(plan: Plan) -> str:
 
 
 class _TextChanges:
-    """The lines of each change of one text plan."""
+    """The lines of each change of one text plan, each opened by an empty line."""
 
     def __init__(self, *, colour: bool) -> None:
-        self._paint = _painter(colour)
+        # Per action, what comes before and after the job's name in its head line.
+        self._heads = {
+            action: (
+                f"\x1b[{_COLOUR[action.symbol]}m" * colour + f"  {action.symbol} {action:<7} ",
+                "\x1b[0m" * colour,
+            )
+            for action in Action
+        }
         # The JSON plan lists every field; people read only what differs from the defaults.
         self._differ = FieldDiffer()
         self._added = FieldViews(self._differ, _shown_unless_default("      "))
         self._moments = _Moments()
 
     def lines(self, change: Change) -> list[str]:
-        symbol = change.action.symbol
-        where = f"  ({change.source})" if change.source else ""
-        renamed = f" (was {change.renamed_from})" if change.renamed_from else ""
-        head = self._paint(symbol, f"  {symbol} {change.action:<7} {change.job}")
-        lines = [head + renamed + where, f"      # {change.reason}"]
-        if change.action == Action.ADD and change.after is not None:
-            lines += self._added(change.after.essence)
-        elif change.action != Action.ADD and change.action != Action.REMOVE:
+        action = change.action
+        opening, closing = self._heads[action]
+        head = opening + change.job + closing
+        if change.renamed_from:
+            head += f" (was {change.renamed_from})"
+        if change.source:
+            head += f"  ({change.source})"
+        lines = ["", head, "      # " + change.reason]
+        if action is Action.ADD:
+            if change.after is not None:
+                lines += self._added(change.after.essence)
+        elif action is not Action.REMOVE:
             lines += [
                 f"      {diff.path}: {_value(diff.before)} -> {_value(diff.after)}"
                 for diff in self._differ.between(change.before, change.after)
@@ -282,13 +292,6 @@ def _is_default(path: str, value: Any) -> bool:
     if path in _DEFAULTS:
         return bool(_DEFAULTS[path] == value)
     return path.startswith("schedule.interval.") and value == 0
-
-
-def _painter(colour: bool) -> Callable[[str, str], str]:
-    def paint(symbol: str, text: str) -> str:
-        return f"\x1b[{_COLOUR[symbol]}m{text}\x1b[0m" if colour else text
-
-    return paint
 
 
 def _value(value: Any) -> str:

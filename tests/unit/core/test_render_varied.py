@@ -18,7 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from reconciler.core.diff import FieldDiffer, FieldViews, _leaves
 from reconciler.core.plan import Plan
 from reconciler.core.plan_json import render_json
 from reconciler.core.render import render_markdown, render_text
@@ -165,3 +168,27 @@ def test_a_renderer_gives_the_same_text_twice_and_after_another_plan(name: str) 
     first = render(varied_plan())
     render(varied_plan(adds=17))
     assert render(varied_plan()) == first
+
+
+# Keys that sort differently once flattened ("a-b" < "a.x" but "a" < "a-b"), an empty key
+# (flatten drops an empty prefix), and values equal across types (1, True, 1.0).
+keys = st.sampled_from(["a", "a-b", "a.b", "b", "", "n", "x_y", "A"]) | st.text(max_size=3)
+values = st.recursive(
+    st.none()
+    | st.sampled_from([0, 1, True, False, 1.0, -0.0, "1", "x"])
+    | st.integers()
+    | st.text(max_size=3),
+    lambda inner: st.lists(inner, max_size=2) | st.dictionaries(keys, inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(batch=st.lists(st.dictionaries(keys, values, max_size=5), min_size=1, max_size=6))
+def test_field_views_give_every_leaf_in_path_order(batch: list[dict[str, Any]]) -> None:
+    """FieldViews (what it remembers across essences included) gives, for each essence,
+    each non-None leaf in sorted path order as FieldDiffer would show it."""
+    views = FieldViews(FieldDiffer(), lambda path, value: (path, repr(value)))
+    for essence in batch:
+        expected = [(path, repr(FieldDiffer().show(path, v))) for path, v in _leaves(essence)]
+        assert views(essence) == expected
