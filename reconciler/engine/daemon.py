@@ -77,9 +77,11 @@ class FiringRuntime:
             self.service.stop()
 
 
-def start_firing(*, engine: Engine, service: FiringService) -> FiringRuntime:
+def start_firing(
+    *, engine: Engine, service: FiringService, is_leader: Callable[[], bool]
+) -> FiringRuntime:
     service.start()
-    store = OwnedJobStore(engine=engine)
+    store = OwnedJobStore(engine=engine, is_leader=is_leader)  # fenced too (jobstore doc)
     store.rewind_lost_slots()  # a killed or fenced predecessor's last slots (jobstore doc)
     scheduler = BackgroundScheduler(
         jobstores={"default": store}, executors={"default": service.executor()}, timezone=UTC
@@ -139,7 +141,9 @@ class Daemon:
     def _lead(self, stop: threading.Event) -> None:
         caches = ReconcileCaches()
         self._pass(Trigger.STARTUP, caches)
-        runtime = self._runtime = start_firing(engine=self._engine, service=self._make_service())
+        runtime = self._runtime = start_firing(
+            engine=self._engine, service=self._make_service(), is_leader=self._elector.is_leader
+        )
         try:
             self._loop(stop, caches, runtime)
         finally:

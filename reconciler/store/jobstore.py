@@ -15,6 +15,16 @@ in between (measured: SIGKILL 15 ms after a second boundary, 1 slot of 20 jobs g
 fenced in between (fire_job refuses: nothing recorded) leaves a slot that is neither in
 the ledger nor due any more. `rewind_lost_slots` (the new leader, before its scheduler
 starts) finds those slots and makes them due again; see its docstring.
+
+A fourth makes a fenced scheduler lose slots AFTER the next leader's rewind: woken from a
+pause while another process already leads (or starved until its lease check came too
+late), the old scheduler still takes due jobs, the fence refuses each fire, and
+APScheduler moves next_run_time on (or deletes a one-off job) all the same. Measured
+(tests/daemon/test_first_slot.py, a leader frozen 3.3 s): the standby took over and
+rewound, then the woken process refused a slot that fell due during its freeze and moved
+it on, lost for good. So the store is fenced too (`is_leader`, the elector's): while
+this process does not lead, it shows its scheduler no due job and no next run time, and
+writes no job back nor removes one; the rows stay as they are for the leader.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -40,11 +51,19 @@ from reconciler.store.tables import scheduled_jobs
 log = logging.getLogger(__name__)
 
 
+def _always() -> bool:
+    return True
+
+
 class OwnedJobStore(SQLAlchemyJobStore):
     """`SQLAlchemyJobStore(engine=...)` seeing only our jobs, never deleting unread rows."""
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, *, is_leader: Callable[[], bool] = _always, **options: Any) -> None:
+        """`options` are SQLAlchemyJobStore's; `is_leader`: the fence (module doc). Its
+        default, always true, is for stores whose process leads by construction (tests,
+        benchmarks)."""
         super().__init__(**options)
+        self._is_leader = is_leader
         self._unreadable: set[str] = set()
         self._read_states: dict[str, bytes] = {}  # job id -> job_state as last read
         self._pending: dict[str, dict[str, Any]] = {}  # buffered update_job writes
@@ -60,10 +79,15 @@ class OwnedJobStore(SQLAlchemyJobStore):
 
     def get_due_jobs(self, now: datetime) -> list[Job]:
         self.flush()
+        if not self._is_leader():
+            return []
         timestamp = datetime_to_utc_timestamp(now)
         return self._get_jobs(self.jobs_t.c.next_run_time <= timestamp)
 
     def update_job(self, job: Job) -> None:
+        if not self._is_leader():  # its fire was refused: the slot stays due (module doc)
+            self._read_states.pop(job.id, None)
+            return
         read = self._read_states.get(job.id)
         if read is None:  # not read by us (add/modify through the scheduler API): write now
             self.flush()
@@ -143,6 +167,8 @@ class OwnedJobStore(SQLAlchemyJobStore):
 
     def remove_job(self, job_id: str) -> None:
         self.flush()
+        if not self._is_leader():  # a one-off job whose fire was refused (module doc)
+            return
         super().remove_job(job_id)
 
     def add_job(self, job: Job) -> None:
@@ -155,6 +181,8 @@ class OwnedJobStore(SQLAlchemyJobStore):
 
     def get_next_run_time(self) -> datetime | None:
         self.flush()  # the end of a scheduler pass: write what it fired
+        if not self._is_leader():
+            return None  # sleep until woken (or stopped): nothing is ours to fire
         query = (
             sa.select(self.jobs_t.c.next_run_time)
             .where(self.jobs_t.c.next_run_time.is_not(None))

@@ -192,3 +192,24 @@ def test_a_renamed_job_keeps_its_next_fire_and_nothing_is_rewound(
     assert moved == 1
     assert store.rewind_lost_slots() == []
     assert next_run(engine, "renamed-minute") == upcoming
+
+
+def test_a_fenced_store_shows_nothing_due_and_moves_no_slot_on(store) -> None:
+    """A scheduler whose process stopped leading: no due job, no next run time, and a
+    job whose fire was refused is neither moved on nor removed (jobstore module doc)."""
+    _, engine = store
+    leading = True
+    fenced = OwnedJobStore(engine=engine, is_leader=lambda: leading)
+    upcoming = next_run(engine, "every-minute")
+    [job] = [job for job in fenced.get_due_jobs(upcoming) if job.id == "every-minute"]
+    leading = False
+    assert fenced.get_due_jobs(upcoming) == []
+    assert fenced.get_next_run_time() is None
+    job.next_run_time = upcoming + timedelta(minutes=1)  # what APScheduler does next
+    fenced.update_job(job)
+    fenced.remove_job("every-minute")  # what it does for a one-off job's last fire
+    fenced.flush()
+    assert next_run(engine, "every-minute") == upcoming  # still due, for the leader
+    leading = True
+    assert "every-minute" in {job.id for job in fenced.get_due_jobs(upcoming)}
+    assert fenced.get_next_run_time() is not None
