@@ -11,6 +11,8 @@ Both parts start a real `reconcile run` on a fresh PostgreSQL database and Rabbi
   ~17 slots a second), for SECONDS. From the ledger: fire lateness (fired_at - slot) and
   publish lateness (published_at - slot, i.e. confirmed by the broker), p50 / p99 / max,
   and whether every slot was published exactly once.
+- sustained: RATE jobs firing every second, for SECONDS: publish lateness in the first
+  and the last third of the window (flat: it keeps up), the daemon's CPU per fire.
 - big: 10,000 jobs (hourly, so nothing fires), the daemon's resident memory (VmRSS and
   its peak VmHWM from /proc) after it has applied them and run a few passes.
 
@@ -299,6 +301,59 @@ def _profile(pid: int, output: str) -> subprocess.Popen[bytes]:
     )
 
 
+@with_environment
+def sustained(url: str, folder: Path, vhost: str, rate: int, seconds: int) -> None:
+    """RATE jobs firing every second (`* * * * * *`): RATE fires a second, for SECONDS,
+    after the daemon applied them and a 10 s warm-up. Keeping up means the lateness
+    stays flat (the last third no later than the first); the daemon's CPU per fire
+    says how far one core would carry it."""
+    jobs = folder / "jobs.d"
+    jobs.mkdir()
+    write_jobs(jobs, rate, cron_for=lambda n: "* * * * * *")
+    daemon = start_daemon(url, jobs, vhost, folder / "daemon.log")
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        wait_for(lambda: _applied(engine, rate), timeout=600)
+        time.sleep(10)  # warm-up: the first fires, the gauges' first refresh
+        start, cpu, load = datetime.now(UTC), cpu_seconds(daemon.pid), os.getloadavg()[0]
+        time.sleep(seconds)
+        end, cpu = datetime.now(UTC), cpu_seconds(daemon.pid) - cpu
+        time.sleep(5)  # the window's last slots are confirmed
+        with engine.connect() as connection:
+            rows = connection.execute(
+                sa.text(
+                    "select extract(epoch from scheduled_time - :start), "
+                    "extract(epoch from published_at - scheduled_time) from job_runs "
+                    "where scheduled_time > :start and scheduled_time <= :end"
+                ),
+                {"start": start, "end": end},
+            ).all()
+            slots = connection.execute(
+                sa.text("select count(*), count(distinct (job_name, scheduled_time)) from job_runs")
+            ).one()
+    finally:
+        stop_daemon(daemon)
+        engine.dispose()
+    published = [row for row in rows if row[1] is not None]
+    print(
+        f"sustained: {rate} jobs every second, {seconds} s window at load {load:.1f}: "
+        f"{len(rows)} slots recorded, {len(published)} published "
+        f"({len(published) / seconds:.0f}/s); daemon CPU {cpu:.2f} s "
+        f"({cpu / max(len(published), 1) * 1e6:.0f} us per fire, {cpu / seconds:.0%} of a core); "
+        f"ledger rows {slots[0]}, distinct slots {slots[1]}"
+    )
+    for label, low, high in (
+        ("first third", 0, seconds / 3),
+        ("last third", 2 * seconds / 3, seconds),
+    ):
+        values = sorted(float(row[1]) for row in published if low < float(row[0]) <= high)
+        if values:
+            print(
+                f"  publish lateness, {label:<11} p50 {statistics.median(values):6.2f} s   "
+                f"p99 {percentile(values, 0.99):6.2f} s   max {values[-1]:6.2f} s"
+            )
+
+
 def _applied(engine: sa.Engine, count: int) -> bool:
     """All jobs in the inventory and in the scheduler's table with a next fire time."""
     query = sa.text(
@@ -314,7 +369,8 @@ def _applied(engine: sa.Engine, count: int) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--only", default="steady,big", help="any of steady,big,herd")
+    parser.add_argument("--only", default="steady,big", help="any of steady,big,herd,sustained")
+    parser.add_argument("--rate", type=int, default=1000, help="sustained: fires a second")
     parser.add_argument("--steady-jobs", type=int, default=1000)
     parser.add_argument("--seconds", type=int, default=90)
     parser.add_argument("--big", type=int, default=10_000)
@@ -328,6 +384,8 @@ def main() -> None:
         steady(options.steady_jobs, options.seconds)
     if "big" in parts:
         big(options.big)
+    if "sustained" in parts:
+        sustained(options.rate, options.seconds)
     if "herd" in parts:
         herd(options.herd, options.herd_minute, options.profile)
     print(f"load average after: {os.getloadavg()[0]:.1f}")
