@@ -18,6 +18,7 @@ the two); argsrepr/kwargsrepr (shown by monitoring tools) are redacted.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import time
@@ -133,6 +134,19 @@ class _Lane:
                 connection.release()
             except Exception as error:  # noqa: BLE001 - a dead connection may fail to close
                 log.debug("closing a broken broker connection: %r", error)
+
+
+def _json_body(body: Any) -> tuple[str, str, str]:
+    """`kombu.serialization.dumps(body, serializer="json")`, in half the time for a body
+    of JSON values (a fire's args and kwargs come from the spec, which holds nothing
+    else): the C encoder with the defaults kombu's JSONEncoder keeps, whose `default`
+    hook only ever runs for other types, so the text is the same. Anything else goes
+    through kombu."""
+    try:
+        return "application/json", "utf-8", json.dumps(body)
+    except TypeError:  # a value that is not JSON: kombu's encoder knows more types
+        content_type, encoding, data = dumps(body, serializer="json")
+        return content_type, encoding, data
 
 
 class Publisher:
@@ -264,7 +278,7 @@ class Publisher:
             # The message TTL send_task derives from `expires` (kombu: milliseconds).
             ttl = max((call["expires"] - datetime.now(UTC)).total_seconds(), 0)
             properties["expiration"] = str(int(ttl * 1000))
-        content_type, encoding, data = dumps(body, serializer="json")
+        content_type, encoding, data = _json_body(body)
         if write is None:
             message = channel.prepare_message(data, 0, content_type, encoding, headers, properties)
             channel.basic_publish(
