@@ -337,7 +337,9 @@ def test_random_flaps_over_never_fired_jobs_account_for_every_slot(make_cluster,
     until = datetime.now(UTC) - timedelta(seconds=1)
     wait_for_fires_since(cluster, until, what="the last slots")
     for daemon in daemons.values():
-        assert daemon.stop() == 0, daemon.output()[-3000:]
+        code = daemon.stop()
+        # 3: superseded in the last round, exiting by itself (a supervisor restarts it).
+        assert code == 0 or (code == 3 and "superseded" in daemon.output()), code
     flapped = sum(d.output().count("lost the leadership") for d in cluster.daemons)
 
     rows = [row for row in cluster.ledger("r") if row.job_name in applied]
