@@ -39,6 +39,7 @@ from reconciler.core.vocabulary import (
     SETTLED_OUTCOMES,
     Action,
     ErrorKind,
+    JobStatus,
     PassResult,
     ReconcileOutcome,
     Trigger,
@@ -67,6 +68,7 @@ from reconciler.store.scheduler_rows import (
     RowDecoder,
     read_scheduler_rows,
     read_scheduler_rows_once,
+    record_rows_in_sync,
 )
 
 log = logging.getLogger(__name__)
@@ -101,6 +103,8 @@ class ReconcileCaches:
     recorded: LoadResult | None = None
     records_of: dict[int, tuple[FileOutcome, str, FileRecord | None]] = field(default_factory=dict)
     rows: RowDecoder = field(default_factory=RowDecoder)
+    # A one-shot pass: the SHA-256 of each scheduler row it decoded, by id.
+    decoded_rows: dict[str, str] = field(default_factory=dict)
     # What the last plan was made from: the next one examines only the jobs that moved.
     plan_basis: PlanBasis | None = None
     memory: CoreMemory = field(default_factory=CoreMemory)  # the pure core's speed-ups
@@ -204,9 +208,8 @@ def read_actual_once(connection: Connection, caches: ReconcileCaches) -> ActualS
     if not has_schema(connection):
         return ActualState(inventory={}, scheduler={})
     inventory = read_inventory(connection, caches.essences)
-    return ActualState(
-        inventory=inventory, scheduler=read_scheduler_rows_once(connection, inventory)
-    )
+    scheduler = read_scheduler_rows_once(connection, inventory, caches.decoded_rows)
+    return ActualState(inventory=inventory, scheduler=scheduler)
 
 
 def _read_tables(connection: Connection, caches: ReconcileCaches) -> ActualState:
@@ -394,6 +397,8 @@ def _reconcile(
                         before_commit(connection, plan)
             if apply and outcome in APPLIED_OUTCOMES and git_ref(settings.source) is None:
                 _record_files(connection, settings, caches, now=now)
+            if apply and outcome in APPLIED_OUTCOMES and caches.decoded_rows:
+                _record_rows_in_sync(connection, plan, actual, caches.decoded_rows)
             if record and outcome in SETTLED_OUTCOMES:
                 replace_quarantine(connection, plan.quarantined, now=now)
             if record:
@@ -425,6 +430,22 @@ def _record_files(
             wanted[known[2].path] = known[2]
     write_file_records(connection, wanted, known=caches.records, now=now)
     caches.records, caches.recorded, caches.records_of = wanted, loaded, made
+
+
+def _record_rows_in_sync(
+    connection: Connection, plan: Plan, actual: ActualState, decoded: Mapping[str, str]
+) -> None:
+    """Record the scheduler rows this one-shot pass decoded and its plan found in sync
+    (so that the next one-shot pass does not decode them again): rows of jobs the plan
+    examined (a one-shot plan examines all) and left alone, whose drift check ran (a
+    completed job's row is not checked)."""
+    touched = set(touched_jobs(plan))
+    in_sync = {}
+    for name, digest in decoded.items():
+        have = actual.inventory.get(name)
+        if have is not None and name not in touched and have.status != JobStatus.COMPLETED:
+            in_sync[name] = (digest, (have.spec_hash, have.revision))
+    record_rows_in_sync(connection, in_sync)
 
 
 def _apply(

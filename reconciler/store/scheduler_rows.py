@@ -261,7 +261,9 @@ _STATES_OF = sa.text("SELECT id, job_state FROM apscheduler_jobs WHERE id = ANY(
 
 
 def read_scheduler_rows_once(
-    connection: Connection, inventory: Mapping[str, InventoryRow]
+    connection: Connection,
+    inventory: Mapping[str, InventoryRow],
+    decoded: dict[str, str] | None = None,
 ) -> dict[str, SchedulerRow]:
     """`read_scheduler_rows` for a one-shot pass, which has no decoded rows to reuse:
     a row whose stored bytes are exactly those we wrote (the SHA-256 of the stored state
@@ -269,7 +271,8 @@ def read_scheduler_rows_once(
     hash and revision its job's `inventory` row holds now, under the running code
     (row_code), is not decoded: it comes back `written_for` them, its content being
     `scheduler_job`'s for them. Every other row (a fire's write-back, an edit, a foreign
-    or unrecorded row) is fetched and decoded as `read_scheduler_rows` does."""
+    or unrecorded row) is fetched and decoded as `read_scheduler_rows` does; `decoded`
+    receives the SHA-256 of the bytes each was decoded from (see record_rows_in_sync)."""
     table = written_scheduler_rows
     if not sa.inspect(connection).has_table(table.name):
         return read_scheduler_rows(connection)  # a schema from before the records
@@ -311,7 +314,29 @@ def read_scheduler_rows_once(
         state = states.get(row_id)
         if state is not None:  # else deleted since the digests were read: gone
             rows[row_id] = decoder.decode(row_id, next_run_time, state)
+            if decoded is not None:
+                decoded[row_id] = hashlib.sha256(state).hexdigest()
     return rows
+
+
+def record_rows_in_sync(connection: Connection, rows: Mapping[str, tuple[str, Basis]]) -> None:
+    """Record rows a pass decoded and found to hold exactly `scheduler_job` of their
+    job's (spec hash, revision): by id, (the SHA-256 of the bytes decoded, that basis).
+    The next one-shot pass then need not decode them while their bytes stay the same
+    (after a fire's write-back, or rows written by an older version of this code)."""
+    code = row_code()
+    records = [
+        {
+            "id": row_id,
+            "state_sha256": digest,
+            "spec_hash": spec_hash,
+            "revision": revision,
+            "code": code,
+        }
+        for row_id, (digest, (spec_hash, revision)) in rows.items()
+    ]
+    if records:
+        upsert(connection, written_scheduler_rows, records, key="id")
 
 
 def _unpickle(

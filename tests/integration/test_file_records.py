@@ -343,7 +343,8 @@ def test_rows_as_written_are_not_decoded_and_drift_is(
     space: Space, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A one-shot plan decodes only the scheduler rows whose stored bytes are not those
-    apply wrote for the job's inventory row (the daemon's write-back, any other edit)."""
+    apply wrote for the job's inventory row (the daemon's write-back, any other edit), or
+    that an applying one-shot pass decoded and found in sync."""
     decoded: list[str] = []
     real = scheduler_rows._unpickle
 
@@ -363,3 +364,13 @@ def test_rows_as_written_are_not_decoded_and_drift_is(
     assert sorted(decoded) == ["job-1", "job-2"]
     assert [(c.action, c.job) for c in one_shot.changes] == [("repair", "job-2")]
     assert_same(*space.plans())
+    # An apply repairs job-2 and records job-1's fired row, which it decoded and found
+    # in sync: the next one-shot plan decodes nothing.
+    space.do("apply", None, None)
+    decoded.clear()
+    one_shot = reconcile_once(space.engine, space.settings, trigger="cli", apply=False).plan
+    assert not one_shot.has_changes and decoded == []
+    space.drift("pause", "job-1")  # the row's bytes stay, its next_run_time does not
+    one_shot = reconcile_once(space.engine, space.settings, trigger="cli", apply=False).plan
+    assert [(c.action, c.job) for c in one_shot.changes] == [("repair", "job-1")]
+    assert_same(one_shot, space.plans()[1])
