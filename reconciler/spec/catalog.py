@@ -19,6 +19,7 @@ the value is written in the file.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 import typing
@@ -82,6 +83,26 @@ class TaskParameters:
     signature: inspect.Signature
     hints: Mapping[str, Any]
     modules: frozenset[str] = frozenset()
+    # Read from the signature once: every job of the task is checked against them.
+    positional: tuple[str, ...] = dataclasses.field(init=False, repr=False, compare=False)
+    takes_any_positional: bool = dataclasses.field(init=False, repr=False, compare=False)
+    takes_any_keyword: bool = dataclasses.field(init=False, repr=False, compare=False)
+    required: tuple[str, ...] = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        parameters = self.signature.parameters.values()
+        facts = {
+            "positional": tuple(p.name for p in parameters if p.kind in _POSITIONAL),
+            "takes_any_positional": any(p.kind is p.VAR_POSITIONAL for p in parameters),
+            "takes_any_keyword": any(p.kind is p.VAR_KEYWORD for p in parameters),
+            "required": tuple(
+                p.name
+                for p in parameters
+                if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+            ),
+        }
+        for name, value in facts.items():
+            object.__setattr__(self, name, value)
 
 
 class CatalogError(ConfigError):
@@ -155,10 +176,9 @@ def check_arguments(
     """Whether a call with `args` and `kwargs` fits `params` (see the module docstring)."""
     problems = _arity(params, args, kwargs)
     parameters = params.signature.parameters
-    positional = [p.name for p in parameters.values() if p.kind in _POSITIONAL]
     given: list[tuple[tuple[str | int, ...], str, Any]] = [
         (("args", index), name, value)
-        for index, (name, value) in enumerate(zip(positional, args, strict=False))
+        for index, (name, value) in enumerate(zip(params.positional, args, strict=False))
     ]
     given += [(("kwargs", key), key, value) for key, value in kwargs.items() if key in parameters]
     for field, name, value in given:
@@ -175,36 +195,30 @@ _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_O
 
 def _arity(params: TaskParameters, args: list[Any], kwargs: Mapping[str, Any]) -> list[Problem]:
     parameters = params.signature.parameters
-    accepts_any_keyword = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
-    positional = [
-        p for p in parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    ]
+    positional = params.positional
     problems: list[Problem] = []
-    known = ", ".join(parameters) or "none"
-    if not any(p.kind is p.VAR_POSITIONAL for p in parameters.values()) and len(args) > len(
-        positional
-    ):
+    if not params.takes_any_positional and len(args) > len(positional):
         message = (
             f"args: {params.task} takes at most {len(positional)} positional "
             f"argument{'s' if len(positional) != 1 else ''}, {len(args)} given"
         )
         problems.append(Problem(("args",), "INVALID_ARGUMENT", message))
-    taken = {p.name for p in positional[: len(args)]}
+    taken = set(positional[: len(args)])
     for key in kwargs:
         if key in taken:
             message = f"kwargs.{key}: also given as a positional argument (args)"
             problems.append(Problem(("kwargs", key), "INVALID_ARGUMENT", message))
-        elif key not in parameters and not accepts_any_keyword:
+        elif key not in parameters and not params.takes_any_keyword:
+            known = ", ".join(parameters) or "none"
             message = f"kwargs.{key}: {params.task} has no parameter {key!r} (it takes: {known})"
             problems.append(Problem(("kwargs", key), "UNKNOWN_ARGUMENT", message))
-    for p in parameters.values():
-        required = p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        if required and p.name not in kwargs and p.name not in taken:
+    for name in params.required:
+        if name not in kwargs and name not in taken:
             # At the arguments written, else at the task that needs them.
             field: tuple[str | int, ...] = (
                 ("kwargs",) if kwargs else ("args",) if args else ("task",)
             )
-            message = f"{params.task} needs the argument {p.name!r} (in kwargs or args)"
+            message = f"{params.task} needs the argument {name!r} (in kwargs or args)"
             problems.append(Problem(field, "MISSING_ARGUMENT", message))
     return problems
 
