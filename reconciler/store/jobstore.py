@@ -30,16 +30,18 @@ writes no job back nor removes one; the rows stay as they are for the leader.
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
 from apscheduler.job import Job
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.util import datetime_to_utc_timestamp, utc_timestamp_to_datetime
 
 from reconciler.core.moments import rfc3339
@@ -53,6 +55,15 @@ log = logging.getLogger(__name__)
 
 def _always() -> bool:
     return True
+
+
+def _without_jitter(trigger: BaseTrigger) -> BaseTrigger:
+    """The trigger's slots themselves (a copy: the job's own keeps its jitter)."""
+    if not getattr(trigger, "jitter", None):
+        return trigger
+    plain = copy.copy(trigger)
+    plain.jitter = None  # both kinds of trigger that take a jitter have the attribute
+    return plain
 
 
 class OwnedJobStore(SQLAlchemyJobStore):
@@ -236,21 +247,27 @@ class OwnedJobStore(SQLAlchemyJobStore):
         anchor and next_run_time is by definition absent from the ledger, which also
         refuses a second row per slot.
 
+        Jitter: a jittered next_run_time lies up to `jitter` s after its slot (APScheduler
+        computes the next slot from the previous jittered fire, so the slot after the
+        anchor is still the one due next). Only a next_run_time beyond that slot plus
+        the jitter proves a later slot was scheduled; within it (slots closer together
+        than the jitter) nothing is rewound.
+
         Never rewound: a slot at or before the job's last change (added, rescheduled,
         resumed, renamed: its next_run_time was computed from that `now`, and an apply
-        never causes an extra run); jobs with jitter (their slots are random, no successor
-        to compute). A concurrent writer (a CLI apply) wins: the row is only rewound if
-        its next_run_time is still the one read.
+        never causes an extra run). A concurrent writer (a CLI apply) wins: the row is
+        only rewound if its next_run_time is still the one read.
         """
         with self.engine.connect() as connection:
             anchors = read_rewind_anchors(connection, self.jobs_t)
         rewound: list[tuple[str, datetime]] = []
         for job in self.get_all_jobs():
             anchor = anchors.get(job.id)
-            if anchor is None or job.next_run_time is None or getattr(job.trigger, "jitter", None):
+            if anchor is None or job.next_run_time is None:
                 continue
-            lost = first_fire_of(job.trigger, after=anchor.since)
-            if lost is None or lost >= job.next_run_time:
+            jitter = timedelta(seconds=getattr(job.trigger, "jitter", None) or 0)
+            lost = first_fire_of(_without_jitter(job.trigger), after=anchor.since)
+            if lost is None or job.next_run_time <= lost + jitter:
                 continue
             if self._rewind(job, lost, anchor.next_run_time):
                 rewound.append((job.id, lost))

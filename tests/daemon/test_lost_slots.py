@@ -139,11 +139,32 @@ def test_a_never_fired_jobs_lost_first_slot_is_made_due_again(store) -> None:
     assert store.rewind_lost_slots() == []
 
 
-def test_jittered_jobs_are_left_alone(store) -> None:
+def test_a_jittered_jobs_lost_slot_is_made_due_again_unjittered(store) -> None:
+    """Its next_run_time is its slot plus up to 5 s: a lost slot shows as a next_run_time
+    beyond the slot after the anchor plus the jitter. The ledger holds the jittered
+    fire time of the slot before."""
     store, engine = store
     upcoming = next_run(engine, "jittery")
+    slot = upcoming.replace(second=0, microsecond=0)  # every minute, jitter 5 s
     record_slot(
-        engine, "jittery", upcoming - timedelta(minutes=5), changed_at=upcoming - timedelta(hours=1)
+        engine,
+        "jittery",
+        slot - timedelta(minutes=2) + timedelta(seconds=3),
+        changed_at=upcoming - timedelta(hours=1),
+    )
+    assert store.rewind_lost_slots() == [("jittery", slot - timedelta(minutes=1))]
+    assert next_run(engine, "jittery") == slot - timedelta(minutes=1)
+
+
+def test_nothing_is_rewound_for_a_jittered_job_within_its_jitter(store) -> None:
+    store, engine = store
+    upcoming = next_run(engine, "jittery")
+    slot = upcoming.replace(second=0, microsecond=0)
+    record_slot(
+        engine,
+        "jittery",
+        slot - timedelta(minutes=1) + timedelta(seconds=4),
+        changed_at=upcoming - timedelta(hours=1),
     )
     assert store.rewind_lost_slots() == []
     assert next_run(engine, "jittery") == upcoming
