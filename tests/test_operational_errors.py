@@ -63,7 +63,9 @@ def taken_port() -> Iterator[int]:
         yield int(holder.getsockname()[1])
 
 
-@pytest.mark.parametrize("command", [["status"], ["apply"], ["db", "upgrade"], ["run"]])
+@pytest.mark.parametrize(
+    "command", [["status"], ["get", "jobs"], ["apply"], ["db", "upgrade"], ["run"]]
+)
 def test_an_unreachable_database_is_one_line_naming_the_setting(
     tmp_path: Path, closed_port: int, command: list[str]
 ) -> None:

@@ -76,8 +76,9 @@ _POSTGRESQL_URL = re.compile(r"postgresql(\+\w+)?://(?P<rest>.*)")
 
 def read_job_rows_lean(url: str, *, labels: Sequence[tuple[str, str]] = ()) -> list[JobRow] | None:
     """Every job (with all `labels` as key=value), in name order; None when `url` is not
-    one this module reads (the caller then uses SQLAlchemy). Raises ConfigError when the
-    database has no schema (or, for SQLite, no file)."""
+    one this module reads or names a server it cannot connect to (the caller then uses
+    SQLAlchemy). Raises ConfigError when the database has no schema (or, for SQLite, no
+    file)."""
     sqlite = _SQLITE_URL.fullmatch(url)
     if sqlite is not None and sqlite["path"] != ":memory:":
         return _read_sqlite(sqlite["path"], labels)
@@ -106,27 +107,34 @@ def _read_sqlite(path: str, labels: Sequence[tuple[str, str]]) -> list[JobRow]:
     return [_job_row(row, _sqlite_moment) for row in rows]
 
 
-def _read_postgresql(dsn: str, labels: Sequence[tuple[str, str]]) -> list[JobRow]:
+def _read_postgresql(dsn: str, labels: Sequence[tuple[str, str]]) -> list[JobRow] | None:
     return _on_postgresql(dsn, lambda connection: fetch_job_rows(connection, labels))
 
 
 def read_status_rows_lean(url: str) -> StatusRows | None:
     """`store.status.read_status_rows` on PostgreSQL with asyncpg alone; None for any
-    other URL (the caller then uses SQLAlchemy). Raises ConfigError without a schema."""
+    other URL or a server it cannot connect to (the caller then uses SQLAlchemy). Raises
+    ConfigError without a schema."""
     postgresql = _POSTGRESQL_URL.fullmatch(url)
     if postgresql is None:
         return None
     return _on_postgresql(f"postgresql://{postgresql['rest']}", fetch_status_rows)
 
 
-def _on_postgresql(dsn: str, read: Callable[[Any], Awaitable[Result]]) -> Result:
+def _on_postgresql(dsn: str, read: Callable[[Any], Awaitable[Result]]) -> Result | None:
+    """`read` on a connection of its own; None when none could be opened."""
     # asyncpg, not psycopg: importing it costs half as much (the API's driver already).
     import asyncio
 
     import asyncpg
 
-    async def fetch() -> Result:
-        connection = await asyncpg.connect(dsn)
+    async def fetch() -> Result | None:
+        try:
+            connection = await asyncpg.connect(dsn)
+        except Exception:  # noqa: BLE001 - refused, unknown host or database, password...
+            # SQLAlchemy's path then fails to connect too and reports it the usual way
+            # ("cannot reach the database (RECONCILER_DATABASE_URL): ..."): one wording.
+            return None
         try:
             return await read(connection)
         finally:
