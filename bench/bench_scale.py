@@ -24,6 +24,13 @@ PostgreSQL database and RabbitMQ vhost (created and removed here). In order:
    status endpoint: p50 / p99 / max latency and server CPU per request; then the CLI's
    read commands (`get jobs`, `status`, `-o json`) as processes.
 
+`--steps apply,daemon,reads` runs only some of the steps (the daemon and the reads need an
+applied database: without `apply`, give the `--workdir` of an earlier run). `--workdir
+DIR` keeps the corpus, the database and the vhost in DIR (their names in DIR/bench.env)
+instead of removing them, and reuses them when DIR holds them already: the daemon
+measured again without regenerating and re-applying 100,000 jobs. Drop the database
+(`DROP DATABASE name`) and the vhost yourself afterwards.
+
 `--api-only URL` runs step 4 alone on a database already built (by an earlier run, or
 `reconcile apply` of `bench/corpus.py`'s files); `--compare-with DIR` measures the build
 in checkout DIR beside this one in the same run (bench/scale_reads.py).
@@ -41,6 +48,7 @@ daemon RSS <= 1 GB, no-op pass <= 0.2 s, one file changed live <= 0.5 s, cold ap
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import signal
@@ -217,6 +225,9 @@ def one_file_changed(engine: sa.Engine, jobs: Path, files: int, rounds: int = 5)
     )
 
 
+STEPS = ("apply", "daemon", "reads")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--files", type=int, default=10_000)
@@ -228,6 +239,8 @@ def main() -> None:
     parser.add_argument("--compare-with", metavar="DIR", help="a checkout measured beside")
     parser.add_argument("--only-cold-apply", action="store_true", help="step 1 alone")
     parser.add_argument("--rounds", type=int, default=1, help="with --only-cold-apply")
+    parser.add_argument("--steps", default=",".join(STEPS), help="some of " + ",".join(STEPS))
+    parser.add_argument("--workdir", type=Path, help="keep (or reuse) corpus, database, vhost")
     args = parser.parse_args()
     builds = [Build("this build", None)]
     if args.compare_with:
@@ -242,25 +255,50 @@ def main() -> None:
     if args.api_only:
         reads(args.api_only, args, builds, seed=False)
         return
-    name, vhost = create_database(), f"bench_{uuid.uuid4().hex[:8]}"
+    steps = set(args.steps.split(","))
+    if steps - set(STEPS):
+        parser.error(f"unknown steps: {sorted(steps - set(STEPS))}")
+    reused = kept(args.workdir)
+    if reused is None:
+        name, vhost = create_database(), f"bench_{uuid.uuid4().hex[:8]}"
+        rabbitmqctl("add_vhost", vhost)
+        rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    else:
+        name, vhost = reused
     url = f"postgresql://postgres@127.0.0.1:5432/{name}"
-    rabbitmqctl("add_vhost", vhost)
-    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
     engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp)
-            jobs = folder / "jobs.d"
+    with contextlib.ExitStack() as cleanup:
+        if args.workdir is None:
+            cleanup.callback(drop_database, name)
+            cleanup.callback(
+                subprocess.run, ["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True
+            )
+            folder = Path(cleanup.enter_context(tempfile.TemporaryDirectory()))
+        else:
+            folder = args.workdir
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "bench.env").write_text(f"{name} {vhost}\n")
+        cleanup.callback(engine.dispose)
+        jobs = folder / "jobs.d"
+        if reused is None:
             generate(jobs, files=args.files, per_file=args.per_file)
-            print(f"{args.files * args.per_file} jobs in {args.files} files   [{load()}]")
-            env = environment(url, jobs, vhost)
+        print(f"{args.files * args.per_file} jobs in {args.files} files   [{load()}]")
+        env = environment(url, jobs, vhost)
+        if "apply" in steps:
             cold_apply(env)
+        if "daemon" in steps:
             daemon_figures(env, engine, folder, jobs, args.files)
-            reads(url, args, builds, seed=True)
-    finally:
-        engine.dispose()
-        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True)
-        drop_database(name)
+        if "reads" in steps:
+            reads(url, args, builds, seed=reused is None)
+
+
+def kept(workdir: Path | None) -> tuple[str, str] | None:
+    """The database and vhost an earlier run kept in `workdir` (None: none yet)."""
+    state = workdir / "bench.env" if workdir is not None else None
+    if state is None or not state.exists():
+        return None
+    name, vhost = state.read_text().split()
+    return name, vhost
 
 
 def reads(url: str, args: argparse.Namespace, builds: list[Build], *, seed: bool) -> None:
