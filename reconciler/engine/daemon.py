@@ -20,11 +20,12 @@ APScheduler would lose it), then the retrier, then the Dispatcher drains what is
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC
 
@@ -58,6 +59,29 @@ BACKOFF = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
 GAUGE_REFRESH_SECONDS = 10.0
 # A cold apply of 10,000 jobs logs its counts, not 10,000 lines.
 CHANGES_LOGGED = 100
+
+
+@contextmanager
+def survivors_frozen() -> Iterator[None]:
+    """No cyclic collection during the block; what survives it is then frozen (moved out
+    of the collector's generations, `gc.freeze`), not scanned.
+
+    A pass leaves its caches behind: at 100,000 jobs, 3.4 million objects that live
+    until a later pass replaces them. The collector, re-enabled, scanned all of them
+    again and again (a full collection: 7-9 s holding the GIL at load 6, during which
+    the health thread could not confirm the lease and the leader stepped down). Freezing
+    them costs nothing. What it gives up: a cycle among frozen objects that becomes
+    garbage later is never collected; a pass leaves almost none (30 objects after the
+    startup pass, none after a watch pass: a `gc.collect()` after it found that much),
+    and objects freed by their reference count (nearly all) are freed as before."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
 
 
 @dataclass
@@ -182,7 +206,8 @@ class Daemon:
                 next_resync = time.monotonic() + settings.resync_interval
                 retry_at = None if ok else time.monotonic() + self._backoff()
             elif now >= next_gauges:
-                self._refresh_gauges(caches)  # next fires move with every fire
+                with survivors_frozen():
+                    self._refresh_gauges(caches)  # next fires move with every fire
             if now >= next_gauges:
                 next_gauges = now + GAUGE_REFRESH_SECONDS
             # Rows written by other processes (CLI apply) and our own pass: wake it.
@@ -203,6 +228,10 @@ class Daemon:
         """One reconcile pass. True when it did not fail (a refusal is not a failure to
         retry: it waits for the next change or resync)."""
         self.passes += 1
+        with survivors_frozen():
+            return self._pass_and_report(trigger, caches)
+
+    def _pass_and_report(self, trigger: Trigger, caches: ReconcileCaches) -> bool:
         try:
             result = reconcile_once(
                 self._engine,
