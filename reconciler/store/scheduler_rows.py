@@ -144,8 +144,11 @@ def _read_new_versions(connection: Connection, decoder: RowDecoder) -> dict[str,
     rows: dict[str, SchedulerRow] = {}
     current: dict[tuple[str, int], tuple[SchedulerRow, str]] = {}
     previous = decoder.versions
+    # Rows taken one by one, not by `.all()`: the driver converts a fetchall in one C
+    # call holding the GIL, 1-2 s for 100,000 states, long enough for a daemon's health
+    # thread to miss its lease confirmation (docs/scaling.md).
     if not previous:  # nothing decoded yet (a one-shot command, a first pass): one query
-        states = connection.execute(_ALL_STATES).all()
+        states = list(connection.execute(_ALL_STATES))
     else:
         unknown: list[str] = []
         for row_id, version in connection.execute(_VERSIONS).all():
@@ -155,7 +158,7 @@ def _read_new_versions(connection: Connection, decoder: RowDecoder) -> dict[str,
             else:
                 rows[row_id] = known[0]
                 current[row_id, version] = known
-        states = connection.execute(_STATES, {"ids": unknown}).all() if unknown else []
+        states = list(connection.execute(_STATES, {"ids": unknown})) if unknown else []
     for row_id, next_run_time, job_state, version in states:
         # Written between the two queries: the newer version is what is read.
         digest = state_digest(job_state)
