@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from itertools import chain
 
@@ -178,7 +178,10 @@ def _desired_jobs(
     for outcome in loaded.healthy:
         entry = caches.desired.get(id(outcome))
         if entry is None or entry[0] is not outcome:
-            entry = (outcome, [(job.spec.name, _desired(job)) for job in outcome.jobs])
+            entry = (
+                outcome,
+                [(job.spec.name, _desired(job, caches.essences)) for job in outcome.jobs],
+            )
             changed += (name for name, _ in entry[1])
         known[id(outcome)] = entry
     pairs = chain.from_iterable(entry[1] for entry in known.values())
@@ -190,8 +193,18 @@ def _desired_jobs(
     return known, DerivedDict(pairs, base=caches.loaded[1], changed=changed)
 
 
-def _desired(job: LoadedJob) -> DesiredJob:
-    return DesiredJob.of(job.spec, source=job.source, line=job.line, known_essence=job.essence)
+def _desired(job: LoadedJob, essences: EssenceCache) -> DesiredJob:
+    """The job as desired; its essence becomes the one `essences` holds for its hash (a
+    hash names its content), so that the inventory read, which decodes only the specs
+    whose hash it does not know, shares it: one essence per spec hash in a daemon, not
+    one from the file and one from the database (200-270 MB at 100,000 jobs)."""
+    desired = DesiredJob.of(job.spec, source=job.source, line=job.line, known_essence=job.essence)
+    shared = essences.get(desired.spec_hash)
+    if shared is None:
+        essences.put(desired.spec_hash, desired.essence)
+        return desired
+    # Compared, not trusted: a row edited by hand may carry a hash its spec does not have.
+    return replace(desired, essence=shared) if shared == desired.essence else desired
 
 
 def read_actual(connection: Connection, caches: ReconcileCaches) -> ActualState:
