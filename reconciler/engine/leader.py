@@ -10,7 +10,7 @@ On acquiring, the new leader bumps the EPOCH (fencing token) in `reconciler_inst
 (max over all rows + 1) and records itself as leader; older leader rows become standby.
 
 A hung or paused leader is the dangerous case: it still believes it leads. So leadership
-is a LEASE kept in memory: a health thread re-confirms it every `interval` (PostgreSQL:
+is a LEASE kept in memory: a health thread re-confirms it twice per `interval` (PostgreSQL:
 a query on the lock connection, which also checks no newer epoch exists; SQLite: the
 lock file is still the one locked) and heartbeats the instance row. `is_leader()` is
 true only while the last confirmation is younger than `2 * interval` (a monotonic
@@ -75,6 +75,11 @@ log = logging.getLogger(__name__)
 
 STANDBY_HEARTBEAT_SECONDS = 5.0
 LEASE_INTERVALS = 3  # the leader lease, in health intervals (see the module doc)
+# Confirmations per interval. The belief lasts 2 intervals from a confirmation; confirming
+# every half interval leaves a slow confirmation (a GIL held by a long pass, a loaded
+# database) 1.5 intervals to land instead of 1, and a second try before the deadline.
+# What a standby waits for (the lease) and when we stop believing are unchanged.
+CONFIRMS_PER_INTERVAL = 2
 
 LostCallback = Callable[[str], None]
 
@@ -178,7 +183,7 @@ class LeaderElector(ABC):
             thread.join(5 * self.interval)
 
     def _watch(self) -> None:
-        while not self._health_stop.wait(self.interval):
+        while not self._health_stop.wait(self.interval / CONFIRMS_PER_INTERVAL):
             if time.monotonic() - self._confirmed_at >= 2 * self.interval:
                 self._hung = True
                 self._step_down("leadership not confirmed in time (process paused or hung?)")
