@@ -227,6 +227,17 @@ def space(tmp_path: Path, pg_url: str) -> Iterator[Space]:
     made.engine.dispose()
 
 
+@pytest.fixture
+def either_space(tmp_path: Path, db_url: str) -> Iterator[Space]:
+    """A Space on SQLite, then on PostgreSQL."""
+    upgrade_database(db_url)
+    jobs = tmp_path / "jobs.d"
+    jobs.mkdir()
+    made = Space(jobs, db_url)
+    yield made
+    made.engine.dispose()
+
+
 def assert_same(one_shot: Plan, full: Plan) -> None:
     assert one_shot.plan_hash == full.plan_hash
     assert render_json(one_shot) == render_json(full)
@@ -340,11 +351,12 @@ def test_a_daemons_passes_record_files_too(space: Space, parsed: list[str]) -> N
 
 
 def test_rows_as_written_are_not_decoded_and_drift_is(
-    space: Space, monkeypatch: pytest.MonkeyPatch
+    either_space: Space, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A one-shot plan decodes only the scheduler rows whose stored bytes are not those
     apply wrote for the job's inventory row (the daemon's write-back, any other edit), or
     that an applying one-shot pass decoded and found in sync."""
+    space = either_space
     decoded: list[str] = []
     real = scheduler_rows._unpickle
 
