@@ -135,6 +135,18 @@ def load_desired(settings: Settings, caches: ReconcileCaches, *, now: datetime) 
     return _desired_state(loaded, revision, caches)
 
 
+def warm_caches(engine: Engine, settings: Settings, caches: ReconcileCaches) -> None:
+    """Fill `caches` as a pass would (files parsed, inventory and scheduler rows decoded)
+    without planning, locking or writing anything: what a daemon does before it leads.
+    The pass that follows reads the tables again (a startup pass always does), but the
+    caches make that a read of names, hashes and row versions."""
+    with _collector_paused():
+        load_desired(settings, caches, now=datetime.now(UTC))
+        with engine.connect() as connection:
+            if has_schema(connection):
+                _read_tables(connection, caches)
+
+
 def load_desired_recorded(
     connection: Connection, settings: Settings, caches: ReconcileCaches, *, now: datetime
 ) -> DesiredState:

@@ -13,7 +13,12 @@ import pytest
 import sqlalchemy as sa
 
 from reconciler.engine import reconcile as reconcile_module
-from reconciler.engine.reconcile import ReconcileCaches, ReconcileResult, reconcile_once
+from reconciler.engine.reconcile import (
+    ReconcileCaches,
+    ReconcileResult,
+    reconcile_once,
+    warm_caches,
+)
 from reconciler.settings import Settings
 from reconciler.store.db import create_sync_engine
 from reconciler.store.fingerprint import read_fingerprint
@@ -242,3 +247,43 @@ def test_a_write_by_someone_else_during_a_pass_is_seen_by_the_next_one(
     reads = daemon.reads.copy()
     assert daemon.reconcile().outcome == "no_changes"  # and the cache is the truth again
     assert daemon.reads - reads == Counter({"read_scheduler_rows": 1})
+
+
+def test_caches_warmed_before_leading_plan_what_cold_caches_plan(daemon: Daemonish) -> None:
+    """A standby warms its caches (engine.daemon: files parsed, rows decoded, nothing
+    written); what changed after that, in the files or in the tables, is in its startup
+    pass's plan exactly as in the plan of a process that warmed nothing."""
+    daemon.write("a.yaml", "---\n".join(job_yaml(name) for name in "abcd"))
+    daemon.write("e.yaml", job_yaml("e"))
+    daemon.reconcile("startup")
+    warm_caches(daemon.engine, daemon.settings, warmed := ReconcileCaches())
+    # After the warm-up: a file edited, one added, one removed; rows written by others.
+    daemon.write(
+        "a.yaml", "---\n".join(job_yaml(name, paused=str(name == "b").lower()) for name in "abcd")
+    )
+    daemon.write("f.yaml", job_yaml("f", cron="0 4 * * *"))
+    (daemon.jobs_dir / "e.yaml").unlink()
+    daemon.execute("DELETE FROM apscheduler_jobs WHERE id = 'c'")
+    daemon.execute("UPDATE scheduled_jobs SET status = 'paused' WHERE name = 'd'")
+    daemon.execute(
+        "INSERT INTO apscheduler_jobs (id, next_run_time, job_state) VALUES ('x', 1, 'x')"
+    )
+
+    def plan(caches: ReconcileCaches) -> tuple[str, list[tuple[str, str]], tuple[str, ...]]:
+        result = reconcile_once(
+            daemon.engine, daemon.settings, trigger="startup", apply=False, caches=caches
+        )
+        return result.plan.plan_hash, sorted(actions(result)), result.plan.foreign
+
+    cold = plan(ReconcileCaches())
+    assert cold[1] == [
+        ("add", "f"),
+        ("pause", "b"),
+        ("remove", "e"),
+        ("repair", "c"),
+        ("update", "d"),
+    ]
+    assert plan(warmed) == cold
+    daemon.caches = warmed
+    assert sorted(actions(daemon.reconcile("startup"))) == cold[1]
+    assert daemon.reconcile().outcome == "no_changes"
