@@ -1,15 +1,20 @@
-"""decide_overlaps against the plain rule it implements, on random batches (pure)."""
+"""decide_overlaps against the plain rule it implements, on random batches (pure), and
+the ledger's count of active runs against the runs it reads."""
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 
+import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.dispatch.batch import active_window, decide_overlaps
+from reconciler.dispatch.batch import active_window, crowded_jobs, decide_overlaps
 from reconciler.dispatch.request import FireRequest, make_request
+from reconciler.store import ledger
 from reconciler.store.ledger import ActiveRun
+from reconciler.store.tables import job_runs
 
 from .helpers import make_payload, make_spec
 
@@ -62,3 +67,57 @@ def test_decide_overlaps_follows_the_plain_rule(fires, running) -> None:
             ActiveRun(f"run-{n}", job, NOW + timedelta(seconds=seconds))
         )
     assert decide_overlaps(requests, active, now=NOW) == plain_rule(requests, active)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(fires=fires, running=running)
+def test_only_crowded_jobs_need_their_runs_read(fires, running) -> None:
+    """What the recorder decides from the counts first (crowded_jobs, then the runs of
+    those jobs only) is what the plain rule decides from every run."""
+    requests = [
+        make_request(
+            job=job,
+            payload=PAYLOADS[limit],
+            scheduled_time=NOW - timedelta(minutes=minutes),
+            now=NOW,
+        )
+        for job, minutes, limit in fires
+    ]
+    active: dict[str, list[ActiveRun]] = {}
+    for n, (job, seconds) in enumerate(running):
+        active.setdefault(job, []).append(
+            ActiveRun(f"run-{n}", job, NOW + timedelta(seconds=seconds))
+        )
+    crowded = crowded_jobs(requests, {job: len(runs) for job, runs in active.items()})
+    mine = [request for request in requests if request.job in crowded]
+    theirs = {job: runs for job, runs in active.items() if job in crowded}
+    assert decide_overlaps(mine, theirs, now=NOW) == plain_rule(requests, active)
+
+
+def test_count_active_runs_counts_what_find_active_runs_reads(engine: sa.Engine) -> None:
+    """Statuses, expired claims and slots before `since` count as find_active_runs reads."""
+    rng = random.Random(17)
+    statuses = ["scheduled", "published", "started", "succeeded", "failed", "skipped"]
+    rows = []
+    for n in range(300):
+        slot = NOW - timedelta(seconds=n * 24 + rng.randint(0, 23))  # (job, slot) unique
+        rows.append(
+            {
+                "id": f"count-{n}",
+                "job_name": f"job-{rng.randint(0, 9)}",
+                "scheduled_time": slot,
+                "status": rng.choice(statuses),
+                "task": "reconciler.tasks.noop",
+                "queue": "default",
+                "idempotency_key": f"count-{n}",
+                "lease_until": rng.choice([None, NOW - timedelta(seconds=5), NOW + timedelta(5)]),
+                "updated_at": slot,
+            }
+        )
+    with engine.begin() as connection:
+        connection.execute(sa.insert(job_runs), rows)
+        for jobs in ({"job-1"}, {f"job-{n}" for n in range(0, 10, 2)}, {"job-99"}):
+            since = NOW - timedelta(seconds=rng.randint(0, 7200))
+            found = ledger.find_active_runs(connection, jobs, since=since, now=NOW)
+            counts = ledger.count_active_runs(connection, jobs, since=since, now=NOW)
+            assert counts == {job: len(runs) for job, runs in found.items()}
