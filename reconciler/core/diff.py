@@ -8,7 +8,7 @@ requests and logs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -56,8 +56,24 @@ class FieldDiffer:
         return diffs + moved if before.source != after.source else diffs
 
     def diff(self, before: Mapping[str, Any], after: Mapping[str, Any]) -> list[FieldDiff]:
-        """The paths whose values differ between two essences, in path order."""
-        flat_before, flat_after = flatten(before), flatten(after)
+        """The paths whose values differ between two essences, in path order.
+
+        Equal top-level values have equal leaves, so only the top-level keys whose values
+        differ are flattened (most of an update is unchanged), when the paths under the
+        sorted keys sort as the keys do (see `_sorts_by_top_key`)."""
+        keys = before.keys() | after.keys()
+        if not _sorts_by_top_key(keys):
+            return self._diff_flat(flatten(before), flatten(after))
+        diffs = []
+        for key in sorted(keys):
+            old, new = before.get(key), after.get(key)
+            if old != new:
+                diffs += self._diff_flat(flatten({key: old}), flatten({key: new}))
+        return diffs
+
+    def _diff_flat(
+        self, flat_before: dict[str, Any], flat_after: dict[str, Any]
+    ) -> list[FieldDiff]:
         diffs = []
         for path in sorted(flat_before.keys() | flat_after.keys()):
             old, new = flat_before.get(path), flat_after.get(path)
@@ -111,39 +127,60 @@ class FieldViews(Generic[Made]):
         self._differ = differ
         self._make = make
         self._made: dict[tuple[str, type, Any], Made | None] = {}
-        self._orders: dict[tuple[Any, ...], list[str] | None] = {}
+        # Per top-level key, per scalar type, what each value made: looked up without
+        # building a (key, type, value) tuple per field (the type is part of the key, as
+        # `1 == True`). Per set of top-level keys: the sorted keys with their tables.
+        self._by_key: dict[str, dict[type, dict[Any, Made | None]]] = {}
+        self._orders: dict[tuple[Any, ...], list[_KeyTables[Made]] | None] = {}
         self._flat_types: dict[tuple[tuple[type, ...], tuple[type, ...]], bool] = {}
         self._mappings: dict[tuple[str, tuple[Any, ...], tuple[type, ...]], list[Made]] = {}
 
     def __call__(self, essence: Mapping[str, Any]) -> list[Made]:
-        keys = self._orders.get(tuple(essence), _UNKNOWN)
-        if keys is _UNKNOWN:
-            keys = self._order(tuple(essence))
-        if keys is None:
+        order = self._orders.get(tuple(essence), _UNKNOWN)
+        if order is _UNKNOWN:
+            order = self._order(tuple(essence))
+        if order is None:
             return self._leaves(flatten(essence))
-        made, every = self._made, []
-        for key in keys:
+        every: list[Made] = []
+        for key, tables in order:
             value = essence[key]
-            kind = type(value)
-            if kind is str or kind is int or kind is bool:
-                item = made.get((key, kind, value), _UNKNOWN)
+            table = tables.get(type(value))
+            if table is not None:  # a str, int or bool: one look-up
+                item = table.get(value, _UNKNOWN)
                 if item is _UNKNOWN:
-                    item = made[key, kind, value] = self._make(key, self._differ.show(key, value))
+                    item = table[value] = self._make(key, self._differ.show(key, value))
                 if item is not None:
                     every.append(item)
             elif value is None:
                 continue  # no difference from nothing
-            elif kind is dict and value:
+            elif type(value) is dict and value:
                 every += self._mapping(key, value)
+            elif not value and type(value) in _CONTAINERS:  # `args: []`
+                item = self._made.get((key, type(value), None), _UNKNOWN)
+                if item is _UNKNOWN:
+                    item = self._made[key, type(value), None] = self._make(
+                        key, self._differ.show(key, value)
+                    )
+                if item is not None:
+                    every.append(item)
             else:
                 every += self._leaves({key: value})
         return every
 
     def _mapping(self, key: str, mapping: dict[Any, Any]) -> list[Made]:
-        """The items of a top-level mapping, remembered by its items when they are flat
-        (str keys; str, int, bool or None values): the types are part of what is
-        remembered, as `1 == True` and `{1: x} == {True: x}`."""
-        types = (tuple(map(type, mapping)), tuple(map(type, mapping.values())))
+        """The items of a top-level mapping, remembered by its items and their value
+        types when they are flat (str keys; str, int, bool or None values): `1 == True`,
+        so the types are part of what is remembered. A remembered mapping's keys were
+        all str, and only a str equals a str: a hit needs no check of the keys."""
+        value_types = tuple(map(type, mapping.values()))
+        try:
+            memo = (key, tuple(mapping.items()), value_types)
+            known = self._mappings.get(memo)
+        except TypeError:  # an unhashable value (a list): not flat
+            return self._leaves(flatten(mapping, key))
+        if known is not None:
+            return known
+        types = (tuple(map(type, mapping)), value_types)
         flat = self._flat_types.get(types)
         if flat is None:
             flat = self._flat_types[types] = all(kind is str for kind in types[0]) and all(
@@ -151,18 +188,19 @@ class FieldViews(Generic[Made]):
             )
         if not flat:
             return self._leaves(flatten(mapping, key))
-        memo = (key, tuple(mapping.items()), types[1])
-        known = self._mappings.get(memo)
-        if known is None:
-            known = self._mappings[memo] = self._leaves(flatten(mapping, key))
+        known = self._mappings[memo] = self._leaves(flatten(mapping, key))
         return known
 
-    def _order(self, keys: tuple[Any, ...]) -> list[str] | None:
-        """`keys` sorted, if the paths under them sort as the keys do (str keys without
-        a character sorting before or at ".", so that `a.x` never falls between `a` and
-        `a-b`; not empty, as flatten drops an empty prefix); else None."""
-        plain = all(type(key) is str and key != "" and min(key) > "." for key in keys)
-        order = self._orders[keys] = sorted(keys) if plain else None
+    def _order(self, keys: tuple[Any, ...]) -> list[_KeyTables[Made]] | None:
+        """`keys` sorted, each with its tables, if the paths under them sort as the keys
+        do (`_sorts_by_top_key`); else None."""
+        order = None
+        if _sorts_by_top_key(keys):
+            order = [
+                (key, self._by_key.setdefault(key, {str: {}, int: {}, bool: {}}))
+                for key in sorted(keys)
+            ]
+        self._orders[keys] = order
         return order
 
     def _leaves(self, flat: Mapping[str, Any]) -> list[Made]:
@@ -186,6 +224,8 @@ class FieldViews(Generic[Made]):
 
 
 _UNKNOWN: Any = object()
+# A top-level key and its memo tables by scalar type (FieldViews).
+_KeyTables = tuple[str, dict[type, dict[Any, Made | None]]]
 _FLAT_VALUES = frozenset({str, int, bool, type(None)})
 
 
@@ -193,6 +233,14 @@ _FLAT_VALUES = frozenset({str, int, bool, type(None)})
 # and -0.0 are equal keys but print differently.
 _HASHABLE = frozenset({str, int, bool})
 _CONTAINERS = frozenset({list, tuple, dict})
+
+
+def _sorts_by_top_key(keys: Iterable[Any]) -> bool:
+    """Whether the flattened paths under these top-level keys, sorted, come out grouped
+    by key in sorted key order: str keys without a character sorting before or at "."
+    (so that `a.x` never falls between `a` and `a-b`), none empty (flatten drops an
+    empty prefix)."""
+    return all(type(key) is str and key != "" and min(key) > "." for key in keys)
 
 
 def changed_paths(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:

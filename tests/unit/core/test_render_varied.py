@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.core.diff import FieldDiffer, FieldViews, _leaves
+from reconciler.core.diff import SENSITIVE, FieldDiffer, FieldViews, _leaves, flatten
 from reconciler.core.plan import Plan
 from reconciler.core.plan_json import render_json
 from reconciler.core.render import render_markdown, render_text
@@ -192,3 +192,29 @@ def test_field_views_give_every_leaf_in_path_order(batch: list[dict[str, Any]]) 
     for essence in batch:
         expected = [(path, repr(FieldDiffer().show(path, v))) for path, v in _leaves(essence)]
         assert views(essence) == expected
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    before=st.dictionaries(keys, values, max_size=5),
+    after=st.dictionaries(keys, values, max_size=5),
+)
+def test_diff_is_the_comparison_of_every_flattened_path(
+    before: dict[str, Any], after: dict[str, Any]
+) -> None:
+    """FieldDiffer.diff (which flattens only the top-level values that differ) lists what
+    comparing every flattened path of the two essences lists, in the same order."""
+    differ = FieldDiffer()
+    flat_before, flat_after = flatten(before), flatten(after)
+    expected = []
+    for path in sorted(flat_before.keys() | flat_after.keys()):
+        old, new = flat_before.get(path), flat_after.get(path)
+        if old != new:
+            if differ._is_secret(path):
+                old = SENSITIVE if path in flat_before else None
+                new = SENSITIVE if path in flat_after else None
+            else:
+                old, new = differ.show(path, old), differ.show(path, new)
+            expected.append((path, repr(old), repr(new)))
+    got = [(d.path, repr(d.before), repr(d.after)) for d in differ.diff(before, after)]
+    assert got == expected
