@@ -219,9 +219,9 @@ def _find_renames(desired: DesiredState, actual: ActualState, examine: set[str])
     renames: dict[str, str] = {}
     for name in examine:
         wanted = desired.jobs.get(name)
-        if wanted is None or not wanted.spec.previous_names or name in actual.inventory:
+        if wanted is None or not wanted.previous_names or name in actual.inventory:
             continue
-        for old in wanted.spec.previous_names:
+        for old in wanted.previous_names:
             if old in actual.inventory and old not in desired.jobs and old not in renames:
                 renames[old] = name
                 break
@@ -230,7 +230,7 @@ def _find_renames(desired: DesiredState, actual: ActualState, examine: set[str])
 
 def _moves_with_time(wanted: DesiredJob) -> bool:
     """Whether the job's status may change with the clock alone (see DesiredJob.status)."""
-    return not (wanted.open_ended or wanted.spec.paused)
+    return not (wanted.open_ended or wanted.paused)
 
 
 def actual_after(

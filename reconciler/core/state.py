@@ -8,7 +8,7 @@ read by the store without ever going through APScheduler's job store methods.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -70,9 +70,60 @@ class Revision:
         return self.commit[:12] + (" (dirty)" if self.dirty else "")
 
 
-@dataclass(frozen=True, slots=True)
+class RecordedSpec:
+    """A job's spec known by its essence, built only when first read: a one-shot plan
+    reads the specs of the jobs that change, not of the 10,000 that do not (see
+    spec.records). What the plan reads of every job is known without building: its name
+    and paused flag (from the essence) and whether it fires for ever (`open_ended`,
+    recorded with the file). The essence must be the spec's (the caller checked that it
+    hashes to the spec's hash); previous names are not content, so they come apart."""
+
+    __slots__ = ("_built", "essence", "open_ended", "previous_names")
+
+    def __init__(
+        self, essence: Mapping[str, Any], *, previous_names: tuple[str, ...], open_ended: bool
+    ) -> None:
+        self.essence = essence
+        self.previous_names = previous_names
+        self.open_ended = open_ended
+        self._built: JobSpec | None = None
+
+    @property
+    def name(self) -> str:
+        return str(self.essence["name"])
+
+    @property
+    def paused(self) -> bool:
+        return bool(self.essence["paused"])
+
+    def spec(self) -> JobSpec:
+        """Built once (a memo: the same spec whenever it is built). Lax: the essence is
+        JSON, its datetimes text (as InventoryRow.spec reads them)."""
+        if self._built is None:
+            data = dict(self.essence)
+            if self.previous_names:
+                data["previous_names"] = list(self.previous_names)
+            self._built = JobSpec.model_validate(data, strict=False)
+        return self._built
+
+    def __repr__(self) -> str:
+        return f"RecordedSpec({self.name!r})"  # the essence may hold secrets: not shown
+
+
+# A job's spec as a job holds it: parsed, or recorded and built when read.
+SpecFound = JobSpec | RecordedSpec
+
+
+def built(found: SpecFound) -> JobSpec:
+    return found if isinstance(found, JobSpec) else found.spec()
+
+
+@dataclass(frozen=True, slots=True, eq=False)
 class DesiredJob:
-    spec: JobSpec
+    """A declared job. `found`: its spec, parsed or recorded (RecordedSpec); either way
+    it compares and hashes as a job holding the built spec does."""
+
+    found: SpecFound
     source: str
     line: int
     spec_hash: str
@@ -80,28 +131,57 @@ class DesiredJob:
     open_ended: bool = False  # fires for ever: its status needs no fire-time computation
 
     @property
+    def spec(self) -> JobSpec:
+        return built(self.found)
+
+    @property
     def name(self) -> str:
-        return self.spec.name
+        return self.found.name
+
+    @property
+    def paused(self) -> bool:
+        return self.found.paused
+
+    @property
+    def previous_names(self) -> Sequence[str]:
+        return self.found.previous_names
+
+    def _key(self) -> tuple[Any, ...]:
+        return (self.spec, self.source, self.line, self.spec_hash, self.essence, self.open_ended)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, DesiredJob)
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
 
     @classmethod
     def of(
         cls,
-        spec: JobSpec,
+        spec: SpecFound,
         *,
         source: str,
         line: int = 1,
         known_essence: tuple[Mapping[str, Any], str] | None = None,
     ) -> DesiredJob:
-        """`known_essence`: the spec's essence and hash, if already computed."""
+        """`known_essence`: the spec's essence and hash, if already computed (a
+        RecordedSpec's essence is its own)."""
         if known_essence is None:
-            fresh = essence(spec)
+            fresh = essence(built(spec))
             known_essence = fresh, hash_essence(fresh)
         data, digest = known_essence
+        if isinstance(spec, RecordedSpec):
+            return cls(spec, source, line, digest, data, spec.open_ended)
         return cls(spec, source, line, digest, data, has_open_end(spec))
 
     def status(self, *, now: datetime, triggers: TriggerMemory | None = None) -> JobStatus:
         """active, paused or completed (see runtime_status)."""
-        if self.open_ended and not self.spec.paused:
+        if self.paused:  # as runtime_status says first, without building the spec
+            return JobStatus.PAUSED
+        if self.open_ended:
             return JobStatus.ACTIVE
         return runtime_status(self.spec, now=now, triggers=triggers)
 

@@ -192,7 +192,7 @@ def _desired_jobs(
         if entry is None or entry[0] is not outcome:
             entry = (
                 outcome,
-                [(job.spec.name, _desired(job, caches.essences)) for job in outcome.jobs],
+                [(job.name, _desired(job, caches.essences)) for job in outcome.jobs],
             )
             changed += (name for name, _ in entry[1])
         known[id(outcome)] = entry
@@ -210,11 +210,13 @@ def _desired(job: LoadedJob, essences: EssenceCache) -> DesiredJob:
     hash names its content), so that the inventory read, which decodes only the specs
     whose hash it does not know, shares it: one essence per spec hash in a daemon, not
     one from the file and one from the database (200-270 MB at 100,000 jobs)."""
-    desired = DesiredJob.of(job.spec, source=job.source, line=job.line, known_essence=job.essence)
+    desired = DesiredJob.of(job.found, source=job.source, line=job.line, known_essence=job.essence)
     shared = essences.get(desired.spec_hash)
     if shared is None:
         essences.put(desired.spec_hash, desired.essence)
         return desired
+    if shared is desired.essence:
+        return desired  # a recorded job's essence: the very one `essences` holds
     # Compared, not trusted: a row edited by hand may carry a hash its spec does not have.
     return replace(desired, essence=shared) if shared == desired.essence else desired
 

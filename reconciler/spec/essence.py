@@ -69,3 +69,23 @@ def spec_hash(spec: JobSpec) -> str:
 
 def hash_essence(data: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(data).encode()).hexdigest()
+
+
+def hashes_to(data: dict[str, Any], spec_hash: str) -> bool:
+    """`hash_essence(data) == spec_hash`, for JSON data (no NaN or infinity: what the
+    database gives back), mostly without `canonical_json`'s search for floats.
+
+    Tried first: orjson's text. If it hashes to `spec_hash`, it IS the canonical text
+    that hash was made of; and orjson's text reads back as exactly `data` (its floats
+    are spelled to round-trip, an integer is never spelled as a float), so `data` is the
+    value that canonical text reads back as, whose canonical text it is: the answer is
+    True either way. Otherwise (a float orjson spells another way, or data that is
+    simply not the essence of that hash) the canonical text decides."""
+    try:
+        text = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # an integer beyond 64 bits, a lone surrogate
+        pass
+    else:
+        if hashlib.sha256(text).hexdigest() == spec_hash:
+            return True
+    return hash_essence(data) == spec_hash

@@ -28,6 +28,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from reconciler.core.state import SpecFound, built
 from reconciler.settings import Settings
 from reconciler.spec import parallel
 from reconciler.spec.checks import (
@@ -62,18 +63,40 @@ from reconciler.spec.yamlsafe import (
 _RACY_NS = 1_000_000_000
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class LoadedJob:
     """A valid job and where it was declared (1-based position of its document).
 
+    `found`: its spec, parsed, or recorded and built when read (core.state.RecordedSpec:
+    a file record stood for the file); it compares and hashes by the built spec.
     `essence` is the job's essence and its hash when the loader computed them already
     (the forked child of a parallel load does, so that the parent need not)."""
 
-    spec: JobSpec
+    found: SpecFound
     source: str
     line: int
     column: int
-    essence: tuple[dict[str, Any], str] | None = field(default=None, compare=False, repr=False)
+    essence: tuple[Mapping[str, Any], str] | None = field(default=None, repr=False)
+
+    @property
+    def spec(self) -> JobSpec:
+        return built(self.found)
+
+    @property
+    def name(self) -> str:
+        return self.found.name
+
+    def _key(self) -> tuple[Any, ...]:
+        return (self.spec, self.source, self.line, self.column)  # never the essence
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, LoadedJob)
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,10 +11,12 @@ Contracts:
 - The clock: a file is recorded only if its outcome cannot change with time alone
   (FileOutcome.timeless: no cron map naming a `year`, whose schedule one day stops
   firing). Every other check is time-invariant (see spec.checks.cron_fires).
-- A record keeps each job's name, position, previous names and spec hash, not its
-  spec: `outcome_of` rebuilds the jobs from essences found by hash (the inventory's,
-  content-addressed: a hash names one essence for ever), and gives None when one is
-  unknown; the caller then parses the file.
+- A record keeps each job's name, position, previous names, spec hash and whether it
+  fires for ever (`open_ended`), not its spec: `outcome_of` gives the jobs essences
+  found by hash (the inventory's, content-addressed: a hash names one essence for
+  ever), and None when one is unknown; the caller then parses the file. A job's spec
+  is built from its essence only when read (core.state.RecordedSpec): a plan reads the
+  specs of the jobs that change, never of those it finds unchanged by hash.
 - `reconcile validate` never uses records: it is always a full parse.
 """
 
@@ -33,15 +35,17 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from reconciler.core.state import RecordedSpec
+from reconciler.core.triggers import has_open_end
 from reconciler.settings import Settings
 from reconciler.spec.catalog import CatalogError, task_catalog
 from reconciler.spec.checks import NameSite
 from reconciler.spec.diagnostics import Diagnostic
-from reconciler.spec.essence import essence, hash_essence
+from reconciler.spec.essence import essence, hash_essence, hashes_to
 from reconciler.spec.model import JobSpec
 
 # Bumped when a record's layout or meaning changes: older records then never match.
-RECORD_FORMAT = 1
+RECORD_FORMAT = 2
 # The code a file's outcome depends on: the spec package (parsing, models, checks), the
 # task catalog (argument checks), the core (time zones, DST rules, triggers a cron with
 # a `start` is searched with) and the top-level modules these import.
@@ -59,6 +63,7 @@ class RecordedJob:
     column: int
     spec_hash: str
     previous_names: tuple[str, ...] = ()
+    open_ended: bool = False  # core.triggers.has_open_end of its spec
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +81,14 @@ class FileRecord:
         """The outcome as plain JSON data (the `outcome` column)."""
         return {
             "jobs": [
-                [job.name, job.line, job.column, job.spec_hash, list(job.previous_names)]
+                [
+                    job.name,
+                    job.line,
+                    job.column,
+                    job.spec_hash,
+                    list(job.previous_names),
+                    job.open_ended,
+                ]
                 for job in self.jobs
             ],
             "names": [[site.name, site.line, site.column] for site in self.names],
@@ -90,8 +102,10 @@ class FileRecord:
             digest=digest,
             context=context,
             jobs=tuple(
-                RecordedJob(name, line, column, spec_hash, tuple(previous))
-                for name, line, column, spec_hash, previous in data["jobs"]
+                # Records of format 1 have no `open_ended`: read, they never match (the
+                # format is part of the validation context).
+                RecordedJob(name, line, column, spec_hash, tuple(previous), bool(rest and rest[0]))
+                for name, line, column, spec_hash, previous, *rest in data["jobs"]
             ),
             names=tuple(NameSite(name, path, line, column) for name, line, column in data["names"]),
             diagnostics=tuple(
@@ -111,31 +125,25 @@ KnownEssence = tuple[Mapping[str, Any], str]
 
 def recorded_job(spec: JobSpec, line: int, column: int, known: KnownEssence | None) -> RecordedJob:
     spec_hash = known[1] if known is not None else hash_essence(essence(spec))
-    return RecordedJob(spec.name, line, column, spec_hash, tuple(spec.previous_names))
-
-
-def spec_of(job: RecordedJob, known: Mapping[str, Any]) -> JobSpec:
-    """The spec whose essence is `known` (previous names are not content: added back).
-    Lax: the essence is JSON, its datetimes text (as InventoryRow.spec reads them)."""
-    data = dict(known)
-    if job.previous_names:
-        data["previous_names"] = list(job.previous_names)
-    return JobSpec.model_validate(data, strict=False)
+    previous = tuple(spec.previous_names)
+    return RecordedJob(spec.name, line, column, spec_hash, previous, has_open_end(spec))
 
 
 def essence_lookup(
     essences: Callable[[str], Mapping[str, Any] | None],
-) -> Callable[[RecordedJob], tuple[JobSpec, KnownEssence] | None]:
-    """A job's spec and (essence, hash) from the essences known by hash, or None. None
-    too for an essence that no longer hashes to its hash: the database changed it on the
-    way (PostgreSQL's JSONB stores the float 1e16 as the integer 10000000000000000 and
-    -0.0 as 0.0), so it is not the file's; the file is parsed instead."""
+) -> Callable[[RecordedJob], tuple[RecordedSpec, KnownEssence] | None]:
+    """A job's spec (built when read: RecordedSpec) and (essence, hash) from the
+    essences known by hash, or None. None too for an essence that no longer hashes to
+    its hash: the database changed it on the way (PostgreSQL's JSONB stores the float
+    1e16 as the integer 10000000000000000 and -0.0 as 0.0), or a row was edited by
+    hand, so it is not the file's; the file is parsed instead."""
 
-    def lookup(job: RecordedJob) -> tuple[JobSpec, KnownEssence] | None:
+    def lookup(job: RecordedJob) -> tuple[RecordedSpec, KnownEssence] | None:
         known = essences(job.spec_hash)
-        if known is None or hash_essence(dict(known)) != job.spec_hash:
+        if known is None or not hashes_to(dict(known), job.spec_hash):
             return None
-        return spec_of(job, known), (known, job.spec_hash)
+        found = RecordedSpec(known, previous_names=job.previous_names, open_ended=job.open_ended)
+        return found, (known, job.spec_hash)
 
     return lookup
 

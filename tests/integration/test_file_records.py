@@ -24,9 +24,13 @@ from hypothesis import strategies as st
 
 from reconciler.core.plan import Plan
 from reconciler.core.plan_json import render_json
+from reconciler.core.state import DesiredJob, RecordedSpec
+from reconciler.core.triggers import has_open_end
 from reconciler.engine.reconcile import ReconcileCaches, reconcile_once
 from reconciler.settings import Settings
 from reconciler.spec import loader
+from reconciler.spec.essence import essence, hash_essence
+from reconciler.spec.model import JobSpec
 from reconciler.store import scheduler_rows
 from reconciler.store.db import create_sync_engine
 from reconciler.store.file_records import read_file_records
@@ -386,3 +390,49 @@ def test_rows_as_written_are_not_decoded_and_drift_is(
     one_shot = reconcile_once(space.engine, space.settings, trigger="cli", apply=False).plan
     assert [(c.action, c.job) for c in one_shot.changes] == [("repair", "job-1")]
     assert_same(one_shot, space.plans()[1])
+
+
+def test_a_plan_builds_the_specs_of_the_jobs_it_reads_only(
+    space: Space, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job a record stands for keeps its spec as an essence until something reads it:
+    a no-op one-shot plan builds none (names, hashes, paused flags and open ends are
+    known without), a drift check of a decoded row builds that job's alone."""
+    built: list[str] = []
+    real = RecordedSpec.spec
+
+    def counting(self: RecordedSpec) -> JobSpec:
+        built.append(self.name)
+        return real(self)
+
+    monkeypatch.setattr(RecordedSpec, "spec", counting)
+    for number in range(4):
+        extra = "\npaused: true" if number == 3 else ""
+        space.do("write", f"f{number}.yaml", f"name: job-{number}\n{TASK}\n{SCHEDULES[0]}{extra}")
+    space.do("apply", None, None)
+    one_shot = reconcile_once(space.engine, space.settings, trigger="cli", apply=False).plan
+    assert not one_shot.has_changes and built == []
+    space.drift("trigger", "job-2")
+    one_shot, full = space.plans()
+    assert [(c.action, c.job) for c in one_shot.changes] == [("repair", "job-2")]
+    assert set(built) == {"job-2"}
+    assert_same(one_shot, full)
+
+
+def test_a_recorded_spec_is_the_parsed_one() -> None:
+    """Jobs compare by their built spec, however it was found."""
+    text = (
+        f"name: job-1\n{TASK}\n{SCHEDULES[1]}\nprevious_names: [job-0]\nkwargs: {{data: {{n: 1}}}}"
+    )
+    (parsed,) = loader.load_bytes("a.yaml", text.encode(), settings=Settings(), now=NOW).jobs
+    data = essence(parsed.spec)
+    recorded = RecordedSpec(data, previous_names=("job-0",), open_ended=has_open_end(parsed.spec))
+    assert recorded.spec() == parsed.spec and recorded.spec() is recorded.spec()
+    assert (recorded.name, recorded.paused) == (parsed.spec.name, parsed.spec.paused)
+    as_loaded = loader.LoadedJob(recorded, "a.yaml", parsed.line, parsed.column)
+    assert as_loaded == parsed
+    known = (data, hash_essence(data))
+    one = DesiredJob.of(recorded, source="a.yaml", known_essence=known)
+    other = DesiredJob.of(parsed.spec, source="a.yaml")
+    assert one == other and one.open_ended == other.open_ended
+    assert one != DesiredJob.of(parsed.spec, source="b.yaml")
