@@ -35,7 +35,7 @@ def record_of(outcome: FileOutcome, context: str) -> FileRecord | None:
     jobs: tuple[RecordedJob, ...] = ()
     if not outcome.diagnostics:
         jobs = tuple(
-            recorded_job(job.spec, job.line, job.column, job.essence) for job in outcome.jobs
+            recorded_job(job.found, job.line, job.column, job.essence) for job in outcome.jobs
         )
     return FileRecord(
         outcome.source, outcome.digest, context, jobs, outcome.names, outcome.diagnostics

@@ -35,14 +35,13 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from reconciler.core.state import RecordedSpec
+from reconciler.core.state import RecordedSpec, SpecFound, built
 from reconciler.core.triggers import has_open_end
 from reconciler.settings import Settings
 from reconciler.spec.catalog import CatalogError, task_catalog
 from reconciler.spec.checks import NameSite
 from reconciler.spec.diagnostics import Diagnostic
 from reconciler.spec.essence import essence, hash_essence, hashes_to
-from reconciler.spec.model import JobSpec
 
 # Bumped when a record's layout or meaning changes: older records then never match.
 RECORD_FORMAT = 2
@@ -123,10 +122,15 @@ def file_digest(data: bytes) -> str:
 KnownEssence = tuple[Mapping[str, Any], str]
 
 
-def recorded_job(spec: JobSpec, line: int, column: int, known: KnownEssence | None) -> RecordedJob:
-    spec_hash = known[1] if known is not None else hash_essence(essence(spec))
-    previous = tuple(spec.previous_names)
-    return RecordedJob(spec.name, line, column, spec_hash, previous, has_open_end(spec))
+def recorded_job(
+    found: SpecFound, line: int, column: int, known: KnownEssence | None
+) -> RecordedJob:
+    """The record of a job; a job found by its record (an applying pass records every
+    file again) gives it back without building its spec."""
+    open_ended = found.open_ended if isinstance(found, RecordedSpec) else has_open_end(found)
+    spec_hash = known[1] if known is not None else hash_essence(essence(built(found)))
+    previous = tuple(found.previous_names)
+    return RecordedJob(found.name, line, column, spec_hash, previous, open_ended)
 
 
 def essence_lookup(

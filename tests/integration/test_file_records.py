@@ -396,8 +396,8 @@ def test_a_plan_builds_the_specs_of_the_jobs_it_reads_only(
     space: Space, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A job a record stands for keeps its spec as an essence until something reads it:
-    a no-op one-shot plan builds none (names, hashes, paused flags and open ends are
-    known without), a drift check of a decoded row builds that job's alone."""
+    a no-op one-shot plan or apply builds none (names, hashes, paused flags and open
+    ends are known without), a drift check of a decoded row builds that job's alone."""
     built: list[str] = []
     real = RecordedSpec.spec
 
@@ -412,6 +412,8 @@ def test_a_plan_builds_the_specs_of_the_jobs_it_reads_only(
     space.do("apply", None, None)
     one_shot = reconcile_once(space.engine, space.settings, trigger="cli", apply=False).plan
     assert not one_shot.has_changes and built == []
+    space.do("apply", None, None)  # records every file again, from what it found
+    assert built == []
     space.drift("trigger", "job-2")
     one_shot, full = space.plans()
     assert [(c.action, c.job) for c in one_shot.changes] == [("repair", "job-2")]
