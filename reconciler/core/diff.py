@@ -34,6 +34,9 @@ class FieldDiffer:
     def __init__(self) -> None:
         self._secret_paths: dict[str, bool] = {}
         self._shown_text: dict[str, str] = {}
+        # Per pair of key sequences (most updates of a plan share one), the union of
+        # their keys sorted, or None when the paths under them do not sort by key.
+        self._key_orders: dict[tuple[tuple[Any, ...], tuple[Any, ...]], list[Any] | None] = {}
 
     def between(self, before: JobContent | None, after: JobContent | None) -> list[FieldDiff]:
         """What one change of a plan does field by field: every field of an add (no
@@ -61,11 +64,15 @@ class FieldDiffer:
         Equal top-level values have equal leaves, so only the top-level keys whose values
         differ are flattened (most of an update is unchanged), when the paths under the
         sorted keys sort as the keys do (see `_sorts_by_top_key`)."""
-        keys = before.keys() | after.keys()
-        if not _sorts_by_top_key(keys):
+        shape = (tuple(before), tuple(after))
+        order = self._key_orders.get(shape, _UNKNOWN)
+        if order is _UNKNOWN:
+            keys = before.keys() | after.keys()
+            order = self._key_orders[shape] = sorted(keys) if _sorts_by_top_key(keys) else None
+        if order is None:
             return self._diff_flat(flatten(before), flatten(after))
         diffs = []
-        for key in sorted(keys):
+        for key in order:
             old, new = before.get(key), after.get(key)
             if old != new:
                 diffs += self._diff_flat(flatten({key: old}), flatten({key: new}))
