@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import shutil
+import sqlite3
 import subprocess
 import uuid
 import warnings
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,6 +16,7 @@ import pytest
 
 from observability import targets as t
 from observability.prom import Prometheus, run_prometheus
+from tests.polling import wait_until
 
 if TYPE_CHECKING:
     from conftest import RedisPrefixes
@@ -103,11 +106,34 @@ def prometheus(
 
 @pytest.fixture(scope="session")
 def exported(fleet: t.Fleet) -> set[str]:
-    """Series names exported by the real processes (see targets.exported_names)."""
+    """Series names exported by the real processes (see targets.exported_names), once
+    the worker has executed a fire: its per-job series (runs, durations, last success)
+    exist only from the first run on, so a test that asked first (alone, or first on
+    its xdist worker) saw none of them."""
+    wait_until(
+        lambda: _finished_runs(fleet.context.get("db_url", "")) > 0,
+        timeout=90,
+        what="the probe job's first finished run in the ledger",
+    )
     names: set[str] = set()
     for exposition in fleet.expositions().values():
         names |= t.exported_names(exposition)
     return names
+
+
+def _finished_runs(db_url: str) -> int:
+    """Runs of the fleet's ledger (its SQLite database) that a worker finished."""
+    path = db_url.removeprefix("sqlite:///")
+    if not path or not Path(path).exists():
+        return 0
+    with closing(sqlite3.connect(path, timeout=5)) as db:
+        try:
+            row = db.execute(
+                "SELECT count(*) FROM job_runs WHERE status IN ('succeeded', 'failed')"
+            ).fetchone()
+        except sqlite3.OperationalError:  # locked by a writer: ask again
+            return 0
+    return int(row[0])
 
 
 class _Vhost:
