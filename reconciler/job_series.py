@@ -119,6 +119,14 @@ class JobSeries(Collector):
         with self._lock:
             self._rows.pop(job, None)
 
+    def family(self, sample_name: str) -> JobFamily:
+        """The family exporting `sample_name` (a counter's with `_total` or `_created`)."""
+        for family in self._families:
+            suffixes = ("_total", "_created") if family.kind == "counter" else ("",)
+            if sample_name in {family._name + suffix for suffix in suffixes}:
+                return family
+        raise KeyError(sample_name)
+
     def __contains__(self, job: object) -> bool:
         """Whether `job` has a series (a job with none holds no memory)."""
         return job in self._rows
