@@ -73,9 +73,14 @@ class FieldDiffer:
             return self._diff_flat(flatten(before), flatten(after))
         diffs = []
         for key in order:
-            old, new = before.get(key), after.get(key)
+            old, new = before.get(key, _ABSENT), after.get(key, _ABSENT)
             if old != new:
-                diffs += self._diff_flat(flatten({key: old}), flatten({key: new}))
+                # A key on one side only is absent from the other's flat paths (a secret
+                # path added shows None -> "(sensitive)", not "(sensitive)" on both sides).
+                diffs += self._diff_flat(
+                    {} if old is _ABSENT else flatten({key: old}),
+                    {} if new is _ABSENT else flatten({key: new}),
+                )
         return diffs
 
     def _diff_flat(
@@ -231,6 +236,7 @@ class FieldViews(Generic[Made]):
 
 
 _UNKNOWN: Any = object()
+_ABSENT: Any = object()  # a key missing from one side of a diff
 # A top-level key and its memo tables by scalar type (FieldViews).
 _KeyTables = tuple[str, dict[type, dict[Any, Made | None]]]
 _FLAT_VALUES = frozenset({str, int, bool, type(None)})
