@@ -145,7 +145,10 @@ class JobGauges:
                 intervals[key] = _interval(job.timing.spec, now, triggers)
             interval = intervals[key]
         metrics.track_job(name, interval_seconds=interval, next_fire=job.next_fire)
-        job.absent = False  # track_job made the absent series at 0
+        # track_job makes a new absent series at 0 but keeps an existing one's value: a
+        # job absent (1) under its old spec is 0 until the new spec says otherwise.
+        metrics.SLOT_ABSENT.labels(name).set(0)
+        job.absent = False
         return job
 
     def _timing(self, essence: Mapping[str, Any] | None) -> _Timing | None:

@@ -66,6 +66,7 @@ def test_gauges_follow_the_inventory(tmp_path: Path, sqlite_url: str) -> None:
         gauges.refresh(engine, caches.essences, caches.memory.triggers)  # leading again: back
         assert value("reconciler_job_interval_seconds", job_name="gauge-a") == 300
     finally:
+        gauges.forget_all()  # the registry is the process's: leave no series to others
         engine.dispose()
 
 
@@ -169,6 +170,37 @@ def test_incremental_gauges_equal_the_slow_path(tmp_path: Path, sqlite_url: str)
             gauges.refresh(engine, caches.essences, caches.memory.triggers, now=now)
             assert exported(names) == expected_values(engine, caches.essences, now), step
         assert value("reconciler_job_interval_seconds", job_name="once") is None
+    finally:
+        gauges.forget_all()
+        engine.dispose()
+
+
+def test_a_new_spec_clears_a_job_slot_absent(tmp_path: Path, sqlite_url: str) -> None:
+    """A job whose slot went absent (1) gets a new spec: its series is made again, and
+    the absent gauge says what the new spec says (0: nothing due yet), not the old 1."""
+    jobs = tmp_path / "jobs.d"
+    jobs.mkdir()
+    (jobs / "late.yaml").write_text(job_yaml("late", cron="0 * * * *"))
+    settings = Settings(database_url=sqlite_url, jobs_dir=jobs, max_delete_fraction=1.0)
+    from reconciler.store.migrate import upgrade_database
+
+    upgrade_database(sqlite_url)
+    engine = create_sync_engine(sqlite_url)
+    caches, gauges = ReconcileCaches(), JobGauges()
+    try:
+        reconcile_once(engine, settings, trigger="cli", caches=caches)
+        with engine.begin() as connection:  # applied a day ago, never ran: absent
+            connection.execute(
+                sa.update(scheduled_jobs).values(updated_at=datetime.now(UTC) - timedelta(days=1))
+            )
+        gauges.refresh(engine, caches.essences, caches.memory.triggers)
+        assert value("reconciler_job_slot_absent", job_name="late") == 1
+        (jobs / "late.yaml").write_text(job_yaml("late", cron="15 * * * *"))
+        reconcile_once(engine, settings, trigger="cli", caches=caches)  # updated now
+        gauges.refresh(engine, caches.essences, caches.memory.triggers)
+        now = datetime.now(UTC)
+        assert exported(["late"]) == expected_values(engine, caches.essences, now)
+        assert value("reconciler_job_slot_absent", job_name="late") == 0
     finally:
         gauges.forget_all()
         engine.dispose()
