@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from reconciler.spec.floats import floats_in
 from reconciler.spec.model import JobSpec
 
 
@@ -36,30 +37,12 @@ def canonical_json(data: Any) -> str:
     exponents `1e16`, json `1e+16`), integers beyond 64 bits and lone surrogates (it
     refuses them): data holding any of these goes through json
     (tests/spec/test_essence.py)."""
-    if not _has_float(data):
+    if next(floats_in(data), None) is None:
         try:
             return orjson.dumps(data, option=orjson.OPT_SORT_KEYS).decode()
         except TypeError:
             pass
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def _has_float(data: Any) -> bool:
-    # A loop, the common scalars passed by their exact type: a one-shot plan asks this
-    # of 10,000 essences (spec.records.essence_lookup), recursion cost three times more.
-    pending = [data]
-    while pending:
-        item = pending.pop()
-        kind = type(item)
-        if kind is str or kind is int or kind is bool or item is None:
-            continue
-        if isinstance(item, float):
-            return True
-        if isinstance(item, dict):
-            pending.extend(item.values())
-        elif isinstance(item, list | tuple):
-            pending.extend(item)
-    return False
 
 
 def spec_hash(spec: JobSpec) -> str:

@@ -32,6 +32,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from reconciler.spec.cron import CronSyntaxError, compile_cron
+from reconciler.spec.floats import floats_in
 from reconciler.spec.zonenames import is_host_dependent
 
 SCHEMA_VERSION = 1
@@ -218,7 +219,7 @@ class JobSpec(_Frozen):
     def _finite_numbers(cls, value: Any) -> Any:
         # YAML's .nan and .inf are floats but not JSON: the hash, the database's JSON
         # columns and Celery's JSON serializer would each spell them differently.
-        if not _all_finite(value):
+        if not all(map(math.isfinite, floats_in(value))):
             raise PydanticCustomError(
                 "invalid_value", "numbers must be finite: .nan and .inf are not JSON"
             )
@@ -275,23 +276,3 @@ class JobSpec(_Frozen):
         if moment.tzinfo is None:
             return moment.replace(tzinfo=ZoneInfo(self.timezone))
         return moment
-
-
-def _all_finite(value: Any) -> bool:
-    # A loop, the common scalars passed by their exact type: every spec validated (a
-    # one-shot plan rebuilds 10,000 from their essences) asks it twice; recursion cost
-    # three times more (as spec.essence._has_float).
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        kind = type(item)
-        if kind is str or kind is int or kind is bool or item is None:
-            continue
-        if isinstance(item, float):
-            if not math.isfinite(item):
-                return False
-        elif isinstance(item, dict):
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return True
