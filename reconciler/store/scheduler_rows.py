@@ -13,6 +13,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -230,6 +231,9 @@ def _record_written(
         upsert(connection, written_scheduler_rows, records, key="id", expect_new=expect_new)
 
 
+# Process-wide memo (docs/architecture.md): a constant of the installed code, as
+# spec/records.py `_code_digest` (it was re-read from two source files on every write).
+@lru_cache(maxsize=1)
 def row_code() -> str:
     """What a row's content and its decoding follow from besides (spec hash, revision):
     the installed code and libraries, this module and the state codec. A row recorded

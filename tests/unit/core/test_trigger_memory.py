@@ -94,6 +94,7 @@ PROCESS_WIDE = {
     "reconciler.spec.records._code_digest",
     "reconciler.spec.records._library_versions",
     "reconciler.spec.records._imported_catalog_digest",
+    "reconciler.store.scheduler_rows.row_code",
 }
 
 
