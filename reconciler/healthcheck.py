@@ -16,6 +16,8 @@ import urllib.request
 
 from reconciler.settings import DAEMON_METRICS_PORT
 
+_ONLY = "name[]=reconciler_leader&name[]=reconciler_daemon_loop_timestamp_seconds"
+
 
 def check(metrics_text: str, *, now: float, max_age: float) -> tuple[bool, str]:
     """(healthy, the line to print) for the daemon's metrics text."""
@@ -36,7 +38,9 @@ def check(metrics_text: str, *, now: float, max_age: float) -> tuple[bool, str]:
 def main() -> int:
     port = int(os.environ.get("RECONCILER_METRICS_PORT") or DAEMON_METRICS_PORT)
     max_age = float(os.environ.get("RECONCILER_HEALTH_MAX_AGE", "60"))
-    url = f"http://127.0.0.1:{port}/metrics"
+    # Only the two families it reads (prometheus_client's `name[]` filter): the whole
+    # exposition is ~230 MB at 100,000 jobs.
+    url = f"http://127.0.0.1:{port}/metrics?{_ONLY}"
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
             text = response.read().decode()

@@ -17,23 +17,42 @@ The families keep the part of the prometheus_client API the daemon uses:
 label, when there is one, is a closed vocabulary (reconciler.core.vocabulary): a value
 outside it raises ValueError.
 
+A scrape at 100,000 jobs (2.9 million samples) cost ~50 s of CPU through
+prometheus_client's Sample objects and `generate_latest`. So `collect()` yields families
+whose samples are built only when read (`generate_latest`, `get_sample_value`), and
+`reconciler.exposition` asks them for their exposition text instead
+(`JobFamilyMetric.exposition`): each job's lines of each family are rendered once, kept
+as bytes, and rendered again only after a write to that job (a fire, a gauge set, a
+create, a removal). tests/observability/test_exposition.py proves the text
+byte-identical to prometheus_client's, in both formats.
+
 Multiprocess mode (PROMETHEUS_MULTIPROC_DIR) does not apply: only the daemon moves these
 series, and the daemon runs single-process (only workers write sample files).
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import NamedTuple
 
 from prometheus_client import metrics as client_metrics
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
 
 JOB_LABEL = "job_name"
 # The second label of a family: its name and closed vocabulary; None: job_name only.
 LabelVocabulary = tuple[str, Sequence[str]] | None
+# The exposition formats rendered here (reconciler.exposition picks one per request): the
+# Prometheus text format (0.0.4; its 1.0.0 writes our legacy names the same) and
+# OpenMetrics 1.0.0.
+TEXT = "text"
+OPENMETRICS = "openmetrics"
+FORMATS = (TEXT, OPENMETRICS)
 
 
 class JobSeries(Collector):
@@ -50,6 +69,11 @@ class JobSeries(Collector):
         self._families: list[JobFamily] = []
         self._width = 0
         self._counts: list[bool] = []  # per series index: a counter's (it has `_created`)
+        # Per format, per job: the job's rendered lines (_JobLines.render); a write drops
+        # the job's entries, a scrape renders the missing ones. Filled only for the
+        # formats asked for (Prometheus asks for OpenMetrics, a curl for text).
+        self._rendered: dict[str, dict[str, list[bytes]]] = {kind: {} for kind in FORMATS}
+        self._rendered_created = True  # prometheus_client's `_created` switch they follow
 
     def counter(
         self, name: str, documentation: str, vocabulary: LabelVocabulary = None
@@ -65,7 +89,12 @@ class JobSeries(Collector):
         family.offset = self._width
         self._width += len(family.values)
         self._counts += [family.kind == "counter"] * len(family.values)
+        family.number = len(self._families)
         self._families.append(family)
+        # A TEXT rendering holds every family's lines, then every counter's `_created`.
+        counters = [each for each in self._families if each.kind == "counter"]
+        for ordinal, counter in enumerate(counters):
+            counter.created_part = len(self._families) + ordinal
         return family
 
     # --- writes ---------------------------------------------------------------------
@@ -87,6 +116,7 @@ class JobSeries(Collector):
                     row[index] = 0.0
                     if self._counts[index]:
                         row[width + index] = created
+                    self._stale(job)
 
     def inc(self, job: str, index: int, amount: float) -> None:
         if amount < 0:
@@ -98,10 +128,15 @@ class JobSeries(Collector):
                 value = 0.0
                 row[self._width + index] = time.time()
             row[index] = value + amount
+            self._stale(job)
 
     def set(self, job: str, index: int, value: float) -> None:
+        value = float(value)
         with self._lock:
-            self._row(job)[index] = float(value)
+            row = self._row(job)
+            if not _same(row[index], value):
+                row[index] = value
+                self._stale(job)
 
     def remove(self, job: str, index: int) -> None:
         """Drop one series (absent: no-op); a job with none left is dropped."""
@@ -110,14 +145,23 @@ class JobSeries(Collector):
             row = self._rows.get(job)
             if row is None:
                 return
-            row[index] = row[width + index] = None
+            if row[index] is not None:
+                row[index] = row[width + index] = None
+                self._stale(job)
             if all(value is None for value in row[:width]):
                 del self._rows[job]
+                self._stale(job)
 
     def forget(self, job: str) -> None:
         """Drop every series of `job`."""
         with self._lock:
-            self._rows.pop(job, None)
+            if self._rows.pop(job, None) is not None:
+                self._stale(job)
+
+    def _stale(self, job: str) -> None:
+        """Drop the rendered lines of `job` (its values changed). Under the lock."""
+        for rendered in self._rendered.values():
+            rendered.pop(job, None)
 
     def family(self, sample_name: str) -> JobFamily:
         """The family exporting `sample_name` (a counter's with `_total` or `_created`)."""
@@ -137,28 +181,247 @@ class JobSeries(Collector):
             yield from family.describe()
 
     def collect(self) -> Iterator[Metric]:
+        """The six families, reading the values once for all of them when first asked:
+        as samples or as exposition text (JobFamilyMetric)."""
+        snapshot = _Snapshot(self)
+        for family in self._families:
+            yield JobFamilyMetric(family, snapshot)
+
+    def rows(self) -> list[tuple[str, list[float | None]]]:
+        """A copy of every job's row, in job order."""
         with self._lock:  # copies only: the samples are built without blocking writers
-            rows = [(job, row.copy()) for job, row in self._rows.items()]
+            return [(job, row.copy()) for job, row in self._rows.items()]
+
+    def rendered(self, kind: str, with_created: bool) -> list[list[bytes]]:
+        """Every job's rendered lines in format `kind`, in job order (_JobLines.render):
+        the kept ones, the others rendered now (outside the lock) and kept unless a write
+        to the job came in between."""
+        with self._lock:
+            if with_created != self._rendered_created:
+                for rendered in self._rendered.values():
+                    rendered.clear()
+                self._rendered_created = with_created
+            kept = self._rendered[kind]
+            jobs = list(self._rows)
+            lines: list[list[bytes] | None] = list(map(kept.get, jobs))
+            missing = [
+                (number, self._rows[jobs[number]].copy())
+                for number, entry in enumerate(lines)
+                if entry is None
+            ]
+        render = _JobLines(self._families, self._width, kind, with_created).render
+        made = [(number, row, render(jobs[number], row)) for number, row in missing]
+        with self._lock:
+            for number, row, entry in made:
+                lines[number] = entry
+                job = jobs[number]
+                if self._rows.get(job) == row and self._rendered_created == with_created:
+                    kept[job] = entry
+        return lines  # type: ignore[return-value]  # every None was filled above
+
+    def samples(
+        self, family: JobFamily, rows: list[tuple[str, list[float | None]]], with_created: bool
+    ) -> list[Sample]:
+        """The samples of `family` over `rows`, built by prometheus_client's own families."""
+        width = self._width
+        offset = family.offset
+        counter = family.counter_family()
+        gauge = family.gauge_family()
+        for job, row in rows:
+            for position, label in enumerate(family.values):
+                value = row[offset + position]
+                if value is None:
+                    continue
+                labels = [job] if label is None else [job, label]
+                if counter is None:
+                    gauge.add_metric(labels, value)
+                else:
+                    created = row[width + offset + position] if with_created else None
+                    counter.add_metric(labels, value, created=created)
+        return (gauge if counter is None else counter).samples
+
+
+def _same(old: float | None, new: float) -> bool:
+    """Whether writing `new` over `old` leaves the exposition as it is (0.0 and -0.0 are
+    equal but print differently; a NaN is never equal)."""
+    return old == new and (new != 0.0 or math.copysign(1.0, old) == math.copysign(1.0, new))
+
+
+class _Snapshot:
+    """The values of one collection, shared by its six families and read once, when
+    first asked: as rows (samples) or as rendered lines of one format (exposition)."""
+
+    def __init__(self, store: JobSeries) -> None:
+        self.store = store
         # prometheus_client's own switch (PROMETHEUS_DISABLE_CREATED_SERIES,
         # disable_created_metrics()), read at each collection as its counters do.
-        with_created = client_metrics._use_created
+        self.with_created = bool(client_metrics._use_created)
+        self._rows: list[tuple[str, list[float | None]]] | None = None
+        self._lines: dict[str, list[list[bytes]]] = {}
+
+    def rows(self) -> list[tuple[str, list[float | None]]]:
+        if self._rows is None:
+            self._rows = self.store.rows()
+        return self._rows
+
+    def lines(self, kind: str) -> list[list[bytes]]:
+        lines = self._lines.get(kind)
+        if lines is None:
+            lines = self._lines[kind] = self.store.rendered(kind, self.with_created)
+        return lines
+
+
+class JobFamilyMetric(Metric):
+    """One per-job family as collected: its samples are built when first read (what
+    prometheus_client's encoders and `get_sample_value` read), its exposition text
+    (`exposition`) from each job's rendered lines."""
+
+    def __init__(self, family: JobFamily, snapshot: _Snapshot) -> None:
+        super().__init__(family._name, family.documentation, family.kind)
+        self.family = family
+        self._snapshot = snapshot
+
+    @property
+    def samples(self) -> list[Sample]:
+        built: list[Sample] | None = self.__dict__.get("_built")
+        if built is None:
+            snapshot = self._snapshot
+            built = snapshot.store.samples(self.family, snapshot.rows(), snapshot.with_created)
+            self.__dict__["_built"] = built
+        return built
+
+    @samples.setter
+    def samples(self, samples: list[Sample]) -> None:
+        if samples:  # Metric.__init__ sets [] : nothing to keep
+            self.__dict__["_built"] = samples
+
+    def _restricted_metric(self, names: Iterable[str]) -> Metric | None:
+        """prometheus_client's `?name[]=` filter: none of ours asked, nothing built."""
+        if not set(names) & set(self.family.sample_names()):
+            return None
+        restricted: Metric | None = super()._restricted_metric(names)
+        return restricted
+
+    def exposition(self, kind: str) -> list[bytes]:
+        """This family's exposition in format `kind` (TEXT: `generate_latest`'s, `_created`
+        samples in a gauge family after it; OPENMETRICS: `openmetrics.generate_latest`'s
+        without `# EOF`), as chunks to write one after the other."""
+        family = self.family
+        lines = self._snapshot.lines(kind)
+        number = family.number
+        body = b"".join([entry[number] for entry in lines])
+        if kind == OPENMETRICS:
+            return [family.heads[OPENMETRICS], body]
+        chunks = [family.heads[TEXT], body]
+        if family.created_part is not None:
+            part = family.created_part
+            created = b"".join([entry[part] for entry in lines])
+            if created:
+                chunks += [family.created_head, created]
+        return chunks
+
+
+def escape_label_value(value: str) -> str:
+    """A label value as both text formats write it."""
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+class _Lines(NamedTuple):
+    """How one family writes one job's samples of one name: the whole as one format
+    (`{0}` the job's name, `{1}`... the values: the fast case, every series present),
+    and the text around the name and value of each line (some series absent)."""
+
+    format: str
+    pieces: list[tuple[str, str]]
+
+    @classmethod
+    def of(cls, pieces: list[tuple[str, str]]) -> _Lines:
+        return cls(_format(pieces), pieces)
+
+    def write(self, name: str, values: list[float | None], go: Callable[[float], str]) -> str:
+        if None not in values:
+            return self.format.format(name, *map(go, values))  # type: ignore[arg-type]
+        return "".join(
+            [
+                f"{head}{name}{tail}{go(value)}\n"
+                for (head, tail), value in zip(self.pieces, values, strict=True)
+                if value is not None
+            ]
+        )
+
+
+def _format(pieces: list[tuple[str, str]], first: int = 1, step: int = 1) -> str:
+    def brace(text: str) -> str:
+        return text.replace("{", "{{").replace("}", "}}")
+
+    return "".join(
+        f"{brace(head)}{{0}}{brace(tail)}{{{first + step * number}}}\n"
+        for number, (head, tail) in enumerate(pieces)
+    )
+
+
+class _JobLines:
+    """Renders jobs' lines in one format: per job a list with, per family, its lines
+    (OPENMETRICS: a counter's `_total` and `_created` of each series in turn) and, for
+    TEXT, then per counter family its `_created` lines.
+
+    Values are written by prometheus_client's floatToGoString, once per distinct value
+    of one scrape (the `_created` of a job's counters are one time; most values are 0)."""
+
+    def __init__(
+        self, families: list[JobFamily], width: int, kind: str, with_created: bool
+    ) -> None:
+        self._families = families
+        self._width = width
+        self._apart = kind == TEXT  # `_created` lines in parts of their own
+        self._with_created = with_created
+        self._written: dict[float, str] = {}
+
+    def _go(self, value: float) -> str:
+        if not value:  # 0.0 and -0.0 are one key, not one text
+            return repr(value)
+        text = self._written.get(value)
+        if text is None:
+            text = self._written[value] = floatToGoString(value)
+        return text
+
+    def render(self, job: str, row: list[float | None]) -> list[bytes]:
+        name = escape_label_value(job)
+        go = self._go
         width = self._width
+        parts: list[bytes] = []
+        created_parts: list[bytes] = []
         for family in self._families:
-            offset = family.offset
-            counter = family.counter_family()
-            gauge = family.gauge_family()
-            for job, row in rows:
-                for position, label in enumerate(family.values):
-                    value = row[offset + position]
-                    if value is None:
-                        continue
-                    labels = [job] if label is None else [job, label]
-                    if counter is None:
-                        gauge.add_metric(labels, value)
-                    else:
-                        created = row[width + offset + position] if with_created else None
-                        counter.add_metric(labels, value, created=created)
-            yield gauge if counter is None else counter
+            start, end = family.offset, family.offset + len(family.values)
+            values = row[start:end]
+            created = None
+            if family.created_part is not None and self._with_created:
+                created = row[width + start : width + end]
+            if self._apart or created is None:
+                parts.append(family.lines.write(name, values, go).encode())
+                if self._apart and family.created_part is not None:
+                    text = "" if created is None else family.created_lines.write(name, created, go)
+                    created_parts.append(text.encode())
+            else:
+                parts.append(self._interleaved(family, name, values, created).encode())
+        return parts + created_parts
+
+    def _interleaved(
+        self, family: JobFamily, name: str, values: list[float | None], created: list[float | None]
+    ) -> str:
+        """A counter's OpenMetrics lines: each series' `_total`, then its `_created`."""
+        go = self._go
+        if None not in values and None not in created:
+            return family.interleaved.format(name, *map(go, values), *map(go, created))  # type: ignore[arg-type]
+        lines = []
+        for (head, tail), (c_head, c_tail), value, when in zip(
+            family.lines.pieces, family.created_lines.pieces, values, created, strict=True
+        ):
+            if value is not None:
+                lines.append(f"{head}{name}{tail}{go(value)}\n")
+                if when is not None:
+                    lines.append(f"{c_head}{name}{c_tail}{go(when)}\n")
+        return "".join(lines)
 
 
 class JobFamily:
@@ -186,6 +449,62 @@ class JobFamily:
             self._labelnames = (JOB_LABEL, vocabulary[0])
             self.values = tuple(str(value) for value in vocabulary[1])
         self._positions = {value: position for position, value in enumerate(self.values)}
+        self.number = 0  # its place among the store's families (JobSeries._add)
+        self.created_part: int | None = None  # a counter's: where its `_created` lines are
+        templates = [self._template(value) for value in self.values]
+        self.lines = _Lines.of([(head, tail) for head, tail, _, _ in templates])
+        self.created_lines = _Lines.of([(head, tail) for _, _, head, tail in templates])
+        # A counter's OpenMetrics lines: `_total` i is {i + 1}, its `_created` {n + i + 1}.
+        count = len(templates)
+        self.interleaved = "".join(
+            _format([line], first=1 + number) + _format([created], first=1 + count + number)
+            for number, (line, created) in enumerate(
+                zip(self.lines.pieces, self.created_lines.pieces, strict=True)
+            )
+        )
+        self.heads, self.created_head = self._heads()
+
+    def sample_names(self) -> tuple[str, ...]:
+        if self.kind == "counter":
+            return (f"{self._name}_total", f"{self._name}_created")
+        return (self._name,)
+
+    def _template(self, value: str | None) -> tuple[str, str, str, str]:
+        """The text around the job's name in the lines of one series: (head, tail) of
+        its sample and of its `_created` sample. The labels in name order, as both
+        encoders sort them."""
+        marker = "\0"
+        labels = (
+            {JOB_LABEL: marker}
+            if value is None
+            else {JOB_LABEL: marker, self._labelnames[1]: value}
+        )
+        text = ",".join(
+            f'{label}="{marker if given is marker else escape_label_value(given)}"'
+            for label, given in sorted(labels.items())
+        )
+        head, tail = text.split(marker)
+        names = self.sample_names()
+        return (
+            f"{names[0]}{{{head}",
+            f"{tail}}} ",
+            f"{names[-1]}{{{head}",
+            f"{tail}}} ",
+        )
+
+    def _heads(self) -> tuple[dict[str, bytes], bytes]:
+        """The HELP and TYPE lines of each format, and the TEXT `_created` gauge's."""
+        help_text = self.documentation.replace("\\", r"\\").replace("\n", r"\n")
+        openmetrics_help = help_text.replace('"', r"\"")
+        exported = self.sample_names()[0]  # a counter's with `_total` in the text format
+        heads = {
+            TEXT: f"# HELP {exported} {help_text}\n# TYPE {exported} {self.kind}\n".encode(),
+            OPENMETRICS: (
+                f"# HELP {self._name} {openmetrics_help}\n# TYPE {self._name} {self.kind}\n"
+            ).encode(),
+        }
+        created = f"{self._name}_created"
+        return heads, f"# HELP {created} {help_text}\n# TYPE {created} gauge\n".encode()
 
     def counter_family(self) -> CounterMetricFamily | None:
         """An empty exported family, for a counter; None for a gauge."""

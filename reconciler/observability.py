@@ -37,7 +37,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from wsgiref.simple_server import WSGIServer
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from reconciler.errors import ConfigError
 
@@ -71,17 +71,45 @@ def start_metrics_server(
     """Serve `registry` (default: every metric of this process; the daemon passes
     `metrics.only(metrics.DAEMON_METRICS)`) on `host:port`.
 
-    Port 0 means "off" (settings.metrics_port) and returns None. Raises ConfigError,
-    naming the setting, when the port is taken or the address cannot be bound."""
+    Served by reconciler.exposition (prometheus_client's answers, the per-job families
+    written from kept text). Port 0 means "off" (settings.metrics_port) and returns
+    None. Raises ConfigError, naming the setting, when the port is taken or the address
+    cannot be bound."""
     if port == 0:
         return None
-    from prometheus_client import REGISTRY, start_http_server
+    from prometheus_client import REGISTRY
+
+    from reconciler.exposition import make_metrics_app
 
     try:
-        server, thread = start_http_server(port, addr=host, registry=registry or REGISTRY)
+        server = _make_server(host, port, make_metrics_app(registry or REGISTRY))
     except OSError as error:
         raise metrics_bind_error(port, host, error) from None
+    thread = threading.Thread(target=server.serve_forever, name="metrics", daemon=True)
+    thread.start()
     return MetricsServer(server=server, thread=thread)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """No line per request (as prometheus_client's server)."""
+
+
+def _make_server(host: str, port: int, app: Any) -> WSGIServer:
+    """A thread-per-request WSGI server on `host:port`, IPv4 or IPv6 as `host` is (as
+    prometheus_client's `start_http_server`)."""
+    import socket
+    from socketserver import ThreadingMixIn
+
+    family, _, _, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+
+    class Server(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+        address_family = family
+
+    return make_server(str(address[0]), port, app, Server, handler_class=_QuietHandler)
 
 
 def metrics_bind_error(port: int, host: str, error: OSError) -> ConfigError:
