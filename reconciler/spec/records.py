@@ -22,17 +22,9 @@ Contracts:
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-import json
-import os
-import sys
-import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib.metadata import version
-from pathlib import Path
 from typing import Any
 
 from reconciler.core.state import RecordedSpec, SpecFound, built
@@ -40,17 +32,27 @@ from reconciler.core.triggers import has_open_end
 from reconciler.settings import Settings
 from reconciler.spec.catalog import CatalogError, task_catalog
 from reconciler.spec.checks import NameSite
+from reconciler.spec.context import (
+    RECORD_FORMAT,
+    code_files,
+    context_digest,
+    file_digest,
+    installed_code,
+    module_digest,
+)
 from reconciler.spec.diagnostics import Diagnostic
 from reconciler.spec.essence import essence, hash_essence, hashes_to
 
-# Bumped when a record's layout or meaning changes: older records then never match.
-RECORD_FORMAT = 2
-# The code a file's outcome depends on: the spec package (parsing, models, checks), the
-# task catalog (argument checks), the core (time zones, DST rules, triggers a cron with
-# a `start` is searched with) and the top-level modules these import.
-_CODE_FOLDERS = ("spec", "tasks", "core")
-_CODE_FILES = ("__init__.py", "settings.py", "errors.py", "redact.py", "database_url.py")
-_LIBRARIES = ("pydantic", "pydantic-core", "PyYAML", "APScheduler", "tzlocal")
+# Re-exported: the records' format, the digests a record is named by (spec.context).
+__all__ = [
+    "RECORD_FORMAT",
+    "FileRecord",
+    "RecordedJob",
+    "code_files",
+    "file_digest",
+    "installed_code",
+    "validation_context",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,10 +116,6 @@ class FileRecord:
         )
 
 
-def file_digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 # A spec's essence and hash, as LoadedJob.essence holds them.
 KnownEssence = tuple[Mapping[str, Any], str]
 
@@ -154,54 +152,15 @@ def essence_lookup(
 
 def validation_context(settings: Settings) -> str:
     """A digest of everything besides a file's bytes that its outcome depends on."""
-    parts = [
-        RECORD_FORMAT,
-        _code_digest(),
-        _library_versions(),
-        settings.max_file_bytes,
-        settings.max_nesting_depth,
-        list(settings.queues),
-        list(settings.task_allowlist),
-        list(settings.sql_statement_allowlist),
-        # Absolute: a relative folder is judged from the working directory.
-        str(settings.report_dir.absolute()),
-        _task_catalog_digest(settings.task_modules),
-        _zone_database(),
-    ]
-    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
-
-
-def installed_code() -> str:
-    """A digest of the installed reconciler code (code_files) and the libraries it runs."""
-    return hashlib.sha256(json.dumps([_code_digest(), _library_versions()]).encode()).hexdigest()
-
-
-def code_files() -> list[Path]:
-    """The reconciler modules a validation may run, in a fixed order."""
-    package = Path(__file__).resolve().parent.parent
-    files = [package / name for name in _CODE_FILES]
-    for folder in _CODE_FOLDERS:
-        files += sorted((package / folder).glob("*.py"))
-    return files
-
-
-# Process-wide memo (docs/architecture.md): a constant of the installed code, not a cache.
-@lru_cache(maxsize=1)
-def _code_digest() -> str:
-    """The loader's own code: another version of it may judge a file differently."""
-    package = Path(__file__).resolve().parent.parent
-    digest = hashlib.sha256()
-    for path in code_files():
-        digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
-
-
-# Process-wide memo: a constant of the installed libraries, as `_code_digest`.
-@lru_cache(maxsize=1)
-def _library_versions() -> list[str]:
-    """Python's and the libraries' a validation runs (parsing, models, the schedule
-    engine a cron with a `start` is searched with)."""
-    return [sys.version, *(version(name) for name in _LIBRARIES)]
+    return context_digest(
+        max_file_bytes=settings.max_file_bytes,
+        max_nesting_depth=settings.max_nesting_depth,
+        queues=settings.queues,
+        task_allowlist=settings.task_allowlist,
+        sql_statement_allowlist=settings.sql_statement_allowlist,
+        report_dir=settings.report_dir,
+        task_catalog=_task_catalog_digest(settings.task_modules),
+    )
 
 
 def _task_catalog_digest(task_modules: tuple[str, ...]) -> list[object]:
@@ -231,30 +190,5 @@ def _imported_catalog_digest(task_modules: tuple[str, ...]) -> list[object]:
         params = catalog[name]
         tasks.append([name, str(params.signature), sorted(map(repr, params.hints.items()))])
         modules.update(params.modules)
-    return [tasks, [[module, _module_digest(module)] for module in sorted(modules)]]
+    return [tasks, [[module, module_digest(module)] for module in sorted(modules)]]
 
-
-def _module_digest(module: str) -> str:
-    """The source of a module, found without importing it; "missing" if it cannot be
-    found (validation says so)."""
-    try:
-        found = importlib.util.find_spec(module)
-    except (ImportError, ValueError):
-        return "missing"
-    if found is None or found.origin is None or not os.path.isfile(found.origin):
-        return "missing"
-    return file_digest(Path(found.origin).read_bytes())
-
-
-def _zone_database() -> list[object]:
-    """Which time zone names exist: the system database's version file and the tzdata
-    package (zoneinfo's fallback), where present."""
-    found: list[object] = []
-    for folder in zoneinfo.TZPATH:
-        try:
-            info = os.stat(os.path.join(folder, "tzdata.zi"))
-        except OSError:
-            continue
-        found.append([folder, info.st_size, info.st_mtime_ns])
-    found.append(_module_digest("tzdata"))
-    return found

@@ -91,8 +91,8 @@ PROCESS_WIDE = {
     "reconciler.spec.checks._calendar_allows",
     "reconciler.spec.catalog.task_catalog",
     "reconciler.spec.catalog._adapter",
-    "reconciler.spec.records._code_digest",
-    "reconciler.spec.records._library_versions",
+    "reconciler.spec.context.code_digest",
+    "reconciler.spec.context.library_versions",
     "reconciler.spec.records._imported_catalog_digest",
     "reconciler.store.scheduler_rows.row_code",
 }

@@ -1,0 +1,120 @@
+"""What a job file's outcome depends on besides its bytes, as digests: the code that
+judges it, the libraries it runs, the time zone database (spec.records' validation
+context). Light on purpose (no pydantic, no YAML): the no-op check of a fresh
+`reconcile plan` (commands/_noop.py) computes the same context without importing the
+loader.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import sys
+import zoneinfo
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+
+# Bumped when a record's layout or meaning changes: older records then never match.
+RECORD_FORMAT = 2
+# The code a file's outcome depends on: the spec package (parsing, models, checks), the
+# task catalog (argument checks), the core (time zones, DST rules, triggers a cron with
+# a `start` is searched with) and the top-level modules these import.
+_CODE_FOLDERS = ("spec", "tasks", "core")
+_CODE_FILES = ("__init__.py", "settings.py", "errors.py", "redact.py", "database_url.py")
+_LIBRARIES = ("pydantic", "pydantic-core", "PyYAML", "APScheduler", "tzlocal")
+_PACKAGE = Path(__file__).resolve().parent.parent
+
+
+def file_digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def context_digest(
+    *,
+    max_file_bytes: int,
+    max_nesting_depth: int,
+    queues: Sequence[str],
+    task_allowlist: Sequence[str],
+    sql_statement_allowlist: Sequence[str],
+    report_dir: Path,
+    task_catalog: list[object],
+) -> str:
+    """The validation context of these settings' values (spec.records.validation_context);
+    `task_catalog`: the digest of the task modules' catalog ([] when there are none)."""
+    parts = [
+        RECORD_FORMAT,
+        code_digest(),
+        library_versions(),
+        max_file_bytes,
+        max_nesting_depth,
+        list(queues),
+        list(task_allowlist),
+        list(sql_statement_allowlist),
+        # Absolute: a relative folder is judged from the working directory.
+        str(report_dir.absolute()),
+        task_catalog,
+        zone_database(),
+    ]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+def installed_code() -> str:
+    """A digest of the installed reconciler code (code_files) and the libraries it runs."""
+    return hashlib.sha256(json.dumps([code_digest(), library_versions()]).encode()).hexdigest()
+
+
+def code_files() -> list[Path]:
+    """The reconciler modules a validation may run, in a fixed order."""
+    files = [_PACKAGE / name for name in _CODE_FILES]
+    for folder in _CODE_FOLDERS:
+        files += sorted((_PACKAGE / folder).glob("*.py"))
+    return files
+
+
+# Process-wide memo (docs/architecture.md): a constant of the installed code, not a cache.
+@lru_cache(maxsize=1)
+def code_digest() -> str:
+    """The loader's own code: another version of it may judge a file differently."""
+    digest = hashlib.sha256()
+    for path in code_files():
+        digest.update(str(path.relative_to(_PACKAGE)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+# Process-wide memo: a constant of the installed libraries, as `code_digest`.
+@lru_cache(maxsize=1)
+def library_versions() -> list[str]:
+    """Python's and the libraries' a validation runs (parsing, models, the schedule
+    engine a cron with a `start` is searched with)."""
+    from importlib.metadata import version
+
+    return [sys.version, *(version(name) for name in _LIBRARIES)]
+
+
+def module_digest(module: str) -> str:
+    """The source of a module, found without importing it; "missing" if it cannot be
+    found (validation says so)."""
+    try:
+        found = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return "missing"
+    if found is None or found.origin is None or not os.path.isfile(found.origin):
+        return "missing"
+    return file_digest(Path(found.origin).read_bytes())
+
+
+def zone_database() -> list[object]:
+    """Which time zone names exist: the system database's version file and the tzdata
+    package (zoneinfo's fallback), where present."""
+    found: list[object] = []
+    for folder in zoneinfo.TZPATH:
+        try:
+            info = os.stat(os.path.join(folder, "tzdata.zi"))
+        except OSError:
+            continue
+        found.append([folder, info.st_size, info.st_mtime_ns])
+    found.append(module_digest("tzdata"))
+    return found

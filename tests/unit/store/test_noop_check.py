@@ -1,0 +1,24 @@
+"""store.noop_check's constants and readings equal the store's own."""
+
+from __future__ import annotations
+
+from alembic.script import ScriptDirectory
+
+from reconciler.store import apply_lock, noop_check, scheduler_rows
+from reconciler.store.migrate import alembic_config
+
+
+def test_the_head_is_alembics() -> None:
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    assert noop_check.head_revision() == script.get_current_head()
+
+
+def test_the_lock_and_the_row_code_are_the_stores() -> None:
+    assert noop_check.APPLY_LOCK_KEY == apply_lock.APPLY_LOCK_KEY
+    assert noop_check.row_code() == scheduler_rows.row_code()
+
+
+def test_only_plain_urls_are_read() -> None:
+    assert noop_check.read_stored_state("postgresql://u@h/d?sslmode=require") is None
+    assert noop_check.read_stored_state("postgresql+psycopg://u@h/d") is None
+    assert noop_check.read_stored_state("sqlite:///x.db") is None
