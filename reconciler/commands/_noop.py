@@ -66,7 +66,10 @@ def quick_plan(args: argparse.Namespace, *, now: datetime | None = None) -> str 
     return render(getattr(args, "format", "text"), commit, dirty, foreign)
 
 
-def _desired(settings: LeanSettings, read: Any) -> tuple[Any, dict[str, tuple[str, str, bool]]] | None:
+Declared = dict[str, tuple[str, str, bool]]  # name -> spec hash, source, open-ended
+
+
+def _desired(settings: LeanSettings, read: Any) -> tuple[Any, Declared] | None:
     """The stored state and the declared jobs (name -> spec hash, source, open-ended),
     from the files' records; None unless every file is read, has its record under this
     validation context, holds no diagnostic, and no name is declared twice."""
@@ -85,7 +88,7 @@ def _desired(settings: LeanSettings, read: Any) -> tuple[Any, dict[str, tuple[st
     state = read(settings.database_url)
     if state is None:
         return None
-    jobs: dict[str, tuple[str, str, bool]] = {}
+    jobs: Declared = {}
     sites = 0
     names: set[str] = set()
     for entry in entries:
@@ -106,7 +109,7 @@ def _desired(settings: LeanSettings, read: Any) -> tuple[Any, dict[str, tuple[st
     return state, jobs
 
 
-def _in_sync(jobs: dict[str, tuple[str, str, bool]], stored: dict[str, Any], *, now: datetime) -> bool:
+def _in_sync(jobs: Declared, stored: dict[str, Any], *, now: datetime) -> bool:
     """Whether the plan of these declared jobs against the stored ones has no change
     (core.plan._verdict finds none for every name); False also when undecided."""
     if len(jobs) != len(stored):
@@ -169,7 +172,9 @@ def _status(essence: dict[str, Any], open_ended: bool, now: datetime) -> str | N
 def render(fmt: str, commit: str | None, dirty: bool, foreign: list[str]) -> str | None:
     """What `reconcile plan --format FMT` prints for a plan with no change (core.render,
     core.plan_json); None for text the full path would escape (non-ASCII in JSON)."""
-    label = "(not a git checkout)" if commit is None else commit[:12] + (" (dirty)" if dirty else "")
+    label = "(not a git checkout)"
+    if commit is not None:
+        label = commit[:12] + (" (dirty)" if dirty else "")
     if fmt == "json":
         document = {
             "format_version": 1,

@@ -191,4 +191,3 @@ def _imported_catalog_digest(task_modules: tuple[str, ...]) -> list[object]:
         tasks.append([name, str(params.signature), sorted(map(repr, params.hints.items()))])
         modules.update(params.modules)
     return [tasks, [[module, module_digest(module)] for module in sorted(modules)]]
-

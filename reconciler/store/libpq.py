@@ -28,7 +28,7 @@ def _load() -> ctypes.CDLL:
     candidates: list[str] = []
     found = importlib.util.find_spec("psycopg_binary")
     if found is not None and found.submodule_search_locations:
-        folder = list(found.submodule_search_locations)[0]
+        folder = next(iter(found.submodule_search_locations))
         candidates += sorted(glob.glob(os.path.join(folder + ".libs", "libpq*.so*")))
     candidates.append("libpq.so.5")
     for candidate in candidates:
@@ -97,7 +97,8 @@ class Connection:
 
 def _rows(lib: ctypes.CDLL, result: int) -> list[tuple[str | None, ...]]:
     count, width = lib.PQntuples(result), lib.PQnfields(result)
-    value, length, isnull, string_at = lib.PQgetvalue, lib.PQgetlength, lib.PQgetisnull, ctypes.string_at
+    value, length, isnull = lib.PQgetvalue, lib.PQgetlength, lib.PQgetisnull
+    string_at = ctypes.string_at
     rows: list[tuple[str | None, ...]] = []
     columns: Sequence[int] = range(width)
     for row in range(count):

@@ -30,7 +30,10 @@ _URL = re.compile(
     r"[A-Za-z0-9._-]+(?::[0-9]{1,5})?/[A-Za-z0-9._-]+"
 )
 
-_RECORDS = "SELECT coalesce(json_agg(json_build_array(path, digest, context, outcome)), '[]') FROM job_files"
+_RECORDS = (
+    "SELECT coalesce(json_agg(json_build_array(path, digest, context, outcome)), '[]') "
+    "FROM job_files"
+)
 # Per inventory row: its columns the plan compares, its essence, and its scheduler row:
 # present, paused (NULL next_run_time), and holding exactly the bytes recorded when we
 # wrote it for this spec hash and revision under this code (the digest PostgreSQL

@@ -18,28 +18,79 @@ from reconciler.spec.records import validation_context
 NAMES = [
     "RECONCILER_" + name
     for name in (
-        "STATE_DIR", "DATABASE_URL", "JOBS_DIR", "QUEUES", "TASK_ALLOWLIST", "TASK_MODULES",
-        "SQL_STATEMENT_ALLOWLIST", "REPORT_DIR", "MAX_FILE_BYTES", "MAX_NESTING_DEPTH",
-        "API_PORT", "MAX_DELETE_FRACTION", "RESYNC_INTERVAL", "SYNC", "SOURCE", "LOG_FORMAT",
-        "API_PUBLIC_DOCS", "METRICS_PORT", "IDEMPOTENCY_LEASE_SECONDS", "BROKER_URL",
+        "STATE_DIR",
+        "DATABASE_URL",
+        "JOBS_DIR",
+        "QUEUES",
+        "TASK_ALLOWLIST",
+        "TASK_MODULES",
+        "SQL_STATEMENT_ALLOWLIST",
+        "REPORT_DIR",
+        "MAX_FILE_BYTES",
+        "MAX_NESTING_DEPTH",
+        "API_PORT",
+        "MAX_DELETE_FRACTION",
+        "RESYNC_INTERVAL",
+        "SYNC",
+        "SOURCE",
+        "LOG_FORMAT",
+        "API_PUBLIC_DOCS",
+        "METRICS_PORT",
+        "IDEMPOTENCY_LEASE_SECONDS",
+        "BROKER_URL",
         "SOMETHING_ELSE",
     )
 ] + ["reconciler_queues", "Reconciler_Jobs_Dir", "OTHER"]
 VALUES = st.one_of(
     st.sampled_from(
         [
-            "", "0", "1", "4", "32", "1024", "1023", "2048", "0010", " 5", "65535", "65536",
-            "0.5", "1.0", "1.5", "-1", "1e3", "true", "false", "yes", "auto", "manual",
-            "worktree", "git:HEAD", "text", "json", "a,b", " a , b ,", "[\"a\", \"b\"]",
-            "[1]", "[", "default", "jobs", "/tmp/x", "reports", "postgresql://u@h/d",
-            "sqlite:///x.db", "reconciler.tasks.example_task,reconciler.tasks.noop",
+            "",
+            "0",
+            "1",
+            "4",
+            "32",
+            "1024",
+            "1023",
+            "2048",
+            "0010",
+            " 5",
+            "65535",
+            "65536",
+            "0.5",
+            "1.0",
+            "1.5",
+            "-1",
+            "1e3",
+            "true",
+            "false",
+            "yes",
+            "auto",
+            "manual",
+            "worktree",
+            "git:HEAD",
+            "text",
+            "json",
+            "a,b",
+            " a , b ,",
+            '["a", "b"]',
+            "[1]",
+            "[",
+            "default",
+            "jobs",
+            "/tmp/x",
+            "reports",
+            "postgresql://u@h/d",
+            "sqlite:///x.db",
+            "reconciler.tasks.example_task,reconciler.tasks.noop",
         ]
     ),
     st.text(max_size=8),
 )
 
 
-def _real(environ: dict[str, str], jobs_dir: str | None, database_url: str | None) -> Settings | None:
+def _real(
+    environ: dict[str, str], jobs_dir: str | None, database_url: str | None
+) -> Settings | None:
     import os
 
     saved = dict(os.environ)

@@ -22,3 +22,12 @@ def test_only_plain_urls_are_read() -> None:
     assert noop_check.read_stored_state("postgresql://u@h/d?sslmode=require") is None
     assert noop_check.read_stored_state("postgresql+psycopg://u@h/d") is None
     assert noop_check.read_stored_state("sqlite:///x.db") is None
+
+
+def test_library_versions_are_importlib_metadatas() -> None:
+    from importlib.metadata import version
+
+    from reconciler.spec import context
+
+    for name in (*context._LIBRARIES, "orjson", "SQLAlchemy", "psycopg", "jobs-reconciler"):
+        assert context._version(name) == version(name), name
