@@ -232,7 +232,7 @@ def _record_written(
 
 
 # Process-wide memo (docs/architecture.md): a constant of the installed code, as
-# spec/records.py `_code_digest` (it was re-read from two source files on every write).
+# spec/context.py `code_digest` (it was re-read from two source files on every write).
 @lru_cache(maxsize=1)
 def row_code() -> str:
     """What a row's content and its decoding follow from besides (spec hash, revision):
