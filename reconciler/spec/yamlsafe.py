@@ -189,6 +189,12 @@ class _Builder:
         self._convert = _scalar_constructors()
         self.problems = 0  # every structural problem, shown or not
         self.suppressed: dict[str, int] = {}
+        # The value of each plain scalar text resolved without a problem so far, as a
+        # key (YAML 1.1) and as a value (checked against YAML 1.2 core; by whether it is
+        # free-form): the jobs of one file repeat their keys and many values. Only
+        # immutable values are held (text, numbers, booleans, None, dates).
+        self._keys: dict[str, Any] = {}
+        self._values: dict[tuple[str, bool], Any] = {}
 
     def run(self, data: bytes) -> Diagnostic | None:
         """Consume all events; return the fatal diagnostic that stopped it, if any."""
@@ -253,8 +259,10 @@ class _Builder:
                         value = self._resolve_core(
                             event, containers, pending_keys, doc, free_form=bool(strict_from)
                         )
-                    else:
-                        value = self._resolve(event)  # a key: `_key_text` checks it
+                    else:  # a key: `_key_text` checks it
+                        value = self._keys.get(event.value, _UNKNOWN)
+                        if value is _UNKNOWN:
+                            value = self._resolve_key(event)
                 else:
                     value = event.value  # quoted, or plain text no resolver could claim
                 if doc.root_mark is None:
@@ -343,6 +351,13 @@ class _Builder:
         )
         self.indexes.append(doc.index)
 
+    def _resolve_key(self, event: Any) -> Any:
+        problems = self.problems
+        value = self._resolve(event)
+        if self.problems == problems and len(self._keys) < _REMEMBERED:
+            self._keys[event.value] = value
+        return value
+
     def _resolve(self, event: Any) -> Any:
         """The value PyYAML's YAML 1.1 resolver gives this plain, untagged scalar.
 
@@ -385,11 +400,18 @@ class _Builder:
         precise). A timestamp there is no disagreement: the fields that take one (`at`,
         `start`, `end`) read the text the same way."""
         text: str = event.value
+        remembered = self._values.get((text, free_form), _UNKNOWN)
+        if remembered is not _UNKNOWN:
+            return remembered
+        problems = self.problems
         yaml11 = self._resolve(event)
         if not free_form and isinstance(yaml11, date):
-            return yaml11
-        problem = core_disagreement(text, yaml11, lossless=free_form)
+            problem = None
+        else:
+            problem = core_disagreement(text, yaml11, lossless=free_form)
         if problem is None:
+            if self.problems == problems and len(self._values) < _REMEMBERED:
+                self._values[text, free_form] = yaml11
             return yaml11
         if any(type(key) is str and looks_secret(key) for key in pending_keys):
             problem = problem.replace(text, REDACTED)  # `pin: 0123` must not be printed
@@ -466,6 +488,9 @@ class _NoKey:
 
 
 _NO_KEY = _NoKey()
+_UNKNOWN = _NoKey()  # a text not remembered yet
+# At most this many scalar texts are remembered per parse (bounded however hostile the file).
+_REMEMBERED = 1024
 _IMPLICIT: dict[str, list[tuple[str, re.Pattern[str]]]] = Resolver.yaml_implicit_resolvers
 # Top-level fields whose values are free-form JSON for the task: no model type there
 # would notice that YAML 1.1 turned `NO` into false.

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-import yaml
+from unittest.mock import patch
 
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reconciler.spec import yamlsafe
 from reconciler.spec.yamlsafe import check_text, locate_nodes, parse_yaml
 
 
@@ -76,3 +81,43 @@ def test_control_byte_position_is_reported() -> None:
     diagnostic = check_text(b"a: 1\nbb: \x07\n", path="f")
     assert diagnostic is not None
     assert (diagnostic.line, diagnostic.column, diagnostic.code) == (2, 5, "BINARY_FILE")
+
+
+# Plain scalars a builder may remember (or must report at every occurrence): text, YAML
+# 1.1 forms YAML 1.2 reads otherwise, conversions that fail, dates, numbers.
+_SCALARS = (
+    "x", "no", "On", "0755", "08", "1.10", "2.5", "1e3", "0o17", "0x1F", "~", "null",
+    "2024-01-01", "2024-02-30", "2024-01-01 10:00:00+02:00", "1:30", "1_000", ".inf",
+    ".nan", "12345678901234567890123", "true", "y", "-1", "+2.0",
+)  # fmt: skip
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(("a", "kwargs", "args", "at", "pin", "no", "1", "0755")),
+            st.lists(st.sampled_from(_SCALARS), min_size=1, max_size=4),
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    st.integers(min_value=1, max_value=3),
+)
+@settings(max_examples=150, deadline=None)
+def test_remembered_scalars_read_as_resolved_each_time(
+    fields: list[tuple[str, list[str]]], documents: int
+) -> None:
+    """The builder remembers what a plain scalar text resolved to (per parse): the
+    documents, values, diagnostics and positions are exactly those of a parse that
+    remembers nothing, however often a text repeats, as a key or a value, inside a
+    free-form field or not."""
+    lines = []
+    for key, values in fields:
+        lines.append(f"{key}: {values[0]}")
+        lines.append(f"{key}_list: [{', '.join(values)}]")
+        lines.append(f"{key}_map:\n" + "".join(f"  {v}: {v}\n" for v in values).rstrip("\n"))
+    text = "---\n".join(["\n".join(lines) + "\n"] * documents).encode()
+    remembered = parse_yaml(text, path="f.yaml", max_depth=32)
+    with patch.object(yamlsafe, "_REMEMBERED", 0):
+        fresh = parse_yaml(text, path="f.yaml", max_depth=32)
+    assert repr(remembered) == repr(fresh)
