@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from reconciler.core.moments import as_utc
+from reconciler.store import db
 from reconciler.store.db import BULK_ROWS, create_sync_engine, insert_rows, upsert
 from reconciler.store.tables import job_events, scheduled_jobs
 
@@ -121,3 +122,40 @@ def test_many_inserted_rows_are_written_as_given(engine: Engine) -> None:
     for item in got:  # SQLite gives naive datetimes back (UTC)
         item["at"] = as_utc(item["at"])
     assert got == events
+
+
+def test_many_updates_go_through_copy_as_the_row_by_row_path_writes_them(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Updates of existing rows, many at once (a bulk edit): COPY into a stage, then one
+    INSERT ... SELECT ... ON CONFLICT DO UPDATE on PostgreSQL. Every column ends exactly
+    as the row-by-row upsert leaves it (created_at kept, generation + 1, the rest
+    replaced), with new rows among the updates."""
+    later = datetime(2026, 12, 1, 8, 30, tzinfo=UTC)
+
+    def edited(name: str) -> dict[str, object]:
+        return {**row(name, task="reconciler.tasks.edited"), "labels": {"team": "x"}}
+
+    def batch(prefix: str, count: int) -> list[dict[str, object]]:
+        times = {"created_at": later, "updated_at": later}
+        return [{**edited(f"{prefix}-{n:04d}"), **times} for n in range(count)]
+
+    for prefix in ("bulk", "single"):
+        write(engine, [row(f"{prefix}-{n:04d}") for n in range(ROWS - 10)], expect_new=True)
+    write(engine, batch("bulk", ROWS), expect_new=False)  # COPY (PostgreSQL)
+    with monkeypatch.context() as patched:
+        patched.setattr(db, "BULK_ROWS", 10**9)  # one executemany
+        write(engine, batch("single", ROWS), expect_new=False)
+    with engine.connect() as connection:
+        rows = {
+            item["name"]: {**item, "name": None, "spec": {**item["spec"], "name": None}}
+            for item in connection.execute(sa.select(scheduled_jobs)).mappings()
+        }
+    assert len(rows) == 2 * ROWS
+    for n in range(ROWS):
+        assert rows[f"bulk-{n:04d}"] == rows[f"single-{n:04d}"]
+    updated, added = rows["bulk-0000"], rows[f"bulk-{ROWS - 1:04d}"]
+    assert (updated["generation"], updated["task"]) == (2, "reconciler.tasks.edited")
+    assert as_utc(updated["created_at"]) == NOW  # kept
+    assert as_utc(updated["updated_at"]) == later
+    assert (added["generation"], as_utc(added["created_at"])) == (1, later)
