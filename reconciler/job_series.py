@@ -70,8 +70,9 @@ class JobSeries(Collector):
         self._width = 0
         self._counts: list[bool] = []  # per series index: a counter's (it has `_created`)
         # Per format, per job: the job's rendered lines (_JobLines.render); a write drops
-        # the job's entries, a scrape renders the missing ones. Filled only for the
-        # formats asked for (Prometheus asks for OpenMetrics, a curl for text).
+        # the job's entries, a scrape renders the missing ones. Only the format asked for
+        # last is kept (Prometheus asks for OpenMetrics; a person's curl for text costs
+        # Prometheus' next scrape a full render).
         self._rendered: dict[str, dict[str, list[bytes]]] = {kind: {} for kind in FORMATS}
         self._rendered_created = True  # prometheus_client's `_created` switch they follow
 
@@ -201,6 +202,9 @@ class JobSeries(Collector):
                 for rendered in self._rendered.values():
                     rendered.clear()
                 self._rendered_created = with_created
+            for other, rendered in self._rendered.items():
+                if other != kind:  # one format's lines kept: ~2.3 KB a job
+                    rendered.clear()
             kept = self._rendered[kind]
             jobs = list(self._rows)
             lines: list[list[bytes] | None] = list(map(kept.get, jobs))
