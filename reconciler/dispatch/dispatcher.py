@@ -27,10 +27,12 @@ which the worker runs once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -44,7 +46,7 @@ from reconciler.core.fires import FirePayload
 from reconciler.core.moments import rfc3339
 from reconciler.core.vocabulary import FireOutcome, MissReason
 from reconciler.dispatch import batch
-from reconciler.dispatch.publisher import Publisher, PublishResult
+from reconciler.dispatch.publisher import Pipeline, Publisher, PublishResult
 from reconciler.dispatch.request import FireRequest, make_request
 from reconciler.errors import NotLeaderError
 from reconciler.logs import job_extra
@@ -120,6 +122,7 @@ class Dispatcher:
         backoff: Backoff | None = None,
         publish_grace: float = 30.0,
         linger: float = 0.02,
+        publish_window: int = 3,
         clock: Clock = utcnow,
     ) -> None:
         self._engine = engine
@@ -137,6 +140,8 @@ class Dispatcher:
         # of a few fires each cost the same round trips as full ones, and the busy
         # pipeline threads slow the scheduler's own database I/O (the GIL).
         self._linger = linger
+        # Batches a publisher thread has written and not yet seen confirmed (>= 1).
+        self._publish_window = max(publish_window, 1)
         self._in_flight: set[str] = set()
         # Requests whose publish failed, by id, so the retrier re-sends exactly what was
         # fired (bounded: past it, the retrier rebuilds payloads from the inventory).
@@ -281,13 +286,30 @@ class Dispatcher:
                 return
 
     def _publish_loop(self) -> None:
+        # Publishing ahead of confirms: while the broker confirms batch N, this thread
+        # writes N+1 if it is recorded (up to `publish_window` batches unconfirmed on its
+        # connection); a batch is marked published only once all its confirms are in
+        # (Pipeline). A connection is held only while batches await their confirms.
         while True:
             item = self._handoff.get()
             if item is _STOP:
                 self._handoff.put(_STOP)  # for the other publisher threads
                 return
             assert isinstance(item, _Recorded)
-            self._publish_stage(item)
+            with self._publisher.pipeline() as pipeline:
+                unsettled = deque([item]) if self._send_stage(pipeline, item) else deque()
+                while unsettled:
+                    following = None
+                    if len(unsettled) < self._publish_window:
+                        with contextlib.suppress(queue.Empty):
+                            following = self._handoff.get_nowait()
+                    if following is _STOP:
+                        self._handoff.put(_STOP)  # seen again once these are settled
+                    elif isinstance(following, _Recorded):
+                        if self._send_stage(pipeline, following):
+                            unsettled.append(following)
+                        continue
+                    self._settle_stage(pipeline, unsettled.popleft())
 
     def _record_stage(self, requests: Sequence[FireRequest]) -> _Recorded:
         """Record the fresh requests; pass on what to publish. Never raises."""
@@ -303,13 +325,25 @@ class Dispatcher:
             log.exception("fire pipeline: recording a batch of %d failed", len(fresh))
         return _Recorded(requests=list(requests), to_publish=to_publish + again)
 
-    def _publish_stage(self, recorded: _Recorded) -> None:
-        """Publish and mark one recorded batch. Never raises: failures leave the rows for
-        the retrier and are logged."""
+    def _send_stage(self, pipeline: Pipeline, recorded: _Recorded) -> bool:
+        """Write one recorded batch on `pipeline`; False when there is nothing to settle
+        (nothing to publish, or leadership lost since recording: the rows wait for the
+        leader's retrier). Never raises."""
         try:
-            # Leadership lost since recording: the rows wait for the leader's retrier.
             if recorded.to_publish and self._fence.is_leader():
-                self._publish(recorded.to_publish)
+                pipeline.send(recorded.to_publish)  # never raises for a broker problem
+                return True
+        except Exception:  # a bug must not kill the pipeline; the rows stay due
+            log.exception("fire pipeline: publishing %d fires failed", len(recorded.to_publish))
+        self._forget(recorded.requests)
+        return False
+
+    def _settle_stage(self, pipeline: Pipeline, recorded: _Recorded) -> None:
+        """Await the oldest batch's confirms and mark it. Never raises: failures leave
+        the rows for the retrier and are logged."""
+        try:
+            _sent, result = pipeline.settle_oldest()
+            self._mark(recorded.to_publish, result)
         except Exception:  # a bug or a dead database must not kill the pipeline
             log.exception("fire pipeline: publishing %d fires failed", len(recorded.to_publish))
         finally:
@@ -340,10 +374,9 @@ class Dispatcher:
         _count_outcome(outcome)
         return outcome.to_publish if publishable else []
 
-    def _publish(self, requests: Sequence[FireRequest]) -> None:
-        if not requests:
-            return
-        result = self._publisher.publish(requests)
+    def _mark(self, requests: Sequence[FireRequest], result: PublishResult) -> None:
+        """The broker's answer on `requests`: confirmed rows 'published', the others due
+        again after a backoff."""
         now = self._clock()
         failed = {r.id: r for r in requests if r.id not in result.confirmed}
         retry_at = {key: now + self._backoff.delay(r.attempts + 1) for key, r in failed.items()}

@@ -22,6 +22,7 @@ import json
 import logging
 import queue
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -75,7 +76,11 @@ class PublishResult:
 
 
 class _ConfirmTracker:
-    """Delivery tags of one channel in confirm mode, and what the broker said of each."""
+    """Delivery tags of one channel in confirm mode, and what the broker said of each.
+
+    Tags settle in order of sending for a batch's purposes: a batch is settled once no
+    tag up to its last one is pending. `acked`/`refused` hold the ids of batches not yet
+    taken by `take` (a pipeline has several batches unconfirmed at once)."""
 
     def __init__(self) -> None:
         self.next_tag = 1
@@ -87,6 +92,18 @@ class _ConfirmTracker:
         self.pending[self.next_tag] = fire_id
         self.next_tag += 1
 
+    def settled_up_to(self, tag: int) -> bool:
+        """Whether the broker answered for every tag up to `tag` (pending is in tag order)."""
+        first = next(iter(self.pending), None)
+        return first is None or first > tag
+
+    def take(self, ids: Sequence[str]) -> frozenset[str]:
+        """The confirmed ones of `ids` (acked, not refused); forget all of `ids`."""
+        confirmed = frozenset(i for i in ids if i in self.acked and i not in self.refused)
+        self.acked.difference_update(ids)
+        self.refused.difference_update(ids)
+        return confirmed
+
     def on_ack(self, delivery_tag: int, multiple: bool) -> None:
         for tag in self._settled(delivery_tag, multiple):
             self.acked.add(self.pending.pop(tag))
@@ -96,7 +113,8 @@ class _ConfirmTracker:
             self.refused.add(self.pending.pop(tag))
 
     def on_return(self, _exc: object, _exchange: str, _key: str, message: Any) -> None:
-        # A mandatory message no queue took: RabbitMQ still acks it, so remember it.
+        # A mandatory message no queue took: RabbitMQ still acks it (after the return),
+        # so remember it.
         task_id = message.properties.get("correlation_id")
         if task_id:
             self.refused.add(str(task_id))
@@ -196,16 +214,18 @@ class Publisher:
         """Publish `requests` in order; return the ids the broker confirmed."""
         if not requests:
             return PublishResult(frozenset())
+        with self.pipeline() as pipeline:
+            pipeline.send(requests)
+            _sent, result = pipeline.settle_oldest()
+            return result
+
+    @contextmanager
+    def pipeline(self) -> Iterator[Pipeline]:
+        """A connection of the pool, held for a series of publishes that overlap: see
+        `Pipeline`. Waits for a free connection."""
         lane = self._lanes.get()
         try:
-            deadline = time.monotonic() + self._timeout
-            try:
-                return self._publish(lane, requests, deadline)
-            except Exception as error:  # noqa: BLE001 - any failure: rows stay scheduled, reconnect
-                log.warning("publish of %d fires failed: %r", len(requests), error)
-                confirmed = frozenset(lane.tracker.acked - lane.tracker.refused)
-                lane.discard()
-                return PublishResult(confirmed, error=repr(error))
+            yield Pipeline(self, lane)
         finally:
             self._lanes.put(lane)
 
@@ -216,13 +236,10 @@ class Publisher:
             lane.discard()
             self._lanes.put(lane)
 
-    def _publish(
-        self, lane: _Lane, requests: Sequence[FireRequest], deadline: float
-    ) -> PublishResult:
+    def _write_batch(self, lane: _Lane, requests: Sequence[FireRequest], deadline: float) -> int:
+        """Write `requests` on the lane's channel; return the last delivery tag."""
         channel = self._ensure_channel(lane)
         tracker = lane.tracker
-        tracker.acked.clear()
-        tracker.refused.clear()
         # Declares wait for the broker's answer: all of them before writes are coalesced.
         for queue_name in dict.fromkeys(r.payload["queue"] for r in requests):
             self._declare_queue(lane, queue_name)
@@ -235,12 +252,7 @@ class Publisher:
                     tracker.on_ack(tracker.next_tag - 1, False)
                 if count % FLUSH_EVERY == 0:
                     flush()
-        self._await_confirms(lane, deadline)
-        confirmed = frozenset(tracker.acked - tracker.refused)
-        missing = len(requests) - len(confirmed)
-        return PublishResult(
-            confirmed, error=f"{missing} refused by the broker" if missing else None
-        )
+        return tracker.next_tag - 1
 
     def _send(
         self, lane: _Lane, channel: Any, request: FireRequest, write: WriteFrames | None
@@ -326,11 +338,6 @@ class Publisher:
             self._app.amqp.queues[name].bind(lane.channel).declare()
             lane.declared.add(name)
 
-    def _await_confirms(self, lane: _Lane, deadline: float) -> None:
-        assert lane.connection is not None
-        while lane.tracker.pending:
-            lane.connection.drain_events(timeout=_remaining(deadline))
-
     def _ensure_channel(self, lane: _Lane) -> Any:
         if lane.channel is not None:
             return lane.channel
@@ -363,6 +370,83 @@ class Publisher:
         lane.connection, lane.tracker, lane.channel = connection, tracker, channel
         lane.confirms = confirms
         return channel
+
+
+@dataclass(slots=True)
+class _Batch:
+    """One batch written on a pipeline and not settled yet."""
+
+    requests: Sequence[FireRequest]
+    last_tag: int  # 0: nothing written (the write failed before any message)
+    deadline: float
+    error: str | None = None  # set when the connection failed before it settled
+    acked: frozenset[str] = frozenset()  # then: what the broker had confirmed of it
+
+
+class Pipeline:
+    """Publishing ahead of confirms on one connection (from `Publisher.pipeline()`).
+
+    `send` writes a batch and returns without waiting for the broker; `settle_oldest`
+    waits (with that batch's own deadline: its `timeout` runs from its send) until the
+    broker answered for every message of the OLDEST batch sent, and returns it with the
+    ids the broker confirmed. So batch N+1 is on the wire while batch N's confirms are
+    awaited, instead of the broker idling between a batch's last confirm and the next
+    batch. What counts as confirmed is unchanged: an ack that is neither a nack nor a
+    return, before the batch's deadline; a broken connection, a failed write or a
+    deadline fails every batch not settled yet (their acked messages still count) and
+    the connection is reopened on the next `send`. Never raises for a broker problem.
+    One thread uses a pipeline.
+    """
+
+    def __init__(self, publisher: Publisher, lane: _Lane) -> None:
+        self._publisher = publisher
+        self._lane = lane
+        self._batches: deque[_Batch] = deque()
+
+    @property
+    def pending(self) -> int:
+        """Batches sent and not settled yet."""
+        return len(self._batches)
+
+    def send(self, requests: Sequence[FireRequest]) -> None:
+        """Write `requests` (in order) without waiting for their confirms."""
+        batch = _Batch(requests, 0, time.monotonic() + self._publisher._timeout)
+        self._batches.append(batch)
+        try:
+            batch.last_tag = self._publisher._write_batch(self._lane, requests, batch.deadline)
+        except Exception as error:  # noqa: BLE001 - any failure: rows stay scheduled, reconnect
+            self._break(error)
+
+    def settle_oldest(self) -> tuple[Sequence[FireRequest], PublishResult]:
+        """Wait for the broker's answer on the oldest batch sent; return it and its result."""
+        batch = self._batches[0]
+        lane = self._lane
+        if batch.error is None:
+            try:
+                while not lane.tracker.settled_up_to(batch.last_tag):
+                    assert lane.connection is not None
+                    lane.connection.drain_events(timeout=_remaining(batch.deadline))
+            except Exception as error:  # noqa: BLE001 - any failure: rows stay scheduled, reconnect
+                self._break(error)
+        self._batches.popleft()
+        if batch.error is not None:
+            return batch.requests, PublishResult(batch.acked, error=batch.error)
+        confirmed = lane.tracker.take([r.id for r in batch.requests])
+        missing = len(batch.requests) - len(confirmed)
+        refused = f"{missing} refused by the broker" if missing else None
+        return batch.requests, PublishResult(confirmed, error=refused)
+
+    def _break(self, error: Exception) -> None:
+        """The connection failed: every batch not settled is settled with what was acked."""
+        unsettled = [batch for batch in self._batches if batch.error is None]
+        log.warning(
+            "publish of %d fires failed: %r", sum(len(b.requests) for b in unsettled), error
+        )
+        for batch in unsettled:
+            # What the broker acked before the failure stays confirmed.
+            batch.acked = self._lane.tracker.take([r.id for r in batch.requests])
+            batch.error = repr(error)
+        self._lane.discard()  # the next send reconnects, with a fresh tracker
 
 
 @contextmanager

@@ -166,3 +166,62 @@ def test_a_large_non_ascii_fire_arrives_as_send_task_sends_it(broker: Broker) ->
     }
     assert len(ours.headers["kwargsrepr"]) < 2048  # cut as Celery cuts it (about 1024)
     assert ours.headers["idempotency_key"].startswith("clé-rapport.uber-")
+
+
+def test_batches_sent_ahead_are_settled_in_order_each_with_its_own_confirms(
+    broker: Broker,
+) -> None:
+    publisher = Publisher(broker_url=broker.url, timeout=5)
+    batches = [requests(200, broker.queue) for _ in range(3)]
+    try:
+        with publisher.pipeline() as pipeline:
+            for batch in batches:
+                pipeline.send(batch)  # none waits for the previous batch's confirms
+            assert pipeline.pending == 3
+            settled = [pipeline.settle_oldest() for _ in batches]
+            assert pipeline.pending == 0
+    finally:
+        publisher.close()
+    for batch, (sent, result) in zip(batches, settled, strict=True):
+        assert sent is batch
+        assert result.error is None and result.confirmed == {r.id for r in batch}
+    messages = drain_queue(broker.url, broker.queue)
+    assert sorted(m.headers["id"] for m in messages) == sorted(
+        r.id for batch in batches for r in batch
+    )
+
+
+def test_a_connection_lost_with_batches_in_flight_fails_them_and_reconnects(
+    broker: Broker,
+) -> None:
+    publisher = Publisher(broker_url=broker.url, timeout=5)
+    first, second, third = (requests(100, broker.queue) for _ in range(3))
+    try:
+        with publisher.pipeline() as pipeline:
+            pipeline.send(first)
+            # The socket dies with `first` unconfirmed (a broker restart, a cut network):
+            # writing `second` fails.
+            pipeline._lane.connection.connection.sock.shutdown(socket.SHUT_RDWR)
+            pipeline.send(second)
+            results = [pipeline.settle_oldest()[1] for _ in range(2)]
+            pipeline.send(third)
+            _sent, after = pipeline.settle_oldest()
+    finally:
+        publisher.close()
+    # `first`: what the broker acked before the cut counts, the rest is a failure.
+    assert results[0].confirmed <= {r.id for r in first}
+    assert results[0].error is not None or results[0].confirmed == {r.id for r in first}
+    assert results[1].error is not None and results[1].confirmed == frozenset()
+    assert after.error is None and after.confirmed == {r.id for r in third}
+
+
+def test_a_dead_broker_fails_every_batch_in_flight_within_its_timeout() -> None:
+    publisher = Publisher(broker_url=closed_port_url(), timeout=1)
+    started = time.monotonic()
+    with publisher.pipeline() as pipeline:
+        pipeline.send(requests(5))
+        pipeline.send(requests(5))
+        results = [pipeline.settle_oldest()[1] for _ in range(2)]
+    publisher.close()
+    assert time.monotonic() - started < 2.5
+    assert all(r.confirmed == frozenset() and r.error for r in results)
