@@ -1,6 +1,6 @@
 """Benchmark of firing: 10,000 jobs due at the same instant.
 
-    .venv/bin/python bench/bench_fire.py [--jobs 10000] [--only stock,dispatcher,full]
+    .venv/bin/python bench/bench_fire.py [--jobs 10000] [--only stock,dispatcher,full] [--window 3]
 
 Three runs, each on a fresh PostgreSQL database and a fresh RabbitMQ vhost:
 
@@ -169,12 +169,17 @@ def sleep_until(moment: datetime) -> None:
 
 BATCH_SIZE = 1000
 CONNECTIONS = 2
+WINDOW = 3
 
 
 def make_dispatcher(engine: sa.Engine, broker_url: str) -> Dispatcher:
     publisher = Publisher(broker_url=broker_url, timeout=10, connections=CONNECTIONS)
     return Dispatcher(
-        engine=engine, publisher=publisher, fence=AlwaysLeader(), batch_size=BATCH_SIZE
+        engine=engine,
+        publisher=publisher,
+        fence=AlwaysLeader(),
+        batch_size=BATCH_SIZE,
+        publish_window=WINDOW,
     )
 
 
@@ -294,9 +299,15 @@ def main() -> None:
     parser.add_argument("--only", default="stock,dispatcher,full")
     parser.add_argument("--batch", type=int, default=1000, help="Dispatcher batch size")
     parser.add_argument("--connections", type=int, default=2, help="publisher connections")
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=3,
+        help="batches published ahead of confirms per connection (1: wait for each batch)",
+    )
     args = parser.parse_args()
-    global BATCH_SIZE, CONNECTIONS
-    BATCH_SIZE, CONNECTIONS = args.batch, args.connections
+    global BATCH_SIZE, CONNECTIONS, WINDOW
+    BATCH_SIZE, CONNECTIONS, WINDOW = args.batch, args.connections, args.window
     threading.current_thread().name = "bench"
     for name in args.only.split(","):
         load = os.getloadavg()[0]
