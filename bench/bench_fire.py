@@ -200,7 +200,13 @@ def wait_published(engine: sa.Engine, count: int, timeout: float = 120) -> list[
                 query = sa.select(job_runs.c.published_at).where(published)
                 return [stamp.timestamp() for stamp in connection.execute(query).scalars()]
         time.sleep(0.1)
-    raise SystemExit(f"only {done} of {count} published after {timeout} s")
+    with engine.connect() as connection:
+        statuses = dict(
+            connection.execute(
+                sa.select(job_runs.c.status, sa.func.count()).group_by(job_runs.c.status)
+            ).all()
+        )
+    raise SystemExit(f"only {done} of {count} published after {timeout} s; ledger: {statuses}")
 
 
 def report(label: str, at: datetime, stamps: list[float]) -> dict[str, float]:

@@ -300,6 +300,10 @@ class Dispatcher:
                 unsettled = deque([item]) if self._send_stage(pipeline, item) else deque()
                 while unsettled:
                     following = None
+                    if pipeline.oldest_answered():
+                        # Confirmed already: marked before anything else is written.
+                        self._settle_stage(pipeline, unsettled.popleft())
+                        continue
                     if len(unsettled) < self._publish_window:
                         with contextlib.suppress(queue.Empty):
                             following = self._handoff.get_nowait()

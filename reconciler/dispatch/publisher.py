@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import select
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -416,6 +417,33 @@ class Pipeline:
             batch.last_tag = self._publisher._write_batch(self._lane, requests, batch.deadline)
         except Exception as error:  # noqa: BLE001 - any failure: rows stay scheduled, reconnect
             self._break(error)
+
+    def oldest_answered(self) -> bool:
+        """Whether the broker already answered for the whole oldest batch, reading the
+        answers that have arrived without waiting for more (so that a caller marks a
+        confirmed batch before writing the next one)."""
+        batch = self._batches[0]
+        lane = self._lane
+        if batch.error is not None or lane.tracker.settled_up_to(batch.last_tag):
+            return True
+        transport = getattr(getattr(lane.connection, "connection", None), "transport", None)
+        sock = getattr(transport, "sock", None)
+        if sock is None:
+            return False
+        try:
+            while select.select([sock], [], [], 0)[0]:
+                assert lane.connection is not None
+                # Readable: a frame is there (a partial one raises socket.timeout, and
+                # py-amqp keeps what it read for the next call).
+                lane.connection.drain_events(timeout=0.01)
+                if lane.tracker.settled_up_to(batch.last_tag):
+                    return True
+        except TimeoutError:
+            return False
+        except Exception as error:  # noqa: BLE001 - any failure: rows stay scheduled, reconnect
+            self._break(error)
+            return True
+        return False
 
     def settle_oldest(self) -> tuple[Sequence[FireRequest], PublishResult]:
         """Wait for the broker's answer on the oldest batch sent; return it and its result."""

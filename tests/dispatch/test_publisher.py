@@ -225,3 +225,21 @@ def test_a_dead_broker_fails_every_batch_in_flight_within_its_timeout() -> None:
     publisher.close()
     assert time.monotonic() - started < 2.5
     assert all(r.confirmed == frozenset() and r.error for r in results)
+
+
+def test_a_batch_answered_already_is_seen_without_waiting(broker: Broker) -> None:
+    publisher = Publisher(broker_url=broker.url, timeout=5)
+    batch = requests(50, broker.queue)
+    try:
+        with publisher.pipeline() as pipeline:
+            pipeline.send(batch)
+            deadline = time.monotonic() + 5
+            while not pipeline.oldest_answered():  # never blocks: polled
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            started = time.monotonic()
+            _sent, result = pipeline.settle_oldest()
+            assert time.monotonic() - started < 0.05  # nothing left to wait for
+    finally:
+        publisher.close()
+    assert result.error is None and result.confirmed == {r.id for r in batch}
