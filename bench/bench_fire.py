@@ -1,8 +1,9 @@
 """Benchmark of firing: 10,000 jobs due at the same instant.
 
-    .venv/bin/python bench/bench_fire.py [--jobs 10000] [--only stock,dispatcher,full] [--window 3]
+    .venv/bin/python bench/bench_fire.py [--jobs 10000] [--only stock,dispatcher,full]
+    .venv/bin/python bench/bench_fire.py --only publisher --window 1   # then --window 3
 
-Three runs, each on a fresh PostgreSQL database and a fresh RabbitMQ vhost:
+Each run is on a fresh PostgreSQL database and a fresh RabbitMQ vhost:
 
 - stock:      APScheduler 3 (BackgroundScheduler, SQLAlchemyJobStore on PostgreSQL,
               20 threads) calling a no-op: the scheduler's own ceiling;
@@ -11,6 +12,9 @@ Three runs, each on a fresh PostgreSQL database and a fresh RabbitMQ vhost:
               with publisher confirms: the target is all confirmed within 5 s;
 - full:       APScheduler with FireExecutor calling fire_job -> Dispatcher -> ledger +
               confirmed publish: what the daemon does end to end.
+- publisher:  the broker's side alone (no database): the same fires prebuilt, published in
+              batches over the connections, WINDOW batches ahead of their confirms
+              (`--window 1`: each batch's confirms awaited before the next).
 
 Reported per run: time from the instant to the last call / last confirmed publish, and the
 median. Needs PostgreSQL (127.0.0.1:5432, postgres, trust) and RabbitMQ (guest/guest,
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import pickle
+import queue
 import statistics
 import subprocess
 import sys
@@ -29,7 +34,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -48,7 +53,8 @@ from reconciler.core.fires import FIRE_CALLABLE, fire_payload  # noqa: E402
 from reconciler.dispatch.dispatcher import Dispatcher  # noqa: E402
 from reconciler.dispatch.executor import FireExecutor  # noqa: E402
 from reconciler.dispatch.fire import install_dispatcher  # noqa: E402
-from reconciler.dispatch.publisher import Publisher  # noqa: E402
+from reconciler.dispatch.publisher import Pipeline, Publisher  # noqa: E402
+from reconciler.dispatch.request import FireRequest, make_request  # noqa: E402
 from reconciler.spec.model import JobSpec  # noqa: E402
 from reconciler.store.db import create_sync_engine  # noqa: E402
 from reconciler.store.jobstore import OwnedJobStore  # noqa: E402
@@ -296,7 +302,79 @@ def run_full(count: int) -> dict[str, float]:
         return report("full", at, stamps)
 
 
-RUNS = {"stock": run_stock, "dispatcher": run_dispatcher, "full": run_full}
+def run_publisher(count: int) -> dict[str, float]:
+    """The broker's side alone, no database: `count` prebuilt fires in batches of
+    BATCH_SIZE over CONNECTIONS threads, each writing up to WINDOW batches ahead of
+    their confirms (1: wait for each batch's confirms before the next, as before the
+    pipeline). Reports the last confirm, the process's CPU and the seconds the threads
+    spent waiting for confirms."""
+    with fresh_vhost() as broker:
+        publisher = Publisher(broker_url=broker, timeout=30, connections=CONNECTIONS)
+        now = datetime.now(UTC)
+        requests = [
+            make_request(
+                job=f"job-{n:05d}",
+                payload=payload_for(f"job-{n:05d}"),  # type: ignore[arg-type]  # a dict shaped as FirePayload
+                scheduled_time=now,
+                now=now,
+            )
+            for n in range(count)
+        ]
+        with ExitStack() as stack:  # every connection opened, the queue declared
+            for n in range(CONNECTIONS):
+                warm = stack.enter_context(publisher.pipeline())
+                warm.send(requests[n : n + 1])
+                warm.settle_oldest()
+        batches: queue.Queue[list[FireRequest]] = queue.Queue()
+        for start in range(CONNECTIONS, count, BATCH_SIZE):
+            batches.put(requests[start : start + BATCH_SIZE])
+        confirmed, waited, stamps = [0], [0.0], []
+        lock = threading.Lock()
+
+        def publish_all() -> None:
+            with publisher.pipeline() as pipeline:
+                while True:
+                    # As the Dispatcher does: a batch already confirmed is taken first.
+                    while pipeline.pending and pipeline.oldest_answered():
+                        settle(pipeline)
+                    while pipeline.pending < WINDOW:
+                        try:
+                            pipeline.send(batches.get_nowait())
+                        except queue.Empty:
+                            break
+                    if not pipeline.pending:
+                        return
+                    settle(pipeline)
+
+        def settle(pipeline: Pipeline) -> None:
+            started = time.monotonic()
+            _sent, result = pipeline.settle_oldest()
+            with lock:
+                waited[0] += time.monotonic() - started
+                confirmed[0] += len(result.confirmed)
+                stamps.extend([time.time()] * len(result.confirmed))
+
+        threads = [threading.Thread(target=publish_all) for _ in range(CONNECTIONS)]
+        at, cpu = time.time(), cpu_seconds()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        cpu = cpu_seconds() - cpu
+        publisher.close()
+        print(
+            f"{'':<11} {confirmed[0]} of {count - CONNECTIONS} confirmed; CPU {cpu:.2f} s; "
+            f"threads waiting for confirms {waited[0]:.2f} s (window {WINDOW})"
+        )
+        return report("publisher", datetime.fromtimestamp(at, UTC), stamps)
+
+
+RUNS = {
+    "stock": run_stock,
+    "dispatcher": run_dispatcher,
+    "full": run_full,
+    "publisher": run_publisher,
+}
 
 
 def main() -> None:
