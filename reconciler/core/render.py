@@ -68,7 +68,7 @@ class _TextChanges:
         # The JSON plan lists every field; people read only what differs from the defaults.
         self._differ = FieldDiffer()
         self._added = FieldViews(self._differ, _shown_unless_default("      "))
-        self._moments = _Moments()
+        self._moments = FireTimes(_joined)
 
     def lines(self, change: Change) -> list[str]:
         action = change.action
@@ -88,9 +88,9 @@ class _TextChanges:
                 for diff in self._differ.between(change.before, change.after)
             ]
         if change.fires_before:
-            lines.append("      next fires before: " + self._moments.joined(change.fires_before))
+            lines.append("      next fires before: " + self._moments(change.fires_before))
         if change.fires_after:
-            lines.append("      next fires after:  " + self._moments.joined(change.fires_after))
+            lines.append("      next fires after:  " + self._moments(change.fires_after))
         return lines
 
 
@@ -225,7 +225,7 @@ def _markdown_diff(plan: Plan) -> list[str]:
     differ = FieldDiffer()
     added = FieldViews(differ, _shown_unless_default("+   "))
     removed = FieldViews(differ, _shown_unless_default("-   "))
-    moments = _Moments()
+    moments = FireTimes(_joined)
     lines: list[str] = []
     for change in plan.changes:
         sign = {Action.ADD: "+", Action.REMOVE: "-"}.get(change.action, "!")
@@ -241,29 +241,30 @@ def _markdown_diff(plan: Plan) -> list[str]:
                 if diff.after is not None:
                     lines.append(f"+   {diff.path}: {_value(diff.after)}")
         if change.fires_after:
-            lines.append("    next fires: " + moments.joined(change.fires_after))
+            lines.append("    next fires: " + moments(change.fires_after))
     return lines
 
 
-class _Moments:
-    """Fire times as text, each list written once per rendering (jobs that share a
-    schedule share their next fire times)."""
+class FireTimes:
+    """Lists of fire times as text, each written once per rendering: the jobs that share
+    a schedule share one tuple of next fire times (the plan's fire memo), so a list is
+    known by identity, not by equality (equal moments may print differently: the same
+    instant in two zones, or a repeated wall-clock time and its fold)."""
 
-    def __init__(self) -> None:
-        self._listed: dict[tuple[datetime, ...], list[str]] = {}
-        self._joined: dict[tuple[datetime, ...], str] = {}
+    def __init__(self, write: Callable[[tuple[datetime, ...]], str]) -> None:
+        self._write = write
+        # By the tuple's id; each entry holds its tuple, so no other takes that id.
+        self._known: dict[int, tuple[tuple[datetime, ...], str]] = {}
 
-    def listed(self, moments: tuple[datetime, ...]) -> list[str]:
-        known = self._listed.get(moments)
-        if known is None:
-            known = self._listed[moments] = [moment.isoformat() for moment in moments]
-        return known
+    def __call__(self, moments: tuple[datetime, ...]) -> str:
+        known = self._known.get(id(moments))
+        if known is None or known[0] is not moments:
+            known = self._known[id(moments)] = (moments, self._write(moments))
+        return known[1]
 
-    def joined(self, moments: tuple[datetime, ...]) -> str:
-        known = self._joined.get(moments)
-        if known is None:
-            known = self._joined[moments] = ", ".join(self.listed(moments))
-        return known
+
+def _joined(moments: tuple[datetime, ...]) -> str:
+    return ", ".join([moment.isoformat() for moment in moments])
 
 
 class _NoDefault:

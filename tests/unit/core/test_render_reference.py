@@ -1,0 +1,250 @@
+"""The fast renderers print exactly what a straightforward rendering prints, over random
+plans: every change's fields walked by `FieldDiffer.between`, one change at a time,
+nothing remembered across changes, the JSON written by `json.dumps` from the document.
+
+The renderers remember what repeats across the jobs of a plan (field entries, lines,
+fire-time lists) and write the JSON text without building the document; a fast path
+that printed one byte differently from this reference fails here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from reconciler.core import render
+from reconciler.core.diff import FieldDiffer
+from reconciler.core.plan import Change, Plan
+from reconciler.core.plan_json import plan_document, render_json
+from reconciler.core.render import render_markdown, render_text
+from reconciler.core.vocabulary import Action
+from reconciler.spec.diagnostics import Diagnostic
+from reconciler.spec.model import JobSpec
+from tests.unit.core.planning import applied, desired, plan, spec
+
+# ---------------------------------------------------------------------------------------
+# The reference: one change at a time, every field from FieldDiffer.between.
+
+
+def reference_json(result: Plan) -> str:
+    return json.dumps(plan_document(result), indent=2, sort_keys=False, default=str)
+
+
+def reference_text(result: Plan, *, colour: bool = False) -> str:
+    lines = [f"Revision: {result.revision.label()}", ""]
+    if not result.has_changes:
+        lines.append(render._no_changes(result))
+    else:
+        if len(result.changes) >= render.SUMMARY_FROM:
+            lines += render._summary_text(result.changes)
+        lines.append("Reconcile will perform these actions:")
+        for change in result.changes:
+            lines += _text_change(change, colour=colour)
+    lines += render._trailer_text(result)
+    return "\n".join(lines) + "\n"
+
+
+def _text_change(change: Change, *, colour: bool) -> list[str]:
+    action = change.action
+    head = f"  {action.symbol} {action:<7} {change.job}"
+    if colour:
+        head = f"\x1b[{render._COLOUR[action.symbol]}m{head}\x1b[0m"
+    if change.renamed_from:
+        head += f" (was {change.renamed_from})"
+    if change.source:
+        head += f"  ({change.source})"
+    lines = ["", head, f"      # {change.reason}"]
+    if action is Action.ADD:  # every field but those at their defaults
+        lines += [
+            f"      {d.path}: {render._value(d.after)}"
+            for d in FieldDiffer().between(None, change.after)
+            if not render._is_default(d.path, d.after)
+        ]
+    elif action is not Action.REMOVE:
+        lines += [
+            f"      {d.path}: {render._value(d.before)} -> {render._value(d.after)}"
+            for d in FieldDiffer().between(change.before, change.after)
+        ]
+    for label, moments in (("before: ", change.fires_before), ("after:  ", change.fires_after)):
+        if moments:
+            lines.append(f"      next fires {label}" + ", ".join(m.isoformat() for m in moments))
+    return lines
+
+
+def reference_markdown(result: Plan) -> str:
+    lines = [f"### Reconcile plan for `{result.revision.label()}`", ""]
+    if result.refused:
+        lines += [f"> **Refused:** {result.refused}", ""]
+    if not result.has_changes:
+        lines.append(
+            render._no_changes(result)
+            .replace("No changes", "**No changes", 1)
+            .replace(".", ".**", 1)
+        )
+    else:
+        if len(result.changes) >= render.SUMMARY_FROM:
+            lines += render._summary_markdown(result.changes)
+        lines += ["| action | job | source | reason |", "| --- | --- | --- | --- |"]
+        for c in result.changes:
+            renamed = f" (was `{c.renamed_from}`)" if c.renamed_from else ""
+            reason = c.reason.replace("|", "\\|")
+            lines.append(
+                f"| {c.action.symbol} {c.action} | `{c.job}`{renamed} "
+                f"| `{c.source or ''}` | {reason} |"
+            )
+        lines += ["", "<details><summary>Field changes and next fire times</summary>", ""]
+        lines += ["```diff"]
+        for c in result.changes:
+            lines += _markdown_change(c)
+        lines += ["```", "", "</details>"]
+    if result.quarantined:
+        lines += ["", "**Quarantined files** (their jobs keep their last applied spec):", ""]
+        for path in sorted(result.quarantined):
+            lines += [f"- `{d.render()}`" for d in result.quarantined[path]]
+    if result.foreign:
+        lines += ["", "Foreign scheduler rows (left alone): " + ", ".join(result.foreign)]
+    if result.hints:
+        lines += ["", "**Hints:**", ""] + ["- " + h.replace("|", "\\|") for h in result.hints]
+    counts = " · ".join(f"{result.summary.get(a, 0)} {a}" for a in render.ACTIONS)
+    lines += ["", f"**Plan:** {counts}", "", f"Plan hash: `{result.plan_hash}`"]
+    return "\n".join(lines) + "\n"
+
+
+def _markdown_change(change: Change) -> list[str]:
+    sign = {Action.ADD: "+", Action.REMOVE: "-"}.get(change.action, "!")
+    lines = [f"{sign} {change.action} {change.job}"]
+    diffs = FieldDiffer().between(change.before, change.after)
+    whole = change.before is None or change.after is None
+    for d in diffs:
+        if d.before is not None and not (whole and render._is_default(d.path, d.before)):
+            lines.append(f"-   {d.path}: {render._value(d.before)}")
+        if d.after is not None and not (whole and render._is_default(d.path, d.after)):
+            lines.append(f"+   {d.path}: {render._value(d.after)}")
+    if change.fires_after:
+        lines.append("    next fires: " + ", ".join(m.isoformat() for m in change.fires_after))
+    return lines
+
+
+# ---------------------------------------------------------------------------------------
+# Random plans: jobs drawn from a small pool of names, so that a plan holds adds,
+# updates, pauses, resumes, renames and removes at once, and field values that repeat
+# across jobs in look-alike forms (1 / True / "1" / 1.0, -0.0, non-ASCII, secrets, a `|`).
+
+scalars = st.sampled_from(
+    [
+        0,
+        1,
+        True,
+        False,
+        1.0,
+        -0.0,
+        2**70,
+        "1",
+        "x",
+        "a|b",
+        "ünï ✓",
+        "\x7f",
+        "sk-abcdefghijklmnopqrstu",
+    ]
+) | st.text(max_size=4)
+json_values = st.recursive(
+    st.none() | scalars,
+    lambda inner: (
+        st.lists(inner, max_size=2) | st.dictionaries(st.text(max_size=3), inner, max_size=2)
+    ),
+    max_leaves=5,
+)
+names = st.sampled_from([f"job-{n}" for n in range(8)])
+schedules = st.sampled_from(
+    [
+        {"cron": "*/5 * * * *"},
+        {"cron": "0 3 * * *"},
+        {"cron": {"minute": "*/10", "hour": "8-18"}},
+        {"interval": {"minutes": 10}},
+        {"at": "2031-01-01T09:00:00"},
+    ]
+)
+
+
+@st.composite
+def job_specs(draw: st.DrawFn, name: str) -> JobSpec:
+    fields: dict[str, Any] = {"schedule": draw(schedules)}
+    optional = {
+        "kwargs": st.dictionaries(
+            st.sampled_from(["n", "a", "a-b", "api_key", "url"]), json_values, max_size=3
+        ),
+        "args": st.lists(json_values, max_size=2),
+        "labels": st.dictionaries(
+            st.sampled_from(["team", "x-y"]), st.sampled_from(["t1", "t|2"]), max_size=2
+        ),
+        "paused": st.booleans(),
+        "queue": st.sampled_from(["default", "high_priority"]),
+        "timezone": st.sampled_from(["UTC", "Europe/Berlin"]),
+        "retries": st.integers(0, 2),
+        "description": st.sampled_from(["one", "two | three", "ünïcode"]),
+    }
+    for key, strategy in optional.items():
+        if draw(st.booleans()):
+            fields[key] = draw(strategy)
+    return spec(name, **fields)
+
+
+@st.composite
+def plans(draw: st.DrawFn) -> Plan:
+    before = [draw(job_specs(n)) for n in sorted(draw(st.sets(names, max_size=6)))]
+    after = [draw(job_specs(n)) for n in sorted(draw(st.sets(names, max_size=6)))]
+    gone = {s.name for s in before} - {s.name for s in after}
+    if gone and draw(st.booleans()):  # a rename of one of the jobs gone
+        old = sorted(gone)[0]
+        after.append(spec("renamed", previous_names=[old], schedule={"cron": "0 3 * * *"}))
+    folders = st.sampled_from(["", "team-a/", "team-b/deep/"])
+    sources = {s.name: f"{draw(folders)}{s.name}.yaml" for s in after}
+    before_sources = {
+        s.name: draw(st.sampled_from([f"{s.name}.yaml", sources.get(s.name, "x.yaml")]))
+        for s in before
+    }
+    quarantined = {}
+    if draw(st.booleans()):
+        quarantined["broken | q.yaml"] = (
+            Diagnostic("broken | q.yaml", 1, 2, "YAML_SYNTAX", "bad | ü"),
+        )
+    actual = applied(*before, sources=before_sources)
+    return plan(
+        desired(*after, quarantined=quarantined, sources=sources), actual, allow_mass_delete=True
+    )
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(result=plans(), repeat=st.integers(1, 25))
+def test_the_renderers_print_what_the_reference_prints(result: Plan, repeat: int) -> None:
+    """Each format of a random plan, its changes repeated (what a renderer remembers
+    across the changes of one plan is used), is the reference's text."""
+    if repeat > 1 and result.changes:
+        changes = result.changes * repeat
+        result = dataclasses.replace(result, changes=changes)
+    assert render_json(result) == reference_json(result)
+    assert render_text(result) == reference_text(result)
+    assert render_text(result, colour=True) == reference_text(result, colour=True)
+    assert render_markdown(result) == reference_markdown(result)
+
+
+def test_equal_fire_times_in_two_zones_print_in_their_own_zones() -> None:
+    """Two hourly jobs fire at the same instants, one in UTC, one in Berlin: equal
+    datetimes, printed differently (the renderers once wrote the first zone's text for
+    both, remembering fire-time lists by equality; found by the test above)."""
+    utc = spec("in-utc", schedule={"cron": "0 * * * *"})
+    berlin = spec("in-berlin", schedule={"cron": "0 * * * *"}, timezone="Europe/Berlin")
+    result = plan(desired(utc, berlin), applied())
+    assert result.changes[0].fires_after == result.changes[1].fires_after
+    for render_plan, reference in (
+        (render_json, reference_json),
+        (render_text, reference_text),
+        (render_markdown, reference_markdown),
+    ):
+        text = render_plan(result)
+        assert text == reference(result)
+        assert "T14:00:00+01:00" in text and "T13:00:00+00:00" in text
