@@ -32,7 +32,7 @@ from reconciler.core.state import (
     SchedulerJob,
     SchedulerRow,
 )
-from reconciler.core.triggers import TriggerMemory, next_fire_times
+from reconciler.core.triggers import TriggerMemory, first_fire_after, next_fire_times
 from reconciler.core.vocabulary import Action, JobStatus
 from reconciler.spec.diagnostics import Diagnostic
 from reconciler.spec.essence import canonical_json
@@ -135,11 +135,14 @@ def make_plan(
     memory = memory if memory is not None else CoreMemory()
     fires = _previews(memory.triggers) if preview_fires else _no_fires
     frozen_files = frozenset(desired.quarantined)
-    examine = previous.names_to_examine(desired, actual) if previous is not None else None
+    examine = previous.names_to_examine(desired, actual, now=now) if previous is not None else None
+    timed: dict[str, datetime | None] = {}
     if previous is None or examine is None:
         examine = set(desired.jobs) | set(actual.inventory)
         foreign = set(actual.scheduler) - examine
     else:
+        # Time-dependent jobs not examined keep their verdict, and the instant it ends.
+        timed = {name: until for name, until in previous.timed.items() if name not in examine}
         # Whether a name is in each mapping can only have changed if it is examined (a
         # key added or removed is a changed key): the rest of the last answer stands.
         foreign = set(previous.foreign) - examine
@@ -171,8 +174,12 @@ def make_plan(
             )
         if change is not None:
             changes.append(change)
-        if change is not None or (wanted is not None and _moves_with_time(wanted)):
             unsettled.add(name)
+        elif wanted is not None and _moves_with_time(wanted):
+            if wanted.spec.jitter_seconds:  # fire times drawn at random: every pass
+                unsettled.add(name)
+            else:
+                timed[name] = first_fire_after(wanted.spec, now=now, memory=memory.triggers)
     return _finish(
         changes,
         desired,
@@ -186,6 +193,8 @@ def make_plan(
             frozen_files=frozen_files,
             unsettled=frozenset(unsettled),
             foreign=frozenset(foreign),  # rows neither ours nor declared: reported only
+            timed=timed,
+            planned_at=now,
         ),
     )
 

@@ -4,15 +4,24 @@ A job's verdict is a function of its desired job, inventory row and scheduler ro
 immutable values), whether its file is quarantined, and, for a job whose status can
 change with time (an end date, a one-off), the clock. So a pass only needs to look at
 the names whose three objects are not the very ones of the previous pass (found by
-identity, at C speed), the names that had a change then, and the time-dependent ones:
-a pass over 10,000 jobs with one file changed examines about ten. A different set of
-quarantined files examines everything again.
+identity, at C speed), the names that had a change then, and the time-dependent ones
+whose status may have moved: a pass over 10,000 jobs with one file changed examines
+about ten. A different set of quarantined files examines everything again.
+
+A time-dependent job found in sync keeps its verdict until its status can move: its
+status is "active" while a fire is still ahead and "completed" once none is, and the
+fire times of a schedule without jitter are a fixed set of instants (intervals are
+anchored, not counted from now). So an active job's verdict holds until its next fire
+time, a completed one's for good, as long as the clock does not go back before the
+plan that found it (then every one is examined again). 10,000 one-off jobs are then
+examined when they fire, not on every pass.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from itertools import compress
 from operator import is_not
 
@@ -37,12 +46,24 @@ class PlanBasis:
     frozen_files: frozenset[str]
     unsettled: frozenset[str]  # names to examine on every pass
     foreign: frozenset[str]  # rows neither ours nor declared
+    # Time-dependent names found in sync at `planned_at`: the instant from which each
+    # must be examined again (its next fire time), None: never (no fire ahead).
+    timed: Mapping[str, datetime | None]
+    planned_at: datetime
 
-    def names_to_examine(self, desired: DesiredState, actual: ActualState) -> set[str] | None:
-        """The names whose verdict may differ from this basis's; None: all."""
+    def names_to_examine(
+        self, desired: DesiredState, actual: ActualState, *, now: datetime
+    ) -> set[str] | None:
+        """The names whose verdict at `now` may differ from this basis's; None: all."""
         if self.frozen_files != frozenset(desired.quarantined):
             return None
         names = set(self.unsettled)
+        if now < self.planned_at:  # the clock went back: statuses may have moved back
+            names.update(self.timed)
+        else:
+            names.update(
+                name for name, until in self.timed.items() if until is not None and now >= until
+            )
         names |= _changed_keys(self.desired, desired.jobs)
         names |= _changed_keys(self.inventory, actual.inventory)
         names |= _changed_keys(self.scheduler, actual.scheduler)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,12 +22,16 @@ from tests.unit.core.planning import NOW, applied, desired, foreign_row, spec, w
 
 
 def same_plan(
-    previous: PlanBasis | None, wanted: DesiredState, actual: ActualState, **options: Any
+    previous: PlanBasis | None,
+    wanted: DesiredState,
+    actual: ActualState,
+    now: datetime = NOW,
+    **options: Any,
 ) -> PlanBasis:
     """The basis of the plan made with `previous`, that plan checked equal to the plan
     made without it."""
-    reusing = make_plan(wanted, actual, now=NOW, previous=previous, **options)
-    fresh = make_plan(wanted, actual, now=NOW, **options)
+    reusing = make_plan(wanted, actual, now=now, previous=previous, **options)
+    fresh = make_plan(wanted, actual, now=now, **options)
     assert reusing.plan_hash == fresh.plan_hash
     assert reusing.changes == fresh.changes
     assert reusing.foreign == fresh.foreign
@@ -35,11 +40,15 @@ def same_plan(
 
 
 def plan_of(
-    previous: PlanBasis | None, wanted: DesiredState, actual: ActualState, **options: Any
+    previous: PlanBasis | None,
+    wanted: DesiredState,
+    actual: ActualState,
+    now: datetime = NOW,
+    **options: Any,
 ) -> Plan:
     """The plan made with `previous`, checked equal to the plan made without it."""
-    same_plan(previous, wanted, actual, **options)
-    return make_plan(wanted, actual, now=NOW, previous=previous, **options)
+    same_plan(previous, wanted, actual, now, **options)
+    return make_plan(wanted, actual, now=now, previous=previous, **options)
 
 
 def assert_only_claimed_keys_changed(before: Mapping[str, object], after: object) -> None:
@@ -56,10 +65,10 @@ def test_basis_is_used_and_gives_the_same_plan_over_a_sequence_of_states() -> No
     basis = same_plan(None, wanted, actual)
     assert basis.unsettled == frozenset()
     # The same objects again: every job is reused, nothing is compared.
-    assert basis.names_to_examine(wanted, actual) == set()
+    assert basis.names_to_examine(wanted, actual, now=NOW) == set()
     assert not plan_of(basis, wanted, actual).has_changes
     # A lost row makes exactly that job examined.
-    assert basis.names_to_examine(wanted, with_rows(actual, a=None)) == {"a"}
+    assert basis.names_to_examine(wanted, with_rows(actual, a=None), now=NOW) == {"a"}
     # A scheduler row lost: same desired and inventory objects, but the row differs.
     assert [c.action for c in plan_of(basis, wanted, with_rows(actual, a=None)).changes] == [
         "repair"
@@ -84,24 +93,51 @@ def test_a_job_of_a_quarantined_file_is_removed_once_the_file_is_gone() -> None:
     assert not plan_of(None, frozen, actual).has_changes
     basis = same_plan(None, frozen, actual)
     # Found in sync while its file was quarantined: not examined again...
-    assert basis.names_to_examine(frozen, actual) == set()
+    assert basis.names_to_examine(frozen, actual, now=NOW) == set()
     # ...until the set of quarantined files changes.
     gone = DesiredState(jobs=frozen.jobs, revision=frozen.revision)
     result = plan_of(basis, gone, actual, max_delete_fraction=1.0)
     assert [(c.action, c.job) for c in result.changes] == [("remove", "b")]
 
 
-def test_a_job_whose_status_moves_with_time_is_never_taken_from_the_basis() -> None:
+def test_a_job_whose_status_moves_with_time_is_examined_again_at_its_next_fire() -> None:
     ends = NOW + timedelta(minutes=30)
     job = spec("a", end=ends.isoformat())
     wanted, actual = desired(job), applied(job)
     assert not plan_of(None, wanted, actual).has_changes
     basis = same_plan(None, wanted, actual)
-    assert basis.unsettled == {"a"}
+    assert basis.unsettled == frozenset()
+    assert basis.timed == {"a": NOW + timedelta(minutes=5)}  # its next fire (*/5)
+    assert basis.names_to_examine(wanted, actual, now=NOW + timedelta(minutes=4)) == set()
+    assert basis.names_to_examine(wanted, actual, now=NOW + timedelta(minutes=5)) == {"a"}
+    assert basis.names_to_examine(wanted, actual, now=NOW - timedelta(seconds=1)) == {"a"}
     later = NOW + timedelta(hours=1)
     reusing = make_plan(wanted, actual, now=later, previous=basis)
     assert [(c.action, c.job) for c in reusing.changes] == [("update", "a")]
     assert reusing.plan_hash == make_plan(wanted, actual, now=later).plan_hash
+
+
+def test_a_past_one_off_is_settled_for_good_and_a_jittered_job_never() -> None:
+    past = spec("past", schedule={"at": (NOW - timedelta(days=1)).isoformat()})
+    ahead = spec("ahead", schedule={"at": (NOW + timedelta(days=1)).isoformat()})
+    jittered = spec("jittered", end=(NOW + timedelta(days=1)).isoformat(), jitter_seconds=30)
+    wanted, actual = desired(past, ahead, jittered), applied(past, ahead, jittered)
+    done = replace(actual.inventory["past"], status="completed")  # as applying it left it
+    actual = ActualState(
+        inventory={**actual.inventory, "past": done},
+        scheduler={k: v for k, v in actual.scheduler.items() if k != "past"},
+    )
+    assert not plan_of(None, wanted, actual).has_changes
+    basis = same_plan(None, wanted, actual)
+    assert basis.timed == {"past": None, "ahead": NOW + timedelta(days=1)}
+    assert basis.unsettled == {"jittered"}
+    much_later = NOW + timedelta(days=400)
+    assert basis.names_to_examine(wanted, actual, now=much_later) == {"ahead", "jittered"}
+    changed = plan_of(basis, wanted, actual, now=much_later)
+    assert [(c.action, c.job) for c in changed.changes] == [
+        ("update", "ahead"),
+        ("update", "jittered"),
+    ]
 
 
 def test_actual_after_is_what_the_plan_leaves() -> None:
@@ -133,7 +169,9 @@ def test_random_sequences_of_states_give_the_plans_of_a_fresh_diff() -> None:
     names = [f"job-{n}" for n in range(12)]
 
     def variant(name: str, now: datetime) -> JobSpec:
-        """One of five specs; "ends soon" ends 30 minutes after the current clock."""
+        """One of eight specs; "ends soon" ends 30 minutes after the current clock, a
+        one-off fires within the hour or fired half an hour ago."""
+        at = now + timedelta(minutes=rng.choice([-30, 7, 25, 50]))
         return rng.choice(
             [
                 spec(name),
@@ -141,6 +179,9 @@ def test_random_sequences_of_states_give_the_plans_of_a_fresh_diff() -> None:
                 spec(name, paused=True),
                 spec(name, end=(now + timedelta(minutes=30)).isoformat()),
                 spec(name, schedule={"interval": {"minutes": 7}}),
+                spec(name, schedule={"at": at.isoformat()}),
+                spec(name, schedule={"interval": {"minutes": 7}}, end=at.isoformat()),
+                spec(name, end=(now + timedelta(minutes=30)).isoformat(), jitter_seconds=60),
             ]
         )
 
@@ -150,7 +191,7 @@ def test_random_sequences_of_states_give_the_plans_of_a_fresh_diff() -> None:
     now = NOW
     examined = []
     broken = {"job-0.yaml": (Diagnostic("job-0.yaml", 1, 1, "YAML_SYNTAX", "broken"),)}
-    for _ in range(300):
+    for _ in range(600):
         jobs = dict(wanted.jobs)
         quarantined = dict(wanted.quarantined)
         for name in rng.sample(names, rng.randint(0, 3)):
@@ -171,11 +212,14 @@ def test_random_sequences_of_states_give_the_plans_of_a_fresh_diff() -> None:
                 actual = with_rows(actual, **{f"foreign-{name}": None})
             else:
                 quarantined = {} if quarantined else broken
-        if rng.random() < 0.3:
-            now += timedelta(minutes=20)
+        clock = rng.random()
+        if clock < 0.3:  # time passes, across fire times or not
+            now += timedelta(minutes=rng.choice([1, 3, 5, 7, 20]), seconds=rng.choice([0, 30]))
+        elif clock < 0.33:  # the clock is set back
+            now -= timedelta(minutes=rng.choice([1, 10]))
         wanted = DesiredState(jobs=jobs, quarantined=quarantined, revision=wanted.revision)
         options = {"now": now, "max_delete_fraction": 1.0}
-        examine = basis.names_to_examine(wanted, actual) if basis is not None else None
+        examine = basis.names_to_examine(wanted, actual, now=now) if basis is not None else None
         examined.append(len(names) if examine is None else len(examine))
         reusing = make_plan(wanted, actual, previous=basis, **options)
         fresh = make_plan(wanted, actual, **options)
