@@ -154,7 +154,7 @@ class Daemon:
         self._leader_watch.start()
         try:
             while not stop.is_set() and not self._elector.superseded:
-                caches = self._warm()
+                caches = self._warm(stop)
                 if self._elector.wait_for_leadership(stop, poll=0.5):
                     self._leader_watch.took_over(self._elector.epoch)
                     self._lead(stop, caches)
@@ -164,16 +164,17 @@ class Daemon:
             self._elector.close()
             log.info("reconciler stopped")
 
-    def _warm(self) -> ReconcileCaches:
+    def _warm(self, stop: threading.Event) -> ReconcileCaches:
         """Fresh caches, filled while this process does not lead yet: every file parsed,
         every row decoded (warm_caches: nothing planned or written). The leader's
         startup pass then re-reads only what changed meanwhile: at 100,000 jobs a few
         seconds holding the lock instead of a minute, during which the health thread
-        had to confirm the lease against a main thread parsing 10,000 files."""
+        had to confirm the lease against a main thread parsing 10,000 files. A stop
+        (SIGTERM) cuts the warm-up short: the process then exits without leading."""
         caches = ReconcileCaches()
         try:
             with survivors_frozen():
-                warm_caches(self._engine, self._settings, caches)
+                warm_caches(self._engine, self._settings, caches, stopping=stop.is_set)
         except Exception:  # only a cost: the startup pass reads everything itself
             log.warning("warming the caches failed", exc_info=True)
             return ReconcileCaches()

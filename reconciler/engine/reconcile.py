@@ -49,6 +49,7 @@ from reconciler.engine.gitrev import read_revision
 from reconciler.engine.gitsource import GitTreeCache, git_ref, load_from_git
 from reconciler.errors import RefusedError, StalePlanError, TransientError
 from reconciler.settings import Settings
+from reconciler.spec.files import find_job_files
 from reconciler.spec.incremental import load_with_records, record_of
 from reconciler.spec.loader import FileOutcome, LoadCache, LoadedJob, LoadResult, load_jobs
 from reconciler.spec.records import FileRecord, validation_context
@@ -75,6 +76,8 @@ log = logging.getLogger(__name__)
 # Up to this many changes, a pass carries its cached state forward by what it wrote;
 # past it (a cold apply), patching costs more than the next pass's full read.
 TRACKED_CHANGES_MAX = 1000
+# A warm-up asks whether to stop after parsing this many files (~0.1-0.3 s of CPU).
+WARM_FILES = 200
 
 
 # A healthy file's outcome and its desired jobs, by name.
@@ -135,16 +138,46 @@ def load_desired(settings: Settings, caches: ReconcileCaches, *, now: datetime) 
     return _desired_state(loaded, revision, caches)
 
 
-def warm_caches(engine: Engine, settings: Settings, caches: ReconcileCaches) -> None:
+def warm_caches(
+    engine: Engine,
+    settings: Settings,
+    caches: ReconcileCaches,
+    *,
+    stopping: Callable[[], bool] = lambda: False,
+) -> bool:
     """Fill `caches` as a pass would (files parsed, inventory and scheduler rows decoded)
     without planning, locking or writing anything: what a daemon does before it leads.
     The pass that follows reads the tables again (a startup pass always does), but the
-    caches make that a read of names, hashes and row versions."""
+    caches make that a read of names, hashes and row versions.
+
+    `stopping` is asked between steps (every WARM_FILES files parsed, before each
+    table): a daemon told to stop does not wait for the whole warm-up (50 s at 100,000
+    jobs on a loaded machine). False: stopped early, the caches partly filled."""
+    now = datetime.now(UTC)
     with _collector_paused():
-        load_desired(settings, caches, now=datetime.now(UTC))
+        if git_ref(settings.source) is None:
+            # The files parsed a slice at a time into the load cache: the load below
+            # then finds them all there (what one load of every file would have made).
+            entries, _ = find_job_files(settings.jobs_dir)
+            for start in range(0, len(entries), WARM_FILES):
+                if stopping():
+                    return False
+                chunk = entries[start : start + WARM_FILES]
+                caches.files.outcomes(chunk, settings=settings, now=now, essences=True)
+        if stopping():
+            return False
+        load_desired(settings, caches, now=now)
         with engine.connect() as connection:
-            if has_schema(connection):
-                _read_tables(connection, caches)
+            if not has_schema(connection):
+                return True
+            for read in (
+                lambda: read_inventory(connection, caches.essences),
+                lambda: read_scheduler_rows(connection, caches.rows),
+            ):
+                if stopping():
+                    return False
+                read()  # decoded into caches.essences, caches.rows
+    return True
 
 
 def load_desired_recorded(

@@ -5,6 +5,7 @@ else is seen by the next pass, and a resync always reads everything."""
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -287,3 +288,45 @@ def test_caches_warmed_before_leading_plan_what_cold_caches_plan(daemon: Daemoni
     daemon.caches = warmed
     assert sorted(actions(daemon.reconcile("startup"))) == cold[1]
     assert daemon.reconcile().outcome == "no_changes"
+
+
+def test_a_warm_up_stops_between_slices_of_files_and_before_each_table(
+    daemon: Daemonish, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A daemon told to stop while it warms its caches (SIGTERM) does not wait for the
+    whole warm-up: it is asked between slices of WARM_FILES files and before each table
+    read; a warm-up that runs to its end plans as cold caches do."""
+    monkeypatch.setattr(reconcile_module, "WARM_FILES", 2)
+    for name in "abcde":
+        daemon.write(f"{name}.yaml", job_yaml(name))
+        # Old enough for the load cache to keep what it parsed (not a racy signature).
+        os.utime(daemon.jobs_dir / f"{name}.yaml", (1_700_000_000, 1_700_000_000))
+    daemon.reconcile("startup")
+    stopped, parsed = ReconcileCaches(), []
+
+    def stop_after_two_slices() -> bool:
+        parsed.append(len(stopped.files))
+        return len(parsed) > 2
+
+    reads = daemon.reads.copy()
+    assert not warm_caches(daemon.engine, daemon.settings, stopped, stopping=stop_after_two_slices)
+    assert parsed == [0, 2, 4]  # two slices parsed, then stopped: the fifth file never
+    assert daemon.reads == reads  # no table read
+    tables: list[int] = []
+
+    def stop_before_the_rows() -> bool:
+        tables.append(daemon.reads.total() - reads.total())
+        return daemon.reads["read_inventory"] > reads["read_inventory"]
+
+    partly = ReconcileCaches()
+    assert not warm_caches(daemon.engine, daemon.settings, partly, stopping=stop_before_the_rows)
+    assert len(partly.files) == 5 and tables[-2:] == [0, 1]
+    assert daemon.reads - reads == Counter({"read_inventory": 1})
+    warmed = ReconcileCaches()
+    assert warm_caches(daemon.engine, daemon.settings, warmed)
+    assert daemon.reads - reads == Counter({"read_inventory": 2, "read_scheduler_rows": 1})
+    for caches in (warmed, stopped, partly):
+        result = reconcile_once(
+            daemon.engine, daemon.settings, trigger="startup", apply=False, caches=caches
+        )
+        assert result.outcome == "no_changes"
