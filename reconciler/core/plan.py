@@ -20,7 +20,7 @@ from typing import Any
 
 from reconciler.core.diff import changed_paths
 from reconciler.core.memory import CoreMemory
-from reconciler.core.plan_basis import PlanBasis
+from reconciler.core.plan_basis import PlanBasis, timed_due
 from reconciler.core.state import (
     ActualState,
     DerivedDict,
@@ -136,13 +136,15 @@ def make_plan(
     fires = _previews(memory.triggers) if preview_fires else _no_fires
     frozen_files = frozenset(desired.quarantined)
     examine = previous.names_to_examine(desired, actual, now=now) if previous is not None else None
-    timed: dict[str, datetime | None] = {}
+    timed: Mapping[str, datetime | None] = {}
     if previous is None or examine is None:
         examine = set(desired.jobs) | set(actual.inventory)
         foreign = set(actual.scheduler) - examine
     else:
         # Time-dependent jobs not examined keep their verdict, and the instant it ends.
-        timed = {name: until for name, until in previous.timed.items() if name not in examine}
+        timed = previous.timed
+        if not examine.isdisjoint(timed):
+            timed = {name: until for name, until in timed.items() if name not in examine}
         # Whether a name is in each mapping can only have changed if it is examined (a
         # key added or removed is a changed key): the rest of the last answer stands.
         foreign = set(previous.foreign) - examine
@@ -158,6 +160,7 @@ def make_plan(
     renamed_to = {new: old for old, new in renames.items()}
     changes: list[Change] = []
     unsettled: set[str] = set()
+    found: dict[str, datetime | None] = {}  # time-dependent jobs found in sync: until when
     for name in sorted(examine):
         wanted, have = desired.jobs.get(name), actual.inventory.get(name)
         if name in renames:
@@ -179,7 +182,13 @@ def make_plan(
             if wanted.spec.jitter_seconds:  # fire times drawn at random: every pass
                 unsettled.add(name)
             else:
-                timed[name] = first_fire_after(wanted.spec, now=now, memory=memory.triggers)
+                found[name] = first_fire_after(wanted.spec, now=now, memory=memory.triggers)
+    if found:
+        timed = {**timed, **found}
+    if previous is not None and timed is previous.timed:
+        due = previous.due  # the same names, found in sync until the same instants
+    else:
+        due = timed_due(timed)
     return _finish(
         changes,
         desired,
@@ -195,6 +204,7 @@ def make_plan(
             foreign=frozenset(foreign),  # rows neither ours nor declared: reported only
             timed=timed,
             planned_at=now,
+            due=due,
         ),
     )
 

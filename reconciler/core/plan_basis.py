@@ -50,6 +50,7 @@ class PlanBasis:
     # must be examined again (its next fire time), None: never (no fire ahead).
     timed: Mapping[str, datetime | None]
     planned_at: datetime
+    due: datetime | None = None  # the earliest instant in `timed` (None: none)
 
     def names_to_examine(
         self, desired: DesiredState, actual: ActualState, *, now: datetime
@@ -60,7 +61,7 @@ class PlanBasis:
         names = set(self.unsettled)
         if now < self.planned_at:  # the clock went back: statuses may have moved back
             names.update(self.timed)
-        else:
+        elif self.due is not None and now >= self.due:
             names.update(
                 name for name, until in self.timed.items() if until is not None and now >= until
             )
@@ -68,6 +69,11 @@ class PlanBasis:
         names |= _changed_keys(self.inventory, actual.inventory)
         names |= _changed_keys(self.scheduler, actual.scheduler)
         return names
+
+
+def timed_due(timed: Mapping[str, datetime | None]) -> datetime | None:
+    """The earliest instant at which a name of `timed` must be examined (None: never)."""
+    return min((until for until in timed.values() if until is not None), default=None)
 
 
 def _changed_keys(before: Mapping[str, object], after: Mapping[str, object]) -> set[str]:

@@ -12,7 +12,7 @@ from typing import Any
 
 from reconciler.core.memory import CoreMemory
 from reconciler.core.plan import Plan, actual_after, make_plan
-from reconciler.core.plan_basis import PlanBasis
+from reconciler.core.plan_basis import PlanBasis, timed_due
 from reconciler.core.state import ActualState, DerivedDict, DesiredState
 from reconciler.spec.diagnostics import Diagnostic
 from reconciler.spec.model import JobSpec
@@ -226,6 +226,7 @@ def test_random_sequences_of_states_give_the_plans_of_a_fresh_diff() -> None:
         assert reusing.plan_hash == fresh.plan_hash
         assert reusing.changes == fresh.changes and reusing.foreign == fresh.foreign
         basis = reusing.basis
+        assert basis is not None and basis.due == timed_due(basis.timed)
         if rng.random() < 0.6:  # applied: the next state is what the plan leaves
             decoder, written = RowDecoder(), {}
             for change in fresh.changes:
