@@ -220,6 +220,7 @@ def _desired_jobs(
     vanished files hold (DerivedDict), so the plan examines only those."""
     known: dict[int, _FileJobs] = {}
     changed: list[str] = []
+    fresh: list[_FileJobs] = []
     for outcome in loaded.healthy:
         entry = caches.desired.get(id(outcome))
         if entry is None or entry[0] is not outcome:
@@ -228,14 +229,32 @@ def _desired_jobs(
                 [(job.name, _desired(job, caches.essences)) for job in outcome.jobs],
             )
             changed += (name for name, _ in entry[1])
+            fresh.append(entry)
         known[id(outcome)] = entry
     pairs = chain.from_iterable(entry[1] for entry in known.values())
     if caches.loaded is None:
         return known, dict(pairs)
-    for key, (_, gone) in caches.desired.items():
-        if key not in known:  # a file gone, changed or quarantined: its jobs may be gone
-            changed += (name for name, _ in gone)
-    return known, DerivedDict(pairs, base=caches.loaded[1], changed=changed)
+    gone = [entry for key, entry in caches.desired.items() if key not in known]
+    for _, jobs in gone:  # a file gone, changed or quarantined: its jobs may be gone
+        changed += (name for name, _ in jobs)
+    base = caches.loaded[1]
+    if _same_names(gone, fresh):
+        # Files re-read with the same names in the same places (an edit, a touch): the
+        # mapping is the last one with their jobs replaced, in the same key order as
+        # the mapping built from every file (a copy at C speed, not 100,000 pairs).
+        patched = DerivedDict(base, base=base, changed=changed)
+        patched.update(chain.from_iterable(jobs for _, jobs in fresh))
+        return known, patched
+    return known, DerivedDict(pairs, base=base, changed=changed)
+
+
+def _same_names(gone: list[_FileJobs], fresh: list[_FileJobs]) -> bool:
+    """Whether the files re-read declare the names of the files they replace, file by
+    file in the same order (then every name keeps its place in the mapping)."""
+    return len(gone) == len(fresh) and all(
+        old.source == new.source and [name for name, _ in was] == [name for name, _ in now]
+        for (old, was), (new, now) in zip(gone, fresh, strict=True)
+    )
 
 
 def _desired(job: LoadedJob, essences: EssenceCache) -> DesiredJob:

@@ -46,6 +46,9 @@ def test_patched_desired_jobs_equal_a_fresh_load(tmp_path: Path) -> None:
                 path.unlink(missing_ok=True)
             elif roll < 0.25:
                 write(path, "name: broken\ntask: [unclosed\n", tick)
+            elif roll < 0.5 and path.exists():  # re-read: the same names, perhaps edited
+                text = path.read_text()
+                write(path, text.replace("* * * *", "*/2 * * *", 1) if roll < 0.4 else text, tick)
             else:  # jobs may move between files, or be declared twice (both quarantined)
                 chosen = rng.sample(names, rng.randint(1, 3))
                 write(path, "---\n".join(job(n, rng.randint(0, 2)) for n in chosen), tick)
@@ -53,6 +56,7 @@ def test_patched_desired_jobs_equal_a_fresh_load(tmp_path: Path) -> None:
         patched = load_desired(settings, caches, now=NOW)
         fresh = load_desired(settings, ReconcileCaches(), now=NOW)
         assert summary(dict(patched.jobs)) == summary(dict(fresh.jobs))
+        assert list(patched.jobs) == list(fresh.jobs)  # the same order, too
         assert list(patched.quarantined) == list(fresh.quarantined)
         if previous is not None and previous is not patched.jobs:
             # What the mapping says changed is all that changed (the plan trusts it).
