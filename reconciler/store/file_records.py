@@ -51,6 +51,7 @@ def write_file_records(
             "recorded_at": now,
         }
         for path, record in wanted.items()
-        if known.get(path) != record
+        # Identity first: a daemon's pass hands back the very records of unchanged files.
+        if (have := known.get(path)) is not record and have != record
     ]
     upsert(connection, job_files, values, key="path", expect_new=not known)
