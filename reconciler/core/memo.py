@@ -6,8 +6,9 @@ reused while the entry exists; cleared when full (a recomputation is only a cost
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 Key = TypeVar("Key")
 Value = TypeVar("Value")
@@ -30,3 +31,29 @@ class IdentityMemo(Generic[Key, Value]):
             self._known.clear()
         self._known[id(obj)] = (obj, value)
         return value
+
+
+def interned(value: Any) -> Any:
+    """`value` (JSON-like data: dicts, lists, tuples, strings, numbers) rebuilt with
+    every string interned (sys.intern): equal to `value`, of the same types, in the same
+    order. A daemon holds 100,000 essences and decoded row arguments whose strings
+    (task names, zones, queues, label and argument keys) repeat from job to job: shared,
+    they take 1.1-1.4 KB a job instead of 2.7-3.2 KB (bench/RESULTS.md)."""
+    kind = type(value)
+    if kind is str:
+        return sys.intern(value)
+    if kind is dict:
+        return {interned(key): interned(item) for key, item in value.items()}
+    if kind is list:
+        return [interned(item) for item in value]
+    if kind is tuple:
+        return tuple(interned(item) for item in value)
+    return value  # numbers, None, and any other type as it is
+
+
+def intern_values(data: dict[str, Any]) -> None:
+    """Intern the strings of `data`'s values in place (`interned`), keeping `data` itself:
+    the dict that every holder of an essence shares becomes compact for all of them.
+    Equal before and after, so hashes computed from it stay true."""
+    for key, item in data.items():
+        data[key] = interned(item)

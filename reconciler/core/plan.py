@@ -185,10 +185,9 @@ def make_plan(
                 found[name] = first_fire_after(wanted.spec, now=now, memory=memory.triggers)
     if found:
         timed = {**timed, **found}
-    if previous is not None and timed is previous.timed:
-        due = previous.due  # the same names, found in sync until the same instants
-    else:
-        due = timed_due(timed)
+    # The same names found in sync until the same instants: the same earliest one.
+    same = previous is not None and timed is previous.timed
+    due = previous.due if previous is not None and same else timed_due(timed)
     return _finish(
         changes,
         desired,

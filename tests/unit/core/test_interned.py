@@ -1,0 +1,64 @@
+"""Interning the strings of kept data (a daemon's essences and decoded row arguments)
+changes no value: equal, the same types, the same order; only the strings are shared."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reconciler.core.memo import intern_values, interned
+from reconciler.core.state import scheduler_job
+from reconciler.store.job_state import pickle_job
+from reconciler.store.scheduler_rows import RowDecoder
+from tests.unit.core.planning import spec
+
+scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
+values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.lists(inner, max_size=4).map(tuple)
+        | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+def shape(value: Any) -> Any:
+    """The value with the type of every part spelled out (1 == 1.0 == True otherwise)."""
+    if isinstance(value, dict):
+        return ("dict", [(shape(k), shape(v)) for k, v in value.items()])
+    if isinstance(value, list | tuple):
+        return (type(value).__name__, [shape(item) for item in value])
+    return (type(value).__name__, repr(value))
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=values)
+def test_interned_values_are_equal_of_the_same_types_in_the_same_order(value: Any) -> None:
+    assert shape(interned(value)) == shape(value)
+    data = {"root": value, "other": [value]}
+    before = shape(data)
+    intern_values(data)
+    assert shape(data) == before
+
+
+def test_strings_are_shared() -> None:
+    one = interned({"task": "".join(["reconciler.", "tasks"]), "labels": {"te" + "am": "t3"}})
+    two = interned({"task": "reconciler." + "tasks", "labels": {"tea" + "m": "t" + "3"}})
+    assert one["task"] is two["task"]
+    assert next(iter(one["labels"])) is next(iter(two["labels"]))
+    assert one["labels"]["team"] is two["labels"]["team"]
+
+
+def test_a_compact_decoder_decodes_the_same_rows() -> None:
+    now = datetime(2026, 12, 2, tzinfo=UTC)
+    job = scheduler_job(spec("a", kwargs={"data": {"key": "value"}}), spec_hash="h", revision="r")
+    state = pickle_job(job, now)
+    plain = RowDecoder().decode("a", now.timestamp(), state)
+    compact = RowDecoder(compact=True).decode("a", now.timestamp(), state)
+    assert compact == plain and shape(compact.kwargs) == shape(plain.kwargs)
+    assert job.matches(compact) is None
