@@ -36,6 +36,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import chain
 from typing import NamedTuple
 
 from prometheus_client import metrics as client_metrics
@@ -331,20 +332,24 @@ def escape_label_value(value: str) -> str:
 
 
 class _Lines(NamedTuple):
-    """How one family writes one job's samples of one name: the whole as one format
-    (`{0}` the job's name, `{1}`... the values: the fast case, every series present),
+    """How one family writes one job's samples of one name: the whole as one template
+    (the fast case, every series present: the job's name for each NAME, then `%` with
+    the values; half the instructions of a `str.format` with the name as an argument),
     and the text around the name and value of each line (some series absent)."""
 
-    format: str
+    template: str
     pieces: list[tuple[str, str]]
 
     @classmethod
     def of(cls, pieces: list[tuple[str, str]]) -> _Lines:
-        return cls(_format(pieces), pieces)
+        return cls(_template(pieces), pieces)
 
-    def write(self, name: str, values: list[float | None], go: Callable[[float], str]) -> str:
+    def write(
+        self, name: str, values: list[float | None], go: Callable[[float], str], percent: str
+    ) -> str:
+        """`percent`: the name with its `%` doubled (it goes through `%`)."""
         if None not in values:
-            return self.format.format(name, *map(go, values))  # type: ignore[arg-type]
+            return self.template.replace(NAME, percent) % tuple(map(go, values))  # type: ignore[arg-type]
         return "".join(
             [
                 f"{head}{name}{tail}{go(value)}\n"
@@ -354,13 +359,14 @@ class _Lines(NamedTuple):
         )
 
 
-def _format(pieces: list[tuple[str, str]], first: int = 1, step: int = 1) -> str:
-    def brace(text: str) -> str:
-        return text.replace("{", "{{").replace("}", "}}")
+# Where a template has the job's name: a character no fixed text of ours holds
+# (JobFamily checks its names, label names and vocabulary).
+NAME = "\0"
 
+
+def _template(pieces: list[tuple[str, str]]) -> str:
     return "".join(
-        f"{brace(head)}{{0}}{brace(tail)}{{{first + step * number}}}\n"
-        for number, (head, tail) in enumerate(pieces)
+        f"{head.replace('%', '%%')}{NAME}{tail.replace('%', '%%')}%s\n" for head, tail in pieces
     )
 
 
@@ -391,6 +397,7 @@ class _JobLines:
 
     def render(self, job: str, row: list[float | None]) -> list[bytes]:
         name = escape_label_value(job)
+        percent = name.replace("%", "%%")
         go = self._go
         width = self._width
         parts: list[bytes] = []
@@ -402,21 +409,29 @@ class _JobLines:
             if family.created_part is not None and self._with_created:
                 created = row[width + start : width + end]
             if self._apart or created is None:
-                parts.append(family.lines.write(name, values, go).encode())
+                parts.append(family.lines.write(name, values, go, percent).encode())
                 if self._apart and family.created_part is not None:
-                    text = "" if created is None else family.created_lines.write(name, created, go)
+                    text = ""
+                    if created is not None:
+                        text = family.created_lines.write(name, created, go, percent)
                     created_parts.append(text.encode())
             else:
-                parts.append(self._interleaved(family, name, values, created).encode())
+                parts.append(self._interleaved(family, name, percent, values, created).encode())
         return parts + created_parts
 
     def _interleaved(
-        self, family: JobFamily, name: str, values: list[float | None], created: list[float | None]
+        self,
+        family: JobFamily,
+        name: str,
+        percent: str,
+        values: list[float | None],
+        created: list[float | None],
     ) -> str:
         """A counter's OpenMetrics lines: each series' `_total`, then its `_created`."""
         go = self._go
         if None not in values and None not in created:
-            return family.interleaved.format(name, *map(go, values), *map(go, created))  # type: ignore[arg-type]
+            both = chain.from_iterable(zip(values, created, strict=True))
+            return family.interleaved.replace(NAME, percent) % tuple(map(go, both))  # type: ignore[arg-type]
         lines = []
         for (head, tail), (c_head, c_tail), value, when in zip(
             family.lines.pieces, family.created_lines.pieces, values, created, strict=True
@@ -458,14 +473,14 @@ class JobFamily:
         templates = [self._template(value) for value in self.values]
         self.lines = _Lines.of([(head, tail) for head, tail, _, _ in templates])
         self.created_lines = _Lines.of([(head, tail) for _, _, head, tail in templates])
-        # A counter's OpenMetrics lines: `_total` i is {i + 1}, its `_created` {n + i + 1}.
-        count = len(templates)
+        # A counter's OpenMetrics template: each series' `_total` line, then its `_created`.
         self.interleaved = "".join(
-            _format([line], first=1 + number) + _format([created], first=1 + count + number)
-            for number, (line, created) in enumerate(
-                zip(self.lines.pieces, self.created_lines.pieces, strict=True)
-            )
+            _template([line, created])
+            for line, created in zip(self.lines.pieces, self.created_lines.pieces, strict=True)
         )
+        fixed = (self._name, documentation, *self._labelnames, *self.values)
+        if any(NAME in text for text in fixed if text is not None):
+            raise ValueError(f"{self._name}: a name, label or value holds {NAME!r}")
         self.heads, self.created_head = self._heads()
 
     def sample_names(self) -> tuple[str, ...]:
