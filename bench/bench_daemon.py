@@ -246,6 +246,12 @@ def herd(
 
         wait_for(all_published, timeout=300)
         cpu = cpu_seconds(daemon.pid) - cpu
+        # RabbitMQ's own view: every confirmed message is in the queue, none twice.
+        queues = subprocess.run(
+            ["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "messages"],
+            capture_output=True,
+            text=True,
+        ).stdout.split()
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(60)
@@ -267,7 +273,7 @@ def herd(
     print(
         f"  ledger rows {slots[0]}, distinct slots {slots[1]}, published {len(rows)}; "
         f"daemon CPU from the instant to the last confirm {cpu:.2f} s; "
-        f"load average {load:.1f} at the instant"
+        f"load average {load:.1f} at the instant; RabbitMQ's queues (name, messages): {queues}"
     )
     for label, column in (("fire lateness", 0), ("publish lateness", 1)):
         values = sorted(float(row[column]) for row in rows)
