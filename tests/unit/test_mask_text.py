@@ -9,7 +9,15 @@ from urllib.parse import unquote_plus
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.redact import _HINTS, _TOKEN_SHAPES, SHORTEST_TOKEN, _mask_plain, mask_text
+from reconciler.redact import (
+    _HINTS,
+    _OTHER_SHAPES_HINT,
+    _TOKEN_SHAPES,
+    SHORTEST_TOKEN,
+    _mask_plain,
+    _needs_every_shape,
+    mask_text,
+)
 
 
 def every_shape(text: str) -> str:
@@ -45,7 +53,9 @@ FRAGMENTS = [
     "eyJhbGciOiJIUzI1.eyJzdWIiOiIxMjM0.c2lnbmF0dXJlMTIz",
 ]
 texts = st.lists(
-    st.sampled_from(FRAGMENTS) | st.text(alphabet="abTkn_-:=@%/ .B", max_size=6), max_size=4
+    # Non-ASCII look-alikes that a case-blind regex takes for `s`, `i`, `k`.
+    st.sampled_from(FRAGMENTS) | st.text(alphabet="abTkn_-:=@%/ .Bſı\u212aé", max_size=6),
+    max_size=4,
 ).map("".join)
 
 
@@ -67,3 +77,12 @@ def test_no_token_is_shorter_than_the_short_cut_assumes() -> None:
     assert shortest == SHORTEST_TOKEN
     assert mask_text("xoxb-1234567890") == "***"
     assert mask_text("xoxb-123456789") == "xoxb-123456789"
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=texts | st.text(max_size=12))
+def test_the_other_shapes_are_found_as_the_regex_finds_them(text: str) -> None:
+    """`_needs_every_shape` searches ASCII text with `in`: exactly the case-blind regex."""
+    assert _needs_every_shape(text) == (_OTHER_SHAPES_HINT.search(text) is not None)
+    for word in ("BeArEr x", "baſic", "ıToKEN", "\u212a"):
+        assert _needs_every_shape(word) == (_OTHER_SHAPES_HINT.search(word) is not None)
