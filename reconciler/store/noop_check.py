@@ -34,21 +34,18 @@ _RECORDS = (
     "SELECT coalesce(json_agg(json_build_array(path, digest, context, outcome)), '[]') "
     "FROM job_files"
 )
-# Per inventory row: its columns the plan compares, and its scheduler row: present,
-# paused (NULL next_run_time), and holding exactly the bytes recorded when we wrote it
-# for this spec hash and revision under this code (the digest PostgreSQL computes of the
-# stored state; the state itself does not travel). The essences come in a second column
-# in the same order, as one JSON array of their texts (a jsonb inside json_agg costs the
-# server twice as much).
+# Per inventory row: its columns the plan compares, its essence, and its scheduler row:
+# present, paused (NULL next_run_time), and holding exactly the bytes recorded when we
+# wrote it for this spec hash and revision under this code (the digest PostgreSQL
+# computes of the stored state; the state itself does not travel).
 _JOBS = """
 SELECT coalesce(json_agg(json_build_array(
-    j.name, j.spec_hash, j.status, j.source_file,
+    j.name, j.spec_hash, j.status, j.source_file, j.spec,
     a.id IS NOT NULL, a.next_run_time IS NULL,
     coalesce(w.state_sha256 = encode(sha256(a.job_state), 'hex')
              AND w.code = '{code}' AND w.spec_hash = j.spec_hash
              AND w.revision IS NOT DISTINCT FROM j.revision, false)
-) ORDER BY j.name), '[]'),
-'[' || coalesce(string_agg(j.spec::text, ',' ORDER BY j.name), '') || ']'
+)), '[]')
 FROM scheduled_jobs AS j
 LEFT JOIN apscheduler_jobs AS a ON a.id = j.name
 LEFT JOIN written_scheduler_rows AS w ON w.id = j.name
@@ -96,12 +93,7 @@ def read_stored_state(url: str) -> StoredState | None:
         if connection.query("SELECT version_num FROM alembic_version") != [(head,)]:
             return None
         records = _one(connection, _RECORDS)
-        rows = connection.query(_JOBS.format(code=row_code()))
-        if len(rows) != 1 or rows[0][0] is None or rows[0][1] is None:
-            return None
-        jobs, essences = orjson.loads(rows[0][0]), orjson.loads(rows[0][1])
-        if len(jobs) != len(essences):
-            return None
+        jobs = _one(connection, _JOBS.format(code=row_code()))
         foreign = _one(connection, _FOREIGN)
         connection.execute("COMMIT")
     except (LibpqUnavailable, orjson.JSONDecodeError, UnicodeDecodeError):
@@ -110,10 +102,7 @@ def read_stored_state(url: str) -> StoredState | None:
         connection.close()
     return StoredState(
         records={path: (digest, context, outcome) for path, digest, context, outcome in records},
-        jobs={
-            name: StoredJob(name, spec_hash, status, source, essence, *row)
-            for (name, spec_hash, status, source, *row), essence in zip(jobs, essences, strict=True)
-        },
+        jobs={row[0]: StoredJob(*row) for row in jobs},
         foreign=foreign,
     )
 
