@@ -304,7 +304,16 @@ class Daemon:
         self._refresh_gauges(caches)
 
     def _refresh_gauges(self, caches: ReconcileCaches) -> None:
+        """Abandoned when a file event arrives while it reads (`JobGauges.refresh`): the
+        pass that event wakes runs at once, and refreshes the gauges after it. (At
+        100,000 jobs the read took longer than the pass: an edit waited seconds for it,
+        and under load was not applied within a minute.)"""
         try:
-            self._gauges.refresh(self._engine, caches.essences, caches.memory.triggers)
+            self._gauges.refresh(
+                self._engine,
+                caches.essences,
+                caches.memory.triggers,
+                stopping=self._wake.is_set,
+            )
         except Exception:  # metrics must never fail the loop
             log.warning("refreshing the job gauges failed", exc_info=True)

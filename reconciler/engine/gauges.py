@@ -3,9 +3,12 @@ and whether a past slot went absent (nothing ran or was recorded).
 
 Exported by the leader only: refreshed after every reconcile pass and every 10 s from one
 narrow read of every job (`reconciler.store.status.read_gauge_rows`: the same values
-`reconcile get jobs` shows). A job's series are created (track_job) when it first
-appears or its spec changes, and dropped (forget_job) when it leaves the inventory, so
-no alert fires for a removed job, and all of them when the daemon stops leading.
+`reconcile get jobs` shows). The daemon's refresh gives way to a pending file event: the
+read is abandoned between two chunks and no gauge is set (the refresh after that pass
+sets them), so an edit never waits for a read of 100,000 rows. A job's series are
+created (track_job) when it first appears or its spec changes, and dropped (forget_job)
+when it leaves the inventory, so no alert fires for a removed job, and all of them when
+the daemon stops leading.
 
 The refresh runs in the leader's process, beside the scheduler and the firing pipeline
 (one GIL): its work is proportional to what changed, not to the jobs. A job whose row is
@@ -19,7 +22,7 @@ by bench/bench_gauges.py.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -90,11 +93,16 @@ class JobGauges:
         triggers: TriggerMemory,
         *,
         now: datetime | None = None,
-    ) -> None:
+        stopping: Callable[[], bool] | None = None,
+    ) -> bool:
         """Set every job's gauges. `triggers`: the engine's memory (core/memory.py);
-        `now`: the clock (tests)."""
+        `now`: the clock (tests). `stopping`: asked while the rows are read (the
+        daemon's: a file event is pending); when it says so, the refresh is abandoned
+        before any gauge is set (False: every gauge as the last refresh left it)."""
         with engine.connect() as connection:
-            rows = read_gauge_rows(connection)
+            rows = read_gauge_rows(connection, stopping=stopping)
+        if rows is None:
+            return False
         by_status = Counter(row[1] for row in rows)
         for status in JobStatus:
             metrics.MANAGED_JOBS.labels(status=status).set(by_status.get(status, 0))
@@ -117,6 +125,7 @@ class JobGauges:
             del jobs[gone]
         if len(self._first_slots) > _MEMO_LIMIT:
             self._first_slots.clear()
+        return True
 
     def forget_all(self) -> None:
         """Drop every job's series: called when this daemon stops leading. A standby fires

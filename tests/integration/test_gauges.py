@@ -4,9 +4,12 @@ nominal interval per job, and a removed job's series disappear."""
 from __future__ import annotations
 
 import random
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from prometheus_client import REGISTRY
 from sqlalchemy.engine import Engine
@@ -15,10 +18,12 @@ from reconciler.core.moments import as_utc
 from reconciler.core.slots import slot_times
 from reconciler.core.triggers import next_fire_times
 from reconciler.core.vocabulary import JobStatus
+from reconciler.engine.daemon import Daemon
 from reconciler.engine.gauges import ABSENT_AFTER_GRACE, JobGauges
 from reconciler.engine.reconcile import ReconcileCaches, reconcile_once
 from reconciler.settings import Settings
 from reconciler.spec.model import IntervalSchedule, JobSpec
+from reconciler.store import status
 from reconciler.store.db import create_sync_engine
 from reconciler.store.inventory import EssenceCache
 from reconciler.store.status import read_job_rows
@@ -201,6 +206,140 @@ def test_a_new_spec_clears_a_job_slot_absent(tmp_path: Path, sqlite_url: str) ->
         now = datetime.now(UTC)
         assert exported(["late"]) == expected_values(engine, caches.essences, now)
         assert value("reconciler_job_slot_absent", job_name="late") == 0
+    finally:
+        gauges.forget_all()
+        engine.dispose()
+
+
+def many_jobs(tmp_path: Path, db_url: str, count: int) -> tuple[Settings, Engine]:
+    jobs = tmp_path / "jobs.d"
+    jobs.mkdir()
+    documents = [job_yaml(f"many-{n:03}", cron=f"{n % 60} * * * *") for n in range(count)]
+    (jobs / "all.yaml").write_text("---\n".join(documents))
+    from reconciler.store.migrate import upgrade_database
+
+    upgrade_database(db_url)
+    settings = Settings(database_url=db_url, jobs_dir=jobs, max_delete_fraction=1.0)
+    return settings, create_sync_engine(db_url)
+
+
+class SlowChunks(threading.Event):
+    """The daemon's wake event, asked after each chunk of the read: each answer takes
+    CHUNK_SECONDS, as a chunk of 2,000 rows does under load at 100,000 jobs."""
+
+    CHUNK_SECONDS = 0.05
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked = 0
+
+    def is_set(self) -> bool:
+        self.asked += 1
+        time.sleep(self.CHUNK_SECONDS)
+        return super().is_set()
+
+
+def test_a_file_event_cuts_a_long_refresh_short(
+    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon's refresh reads 60 jobs 1 at a time, 3 s in all; a file event (the
+    watcher sets the wake event) 0.3 s in: the refresh returns within a chunk or two,
+    no gauge set (each as the previous refresh left it), so the pass that event wakes
+    runs at once. Without the event the same refresh completes and sets them all."""
+    settings, engine = many_jobs(tmp_path, db_url, 60)
+    monkeypatch.setattr(status, "GAUGE_CHUNK", 1)
+    caches = ReconcileCaches()
+    daemon = Daemon.__new__(Daemon)  # only what _refresh_gauges uses
+    daemon._engine, daemon._gauges, daemon._wake = engine, JobGauges(), SlowChunks()
+    names = [f"many-{n:03}" for n in range(60)]
+    try:
+        reconcile_once(engine, settings, trigger="cli", caches=caches)
+        assert exported(names) == {name: (None, None, None) for name in names}
+        active = value("reconciler_managed_jobs", status="active")
+        timer = threading.Timer(0.3, daemon._wake.set)  # JobsWatcher's on_change
+        started = time.monotonic()
+        timer.start()
+        daemon._refresh_gauges(caches)
+        took = time.monotonic() - started
+        timer.join()
+        assert took < 0.3 + 4 * SlowChunks.CHUNK_SECONDS, took
+        assert daemon._wake.asked < 15
+        assert exported(names) == {name: (None, None, None) for name in names}
+        assert value("reconciler_managed_jobs", status="active") == active
+        daemon._wake.clear()  # the loop consumed it and ran the pass
+        daemon._refresh_gauges(caches)  # the refresh after the pass: complete
+        assert daemon._wake.asked > 60
+        assert exported(names) == expected_values(engine, caches.essences, datetime.now(UTC))
+        assert value("reconciler_managed_jobs", status="active") == 60
+    finally:
+        daemon._gauges.forget_all()
+        engine.dispose()
+
+
+def test_abandoned_refreshes_leave_the_gauges_as_a_full_refresh(
+    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over random changes (ledger slots, specs, jobs leaving), a refresh abandoned at a
+    random chunk changes no gauge, and the next complete one exports what a fresh
+    JobGauges (a full refresh, no memory) and the slow path do."""
+    settings, engine = many_jobs(tmp_path, db_url, 25)
+    monkeypatch.setattr(status, "GAUGE_CHUNK", 3)
+    caches, gauges = ReconcileCaches(), JobGauges()
+    rng = random.Random(6)
+    names = [f"many-{n:03}" for n in range(25)]
+    documents = [job_yaml(name, cron=f"{n % 60} * * * *") for n, name in enumerate(names)]
+    try:
+        reconcile_once(engine, settings, trigger="cli", caches=caches)
+        with engine.begin() as connection:
+            connection.execute(
+                sa.update(scheduled_jobs).values(updated_at=datetime.now(UTC) - timedelta(days=1))
+            )
+        now = datetime.now(UTC) - timedelta(hours=3)
+        for step in range(12):
+            now += timedelta(seconds=rng.choice([10, 61, 300, 900]))
+            slot = now - timedelta(seconds=rng.choice([1, 200, 4000]))
+            with engine.begin() as connection:
+                for name in rng.sample(names, rng.randint(1, len(names))):
+                    connection.execute(
+                        sa.insert(job_runs).values(
+                            id=f"{name}-{step}",
+                            job_name=name,
+                            scheduled_time=slot,
+                            status="published",
+                            task="reconciler.tasks.noop",
+                            queue="default",
+                            idempotency_key=f"{name}-{step}",
+                            updated_at=slot,
+                        )
+                    )
+            if step in (4, 8):  # specs change, jobs leave
+                for n in rng.sample(range(len(documents)), 3):
+                    documents[n] = job_yaml(names[n], cron=f"{rng.randint(0, 59)} * * * *")
+                documents, names = documents[:-2], names[:-2]
+                (settings.jobs_dir / "all.yaml").write_text("---\n".join(documents))
+                reconcile_once(engine, settings, trigger="cli", caches=caches)
+            before = exported(names)
+            chunks = -(-len(names) // 3)  # asked after each chunk of 3, then once more
+            cut_after = rng.randint(0, chunks)
+            asked = iter(range(100))
+            done = gauges.refresh(
+                engine,
+                caches.essences,
+                caches.memory.triggers,
+                now=now,
+                stopping=lambda asked=asked, cut_after=cut_after: next(asked) >= cut_after,
+            )
+            assert not done, step
+            assert exported(names) == before, step
+            assert gauges.refresh(
+                engine, caches.essences, caches.memory.triggers, now=now, stopping=lambda: False
+            )
+            incremental = exported(names)
+            assert incremental == expected_values(engine, caches.essences, now), step
+            fresh = JobGauges()
+            fresh.refresh(engine, caches.essences, caches.memory.triggers, now=now)
+            assert exported(names) == incremental, step
+            gauges.refresh(engine, caches.essences, caches.memory.triggers, now=now)
     finally:
         gauges.forget_all()
         engine.dispose()
