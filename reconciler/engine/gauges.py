@@ -4,8 +4,8 @@ and whether a past slot went absent (nothing ran or was recorded).
 Exported by the leader only: refreshed after every reconcile pass and every 10 s from one
 narrow read of every job (`reconciler.store.status.read_gauge_rows`: the same values
 `reconcile get jobs` shows). The daemon's refresh gives way to a pending file event: the
-read is abandoned between two chunks and no gauge is set (the refresh after that pass
-sets them), so an edit never waits for a read of 100,000 rows. A job's series are
+read and the setting of the jobs' series are abandoned between two chunks (the refresh
+after that pass completes them), so an edit never waits for 100,000 rows. A job's series are
 created (track_job) when it first appears or its spec changes, and dropped (forget_job)
 when it leaves the inventory, so no alert fires for a removed job, and all of them when
 the daemon stops leading.
@@ -48,6 +48,9 @@ _FAR = timedelta(days=3660)
 TIMING_FIELDS = ("schedule", "timezone", "dst", "start", "end", "jitter_seconds")
 _GRACE_FIELD = "misfire_grace_seconds"
 _MEMO_LIMIT = 50_000
+# `stopping` asked every this many jobs while they are set: the first refresh of a term
+# makes 100,000 jobs' series (15 s of CPU), a file event must not wait for it either.
+_STOPPING_EVERY = 256
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,9 +99,11 @@ class JobGauges:
         stopping: Callable[[], bool] | None = None,
     ) -> bool:
         """Set every job's gauges. `triggers`: the engine's memory (core/memory.py);
-        `now`: the clock (tests). `stopping`: asked while the rows are read (the
-        daemon's: a file event is pending); when it says so, the refresh is abandoned
-        before any gauge is set (False: every gauge as the last refresh left it)."""
+        `now`: the clock (tests). `stopping`: asked while the rows are read and every
+        _STOPPING_EVERY jobs while they are set (the daemon's: a file event is
+        pending); when it says so the refresh is abandoned (False): each job's gauges
+        are then either from this read or as the last refresh left them, and the next
+        complete refresh sets them all."""
         with engine.connect() as connection:
             rows = read_gauge_rows(connection, stopping=stopping)
         if rows is None:
@@ -109,7 +114,11 @@ class JobGauges:
         now = now or datetime.now(UTC)
         intervals: dict[bytes, float | None] = {}  # per timing, at `now`
         jobs = self._jobs
-        for found in rows:
+        for index, found in enumerate(rows):
+            if stopping is not None and index % _STOPPING_EVERY == 0 and index and stopping():
+                # The jobs before this one are set from this read, the others as the
+                # last refresh left them; none is dropped (the next refresh does it).
+                return False
             name, row = found[0], found[1:]
             job = jobs.get(name)
             if _unchanged(job, row, now):

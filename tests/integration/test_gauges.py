@@ -18,6 +18,7 @@ from reconciler.core.moments import as_utc
 from reconciler.core.slots import slot_times
 from reconciler.core.triggers import next_fire_times
 from reconciler.core.vocabulary import JobStatus
+from reconciler.engine import gauges as gauges_module
 from reconciler.engine.daemon import Daemon
 from reconciler.engine.gauges import ABSENT_AFTER_GRACE, JobGauges
 from reconciler.engine.reconcile import ReconcileCaches, reconcile_once
@@ -284,6 +285,7 @@ def test_abandoned_refreshes_leave_the_gauges_as_a_full_refresh(
     JobGauges (a full refresh, no memory) and the slow path do."""
     settings, engine = many_jobs(tmp_path, db_url, 25)
     monkeypatch.setattr(status, "GAUGE_CHUNK", 3)
+    monkeypatch.setattr(gauges_module, "_STOPPING_EVERY", 10)  # asked after 10 and 20 jobs
     caches, gauges = ReconcileCaches(), JobGauges()
     rng = random.Random(6)
     names = [f"many-{n:03}" for n in range(25)]
@@ -295,6 +297,7 @@ def test_abandoned_refreshes_leave_the_gauges_as_a_full_refresh(
                 sa.update(scheduled_jobs).values(updated_at=datetime.now(UTC) - timedelta(days=1))
             )
         now = datetime.now(UTC) - timedelta(hours=3)
+        cut_while_setting = 0
         for step in range(12):
             now += timedelta(seconds=rng.choice([10, 61, 300, 900]))
             slot = now - timedelta(seconds=rng.choice([1, 200, 4000]))
@@ -320,7 +323,7 @@ def test_abandoned_refreshes_leave_the_gauges_as_a_full_refresh(
                 reconcile_once(engine, settings, trigger="cli", caches=caches)
             before = exported(names)
             chunks = -(-len(names) // 3)  # asked after each chunk of 3, then once more
-            cut_after = rng.randint(0, chunks)
+            cut_after = rng.randint(0, chunks + 1)  # the last: while the jobs are set
             asked = iter(range(100))
             done = gauges.refresh(
                 engine,
@@ -330,16 +333,25 @@ def test_abandoned_refreshes_leave_the_gauges_as_a_full_refresh(
                 stopping=lambda asked=asked, cut_after=cut_after: next(asked) >= cut_after,
             )
             assert not done, step
-            assert exported(names) == before, step
+            expected = expected_values(engine, caches.essences, now)
+            if cut_after <= chunks:  # while reading: nothing set
+                assert exported(names) == before, step
+            else:  # while setting: each job as before or from this read, in name order
+                cut_while_setting += 1
+                after = exported(names)
+                moved = [name for name in names if after[name] != before[name]]
+                assert all(after[name] == expected[name] for name in moved), step
+                assert not moved or max(moved) < "many-010", step  # the first 10 jobs
             assert gauges.refresh(
                 engine, caches.essences, caches.memory.triggers, now=now, stopping=lambda: False
             )
             incremental = exported(names)
-            assert incremental == expected_values(engine, caches.essences, now), step
+            assert incremental == expected, step
             fresh = JobGauges()
             fresh.refresh(engine, caches.essences, caches.memory.triggers, now=now)
             assert exported(names) == incremental, step
             gauges.refresh(engine, caches.essences, caches.memory.triggers, now=now)
+        assert 0 < cut_while_setting < 12
     finally:
         gauges.forget_all()
         engine.dispose()
