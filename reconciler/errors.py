@@ -30,8 +30,11 @@ tests/test_errors.py keeps this drawing complete).
         │   │                           writing, stop firing
         │   └── LeadershipLost          engine/leader.py: a confirmation found a newer epoch
         │                               or a replaced lock file
-        └── ProbeFailed                 tasks/probe.py: the endpoint answered another status,
-                                        or not at all; retried per the job's policy
+        ├── ProbeFailed                 tasks/probe.py: the endpoint answered another status,
+        │                               or not at all; retried per the job's policy
+        └── LibpqUnavailable            store/libpq.py: the no-op plan check cannot read the
+                                        database over libpq (no library, no connection, an
+                                        unexpected answer); it declines, the full path runs
 
 A service that cannot be reached, or a port that is taken, is not a bug either:
 `operational_message` turns such exceptions of the libraries (SQLAlchemy and the

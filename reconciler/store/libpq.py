@@ -13,12 +13,15 @@ import glob
 import os
 from collections.abc import Sequence
 
+from reconciler.errors import TransientError
+
 _CONNECTION_OK = 0
 _TUPLES_OK = 2
 
 
-class LibpqUnavailable(Exception):
-    """No usable libpq, no connection, or a query that did not return rows."""
+class LibpqUnavailable(TransientError):
+    """No usable libpq, no connection, or a query that did not return rows (never
+    reaches the user: the no-op check declines and the full path runs)."""
 
 
 def _load() -> ctypes.CDLL:
