@@ -76,15 +76,7 @@ def _desired(settings: LeanSettings, read: Any) -> tuple[Any, Declared] | None:
     entries, refused = find_job_files(settings.jobs_dir)
     if refused:
         return None
-    context = context_digest(
-        max_file_bytes=settings.max_file_bytes,
-        max_nesting_depth=settings.max_nesting_depth,
-        queues=settings.queues,
-        task_allowlist=settings.task_allowlist,
-        sql_statement_allowlist=settings.sql_statement_allowlist,
-        report_dir=settings.report_dir,
-        task_catalog=[],
-    )
+    context = context_digest(settings, task_catalog=[])
     state = read(settings.database_url)
     if state is None:
         return None

@@ -17,6 +17,7 @@ import zoneinfo
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
+from typing import Protocol
 
 # Bumped when a record's layout or meaning changes: older records then never match.
 RECORD_FORMAT = 2
@@ -33,29 +34,38 @@ def file_digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def context_digest(
-    *,
-    max_file_bytes: int,
-    max_nesting_depth: int,
-    queues: Sequence[str],
-    task_allowlist: Sequence[str],
-    sql_statement_allowlist: Sequence[str],
-    report_dir: Path,
-    task_catalog: list[object],
-) -> str:
+class ValidationSettings(Protocol):
+    """The settings a file's outcome depends on (Settings, and the no-op check's
+    LeanSettings, read the same names)."""
+
+    @property
+    def max_file_bytes(self) -> int: ...
+    @property
+    def max_nesting_depth(self) -> int: ...
+    @property
+    def queues(self) -> Sequence[str]: ...
+    @property
+    def task_allowlist(self) -> Sequence[str]: ...
+    @property
+    def sql_statement_allowlist(self) -> Sequence[str]: ...
+    @property
+    def report_dir(self) -> Path: ...
+
+
+def context_digest(settings: ValidationSettings, *, task_catalog: list[object]) -> str:
     """The validation context of these settings' values (spec.records.validation_context);
     `task_catalog`: the digest of the task modules' catalog ([] when there are none)."""
     parts = [
         RECORD_FORMAT,
         code_digest(),
         library_versions(),
-        max_file_bytes,
-        max_nesting_depth,
-        list(queues),
-        list(task_allowlist),
-        list(sql_statement_allowlist),
+        settings.max_file_bytes,
+        settings.max_nesting_depth,
+        list(settings.queues),
+        list(settings.task_allowlist),
+        list(settings.sql_statement_allowlist),
         # Absolute: a relative folder is judged from the working directory.
-        str(report_dir.absolute()),
+        str(settings.report_dir.absolute()),
         task_catalog,
         zone_database(),
     ]

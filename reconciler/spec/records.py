@@ -152,15 +152,7 @@ def essence_lookup(
 
 def validation_context(settings: Settings) -> str:
     """A digest of everything besides a file's bytes that its outcome depends on."""
-    return context_digest(
-        max_file_bytes=settings.max_file_bytes,
-        max_nesting_depth=settings.max_nesting_depth,
-        queues=settings.queues,
-        task_allowlist=settings.task_allowlist,
-        sql_statement_allowlist=settings.sql_statement_allowlist,
-        report_dir=settings.report_dir,
-        task_catalog=_task_catalog_digest(settings.task_modules),
-    )
+    return context_digest(settings, task_catalog=_task_catalog_digest(settings.task_modules))
 
 
 def _task_catalog_digest(task_modules: tuple[str, ...]) -> list[object]:

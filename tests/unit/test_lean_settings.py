@@ -128,15 +128,7 @@ def test_the_lean_reading_is_the_settings_models(
     assert got.task_allowlist == want.task_allowlist
     assert got.sql_statement_allowlist == want.sql_statement_allowlist
     assert got.report_dir == want.report_dir
-    context = context_digest(
-        max_file_bytes=got.max_file_bytes,
-        max_nesting_depth=got.max_nesting_depth,
-        queues=got.queues,
-        task_allowlist=got.task_allowlist,
-        sql_statement_allowlist=got.sql_statement_allowlist,
-        report_dir=got.report_dir,
-        task_catalog=[],
-    )
+    context = context_digest(got, task_catalog=[])
     assert context == validation_context(want)
 
 
