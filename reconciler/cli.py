@@ -169,10 +169,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"--dry-run means nothing for `reconcile {args.command}`; "
             "it applies to `reconcile plan` and `reconcile apply` (the plan, no change)"
         )
-    if argv is None and args.command in ONE_SHOT_COMMANDS:
+    one_shot = argv is None and args.command in ONE_SHOT_COMMANDS
+    if one_shot:
         gc.disable()  # the program itself (not a caller passing argv): it exits after
     configure_logging()
     mask_logs(logging.getLogger().handlers)  # secrets by value never reach a log line
+    try:
+        return _run(args)
+    finally:
+        if one_shot:
+            # The interpreter's exit runs a full collection over everything the command
+            # kept (~0.1-0.15 s after a cold apply of 10,000 jobs); frozen objects are
+            # not scanned. Nothing is skipped: atexit handlers and finalizers still run.
+            gc.freeze()
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the command; expected errors become a message and an exit code."""
     try:
         return int(_command(args.command).run(args))
     except RefusedError as error:
