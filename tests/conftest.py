@@ -4,6 +4,7 @@ and leave the shared services as they found them."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
@@ -45,9 +46,11 @@ def _unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:12]}"
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database; its plain URL (postgresql://...)."""
+@contextlib.contextmanager
+def fresh_database() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database, dropped afterwards; its plain URL
+    (postgresql://...). For a test that needs several in turn (tests/daemon's retried
+    SIGKILL); otherwise the fixture `pg_url`."""
     name = _unique("rt")
     admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -58,6 +61,13 @@ def pg_url() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database; its plain URL (postgresql://...)."""
+    with fresh_database() as url:
+        yield url
 
 
 @pytest.fixture
@@ -142,9 +152,10 @@ def rabbitmqctl(*args: str) -> None:
     raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {result.stderr.strip()}")
 
 
-@pytest.fixture
-def amqp_url() -> Iterator[str]:
-    """A fresh RabbitMQ vhost (so queues and messages are this test's alone)."""
+@contextlib.contextmanager
+def fresh_vhost() -> Iterator[str]:
+    """A fresh RabbitMQ vhost (so queues and messages are this test's alone), deleted
+    afterwards; its URL. For a test that needs several in turn; otherwise `amqp_url`."""
     vhost = _unique("rt")
     rabbitmqctl("add_vhost", vhost)
     try:
@@ -152,3 +163,10 @@ def amqp_url() -> Iterator[str]:
         yield f"{AMQP_BASE}/{vhost}"
     finally:
         subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True)
+
+
+@pytest.fixture
+def amqp_url() -> Iterator[str]:
+    """A fresh RabbitMQ vhost (so queues and messages are this test's alone)."""
+    with fresh_vhost() as url:
+        yield url

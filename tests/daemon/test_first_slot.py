@@ -33,8 +33,16 @@ from fastapi.testclient import TestClient
 
 from reconciler.api import create_app
 from reconciler.settings import Settings
+from tests.conftest import fresh_database, fresh_vhost
 
-from .helpers import Cluster, DaemonProcess, as_utc, wait_until, write_jobs
+from .helpers import (
+    BrokerCounter,
+    Cluster,
+    DaemonProcess,
+    as_utc,
+    wait_until,
+    write_jobs,
+)
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
@@ -182,12 +190,57 @@ def test_a_first_slot_lost_to_a_flap_is_fired_or_recorded_missed(
     print(f"\nflap at the first slot {_z(first)} (grace {grace} s): {Counter(fates.values())}")
 
 
-def test_sigkill_between_moving_on_and_recording_loses_no_first_slot(make_cluster, broker) -> None:
+# The SIGKILL must land between the leader moving the first slots on and recording them:
+# a window of milliseconds the test's poll can overshoot on a loaded machine (CI at load
+# ~15 killed it after all 20 were recorded). Each attempt is a fresh database, vhost and
+# pair of daemons; an attempt that missed the window proves nothing and is repeated.
+KILL_ATTEMPTS = 6
+KILLED_JOBS = 20
+LOST_BY_THE_DEAD = (
+    "SELECT id FROM apscheduler_jobs WHERE id = ANY(:ids) AND next_run_time > :t "
+    "AND NOT EXISTS (SELECT 1 FROM job_runs WHERE job_name = apscheduler_jobs.id)"
+)
+
+
+def test_sigkill_between_moving_on_and_recording_loses_no_first_slot(tmp_path: Path) -> None:
     """The leader is killed the moment its scheduler has moved the first slot of 20
     never-fired jobs on, before their ledger rows are written (the Dispatcher records
     them a few ms later): the standby's rewind, anchored at the jobs' apply (no ledger
-    row), makes them due again: each slot once in the ledger, published."""
-    cluster = make_cluster()
+    row), makes them due again: each slot once in the ledger, published.
+
+    Retried (fresh state each time, at most KILL_ATTEMPTS) while the kill comes outside
+    the window (no slot moved on without its ledger row: nothing to rewind); fails if an
+    attempt inside the window loses or doubles a slot, or if no attempt hit it."""
+    missed = []
+    for attempt in range(1, KILL_ATTEMPTS + 1):
+        with fresh_database() as db_url, fresh_vhost() as amqp_url:
+            cluster = Cluster(
+                root=tmp_path / f"attempt-{attempt}",
+                db_url=db_url,
+                broker_url=amqp_url,
+                resync_interval="5",
+                settle_seconds="0.1",
+            )
+            try:
+                recorded = kill_between_moving_on_and_recording(cluster, BrokerCounter(amqp_url))
+            finally:
+                cluster.stop_all()
+        if recorded is None:
+            print(f"\nattempt {attempt}: inside the window after {len(missed)} misses {missed}")
+            return
+        missed.append(recorded)
+    pytest.fail(
+        f"the SIGKILL never landed inside the window in {KILL_ATTEMPTS} attempts (the dead "
+        f"leader had recorded {missed} of {KILLED_JOBS} first slots): the machine was too "
+        "slow to test the rewind; the guarantee itself was NOT checked"
+    )
+
+
+def kill_between_moving_on_and_recording(cluster: Cluster, broker: BrokerCounter) -> int | None:
+    """One attempt: None if the kill landed inside the window (at least one first slot
+    moved on and not recorded) and every slot was then accounted for once (an assertion
+    fails otherwise); else how many first slots the dead leader had recorded (the attempt
+    missed the window: nothing to rewind, nothing checked)."""
     write_jobs(cluster.jobs_dir, ["warm"])
     first_daemon, second_daemon = cluster.start("daemon-a"), cluster.start("daemon-b")
     wait_until(lambda: cluster.count_runs("published") >= 3, timeout=60, what="warm fires")
@@ -196,7 +249,7 @@ def test_sigkill_between_moving_on_and_recording_loses_no_first_slot(make_cluste
         (first_daemon, second_daemon) if name == "daemon-a" else (second_daemon, first_daemon)
     )
     first = (datetime.now(UTC) + timedelta(seconds=LEAD_TIME)).replace(microsecond=0)
-    jobs = [f"killed-first-{n:02d}" for n in range(20)]
+    jobs = [f"killed-first-{n:02d}" for n in range(KILLED_JOBS)]
     write_jobs(cluster.jobs_dir, jobs, cron=daily_cron_at(first))
     wait_until(
         lambda: next_run_times(cluster, jobs) == dict.fromkeys(jobs, first),
@@ -210,7 +263,12 @@ def test_sigkill_between_moving_on_and_recording_loses_no_first_slot(make_cluste
         wait_until(lambda: connection.execute(moved_on).scalar(), timeout=10, interval=0.001)
         leading.kill()
     killed_at = datetime.now(UTC)
-    recorded_by_the_dead = len(cluster.ledger("killed-first-"))
+    # Read at once, in one snapshot: the slots the dead leader moved on without recording
+    # them. The standby's takeover (rewind, fires) can only shrink this set, making a hit
+    # look like a miss (one more attempt), never the reverse.
+    lost = cluster.rows(LOST_BY_THE_DEAD, ids=jobs, t=first.timestamp())
+    if not lost:
+        return len(cluster.ledger("killed-first-"))
     wait_until(
         lambda: (lead := cluster.leader()) and lead[1] > epoch,
         timeout=20,
@@ -222,7 +280,7 @@ def test_sigkill_between_moving_on_and_recording_loses_no_first_slot(make_cluste
     rewound = standby.output().count("made due again")
     assert sorted((row.job_name, as_utc(row.scheduled_time)) for row in rows) == [
         (job, first) for job in jobs
-    ], f"ledger {rows}; rewind lines: {rewound}; recorded by the dead: {recorded_by_the_dead}"
+    ], f"ledger {rows}; rewind lines: {rewound}; lost by the dead: {len(lost)}"
     assert {row.status for row in rows} == {"published"}
     assert sum(row.duplicates for row in rows) == 0
     wait_until(lambda: broker.drain(idle=0.3) == 0 and broker.task_ids, timeout=30)
@@ -231,11 +289,10 @@ def test_sigkill_between_moving_on_and_recording_loses_no_first_slot(make_cluste
         # Re-sent (same task id, run once by the worker) only if the dead leader fired it.
         assert sent[row.id] == 1 or (sent[row.id] == 2 and as_utc(row.fired_at) <= killed_at)
     print(
-        f"\nkilled with {recorded_by_the_dead} of 20 first slots recorded; "
+        f"\nkilled with {len(lost)} of {len(jobs)} first slots moved on, not recorded; "
         f"the standby rewound: {bool(rewound)}"
     )
-    # The kill came inside the window under test: slots moved on but not all recorded.
-    assert recorded_by_the_dead < len(jobs)
+    return None
 
 
 # --- the property: random flap instants over bursts of never-fired jobs ----------------
