@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from reconciler.core.state import SchedulerJob, scheduler_job
+from reconciler.core.state import SchedulerJob, SpecFound, scheduler_job, transient
 from reconciler.core.triggers import MEMORY_LIMIT, TriggerMemory
-from reconciler.spec.model import JobSpec
 
 
 @dataclass
@@ -26,15 +25,19 @@ class CoreMemory:
     # Triggers, fingerprints and fire times (status, previews, first run times).
     triggers: TriggerMemory = field(default_factory=TriggerMemory)
 
-    def scheduler_job(self, spec: JobSpec, *, spec_hash: str, revision: str | None) -> SchedulerJob:
-        """`scheduler_job(...)`, remembered."""
+    def scheduler_job(
+        self, found: SpecFound, *, spec_hash: str, revision: str | None
+    ) -> SchedulerJob:
+        """`scheduler_job(...)` of the spec `found` stands for, remembered. A spec
+        recorded and not built yet (core.state.RecordedSpec) is built only when the
+        memory does not know the job, and not kept (`transient`)."""
         key = (spec_hash, revision)
         known = self.scheduler_jobs.get(key)
-        if known is None or known.id != spec.name:
+        if known is None or known.id != found.name:
             if len(self.scheduler_jobs) >= MEMORY_LIMIT:
                 self.scheduler_jobs.clear()
             known = scheduler_job(
-                spec, spec_hash=spec_hash, revision=revision, triggers=self.triggers
+                transient(found), spec_hash=spec_hash, revision=revision, triggers=self.triggers
             )
             self.scheduler_jobs[key] = known
         return known

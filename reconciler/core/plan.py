@@ -31,6 +31,8 @@ from reconciler.core.state import (
     Revision,
     SchedulerJob,
     SchedulerRow,
+    built,
+    transient,
 )
 from reconciler.core.triggers import TriggerMemory, first_fire_after, next_fire_times
 from reconciler.core.vocabulary import Action, JobStatus
@@ -179,10 +181,11 @@ def make_plan(
             changes.append(change)
             unsettled.add(name)
         elif wanted is not None and _moves_with_time(wanted):
-            if wanted.spec.jitter_seconds:  # fire times drawn at random: every pass
+            spec = transient(wanted.found)  # in sync: not kept built
+            if spec.jitter_seconds:  # fire times drawn at random: every pass
                 unsettled.add(name)
             else:
-                found[name] = first_fire_after(wanted.spec, now=now, memory=memory.triggers)
+                found[name] = first_fire_after(spec, now=now, memory=memory.triggers)
     if found:
         timed = {**timed, **found}
     # The same names found in sync until the same instants: the same earliest one.
@@ -423,8 +426,8 @@ def _repair_if_drifted(
             raise ValueError(f"{have.name}: a scheduler row vouched for another inventory row")
         if (row.next_run_time is None) == paused:
             return None  # holds what `expected` below would be: no job built, none compared
-    spec = wanted.spec if wanted else have.spec()
-    expected = memory.scheduler_job(spec, spec_hash=have.spec_hash, revision=have.revision)
+    found = wanted.found if wanted else have.spec()
+    expected = memory.scheduler_job(found, spec_hash=have.spec_hash, revision=have.revision)
     if row is not None and row.written_for is not None:
         row = expected.as_written(row)
     if row is None:
@@ -439,7 +442,7 @@ def _repair_if_drifted(
         else:
             return None
     target = Target(
-        spec=spec,
+        spec=built(found),
         spec_hash=have.spec_hash,
         essence=have.essence,
         source=have.source_file,
@@ -494,7 +497,7 @@ def _target(
         status=status or wanted.status(now=now, triggers=memory.triggers),
         revision=commit,
         revision_dirty=dirty,
-        scheduler=memory.scheduler_job(wanted.spec, spec_hash=wanted.spec_hash, revision=commit),
+        scheduler=memory.scheduler_job(wanted.found, spec_hash=wanted.spec_hash, revision=commit),
         keep_next_run_time=keep,
     )
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import chain
@@ -151,9 +151,14 @@ class LoadCache:
     """Per-file outcomes of earlier loads, keyed by path and file signature.
 
     Owned by one caller (the daemon loop); not thread-safe. Outcomes depend on the
-    settings, so a call with different settings starts afresh."""
+    settings, so a call with different settings starts afresh.
 
-    def __init__(self) -> None:
+    `lean`: applied to each outcome parsed anew before it is kept, to hold it in fewer
+    bytes (the daemon's: each job's spec as a RecordedSpec over its shared essence). It
+    must return an outcome equal to the one it is given."""
+
+    def __init__(self, *, lean: Callable[[FileOutcome], FileOutcome] | None = None) -> None:
+        self._lean = lean
         self._outcomes: dict[str, tuple[FileSignature, FileOutcome]] = {}
         self._settings_key: str | None = None
         # The last result and what it was assembled from: the same outcomes (the same
@@ -193,6 +198,8 @@ class LoadCache:
         fresh = load_files(
             [entry for entry, _ in missing], settings=settings, now=now, essences=essences
         )
+        if self._lean is not None:
+            fresh = [self._lean(outcome) for outcome in fresh]
         for (entry, signature), outcome in zip(missing, fresh, strict=True):
             found[entry.label] = outcome
             if signature is not None and time.time_ns() - signature.mtime_ns > _RACY_NS:

@@ -26,7 +26,7 @@ from reconciler.core.plan import Plan
 from reconciler.core.plan_json import render_json
 from reconciler.core.state import DesiredJob, RecordedSpec
 from reconciler.core.triggers import has_open_end
-from reconciler.engine.reconcile import ReconcileCaches, reconcile_once
+from reconciler.engine.reconcile import ReconcileCaches, load_desired, reconcile_once
 from reconciler.settings import Settings
 from reconciler.spec import loader
 from reconciler.spec.essence import essence, hash_essence
@@ -115,6 +115,13 @@ class Space:
         self.engine = create_sync_engine(url)
         self.allowlist = "wide"
         self.now = NOW
+        self.kept = self.new_caches()
+
+    @staticmethod
+    def new_caches() -> tuple[ReconcileCaches, ReconcileCaches]:
+        """Caches kept pass after pass, as a daemon keeps them (compact: specs held as
+        essences) and plain."""
+        return ReconcileCaches(compact=True), ReconcileCaches()
 
     @property
     def settings(self) -> Settings:
@@ -129,6 +136,7 @@ class Space:
         for path in sorted(self.root.rglob("*"), reverse=True):
             path.unlink() if path.is_file() else path.rmdir()
         self.allowlist, self.now = "wide", NOW
+        self.kept = self.new_caches()
         with self.engine.begin() as connection:
             for table in reversed(metadata.sorted_tables):
                 connection.execute(sa.delete(table))
@@ -220,6 +228,22 @@ class Space:
         )
         return one_shot.plan, full.plan
 
+    def kept_plans(self) -> tuple[Plan, Plan]:
+        """(the plan of a pass with compact caches kept from pass to pass; the same with
+        plain caches kept alike): holding specs as essences changes no plan."""
+        compact, plain = (
+            reconcile_once(
+                self.engine,
+                self.settings,
+                trigger="watch",
+                apply=False,
+                caches=caches,
+                clock=self.clock,
+            ).plan
+            for caches in self.kept
+        )
+        return compact, plain
+
 
 @pytest.fixture
 def space(tmp_path: Path, pg_url: str) -> Iterator[Space]:
@@ -282,9 +306,11 @@ def test_records_give_exactly_the_plan_of_a_full_parse(
     for (action, first, second), apply in steps:
         space.do(action, first, second)
         assert_same(*space.plans())
+        assert_same(*space.kept_plans())
         if apply:
             space.do("apply", None, None)
             assert_same(*space.plans())
+            assert_same(*space.kept_plans())
 
 
 @pytest.fixture
@@ -438,3 +464,38 @@ def test_a_recorded_spec_is_the_parsed_one() -> None:
     other = DesiredJob.of(parsed.spec, source="a.yaml")
     assert one == other and one.open_ended == other.open_ended
     assert one != DesiredJob.of(parsed.spec, source="b.yaml")
+
+
+def test_a_daemons_caches_keep_no_built_spec(space: Space) -> None:
+    """Compact caches (the daemon's) hold each parsed job as a RecordedSpec over its
+    essence, and keep no built spec after a pass: not of the jobs it finds in sync
+    (drift checks with an empty memory, as after a warm-up; one-off and ended jobs'
+    status), nor of those it applied."""
+    texts = [f"name: job-{n}\n{TASK}\n{schedule}" for n, schedule in enumerate(SCHEDULES[:7])]
+    space.do("write", "a.yaml", "\n---\n".join(texts[:4]))
+    space.do("write", "team/d.yaml", "\n---\n".join(texts[4:]))
+    space.do("apply", None, None)  # a CLI apply: the daemon then starts on applied rows
+    compact, plain = space.kept
+
+    def check(trigger: str, changes: list[tuple[str, str]]) -> None:
+        result = reconcile_once(
+            space.engine, space.settings, trigger=trigger, caches=compact, clock=space.clock
+        )
+        assert [(c.action, c.job) for c in result.plan.changes] == changes
+        assert compact.loaded is not None
+        jobs = compact.loaded[1]
+        assert len(jobs) == 7 and all(isinstance(j.found, RecordedSpec) for j in jobs.values())
+        assert all(j.found._built is None for j in jobs.values())  # type: ignore[union-attr]
+
+    check("startup", [])
+    check("watch", [])
+    space.drift("trigger", "job-3")
+    check("watch", [("repair", "job-3")])
+    space.do("write", "a.yaml", "\n---\n".join([*texts[:3], texts[3] + "\npaused: true"]))
+    check("watch", [("pause", "job-3")])
+    compact.memory.scheduler_jobs.clear()
+    check("resync", [])
+    # The same jobs as plain caches hold, spec for spec.
+    plain_jobs = load_desired(space.settings, plain, now=NOW).jobs
+    assert compact.loaded is not None and dict(compact.loaded[1]) == dict(plain_jobs)
+    assert all(isinstance(j.found, JobSpec) for j in plain_jobs.values())
