@@ -7,8 +7,12 @@ output going to a pipe, side by side with the seed's path and the floors.
 `--only` runs just the named rows (floors, apply, plan, plan-json, apply-noop,
 plan-changed, validate, seed; the cold apply that fills the database always runs).
 `--before DIR` (a source tree of another build, e.g. `git worktree add DIR main`) runs
-each of our rows with that build too, alternately with this one, on a database of its
-own: side by side in one run.
+each of our rows with that build too, on a database of its own: side by side in one run,
+on equal footing: both builds started the same way (`python -c`, the tree first on
+sys.path, main()'s return as the exit code), both trees byte-compiled beforehand (a
+fresh worktree would otherwise compile its modules during its cold apply), the job files
+read once before either cold apply (the page cache), and the repeated rows' rounds
+alternated (this, before, this, ...) so that a change of load falls on both.
 
 10,000 jobs in 1,000 files (bench/corpus.py) in a git checkout, on PostgreSQL
 (127.0.0.1; the bench creates and drops its databases). Every figure is the wall time
@@ -117,7 +121,11 @@ def run(
 
 
 def median_of(rounds: int, command: Sequence[str], **options: Any) -> Figure:
-    runs = [run(command, **options) for _ in range(rounds)]
+    return summary([run(command, **options) for _ in range(rounds)])
+
+
+def summary(runs: Sequence[Figure]) -> Figure:
+    """Median wall and CPU seconds, mean load of `runs`."""
     return (
         statistics.median(wall for wall, _, _ in runs),
         statistics.median(cpu for _, cpu, _ in runs),
@@ -128,12 +136,30 @@ def median_of(rounds: int, command: Sequence[str], **options: Any) -> Figure:
 ROWS = ("floors", "apply", "plan", "plan-json", "apply-noop", "plan-changed", "validate", "seed")
 
 
-def cli_of(python: str, source: str | None) -> list[str]:
-    """The `reconcile` command of this build, or of the source tree `source`."""
+def cli_of(python: str, source: Path | None) -> list[str]:
+    """The `reconcile` command of this build, or the build of the source tree `source`
+    (main() RETURNS the exit code: the console script passes it to sys.exit, and so must
+    this; without it every plan of `--before` exited 0, changes or not)."""
     if source is None:
         return [str(Path(python).parent / "reconcile")]
-    start = f"import sys; sys.path.insert(0, {source!r}); from reconciler.cli import main; main()"
+    start = (
+        f"import sys; sys.path.insert(0, {str(source)!r}); "
+        "from reconciler.cli import main; raise SystemExit(main())"
+    )
     return [python, "-c", start]
+
+
+def prepare(python: str, sources: Sequence[Path], root: Path) -> None:
+    """Equal footing for side-by-side builds: each tree byte-compiled (as an installed
+    package is) and every job file read once, before the first cold apply."""
+    for source in sources:
+        subprocess.run(
+            [python, "-m", "compileall", "-q", str(source / "reconciler")],
+            check=True,
+            capture_output=True,
+        )
+    for path in root.rglob("*.yaml"):
+        path.read_bytes()
 
 
 def main() -> None:
@@ -154,8 +180,10 @@ def main() -> None:
     jobs = options.files * options.per_file
     python = sys.executable
     builds = {"": cli_of(python, None)}
+    sources: list[Path] = []
     if options.before:
-        builds["before: "] = cli_of(python, str(Path(options.before).resolve()))
+        sources = [Path(__file__).resolve().parents[1], Path(options.before).resolve()]
+        builds = {"": cli_of(python, sources[0]), "before: ": cli_of(python, sources[1])}
     databases = {label: create_database() for label in builds}
     floor_db, seed_db = create_database(), create_database()
 
@@ -177,6 +205,7 @@ def main() -> None:
                 }
                 for index, label in enumerate(builds)
             }
+            prepare(python, sources, root)
             print(f"{jobs} jobs in {options.files} files, PostgreSQL, {os.cpu_count()} CPUs")
             if "floors" in only:
                 print("floors:")
@@ -205,9 +234,12 @@ def main() -> None:
             ) -> None:
                 if row not in only:
                     return
-                for label, reconcile in builds.items():
-                    figure = median_of(rounds, [*reconcile, *args], env=envs[label], **extra)
-                    note(f"{label}{title}", figure)
+                runs: dict[str, list[Figure]] = {label: [] for label in builds}
+                for _ in range(rounds):  # alternated: a change of load falls on every build
+                    for label, reconcile in builds.items():
+                        runs[label].append(run([*reconcile, *args], env=envs[label], **extra))
+                for label in builds:
+                    note(f"{label}{title}", summary(runs[label]))
 
             side_by_side("plan", "reconcile plan, no change", ["plan"])
             side_by_side(
