@@ -72,6 +72,9 @@ def create_api_engine(database_url: str) -> AsyncEngine:
                     # a label filter then walks every job for a label few or none have
                     # (the GIN index goes unused): plan with the request's values.
                     "plan_cache_mode": "force_custom_plan",
+                    # No JIT: compiling /api/v1/reconciler's statement (its cost estimate
+                    # counts an index probe per job) took longer than running it.
+                    "jit": "off",
                 },
             },
         )

@@ -22,13 +22,14 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.core.status import build_status
     from reconciler.store.lean_read import read_status_rows_lean
 
+    now = datetime.now(UTC)
     # On PostgreSQL the driver alone (no SQLAlchemy import, no SQLAlchemy rows).
-    rows = read_status_rows_lean(read_database_url(args))
+    rows = read_status_rows_lean(read_database_url(args), now=now)
     if rows is None:
         from reconciler.store.status import read_status_rows
 
         with connect(args) as connection:
-            rows = read_status_rows(connection)
-    view = build_status(rows, now=datetime.now(UTC))
+            rows = read_status_rows(connection, now=now)
+    view = build_status(rows, now=now)
     emit(args, view.document(), lambda _wide, paint: status_text(view, paint=paint))
     return 0

@@ -71,6 +71,11 @@ def job_drift(status: str, *, scheduled: bool, next_run_time: float | None) -> D
     return None
 
 
+def late_before(now: datetime) -> float:
+    """A next fire (epoch seconds) before this is late at `now`."""
+    return now.timestamp() - LATE_AFTER.total_seconds()
+
+
 def job_state(
     *,
     status: str,
@@ -79,15 +84,27 @@ def job_state(
     next_run_time: float | None,
     now: datetime,
 ) -> JobState:
+    return state_of(
+        status=status,
+        quarantined=quarantined,
+        failed=last_run_status in FAILED_RUN_STATUSES,
+        overdue=next_run_time is not None and next_run_time < late_before(now),
+    )
+
+
+def state_of(*, status: str, quarantined: bool, failed: bool, overdue: bool) -> JobState:
+    """The state from the facts it depends on: `failed`, the newest run failed or expired;
+    `overdue`, the next fire is before `late_before(now)`. `job_state` for one job's
+    values, `build_status` for a group of jobs the database counted."""
     if quarantined:
         return JobState.QUARANTINED
     if status == JobStatus.PAUSED:
         return JobState.PAUSED
     if status == JobStatus.COMPLETED:
         return JobState.COMPLETED
-    if last_run_status in FAILED_RUN_STATUSES:
+    if failed:
         return JobState.FAILING
-    if next_run_time is not None and now.timestamp() - next_run_time > LATE_AFTER.total_seconds():
+    if overdue:
         return JobState.LATE
     return JobState.ACTIVE
 
@@ -141,13 +158,33 @@ def view_job(row: JobRow, *, now: datetime) -> JobView:
 
 
 @dataclass(frozen=True, kw_only=True)
+class JobGroup:
+    """`jobs` jobs the database counted together: the same status and the same facts
+    their state and drift depend on (`overdue`: an active job whose next fire is before
+    `late_before(now)`; `failed`: its newest run failed or expired, read only for a job
+    not quarantined, paused or completed, false otherwise)."""
+
+    status: str
+    quarantined: bool
+    scheduled: bool
+    due: bool  # its scheduler row has a next fire
+    overdue: bool
+    failed: bool
+    jobs: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class StatusRows:
-    """Everything the summary needs, as the store read it (plain dicts per row)."""
+    """Everything the summary needs, as the store read it (plain dicts per row), at one
+    `now`. The jobs come in two parts, from one statement: `flagged`, every job that may
+    be failing or late or whose scheduler row drifted, in full and in name order (the
+    lists of the summary); `groups`, all other jobs, only counted."""
 
     instances: Sequence[Mapping[str, Any]]
     last_reconcile: Mapping[str, Any] | None
     last_applied: Mapping[str, Any] | None
-    jobs: Sequence[JobRow]
+    groups: Sequence[JobGroup]
+    flagged: Sequence[JobRow]
     foreign_rows: Sequence[str]
     quarantined: Sequence[Mapping[str, Any]]
     # The newest pass that applied, found nothing, or (RECONCILER_SYNC=manual) planned.
@@ -170,7 +207,6 @@ class StatusView:
     failing: list[JobView]
     late: list[JobView]
     pending_changes: dict[str, int] = field(default_factory=dict)
-    jobs: list[JobView] = field(default_factory=list)
 
     def document(self) -> dict[str, Any]:
         """The summary as JSON-ready data (the CLI's `-o json` and the API's body)."""
@@ -210,10 +246,21 @@ def shape_instances(rows: Sequence[Mapping[str, Any]], *, now: datetime) -> list
 def build_status(rows: StatusRows, *, now: datetime) -> StatusView:
     instances = shape_instances(rows.instances, now=now)
     leader_state, leader = pick_leader(instances)
-    views = [view_job(row, now=now) for row in rows.jobs]
+    views = [view_job(row, now=now) for row in rows.flagged]
     drifted = [(view.row.name, view.drift) for view in views if view.drift is not None]
     drifted += [(name, Drift.FOREIGN_SCHEDULER_ROW) for name in rows.foreign_rows]
     drift_counts = Counter(kind for _, kind in drifted)
+    by_status = Counter(view.row.status for view in views)
+    by_state = Counter(view.state.value for view in views)
+    for group in rows.groups:
+        by_status[group.status] += group.jobs
+        state = state_of(
+            status=group.status,
+            quarantined=group.quarantined,
+            failed=group.failed,
+            overdue=group.overdue,
+        )
+        by_state[state.value] += group.jobs
     applied = rows.last_applied or {}
     return StatusView(
         leader_state=leader_state,
@@ -222,16 +269,14 @@ def build_status(rows: StatusRows, *, now: datetime) -> StatusView:
         applied_revision=applied.get("revision"),
         applied_revision_dirty=bool(applied.get("revision_dirty")),
         last_reconcile=rows.last_reconcile,
-        jobs_by_status=dict(sorted(Counter(row.status for row in rows.jobs).items())),
-        jobs_by_state={state.value: 0 for state in JobState}
-        | dict(Counter(view.state.value for view in views)),
+        jobs_by_status=dict(sorted(by_status.items())),
+        jobs_by_state={state.value: 0 for state in JobState} | dict(by_state),
         drift={kind.value: drift_counts.get(kind, 0) for kind in Drift},
         drifted_jobs=sorted(drifted),
         quarantined=list(rows.quarantined),
         failing=[view for view in views if view.state is JobState.FAILING],
         late=[view for view in views if view.state is JobState.LATE],
         pending_changes=pending_changes(rows.last_settled),
-        jobs=views,
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -21,8 +22,9 @@ from sqlalchemy.engine import Connection
 if TYPE_CHECKING:  # the CLI's reads must not import the asyncio extension (and the ORM)
     from sqlalchemy.ext.asyncio import AsyncConnection
 
-from reconciler.core.status import JobRow, StatusRows
+from reconciler.core.status import JobGroup, JobRow, StatusRows, late_before
 from reconciler.core.vocabulary import APPLIED_OUTCOMES, SETTLED_OUTCOMES
+from reconciler.store.lean_read import split_status_jobs, status_jobs_sql
 from reconciler.store.tables import apscheduler_jobs as aps
 from reconciler.store.tables import job_runs as runs
 from reconciler.store.tables import quarantined_files as quarantine
@@ -138,42 +140,49 @@ def _latest_reconcile(*conditions: sa.ColumnElement[bool]) -> sa.Select[Any]:
     return sa.select(reconcile_runs).where(*conditions).order_by(*order).limit(1)
 
 
-def _statements(selector: JobSelector, dialect: str) -> dict[str, sa.Executable]:
-    return {
-        "instances": sa.select(instances).order_by(instances.c.instance),
-        "last_reconcile": _latest_reconcile(),
-        "last_applied": _latest_reconcile(reconcile_runs.c.outcome.in_(APPLIED_OUTCOMES)),
-        "last_settled": _latest_reconcile(reconcile_runs.c.outcome.in_(SETTLED_OUTCOMES)),
-        "jobs": jobs_statement(selector, dialect=dialect),
-        "foreign": sa.select(aps.c.id).where(
-            ~sa.exists().where(jobs.c.name == aps.c.id)  # an anti-join: NOT IN hashes all
-        ),
-        "quarantined": sa.select(quarantine).order_by(quarantine.c.path),
-    }
+_STATEMENTS: dict[str, sa.Executable] = {
+    "instances": sa.select(instances).order_by(instances.c.instance),
+    "last_reconcile": _latest_reconcile(),
+    "last_applied": _latest_reconcile(reconcile_runs.c.outcome.in_(APPLIED_OUTCOMES)),
+    "last_settled": _latest_reconcile(reconcile_runs.c.outcome.in_(SETTLED_OUTCOMES)),
+    "foreign": sa.select(aps.c.id).where(
+        ~sa.exists().where(jobs.c.name == aps.c.id)  # an anti-join: NOT IN hashes all
+    ),
+    "quarantined": sa.select(quarantine).order_by(quarantine.c.path),
+}
 
 
-def read_status_rows(connection: Connection, selector: JobSelector = ALL_JOBS) -> StatusRows:
+def _status_jobs(dialect: str, now: datetime) -> sa.TextClause:
+    """The jobs' statement of the summary (store.lean_read.status_jobs_sql: groups
+    counted by the database, the flagged jobs in full), as text on every connection."""
+    statement = sa.text(status_jobs_sql(dialect, ":late_before"))
+    return statement.bindparams(late_before=late_before(now))
+
+
+def read_status_rows(connection: Connection, *, now: datetime) -> StatusRows:
     found = {
         key: connection.execute(statement).mappings().all()
-        for key, statement in _statements(selector, connection.dialect.name).items()
+        for key, statement in _STATEMENTS.items()
     }
-    return assemble(found)
+    dialect = connection.dialect.name
+    jobs_found = connection.execute(_status_jobs(dialect, now))
+    return assemble(found, split_status_jobs(jobs_found, dialect))
 
 
-async def read_status_rows_async(
-    connection: AsyncConnection, selector: JobSelector = ALL_JOBS
-) -> StatusRows:
-    if connection.dialect.name == "postgresql" and selector == ALL_JOBS:
+async def read_status_rows_async(connection: AsyncConnection, *, now: datetime) -> StatusRows:
+    if connection.dialect.name == "postgresql":
         # The driver's rows (store.lean_read, the same statements as text): at 100,000
         # jobs SQLAlchemy's rows cost more CPU than the query.
         from reconciler.store.lean_read import fetch_status_rows
 
         raw = await connection.get_raw_connection()
-        return await fetch_status_rows(raw.driver_connection)
+        return await fetch_status_rows(raw.driver_connection, now=now)
     found: dict[str, Sequence[Mapping[Any, Any]]] = {}
-    for key, statement in _statements(selector, connection.dialect.name).items():
+    for key, statement in _STATEMENTS.items():
         found[key] = (await connection.execute(statement)).mappings().all()
-    return assemble(found)
+    dialect = connection.dialect.name
+    jobs_found = await connection.execute(_status_jobs(dialect, now))
+    return assemble(found, split_status_jobs(jobs_found, dialect))
 
 
 def read_instances(connection: Connection) -> list[dict[str, Any]]:
@@ -242,13 +251,17 @@ async def read_job_rows_async(
     return [job_row(row) for row in result.mappings()]
 
 
-def assemble(found: Mapping[str, Sequence[Mapping[Any, Any]]]) -> StatusRows:
+def assemble(
+    found: Mapping[str, Sequence[Mapping[Any, Any]]],
+    jobs: tuple[Sequence[JobGroup], Sequence[JobRow]],
+) -> StatusRows:
     return StatusRows(
         instances=[dict(row) for row in found["instances"]],
         last_reconcile=_first(found["last_reconcile"]),
         last_applied=_first(found["last_applied"]),
         last_settled=_first(found["last_settled"]),
-        jobs=[job_row(row) for row in found["jobs"]],
+        groups=jobs[0],
+        flagged=jobs[1],
         foreign_rows=sorted(row["id"] for row in found["foreign"]),
         quarantined=[dict(row) for row in found["quarantined"]],
     )

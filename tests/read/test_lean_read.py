@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -145,27 +145,29 @@ def test_the_lean_status_read_returns_the_rows_of_the_sqlalchemy_statements(pg_u
     upgrade_database(pg_url)
     seed(pg_url)
     engine = create_sync_engine(pg_url)
+    now = datetime.now(UTC)
     try:
         with engine.connect() as connection:
-            expected = read_status_rows(connection)
+            expected = read_status_rows(connection, now=now)
     finally:
         engine.dispose()
     assert expected.foreign_rows == ["foreign-job"] and expected.quarantined
     assert expected.last_reconcile and expected.last_reconcile["outcome"] == "error"
     assert expected.last_applied and expected.last_applied["errors"]
-    assert read_status_rows_lean(pg_url) == expected
-    assert asyncio.run(_read_async(pg_url)) == expected  # through the API's pool
+    assert expected.groups and expected.flagged  # drift is seeded: a job in full
+    assert read_status_rows_lean(pg_url, now=now) == expected
+    assert asyncio.run(_read_async(pg_url, now)) == expected  # through the API's pool
 
 
-async def _read_async(url: str) -> StatusRows:
+async def _read_async(url: str, now: datetime) -> StatusRows:
     engine = create_api_engine(url)
     try:
         async with engine.connect() as connection:
-            return await read_status_rows_async(connection)
+            return await read_status_rows_async(connection, now=now)
     finally:
         await engine.dispose()
 
 
 @pytest.mark.parametrize("url", ["sqlite:///x.db", "sqlite://", "mysql://h/db"])
 def test_status_urls_it_does_not_read_are_left_to_sqlalchemy(url: str) -> None:
-    assert read_status_rows_lean(url) is None
+    assert read_status_rows_lean(url, now=datetime.now(UTC)) is None

@@ -21,7 +21,7 @@ _CHANGES = tuple(dict.fromkeys(COUNT_COLUMNS.values()))
 
 async def read_status(connection: AsyncConnection, *, now: datetime) -> StatusView:
     """The read model `reconcile status` shows, from the same rows."""
-    return build_status(await read_status_rows_async(connection), now=now)
+    return build_status(await read_status_rows_async(connection, now=now), now=now)
 
 
 async def recent_reconciles(connection: AsyncConnection, limit: int) -> list[dict[str, Any]]:
