@@ -29,7 +29,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchdb import create_database, drop_database
+from benchdb import fresh_database
 
 OURS = r"""
 import gc, json, resource, sys, time
@@ -173,8 +173,7 @@ def main() -> None:
     parser.add_argument("--per-file", type=int, default=10)
     parser.add_argument("--seed-jobs", type=int, default=10_000)
     options = parser.parse_args()
-    ours_db, seed_db = create_database(), create_database()
-    try:
+    with fresh_database() as ours_db, fresh_database() as seed_db:
         with tempfile.TemporaryDirectory() as folder:
             root = Path(folder) / "jobs.d"
             write_jobs(root, options.jobs, options.per_file)
@@ -189,9 +188,6 @@ def main() -> None:
                 str(options.seed_jobs),
             )
         )
-    finally:
-        drop_database(ours_db)
-        drop_database(seed_db)
     seed_for_same = seed_seconds * options.jobs / options.seed_jobs
     print(f"jobs: {options.jobs} in {options.jobs // options.per_file} files (PostgreSQL)")
     print(

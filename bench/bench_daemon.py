@@ -38,18 +38,11 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
-from benchdb import create_database, drop_database
-
-AMQP = "amqp://guest:guest@127.0.0.1:5672"
-
-
-def rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True)
+from benchdb import AMQP_BASE, fresh_database, fresh_vhost
 
 
 def write_jobs(root: Path, count: int, *, cron_for) -> None:
@@ -67,7 +60,7 @@ def start_daemon(url: str, jobs: Path, vhost: str, log: Path) -> subprocess.Pope
         os.environ,
         RECONCILER_DATABASE_URL=url,
         RECONCILER_JOBS_DIR=str(jobs),
-        RECONCILER_BROKER_URL=f"{AMQP}/{vhost}",
+        RECONCILER_BROKER_URL=f"{AMQP_BASE}/{vhost}",
         RECONCILER_METRICS_PORT="0",
         RECONCILER_TASK_ALLOWLIST="reconciler.tasks.*",
     )
@@ -105,18 +98,16 @@ def wait_for(predicate, timeout: float) -> None:
 
 
 def with_environment(run):
+    """`run(url, folder, vhost, *args)` on a fresh database, vhost and folder, all
+    removed afterwards (benchdb: a failed removal is reported on stderr)."""
+
     def wrapped(*args):
-        name, vhost = create_database(), f"bench_{uuid.uuid4().hex[:8]}"
-        rabbitmqctl("add_vhost", vhost)
-        rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-        try:
-            with tempfile.TemporaryDirectory() as folder:
-                return run(
-                    f"postgresql://postgres@127.0.0.1:5432/{name}", Path(folder), vhost, *args
-                )
-        finally:
-            subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True)
-            drop_database(name)
+        with (
+            fresh_database() as name,
+            fresh_vhost() as broker,
+            tempfile.TemporaryDirectory() as folder,
+        ):
+            return run(f"postgresql://postgres@127.0.0.1:5432/{name}", Path(folder), broker, *args)
 
     return wrapped
 

@@ -28,16 +28,15 @@ import os
 import pickle
 import queue
 import statistics
-import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import benchdb
 import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,8 +60,6 @@ from reconciler.store.jobstore import OwnedJobStore  # noqa: E402
 from reconciler.store.migrate import upgrade_database  # noqa: E402
 from reconciler.store.tables import apscheduler_jobs, job_runs, scheduled_jobs  # noqa: E402
 
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-AMQP_BASE = "amqp://guest:guest@127.0.0.1:5672"
 LEAD = 4.0  # seconds between setting up and the instant
 
 CALLS: list[float] = []
@@ -79,32 +76,18 @@ class AlwaysLeader:
 
 @contextmanager
 def fresh_database() -> Iterator[str]:
-    name = f"bench_fire_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = f"postgresql://postgres@127.0.0.1:5432/{name}"
-    try:
+    """A migrated database of its own, dropped afterwards (benchdb); its URL."""
+    with benchdb.fresh_database("bench_fire") as name:
+        url = f"postgresql://postgres@127.0.0.1:5432/{name}"
         upgrade_database(url)
         yield url
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @contextmanager
 def fresh_vhost() -> Iterator[str]:
-    vhost = f"bench_{uuid.uuid4().hex[:8]}"
-    subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True)
-    subprocess.run(
-        ["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
-        check=True,
-    )
-    try:
-        yield f"{AMQP_BASE}/{vhost}"
-    finally:
-        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], check=False)
+    """A vhost of its own, deleted afterwards (benchdb); its broker URL."""
+    with benchdb.fresh_vhost() as name:
+        yield f"{benchdb.AMQP_BASE}/{name}"
 
 
 def payload_for(name: str) -> dict[str, object]:
@@ -223,8 +206,9 @@ def report(label: str, at: datetime, stamps: list[float]) -> dict[str, float]:
 
 
 def run_stock(count: int) -> dict[str, float]:
-    with fresh_database() as url:
+    with fresh_database() as url, ExitStack() as stack:
         engine = create_sync_engine(url)
+        stack.callback(engine.dispose)
         at = instant() + timedelta(seconds=2)
         store_jobs(engine, count, f"{__name__}:noop", at)
         CALLS.clear()
@@ -234,11 +218,10 @@ def run_stock(count: int) -> dict[str, float]:
             timezone=UTC,
         )
         scheduler.start()
+        stack.callback(scheduler.shutdown)
         deadline = time.monotonic() + 120
         while len(CALLS) < count and time.monotonic() < deadline:
             time.sleep(0.05)
-        scheduler.shutdown()
-        engine.dispose()
         return report("stock", at, list(CALLS))
 
 
@@ -249,10 +232,12 @@ def cpu_seconds() -> float:
 
 
 def run_dispatcher(count: int) -> dict[str, float]:
-    with fresh_database() as url, fresh_vhost() as broker:
+    with fresh_database() as url, fresh_vhost() as broker, ExitStack() as stack:
         engine = create_sync_engine(url, pool_size=5)
+        stack.callback(engine.dispose)
         dispatcher = make_dispatcher(engine, broker)
         dispatcher.start()
+        stack.callback(dispatcher.stop)
         payloads = {f"job-{n:05d}": payload_for(f"job-{n:05d}") for n in range(count)}
         at = instant()
         sleep_until(at)
@@ -262,19 +247,20 @@ def run_dispatcher(count: int) -> dict[str, float]:
         accepted = time.time() - at.timestamp()
         stamps = wait_published(engine, count)
         cpu = cpu_seconds() - cpu
-        dispatcher.stop()
-        engine.dispose()
         print(f"{'':<11} all {count} fire() calls returned {accepted:.2f} s after the instant")
         print(f"{'':<11} CPU time of the process from the instant to the last confirm: {cpu:.2f} s")
         return report("dispatcher", at, stamps)
 
 
 def run_full(count: int) -> dict[str, float]:
-    with fresh_database() as url, fresh_vhost() as broker:
+    with fresh_database() as url, fresh_vhost() as broker, ExitStack() as stack:
         engine = create_sync_engine(url, pool_size=5)
+        stack.callback(engine.dispose)
         dispatcher = make_dispatcher(engine, broker)
         dispatcher.start()
+        stack.callback(dispatcher.stop)
         install_dispatcher(dispatcher)
+        stack.callback(install_dispatcher, None)
         at = instant() + timedelta(seconds=2)
         store_jobs(engine, count, FIRE_CALLABLE, at)
         own_jobs(engine, count)
@@ -286,6 +272,7 @@ def run_full(count: int) -> dict[str, float]:
         )
         cpu = cpu_seconds()
         scheduler.start()
+        stack.callback(scheduler.shutdown)
         stamps = wait_published(engine, count)
         cpu = cpu_seconds() - cpu
         print(f"{'':<11} CPU time of the process from the start to the last confirm: {cpu:.2f} s")
@@ -295,10 +282,6 @@ def run_full(count: int) -> dict[str, float]:
                 for row in connection.execute(sa.select(job_runs.c.fired_at))
             ]
         report("  fire_job", at, fired)
-        scheduler.shutdown()
-        dispatcher.stop()
-        install_dispatcher(None)
-        engine.dispose()
         return report("full", at, stamps)
 
 

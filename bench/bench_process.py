@@ -46,11 +46,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from bench_apply import SEED
-from benchdb import create_database, drop_database
+from benchdb import fresh_database
 from corpus import file_path, file_text, generate, git_checkout
 
 PG = "postgresql://postgres@127.0.0.1:5432/"
@@ -184,14 +185,15 @@ def main() -> None:
     if options.before:
         sources = [Path(__file__).resolve().parents[1], Path(options.before).resolve()]
         builds = {"": cli_of(python, sources[0]), "before: ": cli_of(python, sources[1])}
-    databases = {label: create_database() for label in builds}
-    floor_db, seed_db = create_database(), create_database()
 
     def note(label: str, figure: Figure) -> None:
         wall, cpu, level = figure
         print(f"  {label:52} {wall:8.3f} s  cpu {cpu:7.3f} s  (load {level:4.1f})", flush=True)
 
+    cleanup = ExitStack()  # every database made is dropped (benchdb reports a failure)
     try:
+        databases = {label: cleanup.enter_context(fresh_database()) for label in builds}
+        floor_db, seed_db = (cleanup.enter_context(fresh_database()) for _ in range(2))
         with tempfile.TemporaryDirectory() as folder:
             root = Path(folder) / "jobs.d"
             generate(root, files=options.files, per_file=options.per_file)
@@ -262,8 +264,7 @@ def main() -> None:
                 f"(seed {scaled:.2f} s, cpu {scaled_cpu:.2f} s for {jobs} jobs; target >= 15x)"
             )
     finally:
-        for name in (*databases.values(), floor_db, seed_db):
-            drop_database(name)
+        cleanup.close()
 
 
 if __name__ == "__main__":

@@ -61,8 +61,8 @@ import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
-from bench_daemon import memory_mb, rabbitmqctl, wait_for
-from benchdb import create_database, drop_database
+from bench_daemon import memory_mb, wait_for
+from benchdb import create_database, create_vhost, drop_database, fresh_database, fresh_vhost
 from corpus import file_path, generate
 from scale_reads import Build, api_figures, cli_figures, seed_runs
 
@@ -276,25 +276,16 @@ def main() -> None:
     if steps - set(STEPS):
         parser.error(f"unknown steps: {sorted(steps - set(STEPS))}")
     reused = kept(args.workdir)
-    if reused is None:
-        name, vhost = create_database(), f"bench_{uuid.uuid4().hex[:8]}"
-        rabbitmqctl("add_vhost", vhost)
-        rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    else:
-        name, vhost = reused
-    url = f"postgresql://postgres@127.0.0.1:5432/{name}"
-    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
     with contextlib.ExitStack() as cleanup:
-        if args.workdir is None:
-            cleanup.callback(drop_database, name)
-            cleanup.callback(
-                subprocess.run, ["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True
-            )
+        if args.workdir is None:  # removed at the end (benchdb reports a failed removal)
+            name = cleanup.enter_context(fresh_database())
+            vhost = cleanup.enter_context(fresh_vhost())
             folder = Path(cleanup.enter_context(tempfile.TemporaryDirectory()))
         else:
             folder = args.workdir
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / "bench.env").write_text(f"{name} {vhost}\n")
+            name, vhost = reused or keep_in(folder)
+        url = f"postgresql://postgres@127.0.0.1:5432/{name}"
+        engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
         cleanup.callback(engine.dispose)
         jobs = folder / "jobs.d"
         if reused is None:
@@ -307,6 +298,21 @@ def main() -> None:
             daemon_figures(env, engine, folder, jobs, args.files)
         if "reads" in steps:
             reads(url, args, builds, seed=reused is None)
+
+
+def keep_in(folder: Path) -> tuple[str, str]:
+    """A database and a vhost kept for later runs, their names in folder/bench.env (the
+    database dropped again if the vhost cannot be made: nothing unrecorded is left)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    name = create_database()
+    try:
+        vhost = create_vhost()
+    except BaseException:
+        drop_database(name)
+        raise
+    (folder / "bench.env").write_text(f"{name} {vhost}\n")
+    print(f"kept in {folder}/bench.env: database {name}, vhost {vhost} (remove them yourself)")
+    return name, vhost
 
 
 def kept(workdir: Path | None) -> tuple[str, str] | None:

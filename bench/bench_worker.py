@@ -28,19 +28,18 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import redis
-import sqlalchemy as sa
+from benchdb import AMQP_BASE, fresh_database, fresh_vhost, report_leftover
 from celery import Celery, shared_task
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = "redis://127.0.0.1:6379/0"
-AMQP_BASE = "amqp://guest:guest@127.0.0.1:5672"
 
 if TYPE_CHECKING:
     from reconciler.settings import Settings
@@ -58,13 +57,10 @@ def main() -> None:
     parser.add_argument("--variants", default="plain,base,guarded")
     parser.add_argument("--rounds", type=int, default=3)
     options = parser.parse_args()
-    database = f"bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{database}"'))
-    database_url = f"postgresql://postgres@127.0.0.1:5432/{database}"
-    try:
+    with fresh_database() as database:
         from reconciler.store.migrate import upgrade_database
+
+        database_url = f"postgresql://postgres@127.0.0.1:5432/{database}"
 
         upgrade_database(database_url)
         # Rounds alternate the variants, each round in another order (a variant that always
@@ -92,32 +88,50 @@ def main() -> None:
             concurrency=options.concurrency,
             protocol_ms=protocol_ms,
         )
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def run_variant(
     variant: str, *, fires: int, concurrency: int, database_url: str
 ) -> tuple[float, float]:
-    """One worker draining `fires` pre-published fires: (tasks/s, worker CPU ms/task)."""
+    """One worker draining `fires` pre-published fires: (tasks/s, worker CPU ms/task),
+    on a vhost and a Redis key prefix of its own, both removed afterwards."""
+    prefix = f"bench_{uuid.uuid4().hex[:8]}:"
+    with fresh_vhost() as vhost, ExitStack() as cleanup:
+        client = redis.Redis.from_url(REDIS_URL)
+        cleanup.callback(client.close)
+        cleanup.callback(_delete_keys, client, prefix)
+        return _drain(
+            variant,
+            fires=fires,
+            concurrency=concurrency,
+            database_url=database_url,
+            broker_url=f"{AMQP_BASE}/{vhost}",
+            prefix=prefix,
+            client=client,
+        )
+
+
+def _drain(
+    variant: str,
+    *,
+    fires: int,
+    concurrency: int,
+    database_url: str,
+    broker_url: str,
+    prefix: str,
+    client: redis.Redis,
+) -> tuple[float, float]:
     from reconciler.settings import Settings
     from reconciler.worker.app import create_celery_app
 
-    vhost = f"bench_{uuid.uuid4().hex[:8]}"
-    prefix = f"bench_{uuid.uuid4().hex[:8]}:"
-    _rabbitmqctl("add_vhost", vhost)
-    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
     settings = Settings(
-        broker_url=f"{AMQP_BASE}/{vhost}",
+        broker_url=broker_url,
         result_backend=REDIS_URL,
         redis_url=REDIS_URL,
         redis_prefix=prefix,
         database_url=database_url,
     )
     app = create_celery_app(settings)
-    client = redis.Redis.from_url(REDIS_URL)
     worker = None
     try:
         started = time.perf_counter()
@@ -141,10 +155,15 @@ def run_variant(
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait()
         app.close()
+
+
+def _delete_keys(client: redis.Redis, prefix: str) -> None:
+    """Every key under `prefix`; a failure reported on stderr (benchdb's rule)."""
+    try:
         for batch in _batches(list(client.scan_iter(f"{prefix}*", count=1000)), 1000):
             client.delete(*batch)
-        client.close()
-        _rabbitmqctl("delete_vhost", vhost)
+    except redis.RedisError as error:
+        report_leftover(f"Redis keys {prefix}*", f"redis-cli --scan --pattern '{prefix}*'", error)
 
 
 def _wait_results(
@@ -193,22 +212,7 @@ def publish(app: Celery, variant: str, *, fires: int, database_url: str) -> list
         now = datetime.now(UTC)
         engine = create_sync_engine(database_url)
         with engine.begin() as connection:
-            connection.execute(
-                job_runs.insert(),
-                [
-                    {
-                        "id": run_id,
-                        "job_name": job,
-                        "scheduled_time": slot,
-                        "status": "published",
-                        "task": "reconciler.tasks.noop",
-                        "queue": "default",
-                        "idempotency_key": run_id,
-                        "updated_at": now,
-                    }
-                    for run_id, slot in zip(ids, slots, strict=True)
-                ],
-            )
+            connection.execute(job_runs.insert(), published_rows(job, ids, slots, now))
         engine.dispose()
     task = "bench.plain_noop" if variant == "plain" else "reconciler.tasks.noop"
     with app.producer_or_acquire() as producer:
@@ -278,54 +282,40 @@ def measure_protocol(database_url: str, *, fires: int) -> dict[str, float]:
     runtime = WorkerRuntime.from_settings(
         Settings(database_url=database_url, redis_url=REDIS_URL, redis_prefix=prefix)
     )
-    job = f"bench-protocol-{uuid.uuid4().hex[:6]}"
-    slots = [datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=i) for i in range(fires)]
-    ids = [fire_id(job, slot) for slot in slots]
-    now = datetime.now(UTC)
-    with runtime.ledger.engine.begin() as connection:
-        connection.execute(
-            job_runs.insert(),
-            [
-                {
-                    "id": run_id,
-                    "job_name": job,
-                    "scheduled_time": slot,
-                    "status": "published",
-                    "task": "reconciler.tasks.noop",
-                    "queue": "default",
-                    "idempotency_key": run_id,
-                    "updated_at": now,
-                }
-                for run_id, slot in zip(ids, slots, strict=True)
-            ],
-        )
-    admit = succeed = 0.0
-    for run_id in ids:
-        fire = FireContext(
-            run_id=run_id,
-            task="reconciler.tasks.noop",
-            idempotency_key=run_id,
-            job=job,
-            revision=None,
-            scheduled_time=None,
-            max_retries=0,
-            retry_delay_seconds=0,
-            retries=0,
-            redelivered=False,
-            hostname="bench@host",
-            pid=os.getpid(),
-        )
-        started = time.perf_counter()
-        admission = runtime.admit(fire)
-        middle = time.perf_counter()
-        runtime.succeeded(fire, admission, None)
-        admit += middle - started
-        succeed += time.perf_counter() - middle
-    runtime.close()
-    client = redis.Redis.from_url(REDIS_URL)
-    for batch in _batches(list(client.scan_iter(f"{prefix}*", count=1000)), 1000):
-        client.delete(*batch)
-    client.close()
+    try:
+        job = f"bench-protocol-{uuid.uuid4().hex[:6]}"
+        slots = [datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=i) for i in range(fires)]
+        ids = [fire_id(job, slot) for slot in slots]
+        now = datetime.now(UTC)
+        with runtime.ledger.engine.begin() as connection:
+            connection.execute(job_runs.insert(), published_rows(job, ids, slots, now))
+        admit = succeed = 0.0
+        for run_id in ids:
+            fire = FireContext(
+                run_id=run_id,
+                task="reconciler.tasks.noop",
+                idempotency_key=run_id,
+                job=job,
+                revision=None,
+                scheduled_time=None,
+                max_retries=0,
+                retry_delay_seconds=0,
+                retries=0,
+                redelivered=False,
+                hostname="bench@host",
+                pid=os.getpid(),
+            )
+            started = time.perf_counter()
+            admission = runtime.admit(fire)
+            middle = time.perf_counter()
+            runtime.succeeded(fire, admission, None)
+            admit += middle - started
+            succeed += time.perf_counter() - middle
+    finally:
+        runtime.close()
+        client = redis.Redis.from_url(REDIS_URL)
+        _delete_keys(client, prefix)
+        client.close()
     return {"admit": admit / fires * 1000, "succeeded": succeed / fires * 1000}
 
 
@@ -367,18 +357,27 @@ def _date_done(raw: bytes | None) -> datetime:
     return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
+def published_rows(
+    job: str, ids: list[str], slots: list[datetime], now: datetime
+) -> list[dict[str, object]]:
+    """Ledger rows of fires the leader published (what a worker finds before it runs)."""
+    return [
+        {
+            "id": run_id,
+            "job_name": job,
+            "scheduled_time": slot,
+            "status": "published",
+            "task": "reconciler.tasks.noop",
+            "queue": "default",
+            "idempotency_key": run_id,
+            "updated_at": now,
+        }
+        for run_id, slot in zip(ids, slots, strict=True)
+    ]
+
+
 def _batches(items: list[bytes], size: int) -> list[list[bytes]]:
     return [items[start : start + size] for start in range(0, len(items), size)]
-
-
-def _rabbitmqctl(*args: str) -> None:
-    # rabbitmqctl fails now and then on a loaded machine (a CLI node that did not start).
-    for attempt in range(3):
-        result = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True)
-        if result.returncode == 0:
-            return
-        time.sleep(1 + attempt)
-    raise SystemExit(f"rabbitmqctl {' '.join(args)} failed: {result.stderr.strip()}")
 
 
 if __name__ == "__main__":

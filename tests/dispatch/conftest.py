@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,8 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from reconciler.store.db import create_sync_engine
-
-AMQP_BASE = os.environ.get("TEST_AMQP_BASE", "amqp://guest:guest@127.0.0.1:5672")
+from tests.conftest import fresh_vhost
 
 
 @pytest.fixture
@@ -35,17 +32,8 @@ def engine(ledger_url: str) -> Iterator[sa.Engine]:
 def module_vhost() -> Iterator[str]:
     """One RabbitMQ vhost for a whole test module (rabbitmqctl takes seconds per call);
     tests isolate themselves with their own queue (`broker` below)."""
-    vhost = f"rtd_{uuid.uuid4().hex[:12]}"
-    subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True, capture_output=True)
-    subprocess.run(
-        ["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
-        check=True,
-        capture_output=True,
-    )
-    try:
-        yield f"{AMQP_BASE}/{vhost}"
-    finally:
-        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True)
+    with fresh_vhost() as url:
+        yield url
 
 
 @dataclass(frozen=True)

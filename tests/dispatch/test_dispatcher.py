@@ -3,7 +3,6 @@ duplicates, overlaps, fencing, a broker outage, a crashed leader's leftovers."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,6 +19,7 @@ from reconciler.dispatch.publisher import Publisher
 from reconciler.dispatch.retrier import UnpublishedRetrier
 from reconciler.errors import NotLeaderError
 from reconciler.store.tables import job_runs
+from tests.conftest import rabbitmqctl
 
 from .conftest import Broker
 from .helpers import (
@@ -183,10 +183,6 @@ def test_a_full_queue_records_synchronously_for_the_retrier(engine, broker: Brok
 
 def unpublished_gauge() -> float | None:
     return REGISTRY.get_sample_value("reconciler_unpublished_fires")
-
-
-def rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True)
 
 
 def test_a_broker_outage_loses_nothing_and_never_blocks_the_fire_path(

@@ -16,6 +16,7 @@ import pytest
 
 from observability import targets as t
 from observability.prom import Prometheus, run_prometheus
+from tests.conftest import rabbitmqctl
 from tests.polling import wait_until
 
 if TYPE_CHECKING:
@@ -143,16 +144,13 @@ class _Vhost:
     def __enter__(self) -> str:
         if shutil.which("rabbitmqctl") is None:
             return "amqp://guest:guest@127.0.0.1:5672//"
-        for command in (
-            ["add_vhost", self.name],
-            ["set_permissions", "-p", self.name, "guest", ".*", ".*", ".*"],
-        ):
-            subprocess.run(["rabbitmqctl", "-q", *command], check=True, capture_output=True)
+        rabbitmqctl("add_vhost", self.name)
+        rabbitmqctl("set_permissions", "-p", self.name, "guest", ".*", ".*", ".*")
         return f"amqp://guest:guest@127.0.0.1:5672/{self.name}"
 
     def __exit__(self, *exc: object) -> None:
         if shutil.which("rabbitmqctl") is not None:
-            subprocess.run(["rabbitmqctl", "-q", "delete_vhost", self.name], capture_output=True)
+            rabbitmqctl("delete_vhost", self.name)  # retried; a failure is the test's error
 
 
 def _rabbitmq_vhost() -> _Vhost:
