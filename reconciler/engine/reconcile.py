@@ -62,7 +62,7 @@ from reconciler.store.apply_lock import hold_apply_lock, notify_applied
 from reconciler.store.db import has_schema
 from reconciler.store.events import record_job_events
 from reconciler.store.file_records import read_file_records, write_file_records
-from reconciler.store.fingerprint import Fingerprint, read_fingerprint
+from reconciler.store.fingerprint import Fingerprint, read_fingerprint, read_fingerprint_since
 from reconciler.store.fingerprint import supported as fingerprint_supported
 from reconciler.store.inventory import (
     EssenceCache,
@@ -72,6 +72,7 @@ from reconciler.store.inventory import (
 )
 from reconciler.store.scheduler_rows import (
     RowDecoder,
+    patch_scheduler_rows,
     read_scheduler_rows,
     read_scheduler_rows_once,
     record_rows_in_sync,
@@ -356,26 +357,36 @@ def _read_actual_cached(
 
     The fingerprint is taken BEFORE the rows are read: a write committed in between
     makes the rows newer than the fingerprint, so the next pass sees a difference and
-    reads again (never the reverse, which would hide that write)."""
+    reads again (never the reverse, which would hide that write). The scheduler rows
+    that moved since the last read (fires) are found in the fingerprint's own scan and
+    patched in (patch_scheduler_rows); the others are not read again."""
     cached, caches.actual = caches.actual, None  # set again once this pass commits
     if not fingerprint_supported(connection):
         return read_actual(connection, caches), None
     if cached is None and not has_schema(connection):
         return ActualState(inventory={}, scheduler={}), None
-    fingerprint = read_fingerprint(connection)
+    decoder = caches.rows
+    fingerprint, new = read_fingerprint_since(
+        connection, decoder.horizon if reuse and cached is not None else None
+    )
     if not reuse or cached is None:
-        return _read_tables(connection, caches), fingerprint
+        state = _read_tables(connection, caches)
+        decoder.horizon = new.horizon  # taken before the rows were read: see fingerprint
+        return state, fingerprint
     before, state = cached
     if before == fingerprint:
         return state, fingerprint
     # Usually only the scheduler's rows moved (fires): the inventory is not read again.
+    scheduler = state.scheduler
+    if before.scheduler != fingerprint.scheduler:
+        patched = patch_scheduler_rows(connection, decoder, new, fingerprint.scheduler)
+        scheduler = read_scheduler_rows(connection, decoder) if patched is None else patched
+        decoder.horizon = new.horizon
     return ActualState(
         inventory=state.inventory
         if before.inventory == fingerprint.inventory
         else read_inventory(connection, caches.essences),
-        scheduler=state.scheduler
-        if before.scheduler == fingerprint.scheduler
-        else read_scheduler_rows(connection, caches.rows),
+        scheduler=scheduler,
     ), fingerprint
 
 

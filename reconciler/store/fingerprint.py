@@ -10,6 +10,18 @@ an order of magnitude cheaper than reading and decoding the rows.
 A daemon pass compares the fingerprint with the one its cached state was taken at and
 reads the rows only when they differ. SQLite has no row versions: there, every pass
 reads the rows.
+
+The scheduler's rows move with every fire (a daemon at 100,000 jobs: hundreds a second),
+so a daemon's pass nearly always finds that fingerprint moved. `read_fingerprint_since`
+also returns, from the same scan and snapshot, the scheduler rows whose version may be
+newer than a HORIZON: the `xmin` of an earlier snapshot (`pg_current_snapshot()`), below
+which every transaction had ended when that snapshot was taken. A row version that an
+earlier read did not see was written by a transaction still running at that read or
+later, so its `xid` is at or after the horizon of any snapshot taken before that read
+(xids compared modulo 2^32, as PostgreSQL does). The reader then patches what it knows
+with those rows and checks the result against the fingerprint (store.scheduler_rows):
+a row deleted, or anything the horizon missed, makes the sums differ and the rows are
+read as before.
 """
 
 from __future__ import annotations
@@ -34,6 +46,42 @@ _SOME = sa.text(
         inventory_filter="WHERE name = ANY(:names)", scheduler_filter="WHERE id = ANY(:names)"
     )
 )
+
+
+# The same summaries, the snapshot's horizon, and the keys, versions and hashes of the
+# scheduler rows written at or after :horizon (the modular distance of a 32-bit xid from
+# it is under 2^31), in one scan of each table and one snapshot. NULL :horizon: none.
+# Not their states: after a long quiet those can be every row, and one array of 100,000
+# states would be converted in one C call holding the GIL (see store.scheduler_rows).
+_SINCE = sa.text(
+    """
+SELECT 'inventory', count(*), coalesce(sum(hashtextextended(name, xmin::text::bigint)), 0),
+       NULL::bigint, NULL::varchar[], NULL::bigint[], NULL::bigint[]
+FROM scheduled_jobs
+UNION ALL
+SELECT 'scheduler', count(*), coalesce(sum(hash), 0),
+       pg_snapshot_xmin(pg_current_snapshot())::text::bigint % 4294967296,
+       array_agg(id) FILTER (WHERE new), array_agg(version) FILTER (WHERE new),
+       array_agg(hash) FILTER (WHERE new)
+FROM (
+    SELECT id, xmin::text::bigint AS version,
+           hashtextextended(id, xmin::text::bigint) AS hash,
+           coalesce(((xmin::text::bigint - CAST(:horizon AS bigint)) % 4294967296
+                     + 4294967296) % 4294967296 < 2147483648, false) AS new
+    FROM apscheduler_jobs
+) AS versions
+"""
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NewVersions:
+    """Scheduler rows written at or after a horizon (`read_fingerprint_since`), and the
+    horizon of the snapshot they were read in: (id, version, hash of (id, version) as
+    the fingerprint sums it)."""
+
+    horizon: int
+    rows: list[tuple[str, int, int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,3 +120,21 @@ def _shift(
     value: tuple[int, int], before: tuple[int, int], after: tuple[int, int]
 ) -> tuple[int, int]:
     return value[0] - before[0] + after[0], value[1] - before[1] + after[1]
+
+
+def read_fingerprint_since(
+    connection: Connection, horizon: int | None
+) -> tuple[Fingerprint, NewVersions]:
+    """`read_fingerprint` of both tables, and the scheduler rows written at or after
+    `horizon` (None: none) with this snapshot's own horizon, in one snapshot."""
+    summary: dict[str, tuple[int, int]] = {}
+    new = NewVersions(0, [])
+    for table, count, total, mark, ids, versions, hashes in connection.execute(
+        _SINCE, {"horizon": horizon}
+    ):
+        summary[table] = (int(count), int(total))
+        if table == "scheduler":
+            new = NewVersions(
+                int(mark), list(zip(ids or (), versions or (), hashes or (), strict=True))
+            )
+    return Fingerprint(summary["inventory"], summary["scheduler"]), new

@@ -6,6 +6,7 @@ else is seen by the next pass, and a resync always reads everything."""
 from __future__ import annotations
 
 import os
+import random
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -68,6 +69,7 @@ def daemon(tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Iter
     space = Daemonish(jobs, pg_url)
     for reader in ("read_inventory", "read_scheduler_rows"):
         monkeypatch.setattr(reconcile_module, reader, _counted(space, reader))
+    monkeypatch.setattr(reconcile_module, "patch_scheduler_rows", _counted_patch(space))
     yield space
     space.engine.dispose()
 
@@ -78,6 +80,19 @@ def _counted(space: Daemonish, reader: str) -> Callable[..., object]:
     def counting(*args: object, **kwargs: object) -> object:
         space.reads[reader] += 1
         return real(*args, **kwargs)
+
+    return counting
+
+
+def _counted_patch(space: Daemonish) -> Callable[..., object]:
+    """Counts the scheduler rows patched by the rows that moved ("patched"), and the
+    patches declined ("not patched": every version is then read)."""
+    real = reconcile_module.patch_scheduler_rows
+
+    def counting(*args: object, **kwargs: object) -> object:
+        rows = real(*args, **kwargs)  # type: ignore[arg-type]
+        space.reads["patched" if rows is not None else "not patched"] += 1
+        return rows
 
     return counting
 
@@ -128,10 +143,17 @@ def test_the_cache_follows_every_kind_of_change(daemon: Daemonish) -> None:
 def test_writes_by_anyone_else_are_seen_by_the_next_pass(daemon: Daemonish) -> None:
     daemon.write("jobs.yaml", "---\n".join(job_yaml(name) for name in "abcde"))
     daemon.reconcile("startup")
-    daemon.execute("DELETE FROM apscheduler_jobs WHERE id = 'a'")
-    assert actions(daemon.reconcile()) == [("repair", "a")]
+    reads = daemon.reads.copy()
     daemon.execute("UPDATE apscheduler_jobs SET next_run_time = NULL WHERE id = 'b'")
     assert actions(daemon.reconcile()) == [("repair", "b")]
+    # Rows written since the last read (here, and the startup pass's own): only they
+    # are fetched.
+    assert daemon.reads - reads == Counter({"patched": 1})
+    reads = daemon.reads.copy()
+    daemon.execute("DELETE FROM apscheduler_jobs WHERE id = 'a'")
+    assert actions(daemon.reconcile()) == [("repair", "a")]
+    # A row deleted is not among the rows written since: the sums differ, all is read.
+    assert daemon.reads - reads == Counter({"not patched": 1, "read_scheduler_rows": 1})
     daemon.execute("UPDATE apscheduler_jobs SET job_state = 'garbage' WHERE id = 'c'")
     assert actions(daemon.reconcile()) == [("repair", "c")]
     daemon.execute("UPDATE scheduled_jobs SET status = 'paused' WHERE name = 'd'")
@@ -142,15 +164,65 @@ def test_writes_by_anyone_else_are_seen_by_the_next_pass(daemon: Daemonish) -> N
     result = daemon.reconcile()
     assert result.outcome == "no_changes" and result.plan.foreign == ("x",)
     # A write that leaves every value as it was is still a new row version: read again,
-    # only the table that was written to.
+    # only the table that was written to (of the scheduler's, only the row written).
     reads = daemon.reads.copy()
     daemon.execute("UPDATE apscheduler_jobs SET next_run_time = next_run_time WHERE id = 'e'")
     assert daemon.reconcile().outcome == "no_changes"
-    assert daemon.reads - reads == Counter({"read_scheduler_rows": 1})
+    assert daemon.reads - reads == Counter({"patched": 1})
     reads = daemon.reads.copy()
     daemon.execute("UPDATE scheduled_jobs SET status = status WHERE name = 'e'")
     assert daemon.reconcile().outcome == "no_changes"
     assert daemon.reads - reads == Counter({"read_inventory": 1})
+
+
+def test_rows_patched_by_what_moved_are_the_table_whatever_is_written_or_the_horizon(
+    daemon: Daemonish,
+) -> None:
+    """Random writes beside the passes (fires moving rows on, rows deleted, broken,
+    paused, foreign rows), random file edits (our own writes), and now and then a wrong
+    horizon (one that misses rows written since, or that takes them all): after every
+    pass the cached state equals a fresh read of both tables (Daemonish.reconcile), its
+    plan is the plan of a process with no caches, and most passes patched the rows."""
+    rng = random.Random(23)
+    names = [f"job-{n}" for n in range(8)]
+
+    def jobs_file(minutes: dict[str, int]) -> str:
+        return "---\n".join(job_yaml(name, cron=f"{minutes[name]} * * * *") for name in names)
+
+    minutes = dict.fromkeys(names, 0)
+    daemon.write("jobs.yaml", jobs_file(minutes))
+    daemon.reconcile("startup")
+    writes = {
+        "fire": "UPDATE apscheduler_jobs SET next_run_time = next_run_time + 60 WHERE id = :n",
+        "delete": "DELETE FROM apscheduler_jobs WHERE id = :n",
+        "break": "UPDATE apscheduler_jobs SET job_state = 'garbage' WHERE id = :n",
+        "pause": "UPDATE apscheduler_jobs SET next_run_time = NULL WHERE id = :n",
+        "foreign": "INSERT INTO apscheduler_jobs (id, next_run_time, job_state)"
+        " VALUES ('foreign-' || :n, 1, 'x') ON CONFLICT (id) DO NOTHING",
+        "unforeign": "DELETE FROM apscheduler_jobs WHERE id = 'foreign-' || :n",
+    }
+    weights = [8, 1, 1, 1, 1, 1]
+    for step in range(80):
+        for _ in range(rng.randint(0, 4)):
+            write = rng.choices(list(writes), weights)[0]
+            daemon.execute(writes[write], n=rng.choice(names))
+        if rng.random() < 0.2:
+            minutes[rng.choice(names)] = rng.randint(0, 59)
+            daemon.write("jobs.yaml", jobs_file(minutes))
+        horizon = daemon.caches.rows.horizon
+        if horizon is not None and rng.random() < 0.15:
+            wrong = [horizon + 1000, horizon + 2**31, 0, (horizon - 2**31) % 2**32, None]
+            daemon.caches.rows.horizon = rng.choice(wrong)
+        fresh = reconcile_once(
+            daemon.engine,
+            daemon.settings,
+            trigger="watch",
+            apply=False,
+            caches=ReconcileCaches(),
+        )
+        assert sorted(actions(daemon.reconcile())) == sorted(actions(fresh)), step
+    assert daemon.reads["patched"] > 30
+    assert daemon.reads["not patched"] > 5
 
 
 def test_resync_reads_everything(daemon: Daemonish) -> None:
@@ -247,7 +319,7 @@ def test_a_write_by_someone_else_during_a_pass_is_seen_by_the_next_one(
         assert read_fingerprint(connection).scheduler != daemon.caches.actual[0].scheduler
     reads = daemon.reads.copy()
     assert daemon.reconcile().outcome == "no_changes"  # and the cache is the truth again
-    assert daemon.reads - reads == Counter({"read_scheduler_rows": 1})
+    assert daemon.reads - reads == Counter({"patched": 1})  # the rows written since
 
 
 def test_caches_warmed_before_leading_plan_what_cold_caches_plan(daemon: Daemonish) -> None:
