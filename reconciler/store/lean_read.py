@@ -43,39 +43,44 @@ Result = TypeVar("Result")
 
 _COLUMNS = """
     j.name, j.status, j.spec_hash, j.task, j.queue, {labels}, {schedule}, {timezone},
-    j.source_file, j.revision, j.updated_at, a.id, a.next_run_time, q.path,
-    r.id, r.status, r.scheduled_time, r.finished_at"""
+    j.source_file, j.revision, j.updated_at, {last}"""
+_OTHERS = "a.id, a.next_run_time, q.path, r.id, r.status, r.scheduled_time, r.finished_at"
 _JOINS = """
 FROM scheduled_jobs AS j
 LEFT JOIN apscheduler_jobs AS a ON a.id = j.name
 LEFT JOIN quarantined_files AS q ON q.path = j.source_file"""
+# The JSON columns, as text, per dialect.
+_JSON = {
+    "postgresql": {
+        "labels": "j.labels::text",
+        "schedule": "(j.spec -> 'schedule')::text",
+        "timezone": "j.spec ->> 'timezone'",
+    },
+    "sqlite": {
+        "labels": "j.labels",
+        "schedule": "json_quote(json_extract(j.spec, '$.schedule'))",
+        "timezone": "json_extract(j.spec, '$.timezone')",
+    },
+}
 # The newest run of each job, by slot ((job_name, scheduled_time) is unique and indexed).
 # PostgreSQL: one backward index probe per job (LATERAL); a join on max(scheduled_time)
-# makes it hash all runs instead.
-_POSTGRESQL = f"""
-SELECT {
-    _COLUMNS.format(
-        labels="j.labels::text",
-        schedule="(j.spec -> 'schedule')::text",
-        timezone="j.spec ->> 'timezone'",
-    )
-}{_JOINS}
+# makes it hash all runs instead. SQLite has no LATERAL; it probes the covering index
+# for max(scheduled_time) per job.
+_NEWEST_RUN = {
+    "postgresql": """
 LEFT JOIN LATERAL (
     SELECT id, status, scheduled_time, finished_at FROM job_runs
     WHERE job_runs.job_name = j.name ORDER BY scheduled_time DESC LIMIT 1
-) AS r ON true"""
-# SQLite has no LATERAL; it probes the covering index for max(scheduled_time) per job.
-_SQLITE = f"""
-SELECT {
-    _COLUMNS.format(
-        labels="j.labels",
-        schedule="json_quote(json_extract(j.spec, '$.schedule'))",
-        timezone="json_extract(j.spec, '$.timezone')",
-    )
-}{_JOINS}
+) AS r ON true""",
+    "sqlite": """
 LEFT JOIN job_runs AS r ON r.job_name = j.name AND r.scheduled_time = (
     SELECT max(scheduled_time) FROM job_runs WHERE job_runs.job_name = j.name
-)"""
+)""",
+}
+_POSTGRESQL, _SQLITE = (
+    "\nSELECT " + _COLUMNS.format(last=_OTHERS, **_JSON[dialect]) + _JOINS + _NEWEST_RUN[dialect]
+    for dialect in ("postgresql", "sqlite")
+)
 _ORDER = " ORDER BY j.name"
 
 
@@ -85,31 +90,32 @@ def _words(words: Iterable[str]) -> str:
 
 _ACTIVE, _PAUSED, _COMPLETED = (f"'{status}'" for status in JobStatus)
 # The jobs of the status summary in one statement (one snapshot): per job the facts its
-# state and drift depend on (core.status.JobGroup), the newest run read only where it
-# can matter (one backward index probe); the jobs that may be failing or late or whose
-# scheduler row drifted (`_FLAGGED`, core.status.job_drift's cases) come back in full,
-# as the read model's rows, the others only counted by their facts. 100,000 jobs are
-# then a few group rows and the flagged jobs, not 100,000 rows to decode and judge.
-_PER_JOB = f"""
+# state and drift depend on (core.status.JobGroup) and its newest run (one index probe);
+# the jobs that may be failing or late or whose scheduler row drifted (`_FLAGGED`,
+# core.status.job_drift's cases) come back in full, as the read model's rows, the others
+# only counted by their facts. 100,000 jobs are then a few group rows and the flagged
+# jobs, not 100,000 rows to decode and judge.
+_PER_JOB = """
 WITH per_job AS (
-    SELECT j.name, j.status,
+    SELECT j.name, j.status, a.id AS aps_id, a.next_run_time, q.path AS quarantined_path,
+        r.id AS run_id, r.status AS run_status, r.scheduled_time AS run_slot,
+        r.finished_at AS run_finished,
         CASE WHEN q.path IS NULL THEN 0 ELSE 1 END AS quarantined,
         CASE WHEN a.id IS NULL THEN 0 ELSE 1 END AS scheduled,
         CASE WHEN a.next_run_time IS NULL THEN 0 ELSE 1 END AS due,
-        CASE WHEN j.status = {_ACTIVE} AND a.next_run_time < {{late_before}} THEN 1 ELSE 0
+        CASE WHEN j.status = {active} AND a.next_run_time < {late_before} THEN 1 ELSE 0
             END AS overdue,
-        CASE WHEN q.path IS NOT NULL OR j.status IN ({_PAUSED}, {_COMPLETED}) THEN 0
-            ELSE COALESCE((
-                SELECT CASE WHEN r.status IN ({_words(FAILED_RUN_STATUSES)}) THEN 1 ELSE 0 END
-                FROM job_runs AS r WHERE r.job_name = j.name
-                ORDER BY r.scheduled_time DESC LIMIT 1
-            ), 0) END AS failed
-    {_JOINS}
+        CASE WHEN q.path IS NULL AND j.status NOT IN ({paused}, {completed})
+            AND r.status IN ({failed}) THEN 1 ELSE 0 END AS failed
+    {joins}{newest_run}
 )"""
 _FLAGGED = f"""(failed = 1 OR (overdue = 1 AND quarantined = 0)
     OR (status = {_COMPLETED} AND due = 1) OR (status <> {_COMPLETED} AND scheduled = 0)
     OR (status = {_ACTIVE} AND due = 0) OR (status = {_PAUSED} AND due = 1))"""
 _GROUP = "status, quarantined, scheduled, due, overdue, failed"
+# The flagged jobs' scheduler row, quarantine and newest run, as per_job read them.
+_CARRIED = """p.aps_id, p.next_run_time, p.quarantined_path,
+    p.run_id, p.run_status, p.run_slot, p.run_finished"""
 _JOB_COLUMNS = 18  # of _COLUMNS
 
 
@@ -118,15 +124,25 @@ def status_jobs_sql(dialect: str, late_before: str) -> str:
     rows of 7 + _JOB_COLUMNS columns, first the groups (`_GROUP`, count; no job), then
     the flagged jobs (the read model's columns) in name order. `split_status_jobs`
     reads them."""
-    read_model = _POSTGRESQL if dialect == "postgresql" else _SQLITE
+    per_job = _PER_JOB.format(
+        active=_ACTIVE,
+        paused=_PAUSED,
+        completed=_COMPLETED,
+        failed=_words(FAILED_RUN_STATUSES),
+        late_before=late_before,
+        joins=_JOINS,
+        newest_run=_NEWEST_RUN[dialect],
+    )
     no_job = ", ".join(["NULL"] * _JOB_COLUMNS)
     no_group = ", ".join(["NULL"] * 7)
+    columns = _COLUMNS.format(last=_CARRIED, **_JSON[dialect])
     return (
-        _PER_JOB.replace("{late_before}", late_before)
+        per_job
         + f"\nSELECT {_GROUP}, count(*) AS jobs, {no_job} FROM per_job"
         + f"\nWHERE NOT {_FLAGGED} GROUP BY {_GROUP}"
-        + f"\nUNION ALL\n{read_model.replace('SELECT', f'SELECT {no_group},', 1)}"
-        + f"\nWHERE j.name IN (SELECT name FROM per_job WHERE {_FLAGGED})"
+        + f"\nUNION ALL\nSELECT {no_group}, {columns}"
+        + f"\nFROM (SELECT * FROM per_job WHERE {_FLAGGED}) AS p"
+        + "\nJOIN scheduled_jobs AS j ON j.name = p.name"
         + "\nORDER BY 8"  # the job's name (NULL in the groups)
     )
 
