@@ -28,7 +28,11 @@ from reconciler.commands.plan import add_plan_flags
 
 if TYPE_CHECKING:
     from reconciler.core.approval import SavedPlan
+    from reconciler.core.plan import Plan
     from reconciler.engine.reconcile import ReconcileResult
+    from reconciler.settings import Settings
+    from reconciler.spec.loader import LoadAhead
+    from reconciler.spec.parallel import Ahead
 
 HELP = "apply the plan once (exit 0 done, 1 error, invalid or stale plan, 3 refused)"
 
@@ -58,10 +62,6 @@ def run(args: argparse.Namespace) -> int:
         from reconciler.commands import plan
 
         return plan.run(args)  # the plan, its output and its exit codes; nothing written
-    from reconciler.core.vocabulary import Trigger
-    from reconciler.engine.reconcile import reconcile_once
-    from reconciler.store.migrate import upgrade_database
-
     settings = settings_from(args)
     require_jobs_dir(settings)
     approved = _saved_plan(args.plan_file)
@@ -78,10 +78,46 @@ def run(args: argparse.Namespace) -> int:
         if shown is None:
             return EXIT_ERROR
         expected = expected or shown  # apply exactly what was shown, or nothing
+    ahead = _load_ahead(settings)
+    text = _PlanText(colour=stdout_is_terminal(), wanted=not args.quiet)
+    try:
+        result = _apply(args, settings, expected, approved, ahead, text)
+        return _report(args, result, text)
+    finally:
+        text.cancel()
+        if ahead is not None:
+            ahead.cancel()  # not needed after all (or the pass failed before the files)
+
+
+def _load_ahead(settings: Settings) -> LoadAhead | None:
+    """On a database without file records every file will be parsed: start a child
+    parsing part of them now, while this process imports SQLAlchemy and Alembic and
+    migrates (bench/RESULTS.md "Cold `reconcile apply`: starting the parse first")."""
+    from reconciler.store.emptiness import holds_no_file_records
+
+    if settings.source != "worktree" or not holds_no_file_records(settings.database_url):
+        return None
+    from reconciler.spec.loader import load_ahead
+
+    return load_ahead(settings.jobs_dir, settings=settings)
+
+
+def _apply(
+    args: argparse.Namespace,
+    settings: Settings,
+    expected: str | None,
+    approved: SavedPlan | None,
+    ahead: LoadAhead | None,
+    text: _PlanText,
+) -> ReconcileResult:
+    from reconciler.core.vocabulary import Trigger
+    from reconciler.engine.reconcile import reconcile_once
+    from reconciler.store.migrate import upgrade_database
+
     upgrade_database(settings.database_url)
     engine = open_engine(settings)
     try:
-        result = reconcile_once(
+        return reconcile_once(
             engine,
             settings,
             trigger=Trigger.CLI,
@@ -90,10 +126,11 @@ def run(args: argparse.Namespace) -> int:
             allow_invalid=args.allow_invalid,
             expected_plan_hash=expected,
             approved=approved,
+            ahead=ahead,
+            planned=text.start,
         )
     finally:
         engine.dispose()
-    return _report(args, result)
 
 
 def _saved_plan(path: str | None) -> SavedPlan | None:
@@ -154,14 +191,50 @@ def _confirm(args: argparse.Namespace) -> str | None:
     return preview.plan_hash
 
 
-def _report(args: argparse.Namespace, result: ReconcileResult) -> int:
-    from reconciler.core.render import render_text
+class _PlanText:
+    """The text of the plan being applied, rendered by a forked child while this
+    process writes the plan (spec.parallel.Ahead); rendered here if the child could not
+    be started or failed. The same function on the same plan: the same bytes."""
+
+    def __init__(self, *, colour: bool, wanted: bool) -> None:
+        self._colour, self._wanted = colour, wanted
+        self._started: tuple[Plan, Ahead] | None = None
+
+    def start(self, plan: Plan) -> None:
+        from reconciler.spec.parallel import Ahead
+
+        if self._wanted and self._started is None:
+            child = Ahead.start([plan], self._render, _same)
+            self._started = None if child is None else (plan, child)
+
+    def of(self, plan: Plan) -> str:
+        if self._started is not None and self._started[0] is plan:
+            sent = self._started[1].collect(_same)
+            if sent is not None:
+                return str(sent[0])
+        return self._render(plan)
+
+    def cancel(self) -> None:
+        if self._started is not None:
+            self._started[1].cancel()
+
+    def _render(self, plan: Plan) -> str:
+        from reconciler.core.render import render_text
+
+        return render_text(plan, colour=self._colour)
+
+
+def _same(value: object) -> object:
+    return value
+
+
+def _report(args: argparse.Namespace, result: ReconcileResult, text: _PlanText) -> int:
     from reconciler.core.vocabulary import ReconcileOutcome
 
     plan = result.plan
     invalid = result.outcome == ReconcileOutcome.INVALID
     if not args.quiet and (plan.has_changes or invalid):
-        print(render_text(plan, colour=stdout_is_terminal()), end="")
+        print(text.of(plan), end="")
     if invalid:
         print(
             f"error: {len(plan.quarantined)} job file(s) are invalid (quarantined): nothing "

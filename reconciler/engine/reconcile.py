@@ -55,7 +55,14 @@ from reconciler.errors import RefusedError, StalePlanError, TransientError
 from reconciler.settings import Settings
 from reconciler.spec.files import find_job_files
 from reconciler.spec.incremental import load_with_records, record_of
-from reconciler.spec.loader import FileOutcome, LoadCache, LoadedJob, LoadResult, load_jobs
+from reconciler.spec.loader import (
+    FileOutcome,
+    LoadAhead,
+    LoadCache,
+    LoadedJob,
+    LoadResult,
+    load_jobs,
+)
 from reconciler.spec.model import JobSpec
 from reconciler.spec.records import FileRecord, validation_context
 from reconciler.store.apply_lock import hold_apply_lock, notify_applied
@@ -196,12 +203,18 @@ def warm_caches(
 
 
 def load_desired_recorded(
-    connection: Connection, settings: Settings, caches: ReconcileCaches, *, now: datetime
+    connection: Connection,
+    settings: Settings,
+    caches: ReconcileCaches,
+    *,
+    now: datetime,
+    ahead: LoadAhead | None = None,
 ) -> DesiredState:
     """The job files of the working tree, for a one-shot pass: only files the
     `job_files` records do not stand for are parsed (see reconciler.spec.records); the
     jobs of the others are rebuilt from the essences the inventory read left in
-    `caches.essences`. The same desired state as `load_desired`."""
+    `caches.essences`. The same desired state as `load_desired`. `ahead`: files being
+    loaded already (spec.loader.load_ahead)."""
     caches.records = read_file_records(connection)
     loaded = load_with_records(
         settings.jobs_dir,
@@ -210,6 +223,7 @@ def load_desired_recorded(
         records=caches.records,
         context=validation_context(settings),
         essences=caches.essences.get,
+        ahead=ahead,
     )
     return _desired_state(loaded, read_revision(settings.jobs_dir), caches)
 
@@ -422,6 +436,8 @@ def reconcile_once(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     before_commit: Callable[[Connection, Plan], None] | None = None,
     write_guard: Callable[[Plan], AbstractContextManager[object]] | None = None,
+    ahead: LoadAhead | None = None,
+    planned: Callable[[Plan], object] | None = None,
 ) -> ReconcileResult:
     """One full pass. `apply=False` is a dry run (`reconcile plan`): nothing is written
     but, with `record` (a manual-sync daemon), the pass's own reconcile_runs row.
@@ -437,7 +453,10 @@ def reconcile_once(
     files are quarantined, not raised), and TransientError/SQLAlchemy errors when a
     service fails. `before_commit` is a test seam (kill points); `write_guard`, held
     while the plan is written, is the daemon's way to keep its scheduler from firing a
-    row that is being renamed.
+    row that is being renamed. `ahead` (a one-shot pass on the working tree): files
+    being loaded already (spec.loader.load_ahead); the caller cancels it if unused.
+    `planned` is called with a plan that is about to be written, before the first write
+    (the CLI starts rendering it on the other core meanwhile).
 
     With `caches` (a long-running process), a pass whose tables have not changed since
     the last committed pass (same fingerprint) plans against the state that pass left,
@@ -463,6 +482,8 @@ def reconcile_once(
             before_commit=before_commit,
             write_guard=write_guard,
             started=started,
+            ahead=ahead,
+            planned=planned,
         )
     except Exception as error:
         record_failed_pass(
@@ -494,6 +515,8 @@ def _reconcile(
     before_commit: Callable[[Connection, Plan], None] | None,
     write_guard: Callable[[Plan], AbstractContextManager[object]] | None,
     started: float,
+    ahead: LoadAhead | None,
+    planned: Callable[[Plan], object] | None,
 ) -> ReconcileResult:
     # Without caches (a one-shot command) nothing is kept for a next pass: no
     # fingerprint is read and no written row is remembered.
@@ -514,7 +537,9 @@ def _reconcile(
             else:
                 actual, fingerprint = read_actual_once(connection, caches), None
             if desired is None:
-                desired = load_desired_recorded(connection, settings, caches, now=clock_started)
+                desired = load_desired_recorded(
+                    connection, settings, caches, now=clock_started, ahead=ahead
+                )
             known = (fingerprint, actual) if fingerprint is not None else None
             plan = make_plan(
                 desired,
@@ -531,6 +556,8 @@ def _reconcile(
                 _forget_specs(plan, desired)
             outcome = _check(plan, expected_plan_hash, apply, allow_invalid)
             if apply and outcome == ReconcileOutcome.APPLIED:
+                if planned is not None:
+                    planned(plan)
                 with write_guard(plan) if write_guard is not None else nullcontext():
                     known = _apply(
                         connection, plan, known, caches if keep else None, now, caches.memory

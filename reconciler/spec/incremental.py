@@ -14,7 +14,14 @@ from typing import Any
 from reconciler.settings import Settings
 from reconciler.spec.diagnostics import Diagnostic
 from reconciler.spec.files import find_job_files, read_job_file
-from reconciler.spec.loader import FileOutcome, LoadedJob, LoadResult, assemble_result, load_files
+from reconciler.spec.loader import (
+    FileOutcome,
+    LoadAhead,
+    LoadedJob,
+    LoadResult,
+    assemble_result,
+    load_files,
+)
 from reconciler.spec.records import (
     FileRecord,
     RecordedJob,
@@ -64,10 +71,11 @@ def load_with_records(
     records: Mapping[str, FileRecord],
     context: str,
     essences: Callable[[str], Mapping[str, Any] | None],
+    ahead: LoadAhead | None = None,
 ) -> LoadResult:
     """`load_jobs(jobs_dir, essences=True)`, parsing only the files `records` (by
     label, made under `context`) do not stand for. `essences`: a spec's essence by its
-    hash, None if unknown."""
+    hash, None if unknown. `ahead`: files being loaded already (loader.load_ahead)."""
     entries, refused = find_job_files(jobs_dir)
     lookup = essence_lookup(essences)
     outcomes: dict[str, FileOutcome] = {}
@@ -82,6 +90,8 @@ def load_with_records(
                 continue
         contents[entry.label] = data
     parse = [entry for entry in entries if entry.label in contents]
-    fresh = load_files(parse, settings=settings, now=now, essences=True, contents=contents)
+    fresh = load_files(
+        parse, settings=settings, now=now, essences=True, contents=contents, ahead=ahead
+    )
     outcomes.update(zip((entry.label for entry in parse), fresh, strict=True))
     return assemble_result([outcomes[entry.label] for entry in entries], refused)

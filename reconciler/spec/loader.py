@@ -429,20 +429,89 @@ def load_files(
     now: datetime,
     essences: bool = False,
     contents: Mapping[str, bytes | Diagnostic] | None = None,
+    ahead: LoadAhead | None = None,
 ) -> list[FileOutcome]:
     """`[load_file(entry) ...]`; many files are loaded on two cores (spec.parallel).
     `essences`: see load_jobs. `contents`: files read already, by label (what was read
-    is what is parsed: its digest must be the digest of what was parsed)."""
+    is what is parsed: its digest must be the digest of what was parsed). `ahead`: a
+    child loading some of the files already (see load_ahead), made with `settings`."""
     known = contents or {}
 
     def load(entry: FileEntry) -> _Loaded:
         data = known.get(entry.label)
         return _load_file(entry, settings=settings, now=now, data=data, essences=essences)
 
+    if ahead is not None:
+        return ahead.finish(entries, load, known)
     if len(entries) < parallel.MIN_FILES or not parallel.can_fork():
         return [load(entry)[0] for entry in entries]
     loaded = parallel.map_on_two_cores(entries, load, _plain_outcome, _outcome_from_plain)
     return [outcome for outcome, _ in loaded]
+
+
+class LoadAhead:
+    """The last files of the folder loaded by a forked child, started before the pass
+    that needs them knows which files it will parse (a cold `reconcile apply`: the child
+    parses while this process imports, migrates and reads the database).
+
+    A file's outcome from the child is taken only for the very bytes this process read
+    (same digest) and only if the clock alone cannot change it (`timeless`: the child's
+    `now` is earlier than the pass's); any other file the child loaded is loaded here
+    again, and a failed child costs only time. The caller cancels an unused child."""
+
+    def __init__(self, child: parallel.Ahead) -> None:
+        self._child = child
+        self.labels = frozenset(entry.label for entry in child.entries)
+
+    def cancel(self) -> None:
+        self._child.cancel()
+
+    def finish(
+        self,
+        entries: Sequence[FileEntry],
+        load: Callable[[FileEntry], _Loaded],
+        contents: Mapping[str, bytes | Diagnostic],
+    ) -> list[FileOutcome]:
+        """`[load(entry)[0] for entry in entries]`: the files the child did not load
+        loaded here first, then the child's outcomes taken where they hold."""
+        try:
+            mine = {e.label: load(e)[0] for e in entries if e.label not in self.labels}
+        except BaseException:
+            self.cancel()
+            raise
+        sent = self._child.collect(_outcome_from_plain) or []
+        theirs = {outcome.source: outcome for outcome, _ in sent}
+        outcomes = []
+        for entry in entries:
+            outcome = mine.get(entry.label)
+            if outcome is None:
+                outcome = _still_true(theirs.get(entry.label), contents.get(entry.label))
+            outcomes.append(outcome if outcome is not None else load(entry)[0])
+        return outcomes
+
+
+def _still_true(outcome: FileOutcome | None, data: bytes | Diagnostic | None) -> FileOutcome | None:
+    """`outcome` (loaded earlier) if it is what loading `data` now would give."""
+    if outcome is None or not outcome.timeless or not isinstance(data, bytes):
+        return None
+    return outcome if outcome.digest == file_digest(data) else None
+
+
+def load_ahead(jobs_dir: Path, *, settings: Settings) -> LoadAhead | None:
+    """Start a child loading the last part of the folder's files (with essences), for
+    a pass that will parse every file; None when there are too few files or no child
+    could be started. See LoadAhead."""
+    entries, _ = find_job_files(jobs_dir)
+    if len(entries) < parallel.MIN_FILES:
+        return None
+    now = datetime.now(UTC)
+
+    def load(entry: FileEntry) -> _Loaded:
+        return _load_file(entry, settings=settings, now=now, essences=True)
+
+    theirs = entries[int(len(entries) * parallel.AHEAD_PARENT_SHARE) :]
+    child = parallel.Ahead.start(theirs, load, _plain_outcome)
+    return None if child is None else LoadAhead(child)
 
 
 def _essence_of(spec: JobSpec) -> tuple[dict[str, Any], str]:

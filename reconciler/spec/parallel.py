@@ -34,6 +34,9 @@ MIN_FILES = 200
 # split the parent waits for the child; this share is where it waited for nothing
 # (bench/RESULTS.md "Figures behind code choices").
 PARENT_SHARE = 0.56
+# The parent's share when the child starts ahead (Ahead, loader.load_ahead): before
+# it loads its part, the parent still imports, migrates and reads the database.
+AHEAD_PARENT_SHARE = 0.35
 
 
 def can_fork() -> bool:
@@ -57,24 +60,66 @@ def map_on_two_cores(
     back as `to_plain(outcome)`, rebuilt here with `from_plain`. Same result, in order."""
     split = int(len(entries) * PARENT_SHARE)
     mine, theirs = entries[:split], entries[split:]
-    pid, read_end = _fork_child(theirs, load, to_plain)
-    if pid is None:
+    child = Ahead.start(theirs, load, to_plain)
+    if child is None:
         return [load(entry) for entry in entries]
-    incoming = os.fdopen(read_end, "rb")
-    finished = False
     try:
         outcomes = [load(entry) for entry in mine]
-        data = incoming.read()
-        finished = True
-    finally:
-        incoming.close()  # a child still writing gets EPIPE and exits: no deadlock
-        if not finished:
-            os.kill(pid, signal.SIGKILL)  # this part failed: the other is not wanted
-        _, status = os.waitpid(pid, 0)
-    rebuilt = _rebuild(data, status, len(theirs), from_plain)
+    except BaseException:
+        child.cancel()  # this part failed: the other is not wanted
+        raise
+    rebuilt = child.collect(from_plain)
     if rebuilt is None:
         rebuilt = [load(entry) for entry in theirs]
     return outcomes + rebuilt
+
+
+class Ahead:
+    """A forked child computing `[to_plain(load(e)) for e in entries]` while this
+    process does something else; `collect` takes what it sent (or None: compute it
+    here), `cancel` ends it unheard. Either is called once; then both do nothing."""
+
+    def __init__(self, entries: Sequence[Any], pid: int, read_end: int) -> None:
+        self.entries = entries
+        self._pid: int | None = pid
+        self._read_end = read_end
+
+    @classmethod
+    def start(
+        cls, entries: Sequence[Entry], load: Callable[[Entry], Any], to_plain: Callable[[Any], Any]
+    ) -> Ahead | None:
+        """The child, started; None when none could be (no fork, several threads)."""
+        if not can_fork():
+            return None
+        pid, read_end = _fork_child(entries, load, to_plain)
+        return None if pid is None else cls(entries, pid, read_end)
+
+    def collect(self, from_plain: Callable[[Any], Outcome]) -> list[Outcome] | None:
+        """What the child computed, rebuilt with `from_plain`, in the order of
+        `entries`; None if it failed, died, sent garbage or was collected already."""
+        pid, self._pid = self._pid, None
+        if pid is None:
+            return None
+        incoming = os.fdopen(self._read_end, "rb")
+        finished = False
+        try:
+            data = incoming.read()
+            finished = True
+        finally:
+            incoming.close()  # a child still writing gets EPIPE and exits: no deadlock
+            if not finished:
+                os.kill(pid, signal.SIGKILL)
+            _, status = os.waitpid(pid, 0)
+        return _rebuild(data, status, len(self.entries), from_plain)
+
+    def cancel(self) -> None:
+        """End the child without reading it (its work is not wanted)."""
+        pid, self._pid = self._pid, None
+        if pid is None:
+            return
+        os.close(self._read_end)
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
 
 
 def _fork_child(

@@ -163,3 +163,71 @@ def test_a_child_that_fails_or_cannot_be_forked_only_costs_time() -> None:
     )
     expected = str([n * n for n in range(10)])
     assert output.splitlines() == [expected] * 4 + ["this half failed", expected]
+
+
+def test_loading_ahead_gives_the_sequential_result(tmp_path: Path) -> None:
+    """A child started before the pass knows what it parses (loader.load_ahead): its
+    outcomes are taken only for the bytes the pass read and only where the clock cannot
+    change them; the result is the sequential load's, outcome for outcome, also when the
+    child dies."""
+    files = MIN_FILES + 50
+    write_corpus(tmp_path, files)
+    # In the child's part: a file whose validity follows the clock (a cron map's year),
+    # and a file the pass reads with other bytes than the child did.
+    dated = f"f{files - 20:04d}.yaml"
+    (tmp_path / dated).write_text(
+        "name: dated\ntask: reconciler.tasks.example_task\n"
+        "schedule: {cron: {minute: '0', hour: '1', year: '2030-2040'}}\n"
+    )
+    edited = f"f{files - 10:04d}.yaml"
+    output = run_python(
+        textwrap.dedent(f"""
+        import json, os, signal
+        from datetime import datetime
+        from pathlib import Path
+        from reconciler.settings import Settings
+        from reconciler.spec import loader, parallel
+        from reconciler.spec.files import find_job_files, read_job_file
+        root = Path({str(tmp_path)!r})
+        settings = Settings(max_nesting_depth=32)
+        entries, _ = find_job_files(root)
+        contents = {{e.label: read_job_file(e, max_bytes=10**6) for e in entries}}
+        contents[{edited!r}] = contents[{edited!r}].replace(b"ratio: 0.5", b"ratio: 0.25")
+        now = datetime.fromisoformat("2026-11-22T12:00:00+00:00")
+        real = loader._still_true
+        taken = {{}}
+        def counted(outcome, data):
+            kept = real(outcome, data)
+            if outcome is not None:
+                taken[outcome.source] = kept is not None
+            return kept
+        loader._still_true = counted
+        def summary(outcomes):
+            return [[o.source, o.digest, o.timeless, [d.as_dict() for d in o.diagnostics],
+                     [[j.spec.model_dump(mode="json"), j.line, j.column, j.essence]
+                      for j in o.jobs], [[s.name, s.line, s.column] for s in o.names]]
+                    for o in outcomes]
+        def load(ahead):
+            return summary(loader.load_files(entries, settings=settings, now=now,
+                           essences=True, contents=contents, ahead=ahead))
+        ahead = loader.load_ahead(root, settings=settings)
+        got = load(ahead)
+        dying = loader.load_ahead(root, settings=settings)
+        os.kill(dying._child._pid, signal.SIGKILL)
+        after_death = load(dying)
+        unused = loader.load_ahead(root, settings=settings)
+        unused.cancel()
+        parallel.can_fork = lambda: False
+        expected = load(None)
+        print(json.dumps({{"same": got == expected, "same after death": after_death == expected,
+                          "labels": sorted(ahead.labels), "taken": taken}}))
+        """)
+    )
+    got = json.loads(output)
+    assert got["same"], "loading ahead changed an outcome"
+    assert got["same after death"], "a dead child must only cost time"
+    labels = got["labels"]
+    assert len(labels) == files - int(files * parallel.AHEAD_PARENT_SHARE) > 0
+    taken = got["taken"]
+    assert sorted(taken) == labels, "the child's outcomes are offered, nothing else"
+    assert [label for label in labels if not taken[label]] == [dated, edited]
