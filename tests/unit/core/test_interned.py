@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reconciler.core.memo import intern_values, interned
-from reconciler.core.state import scheduler_job
+from reconciler.core.state import PackedKwargs, pack_kwargs, same_kwargs, scheduler_job
 from reconciler.store.job_state import pickle_job
-from reconciler.store.scheduler_rows import RowDecoder
+from reconciler.store.scheduler_rows import RowDecoder, WrittenRow
 from tests.unit.core.planning import spec
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
@@ -60,5 +60,46 @@ def test_a_compact_decoder_decodes_the_same_rows() -> None:
     state = pickle_job(job, now)
     plain = RowDecoder().decode("a", now.timestamp(), state)
     compact = RowDecoder(compact=True).decode("a", now.timestamp(), state)
-    assert compact == plain and shape(compact.kwargs) == shape(plain.kwargs)
+    assert isinstance(compact.kwargs, PackedKwargs)  # held as JSON text
+    assert compact == plain and shape(compact.kwargs.unpacked()) == shape(plain.kwargs)
     assert job.matches(compact) is None
+    written = RowDecoder(compact=True).remember([WrittenRow(job, now.timestamp(), state)])
+    assert isinstance(written["a"].kwargs, PackedKwargs) and written["a"] == plain
+
+
+# Arguments a row may hold (a hand-made pickle may hold anything): tuples, NaN, huge
+# integers, numbers equal across types (1 == 1.0 == True) and keys that are not text.
+odd = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats()
+    | st.sampled_from([0, 1, 1.0, True, -0.0, 0.0, "1"])
+    | st.text(max_size=4)
+)
+arguments = st.recursive(
+    odd,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.lists(inner, max_size=3).map(tuple)
+        | st.dictionaries(st.text(max_size=3) | st.integers(0, 3), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+kwargs = st.dictionaries(st.sampled_from(["job", "payload", "x"]), arguments, max_size=3)
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=kwargs, other=kwargs)
+def test_packed_arguments_compare_as_the_dict_they_were_packed_from(
+    value: dict[str, Any], other: dict[str, Any]
+) -> None:
+    """Whatever a row's arguments hold, the packed form (or the dict kept when JSON would
+    not give it back) compares with any other arguments exactly as the dict does."""
+    packed = pack_kwargs(value)
+    for wanted in (other, value, dict(value), pack_kwargs(other)):
+        plain = wanted.unpacked() if isinstance(wanted, PackedKwargs) else wanted
+        assert same_kwargs(packed, plain) == (value == plain)
+        assert (packed == wanted) == (value == plain)
+    if isinstance(packed, PackedKwargs):
+        assert shape(packed.unpacked()) == shape(value)  # the same types, too
