@@ -23,13 +23,14 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.store.lean_read import read_status_rows_lean
 
     now = datetime.now(UTC)
+    details = args.output in ("text", "wide")  # the listed jobs' schedules: text only
     # On PostgreSQL the driver alone (no SQLAlchemy import, no SQLAlchemy rows).
-    rows = read_status_rows_lean(read_database_url(args), now=now)
+    rows = read_status_rows_lean(read_database_url(args), now=now, details=details)
     if rows is None:
         from reconciler.store.status import read_status_rows
 
         with connect(args) as connection:
-            rows = read_status_rows(connection, now=now)
+            rows = read_status_rows(connection, now=now, details=details)
     view = build_status(rows, now=now)
     emit(args, view.document(), lambda _wide, paint: status_text(view, paint=paint))
     return 0

@@ -24,8 +24,8 @@ def as_utc(moment: datetime | None) -> datetime | None: ...
 def as_utc(moment: datetime | None) -> datetime | None:
     """The same instant in UTC; a naive datetime is read as UTC (see the module doc).
     The one "naive means UTC" rule of the package: every reader of a stored time uses it."""
-    if moment is None:
-        return None
+    if moment is None or moment.tzinfo is UTC:  # asyncpg's: already UTC (and cheap)
+        return moment
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)

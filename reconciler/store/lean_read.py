@@ -119,11 +119,14 @@ _CARRIED = """p.aps_id, p.next_run_time, p.quarantined_path,
 _JOB_COLUMNS = 18  # of _COLUMNS
 
 
-def status_jobs_sql(dialect: str, late_before: str) -> str:
+def status_jobs_sql(dialect: str, late_before: str, *, details: bool = True) -> str:
     """The statement (PostgreSQL or SQLite), `late_before` its parameter's placeholder:
     rows of 7 + _JOB_COLUMNS columns, first the groups (`_GROUP`, count; no job), then
     the flagged jobs (the read model's columns) in name order. `split_status_jobs`
-    reads them."""
+    reads them. The summary shows no labels: they are not read (NULL, `{}` in the
+    JobRow); without `details` neither are the schedule and zone (NULL, None: only the
+    text output shows them, the JSON and the API do not; each costs the spec's
+    decompression in the database and a decoding here, per listed job)."""
     per_job = _PER_JOB.format(
         active=_ACTIVE,
         paused=_PAUSED,
@@ -135,7 +138,8 @@ def status_jobs_sql(dialect: str, late_before: str) -> str:
     )
     no_job = ", ".join(["NULL"] * _JOB_COLUMNS)
     no_group = ", ".join(["NULL"] * 7)
-    columns = _COLUMNS.format(last=_CARRIED, **_JSON[dialect])
+    shown = _JSON[dialect] if details else {"schedule": "NULL", "timezone": "NULL"}
+    columns = _COLUMNS.format(last=_CARRIED, **{**shown, "labels": "NULL"})
     return (
         per_job
         + f"\nSELECT {_GROUP}, count(*) AS jobs, {no_job} FROM per_job"
@@ -215,7 +219,7 @@ def _read_postgresql(dsn: str, labels: Sequence[tuple[str, str]]) -> list[JobRow
     return _on_postgresql(dsn, lambda connection: fetch_job_rows(connection, labels))
 
 
-def read_status_rows_lean(url: str, *, now: datetime) -> StatusRows | None:
+def read_status_rows_lean(url: str, *, now: datetime, details: bool = True) -> StatusRows | None:
     """`store.status.read_status_rows` on PostgreSQL with asyncpg alone; None for any
     other URL or a server it cannot connect to (the caller then uses SQLAlchemy). Raises
     ConfigError without a schema."""
@@ -223,7 +227,9 @@ def read_status_rows_lean(url: str, *, now: datetime) -> StatusRows | None:
     if postgresql is None:
         return None
     dsn = f"postgresql://{postgresql['rest']}"
-    return _on_postgresql(dsn, lambda connection: fetch_status_rows(connection, now=now))
+    return _on_postgresql(
+        dsn, lambda connection: fetch_status_rows(connection, now=now, details=details)
+    )
 
 
 def _on_postgresql(dsn: str, read: Callable[[Any], Awaitable[Result]]) -> Result | None:
@@ -273,7 +279,7 @@ _OUTCOME_IN = "WHERE outcome = ANY($1::text[])"
 _JSON_COLUMNS = frozenset({"errors", "diagnostics"})
 
 
-async def fetch_status_rows(connection: Any, *, now: datetime) -> StatusRows:
+async def fetch_status_rows(connection: Any, *, now: datetime, details: bool = True) -> StatusRows:
     """`store.status.read_status_rows` on an asyncpg `connection`: the same statements,
     the same `StatusRows` (the contract test compares them)."""
 
@@ -287,7 +293,8 @@ async def fetch_status_rows(connection: Any, *, now: datetime) -> StatusRows:
             found = await rows(_LATEST_RECONCILE.format(where=_OUTCOME_IN), list(outcomes))
         return found[0] if found else None
 
-    jobs = await connection.fetch(status_jobs_sql("postgresql", "$1"), late_before(now))
+    statement = status_jobs_sql("postgresql", "$1", details=details)
+    jobs = await connection.fetch(statement, late_before(now))
     groups, flagged = split_status_jobs(jobs, "postgresql")
     return StatusRows(
         instances=await rows("SELECT * FROM reconciler_instances ORDER BY instance"),
@@ -326,7 +333,7 @@ def _job_row(row: Sequence[Any], moment: Any) -> JobRow:
         spec_hash=row[2],
         task=row[3],
         queue=row[4],
-        labels=orjson.loads(row[5]) or {},
+        labels=(row[5] is not None and orjson.loads(row[5])) or {},  # NULL: not read
         schedule=None if row[6] is None else orjson.loads(row[6]),
         timezone=row[7],
         source_file=row[8],

@@ -152,36 +152,39 @@ _STATEMENTS: dict[str, sa.Executable] = {
 }
 
 
-def _status_jobs(dialect: str, now: datetime) -> sa.TextClause:
+def _status_jobs(dialect: str, now: datetime, details: bool) -> sa.TextClause:
     """The jobs' statement of the summary (store.lean_read.status_jobs_sql: groups
     counted by the database, the flagged jobs in full), as text on every connection."""
-    statement = sa.text(status_jobs_sql(dialect, ":late_before"))
+    statement = sa.text(status_jobs_sql(dialect, ":late_before", details=details))
     return statement.bindparams(late_before=late_before(now))
 
 
-def read_status_rows(connection: Connection, *, now: datetime) -> StatusRows:
+def read_status_rows(connection: Connection, *, now: datetime, details: bool = True) -> StatusRows:
+    """`details`: the listed jobs' schedule and zone too (store.lean_read.status_jobs_sql)."""
     found = {
         key: connection.execute(statement).mappings().all()
         for key, statement in _STATEMENTS.items()
     }
     dialect = connection.dialect.name
-    jobs_found = connection.execute(_status_jobs(dialect, now))
+    jobs_found = connection.execute(_status_jobs(dialect, now, details))
     return assemble(found, split_status_jobs(jobs_found, dialect))
 
 
-async def read_status_rows_async(connection: AsyncConnection, *, now: datetime) -> StatusRows:
+async def read_status_rows_async(
+    connection: AsyncConnection, *, now: datetime, details: bool = True
+) -> StatusRows:
     if connection.dialect.name == "postgresql":
         # The driver's rows (store.lean_read, the same statements as text): at 100,000
         # jobs SQLAlchemy's rows cost more CPU than the query.
         from reconciler.store.lean_read import fetch_status_rows
 
         raw = await connection.get_raw_connection()
-        return await fetch_status_rows(raw.driver_connection, now=now)
+        return await fetch_status_rows(raw.driver_connection, now=now, details=details)
     found: dict[str, Sequence[Mapping[Any, Any]]] = {}
     for key, statement in _STATEMENTS.items():
         found[key] = (await connection.execute(statement)).mappings().all()
     dialect = connection.dialect.name
-    jobs_found = await connection.execute(_status_jobs(dialect, now))
+    jobs_found = await connection.execute(_status_jobs(dialect, now, details))
     return assemble(found, split_status_jobs(jobs_found, dialect))
 
 

@@ -219,12 +219,13 @@ def test_the_summary_counts_and_lists_what_judging_every_job_gives(db_url: str) 
             _write(db_url, data)
             expected = _expected(data)
             with engine.connect() as connection:
-                reads = [read_status_rows(connection, now=NOW)]
+                reads = [read_status_rows(connection, now=NOW, details=d) for d in (True, False)]
             reads.append(asyncio.run(_read_async(db_url)))
             if db_url.startswith("postgresql"):
-                lean = read_status_rows_lean(db_url, now=NOW)
-                assert lean is not None
-                reads.append(lean)
+                for details in (True, False):
+                    lean = read_status_rows_lean(db_url, now=NOW, details=details)
+                    assert lean is not None
+                    reads.append(lean)
             for rows in reads:
                 assert _summary(rows) == expected
                 _only_the_listed_in_full(rows, data, expected)

@@ -20,8 +20,10 @@ _CHANGES = tuple(dict.fromkeys(COUNT_COLUMNS.values()))
 
 
 async def read_status(connection: AsyncConnection, *, now: datetime) -> StatusView:
-    """The read model `reconcile status` shows, from the same rows."""
-    return build_status(await read_status_rows_async(connection, now=now), now=now)
+    """The read model `reconcile status -o json` shows, from the same rows (the body has
+    no schedules: not read)."""
+    rows = await read_status_rows_async(connection, now=now, details=False)
+    return build_status(rows, now=now)
 
 
 async def recent_reconciles(connection: AsyncConnection, limit: int) -> list[dict[str, Any]]:
