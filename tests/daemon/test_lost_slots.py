@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from reconciler.engine.reconcile import reconcile_once
 from reconciler.settings import Settings
+from reconciler.store import jobstore
 from reconciler.store.db import create_sync_engine
 from reconciler.store.jobstore import OwnedJobStore
 
@@ -234,3 +235,35 @@ def test_a_fenced_store_shows_nothing_due_and_moves_no_slot_on(store) -> None:
     leading = True
     assert "every-minute" in {job.id for job in fenced.get_due_jobs(upcoming)}
     assert fenced.get_next_run_time() is not None
+
+
+def test_the_rewind_reads_the_jobs_a_chunk_at_a_time_and_keeps_no_state(
+    store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks of one row (keyset on next_run_time, id: three jobs at the same next run
+    time): every job is looked at once, the lost slots of two are rewound, and no state
+    read for the rewind stays behind (the scheduler reads its due jobs itself)."""
+    store, engine = store
+    monkeypatch.setattr(jobstore, "REWIND_CHUNK", 1)
+    upcoming = next_run(engine, "every-minute")
+    for job in ("every-minute", "never-fired"):
+        record_slot(
+            engine, job, upcoming - timedelta(minutes=2), changed_at=upcoming - timedelta(hours=1)
+        )
+    seen: list[str] = []
+    real = OwnedJobStore._reconstitute_job
+
+    def counting(self: OwnedJobStore, state: bytes):
+        job = real(self, state)
+        seen.append(job.id)
+        return job
+
+    monkeypatch.setattr(OwnedJobStore, "_reconstitute_job", counting)
+    rewound = store.rewind_lost_slots()
+    assert sorted(rewound) == [
+        ("every-minute", upcoming - timedelta(minutes=1)),
+        ("never-fired", upcoming - timedelta(minutes=1)),
+    ]
+    assert sorted(seen) == ["every-minute", "jittery", "never-fired"]
+    assert store._read_states == {}
+    assert store.rewind_lost_slots() == []  # idempotent
