@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import os
 import pickle
+import queue
 import signal
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 Entry = TypeVar("Entry")
 Outcome = TypeVar("Outcome")
@@ -34,9 +35,12 @@ MIN_FILES = 200
 # split the parent waits for the child; this share is where it waited for nothing
 # (bench/RESULTS.md "Figures behind code choices").
 PARENT_SHARE = 0.56
+# A child sends its results this many entries at a time: the parent rebuilds each chunk
+# while the child computes the next.
+CHUNK = 25
 # The parent's share when the child starts ahead (Ahead, loader.load_ahead): before
 # it loads its part, the parent still imports, migrates and reads the database.
-AHEAD_PARENT_SHARE = 0.35
+AHEAD_PARENT_SHARE = 0.30
 
 
 def can_fork() -> bool:
@@ -96,21 +100,23 @@ class Ahead:
 
     def collect(self, from_plain: Callable[[Any], Outcome]) -> list[Outcome] | None:
         """What the child computed, rebuilt with `from_plain`, in the order of
-        `entries`; None if it failed, died, sent garbage or was collected already."""
+        `entries`; None if it failed, died, sent garbage or was collected already.
+        Each chunk is rebuilt as it arrives, while the child computes the next ones."""
         pid, self._pid = self._pid, None
         if pid is None:
             return None
         incoming = os.fdopen(self._read_end, "rb")
-        finished = False
+        rebuilt: list[Outcome] | None = []
         try:
-            data = incoming.read()
-            finished = True
+            rebuilt = _read_chunks(incoming, from_plain)
         finally:
             incoming.close()  # a child still writing gets EPIPE and exits: no deadlock
-            if not finished:
-                os.kill(pid, signal.SIGKILL)
+            if rebuilt is None:
+                os.kill(pid, signal.SIGKILL)  # garbage, or this process failed
             _, status = os.waitpid(pid, 0)
-        return _rebuild(data, status, len(self.entries), from_plain)
+        if rebuilt is None or not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
+            return None
+        return rebuilt if len(rebuilt) == len(self.entries) else None
 
     def cancel(self) -> None:
         """End the child without reading it (its work is not wanted)."""
@@ -153,24 +159,48 @@ def _child(
     code = 1
     try:
         os.close(read_end)
-        data = pickle.dumps([to_plain(load(entry)) for entry in entries], pickle.HIGHEST_PROTOCOL)
         with os.fdopen(write_end, "wb") as outgoing:
-            outgoing.write(data)
+            # A thread writes, so that a parent not reading yet (a pipe holds 64 KB)
+            # never holds up the computing: chunks wait in memory instead.
+            chunks: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+            writer = threading.Thread(target=_write_chunks, args=(chunks, outgoing))
+            writer.start()
+            for start in range(0, len(entries), CHUNK):
+                chunk = [to_plain(load(entry)) for entry in entries[start : start + CHUNK]]
+                data = pickle.dumps(chunk, pickle.HIGHEST_PROTOCOL)
+                chunks.put(len(data).to_bytes(8, "little") + data)
+            chunks.put(None)
+            writer.join()
         code = 0
     finally:
         # No cleanup of the parent's state (atexit, buffered output, connections).
         os._exit(code)
 
 
-def _rebuild(
-    data: bytes, status: int, expected: int, from_plain: Callable[[Any], Outcome]
-) -> list[Outcome] | None:
-    if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
-        return None
+def _write_chunks(chunks: queue.SimpleQueue[bytes | None], outgoing: BinaryIO) -> None:
+    """Write each chunk until None; a parent that stopped reading (EPIPE) ends it."""
     try:
-        plain = pickle.loads(data)
-        if not isinstance(plain, list) or len(plain) != expected:
-            return None
-        return [from_plain(item) for item in plain]
+        while (chunk := chunks.get()) is not None:
+            outgoing.write(chunk)
+            outgoing.flush()
+    except OSError:
+        os._exit(1)
+
+
+def _read_chunks(incoming: BinaryIO, from_plain: Callable[[Any], Outcome]) -> list[Outcome] | None:
+    """Every chunk the child sent (a length, then a pickled list), rebuilt; None when
+    what came is not that."""
+    rebuilt: list[Outcome] = []
+    try:
+        while header := incoming.read(8):
+            size = int.from_bytes(header, "little")
+            data = incoming.read(size)
+            if len(header) != 8 or len(data) != size:
+                return None  # cut short: the child died while writing
+            plain = pickle.loads(data)
+            if not isinstance(plain, list):
+                return None
+            rebuilt += (from_plain(item) for item in plain)
     except Exception:  # noqa: BLE001 - any surprise: load that part here instead
         return None
+    return rebuilt

@@ -94,12 +94,12 @@ def test_two_cores_give_the_sequential_result(
         parallel.map_on_two_cores = lambda *a: calls.append(1) or real(*a)
         # The child's half must really come from the child (not from the fallback).
         used = []
-        real_rebuild = parallel._rebuild
+        real_rebuild = parallel._read_chunks
         def counted_rebuild(*a):
             rebuilt = real_rebuild(*a)
             used.append(rebuilt is not None)
             return rebuilt
-        parallel._rebuild = counted_rebuild
+        parallel._read_chunks = counted_rebuild
         from pathlib import Path
         result = load_jobs(Path({str(tmp_path)!r}), settings=Settings(max_nesting_depth=32),
                            now=datetime.fromisoformat({now!r}), essences=True)
