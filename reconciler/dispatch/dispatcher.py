@@ -151,6 +151,7 @@ class Dispatcher:
         self._unpublished: dict[str, FireRequest] = {}
         self._unpublished_limit = queue_size
         self._lock = threading.Lock()
+        self._settled = threading.Condition(self._lock)  # notified when nothing is in flight
         # Bounded: when the broker is slow the recorder waits here, not the scheduler.
         self._handoff: queue.Queue[_Recorded | object] = queue.Queue(maxsize=4)
         self._threads: list[threading.Thread] = []
@@ -424,9 +425,18 @@ class Dispatcher:
         with self._lock:
             return self._unpublished.get(fire_id)
 
+    def wait_settled(self, timeout: float) -> bool:
+        """Wait until every fire accepted so far has been recorded and published (or
+        its publish has failed: the row is then the retrier's), at most `timeout`
+        seconds. True if nothing is in flight any more."""
+        with self._settled:
+            return self._settled.wait_for(lambda: not self._in_flight, timeout)
+
     def _forget(self, requests: Iterable[FireRequest]) -> None:
         with self._lock:
             self._in_flight.difference_update(r.id for r in requests)
+            if not self._in_flight:
+                self._settled.notify_all()
 
 
 def _count_outcome(outcome: batch.BatchOutcome) -> None:

@@ -42,6 +42,9 @@ from reconciler.settings import Settings
 # Broker connections (and publisher threads) of the firing pipeline: while one waits
 # for its batch's confirms, the other publishes the next batch (Publisher doc).
 PUBLISH_CONNECTIONS = 2
+# A scheduler pass that fired at least this many slots (one ledger batch) writes its
+# jobs back only once their fires are published: see `FiringService.before_write_back`.
+BURST = 1000
 
 
 class FiringService:
@@ -76,6 +79,19 @@ class FiringService:
     def executor(self) -> FireExecutor:
         """A fresh FireExecutor (one per scheduler)."""
         return FireExecutor(max_catch_up_runs=self.settings.max_catch_up_runs)
+
+    def before_write_back(self, fired: int) -> None:
+        """The scheduler's job store calls this before writing back the `fired` jobs of
+        a pass. After a burst it first waits until the burst is published (at most
+        `publish_timeout`): written back at once, 10,000 jobs' states (one UPDATE of
+        ~10 MB, pickled in this process) competed with recording and publishing those
+        very fires for the GIL, PostgreSQL and the disk, the broker's fsyncs included;
+        in the `:00` herd the ledger batches took twice as long. The scheduler fires
+        nothing meanwhile (it is in its pass), and the jobs are due again only once
+        written back, so a slot is still fired once; a crash meanwhile leaves the
+        burst's slots in the ledger, where the next leader finds them duplicates."""
+        if fired >= BURST:
+            self.dispatcher.wait_settled(timeout=self.settings.publish_timeout)
 
     def attach(self, scheduler: Any) -> None:
         """Record the slots `scheduler` drops as misfired."""

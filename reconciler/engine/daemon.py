@@ -106,7 +106,9 @@ def start_firing(
     *, engine: Engine, service: FiringService, is_leader: Callable[[], bool]
 ) -> FiringRuntime:
     service.start()
-    store = OwnedJobStore(engine=engine, is_leader=is_leader)  # fenced too (jobstore doc)
+    store = OwnedJobStore(  # fenced too (jobstore doc)
+        engine=engine, is_leader=is_leader, before_write_back=service.before_write_back
+    )
     store.rewind_lost_slots()  # a killed or fenced predecessor's last slots (jobstore doc)
     scheduler = BackgroundScheduler(
         jobstores={"default": store}, executors={"default": service.executor()}, timezone=UTC

@@ -71,12 +71,21 @@ def _without_jitter(trigger: BaseTrigger) -> BaseTrigger:
 class OwnedJobStore(SQLAlchemyJobStore):
     """`SQLAlchemyJobStore(engine=...)` seeing only our jobs, never deleting unread rows."""
 
-    def __init__(self, *, is_leader: Callable[[], bool] = _always, **options: Any) -> None:
+    def __init__(
+        self,
+        *,
+        is_leader: Callable[[], bool] = _always,
+        before_write_back: Callable[[int], object] | None = None,
+        **options: Any,
+    ) -> None:
         """`options` are SQLAlchemyJobStore's; `is_leader`: the fence (module doc). Its
         default, always true, is for stores whose process leads by construction (tests,
-        benchmarks)."""
+        benchmarks). `before_write_back(n)` is called at the end of a scheduler pass
+        that fired n jobs, before they are written back (the daemon's lets a burst's
+        fires be published first: `FiringService.before_write_back`)."""
         super().__init__(**options)
         self._is_leader = is_leader
+        self._before_write_back = before_write_back
         self._unreadable: set[str] = set()
         self._read_states: dict[str, bytes] = {}  # job id -> job_state as last read
         self._pending: dict[str, dict[str, Any]] = {}  # buffered update_job writes
@@ -193,7 +202,10 @@ class OwnedJobStore(SQLAlchemyJobStore):
         super().shutdown()
 
     def get_next_run_time(self) -> datetime | None:
-        self.flush()  # the end of a scheduler pass: write what it fired
+        # The end of a scheduler pass: write what it fired.
+        if self._pending and self._before_write_back is not None:
+            self._before_write_back(len(self._pending))
+        self.flush()
         if not self._is_leader():
             return None  # sleep until woken (or stopped): nothing is ours to fire
         query = (

@@ -149,3 +149,27 @@ def test_a_batch_recorded_while_the_broker_is_silent_is_written_at_once(
     published = [r.id for r in script.sent[0]] + [r.id for r in script.sent[1][:3]]
     assert len(rows) == 20
     assert {key for key, status in rows.items() if status == "published"} == set(published)
+
+
+def test_wait_settled_returns_once_every_fire_is_published(engine: sa.Engine) -> None:
+    publisher = ScriptedPublisher()
+    publisher.opened.set()
+    dispatcher = Dispatcher(
+        engine=engine,
+        publisher=publisher,  # type: ignore[arg-type]  # the Publisher's interface, scripted
+        fence=Fence(True),
+        batch_size=10,
+    )
+    payload = make_payload(make_spec())
+    dispatcher.start()
+    try:
+        assert dispatcher.wait_settled(timeout=0)  # nothing fired: settled
+        for n in range(10):
+            dispatcher.fire(job=f"job-{n:02d}", payload=payload, scheduled_time=SLOT)
+        assert not dispatcher.wait_settled(timeout=0.3)  # written, unanswered
+        publisher.script.release.set()
+        assert dispatcher.wait_settled(timeout=10)
+        assert {row.status for row in runs(engine)} == {"published"}
+    finally:
+        publisher.script.release.set()
+        dispatcher.stop()
