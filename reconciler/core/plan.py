@@ -238,6 +238,8 @@ def _find_renames(desired: DesiredState, actual: ActualState, examine: set[str])
     not in the inventory yet while one of its previous names is (and is no longer
     declared itself). The first such previous name wins."""
     renames: dict[str, str] = {}
+    if not actual.inventory:
+        return renames  # nothing to rename from (a cold apply: 100,000 jobs looked at)
     for name in examine:
         wanted = desired.jobs.get(name)
         if wanted is None or not wanted.previous_names or name in actual.inventory:

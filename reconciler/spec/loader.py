@@ -509,7 +509,7 @@ def load_ahead(jobs_dir: Path, *, settings: Settings) -> LoadAhead | None:
     def load(entry: FileEntry) -> _Loaded:
         return _load_file(entry, settings=settings, now=now, essences=True)
 
-    theirs = entries[int(len(entries) * parallel.AHEAD_PARENT_SHARE) :]
+    theirs = entries[parallel.ahead_split(len(entries)) :]
     child = parallel.Ahead.start(theirs, load, _plain_outcome)
     return None if child is None else LoadAhead(child)
 

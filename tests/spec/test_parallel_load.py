@@ -227,7 +227,7 @@ def test_loading_ahead_gives_the_sequential_result(tmp_path: Path) -> None:
     assert got["same"], "loading ahead changed an outcome"
     assert got["same after death"], "a dead child must only cost time"
     labels = got["labels"]
-    assert len(labels) == files - int(files * parallel.AHEAD_PARENT_SHARE) > 0
+    assert len(labels) == files - parallel.ahead_split(files) > 0
     taken = got["taken"]
     assert sorted(taken) == labels, "the child's outcomes are offered, nothing else"
     assert [label for label in labels if not taken[label]] == [dated, edited]
