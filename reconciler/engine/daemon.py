@@ -7,8 +7,10 @@ starts the firing pipeline (Dispatcher, UnpublishedRetrier), makes due again the
 killed predecessor lost between moving next_run_time on and recording them
 (OwnedJobStore.rewind_lost_slots), then starts APScheduler on the same database.
 From then on one loop, one pass at a time:
-- file events wake it; it waits for the tree to settle, then runs a full pass (watch);
-- every RESYNC_INTERVAL it runs a full pass anyway (resync: missed events, drift);
+- file events wake it; it waits for the tree to settle, then runs a pass (watch) that
+  looks in the jobs folder only at the paths the events named;
+- every RESYNC_INTERVAL it runs a full pass anyway (resync: every file listed, every row
+  read: missed events, drift);
 - every POLL_INTERVAL it wakes the scheduler, so rows written by another process (a CLI
   `reconcile apply`) are live within that interval (our own passes wake it at once);
 - a failed pass is recorded and retried with exponential backoff (1 s .. 60 s).
@@ -223,7 +225,10 @@ class Daemon:
                 trigger = Trigger.RESYNC
             if trigger is not None and not stop.is_set():
                 changed = False
-                ok = self._pass(trigger, caches)
+                # Taken before the pass lists anything: an event after this wakes the
+                # next pass. A resync lists every file, whatever the events said.
+                paths = self._watcher.take_changes()
+                ok = self._pass(trigger, caches, paths if trigger == Trigger.WATCH else None)
                 runtime.store.forget_unreadable()
                 next_resync = time.monotonic() + settings.resync_interval
                 retry_at = None if ok else time.monotonic() + self._backoff()
@@ -246,14 +251,19 @@ class Daemon:
                 return
             stop.wait(settle - quiet_for)
 
-    def _pass(self, trigger: Trigger, caches: ReconcileCaches) -> bool:
+    def _pass(
+        self, trigger: Trigger, caches: ReconcileCaches, changed: set[str] | None = None
+    ) -> bool:
         """One reconcile pass. True when it did not fail (a refusal is not a failure to
-        retry: it waits for the next change or resync)."""
+        retry: it waits for the next change or resync). `changed`: the paths file events
+        named since the last pass (None: every file is listed)."""
         self.passes += 1
         with survivors_frozen():
-            return self._pass_and_report(trigger, caches)
+            return self._pass_and_report(trigger, caches, changed)
 
-    def _pass_and_report(self, trigger: Trigger, caches: ReconcileCaches) -> bool:
+    def _pass_and_report(
+        self, trigger: Trigger, caches: ReconcileCaches, changed: set[str] | None
+    ) -> bool:
         try:
             result = reconcile_once(
                 self._engine,
@@ -265,6 +275,7 @@ class Daemon:
                 caches=caches,
                 instance=self._elector.instance_id,
                 write_guard=self._write_guard,
+                changed_files=changed,
             )
         except RefusedError as error:
             log.error("reconcile refused: %s", error)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -53,7 +53,7 @@ from reconciler.engine.gitrev import read_revision
 from reconciler.engine.gitsource import GitTreeCache, git_ref, load_from_git
 from reconciler.errors import RefusedError, StalePlanError, TransientError
 from reconciler.settings import Settings
-from reconciler.spec.files import find_job_files
+from reconciler.spec.files import FileListing, find_job_files
 from reconciler.spec.incremental import load_with_records, record_of
 from reconciler.spec.loader import (
     FileOutcome,
@@ -103,6 +103,8 @@ class ReconcileCaches:
     changed re-parses no file, unpickles no row and reads no row. A CLI run has none."""
 
     files: LoadCache = field(default_factory=LoadCache)
+    # The jobs folder's last listing, patched by the paths file events name (daemon).
+    listing: FileListing | None = None
     git: GitTreeCache = field(default_factory=GitTreeCache)  # RECONCILER_SOURCE=git:REF
     # Per file outcome, its desired jobs (hash and essence computed once per parsed
     # file). Keyed by id() while the outcome itself is held in the value, so ids cannot
@@ -145,12 +147,28 @@ class ReconcileResult:
     duration: float
 
 
-def load_desired(settings: Settings, caches: ReconcileCaches, *, now: datetime) -> DesiredState:
-    """The job files of the configured source: the working tree, or a commit's tree."""
+def load_desired(
+    settings: Settings,
+    caches: ReconcileCaches,
+    *,
+    now: datetime,
+    changed: Iterable[str] | None = None,
+) -> DesiredState:
+    """The job files of the configured source: the working tree, or a commit's tree.
+    `changed`: the paths file events named since the last call (None: unknown, every
+    file listed again); only with `caches.listing`."""
     ref = git_ref(settings.source)
     if ref is None:
+        if caches.listing is None or caches.listing.jobs_dir != settings.jobs_dir:
+            caches.listing = FileListing(settings.jobs_dir)
         loaded = load_jobs(
-            settings.jobs_dir, settings=settings, now=now, cache=caches.files, essences=True
+            settings.jobs_dir,
+            settings=settings,
+            now=now,
+            cache=caches.files,
+            essences=True,
+            listing=caches.listing,
+            changed=changed,
         )
         revision = read_revision(settings.jobs_dir)
     else:
@@ -438,6 +456,7 @@ def reconcile_once(
     write_guard: Callable[[Plan], AbstractContextManager[object]] | None = None,
     ahead: LoadAhead | None = None,
     planned: Callable[[Plan], object] | None = None,
+    changed_files: Iterable[str] | None = None,
 ) -> ReconcileResult:
     """One full pass. `apply=False` is a dry run (`reconcile plan`): nothing is written
     but, with `record` (a manual-sync daemon), the pass's own reconcile_runs row.
@@ -461,6 +480,9 @@ def reconcile_once(
     With `caches` (a long-running process), a pass whose tables have not changed since
     the last committed pass (same fingerprint) plans against the state that pass left,
     without reading a row; a "resync" or "startup" pass always reads everything.
+    `changed_files` (a daemon's watch pass): the paths file events named since the last
+    pass; only they are looked at in the jobs folder (spec.files.FileListing). A resync
+    or startup pass lists every file.
     """
     record = apply if record is None else record
     started = time.monotonic()
@@ -484,6 +506,7 @@ def reconcile_once(
             started=started,
             ahead=ahead,
             planned=planned,
+            changed_files=changed_files,
         )
     except Exception as error:
         record_failed_pass(
@@ -517,6 +540,7 @@ def _reconcile(
     started: float,
     ahead: LoadAhead | None,
     planned: Callable[[Plan], object] | None,
+    changed_files: Iterable[str] | None = None,
 ) -> ReconcileResult:
     # Without caches (a one-shot command) nothing is kept for a next pass: no
     # fingerprint is read and no written row is remembered.
@@ -528,7 +552,13 @@ def _reconcile(
     caches = caches or ReconcileCaches()
     clock_started = clock()
     with _collector_paused():
-        desired = None if recorded else load_desired(settings, caches, now=clock_started)
+        desired = (
+            None
+            if recorded
+            else load_desired(
+                settings, caches, now=clock_started, changed=changed_files if reuse else None
+            )
+        )
         with engine.begin() as connection:
             hold_apply_lock(connection)
             now = clock()

@@ -1,5 +1,7 @@
-"""Watching the jobs folder: events only WAKE the reconcile loop, they are never
-interpreted (a pass rescans the whole folder).
+"""Watching the jobs folder: events WAKE the reconcile loop, and say which paths changed
+(`take_changes`): a watch pass looks at those paths only (spec.files.FileListing); a
+resync lists every file whatever the events said, so a missed event delays a change by
+at most the resync interval.
 
 watchfiles watches the folder's PARENT, filtered to the folder: watching the folder
 itself goes silent for ever once it is replaced (`rm -rf jobs.d && mkdir jobs.d`, a
@@ -27,11 +29,26 @@ class JobsWatcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_event = 0.0  # monotonic time of the newest event seen
+        self._lock = threading.Lock()
+        # The paths events named since the last take; None: unknown (not watching yet,
+        # or the watch failed and was started again: events may have been lost).
+        self._changed: set[str] | None = None
 
     def start(self) -> JobsWatcher:
         self._thread = threading.Thread(target=self._run, name="jobs-watcher", daemon=True)
         self._thread.start()
         return self
+
+    def take_changes(self) -> set[str] | None:
+        """The paths events named since the last call; None: not known (the caller
+        lists everything)."""
+        with self._lock:
+            changed, self._changed = self._changed, set()
+        return changed
+
+    def _lost(self) -> None:
+        with self._lock:
+            self._changed = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -45,7 +62,7 @@ class JobsWatcher:
         prefix = str(self._jobs_dir)
         while not self._stop.is_set():
             try:
-                for _changes in watch(
+                for changes in watch(
                     parent,
                     watch_filter=lambda _change, path: path.startswith(prefix),
                     debounce=50,
@@ -55,8 +72,12 @@ class JobsWatcher:
                     yield_on_timeout=False,
                     raise_interrupt=False,
                 ):
+                    with self._lock:
+                        if self._changed is not None:
+                            self._changed.update(path for _, path in changes)
                     self.last_event = time.monotonic()
                     self._on_change()
             except Exception:  # the resync still runs; retry the watch
                 log.warning("watching %s failed; retrying", parent, exc_info=True)
+                self._lost()
                 self._stop.wait(1.0)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -49,12 +50,20 @@ def find_job_files(jobs_dir: Path, *, prefix: str = "") -> tuple[list[FileEntry]
     Labels are `prefix` + the posix path relative to `jobs_dir`. `jobs_dir` itself may
     be a symlink (git-sync swaps one). A missing or unreadable `jobs_dir` is a
     FILE_UNREADABLE diagnostic labelled with the folder."""
+    entries, refused, _ = _walk(jobs_dir, prefix)
+    return entries, refused
+
+
+def _walk(jobs_dir: Path, prefix: str) -> tuple[list[FileEntry], list[Diagnostic], set[str]]:
+    """find_job_files, and the labels of the folders it listed (`prefix` + "" for the
+    top one)."""
     entries: list[FileEntry] = []
     refused: list[Diagnostic] = []
+    folders: set[str] = set()
     root = jobs_dir.resolve()
     if not root.is_dir():
         label = prefix.rstrip("/") or "."
-        return [], [Diagnostic(label, 0, 0, "FILE_UNREADABLE", "not a folder, or missing")]
+        return [], [Diagnostic(label, 0, 0, "FILE_UNREADABLE", "not a folder, or missing")], folders
     pending: list[tuple[str | Path, str]] = [(root, prefix)]
     while pending:
         folder, prefix = pending.pop()
@@ -64,6 +73,7 @@ def find_job_files(jobs_dir: Path, *, prefix: str = "") -> tuple[list[FileEntry]
             label = prefix.rstrip("/") or "."
             refused.append(Diagnostic(label, 0, 0, "FILE_UNREADABLE", _reason(error)))
             continue
+        folders.add(prefix)
         for item in listing:
             label = f"{prefix}{item.name}"
             if item.name.startswith("."):
@@ -78,7 +88,85 @@ def find_job_files(jobs_dir: Path, *, prefix: str = "") -> tuple[list[FileEntry]
                 # every pass, and a Path object and a second lstat per file add up.
                 entries.append(FileEntry(label, item.path, _entry_signature(item)))
     entries.sort(key=lambda entry: entry.label)
-    return entries, refused
+    return entries, refused, folders
+
+
+class FileListing:
+    """`find_job_files(jobs_dir)` for a process that watches the folder: after a full
+    listing, `files(changed)` looks only at the paths file events named (absolute, as
+    the watcher reports them) and patches the last listing with them. Listing and
+    lstat-ing 10,000 files took a quarter of a daemon's pass at 100,000 jobs.
+
+    The same result as a full listing whenever `changed` holds every path changed since
+    the last call (a missed event leaves a file as last listed until a call with
+    `changed=None`: the daemon's resync). Anything the patch cannot decide from a path
+    alone lists everything again: the folder itself, a folder created, removed or
+    replaced, a symlink, a path below a folder the last listing did not enter, a path
+    a refusal names, an lstat that fails other than by absence. A folder reached
+    through a symlink (git-sync) is always listed in full."""
+
+    def __init__(self, jobs_dir: Path) -> None:
+        self.jobs_dir = jobs_dir
+        self._entries: dict[str, FileEntry] = {}
+        self._listed: tuple[list[FileEntry], list[Diagnostic]] | None = None
+        self._folders: set[str] = set()
+        self._refused: set[str] = set()
+
+    def files(
+        self, changed: Iterable[str] | None = None
+    ) -> tuple[list[FileEntry], list[Diagnostic]]:
+        """The listing now: in full when `changed` is None, else patched by `changed`."""
+        if changed is None or self._listed is None or not self._patch(changed):
+            entries, refused, folders = _walk(self.jobs_dir, "")
+            self._listed = entries, refused
+            self._entries = {entry.label: entry for entry in entries}
+            self._folders, self._refused = folders, {item.path for item in refused}
+        return self._listed
+
+    def _patch(self, changed: Iterable[str]) -> bool:
+        """Patch the last listing by `changed`; False: list everything instead."""
+        assert self._listed is not None
+        top = str(self.jobs_dir.absolute())
+        if str(self.jobs_dir.resolve()) != top:
+            return False  # reached through a symlink: events may name other paths
+        entries, moved, renamed = dict(self._entries), False, False
+        for path in changed:
+            if not path.startswith(top + os.sep):
+                if path == top or top.startswith(path + os.sep):
+                    return False  # the folder itself (or one above it) changed
+                continue  # beside the folder (the watcher's prefix filter lets it by)
+            parts = path[len(top) + 1 :].split(os.sep)
+            if any(part.startswith(".") for part in parts):
+                continue  # hidden, or below a hidden folder: never listed
+            label = "/".join(parts)
+            folder = label[: -len(parts[-1])]
+            if folder not in self._folders or label in self._refused:
+                return False
+            try:
+                info = os.lstat(path)
+            except FileNotFoundError:
+                if f"{label}/" in self._folders:
+                    return False  # a folder gone
+                renamed |= entries.pop(label, None) is not None
+                continue
+            except OSError:
+                return False
+            if stat.S_ISDIR(info.st_mode) or stat.S_ISLNK(info.st_mode):
+                return False
+            if not label.endswith(JOB_SUFFIXES):
+                continue
+            signature = FileSignature(info.st_size, info.st_mtime_ns, info.st_ino)
+            renamed |= label not in entries
+            entries[label] = FileEntry(label, os.path.join(top, *parts), signature)
+            moved = True
+        if renamed:
+            listed = [entries[label] for label in sorted(entries)]
+        elif moved:
+            listed = [entries[entry.label] for entry in self._listed[0]]
+        else:
+            return True
+        self._entries, self._listed = entries, (listed, self._listed[1])
+        return True
 
 
 def _entry_signature(item: os.DirEntry[str]) -> FileSignature | None:

@@ -44,6 +44,7 @@ from reconciler.spec.essence import essence, hash_essence
 from reconciler.spec.explain import explain_errors, explain_findings
 from reconciler.spec.files import (
     FileEntry,
+    FileListing,
     FileSignature,
     find_job_files,
     read_job_file,
@@ -267,12 +268,19 @@ def load_jobs(
     now: datetime | None = None,
     cache: LoadCache | None = None,
     essences: bool = False,
+    listing: FileListing | None = None,
+    changed: Iterable[str] | None = None,
 ) -> LoadResult:
     """Load every job file under `jobs_dir`; sources are posix paths relative to it.
 
     `essences`: also compute each job's essence and hash (LoadedJob.essence), on both
-    cores when the load is parallel: a reconcile needs them, `validate` does not."""
-    entries, refused = find_job_files(jobs_dir)
+    cores when the load is parallel: a reconcile needs them, `validate` does not.
+    `listing` (of `jobs_dir`): the files found by patching its last listing with the
+    paths `changed` (file events; None: listed in full), see FileListing."""
+    if listing is not None and listing.jobs_dir == jobs_dir:
+        entries, refused = listing.files(changed)
+    else:
+        entries, refused = find_job_files(jobs_dir)
     return load_entries(
         entries, refused, settings=settings, now=now, cache=cache, essences=essences
     )
