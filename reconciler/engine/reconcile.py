@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -69,7 +70,12 @@ from reconciler.store.apply_lock import hold_apply_lock, notify_applied
 from reconciler.store.db import has_schema
 from reconciler.store.events import record_job_events
 from reconciler.store.file_records import read_file_records, write_file_records
-from reconciler.store.fingerprint import Fingerprint, read_fingerprint, read_fingerprint_since
+from reconciler.store.fingerprint import (
+    Fingerprint,
+    NewVersions,
+    read_fingerprint,
+    read_fingerprint_since,
+)
 from reconciler.store.fingerprint import supported as fingerprint_supported
 from reconciler.store.inventory import (
     EssenceCache,
@@ -382,8 +388,45 @@ def _read_tables(connection: Connection, caches: ReconcileCaches) -> ActualState
     )
 
 
+def _load_beside_fingerprint(
+    connection: Connection,
+    settings: Settings,
+    caches: ReconcileCaches,
+    *,
+    now: datetime,
+    changed: Iterable[str] | None,
+) -> tuple[DesiredState, tuple[Fingerprint, NewVersions] | None]:
+    """`load_desired` on this thread while another reads the fingerprint that
+    `_read_actual_cached` would read first (the connection is the other thread's alone
+    until it is joined, here, whatever happens). None: no fingerprint on this database."""
+    if not fingerprint_supported(connection):
+        return load_desired(settings, caches, now=now, changed=changed), None
+    found: list[tuple[Fingerprint, NewVersions]] = []
+    failed: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            found.append(read_fingerprint_since(connection, caches.rows.horizon))
+        except BaseException as error:  # noqa: BLE001 - re-raised on the pass's thread
+            failed.append(error)
+
+    reader = threading.Thread(target=read, name="pass-fingerprint", daemon=True)
+    reader.start()
+    try:
+        desired = load_desired(settings, caches, now=now, changed=changed)
+    finally:
+        reader.join()
+    if failed:
+        raise failed[0]
+    return desired, found[0]
+
+
 def _read_actual_cached(
-    connection: Connection, caches: ReconcileCaches, *, reuse: bool
+    connection: Connection,
+    caches: ReconcileCaches,
+    *,
+    reuse: bool,
+    early: tuple[Fingerprint, NewVersions] | None = None,
 ) -> tuple[ActualState, Fingerprint | None]:
     """The actual state, and the fingerprint it was read at (None: not tracked).
 
@@ -398,9 +441,12 @@ def _read_actual_cached(
     if cached is None and not has_schema(connection):
         return ActualState(inventory={}, scheduler={}), None
     decoder = caches.rows
-    fingerprint, new = read_fingerprint_since(
-        connection, decoder.horizon if reuse and cached is not None else None
-    )
+    if early is not None and reuse and cached is not None:  # read with decoder.horizon
+        fingerprint, new = early
+    else:
+        fingerprint, new = read_fingerprint_since(
+            connection, decoder.horizon if reuse and cached is not None else None
+        )
     if not reuse or cached is None:
         state = _read_tables(connection, caches)
         decoder.horizon = new.horizon  # taken before the rows were read: see fingerprint
@@ -551,19 +597,29 @@ def _reconcile(
     recorded = not keep and git_ref(settings.source) is None
     caches = caches or ReconcileCaches()
     clock_started = clock()
+    # A watch pass on warm caches loads the few files that changed while the server
+    # computes the tables' fingerprint (two scans: most of such a pass's wall time).
+    overlap = reuse and caches.actual is not None and git_ref(settings.source) is None
     with _collector_paused():
         desired = (
             None
-            if recorded
+            if recorded or overlap
             else load_desired(
                 settings, caches, now=clock_started, changed=changed_files if reuse else None
             )
         )
         with engine.begin() as connection:
             hold_apply_lock(connection)
+            early = None
+            if overlap:
+                desired, early = _load_beside_fingerprint(
+                    connection, settings, caches, now=clock_started, changed=changed_files
+                )
             now = clock()
             if keep:
-                actual, fingerprint = _read_actual_cached(connection, caches, reuse=reuse)
+                actual, fingerprint = _read_actual_cached(
+                    connection, caches, reuse=reuse, early=early
+                )
             else:
                 actual, fingerprint = read_actual_once(connection, caches), None
             if desired is None:

@@ -49,8 +49,9 @@ _SOME = sa.text(
 
 
 # The same summaries, the snapshot's horizon, and the keys, versions and hashes of the
-# scheduler rows written at or after :horizon (the modular distance of a 32-bit xid from
-# it is under 2^31), in one scan of each table and one snapshot. NULL :horizon: none.
+# scheduler rows written at or after :horizon (age(): transactions before the current
+# one, modulo 2^32, as PostgreSQL compares xids), in one scan of each table and one
+# snapshot. NULL :horizon: none.
 # Not their states: after a long quiet those can be every row, and one array of 100,000
 # states would be converted in one C call holding the GIL (see store.scheduler_rows).
 _SINCE = sa.text(
@@ -64,11 +65,9 @@ SELECT 'scheduler', count(*), coalesce(sum(hash), 0),
        array_agg(id) FILTER (WHERE new), array_agg(version) FILTER (WHERE new),
        array_agg(hash) FILTER (WHERE new)
 FROM (
-    SELECT id, xmin::text::bigint AS version,
-           hashtextextended(id, xmin::text::bigint) AS hash,
-           coalesce(((xmin::text::bigint - CAST(:horizon AS bigint)) % 4294967296
-                     + 4294967296) % 4294967296 < 2147483648, false) AS new
-    FROM apscheduler_jobs
+    SELECT id, version, hashtextextended(id, version) AS hash,
+           coalesce(age(xid) <= age(CAST(CAST(:horizon AS text) AS xid)), false) AS new
+    FROM (SELECT id, xmin AS xid, xmin::text::bigint AS version FROM apscheduler_jobs) AS rows
 ) AS versions
 """
 )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -223,6 +224,30 @@ def test_rows_patched_by_what_moved_are_the_table_whatever_is_written_or_the_hor
         assert sorted(actions(daemon.reconcile())) == sorted(actions(fresh)), step
     assert daemon.reads["patched"] > 30
     assert daemon.reads["not patched"] > 5
+
+
+def test_a_fingerprint_read_beside_the_files_fails_the_pass_as_it_would_alone(
+    daemon: Daemonish, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A watch pass loads the changed files while another thread reads the fingerprint:
+    that read's error is the pass's error, and the next pass plans what the failed one
+    would have."""
+    daemon.write("a.yaml", job_yaml("a"))
+    daemon.reconcile("startup")
+    daemon.write("a.yaml", job_yaml("a", cron="1 * * * *"))
+    real = reconcile_module.read_fingerprint_since
+    threads: list[str] = []
+
+    def broken(*args: object, **kwargs: object) -> object:
+        threads.append(threading.current_thread().name)
+        raise sa.exc.OperationalError("SELECT", {}, RuntimeError("server gone"))
+
+    monkeypatch.setattr(reconcile_module, "read_fingerprint_since", broken)
+    with pytest.raises(sa.exc.OperationalError):
+        reconcile_once(daemon.engine, daemon.settings, trigger="watch", caches=daemon.caches)
+    assert threads == ["pass-fingerprint"]
+    monkeypatch.setattr(reconcile_module, "read_fingerprint_since", real)
+    assert actions(daemon.reconcile()) == [("update", "a")]
 
 
 def test_resync_reads_everything(daemon: Daemonish) -> None:
