@@ -10,6 +10,10 @@ is stored as a nested pickle, `pickle.loads(<its own pickle>)`, made once per va
 plain unpickling gives back exactly the same state. `load_state` loads each nested
 pickle once per distinct content and shares the result (all of these are immutable),
 so a row the scheduler rewrote after a fire decodes in microseconds.
+
+The next run time is always the state's last key, so that two states differing only in
+it are the same bytes up to it (`same_but_next_run_time`): a fire's write-back is
+recognised as holding what the row held without unpickling either.
 """
 
 from __future__ import annotations
@@ -65,9 +69,11 @@ class StateCodec:
         """A job's state dict (`Job.__getstate__()`), pickled with its trigger and next
         run time nested (see the module doc). `pickle.loads` gives back exactly `state`."""
         nested = dict(state, trigger=_Nested(self._trigger_pickles(state["trigger"])))
-        moment = state.get("next_run_time")
-        if isinstance(moment, datetime):
-            nested["next_run_time"] = _Nested(self._moment_pickle(moment))
+        if "next_run_time" in nested:  # put back last (module doc)
+            moment = nested.pop("next_run_time")
+            if isinstance(moment, datetime):
+                moment = _Nested(self._moment_pickle(moment))
+            nested["next_run_time"] = moment
         return pickle.dumps(nested, pickle.HIGHEST_PROTOCOL)
 
     def load_state(self, data: bytes) -> Any:
@@ -90,6 +96,54 @@ class StateCodec:
                 self._loaded.clear()
             known = self._loaded[data] = pickle.loads(data)
         return known
+
+
+# How pickle_state's output ends: the key next_run_time (SHORT_BINUNICODE, MEMOIZE), its
+# value, SETITEMS of the state dict, STOP. The value is None, or a nested moment: the
+# memoized pickle.loads (BINGET), the moment's pickle (SHORT_BINBYTES or BINBYTES), then
+# MEMOIZE, TUPLE1, MEMOIZE, REDUCE, MEMOIZE.
+_LAST_KEY = b"\x8c\rnext_run_time\x94"
+_END = b"u."
+_MOMENT_END = b"\x94\x85\x94R\x94" + _END
+_FRAMED = b"\x80\x05\x95"  # PROTO 5, FRAME and its 8-byte length
+
+
+def same_but_next_run_time(old: bytes, new: bytes) -> bool:
+    """True only if two states pickle_state wrote unpickle to equal values under every
+    key but next_run_time: their bytes are the same from the first opcode (the frame's
+    length aside) up to that key, which is the last one and followed by nothing but its
+    value (None or a nested moment, which cannot touch the objects before it). False
+    says nothing: equal states may pickle differently (a string shared by two keys in
+    one state and not in the other)."""
+    at = old.rfind(_LAST_KEY)
+    if at < 0 or at != new.rfind(_LAST_KEY):
+        return False
+    if not (old.startswith(_FRAMED) and new.startswith(_FRAMED)):
+        return False
+    start = at + len(_LAST_KEY)
+    if old[len(_FRAMED) + 8 : start] != new[len(_FRAMED) + 8 : start]:
+        return False
+    loads, loads_new = _moment_loader(old, start), _moment_loader(new, start)
+    if loads is None or loads_new is None:
+        return False
+    return not (loads and loads_new) or loads == loads_new
+
+
+def _moment_loader(state: bytes, start: int) -> bytes | None:
+    """How `state` ends from `start`: b"" for None, the BINGET of the memoized
+    pickle.loads for a nested moment, None for anything else."""
+    tail = state[start:]
+    if tail == b"N" + _END:
+        return b""
+    if tail[0:1] != b"h":
+        return None
+    if tail[2:3] == b"C":  # SHORT_BINBYTES: a 1-byte length
+        end = 4 + tail[3] if len(tail) > 3 else -1
+    elif tail[2:3] == b"B":  # BINBYTES: a 4-byte length
+        end = 7 + int.from_bytes(tail[3:7], "little")
+    else:
+        return None
+    return tail[:2] if tail[end:] == _MOMENT_END else None
 
 
 def pickle_job(job: SchedulerJob, next_run_time: datetime | None) -> bytes:

@@ -25,6 +25,19 @@ rewound, then the woken process refused a slot that fell due during its freeze a
 it on, lost for good. So the store is fenced too (`is_leader`, the elector's): while
 this process does not lead, it shows its scheduler no due job and no next run time, and
 writes no job back nor removes one; the rows stay as they are for the leader.
+
+And one thing of ours: a fire's write-back keeps the row's record. `written_scheduler_rows`
+names, by SHA-256, the bytes an apply wrote for a job (store.scheduler_rows), so that a
+one-shot plan, and the no-op check of `reconcile plan`, need not decode them. A fire
+rewrites the row (its next run time is in the pickled state), which used to orphan the
+record: beside a running daemon every CI plan decoded the fired rows and declined its
+fast check. So on PostgreSQL, in the statement that writes the fired jobs back, each
+record that named the bytes as read is moved to the bytes written, when these hold the
+same job for the plan (scheduler_rows.ContentCheck: everything but the next run time,
+which the plan reads from its column). A record never names bytes it does not vouch for:
+a row rewritten in between is not written back, nor its record moved; a write-back that
+changed the job (a job modified through the scheduler's API) drops the match, and the
+plan decodes the row. SQLite keeps the old behaviour (the fast check is PostgreSQL's).
 """
 
 from __future__ import annotations
@@ -48,7 +61,8 @@ from reconciler.core.moments import rfc3339
 from reconciler.core.triggers import first_fire_of
 from reconciler.store.job_state import StateCodec
 from reconciler.store.ledger import read_rewind_anchors
-from reconciler.store.tables import scheduled_jobs
+from reconciler.store.scheduler_rows import ContentCheck
+from reconciler.store.tables import apscheduler_jobs, scheduled_jobs, written_scheduler_rows
 
 log = logging.getLogger(__name__)
 # Rows a new leader's rewind reads at a time (rewind_lost_slots).
@@ -92,6 +106,8 @@ class OwnedJobStore(SQLAlchemyJobStore):
         # Loads and re-pickles this store's jobs: a fired job's shared trigger, loaded
         # once, is pickled once (the codec remembers pickles by trigger identity).
         self._codec = StateCodec()
+        self._content = ContentCheck(self._codec)
+        self._keeps_records: bool | None = None  # decided at the first write-back
 
     def _owned(self) -> sa.ColumnElement[bool]:
         owned = self.jobs_t.c.id.in_(sa.select(scheduled_jobs.c.name))
@@ -134,7 +150,7 @@ class OwnedJobStore(SQLAlchemyJobStore):
             row["b_state"] = self._codec.pickle_state(row["b_state"])
         with self.engine.begin() as connection:
             if connection.dialect.name == "postgresql":
-                self._flush_as_json(connection, pending)
+                self._flush_as_json(connection, pending, records=self._records(connection))
             else:
                 table = self.jobs_t
                 statement = (
@@ -147,29 +163,52 @@ class OwnedJobStore(SQLAlchemyJobStore):
         for row in pending:
             self._read_states.pop(row["b_id"], None)
 
-    def _flush_as_json(self, connection: sa.Connection, pending: list[dict[str, Any]]) -> None:
+    def _flush_as_json(
+        self, connection: sa.Connection, pending: list[dict[str, Any]], *, records: bool
+    ) -> None:
         """flush on PostgreSQL: ONE statement, the rows as one json parameter (states in
-        base64, the state as read by its md5). After a burst of 10,000 fires, an
+        base64, the state as read by its SHA-256). After a burst of 10,000 fires, an
         executemany spent most of the scheduler thread's time binding parameters in
-        Python; encoding here is done in C (base64, hashlib, orjson)."""
+        Python; encoding here is done in C (base64, hashlib, orjson). `records`: the same
+        statement moves each row's record to its new bytes (module doc)."""
         rows = [
             {
                 "id": row["b_id"],
-                "read_md5": hashlib.md5(row["b_read"], usedforsecurity=False).hexdigest(),
+                "read_sha": hashlib.sha256(row["b_read"]).hexdigest(),
                 "next_run_time": row["b_next"],
                 "state": base64.b64encode(row["b_state"]).decode(),
+                "same": records and self._content.same(row["b_read"], row["b_state"]),
             }
             for row in pending
         ]
         table = connection.dialect.identifier_preparer.format_table(self.jobs_t)
-        statement = sa.text(
+        update = (
             f"UPDATE {table} AS stored SET next_run_time = r.next_run_time, "
             "job_state = decode(r.state, 'base64') "
             "FROM json_to_recordset(CAST(:rows AS json)) "
-            "AS r(id varchar, read_md5 text, next_run_time float8, state text) "
-            "WHERE stored.id = r.id AND md5(stored.job_state) = r.read_md5"
+            "AS r(id varchar, read_sha text, next_run_time float8, state text, same boolean) "
+            "WHERE stored.id = r.id AND encode(sha256(stored.job_state), 'hex') = r.read_sha"
         )
-        connection.execute(statement, {"rows": orjson.dumps(rows).decode()})
+        if records:
+            update = (
+                f"WITH moved AS ({update} RETURNING stored.id, r.read_sha, r.same, "
+                "encode(sha256(stored.job_state), 'hex') AS sha) "
+                f"UPDATE {written_scheduler_rows.name} AS w SET state_sha256 = moved.sha "
+                "FROM moved WHERE moved.same AND w.id = moved.id "
+                "AND w.state_sha256 = moved.read_sha"
+            )
+        connection.execute(sa.text(update), {"rows": orjson.dumps(rows).decode()})
+
+    def _records(self, connection: sa.Connection) -> bool:
+        """Whether write-backs move the rows' records: the table is APScheduler's default
+        one, beside which `written_scheduler_rows` exists (a schema from before it, a
+        daemon started with --no-migrate: not until a restart)."""
+        if self._keeps_records is None:
+            default = self.jobs_t.name == apscheduler_jobs.name and self.jobs_t.schema is None
+            self._keeps_records = default and sa.inspect(connection).has_table(
+                written_scheduler_rows.name
+            )
+        return self._keeps_records
 
     def _reconstitute_job(self, job_state: bytes) -> Job:
         # SQLAlchemyJobStore's own, but with triggers loaded once per distinct content
@@ -333,13 +372,24 @@ class OwnedJobStore(SQLAlchemyJobStore):
 
     def _rewind(self, job: Job, slot: datetime, stored: float) -> bool:
         job.next_run_time = slot
+        state = self._codec.pickle_state(job.__getstate__())
         statement = (
             self.jobs_t.update()
             .where(self.jobs_t.c.id == job.id, self.jobs_t.c.next_run_time == stored)
-            .values(
-                next_run_time=datetime_to_utc_timestamp(slot),
-                job_state=self._codec.pickle_state(job.__getstate__()),
-            )
+            .values(next_run_time=datetime_to_utc_timestamp(slot), job_state=state)
         )
+        read = self._read_states.get(job.id)
         with self.engine.begin() as connection:
-            return bool(connection.execute(statement).rowcount)
+            if not connection.execute(statement).rowcount:
+                return False
+            if read is not None and self._records(connection) and self._content.same(read, state):
+                records = written_scheduler_rows
+                connection.execute(  # the record moves with the bytes (module doc)
+                    records.update()
+                    .where(
+                        records.c.id == job.id,
+                        records.c.state_sha256 == hashlib.sha256(read).hexdigest(),
+                    )
+                    .values(state_sha256=hashlib.sha256(state).hexdigest())
+                )
+            return True

@@ -35,7 +35,7 @@ from reconciler.spec.records import installed_code
 from reconciler.store import job_state as state_codec
 from reconciler.store.db import upsert
 from reconciler.store.fingerprint import NewVersions
-from reconciler.store.job_state import StateCodec
+from reconciler.store.job_state import StateCodec, same_but_next_run_time
 from reconciler.store.tables import apscheduler_jobs, written_scheduler_rows
 
 # What a written row was made for: the job's spec hash and revision (see row_code).
@@ -145,6 +145,28 @@ def _packed(kwargs: dict[str, Any]) -> Mapping[str, Any]:
     reads back equal, else with their strings interned (core.memo.interned)."""
     packed = pack_kwargs(kwargs)
     return interned(packed) if packed is kwargs else packed
+
+
+class ContentCheck:
+    """Whether a row's new state holds the same job as its old one for the plan: every
+    field the drift check compares (SchedulerJob.matches, the repair's row key), the
+    next run time aside. The daemon's job store asks it of each fire's write-back, to
+    carry the row's record in `written_scheduler_rows` over to the new bytes
+    (store.jobstore). The bytes are compared first (job_state.same_but_next_run_time:
+    every fire but the first after a write); else both states are decoded as a plan
+    decodes them (the first fire: the bytes an apply wrote share strings differently
+    from the ones the scheduler writes back). `codec`: the job store's own, whose loaded
+    triggers and moments it shares."""
+
+    def __init__(self, codec: StateCodec) -> None:
+        self._codec = codec
+        self._fingerprints = IdentityMemo(describe_trigger, limit=10_000)
+
+    def same(self, old: bytes, new: bytes) -> bool:
+        if same_but_next_run_time(old, new):
+            return True
+        before = _unpickle("", old, self._codec, self._fingerprints)
+        return before.readable and before == _unpickle("", new, self._codec, self._fingerprints)
 
 
 def state_digest(job_state: bytes) -> str:

@@ -384,14 +384,16 @@ def test_rows_as_written_are_not_decoded_and_drift_is(
     either_space: Space, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A one-shot plan decodes only the scheduler rows whose stored bytes are not those
-    apply wrote for the job's inventory row (the daemon's write-back, any other edit), or
-    that an applying one-shot pass decoded and found in sync."""
+    apply wrote for the job's inventory row (any other edit; on SQLite, the daemon's
+    write-back too: on PostgreSQL it moves the row's record), or that an applying
+    one-shot pass decoded and found in sync."""
     space = either_space
     decoded: list[str] = []
     real = scheduler_rows._unpickle
 
     def counting(row_id: str, *args: object) -> object:
-        decoded.append(row_id)
+        if row_id:  # not the job store's ContentCheck, which decodes under no id
+            decoded.append(row_id)
         return real(row_id, *args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(scheduler_rows, "_unpickle", counting)
@@ -403,11 +405,12 @@ def test_rows_as_written_are_not_decoded_and_drift_is(
     space.drift("fire", "job-1")
     space.drift("trigger", "job-2")
     one_shot = reconcile_once(space.engine, space.settings, trigger="cli", apply=False).plan
-    assert sorted(decoded) == ["job-1", "job-2"]
+    fired = [] if space.engine.dialect.name == "postgresql" else ["job-1"]
+    assert sorted(decoded) == [*fired, "job-2"]
     assert [(c.action, c.job) for c in one_shot.changes] == [("repair", "job-2")]
     assert_same(*space.plans())
-    # An apply repairs job-2 and records job-1's fired row, which it decoded and found
-    # in sync: the next one-shot plan decodes nothing.
+    # An apply repairs job-2 and (SQLite) records job-1's fired row, which it decoded and
+    # found in sync: the next one-shot plan decodes nothing.
     space.do("apply", None, None)
     decoded.clear()
     one_shot = reconcile_once(space.engine, space.settings, trigger="cli", apply=False).plan

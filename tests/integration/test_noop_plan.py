@@ -1,22 +1,31 @@
 """The no-op check of `reconcile plan` (commands/_noop.py) against the full path: over
 random histories (applies, files edited, drift injected in each table, foreign rows,
-the clock passing one-off dates, settings changed), the check either declines or
-prints exactly what the full path prints (and the full path then exits 0). Plus the
-console script in a subprocess: the same bytes, exit code and stderr, without
-SQLAlchemy, pydantic or APScheduler imported."""
+fires written back by the daemon's job store and rows tampered with after them, the
+clock passing one-off dates, settings changed), the check either declines or prints
+exactly what the full path prints (and the full path then exits 0). Plus the console
+script in a subprocess: the same bytes, exit code and stderr, without SQLAlchemy,
+pydantic or APScheduler imported, also while a scheduler on the daemon's job store
+fires jobs every second."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import pickle
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from apscheduler.executors.base import BaseExecutor
+from apscheduler.job import Job
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -29,6 +38,7 @@ from reconciler.core.vocabulary import Trigger
 from reconciler.engine.reconcile import reconcile_once
 from reconciler.settings import load_settings
 from reconciler.store.db import create_sync_engine
+from reconciler.store.jobstore import OwnedJobStore
 from reconciler.store.migrate import upgrade_database
 
 RECONCILE = str(Path(sys.executable).with_name("reconcile"))
@@ -169,6 +179,55 @@ def setting(name: str, value: str | None) -> Step:
     return step
 
 
+def fire(url: str, jobs: Path, *, change: Callable[[Job], object] | None = None) -> None:
+    """Every job due within a day fires its next slot, written back exactly as the
+    daemon's job store writes what its scheduler fired (OwnedJobStore: update_job, then
+    flush; a one-off's last fire removes its row, as APScheduler does). `change`: done to
+    a1 before its write-back (as a job modified through the scheduler's API would be)."""
+    engine = create_sync_engine(url)
+    try:
+        store = OwnedJobStore(engine=engine)
+        for job in store.get_due_jobs(NOW + timedelta(days=1)):
+            if job.next_run_time is None:  # a paused state, its column set by hand: no run
+                continue
+            following = job.trigger.get_next_fire_time(job.next_run_time, job.next_run_time)
+            if following is None:
+                store.remove_job(job.id)
+                continue
+            job.next_run_time = following
+            if change is not None and job.id == "a1":
+                change(job)
+            store.update_job(job)
+        store.flush()
+    finally:
+        engine.dispose()
+
+
+def fire_then(edit: Callable[[dict[str, Any]], object]) -> Step:
+    """A fire, then a1's state rewritten by hand (its next_run_time column kept):
+    `edit` changes the state dict in place."""
+
+    def step(url: str, jobs: Path) -> None:
+        fire(url, jobs)
+        engine = create_sync_engine(url)
+        try:
+            with engine.begin() as connection:
+                row = sa.text("SELECT job_state FROM apscheduler_jobs WHERE id = 'a1'")
+                found = connection.execute(row).scalar()
+                if found is None:  # removed by an earlier step
+                    return
+                state = pickle.loads(found)
+                edit(state)
+                connection.execute(
+                    sa.text("UPDATE apscheduler_jobs SET job_state = :state WHERE id = 'a1'"),
+                    {"state": pickle.dumps(state)},
+                )
+        finally:
+            engine.dispose()
+
+    return step
+
+
 Step = Callable[[str, Path], object]
 INTERVAL = "schedule: {interval: {minutes: 3}}"
 COPY = (
@@ -213,6 +272,29 @@ STEPS: dict[str, Step] = {
         "next_run_time, job_state FROM apscheduler_jobs WHERE id = 'a1'"
     ),
     "file record removed": drift("DELETE FROM job_files WHERE path = 'a.yaml'"),
+    "fire": fire,
+    "fired row moved by hand": lambda url, jobs: (
+        fire(url, jobs),
+        sql(
+            url, "UPDATE apscheduler_jobs SET next_run_time = next_run_time + 3600 WHERE id = 'a1'"
+        ),
+    ),
+    "fired row paused by hand": lambda url, jobs: (
+        fire(url, jobs),
+        sql(url, "UPDATE apscheduler_jobs SET next_run_time = NULL WHERE id = 'a1'"),
+    ),
+    "fired with other arguments": lambda url, jobs: fire(
+        url, jobs, change=lambda job: setattr(job, "kwargs", {**job.kwargs, "job": "other"})
+    ),
+    "fired with another trigger": lambda url, jobs: fire(
+        url, jobs, change=lambda job: setattr(job, "trigger", IntervalTrigger(minutes=5))
+    ),
+    "fired row's arguments changed": fire_then(
+        lambda state: state["kwargs"]["payload"].update(queue="high_priority")
+    ),
+    "fired row's state re-timed": fire_then(
+        lambda state: state.update(next_run_time=state["next_run_time"] + timedelta(hours=1))
+    ),
     "queues setting": setting(
         "RECONCILER_QUEUES", "default,high_priority,low_priority,scheduled,extra"
     ),
@@ -239,19 +321,49 @@ def test_the_check_answers_for_a_state_nothing_changed(world: tuple[str, Path]) 
         assert (lean, EXIT_OK) == full(fmt, NOW)
 
 
+# Steps after which the full path plans no change: the check must answer. A row's next
+# run time is the scheduler's own (the plan reads only whether it is NULL, paused);
+# a row rewritten by hand is decoded by the full path (the check declines, "re-timed").
+NO_CHANGE = {"foreign row", "fire", "fired row moved by hand"}
+
+
 @pytest.mark.parametrize("step", sorted(set(STEPS) - BACK))
 def test_every_change_and_drift_is_declined_or_agreed(world: tuple[str, Path], step: str) -> None:
     url, jobs = world
     STEPS[step](url, jobs)
-    answered = agree()
-    if step != "foreign row":  # a foreign row is reported, not a change
-        assert not answered, f"{step}: the check answered for a changed state"
+    if step in NO_CHANGE:  # a foreign row is reported, not a change
+        assert agree(), f"{step}: the check declined a state with no change"
+        assert agree(), f"{step}: the check declined the next plan"  # a plan writes nothing
+    else:
+        assert not agree(), f"{step}: the check answered for a changed state"
+
+
+def test_fires_keep_the_check_answering(world: tuple[str, Path]) -> None:
+    """Fire after fire (the first after an apply is recognised by decoding, the later
+    ones by their bytes), and after an apply that rewrote a fired row."""
+    url, jobs = world
+    for _ in range(3):
+        fire(url, jobs)
+        assert agree()
+    STEPS["edit a file"](url, jobs)
+    apply(url)
+    for _ in range(2):
+        fire(url, jobs)
+        assert agree()
 
 
 @settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @example(history=[("bad setting", timedelta(0)), ("apply", timedelta(0))])  # found in CI
+@example(
+    history=[
+        ("fire", timedelta(0)),
+        ("edit a file", timedelta(0)),
+        ("apply", timedelta(0)),
+        ("fire", timedelta(0)),
+    ]
+)
 @given(
     history=st.lists(
         st.tuples(st.sampled_from(sorted(STEPS)), st.sampled_from(CLOCKS)), min_size=1, max_size=8
@@ -303,14 +415,27 @@ def test_the_console_script_prints_the_full_paths_bytes(world: tuple[str, Path])
         ["apply", "--dry-run"],
     )
     for args in commands:
-        lean = run_console(*args)
-        slow = run_console(*args, RECONCILER_FAST_PLAN="0")
-        assert (lean.returncode, lean.stdout, lean.stderr) == (
-            slow.returncode,
-            slow.stdout,
-            slow.stderr,
-        ), args
-        assert lean.returncode == EXIT_OK and "foreign-1" in lean.stdout
+        assert "foreign-1" in same_as_the_full_path(*args)
+    assert took_the_fast_path()
+
+
+def same_as_the_full_path(*args: str) -> str:
+    """The console script's stdout, after checking that it exits 0 and prints the same
+    bytes (stdout, stderr) as with the fast path off."""
+    lean = run_console(*args)
+    slow = run_console(*args, RECONCILER_FAST_PLAN="0")
+    assert (lean.returncode, lean.stdout, lean.stderr) == (
+        slow.returncode,
+        slow.stdout,
+        slow.stderr,
+    ), args
+    assert lean.returncode == EXIT_OK
+    return lean.stdout
+
+
+def took_the_fast_path() -> bool:
+    """Whether `reconcile plan` in a child answers with exit 0 and without importing
+    what the full path imports (SQLAlchemy, pydantic, APScheduler, psycopg)."""
     probe = (
         "import sys; from reconciler.cli import main; code = main(['plan']); "
         "heavy = sorted({'sqlalchemy', 'pydantic', 'apscheduler', 'psycopg'} & set(sys.modules)); "
@@ -319,4 +444,51 @@ def test_the_console_script_prints_the_full_paths_bytes(world: tuple[str, Path])
     done = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False
     )
-    assert done.stderr.strip().splitlines()[-1] == "0 []"
+    return done.stderr.strip().splitlines()[-1] == "0 []"
+
+
+class _Discard(BaseExecutor):
+    """Runs nothing (the fire itself is not under test), done at once."""
+
+    def _do_submit_job(self, job: Job, run_times: list[datetime]) -> None:
+        self._run_job_success(job.id, [])
+
+
+EVERY_SECOND = {
+    "fast.yaml": [
+        ("f1", 'schedule: {cron: "* * * * * *"}'),
+        ("f2", "schedule: {interval: {seconds: 1}}\ntimezone: Europe/Berlin"),
+        ("f3", 'schedule: {cron: "* * * * * *"}\npaused: true'),
+    ]
+}
+
+
+def test_the_console_script_answers_while_a_scheduler_fires(world: tuple[str, Path]) -> None:
+    """The daemon's job store on a running APScheduler fires two jobs every second: the
+    console script still takes the fast path, and prints the full path's bytes."""
+    url, jobs = world
+    for path, declared in EVERY_SECOND.items():
+        (jobs / path).write_text("---\n".join(job_text(*job) for job in declared))
+    apply(url)
+    engine = create_sync_engine(url)
+    scheduler = BackgroundScheduler(
+        jobstores={"default": OwnedJobStore(engine=engine)},
+        executors={"default": _Discard()},
+        timezone=UTC,
+    )
+    moves = "SELECT next_run_time FROM apscheduler_jobs WHERE id IN ('f1', 'f2') ORDER BY id"
+    with engine.connect() as connection:
+        first = connection.execute(sa.text(moves)).scalars().all()
+    scheduler.start()
+    try:
+        time.sleep(3.5)  # a first fire of each (decoded), then fires known by their bytes
+        with engine.connect() as connection:
+            fired = connection.execute(sa.text(moves)).scalars().all()
+        assert all(now >= then + 2 for now, then in zip(fired, first, strict=True)), (first, fired)
+        assert took_the_fast_path()
+        for args in (["plan"], ["plan", "--format", "json"], ["plan", "--format", "markdown"]):
+            same_as_the_full_path(*args)
+        assert took_the_fast_path()
+    finally:
+        scheduler.shutdown()
+        engine.dispose()
