@@ -3,6 +3,7 @@ changes no value: equal, the same types, the same order; only the strings are sh
 
 from __future__ import annotations
 
+import tracemalloc
 from datetime import UTC, datetime
 from typing import Any
 
@@ -103,3 +104,17 @@ def test_packed_arguments_compare_as_the_dict_they_were_packed_from(
         assert (packed == wanted) == (value == plain)
     if isinstance(packed, PackedKwargs):
         assert shape(packed.unpacked()) == shape(value)  # the same types, too
+
+
+def test_packed_arguments_take_the_size_of_their_text() -> None:
+    """What a packed row holds is its text's size (orjson's bytes keep a 4 KB buffer)."""
+    value = {"job": "a", "payload": {"task": "t", "kwargs": {"n": 1, "url": "https://x"}}}
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        packed = [pack_kwargs(dict(value)) for _ in range(100)]
+        held = (tracemalloc.get_traced_memory()[0] - before) / len(packed)
+    finally:
+        tracemalloc.stop()
+    assert isinstance(packed[0], PackedKwargs)
+    assert held < 4 * len(packed[0].text) + 200
