@@ -5,7 +5,8 @@ output going to a pipe, side by side with the seed's path and the floors.
         [--seed-jobs 10000] [--rounds 5] [--skip-seed] [--only ROW,...] [--before DIR]
 
 `--only` runs just the named rows (floors, apply, plan, plan-json, apply-noop,
-plan-changed, validate, seed; the cold apply that fills the database always runs).
+plan-fired, plan-changed, validate, seed; the cold apply that fills the database always
+runs).
 `--before DIR` (a source tree of another build, e.g. `git worktree add DIR main`) runs
 each of our rows with that build too, on a database of its own: side by side in one run,
 on equal footing: both builds started the same way (`python -c`, the tree first on
@@ -30,7 +31,11 @@ when it was measured: the machine is shared, compare only figures of one run.
 - ours:       `reconcile apply` cold (empty database: migrations included), then
               `reconcile plan` with nothing changed (what CI runs on every pull request),
               `reconcile plan --format json` likewise, `reconcile plan` with one file
-              changed, `reconcile apply` with nothing changed, `reconcile validate`.
+              changed, `reconcile apply` with nothing changed, `reconcile validate`;
+              `plan-fired`: every row fired twice and written back by the build's own
+              daemon job store (OwnedJobStore.update_job + flush, as its scheduler
+              does; the two flushes timed), then `reconcile plan` with nothing changed:
+              what CI meets beside a running daemon.
 
 Targets (issue 15): apply cold >= 15x faster than the seed path; plan no-op <= 0.5 s.
 """
@@ -134,7 +139,40 @@ def summary(runs: Sequence[Figure]) -> Figure:
     )
 
 
-ROWS = ("floors", "apply", "plan", "plan-json", "apply-noop", "plan-changed", "validate", "seed")
+ROWS = (
+    "floors",
+    "apply",
+    "plan",
+    "plan-json",
+    "apply-noop",
+    "plan-fired",
+    "plan-changed",
+    "validate",
+    "seed",
+)
+# Every row with a next fire fires it, written back as the daemon's job store writes what
+# its scheduler fired; prints the flush's seconds.
+FIRE = """
+import sys, time
+from datetime import UTC, datetime, timedelta
+from reconciler.store.db import create_sync_engine
+from reconciler.store.jobstore import OwnedJobStore
+store = OwnedJobStore(engine=create_sync_engine(sys.argv[1]))
+for job in store.get_due_jobs(datetime.now(UTC) + timedelta(days=36500)):
+    following = job.trigger.get_next_fire_time(job.next_run_time, job.next_run_time)
+    if following is not None:
+        job.next_run_time = following
+        store.update_job(job)
+start, cpu = time.perf_counter(), time.process_time()
+store.flush()
+print(f"{time.perf_counter() - start:.3f} s  cpu {time.process_time() - cpu:.3f} s")
+"""
+
+
+def fire_of(python: str, source: Path | None) -> list[str]:
+    """FIRE with this build, or with the build of the source tree `source`."""
+    path = "" if source is None else f"import sys; sys.path.insert(0, {str(source)!r}); "
+    return [python, "-c", path + FIRE]
 
 
 def cli_of(python: str, source: Path | None) -> list[str]:
@@ -185,6 +223,8 @@ def main() -> None:
     if options.before:
         sources = [Path(__file__).resolve().parents[1], Path(options.before).resolve()]
         builds = {"": cli_of(python, sources[0]), "before: ": cli_of(python, sources[1])}
+    trees: list[Path | None] = [*sources] or [None]
+    fires = {label: fire_of(python, tree) for label, tree in zip(builds, trees, strict=True)}
 
     def note(label: str, figure: Figure) -> None:
         wall, cpu, level = figure
@@ -248,6 +288,18 @@ def main() -> None:
                 "plan-json", "reconcile plan --format json, no change", ["plan", "--format", "json"]
             )
             side_by_side("apply-noop", "reconcile apply, no change", ["apply", "--auto-approve"])
+            if "plan-fired" in only:
+                # Alternated: a change of load falls on every build. The first fire after
+                # the apply, then fires known by their bytes alone.
+                for turn in range(3):
+                    for label in builds:
+                        url = envs[label]["RECONCILER_DATABASE_URL"]
+                        done = subprocess.run(
+                            [*fires[label], url], capture_output=True, text=True, check=True
+                        )
+                        title = f"{label}write-back of every row fired, fire {turn + 1}"
+                        print(f"  {title:52} {done.stdout.strip()}  (load {load():4.1f})")
+            side_by_side("plan-fired", "reconcile plan, no change, rows fired", ["plan"])
             target = file_path(root, 0)
             target.write_text(file_text(0, options.per_file).replace("value", "changed"))
             side_by_side("plan-changed", "reconcile plan, one file changed", ["plan"], ok=(2,))
