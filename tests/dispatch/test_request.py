@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from reconciler.core.fires import fire_id
+from reconciler.core.fires import FIRE_NAMESPACE, fire_id
 from reconciler.dispatch.batch import active_window, decide_overlaps
 from reconciler.dispatch.dispatcher import Backoff
 from reconciler.dispatch.request import make_request, send_task_arguments, soft_time_limit
@@ -32,6 +35,17 @@ def test_fire_id_is_deterministic_and_zone_independent() -> None:
     )
     assert request_for(slot=SLOT + timedelta(seconds=1)).id != request_for().id
     assert request_for(job="other.job").id != request_for().id
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    job=st.text(min_size=1, max_size=60),
+    slot=st.datetimes(timezones=st.sampled_from([UTC, ZoneInfo("Europe/Berlin")])),
+)
+def test_fire_id_is_uuid5_of_the_job_and_slot(job: str, slot: datetime) -> None:
+    """The hand-made uuid5 is uuid's own (any name, any zone, folds included)."""
+    name = f"{job}@{slot.astimezone(UTC).isoformat()}"
+    assert fire_id(job, slot) == str(uuid.uuid5(FIRE_NAMESPACE, name))
 
 
 def test_naive_slots_are_refused() -> None:
