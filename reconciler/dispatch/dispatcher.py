@@ -103,9 +103,6 @@ def _take_batch(source: queue.Queue[Any], size: int, *, linger: float = 0.0) -> 
 
 
 DB_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0)
-# How often a publisher thread with batches awaiting their confirms (and room for more)
-# looks for the next recorded batch: at most this late to write it.
-HANDOFF_POLL = 0.005
 
 
 class Dispatcher:
@@ -311,15 +308,6 @@ class Dispatcher:
                     if len(unsettled) < self._publish_window:
                         with contextlib.suppress(queue.Empty):
                             following = self._handoff.get_nowait()
-                        if following is None:
-                            # Room for another batch: wait for the broker's answer OR
-                            # the next recorded batch, whichever comes first. Blocking
-                            # on the answer alone left recorded batches waiting while
-                            # the broker took its time (in the herd, both connections
-                            # idle for up to 0.6 s with four batches recorded).
-                            if pipeline.oldest_answered(wait=HANDOFF_POLL):
-                                self._settle_stage(pipeline, unsettled.popleft())
-                            continue
                     if following is _STOP:
                         self._handoff.put(_STOP)  # seen again once these are settled
                     elif isinstance(following, _Recorded):

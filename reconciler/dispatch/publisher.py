@@ -418,29 +418,20 @@ class Pipeline:
         except Exception as error:  # noqa: BLE001 - any failure: rows stay scheduled, reconnect
             self._break(error)
 
-    def oldest_answered(self, wait: float = 0.0) -> bool:
+    def oldest_answered(self) -> bool:
         """Whether the broker already answered for the whole oldest batch, reading the
-        answers that have arrived (so that a caller marks a confirmed batch before
-        writing the next one). With `wait`, waits up to that long for the first answer
-        to arrive (a caller with room for another batch waits for whichever comes
-        first, the answer or its next batch), and is true as well once the batch's
-        deadline has passed (`settle_oldest` then fails it without waiting)."""
+        answers that have arrived without waiting for more (so that a caller marks a
+        confirmed batch before writing the next one)."""
         batch = self._batches[0]
         lane = self._lane
         if batch.error is not None or lane.tracker.settled_up_to(batch.last_tag):
             return True
-        if wait > 0:
-            wait = min(wait, batch.deadline - time.monotonic())
-            if wait <= 0:
-                return True
         transport = getattr(getattr(lane.connection, "connection", None), "transport", None)
         sock = getattr(transport, "sock", None)
         if sock is None:
-            time.sleep(wait)
             return False
         try:
-            while select.select([sock], [], [], wait)[0]:
-                wait = 0  # then only what has arrived
+            while select.select([sock], [], [], 0)[0]:
                 assert lane.connection is not None
                 # Readable: a frame is there (a partial one raises socket.timeout, and
                 # py-amqp keeps what it read for the next call).

@@ -243,28 +243,3 @@ def test_a_batch_answered_already_is_seen_without_waiting(broker: Broker) -> Non
     finally:
         publisher.close()
     assert result.error is None and result.confirmed == {r.id for r in batch}
-
-
-def test_waiting_for_an_answer_returns_when_it_arrives_or_the_deadline_passes(
-    broker: Broker,
-) -> None:
-    publisher = Publisher(broker_url=broker.url, timeout=5)
-    try:
-        with publisher.pipeline() as pipeline:
-            answered = requests(50, broker.queue)
-            pipeline.send(answered)
-            started = time.monotonic()
-            while not pipeline.oldest_answered(wait=2.0):  # each call at most 2 s
-                assert time.monotonic() - started < 5
-            assert time.monotonic() - started < 1.5  # the answer came, not the 2 s
-            assert pipeline.settle_oldest()[1].confirmed == {r.id for r in answered}
-            late = requests(5, broker.queue)
-            pipeline.send(late)
-            pipeline._batches[0].deadline = time.monotonic() - 0.001  # as if it expired
-            started = time.monotonic()
-            assert pipeline.oldest_answered(wait=2.0)  # at once: nothing more to wait for
-            assert time.monotonic() - started < 0.1
-            _sent, result = pipeline.settle_oldest()  # failed at once, not waited on
-            assert result.error and time.monotonic() - started < 0.5
-    finally:
-        publisher.close()
