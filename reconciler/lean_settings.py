@@ -27,6 +27,9 @@ DEFAULT_TASK_ALLOWLIST = ("reconciler.tasks.example_task", "reconciler.tasks.htt
 DEFAULT_SQL_STATEMENTS = ("VACUUM", "ANALYZE", "REINDEX")
 REPORTS_FOLDER = "reports"
 
+# What pydantic reads as a bool, whatever the case.
+_TRUE = ("1", "on", "t", "true", "y", "yes")
+_FALSE = ("0", "off", "f", "false", "n", "no")
 _INT = re.compile(r"(0|[1-9][0-9]{0,17})")
 _FLOAT = re.compile(r"(0|[1-9][0-9]{0,9})(\.[0-9]{1,9})?")
 
@@ -41,6 +44,7 @@ class LeanSettings:
     task_allowlist: tuple[str, ...]
     sql_statement_allowlist: tuple[str, ...]
     report_dir: Path
+    fast_plan: bool
 
 
 def _integer(low: int, high: int | None = None) -> Callable[[str], bool]:
@@ -107,6 +111,7 @@ _ACCEPTS: dict[str, Callable[[str], bool]] = {
     "SYNC": _one_of("auto", "manual"),
     "SOURCE": _one_of("worktree"),  # git:REF: the check reads the working tree only
     "LOG_FORMAT": _one_of("text", "json"),
+    "FAST_PLAN": lambda text: text.lower() in _TRUE + _FALSE,
 }
 
 
@@ -151,6 +156,7 @@ def lean_settings(
         if lists["SQL_STATEMENT_ALLOWLIST"] is not None
         else DEFAULT_SQL_STATEMENTS,
         report_dir=Path(values.get(PREFIX + "REPORT_DIR") or state_dir / REPORTS_FOLDER),
+        fast_plan=values.get(PREFIX + "FAST_PLAN", "true").lower() in _TRUE,
     )
 
 

@@ -185,6 +185,11 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = Field(
         default="text", description="Log lines as text or one JSON object per line"
     )
+    fast_plan: bool = Field(
+        default=True,
+        description="A fresh `reconcile plan` with nothing changed may answer from its no-op "
+        "check, without loading the full path (false: always the full path; for debugging)",
+    )
 
     @model_validator(mode="before")
     @classmethod

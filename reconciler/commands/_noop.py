@@ -30,8 +30,6 @@ from reconciler.lean_settings import LeanSettings, lean_settings
 from reconciler.spec.context import context_digest, file_digest
 from reconciler.spec.files import find_job_files, read_job_file
 
-# RECONCILER_FAST_PLAN=0 turns the check off (the full path always plans).
-SWITCH = "RECONCILER_FAST_PLAN"
 _ACTIONS = ("add", "update", "pause", "resume", "rename", "remove", "repair")
 # core.plan.plan_hash of no change: the digest of an empty list, twice.
 _EMPTY_HASH = hashlib.sha256(b"[]").hexdigest()[:32] * 2
@@ -42,15 +40,15 @@ _MARGIN = timedelta(days=1, minutes=5)
 def quick_plan(args: argparse.Namespace, *, now: datetime | None = None) -> str | None:
     """The full path's stdout for a plan with no change, or None (decline). `now`: the
     clock (tests)."""
-    if os.environ.get(SWITCH) == "0" or getattr(args, "out", None):
+    if getattr(args, "out", None):
         return None
     settings = lean_settings(
         os.environ,
         jobs_dir=getattr(args, "jobs_dir", None),
         database_url=getattr(args, "database_url", None),
     )
-    if settings is None or not settings.jobs_dir.is_dir():
-        return None
+    if settings is None or not settings.fast_plan or not settings.jobs_dir.is_dir():
+        return None  # RECONCILER_FAST_PLAN=false: the full path always plans
     from reconciler.store.noop_check import read_stored_state
 
     desired = _desired(settings, read_stored_state)

@@ -321,6 +321,20 @@ def test_the_check_answers_for_a_state_nothing_changed(world: tuple[str, Path]) 
         assert (lean, EXIT_OK) == full(fmt, NOW)
 
 
+@pytest.mark.parametrize("value", ["0", "false", "Off", "no", "maybe", " 1"])
+def test_the_fast_plan_setting_turns_the_check_off(world: tuple[str, Path], value: str) -> None:
+    """RECONCILER_FAST_PLAN, read as the settings model reads a bool: false turns the
+    check off, a value the model refuses leaves the full path to report it."""
+    os.environ["RECONCILER_FAST_PLAN"] = value
+    try:
+        assert quick("text", NOW) is None
+        os.environ["RECONCILER_FAST_PLAN"] = value.replace("0", "1").replace("no", "yes")
+        on = quick("text", NOW) is not None
+        assert on == (value in ("0", "no")), value
+    finally:
+        del os.environ["RECONCILER_FAST_PLAN"]
+
+
 # Steps after which the full path plans no change: the check must answer. A row's next
 # run time is the scheduler's own (the plan reads only whether it is NULL, paused);
 # a row rewritten by hand is decoded by the full path (the check declines, "re-timed").

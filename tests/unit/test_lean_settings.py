@@ -34,6 +34,7 @@ NAMES = [
         "SYNC",
         "SOURCE",
         "LOG_FORMAT",
+        "FAST_PLAN",
         "API_PUBLIC_DOCS",
         "METRICS_PORT",
         "IDEMPOTENCY_LEASE_SECONDS",
@@ -64,6 +65,8 @@ VALUES = st.one_of(
             "true",
             "false",
             "yes",
+            "No",
+            "OFF",
             "auto",
             "manual",
             "worktree",
@@ -128,6 +131,7 @@ def test_the_lean_reading_is_the_settings_models(
     assert got.task_allowlist == want.task_allowlist
     assert got.sql_statement_allowlist == want.sql_statement_allowlist
     assert got.report_dir == want.report_dir
+    assert got.fast_plan == want.fast_plan
     context = context_digest(got, task_catalog=[])
     assert context == validation_context(want)
 
