@@ -5,6 +5,7 @@ tables (the SIGKILL test in test_exactly_once shows the real one)."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -84,6 +85,28 @@ def test_the_slot_after_the_newest_ledger_row_is_made_due_again(store) -> None:
     job = store.lookup_job("every-minute")  # the pickled state agrees with the column
     assert job.next_run_time == upcoming - timedelta(minutes=1)
     assert store.rewind_lost_slots() == []  # idempotent
+
+
+def test_a_rewound_row_keeps_its_record(store) -> None:
+    """The rewind rewrites the row's state (its next run time) and moves the row's
+    record in written_scheduler_rows with it: a one-shot plan still need not decode it."""
+    store, engine = store
+    upcoming = next_run(engine, "every-minute")
+    record_slot(
+        engine,
+        "every-minute",
+        upcoming - timedelta(minutes=2),
+        changed_at=upcoming - timedelta(hours=1),
+    )
+    assert store.rewind_lost_slots() == [("every-minute", upcoming - timedelta(minutes=1))]
+    with engine.connect() as connection:
+        state, recorded = connection.execute(
+            sa.text(
+                "SELECT a.job_state, w.state_sha256 FROM apscheduler_jobs AS a "
+                "JOIN written_scheduler_rows AS w ON w.id = a.id WHERE a.id = 'every-minute'"
+            )
+        ).one()
+    assert recorded == hashlib.sha256(state).hexdigest()
 
 
 def test_nothing_is_rewound_when_nothing_was_lost(store) -> None:
