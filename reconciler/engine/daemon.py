@@ -22,6 +22,7 @@ APScheduler would lose it), then the retrier, then the Dispatcher drains what is
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import logging
 import threading
@@ -30,6 +31,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC
+from functools import cache
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import Engine
@@ -85,6 +87,28 @@ def survivors_frozen() -> Iterator[None]:
         gc.freeze()
         if enabled:
             gc.enable()
+
+
+def release_free_heap() -> None:
+    """Give the C heap's free pages back to the system (glibc's `malloc_trim`), after
+    work that allocated much and kept little: a warm-up, a startup or resync pass, the
+    start of firing. At 100,000 jobs those leave 100-200 MB of free heap resident that
+    no later allocation needs (daemon_phases in bench/RESULTS.md). It walks the heap
+    (~50-90 ms at 100,000 jobs), so a watch pass and a gauge refresh do not call it.
+    Nothing happens where the C library has no such call (musl, macOS)."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+# Process-wide memo (docs/architecture.md): the C library's function, a constant.
+@cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        function: Callable[[int], int] = ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError):
+        return None
+    return function
 
 
 @dataclass
@@ -182,6 +206,7 @@ class Daemon:
         except Exception:  # only a cost: the startup pass reads everything itself
             log.warning("warming the caches failed", exc_info=True)
             return ReconcileCaches(compact=True)
+        release_free_heap()
         return caches
 
     def _lead(self, stop: threading.Event, caches: ReconcileCaches) -> None:
@@ -192,6 +217,7 @@ class Daemon:
         runtime = self._runtime = start_firing(
             engine=self._engine, service=self._make_service(), is_leader=self._elector.is_leader
         )
+        release_free_heap()  # after the startup pass, its gauges and the rewind
         try:
             self._loop(stop, caches, runtime)
         finally:
@@ -230,6 +256,8 @@ class Daemon:
                 paths = self._watcher.take_changes()
                 ok = self._pass(trigger, caches, paths if trigger == Trigger.WATCH else None)
                 runtime.store.forget_unreadable()
+                if trigger == Trigger.RESYNC:
+                    release_free_heap()  # it read every row; hourly
                 next_resync = time.monotonic() + settings.resync_interval
                 retry_at = None if ok else time.monotonic() + self._backoff()
             elif now >= next_gauges:
