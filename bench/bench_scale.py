@@ -18,6 +18,8 @@ PostgreSQL database and RabbitMQ vhost (created and removed here). In order:
    own duration from `reconcile_runs`. Five rounds, median and max. The daemon waits
    SETTLE_SECONDS (0.3 s by default) after the last file event before it reconciles, so
    that a checkout in progress is not applied half-way: that wait is part of the figure.
+   Then /metrics (served, as in production) is scraped three times, 10 s apart: its size,
+   time and the daemon's RSS after each (the daemon keeps each job's lines once scraped).
 4. the reads (bench/scale_reads.py): a ledger of RUNS_PER_JOB runs per job, then
    `reconcile api` with its micro-cache off (RECONCILER_API_CACHE_SECONDS=0): the list
    walking pages by cursor and filtered (label, status, queue, prefix), one job, the
@@ -52,11 +54,13 @@ import contextlib
 import os
 import resource
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -131,6 +135,12 @@ def cold_applies(jobs: Path, builds: list[Build], rounds: int) -> None:
         )
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def passes(engine: sa.Engine, since: int) -> list[tuple[int, str, str, float]]:
     query = sa.text(
         "select id, trigger, outcome, duration_seconds from reconcile_runs "
@@ -150,9 +160,12 @@ def daemon_figures(
     env: dict[str, str], engine: sa.Engine, folder: Path, jobs: Path, files: int
 ) -> None:
     log = folder / "daemon.log"
+    port = free_port()
     daemon = subprocess.Popen(
         [RECONCILE, "run"],
-        env={**env, "RECONCILER_RESYNC_INTERVAL": "3600"},
+        # /metrics served, as in production: its per-job series and kept lines count
+        # towards the resident size once it is scraped (scraped below).
+        env={**env, "RECONCILER_RESYNC_INTERVAL": "3600", "RECONCILER_METRICS_PORT": str(port)},
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -182,6 +195,18 @@ def daemon_figures(
         one_file_changed(engine, jobs, files)
         rss, peak = memory_mb(daemon.pid)
         print(f"daemon RSS after the edits {rss:.0f} MB, peak {peak:.0f} MB   [{load()}]")
+        for scrape in range(1, 4):
+            started = time.monotonic()
+            url = f"http://127.0.0.1:{port}/metrics"
+            with urllib.request.urlopen(url, timeout=300) as response:
+                size = len(response.read())
+            took = time.monotonic() - started
+            rss, peak = memory_mb(daemon.pid)
+            print(
+                f"scrape {scrape} of /metrics: {took:.2f} s, {size / 1e6:.1f} MB; daemon RSS "
+                f"{rss:.0f} MB, peak {peak:.0f} MB   [{load()}]   (target <= 1 GB)"
+            )
+            time.sleep(10)
     finally:
         daemon.send_signal(signal.SIGTERM)
         try:
