@@ -233,6 +233,9 @@ class Daemon:
         next_gauges = time.monotonic() + GAUGE_REFRESH_SECONDS
         retry_at: float | None = None
         changed = False  # a file event arrived (perhaps during a backoff)
+        # A failed pass may have taken its events' paths without patching the listing
+        # with them (the database refused it before): the next pass lists every file.
+        list_all = False
         while not stop.is_set() and self._elector.is_leader():
             if self._wake.wait(timeout=settings.poll_interval):
                 self._wake.clear()
@@ -246,7 +249,9 @@ class Daemon:
             elif changed:
                 self._settle(stop)
                 self._wake.clear()
-                trigger = Trigger.WATCH
+                # A due resync takes the change with it: events that never stop must
+                # not put off the full listing.
+                trigger = Trigger.RESYNC if time.monotonic() >= next_resync else Trigger.WATCH
             elif now >= next_resync or retry_at is not None:
                 trigger = Trigger.RESYNC
             if trigger is not None and not stop.is_set():
@@ -254,11 +259,17 @@ class Daemon:
                 # Taken before the pass lists anything: an event after this wakes the
                 # next pass. A resync lists every file, whatever the events said.
                 paths = self._watcher.take_changes()
-                ok = self._pass(trigger, caches, paths if trigger == Trigger.WATCH else None)
+                listed = paths if trigger == Trigger.WATCH and not list_all else None
+                ok = self._pass(trigger, caches, listed)
+                list_all = not ok
                 runtime.store.forget_unreadable()
                 if trigger == Trigger.RESYNC:
                     release_free_heap()  # it read every row; hourly
-                next_resync = time.monotonic() + settings.resync_interval
+                    # Only a resync moves the next one: watch passes list only the paths
+                    # their events named, so a folder with events more often than the
+                    # interval must still be listed whole (a missed event, a watcher
+                    # restart) at least once per interval.
+                    next_resync = time.monotonic() + settings.resync_interval
                 retry_at = None if ok else time.monotonic() + self._backoff()
             elif now >= next_gauges:
                 with survivors_frozen():

@@ -81,3 +81,4 @@ class JobsWatcher:
                 log.warning("watching %s failed; retrying", parent, exc_info=True)
                 self._lost()
                 self._stop.wait(1.0)
+                self._lost()  # a pass may have taken changes meanwhile: still unknown
