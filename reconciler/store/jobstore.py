@@ -47,7 +47,7 @@ import copy
 import hashlib
 import logging
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -67,8 +67,6 @@ from reconciler.store.tables import apscheduler_jobs, scheduled_jobs, written_sc
 log = logging.getLogger(__name__)
 # Rows a new leader's rewind reads at a time (rewind_lost_slots).
 REWIND_CHUNK = 1000
-# After a failed write-back or next-run-time read, the scheduler is woken again this soon.
-RETRY_SECONDS = 1.0
 
 
 def _always() -> bool:
@@ -147,12 +145,9 @@ class OwnedJobStore(SQLAlchemyJobStore):
         """Write the buffered updates, each only if its row is unchanged since read."""
         if not self._pending:
             return
-        pending = list(self._pending.values())
+        pending, self._pending = list(self._pending.values()), {}
         for row in pending:
-            if not isinstance(row["b_state"], bytes):  # a failed write left it pickled
-                row["b_state"] = self._codec.pickle_state(row["b_state"])
-        # Kept pending until written: a failed write (a database restart, a deadlock
-        # victim) is retried by the next flush, with the same rows as read.
+            row["b_state"] = self._codec.pickle_state(row["b_state"])
         with self.engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 self._flush_as_json(connection, pending, records=self._records(connection))
@@ -165,7 +160,6 @@ class OwnedJobStore(SQLAlchemyJobStore):
                     .values(next_run_time=sa.bindparam("b_next"), job_state=sa.bindparam("b_state"))
                 )
                 connection.execute(statement, pending)
-        self._pending = {}
         for row in pending:
             self._read_states.pop(row["b_id"], None)
 
@@ -247,21 +241,6 @@ class OwnedJobStore(SQLAlchemyJobStore):
         super().shutdown()
 
     def get_next_run_time(self) -> datetime | None:
-        # APScheduler 3 calls this at the end of its pass outside any try: an exception
-        # here (the database restarting, the write-back chosen as a deadlock victim)
-        # would end the scheduler's thread for good while this process kept leading.
-        # So a failure is logged and the scheduler woken again soon: its next
-        # get_due_jobs flushes first (and, failing, is retried by APScheduler itself).
-        try:
-            return self._next_run_time()
-        except Exception:
-            log.exception(
-                "the job store could not write back or find its next run time; retried in %.0f s",
-                RETRY_SECONDS,
-            )
-            return datetime.now(UTC) + timedelta(seconds=RETRY_SECONDS)
-
-    def _next_run_time(self) -> datetime | None:
         # The end of a scheduler pass: write what it fired.
         if self._pending and self._before_write_back is not None:
             self._before_write_back(len(self._pending))
