@@ -15,15 +15,13 @@ of the child) and the lines printed. Each line carries the 1-minute load average
 from __future__ import annotations
 
 import argparse
-import resource
 import statistics
-import subprocess
 import time
 
 import httpx
 from bench_api import free_port, start_server, stop_server
 from bench_daemon import percentile
-from scale_reads import RECONCILE, Build, cpu_seconds, load
+from scale_reads import RECONCILE, Build, cli_figures, cpu_seconds, load
 
 COMMANDS = (("status",), ("status", "-o", "json"))
 
@@ -61,31 +59,6 @@ def api(url: str, builds: list[Build], requests: int) -> None:
             stop_server(server)
 
 
-def cli(url: str, builds: list[Build], repeat: int) -> None:
-    print(f"CLI, median of {repeat}: wall s / CPU s (lines)   [{load()}]")
-    print(f"| command | {' | '.join(build.label for build in builds)} |")
-    for command in COMMANDS:
-        samples: dict[str, list[tuple[float, float, int]]] = {b.label: [] for b in builds}
-        for _ in range(repeat):
-            for build in builds:
-                before = resource.getrusage(resource.RUSAGE_CHILDREN)
-                started = time.monotonic()
-                done = subprocess.run(
-                    [RECONCILE, *command], env=build.env(url), capture_output=True, check=True
-                )
-                wall = time.monotonic() - started
-                after = resource.getrusage(resource.RUSAGE_CHILDREN)
-                used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-                samples[build.label].append((wall, used, done.stdout.count(b"\n")))
-        cells = []
-        for build in builds:
-            runs = samples[build.label]
-            wall = statistics.median(run[0] for run in runs)
-            used = statistics.median(run[1] for run in runs)
-            cells.append(f"{wall:.3f} / {used:.3f} ({runs[-1][2]:,})")
-        print(f"| `reconcile {' '.join(command)}` | {' | '.join(cells)} |   [{load()}]")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("url")
@@ -97,7 +70,7 @@ def main() -> None:
     if args.compare_with:
         builds.insert(0, Build(f"before ({args.compare_with})", args.compare_with))
     api(args.url, builds, args.requests)
-    cli(args.url, builds, args.repeat)
+    cli_figures(args.url, args.repeat, builds, COMMANDS)
 
 
 if __name__ == "__main__":

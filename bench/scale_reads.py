@@ -232,12 +232,14 @@ CLI_COMMANDS = (
 )
 
 
-def cli_figures(url: str, repeat: int, builds: list[Build]) -> None:
+def cli_figures(
+    url: str, repeat: int, builds: list[Build], commands: tuple[tuple[str, ...], ...] = CLI_COMMANDS
+) -> None:
     """Each read command as a process, output to a pipe: median wall and CPU (user +
     system) over `repeat` runs, the builds taking turns."""
     print(f"CLI read commands, median of {repeat}: wall s / CPU s (lines)   [{load()}]")
     print(f"| command | {' | '.join(build.label for build in builds)} |")
-    for command in CLI_COMMANDS:
+    for command in commands:
         samples: dict[str, list[tuple[float, float, int]]] = {b.label: [] for b in builds}
         for _ in range(repeat):
             for build in builds:
