@@ -188,7 +188,9 @@ class FireOutcome(StrEnum):
     MISSED = "missed"
     UNPUBLISHED = "unpublished"  # the broker did not confirm it: the retrier resends it
     EXPIRED = "expired"
-    FENCED = "fenced"  # offered to a process that had just lost the leadership, not fired
+    # Offered to a process that had just lost the leadership, not fired; or accepted just
+    # before losing it and found in the ledger when recorded: the next leader's slot.
+    FENCED = "fenced"
 
 
 class TaskOutcome(StrEnum):

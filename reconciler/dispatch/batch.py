@@ -4,7 +4,8 @@
 
 - a slot already in the ledger (another scheduler, a failover, a retry of the same
   slot) is a DUPLICATE: the existing row's `duplicates` is incremented, nothing is
-  published;
+  published; unless the batch is LATE (recorded by a process that no longer leads,
+  `record_batch(late=True)`): then the slot is HANDED OVER, nothing is counted;
 - a job already running `max_concurrent_runs` times is an OVERLAP: the slot is
   recorded 'skipped' (reason 'overlap') and not published;
 - a missed slot (misfire, coalesced, catch-up limit) is recorded 'missed' with its reason;
@@ -38,6 +39,8 @@ DEFAULT_RUN_BOUND = timedelta(hours=1)
 class BatchOutcome:
     to_publish: list[FireRequest] = field(default_factory=list)
     duplicates: list[FireRequest] = field(default_factory=list)
+    # Late fires whose slot the next leader had already recorded (record_batch(late=True)).
+    handed_over: list[FireRequest] = field(default_factory=list)
     overlaps: list[FireRequest] = field(default_factory=list)
     missed: list[FireRequest] = field(default_factory=list)
 
@@ -114,10 +117,21 @@ def record_batch(
     *,
     now: datetime,
     retry_at: datetime,
+    late: bool = False,
 ) -> BatchOutcome:
     """Write the batch's ledger rows (see the module doc). `retry_at` is the
     next_attempt_at of rows to publish: if this process dies before marking them
-    published, the retrier (of this or the next leader) publishes them from then on."""
+    published, the retrier (of this or the next leader) publishes them from then on.
+
+    `late`: this process accepted the fires while it led and lost the leadership before
+    recording them (a pause between the scheduler's fire and the recorder's insert: a
+    SIGSTOP, a VM pause, a GC stall). They are still recorded, since the paused
+    scheduler may have moved their rows on and the slot would be neither due nor in the
+    ledger; but a slot already there was fired or recorded by the next leader while this
+    process was paused: the next leader could not see a fire held in this process's
+    memory, and this one publishes nothing. It is handed over, not counted as a
+    duplicate (which says a LEADER fired a slot twice: two schedulers, a slot fired
+    again after a write-back was lost)."""
     fires = [r for r in requests if r.kind == "fire"]
     skipped = _overlapping(connection, fires, now=now)
     rows, seen = [], set()
@@ -128,6 +142,8 @@ def record_batch(
         rows.append(_row_for(request, skipped=request.id in skipped, now=now, retry_at=retry_at))
     inserted = ledger.insert_rows(connection, rows)
     outcome = _classify(requests, inserted, skipped)
+    if late:
+        outcome.handed_over, outcome.duplicates = outcome.duplicates, []
     ledger.add_duplicates(connection, (r.id for r in outcome.duplicates), now=now)
     return outcome
 

@@ -19,10 +19,12 @@ Two stages, so that the scheduler loop never waits for the database or the broke
 
 Fencing: `fire()` refuses (NotLeaderError) when this process is not leader. A request
 accepted just before leadership was lost is still recorded, but not published: the row
-is left due for the retrier, which runs only in the current leader. The ledger's unique
-slot key is the last line of defence: a slot is recorded once, only the process whose
-insert won publishes it fresh, and any re-publish (retrier) carries the same task id,
-which the worker runs once.
+is left due for the retrier, which runs only in the current leader; if the next leader
+recorded the slot first (it took over while this process was paused between accepting
+and recording), the slot is handed over, not counted as a duplicate (batch.record_batch).
+The ledger's unique slot key is the last line of defence: a slot is recorded once, only
+the process whose insert won publishes it fresh, and any re-publish (retrier) carries
+the same task id, which the worker runs once.
 """
 
 from __future__ import annotations
@@ -374,8 +376,13 @@ class Dispatcher:
         now = self._clock()
         # Not publishable (fenced): the rows are due for the leader's retrier at once.
         retry_at = now + self._publish_grace if publishable else now
+        # Accepted while leading, recorded after losing it: a slot found in the ledger
+        # is the next leader's, not a duplicate (batch.record_batch).
+        late = not self._fence.is_leader()
         with self._engine.begin() as connection:
-            outcome = batch.record_batch(connection, requests, now=now, retry_at=retry_at)
+            outcome = batch.record_batch(
+                connection, requests, now=now, retry_at=retry_at, late=late
+            )
         _count_outcome(outcome)
         return outcome.to_publish if publishable else []
 
@@ -433,6 +440,14 @@ def _count_outcome(outcome: batch.BatchOutcome) -> None:
         metrics.FIRES.labels(request.job, FireOutcome.DUPLICATE).inc()
         log.info(
             "slot %s already in the ledger: duplicate fire not published",
+            rfc3339(request.slot),
+            extra=job_extra(request.job),
+        )
+    for request in outcome.handed_over:
+        metrics.FIRES.labels(request.job, FireOutcome.FENCED).inc()
+        log.info(
+            "slot %s, fired before this process lost the leadership, is already in the "
+            "ledger: the next leader's, not published here",
             rfc3339(request.slot),
             extra=job_extra(request.job),
         )

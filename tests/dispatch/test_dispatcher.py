@@ -339,3 +339,28 @@ def test_a_run_whose_lease_lapsed_counts_no_more_and_is_closed_as_lost(
             sa.select(job_runs.c.reason).where(job_runs.c.id == dead)
         ).scalar_one()
     assert reason == RunReason.LOST
+
+
+def test_a_fire_recorded_after_losing_the_leadership_is_handed_over(
+    engine, broker: Broker, stacks
+) -> None:
+    """The leader accepts a fire, then is paused before its recorder writes it (SIGSTOP
+    between the two: tests/daemon/test_first_slot.py's random flaps hit it); the next
+    leader fires and records the slot meanwhile. The old one, woken without the lead,
+    still records what it accepted, and finds the slot taken: handed over, not a
+    duplicate (a duplicate says a leader fired a slot twice); published once."""
+    payload = make_payload(make_spec(queue=broker.queue))
+    old = Stack(engine, broker.url, Fence(True))  # its pipeline not started: "paused"
+    stacks.append(old)
+    old.dispatcher.fire(job="sweep", payload=payload, scheduled_time=SLOT)
+    old.fence.leader = False
+    new = start_stack(stacks, engine, broker.url)
+    new.dispatcher.fire(job="sweep", payload=payload, scheduled_time=SLOT)
+    wait_until(lambda: statuses(engine, "sweep") == ["published"], timeout=10)
+    old.start()  # woken: its recorder writes what it accepted
+    wait_until(lambda: not old.dispatcher.in_flight(), timeout=10)
+    assert [(r.status, r.duplicates) for r in runs(engine)] == [("published", 0)]
+    # A leader firing the slot again is still a duplicate.
+    new.dispatcher.fire(job="sweep", payload=payload, scheduled_time=SLOT)
+    wait_until(lambda: runs(engine)[0].duplicates == 1, timeout=10)
+    assert len(drain_queue(broker.url, broker.queue)) == 1
