@@ -272,7 +272,8 @@ def actual_after(
         if change.renamed_from is not None:
             inventory.pop(change.renamed_from, None)
             scheduler.pop(change.renamed_from, None)
-        elif change.target is not None and change.action != Action.REPAIR:
+        # A rename's row moves to the new name with its target's content (not `elif`).
+        if change.target is not None and change.action != Action.REPAIR:
             inventory[change.job] = change.target.inventory_row()
     scheduler.update(written)
     return ActualState(inventory=inventory, scheduler=scheduler)

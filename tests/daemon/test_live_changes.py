@@ -119,3 +119,37 @@ def test_a_cli_apply_by_another_process_is_live_within_a_second(make_cluster, tm
         f"\ncli apply exit -> first fire {latency:.3f} s (slot {ahead:.3f} s after the "
         f"apply, fired {late_ms:.0f} ms late)"
     )
+
+
+def test_a_renamed_job_is_not_added_again_by_the_next_watch_pass(make_cluster) -> None:
+    """A watch pass plans from what the daemon's own last pass left (its fingerprint),
+    not from a fresh read: that state must hold a renamed job under its new name. Found
+    from outside: the next edit anywhere logged `+ tock: added` and recorded an add."""
+    cluster = make_cluster(resync_interval="600")  # only watch passes after the start
+    (cluster.jobs_dir / "tick.yaml").write_text(job_yaml("tick", cron="0 0 1 1 *"))
+    cluster.start("daemon-a")
+    wait_until(lambda: cluster.leader(), timeout=40, what="a leader")
+    wait_until(
+        lambda: cluster.scalar("SELECT count(*) FROM apscheduler_jobs WHERE id = 'tick'"),
+        timeout=20,
+        what="the startup pass",
+    )
+    (cluster.jobs_dir / "tick.yaml").write_text(
+        job_yaml("tock", cron="0 0 1 1 *", previous_names="[tick]")
+    )
+    wait_until(
+        lambda: cluster.scalar("SELECT count(*) FROM job_events WHERE action = 'rename'"),
+        timeout=20,
+        what="the rename",
+    )
+    (cluster.jobs_dir / "other.yaml").write_text(job_yaml("other", cron="0 0 1 1 *"))
+    wait_until(
+        lambda: cluster.scalar("SELECT count(*) FROM scheduled_jobs WHERE name = 'other'"),
+        timeout=20,
+        what="the next watch pass",
+    )
+    cluster.stop_all()
+    runs = cluster.rows("SELECT added FROM reconcile_runs WHERE outcome = 'applied' ORDER BY id")
+    assert [run.added for run in runs] == [1, 0, 1], "tick, the rename, then other only"
+    daemon_log = cluster.daemons[0].output()
+    assert "+ tock" not in daemon_log, daemon_log[-2000:]

@@ -160,6 +160,25 @@ def test_actual_after_is_what_the_plan_leaves() -> None:
     assert not make_plan(wanted, after, now=NOW).has_changes
 
 
+def test_actual_after_a_rename_holds_the_job_under_its_new_name() -> None:
+    """The daemon's next watch pass plans from `actual_after` (its inventory fingerprint
+    moved only by its own writes): a renamed job left out of it was planned as an `add`
+    on that pass (found from outside: `+ tock: added` logged after `~ tock: name`)."""
+    actual = applied(spec("tick"), spec("other"))
+    wanted = desired(spec("tock", previous_names=["tick"]), spec("other"))
+    result = make_plan(wanted, actual, now=NOW)
+    assert [(c.action, c.job) for c in result.changes] == [("rename", "tock")]
+    decoder, written = RowDecoder(), {}
+    for change in result.changes:
+        assert change.target is not None
+        job = change.target.scheduler
+        written[job.id] = decoder.decode(job.id, NOW.timestamp(), pickle_job(job, NOW))
+    after = actual_after(actual, result, written)
+    assert set(after.inventory) == set(after.scheduler) == {"tock", "other"}
+    assert after.inventory["tock"].spec_hash == wanted.jobs["tock"].spec_hash
+    assert not make_plan(wanted, after, now=NOW, previous=result.basis).has_changes
+
+
 def test_random_sequences_of_states_give_the_plans_of_a_fresh_diff() -> None:
     """A daemon's life in miniature: each step changes a few jobs' desired, inventory or
     scheduler objects (or the clock, or the quarantine), sometimes applies the plan, and
