@@ -190,7 +190,15 @@ class MaskingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        masked = mask_text(message)
+        # A record about a job carries its name (reconciler.logs.JOB_FIELD). Before a colon
+        # it is a name, not a key: `~ token-refresh: schedule.cron ...` is no `token: ...`
+        # pair, so the text around the name is masked, not what follows it.
+        name = getattr(record, "job", None)
+        head = f"{name}:" if isinstance(name, str) and name else None
+        if head is not None and head in message:
+            masked = head.join([mask_text(part) for part in message.split(head)])
+        else:
+            masked = mask_text(message)
         if masked != message:
             record.msg, record.args = masked, None
         return True

@@ -4,6 +4,7 @@ the plan (text, JSON, Markdown), the API, its logs and /metrics, and in CLI erro
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from reconciler.redact import mask_text
+from reconciler.redact import MaskingFilter, mask_text
 from tests.e2e.processes import free_port
 from tests.polling import wait_until
 
@@ -54,6 +55,15 @@ kwargs:
 )
 def test_mask_text(text: str, masked: str) -> None:
     assert mask_text(text) == masked
+
+
+def test_a_job_name_before_a_colon_is_not_a_secret_key() -> None:
+    """A log record about `token-refresh` names it; the rest of its line is still masked."""
+    line = f"~ token-refresh: url https://u:{PASSWORD}@h/, token: x"
+    record = logging.LogRecord("t", logging.INFO, __file__, 1, "%s", (line,), None)
+    record.job = "token-refresh"  # job_extra(name), as the daemon logs a change
+    MaskingFilter().filter(record)
+    assert record.getMessage() == "~ token-refresh: url https://u:***@h/, token: ***"
 
 
 @pytest.fixture
