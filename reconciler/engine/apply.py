@@ -12,6 +12,7 @@ Ordering does not matter for safety (everything commits together), only for the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -21,6 +22,8 @@ from reconciler.core.plan import Plan, Target
 from reconciler.core.state import SchedulerJob
 from reconciler.core.triggers import TriggerMemory, first_fire_after
 from reconciler.core.vocabulary import Action, JobStatus
+from reconciler.spec.parallel import Ahead
+from reconciler.store.db import BULK_ROWS
 from reconciler.store.inventory import (
     delete_inventory,
     rename_inventory,
@@ -28,18 +31,34 @@ from reconciler.store.inventory import (
     upsert_inventory,
 )
 from reconciler.store.scheduler_rows import (
+    NewRows,
     WrittenRow,
+    copy_new_rows,
     delete_scheduler_rows,
+    encode_new_rows,
     read_next_run_times,
     upsert_scheduler_rows,
 )
 
 
 def apply_plan(
-    connection: Connection, plan: Plan, *, now: datetime, triggers: TriggerMemory | None = None
+    connection: Connection,
+    plan: Plan,
+    *,
+    now: datetime,
+    triggers: TriggerMemory | None = None,
+    rows_wanted: bool = True,
+    meanwhile: Callable[[], object] = lambda: None,
 ) -> list[WrittenRow]:
     """Write the plan. Returns the scheduler rows written. `triggers`: the memory the
-    plan was made with (its first fire times are then looked up, not computed again)."""
+    plan was made with (its first fire times are then looked up, not computed again).
+
+    `rows_wanted=False` (a one-shot pass, which remembers nothing): the rows of many
+    added jobs are made by a forked child while this process writes the inventory (a
+    cold apply: pickling 10,000 states and their digests is a third of what follows
+    the plan), and they are not among the rows returned. `meanwhile`: the caller's
+    own writes in this transaction, made once the inventory is written, before the
+    added jobs' scheduler rows (while the child makes them)."""
     removed = [change.job for change in plan.changes if change.action == Action.REMOVE]
     delete_scheduler_rows(connection, removed)
     delete_inventory(connection, removed)
@@ -65,15 +84,59 @@ def apply_plan(
         # A repair rewrites the scheduler row only: the inventory row is what it repairs to.
         if change.action not in (Action.ADD, Action.REPAIR):
             inventoried.append(change.target)
-    upsert_inventory(connection, added, now=now, expect_new=True)
-    upsert_inventory(connection, inventoried, now=now)
-    kept = read_next_run_times(connection, [t.spec.name for t in others if t.keep_next_run_time])
-    kept.update((renames[old], moment) for old, moment in carried.items())
-    new = _scheduled(added, {}, now, triggers)
-    new_rows = upsert_scheduler_rows(connection, new, expect_new=True, made_for=_made_for(added))
+    ahead = None if rows_wanted else _new_rows_ahead(connection, added, now, triggers)
+    try:
+        upsert_inventory(connection, added, now=now, expect_new=True)
+        upsert_inventory(connection, inventoried, now=now)
+        kept = read_next_run_times(
+            connection, [t.spec.name for t in others if t.keep_next_run_time]
+        )
+        kept.update((renames[old], moment) for old, moment in carried.items())
+        meanwhile()
+        new_rows = _write_added(connection, added, now, triggers, ahead)
+    finally:
+        if ahead is not None:
+            ahead.cancel()  # collected already, or this pass failed
     return new_rows + upsert_scheduler_rows(
         connection, _scheduled(others, kept, now, triggers), made_for=_made_for(others)
     )
+
+
+def _new_rows_ahead(
+    connection: Connection, added: list[Target], now: datetime, triggers: TriggerMemory | None
+) -> Ahead | None:
+    """A child making the scheduler rows of `added` (NewRows), if they are many and go
+    to PostgreSQL; None: made here."""
+    if len(added) < BULK_ROWS or connection.dialect.name != "postgresql":
+        return None
+    return Ahead.start([added], lambda targets: _new_rows(targets, now, triggers), _same)
+
+
+def _new_rows(
+    targets: list[Target], now: datetime, triggers: TriggerMemory | None
+) -> NewRows | None:
+    return encode_new_rows(_scheduled(targets, {}, now, triggers), _made_for(targets))
+
+
+def _write_added(
+    connection: Connection,
+    added: list[Target],
+    now: datetime,
+    triggers: TriggerMemory | None,
+    ahead: Ahead | None,
+) -> list[WrittenRow]:
+    """Write the scheduler rows of the added jobs: those the child made if it could,
+    else made here. Only the rows made here are returned."""
+    sent = ahead.collect(_same) if ahead is not None else None
+    made = sent[0] if sent else None
+    if isinstance(made, NewRows) and copy_new_rows(connection, made):
+        return []
+    new = _scheduled(added, {}, now, triggers)
+    return upsert_scheduler_rows(connection, new, expect_new=True, made_for=_made_for(added))
+
+
+def _same(value: object) -> object:
+    return value
 
 
 def _made_for(targets: list[Target]) -> dict[str, tuple[str, str | None]]:

@@ -641,18 +641,25 @@ def _reconcile(
             if caches.compact:
                 _forget_specs(plan, desired)
             outcome = _check(plan, expected_plan_hash, apply, allow_invalid)
+            records = _FileRecording(connection, settings, caches, now=now)
             if apply and outcome == ReconcileOutcome.APPLIED:
                 if planned is not None:
                     planned(plan)
                 with write_guard(plan) if write_guard is not None else nullcontext():
                     known = _apply(
-                        connection, plan, known, caches if keep else None, now, caches.memory
+                        connection,
+                        plan,
+                        known,
+                        caches if keep else None,
+                        now,
+                        caches.memory,
+                        meanwhile=records.write,
                     )
                     notify_applied(connection, plan.plan_hash)
                     if before_commit is not None:
                         before_commit(connection, plan)
-            if apply and outcome in APPLIED_OUTCOMES and git_ref(settings.source) is None:
-                _record_files(connection, settings, caches, now=now)
+            if apply and outcome in APPLIED_OUTCOMES:
+                records.write()
             if apply and outcome in APPLIED_OUTCOMES and caches.decoded_rows:
                 _record_rows_in_sync(connection, plan, actual, caches.decoded_rows)
             if record and outcome in SETTLED_OUTCOMES:
@@ -673,6 +680,23 @@ def _forget_specs(plan: Plan, desired: DesiredState) -> None:
         wanted = desired.jobs.get(change.job)
         if wanted is not None and isinstance(wanted.found, RecordedSpec):
             wanted.found.forget()
+
+
+class _FileRecording:
+    """`_record_files` once per pass, for the working tree only: while a one-shot apply
+    waits for its new scheduler rows (engine.apply's `meanwhile`), or after the apply."""
+
+    def __init__(
+        self, connection: Connection, settings: Settings, caches: ReconcileCaches, *, now: datetime
+    ) -> None:
+        self._call = (connection, settings, caches, now)
+        self._done = git_ref(settings.source) is not None  # a commit's tree: no records
+
+    def write(self) -> None:
+        if not self._done:
+            self._done = True
+            connection, settings, caches, now = self._call
+            _record_files(connection, settings, caches, now=now)
 
 
 def _record_files(
@@ -721,11 +745,14 @@ def _apply(
     caches: ReconcileCaches | None,
     now: datetime,
     memory: CoreMemory,
+    *,
+    meanwhile: Callable[[], object] = lambda: None,
 ) -> tuple[Fingerprint, ActualState] | None:
     """Write the plan. With `known` (the fingerprint and state it was planned against),
     return the fingerprint and state after the write; None: not tracked. With `caches`,
     they learn what was written (so that no later pass decodes it again). `memory`: the
     one the plan was made with (its first fire times are looked up, not recomputed).
+    `meanwhile`: see apply_plan.
 
     The fingerprint moves by exactly what this pass wrote: the rows it touched are
     summarised just before and just after writing. A concurrent writer's change to any
@@ -734,7 +761,14 @@ def _apply(
     if len(touched) > TRACKED_CHANGES_MAX:
         known = None  # a bulk change: the next pass reads everything instead
     before = read_fingerprint(connection, touched) if known is not None else None
-    rows = apply_plan(connection, plan, now=now, triggers=memory.triggers)
+    rows = apply_plan(
+        connection,
+        plan,
+        now=now,
+        triggers=memory.triggers,
+        rows_wanted=caches is not None,
+        meanwhile=meanwhile,
+    )
     record_job_events(connection, plan, now=now)
     if caches is None:
         return None

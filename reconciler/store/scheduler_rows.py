@@ -33,6 +33,7 @@ from reconciler.core.state import (
 from reconciler.core.triggers import describe_trigger
 from reconciler.spec.records import installed_code
 from reconciler.store import job_state as state_codec
+from reconciler.store.binary_copy import copy_data, encode_rows
 from reconciler.store.db import upsert
 from reconciler.store.fingerprint import NewVersions
 from reconciler.store.job_state import StateCodec, same_but_next_run_time
@@ -304,6 +305,54 @@ def upsert_scheduler_rows(
         upsert(connection, apscheduler_jobs, values, key="id", expect_new=expect_new)
         _record_written(connection, written, made_for or {}, expect_new=expect_new)
     return written
+
+
+@dataclass(frozen=True)
+class NewRows:
+    """New scheduler rows and their `written_scheduler_rows` records as binary COPY
+    data (store.binary_copy), made where there is no connection (engine.apply makes
+    them in a forked child): `copy_new_rows` writes what `upsert_scheduler_rows(rows,
+    expect_new=True, made_for=...)` writes."""
+
+    jobs: bytes  # apscheduler_jobs (id, next_run_time, job_state)
+    records: bytes  # written_scheduler_rows (id, state_sha256, spec_hash, revision, code)
+
+
+def encode_new_rows(
+    rows: Iterable[tuple[SchedulerJob, datetime | None]], made_for: Mapping[str, Basis]
+) -> NewRows | None:
+    """The rows of `upsert_scheduler_rows` as NewRows; None when one of them is not in
+    `made_for` (its record would be deleted, not written: upsert them instead)."""
+    codec = StateCodec()
+    code = row_code()
+    jobs: list[tuple[str, float | None, bytes]] = []
+    records: list[tuple[str, str, str, str | None, str]] = []
+    for job, next_run_time in rows:
+        basis = made_for.get(job.id)
+        if basis is None:
+            return None
+        state = codec.pickle_job(job, next_run_time)
+        jobs.append((job.id, datetime_to_utc_timestamp(next_run_time), state))
+        records.append((job.id, hashlib.sha256(state).hexdigest(), *basis, code))
+    return NewRows(encode_rows(jobs), encode_rows(records))
+
+
+def copy_new_rows(connection: Connection, rows: NewRows) -> bool:
+    """Write NewRows (PostgreSQL), in a savepoint; False, and nothing written, when one
+    of their ids has a row already (then upsert them: see store.db.upsert)."""
+    from psycopg.errors import UniqueViolation
+
+    try:
+        with connection.begin_nested():
+            copy_data(connection, apscheduler_jobs.name, _JOB_COLUMNS, rows.jobs)
+            copy_data(connection, written_scheduler_rows.name, _RECORD_COLUMNS, rows.records)
+    except UniqueViolation:  # raised by psycopg's own COPY, not wrapped by SQLAlchemy
+        return False
+    return True
+
+
+_JOB_COLUMNS = ("id", "next_run_time", "job_state")
+_RECORD_COLUMNS = ("id", "state_sha256", "spec_hash", "revision", "code")
 
 
 def _record_written(
