@@ -53,13 +53,19 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(document, ensure_ascii=False, default=str)
 
 
+def line_formatter(fmt: str | None = None) -> logging.Formatter:
+    """The formatter of every log line: RECONCILER_LOG_FORMAT (text or json) unless `fmt`.
+    Also given to the handlers Celery sets up in a worker (reconciler.worker.runtime)."""
+    chosen = (fmt or os.environ.get("RECONCILER_LOG_FORMAT") or "text").lower()
+    return JsonFormatter() if chosen == "json" else TextFormatter()
+
+
 def configure_logging(*, level: str | None = None, fmt: str | None = None) -> None:
     """The root handler of a `reconcile` process: level from RECONCILER_LOG_LEVEL (default
     WARNING), format from RECONCILER_LOG_FORMAT (text or json). Replaces any handler a
     library installed first, so every line has one shape."""
-    chosen = (fmt or os.environ.get("RECONCILER_LOG_FORMAT") or "text").lower()
     handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter() if chosen == "json" else TextFormatter())
+    handler.setFormatter(line_formatter(fmt))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel((level or os.environ.get("RECONCILER_LOG_LEVEL") or "WARNING").upper())

@@ -69,7 +69,9 @@ class BaseTask(Task):
 
     def before_start(self, task_id: str, args: Any, kwargs: Any) -> None:
         setattr(self.request, _STARTED, time.monotonic())
-        log_event(logging.INFO, "task.started", task=self.name, id=task_id, kwargs=kwargs)
+        fire = fire_context(self.request, task=self.name)
+        job = fire.job if fire is not None else None
+        log_event(logging.INFO, "task.started", job=job, task=self.name, id=task_id, kwargs=kwargs)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         fire = fire_context(self.request, task=self.name)

@@ -43,6 +43,7 @@ import sqlalchemy as sa
 from celery import Celery
 from celery.signals import (
     after_setup_logger,
+    after_setup_task_logger,
     task_revoked,
     worker_process_init,
     worker_process_shutdown,
@@ -50,6 +51,7 @@ from celery.signals import (
 )
 
 from reconciler.core.vocabulary import RunStatus, TaskOutcome
+from reconciler.logs import line_formatter
 from reconciler.redact import mask_logs
 from reconciler.settings import Settings
 from reconciler.store.db import create_sync_engine
@@ -388,11 +390,21 @@ def _on_shutdown(**_: Any) -> None:
 
 @after_setup_logger.connect(weak=False)
 def _quiet_result_logging(logger: logging.Logger | None = None, **_: Any) -> None:
-    if logger is not None:
-        mask_logs(logger.handlers)  # secrets by value (URLs, tokens) never reach a log line
+    _our_line_shape(logger)
     # Celery's own "Task ... succeeded in ...: <result>" line prints results unredacted;
     # BaseTask logs a redacted `task.succeeded` line instead. Failures stay logged.
     logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
+
+
+@after_setup_task_logger.connect(weak=False)
+def _our_line_shape(logger: logging.Logger | None = None, **_: Any) -> None:
+    """Celery's handlers write our lines (RFC 3339 UTC times, `job=NAME`, JSON lines with
+    RECONCILER_LOG_FORMAT=json), as every other process does, not Celery's own format."""
+    if logger is None:
+        return
+    for handler in logger.handlers:
+        handler.setFormatter(line_formatter())
+    mask_logs(logger.handlers)  # secrets by value (URLs, tokens) never reach a log line
 
 
 @task_revoked.connect(weak=False)
