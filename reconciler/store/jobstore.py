@@ -24,7 +24,16 @@ APScheduler moves next_run_time on (or deletes a one-off job) all the same. Meas
 rewound, then the woken process refused a slot that fell due during its freeze and moved
 it on, lost for good. So the store is fenced too (`is_leader`, the elector's): while
 this process does not lead, it shows its scheduler no due job and no next run time, and
-writes no job back nor removes one; the rows stay as they are for the leader.
+takes no fired job to write back nor removes one; the rows stay as they are for the
+leader. What it took while it led is still written back, each row only if still as read
+(a compare-and-set: a row the next leader touched meanwhile is left to it): those fires
+were accepted, so their slots reach the ledger (the Dispatcher records them, late if it
+must).
+
+A write-back that fails (a database restart, a deadlock victim) stays pending and is
+retried by the next flush. `get_next_run_time`, which APScheduler 3 calls outside any
+try (an exception there ended the scheduler's thread for good while the process kept
+leading), logs the error and wakes the scheduler again in RETRY_SECONDS instead.
 
 And one thing of ours: a fire's write-back keeps the row's record. `written_scheduler_rows`
 names, by SHA-256, the bytes an apply wrote for a job (store.scheduler_rows), so that a
@@ -47,7 +56,7 @@ import copy
 import hashlib
 import logging
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -67,6 +76,8 @@ from reconciler.store.tables import apscheduler_jobs, scheduled_jobs, written_sc
 log = logging.getLogger(__name__)
 # Rows a new leader's rewind reads at a time (rewind_lost_slots).
 REWIND_CHUNK = 1000
+# After a failed write-back or next-run-time read, the scheduler is woken again this soon.
+RETRY_SECONDS = 1.0
 
 
 def _always() -> bool:
@@ -145,9 +156,12 @@ class OwnedJobStore(SQLAlchemyJobStore):
         """Write the buffered updates, each only if its row is unchanged since read."""
         if not self._pending:
             return
-        pending, self._pending = list(self._pending.values()), {}
+        pending = list(self._pending.values())
         for row in pending:
-            row["b_state"] = self._codec.pickle_state(row["b_state"])
+            if not isinstance(row["b_state"], bytes):  # a failed write left it pickled
+                row["b_state"] = self._codec.pickle_state(row["b_state"])
+        # Kept pending until written: a failed write (a database restart, a deadlock
+        # victim) is retried by the next flush, with the same rows as read.
         with self.engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 self._flush_as_json(connection, pending, records=self._records(connection))
@@ -160,6 +174,7 @@ class OwnedJobStore(SQLAlchemyJobStore):
                     .values(next_run_time=sa.bindparam("b_next"), job_state=sa.bindparam("b_state"))
                 )
                 connection.execute(statement, pending)
+        self._pending = {}
         for row in pending:
             self._read_states.pop(row["b_id"], None)
 
@@ -237,10 +252,34 @@ class OwnedJobStore(SQLAlchemyJobStore):
         super().add_job(job)
 
     def shutdown(self) -> None:
-        self.flush()
+        # A write-back still failing here (the database away) must not stop the
+        # shutdown half-way (APScheduler would neither dispose the engine nor join its
+        # thread, and the daemon would not hand the lock over): its slots are in the
+        # ledger, so the next leader finds them due again and the ledger refuses them.
+        try:
+            self.flush()
+        except Exception:
+            log.exception(
+                "the job store could not write back %d jobs at shutdown", len(self._pending)
+            )
         super().shutdown()
 
     def get_next_run_time(self) -> datetime | None:
+        # APScheduler 3 calls this at the end of its pass outside any try: an exception
+        # here (the database restarting, the write-back chosen as a deadlock victim)
+        # would end the scheduler's thread for good while this process kept leading.
+        # So a failure is logged and the scheduler woken again soon: its next
+        # get_due_jobs flushes first (and, failing, is retried by APScheduler itself).
+        try:
+            return self._next_run_time()
+        except Exception:
+            log.exception(
+                "the job store could not write back or find its next run time; retried in %.0f s",
+                RETRY_SECONDS,
+            )
+            return datetime.now(UTC) + timedelta(seconds=RETRY_SECONDS)
+
+    def _next_run_time(self) -> datetime | None:
         # The end of a scheduler pass: write what it fired.
         if self._pending and self._before_write_back is not None:
             self._before_write_back(len(self._pending))

@@ -91,3 +91,61 @@ def test_a_pass_writes_back_what_it_fired_unless_someone_wrote_first(db_url: str
     finally:
         scheduler.shutdown(wait=False)
         engine.dispose()
+
+
+def test_a_failed_write_back_is_kept_and_retried_without_raising(db_url: str) -> None:
+    """APScheduler 3 calls get_next_run_time outside any try: had the write-back's error
+    left it, the scheduler's thread would have ended for good (no more fires) while the
+    process kept leading. The table is taken away (renamed) while a pass writes back."""
+    engine, scheduler, store = fired_and_pending(db_url)
+    table = apscheduler_jobs.name
+    try:
+        with engine.begin() as connection:
+            connection.execute(sa.text(f"ALTER TABLE {table} RENAME TO {table}_away"))
+        before = datetime.now(UTC)
+        wake = store.get_next_run_time()  # fails inside: must not raise
+        assert wake is not None and before < wake <= datetime.now(UTC) + timedelta(seconds=5)
+        with engine.begin() as connection:
+            connection.execute(sa.text(f"ALTER TABLE {table}_away RENAME TO {table}"))
+        assert store.get_next_run_time() == NOW + timedelta(minutes=1)  # written now
+        with engine.connect() as connection:
+            stored = connection.execute(sa.select(apscheduler_jobs.c.next_run_time)).scalar()
+        assert stored == (NOW + timedelta(minutes=1)).timestamp()
+        assert {j.id: j.next_run_time for j in store.get_all_jobs()} == {
+            "job-0": NOW + timedelta(minutes=1)
+        }
+    finally:
+        scheduler.shutdown(wait=False)
+        engine.dispose()
+
+
+def test_a_write_back_still_failing_at_shutdown_does_not_stop_it(db_url: str) -> None:
+    """The kept write-back is tried once more by the store's shutdown; failing there, it
+    is logged: the scheduler still shuts down (its thread joined, the daemon hands the
+    lock over)."""
+    engine, scheduler, _ = fired_and_pending(db_url)
+    table = apscheduler_jobs.name
+    try:
+        with engine.begin() as connection:
+            connection.execute(sa.text(f"ALTER TABLE {table} RENAME TO {table}_away"))
+        scheduler.shutdown(wait=True)  # must not raise
+        assert not scheduler.running
+    finally:
+        engine.dispose()
+
+
+def fired_and_pending(db_url: str) -> tuple[sa.Engine, BackgroundScheduler, OwnedJobStore]:
+    """A paused scheduler on the store whose one job a pass has fired: its write-back
+    pending (moving it from NOW - 1 min to NOW + 1 min)."""
+    upgrade_database(db_url)
+    engine = create_sync_engine(db_url)
+    own(engine, ["job-0"])
+    store = OwnedJobStore(engine=engine)
+    scheduler = BackgroundScheduler(jobstores={"default": store}, timezone=UTC)
+    scheduler.start(paused=True)
+    trigger = IntervalTrigger(minutes=1, start_date=NOW - timedelta(minutes=5))
+    scheduler.add_job(noop, trigger, id="job-0", next_run_time=NOW - timedelta(minutes=1))
+    (job,) = store.get_due_jobs(NOW)
+    job._modify(next_run_time=NOW + timedelta(minutes=1))
+    store.update_job(job)
+    return engine, scheduler, store
