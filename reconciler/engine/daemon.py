@@ -249,7 +249,9 @@ class Daemon:
             elif changed:
                 self._settle(stop)
                 self._wake.clear()
-                trigger = Trigger.WATCH
+                # A due resync takes the change with it: events that never stop must
+                # not put off the full listing.
+                trigger = Trigger.RESYNC if time.monotonic() >= next_resync else Trigger.WATCH
             elif now >= next_resync or retry_at is not None:
                 trigger = Trigger.RESYNC
             if trigger is not None and not stop.is_set():
@@ -263,7 +265,11 @@ class Daemon:
                 runtime.store.forget_unreadable()
                 if trigger == Trigger.RESYNC:
                     release_free_heap()  # it read every row; hourly
-                next_resync = time.monotonic() + settings.resync_interval
+                    # Only a resync moves the next one: watch passes list only the paths
+                    # their events named, so a folder with events more often than the
+                    # interval must still be listed whole (a missed event, a watcher
+                    # restart) at least once per interval.
+                    next_resync = time.monotonic() + settings.resync_interval
                 retry_at = None if ok else time.monotonic() + self._backoff()
             elif now >= next_gauges:
                 with survivors_frozen():

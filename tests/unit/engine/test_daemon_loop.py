@@ -1,8 +1,8 @@
 """The leader's loop: which passes list every file. A watch pass lists only the paths its
 events named (spec.files.FileListing), so the loop owes a full listing after anything that
 may have lost paths: a failed pass (it took the paths, then the database refused it
-before the listing was patched). Driven with a recording pass and a scripted watcher, no
-database."""
+before the listing was patched), and at least one resync per interval however often
+events arrive. Driven with a recording pass and a scripted watcher, no database."""
 
 from __future__ import annotations
 
@@ -88,3 +88,14 @@ def test_a_failed_watch_pass_owes_the_next_pass_a_full_listing(tmp_path: Path) -
     assert second == (Trigger.WATCH, None), calls
     # Once a pass succeeded, watch passes go back to their events' paths.
     assert third[0] == Trigger.WATCH and third[1] is not None, calls
+
+
+def test_a_resync_comes_once_per_interval_however_often_events_arrive(tmp_path: Path) -> None:
+    started = time.monotonic()
+    # An event during every pass (20 ms each), resync every 0.5 s: 60 passes take over
+    # 1.2 s, so at least two of them must be resyncs.
+    calls = run_loop(tmp_path, [True] * 60, resync=0.5, events_every=0.05)
+    resyncs = [i for i, (trigger, _) in enumerate(calls) if trigger == Trigger.RESYNC]
+    took = time.monotonic() - started
+    assert len(resyncs) >= 2, f"{len(resyncs)} resyncs among {len(calls)} passes in {took:.1f} s"
+    assert all(calls[i][1] is None for i in resyncs)  # a resync lists every file
