@@ -3,8 +3,10 @@
 Reads the daemon's own /metrics (127.0.0.1, RECONCILER_METRICS_PORT, default 9101) and
 prints one line: `leader, loop turned 0.4 s ago` or `standby`. Exit 0 when healthy: a
 standby whose metrics answer (it waits for the leader lock), or a leader whose loop
-turned within RECONCILER_HEALTH_MAX_AGE seconds (default 60). Exit 1 otherwise: the
-metrics do not answer, or the leader's loop is stuck (a hung leader keeps its lock).
+turned within RECONCILER_HEALTH_MAX_AGE seconds (default 60) and whose APScheduler
+thread runs. Exit 1 otherwise: the metrics do not answer, the leader's loop is stuck (a
+hung leader keeps its lock), or its scheduler is not running (its thread died: the
+daemon gives the lead up and exits by itself; or a new term's startup pass is running).
 """
 
 from __future__ import annotations
@@ -16,7 +18,12 @@ import urllib.request
 
 from reconciler.settings import DAEMON_METRICS_PORT
 
-_ONLY = "name[]=reconciler_leader&name[]=reconciler_daemon_loop_timestamp_seconds"
+_FAMILIES = (
+    "reconciler_leader",
+    "reconciler_daemon_loop_timestamp_seconds",
+    "reconciler_scheduler_running",
+)
+_ONLY = "&".join(f"name[]={name}" for name in _FAMILIES)
 
 
 def check(metrics_text: str, *, now: float, max_age: float) -> tuple[bool, str]:
@@ -24,7 +31,7 @@ def check(metrics_text: str, *, now: float, max_age: float) -> tuple[bool, str]:
     values = {}
     for line in metrics_text.splitlines():
         name, _, value = line.partition(" ")
-        if name in ("reconciler_leader", "reconciler_daemon_loop_timestamp_seconds"):
+        if name in _FAMILIES:
             values[name] = float(value)
     if values.get("reconciler_leader", 0.0) < 1:
         return True, "standby"
@@ -32,6 +39,8 @@ def check(metrics_text: str, *, now: float, max_age: float) -> tuple[bool, str]:
     age = now - turned
     if turned <= 0 or age > max_age:
         return False, f"leader, loop stuck: last turn {age:.0f} s ago (limit {max_age:.0f} s)"
+    if values.get("reconciler_scheduler_running", 1.0) < 1:  # absent: a daemon from before
+        return False, "leader, scheduler not running (its thread died, or a startup pass)"
     return True, f"leader, loop turned {age:.1f} s ago"
 
 

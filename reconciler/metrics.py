@@ -107,6 +107,12 @@ LEADER = Gauge(
     "1 while this process is the leader, else 0",
     multiprocess_mode="livemax",
 )
+SCHEDULER_RUNNING = Gauge(
+    "reconciler_scheduler_running",
+    "1 while this leader's APScheduler thread runs; 0 on a standby, during a new term's "
+    "startup pass, or once the thread died (the daemon then gives up the lead and exits 1)",
+    multiprocess_mode="livemax",
+)
 DAEMON_LOOP = Gauge(
     "reconciler_daemon_loop_timestamp_seconds",
     "Unix time of the leader loop's latest turn (liveness: it turns every poll interval)",
@@ -244,6 +250,7 @@ DAEMON_METRICS = (
     RECONCILE_ERRORS,
     PENDING_CHANGES,
     DAEMON_LOOP,
+    SCHEDULER_RUNNING,
     QUARANTINED_FILES,
     DRIFT_REPAIRS,
     FOREIGN_ROWS,

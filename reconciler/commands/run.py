@@ -10,7 +10,7 @@ import signal
 import threading
 from typing import TYPE_CHECKING
 
-from reconciler.commands._common import require_jobs_dir, settings_from
+from reconciler.commands._common import EXIT_ERROR, require_jobs_dir, settings_from
 
 if TYPE_CHECKING:
     from reconciler.settings import Settings
@@ -80,6 +80,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if server is not None:
             server.close()
+    if daemon.failure is not None:
+        # The lead given up (the scheduler's thread died): a supervisor restarts it.
+        return EXIT_ERROR
     if daemon.superseded:
         # A hung leader that another one replaced: a supervisor restarts it as a standby.
         return SUPERSEDED_EXIT

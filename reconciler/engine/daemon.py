@@ -13,7 +13,10 @@ From then on one loop, one pass at a time:
   read: missed events, drift);
 - every POLL_INTERVAL it wakes the scheduler, so rows written by another process (a CLI
   `reconcile apply`) are live within that interval (our own passes wake it at once);
-- a failed pass is recorded and retried with exponential backoff (1 s .. 60 s).
+- a failed pass is recorded and retried with exponential backoff (1 s .. 60 s);
+- every turn it checks that APScheduler's thread still runs: if it died (an exception
+  APScheduler 3 does not catch), the daemon gives up the lead and exits 1 (see
+  `Daemon._scheduler_died`).
 Stopping (SIGTERM, or leadership lost): the scheduler shuts down FIRST (its last pass
 still fires: FireExecutor runs it inline into the running pipeline, where stock
 APScheduler would lose it), then the retrier, then the Dispatcher drains what is queued
@@ -119,9 +122,19 @@ class FiringRuntime:
     store: OwnedJobStore
     service: FiringService
 
+    def scheduler_alive(self) -> bool:
+        """Whether APScheduler's thread still runs. APScheduler 3 calls triggers and
+        the job store outside any try in its pass (`_process_jobs`: a trigger's next
+        fire time, `update_job`, `remove_job`): an exception there ends the thread
+        without a word (`scheduler.running` stays true), and a process that kept the
+        lock would fire nothing for good."""
+        thread = getattr(self.scheduler, "_thread", None)  # BackgroundScheduler's own
+        return thread is not None and thread.is_alive()
+
     def stop(self) -> None:
         """The scheduler FIRST: its last pass still fires, through the running pipeline
         (FireExecutor runs it inline); THEN the pipeline drains and publishes."""
+        metrics.SCHEDULER_RUNNING.set(0)
         try:
             self.scheduler.shutdown(wait=True)
         finally:
@@ -141,6 +154,7 @@ def start_firing(
     )
     service.attach(scheduler)
     scheduler.start()
+    metrics.SCHEDULER_RUNNING.set(1)
     return FiringRuntime(scheduler, store, service)
 
 
@@ -170,6 +184,9 @@ class Daemon:
         self._leader_watch = LeaderWatch(
             engine=engine, instance_id=elector.instance_id, is_leader=elector.is_leader
         )
+        # Why this process stopped by itself (the scheduler's thread died while it led):
+        # `reconcile run` then exits 1 for its supervisor to restart it.
+        self.failure: str | None = None
 
     @property
     def superseded(self) -> bool:
@@ -181,7 +198,7 @@ class Daemon:
         self._watcher.start()
         self._leader_watch.start()
         try:
-            while not stop.is_set() and not self._elector.superseded:
+            while not stop.is_set() and not self._elector.superseded and self.failure is None:
                 caches = self._warm(stop)
                 if self._elector.wait_for_leadership(stop, poll=0.5):
                     self._leader_watch.took_over(self._elector.epoch)
@@ -237,6 +254,9 @@ class Daemon:
         # with them (the database refused it before): the next pass lists every file.
         list_all = False
         while not stop.is_set() and self._elector.is_leader():
+            if not runtime.scheduler_alive():
+                self._scheduler_died()
+                return
             if self._wake.wait(timeout=settings.poll_interval):
                 self._wake.clear()
                 changed = True
@@ -279,6 +299,22 @@ class Daemon:
             # Rows written by other processes (CLI apply) and our own pass: wake it.
             runtime.scheduler.wakeup()
             metrics.DAEMON_LOOP.set_to_current_time()  # liveness, for the healthcheck
+
+    def _scheduler_died(self) -> None:
+        """The leader without a scheduler fires nothing while it keeps the lock: give
+        the lead up (`_lead` stops what is left, in order, and releases the lock: a
+        standby takes over at once) and stop, exiting 1, as a Kubernetes controller
+        would crash: a fresh process starts from a known state, and its supervisor's
+        restart count shows what happened. Restarting the thread in place would hide a
+        fault that may come back on every pass."""
+        self.failure = "the scheduler's thread died while this process led"
+        metrics.SCHEDULER_RUNNING.set(0)
+        log.error(
+            "%s: %s (its exception is logged above as 'Exception in thread APScheduler'); "
+            "giving up the leadership and exiting 1 for a restart",
+            self._elector.instance_id,
+            self.failure,
+        )
 
     def _settle(self, stop: threading.Event) -> None:
         """Wait until no file event for settle_seconds (a checkout in progress)."""

@@ -314,6 +314,9 @@ def test_daemons_report_loop_liveness_and_leadership() -> None:
     stuck = check(leader, now=1100.0, max_age=60)
     assert stuck == (False, "leader, loop stuck: last turn 100 s ago (limit 60 s)")
     assert check("reconciler_leader 0.0\n", now=5000.0, max_age=60) == (True, "standby")
+    # A leader whose APScheduler thread died (it gives the lead up and exits by itself).
+    dead = check(leader + "reconciler_scheduler_running 0.0\n", now=1010.0, max_age=60)
+    assert dead == (False, "leader, scheduler not running (its thread died, or a startup pass)")
 
 
 def test_the_healthcheck_reads_a_real_daemon_registry() -> None:
@@ -324,9 +327,13 @@ def test_the_healthcheck_reads_a_real_daemon_registry() -> None:
 
     metrics.LEADER.set(1)
     metrics.DAEMON_LOOP.set(1234.5)
+    metrics.SCHEDULER_RUNNING.set(1)
     try:
         text = generate_latest(REGISTRY).decode()
         assert check(text, now=1240.0, max_age=60) == (True, "leader, loop turned 5.5 s ago")
+        metrics.SCHEDULER_RUNNING.set(0)
+        text = generate_latest(REGISTRY).decode()
+        assert not check(text, now=1240.0, max_age=60)[0]
     finally:
         metrics.LEADER.set(0)
 

@@ -62,6 +62,7 @@ def run_loop(
     runtime: Any = SimpleNamespace(
         store=SimpleNamespace(forget_unreadable=lambda: None),
         scheduler=SimpleNamespace(wakeup=lambda: None),
+        scheduler_alive=lambda: True,
     )
 
     def events() -> None:
