@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconciler.core.moments import as_utc
+from reconciler.core.moments import as_utc, rfc3339
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Row
@@ -168,7 +168,7 @@ def _describe(row: Row[Any]) -> str:
     took = ""
     if r["started_at"] and r["finished_at"]:
         took = f" in {(as_utc(r['finished_at']) - as_utc(r['started_at'])).total_seconds():.3f} s"
-    slot = as_utc(r["scheduled_time"]).strftime("%H:%M:%S")
+    slot = rfc3339(as_utc(r["scheduled_time"]))
     detail = f" ({r['error']})" if r["error"] else ""
     return f"  run {r['job_name']} @ {slot}: {r['status']}{took} on {r['worker'] or '?'}{detail}"
 

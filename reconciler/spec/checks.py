@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 
+from reconciler.core.moments import rfc3339
 from reconciler.core.schedule import next_wall
 from reconciler.settings import Settings
 from reconciler.spec.catalog import CatalogError, check_arguments, extra_checks, task_catalog
@@ -72,7 +73,7 @@ def past_one_off(spec: JobSpec, *, now: datetime) -> str | None:
     if at > now:
         return None
     return (
-        f"the one-off time {at.isoformat()} is in the past: the job is accepted as "
+        f"the one-off time {rfc3339(at)} is in the past: the job is accepted as "
         "completed and never fires (a run it already had stands)"
     )
 
@@ -82,7 +83,7 @@ def never_fires_again(spec: JobSpec, *, now: datetime) -> str | None:
     passed), for people reading a `completed` job; None when neither holds."""
     reason = past_one_off(spec, now=now)
     if reason is None and spec.end is not None and spec.zoned(spec.end) <= now:
-        reason = f"its end {spec.zoned(spec.end).isoformat()} has passed: it never fires again"
+        reason = f"its end {rfc3339(spec.zoned(spec.end))} has passed: it never fires again"
     return reason
 
 

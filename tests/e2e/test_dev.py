@@ -6,6 +6,7 @@ state folder: `git status --porcelain` of the checkout is empty afterwards."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -66,6 +67,9 @@ def test_dev_runs_the_examples_without_servers(tmp_path: Path) -> None:
             f"http://127.0.0.1:{port}/api/v1/jobs/example-task/runs", timeout=10
         ).json()
         assert any(run["status"] == "succeeded" for run in runs["items"]) or a_run_succeeded()
+        # Each finished run is one line whose time is RFC 3339 UTC, as every time printed.
+        printed = (tmp_path / "dev.log").read_text(errors="replace")
+        assert re.search(r"^  run [a-z-]+ @ \d{4}-\d\d-\d\dT[\d:.]+Z: succeeded", printed, re.M)
         # The daemon's metrics are served too (the API's /metrics has only the API's).
         daemon = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
         assert "reconciler_leader 1.0" in daemon

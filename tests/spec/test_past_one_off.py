@@ -27,7 +27,7 @@ def test_validate_and_plan_warn_and_accept(tmp_path: Path) -> None:
     text = reconcile("validate", cwd=tmp_path)
     assert text.returncode == 0
     assert text.stdout.splitlines() == [
-        "warning: jobs.d/once.yaml:1:1: AT_IN_PAST the one-off time 2020-01-01T00:00:00+00:00"
+        "warning: jobs.d/once.yaml:1:1: AT_IN_PAST the one-off time 2020-01-01T00:00:00Z"
         " is in the past: the job is accepted as completed and never fires (a run it already"
         " had stands)",
         "1 file, 2 jobs: valid, 1 warning",
@@ -50,7 +50,7 @@ def test_describe_says_why_a_past_one_off_never_fires(tmp_path: Path) -> None:
     assert reconcile("apply", "--auto-approve", cwd=tmp_path).returncode == 0
     past = reconcile("describe", "job", "once-past", cwd=tmp_path)
     assert "State:       completed" in past.stdout
-    assert "Why:         the one-off time 2020-01-01T00:00:00+00:00 is in the past" in past.stdout
+    assert "Why:         the one-off time 2020-01-01T00:00:00Z is in the past" in past.stdout
     document = json.loads(
         reconcile("describe", "job", "once-past", "-o", "json", cwd=tmp_path).stdout
     )
