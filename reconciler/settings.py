@@ -187,8 +187,9 @@ class Settings(BaseSettings):
     )
     fast_plan: bool = Field(
         default=True,
-        description="A fresh `reconcile plan` with nothing changed may answer from its no-op "
-        "check, without loading the full path (false: always the full path; for debugging)",
+        description="A fresh `reconcile plan` or `reconcile apply` with nothing changed may "
+        "answer from its no-op check, without loading the full path (false: always the full "
+        "path; for debugging)",
     )
 
     @model_validator(mode="before")

@@ -1,7 +1,8 @@
-"""The no-op check of a fresh `reconcile plan`: when nothing changed, say so without
-importing SQLAlchemy, pydantic or APScheduler, in exactly the bytes the full path
-prints; when anything differs or is uncertain, decline (None) and let the full path
-plan.
+"""The no-op check of a fresh `reconcile plan` and `reconcile apply`: when nothing
+changed, say so without importing SQLAlchemy, pydantic or APScheduler, in exactly the
+bytes the full path prints (and, for apply, recording the pass as the full path
+records it); when anything differs or is uncertain, decline (None) and let the full
+path plan.
 
 Why it is safe (docs/architecture.md "The no-op plan"): the full path finds no change
 exactly when every declared job has an inventory row of the same spec hash, source
@@ -14,6 +15,14 @@ PostgreSQL computes them), and anything this cannot decide as the full path woul
 record missing, a one-off near its date, a cron with an end, settings it cannot vouch
 for, SQLite, a pending migration, `--out`) declines. Then the plan has no changes, and
 its text depends only on the revision and the foreign rows.
+
+What a no-op apply writes on its full path, beside the plan's reads: the migrations
+(none at the head), the file records (none when every record stands for a file of
+the folder and no other record exists), the quarantine (none when no file is
+quarantined and the table is empty), the records of scheduler rows it decoded (none
+when every row holds what its record says), and one reconcile_runs row (outcome
+no_changes). The quick apply declines unless the first four hold, and writes that row
+in the transaction, under the apply lock, in which it read the state.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,10 +39,9 @@ import orjson
 from reconciler.lean_settings import LeanSettings, lean_settings
 from reconciler.spec.context import context_digest, file_digest
 from reconciler.spec.files import find_job_files, read_job_file
+from reconciler.store.noop_check import EMPTY_PLAN_HASH as _EMPTY_HASH
 
 _ACTIONS = ("add", "update", "pause", "resume", "rename", "remove", "repair")
-# core.plan.plan_hash of no change: the digest of an empty list, twice.
-_EMPTY_HASH = hashlib.sha256(b"[]").hexdigest()[:32] * 2
 # A one-off is decided only this far from its date (any time zone's offset, jitter aside).
 _MARGIN = timedelta(days=1, minutes=5)
 
@@ -42,20 +51,16 @@ def quick_plan(args: argparse.Namespace, *, now: datetime | None = None) -> str 
     clock (tests)."""
     if getattr(args, "out", None):
         return None
-    settings = lean_settings(
-        os.environ,
-        jobs_dir=getattr(args, "jobs_dir", None),
-        database_url=getattr(args, "database_url", None),
-    )
-    if settings is None or not settings.fast_plan or not settings.jobs_dir.is_dir():
-        return None  # RECONCILER_FAST_PLAN=false: the full path always plans
-    from reconciler.store.noop_check import read_stored_state
-
-    desired = _desired(settings, read_stored_state)
-    if desired is None:
+    settings = _settings(args)
+    if settings is None:
         return None
-    state, jobs = desired
-    if not _in_sync(jobs, state.jobs, now=now or datetime.now(UTC)):
+    from reconciler.store.noop_check import stored_state
+
+    with stored_state(settings.database_url) as snapshot:
+        if snapshot is None:
+            return None
+        state = snapshot.state
+    if not _unchanged(settings, state, now=now or datetime.now(UTC)):
         return None
     from reconciler.engine.gitrev import head_and_dirty
 
@@ -64,20 +69,79 @@ def quick_plan(args: argparse.Namespace, *, now: datetime | None = None) -> str 
     return render(getattr(args, "format", "text"), commit, dirty, foreign)
 
 
+def quick_apply(args: argparse.Namespace, *, now: datetime | None = None) -> str | None:
+    """The full path's stdout for an apply whose plan has no change, once the pass is
+    recorded as the full path records it; None (decline, nothing written) otherwise.
+    Only the plain form: no saved plan, no --plan-hash. `now`: the clock (tests)."""
+    if getattr(args, "plan_file", None) or getattr(args, "plan_hash", None):
+        return None
+    started = time.monotonic()
+    settings = _settings(args)
+    if settings is None:
+        return None
+    from reconciler.engine.gitrev import head_and_dirty
+    from reconciler.store.noop_check import stored_state
+
+    with stored_state(settings.database_url, write=True) as snapshot:
+        if snapshot is None:
+            return None
+        read_at = datetime.now(UTC)  # the full path's `now`: the state read under the lock
+        if not _unchanged(settings, snapshot.state, now=now or read_at, writes_nothing=True):
+            return None
+        commit, dirty = head_and_dirty(settings.jobs_dir)
+        recorded = snapshot.record_no_change(
+            started_at=read_at,
+            finished_at=datetime.now(UTC),
+            duration=time.monotonic() - started,
+            revision=commit,
+            dirty=dirty,
+        )
+        if not recorded:
+            return None
+    duration = time.monotonic() - started
+    return f"No changes (0 quarantined files, {duration:.2f} s).\n"  # commands.apply._report
+
+
+def _settings(args: argparse.Namespace) -> LeanSettings | None:
+    """The settings, or None when the check is off (RECONCILER_FAST_PLAN=false) or
+    cannot vouch for them, or there is no jobs folder."""
+    settings = lean_settings(
+        os.environ,
+        jobs_dir=getattr(args, "jobs_dir", None),
+        database_url=getattr(args, "database_url", None),
+    )
+    if settings is None or not settings.fast_plan or not settings.jobs_dir.is_dir():
+        return None
+    return settings
+
+
+def _unchanged(
+    settings: LeanSettings, state: Any, *, now: datetime, writes_nothing: bool = False
+) -> bool:
+    """Whether the full path plans no change for these files against `state`.
+    `writes_nothing`: also that an apply of it writes no file record and no quarantine
+    (every record stands for a file of the folder; the quarantine table is empty)."""
+    entries, refused = find_job_files(settings.jobs_dir)
+    if refused:
+        return False
+    jobs = _declared(settings, entries, state)
+    if jobs is None:
+        return False
+    if writes_nothing and (
+        state.quarantined or len(state.records) != len({entry.label for entry in entries})
+    ):
+        return False  # every file has its record (_declared): no other record then
+    return _in_sync(jobs, state.jobs, now=now)
+
+
 Declared = dict[str, tuple[str, str, bool]]  # name -> spec hash, source, open-ended
 
 
-def _desired(settings: LeanSettings, read: Any) -> tuple[Any, Declared] | None:
-    """The stored state and the declared jobs (name -> spec hash, source, open-ended),
-    from the files' records; None unless every file is read, has its record under this
-    validation context, holds no diagnostic, and no name is declared twice."""
-    entries, refused = find_job_files(settings.jobs_dir)
-    if refused:
-        return None
+def _declared(settings: LeanSettings, entries: list[Any], state: Any) -> Declared | None:
+    """The declared jobs (name -> spec hash, source, open-ended), from the files'
+    records; None unless every file is read, has its record under this validation
+    context, holds no diagnostic, and no name is declared twice."""
     context = context_digest(settings, task_catalog=[])
-    state = read(settings.database_url)
-    if state is None:
-        return None
     jobs: Declared = {}
     sites = 0
     names: set[str] = set()
@@ -96,7 +160,7 @@ def _desired(settings: LeanSettings, read: Any) -> tuple[Any, Declared] | None:
             jobs[name] = (spec_hash, entry.label, bool(rest and rest[0]))
     if len(names) != sites:
         return None  # a name declared twice: DUPLICATE_JOB quarantines its files
-    return state, jobs
+    return jobs
 
 
 def _in_sync(jobs: Declared, stored: dict[str, Any], *, now: datetime) -> bool:

@@ -62,6 +62,12 @@ def run(args: argparse.Namespace) -> int:
         from reconciler.commands import plan
 
         return plan.run(args)  # the plan, its output and its exit codes; nothing written
+    from reconciler.commands._noop import quick_apply
+
+    quick = quick_apply(args)  # nothing to change: said and recorded without the full path
+    if quick is not None:
+        print(quick, end="")
+        return EXIT_OK
     settings = settings_from(args)
     require_jobs_dir(settings)
     approved = _saved_plan(args.plan_file)

@@ -1,20 +1,26 @@
-"""What a no-op `reconcile plan` reads of the database, without SQLAlchemy or psycopg:
-the file records, the inventory joined with the scheduler rows and their records,
-the foreign rows, in one read-only snapshot under the apply lock (as the full path
+"""What a no-op `reconcile plan` or `reconcile apply` reads of the database, without
+SQLAlchemy or psycopg: the file records, the inventory joined with the scheduler rows
+and their records, the foreign rows, the quarantined files, in ONE statement taken
+under the apply lock (one snapshot, taken after the lock is held, as the full path
 reads them). PostgreSQL only, through store.libpq; the checks themselves are in
-commands/_noop.py. Every failure is None: the command then takes its full path.
+commands/_noop.py. A no-op apply records its pass (`Snapshot.record_no_change`) in the
+same transaction. Every failure is None: the command then takes its full path.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from reconciler.core.vocabulary import COUNT_COLUMNS, ReconcileOutcome, Trigger
 from reconciler.spec.context import installed_code
 from reconciler.store.libpq import Connection, LibpqUnavailable
 
@@ -54,6 +60,15 @@ _FOREIGN = """
 SELECT coalesce(json_agg(a.id), '[]') FROM apscheduler_jobs AS a
 WHERE NOT EXISTS (SELECT 1 FROM scheduled_jobs AS j WHERE j.name = a.id)
 """
+# All of it in one statement: under READ COMMITTED its snapshot is taken when it starts,
+# after the lock is held (a REPEATABLE READ transaction would take its snapshot at its
+# first statement, the lock's, before a concurrent apply it waited for had committed).
+_STATE = f"SELECT ({_RECORDS}), ({_JOBS}), ({_FOREIGN}), (SELECT count(*) FROM quarantined_files)"
+# The count columns of reconcile_runs, each once (a rename is counted with the updates).
+_COUNTS = tuple(dict.fromkeys(COUNT_COLUMNS.values()))
+_HEX = re.compile(r"[0-9a-f]{40,64}")  # a commit id, as git prints it
+# core.plan.plan_hash of no change: the digest of an empty list, twice.
+EMPTY_PLAN_HASH = hashlib.sha256(b"[]").hexdigest()[:32] * 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,45 +88,109 @@ class StoredState:
     records: dict[str, tuple[str, str, dict[str, Any]]]  # path -> (digest, context, outcome)
     jobs: dict[str, StoredJob]
     foreign: list[str]  # scheduler row ids with no inventory row, unsorted
+    quarantined: int  # rows in quarantined_files
+
+
+class Snapshot:
+    """The state read, and the transaction (under the apply lock) it was read in."""
+
+    def __init__(self, connection: Connection, state: StoredState) -> None:
+        self._connection = connection
+        self.state = state
+
+    def record_no_change(
+        self,
+        *,
+        started_at: datetime,
+        finished_at: datetime,
+        duration: float,
+        revision: str | None,
+        dirty: bool,
+    ) -> bool:
+        """Record the pass as the full path records a `reconcile apply` that found no
+        change (engine.reconcile._record: one reconcile_runs row), and commit. False
+        (nothing recorded) when a value cannot be written as a plain literal or the
+        database refuses."""
+        if revision is not None and not _HEX.fullmatch(revision):
+            return False
+        values = ", ".join(
+            [
+                f"'{Trigger.CLI}'",
+                "NULL",  # instance: a CLI pass has none
+                f"'{started_at.isoformat()}'",
+                f"'{finished_at.isoformat()}'",
+                repr(float(duration)),
+                f"'{ReconcileOutcome.NO_CHANGES}'",
+                "NULL" if revision is None else f"'{revision}'",
+                "true" if dirty else "false",
+                f"'{EMPTY_PLAN_HASH}'",
+                *["0"] * len(_COUNTS),
+                "0",  # quarantined files: none, or the check declined
+                str(len(self.state.foreign)),
+                "'[]'",  # errors
+            ]
+        )
+        try:
+            self._connection.execute(
+                "INSERT INTO reconcile_runs (trigger, instance, started_at, finished_at, "
+                "duration_seconds, outcome, revision, revision_dirty, plan_hash, "
+                f"{', '.join(_COUNTS)}, quarantined_files, foreign_rows, errors) VALUES ({values})"
+            )
+            self._connection.execute("COMMIT")
+        except LibpqUnavailable:
+            return False
+        return True
 
 
 def read_stored_state(url: str) -> StoredState | None:
     """The state, or None: not a URL this vouches for, no libpq, no connection, a schema
     other than the head migration, any query failing."""
+    with stored_state(url) as snapshot:
+        return None if snapshot is None else snapshot.state
+
+
+@contextmanager
+def stored_state(url: str, *, write: bool = False) -> Iterator[Snapshot | None]:
+    """`read_stored_state`'s reading, in a transaction held (with the apply lock) until
+    the block ends: rolled back then, unless the block committed (`record_no_change`).
+    `write`: a read-write transaction."""
     head = head_revision()
     if head is None or not _URL.fullmatch(url):
-        return None
+        yield None
+        return
     try:
         connection = Connection(url)
     except LibpqUnavailable:
-        return None
+        yield None
+        return
     try:
-        connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        yield _read(connection, head, write=write)
+    finally:
+        connection.close()  # a transaction still open is rolled back
+
+
+def _read(connection: Connection, head: str, *, write: bool) -> Snapshot | None:
+    try:
+        connection.execute("BEGIN" if write else "BEGIN READ ONLY")
         connection.query(f"SELECT pg_advisory_xact_lock({APPLY_LOCK_KEY})")
         if connection.query("SELECT to_regclass('alembic_version') IS NOT NULL") != [("t",)]:
             return None
         if connection.query("SELECT version_num FROM alembic_version") != [(head,)]:
             return None
-        records = _one(connection, _RECORDS)
-        jobs = _one(connection, _JOBS.format(code=row_code()))
-        foreign = _one(connection, _FOREIGN)
-        connection.execute("COMMIT")
-    except (LibpqUnavailable, orjson.JSONDecodeError, UnicodeDecodeError):
+        rows = connection.query(_STATE.format(code=row_code()))
+        if len(rows) != 1 or None in rows[0]:
+            return None
+        records, jobs, foreign = (orjson.loads(value or "") for value in rows[0][:3])
+        quarantined = int(rows[0][3] or "")
+    except (LibpqUnavailable, orjson.JSONDecodeError, UnicodeDecodeError, ValueError):
         return None
-    finally:
-        connection.close()
-    return StoredState(
+    state = StoredState(
         records={path: (digest, context, outcome) for path, digest, context, outcome in records},
         jobs={row[0]: StoredJob(*row) for row in jobs},
         foreign=foreign,
+        quarantined=quarantined,
     )
-
-
-def _one(connection: Connection, sql: str) -> Any:
-    rows = connection.query(sql)
-    if len(rows) != 1 or rows[0][0] is None:
-        raise LibpqUnavailable("expected one value")
-    return orjson.loads(rows[0][0])
+    return Snapshot(connection, state)
 
 
 def row_code() -> str:

@@ -305,6 +305,14 @@ STEPS: dict[str, Step] = {
     "bad setting back": setting("RECONCILER_API_PORT", None),
 }
 BACK = {"apply", "remove a file", "queues setting back", "max file bytes back", "bad setting back"}
+
+
+def histories(longest: int) -> st.SearchStrategy[list[tuple[str, timedelta]]]:
+    """Random histories: steps, each checked at a clock."""
+    steps = st.tuples(st.sampled_from(sorted(STEPS)), st.sampled_from(CLOCKS))
+    return st.lists(steps, min_size=1, max_size=longest)
+
+
 CLOCKS = [
     timedelta(0),
     timedelta(days=2, hours=23),  # b1 one hour away (in some zone): undecided
@@ -378,27 +386,28 @@ def test_fires_keep_the_check_answering(world: tuple[str, Path]) -> None:
         ("fire", timedelta(0)),
     ]
 )
-@given(
-    history=st.lists(
-        st.tuples(st.sampled_from(sorted(STEPS)), st.sampled_from(CLOCKS)), min_size=1, max_size=8
-    )
-)
+@given(history=histories(8))
 def test_random_histories(world: tuple[str, Path], history: list[tuple[str, timedelta]]) -> None:
     url, jobs = world
     try:
         for step, later in history:
             STEPS[step](url, jobs)
             agree(NOW + later)
-    finally:  # back to the applied state for the next example
-        for name in ("RECONCILER_QUEUES", "RECONCILER_MAX_FILE_BYTES", "RECONCILER_API_PORT"):
-            os.environ.pop(name, None)
-        for name in ("new.yaml", "bad.yaml", "dup.yaml"):
-            (jobs / name).unlink(missing_ok=True)
-        write_files(jobs)
-        sql(url, "DELETE FROM apscheduler_jobs WHERE id LIKE 'foreign-%'")
-        sql(url, "DELETE FROM scheduled_jobs WHERE name = 'zz'")
-        apply(url)
+    finally:
+        back_to_applied(url, jobs)
     assert agree(NOW)
+
+
+def back_to_applied(url: str, jobs: Path) -> None:
+    """Undo what STEPS may have done, for the next example of a random history."""
+    for name in ("RECONCILER_QUEUES", "RECONCILER_MAX_FILE_BYTES", "RECONCILER_API_PORT"):
+        os.environ.pop(name, None)
+    for name in ("new.yaml", "bad.yaml", "dup.yaml"):
+        (jobs / name).unlink(missing_ok=True)
+    write_files(jobs)
+    sql(url, "DELETE FROM apscheduler_jobs WHERE id LIKE 'foreign-%'")
+    sql(url, "DELETE FROM scheduled_jobs WHERE name = 'zz'")
+    apply(url)
 
 
 def run_console(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -447,11 +456,11 @@ def same_as_the_full_path(*args: str) -> str:
     return lean.stdout
 
 
-def took_the_fast_path() -> bool:
-    """Whether `reconcile plan` in a child answers with exit 0 and without importing
+def took_the_fast_path(command: str = "plan") -> bool:
+    """Whether `reconcile COMMAND` in a child answers with exit 0 and without importing
     what the full path imports (SQLAlchemy, pydantic, APScheduler, psycopg)."""
     probe = (
-        "import sys; from reconciler.cli import main; code = main(['plan']); "
+        f"import sys; from reconciler.cli import main; code = main([{command!r}]); "
         "heavy = sorted({'sqlalchemy', 'pydantic', 'apscheduler', 'psycopg'} & set(sys.modules)); "
         "print(code, heavy, file=sys.stderr)"
     )
