@@ -89,33 +89,36 @@ def _words(words: Iterable[str]) -> str:
 
 
 _ACTIVE, _PAUSED, _COMPLETED = (f"'{status}'" for status in JobStatus)
-# The jobs of the status summary in one statement (one snapshot): per job the facts its
-# state and drift depend on (core.status.JobGroup) and its newest run (one index probe);
-# the jobs that may be failing or late or whose scheduler row drifted (`_FLAGGED`,
-# core.status.job_drift's cases) come back in full, as the read model's rows, the others
-# only counted by their facts. 100,000 jobs are then a few group rows and the flagged
-# jobs, not 100,000 rows to decode and judge.
+# The jobs of the status summary in one statement (one snapshot): per job only the facts
+# its state and drift depend on (core.status.JobGroup), its newest run's status read by
+# one index-only probe (ix_job_runs_newest holds the status); the jobs that may be
+# failing or late or whose scheduler row drifted (`_FLAGGED`, core.status.job_drift's
+# cases) come back in full, as the read model's rows (their columns and newest run read
+# again by name), the others only counted by their facts. 100,000 jobs are then a few
+# group rows and the flagged jobs, not 100,000 rows to decode and judge; and the pass
+# over every job reads no wide column (the spec, the run's id) it then drops.
 _PER_JOB = """
 WITH per_job AS (
-    SELECT j.name, j.status, a.id AS aps_id, a.next_run_time, q.path AS quarantined_path,
-        r.id AS run_id, r.status AS run_status, r.scheduled_time AS run_slot,
-        r.finished_at AS run_finished,
+    SELECT j.name, j.status, a.next_run_time, q.path AS quarantined_path,
         CASE WHEN q.path IS NULL THEN 0 ELSE 1 END AS quarantined,
         CASE WHEN a.id IS NULL THEN 0 ELSE 1 END AS scheduled,
         CASE WHEN a.next_run_time IS NULL THEN 0 ELSE 1 END AS due,
         CASE WHEN j.status = {active} AND a.next_run_time < {late_before} THEN 1 ELSE 0
             END AS overdue,
         CASE WHEN q.path IS NULL AND j.status NOT IN ({paused}, {completed})
-            AND r.status IN ({failed}) THEN 1 ELSE 0 END AS failed
-    {joins}{newest_run}
+            AND (SELECT r.status FROM job_runs AS r WHERE r.job_name = j.name
+                 ORDER BY r.scheduled_time DESC LIMIT 1) IN ({failed}) THEN 1 ELSE 0
+            END AS failed
+    {joins}
 )"""
 _FLAGGED = f"""(failed = 1 OR (overdue = 1 AND quarantined = 0)
     OR (status = {_COMPLETED} AND due = 1) OR (status <> {_COMPLETED} AND scheduled = 0)
     OR (status = {_ACTIVE} AND due = 0) OR (status = {_PAUSED} AND due = 1))"""
 _GROUP = "status, quarantined, scheduled, due, overdue, failed"
-# The flagged jobs' scheduler row, quarantine and newest run, as per_job read them.
-_CARRIED = """p.aps_id, p.next_run_time, p.quarantined_path,
-    p.run_id, p.run_status, p.run_slot, p.run_finished"""
+# The flagged jobs' scheduler row and quarantine, as per_job read them (the row's id is
+# the job's name), and their newest run.
+_CARRIED = """CASE WHEN p.scheduled = 1 THEN p.name END, p.next_run_time, p.quarantined_path,
+    r.id, r.status, r.scheduled_time, r.finished_at"""
 _JOB_COLUMNS = 18  # of _COLUMNS
 
 
@@ -134,7 +137,6 @@ def status_jobs_sql(dialect: str, late_before: str, *, details: bool = True) -> 
         failed=_words(FAILED_RUN_STATUSES),
         late_before=late_before,
         joins=_JOINS,
-        newest_run=_NEWEST_RUN[dialect],
     )
     no_job = ", ".join(["NULL"] * _JOB_COLUMNS)
     no_group = ", ".join(["NULL"] * 7)
@@ -147,6 +149,7 @@ def status_jobs_sql(dialect: str, late_before: str, *, details: bool = True) -> 
         + f"\nUNION ALL\nSELECT {no_group}, {columns}"
         + f"\nFROM (SELECT * FROM per_job WHERE {_FLAGGED}) AS p"
         + "\nJOIN scheduled_jobs AS j ON j.name = p.name"
+        + _NEWEST_RUN[dialect]
         + "\nORDER BY 8"  # the job's name (NULL in the groups)
     )
 
