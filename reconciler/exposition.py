@@ -30,6 +30,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as openmetrics_exposition
 
 from reconciler.job_series import OPENMETRICS, TEXT, JobFamilyMetric
+from reconciler.kept_lines import Body
 
 Encoder = Callable[[Any], bytes]
 _EOF = b"# EOF\n"
@@ -78,23 +79,25 @@ class _Restricted:
                 yield restricted
 
 
-def expose(registry: Any, encoder: Encoder) -> list[bytes]:
-    """`encoder(registry)` as chunks to write one after the other."""
+def expose(registry: Any, encoder: Encoder) -> Body:
+    """`encoder(registry)` as chunks to write one after the other (the per-job families'
+    inflated as they are read: the whole text is never in memory at once)."""
+    body = Body()
     kind = format_of(encoder)
     if kind is None:
-        return [encoder(registry)]
-    chunks: list[bytes] = []
+        body.add_bytes(encoder(registry))
+        return body
     for metric in registry.collect():
         if isinstance(metric, JobFamilyMetric):
-            chunks += metric.exposition(kind)
+            body.extend(metric.exposition(kind))
             continue
         text = encoder(_One(metric))
         if kind == OPENMETRICS:
             text = text.removesuffix(_EOF)
-        chunks.append(text)
+        body.add_bytes(text)
     if kind == OPENMETRICS:
-        chunks.append(_EOF)
-    return chunks
+        body.add_bytes(_EOF)
+    return body
 
 
 def gzip_chunks(chunks: Iterable[bytes], level: int = GZIP_LEVEL) -> bytes:
@@ -110,12 +113,12 @@ def is_loopback(address: str | None) -> bool:
         return False
 
 
-def make_metrics_app(registry: Any) -> Callable[..., list[bytes]]:
+def make_metrics_app(registry: Any) -> Callable[..., Iterable[bytes]]:
     """A WSGI app serving `registry` as prometheus_client's `make_wsgi_app` does (GET
     any path, OPTIONS, 405 otherwise; content negotiation; `?name[]=`), through
     `expose`, and gzip as the module says."""
 
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         method = environ["REQUEST_METHOD"]
         if method == "OPTIONS":
             start_response("200 OK", [("Allow", "OPTIONS,GET")])
@@ -129,15 +132,17 @@ def make_metrics_app(registry: Any) -> Callable[..., list[bytes]]:
             return [b""]
         encoder, content_type = text_exposition.choose_encoder(environ.get("HTTP_ACCEPT", ""))
         names = parse_qs(environ.get("QUERY_STRING", "")).get("name[]")
-        chunks = expose(_Restricted(registry, set(names)) if names else registry, encoder)
+        body = expose(_Restricted(registry, set(names)) if names else registry, encoder)
         headers = [("Content-Type", content_type)]
         if text_exposition.gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")) and not (
             is_loopback(environ.get("REMOTE_ADDR"))
         ):
-            chunks = [gzip_chunks(chunks)]
+            compressed = gzip_chunks(body)
+            body = Body()
+            body.add_bytes(compressed)
             headers.append(("Content-Encoding", "gzip"))
-        headers.append(("Content-Length", str(sum(map(len, chunks)))))
+        headers.append(("Content-Length", str(body.size)))
         start_response("200 OK", headers)
-        return chunks
+        return body
 
     return app

@@ -67,16 +67,17 @@ NAMES = [
 VALUES = [0.0, -0.0, 1.0, 2.5, 60.0, 1e-7, 1_764_651_234.123456, 1e22, float("inf"), float("nan")]
 
 
-def make_store() -> tuple[JobSeries, CollectorRegistry, dict[str, Any]]:
+def make_store(pack_size: int = 3) -> tuple[JobSeries, CollectorRegistry, dict[str, Any]]:
     """A JobSeries shaped as the daemon's (counters with and without a vocabulary, gauges),
     with a vocabulary value and documentation that need escaping, in a registry between
-    ordinary families."""
+    ordinary families. Packs of `pack_size` jobs: the kept lines of a few jobs are
+    packed, folded and spliced as the daemon's at 100,000 (reconciler.kept_lines)."""
     registry = CollectorRegistry()
     before = Counter(
         "reconciler_test_before_total", "A counter before", ["kind"], registry=registry
     )
     before.labels('a "quoted" kind').inc(3)
-    store = JobSeries()
+    store = JobSeries(pack_size=pack_size)
     families = {
         "fires": store.counter(
             "reconciler_test_fires_total", "Fires by outcome", ("outcome", ("published", "x\\y"))
@@ -135,7 +136,7 @@ def check_identical(registry: CollectorRegistry) -> None:
 @pytest.mark.parametrize("seed", range(12))
 def test_the_exposition_is_prometheus_clients_byte_for_byte(seed: int) -> None:
     rng = random.Random(seed)
-    store, registry, families = make_store()
+    store, registry, families = make_store(pack_size=[1, 2, 3, 5, 128][seed % 5])
     # A -0.0 (written "-0.0", equal to 0.0) makes the store write zeros one by one.
     values = VALUES if seed % 2 else [value for value in VALUES if str(value) != "-0.0"]
     check_identical(registry)  # empty families: HELP and TYPE only
@@ -314,6 +315,52 @@ def test_only_the_format_asked_for_last_is_kept() -> None:
         ("", TEXT, OPENMETRICS),
     ):
         expose(registry, choose_encoder(accept)[0])
-        assert "a" in store._rendered[kind] and not store._rendered[other]
+        assert "a" in store._kept[kind].loose and other not in store._kept
     families["next"].labels("a").set(6)  # a write drops the job's lines
-    assert "a" not in store._rendered[TEXT]
+    assert "a" not in store._kept[TEXT].loose
+
+
+def samples_of(text: str, kind: str | None) -> list[tuple[str, tuple[tuple[str, str], ...], str]]:
+    """Every sample of `text` as prometheus_client's own parser reads it: name, labels,
+    value (as text: NaN equals nothing), sorted."""
+    parse = parse_om if kind == OPENMETRICS else parse_text
+    return sorted(
+        (sample.name, tuple(sorted(sample.labels.items())), repr(sample.value))
+        for family in parse(text)
+        for sample in family.samples
+    )
+
+
+@pytest.mark.parametrize("pack_size", [1, 2, 7, 16])
+@pytest.mark.parametrize("accept", [None, "application/openmetrics-text"])
+def test_kept_packed_lines_scrape_as_the_straightforward_rendering(
+    accept: str | None, pack_size: int
+) -> None:
+    """Scraped again and again in one format (its lines kept, packed, folded, spliced)
+    over random jobs and changes: the same text as prometheus_client renders from the
+    values, and the same samples read back by prometheus_client's parser."""
+    rng = random.Random(f"{accept}-{pack_size}")
+    store, registry, families = make_store(pack_size=pack_size)
+    encoder, _ = choose_encoder(accept or "")
+    kind = format_of(encoder)
+    names = [f"job-{number}" for number in range(40)] + NAMES
+    for job in names:  # the daemon's start: every job tracked before the first scrape
+        store.create(job, [*families["fires"].indexes(), *families["missed"].indexes()])
+        families["next"].labels(job).set(rng.choice(VALUES[:-1]))
+    for scrape in range(60):
+        for _ in range(rng.choice([0, 1, 2, 5, 20])):
+            if rng.random() < 0.7:  # most writes: a fire of a job already packed
+                job = rng.choice(names)
+                families["fires"].labels(job, "published").inc()
+                families["next"].labels(job).set(rng.choice(VALUES[:-1]))
+            else:
+                random_step(rng, store, families, VALUES)
+        body = expose(registry, encoder)
+        text = b"".join(body)
+        assert len(text) == body.size
+        straight = encoder(registry)
+        assert text == straight, scrape
+        assert samples_of(text.decode(), kind) == samples_of(straight.decode(), kind)
+    kept = store._kept[kind or TEXT]
+    assert kept.packs, "packs were made"
+    assert len(kept.loose) < len(names), "most kept lines are packed"
