@@ -1,6 +1,7 @@
 """One scrape of the daemon's /metrics at 10,000 and 100,000 jobs (issue 15, item 6).
 
     .venv/bin/python bench/bench_scrape.py [--jobs 10000,100000] [--scrapes 5] [--before-scrapes 1]
+        [--compare-with DIR]
 
 Per job count, in a fresh process: the daemon's per-job series made as the daemon makes
 them (`metrics.track_job` with the corpus's job names: bench/corpus.py; a fire for half
@@ -13,9 +14,13 @@ the next fire moved), as between two scrapes of a busy leader.
 
 Figures: the serving process's CPU time per scrape (user + system, every thread:
 `time.process_time`; curl runs in its own process), wall time, bytes sent, the load
-average; the RSS after filling and after the scrapes. gzip of the whole text is
-measured in-process at level 1 (what the daemon uses off loopback) and 9
-(prometheus_client's level).
+average; the RSS after filling and after the scrapes, and the peak (VmHWM) then. gzip of
+the whole text is measured in-process at level 1 (what the daemon uses off loopback) and
+9 (prometheus_client's level).
+
+`--compare-with DIR` measures the daemon's server of the checkout DIR too (its
+`reconciler` package, this bench's code), in its own process just before this one's, per
+job count: side by side at about the same load.
 """
 
 from __future__ import annotations
@@ -48,6 +53,13 @@ def load() -> str:
 def rss_mb() -> float:
     pages = int(Path("/proc/self/statm").read_text().split()[1])
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def free_port() -> int:
@@ -122,16 +134,16 @@ def measure(jobs: int, scrapes: int, before_scrapes: int) -> dict[str, object]:
     after["text_warm"] = scrape(after_port, prometheus=False)
     result["after"] = after
     result["rss_after_mb"] = rss_mb()
+    result["peak_after_mb"] = peak_mb()
 
     from prometheus_client.openmetrics.exposition import generate_latest as openmetrics
 
-    chunks = expose(registry, openmetrics)
-    text = b"".join(chunks)
+    text = b"".join(expose(registry, openmetrics))
     for level in (1, 9):
         cpu = time.process_time()
-        size = len(gzip_chunks(chunks, level) if level == 1 else gzip.compress(text, level))
+        size = len(gzip_chunks([text], level) if level == 1 else gzip.compress(text, level))
         result[f"gzip{level}"] = {"cpu": time.process_time() - cpu, "bytes": size}
-    del chunks, text
+    del text
 
     result["before"] = [
         scrape(before_port, prometheus=prometheus)
@@ -148,16 +160,25 @@ def main() -> None:
     parser.add_argument("--jobs", default="10000,100000")
     parser.add_argument("--scrapes", type=int, default=5)
     parser.add_argument("--before-scrapes", type=int, default=1)
+    parser.add_argument("--compare-with", metavar="DIR", help="a checkout measured beside")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--build", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
+        if args.build:  # that checkout's package, not this one's
+            sys.path.insert(0, args.build)
         print(json.dumps(measure(args.one, args.scrapes, args.before_scrapes)))
         return
+    builds = [*([args.compare_with] if args.compare_with else []), None]
     for jobs in map(int, args.jobs.split(",")):
-        command = [sys.executable, __file__, "--one", str(jobs), "--scrapes", str(args.scrapes)]
-        command += ["--before-scrapes", str(args.before_scrapes)]
-        out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-        report(json.loads(out))
+        for build in builds:
+            command = [sys.executable, __file__, "--one", str(jobs)]
+            command += ["--scrapes", str(args.scrapes)]
+            command += ["--before-scrapes", str(args.before_scrapes)]
+            command += ["--build", build] if build else []
+            out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            print(f"\n### {build or 'this checkout'}")
+            report(json.loads(out))
 
 
 def report(result: dict[str, object]) -> None:
@@ -170,7 +191,8 @@ def report(result: dict[str, object]) -> None:
     print(
         f"\n{result['jobs']:,} jobs (fill {result['fill_cpu']:.1f} s CPU, "
         f"RSS {result['rss_filled_mb']:.0f} MB filled, {result['rss_after_mb']:.0f} MB after "
-        f"the new path's scrapes, peak {result['maxrss_mb']:.0f} MB)\n"
+        f"the new path's scrapes (peak {result['peak_after_mb']:.0f} MB then), peak "
+        f"{result['maxrss_mb']:.0f} MB at the end)\n"
     )
     print("| scrape | server CPU | wall | bytes sent | load |")
     print("| --- | ---: | ---: | ---: | ---: |")
