@@ -4,7 +4,8 @@ written from their rendered lines (reconciler.job_series) instead of Sample obje
 At 100,000 jobs the per-job families are 2.9 million samples; prometheus_client's
 `generate_latest` spent ~50 s of CPU on them per scrape, longer than Prometheus' scrape
 timeout. Here each family of a JobSeries comes out of `JobFamilyMetric.exposition`
-(kept bytes, re-rendered only for the jobs that changed) and every other family out of
+(kept lines, compressed; re-rendered only for the jobs that changed; inflated as the
+answer is written, so the whole text is never in memory) and every other family out of
 the encoder prometheus_client chose, one family at a time: the same bytes as
 prometheus_client's (tests/observability/test_exposition.py), for the formats and
 escapings whose lines `JobSeries` renders (the text format, OpenMetrics 1.0.0; names
