@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,15 +15,21 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from reconciler.core.state import SchedulerJob, scheduler_job
+from reconciler.core.vocabulary import Trigger
+from reconciler.engine import apply as apply_module
+from reconciler.engine.reconcile import reconcile_once
+from reconciler.settings import Settings
+from reconciler.spec import parallel
 from reconciler.spec.model import JobSpec
 from reconciler.store.binary_copy import encode_rows
-from reconciler.store.db import create_sync_engine
+from reconciler.store.db import BULK_ROWS, create_sync_engine
 from reconciler.store.migrate import upgrade_database
 from reconciler.store.scheduler_rows import (
     copy_new_rows,
     encode_new_rows,
     upsert_scheduler_rows,
 )
+from tests.conftest import fresh_database
 
 pytestmark = pytest.mark.services
 
@@ -118,3 +125,58 @@ def test_what_postgresql_text_cannot_hold_is_refused() -> None:
         encode_rows([("a\x00b",)])
     with pytest.raises(ValueError, match="int"):
         encode_rows([(1,)])
+
+
+def cold_apply(root: Path, url: str) -> dict[str, list[tuple[Any, ...]]]:
+    """A one-shot apply of `root` on an empty database; every table it writes."""
+    upgrade_database(url)
+    engine = create_sync_engine(url)
+    try:
+        settings = Settings(database_url=url, jobs_dir=root)
+        result = reconcile_once(engine, settings, trigger=Trigger.CLI, clock=lambda: NOW)
+        assert not result.plan.quarantined
+        found = tables(engine)
+        with engine.connect() as connection:
+            for table in ("scheduled_jobs", "job_files"):
+                query = f"SELECT * FROM {table} ORDER BY 1"
+                found[table] = [tuple(row) for row in connection.execute(sa.text(query))]
+    finally:
+        engine.dispose()
+    return found
+
+
+def test_a_cold_apply_whose_rows_child_fails_writes_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The added jobs' rows are made by a forked child (engine.apply); a child that fails
+    costs only time: the same rows are then made by the pass itself."""
+    if not parallel.can_fork():
+        pytest.skip("needs fork, two CPUs and a single thread")
+    for number in range(BULK_ROWS // 3 + 10):
+        documents = [
+            f"name: job-{number}-{slot}\ntask: reconciler.tasks.example_task\n"
+            f'schedule: {{cron: "{slot} 3 * * *"}}\nkwargs: {{data: {{n: {number}}}}}\n'
+            for slot in range(3)
+        ]
+        (tmp_path / f"f{number:04d}.yaml").write_text("---\n".join(documents))
+    started: list[object] = []
+    start = parallel.Ahead.start
+
+    def spied(*args: Any) -> parallel.Ahead | None:
+        child = start(*args)
+        started.append(child)
+        return child
+
+    monkeypatch.setattr(parallel.Ahead, "start", spied)
+    with fresh_database() as url:
+        healthy = cold_apply(tmp_path, url)
+    assert len(started) == 1 and started[0] is not None  # the rows were made by a child
+
+    def failing(*args: object) -> object:
+        raise RuntimeError("the child fails")
+
+    monkeypatch.setattr(apply_module, "_new_rows", failing)
+    with fresh_database() as url:
+        assert cold_apply(tmp_path, url) == healthy
+    assert len(started) == 2 and started[1] is not None
+    assert len(healthy["jobs"]) == len(healthy["records"]) == 3 * (BULK_ROWS // 3 + 10)
