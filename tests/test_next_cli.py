@@ -61,3 +61,6 @@ def test_refusals_exit_1_with_the_reason() -> None:
     assert both.returncode == 1 and "one of them" in both.stderr
     bad = run("--cron", "0 9 * * FRI#6")
     assert bad.returncode == 1 and "weekday occurrence 6" in bad.stderr
+    # A cron that never fires is refused in job files (CRON_NEVER_FIRES): the same input.
+    never = run("--cron", "0 0 31 2 *")
+    assert never.returncode == 1 and "never fires" in never.stderr, never

@@ -68,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
 def _job_spec(args: argparse.Namespace) -> Any:
     from pydantic import ValidationError
 
+    from reconciler.spec.checks import NEVER_FIRES, cron_fires
     from reconciler.spec.model import JobSpec
 
     if args.cron is None:
@@ -84,10 +85,14 @@ def _job_spec(args: argparse.Namespace) -> Any:
     if dst:
         document["dst"] = dst
     try:
-        return JobSpec.model_validate(document)
+        spec = JobSpec.model_validate(document)
     except ValidationError as error:
         reasons = "; ".join(str(e["msg"]) for e in error.errors())
         raise ConfigError(reasons) from None
+    # As in a job file (CRON_NEVER_FIRES): invalid input, not an empty list.
+    if not cron_fires(spec, now=datetime.now(UTC)):
+        raise ConfigError(NEVER_FIRES)
+    return spec
 
 
 def _load_job(args: argparse.Namespace) -> Any:

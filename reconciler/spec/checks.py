@@ -34,6 +34,9 @@ _CELERY_INTERNAL = "celery"
 _HORIZON_YEARS = 401
 
 
+NEVER_FIRES = "this cron schedule never fires (no matching date, e.g. 31 February)"
+
+
 @dataclass(frozen=True, slots=True)
 class Finding:
     """One problem with one job: the field it is about, a diagnostic code, a message."""
@@ -59,8 +62,7 @@ def check_job(spec: JobSpec, *, settings: Settings, now: datetime) -> tuple[Find
     if not findings:
         findings += check_task_arguments(spec, settings=settings)
     if isinstance(spec.schedule, CronSchedule) and not cron_fires(spec, now=now):
-        message = "this cron schedule never fires (no matching date, e.g. 31 February)"
-        findings.append(Finding(("schedule", "cron"), "CRON_NEVER_FIRES", message))
+        findings.append(Finding(("schedule", "cron"), "CRON_NEVER_FIRES", NEVER_FIRES))
     return tuple(findings)
 
 
