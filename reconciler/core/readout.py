@@ -101,7 +101,9 @@ def schedule_summary(schedule: Any, timezone: Any) -> dict[str, str] | None:
     if "cron" in schedule:
         cron = schedule["cron"]
         if isinstance(cron, Mapping):
-            cron = " ".join(f"{key}={cron[key]}" for key in _CRON_FIELDS if key in cron)
+            # Fields not given are absent from a stored essence but None in a model dump.
+            given = [key for key in _CRON_FIELDS if cron.get(key) is not None]
+            cron = " ".join(f"{key}={cron[key]}" for key in given)
         return {"kind": "cron", "value": str(cron), "timezone": zone}
     if isinstance(schedule.get("interval"), Mapping):
         interval = schedule["interval"]
