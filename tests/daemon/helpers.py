@@ -14,7 +14,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,8 +24,8 @@ from typing import Any
 import sqlalchemy as sa
 from kombu import Connection
 
-from tests.conftest import TEST_TASK_ALLOWLIST
-from tests.polling import wait_until  # noqa: F401  (re-exported to the tests of this folder)
+from tests.conftest import TEST_TASK_ALLOWLIST, fresh_database, fresh_vhost
+from tests.polling import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 QUEUES = ("default", "high_priority", "low_priority", "scheduled")
@@ -178,6 +179,35 @@ class Cluster:
         if status is None:
             return int(self.scalar("SELECT count(*) FROM job_runs"))
         return int(self.scalar("SELECT count(*) FROM job_runs WHERE status = :s", s=status))
+
+
+@contextmanager
+def fresh_cluster(root: Path) -> Iterator[Cluster]:
+    """A Cluster on its own fresh database and vhost, with the fixture `make_cluster`'s
+    defaults; its daemons stopped and both dropped afterwards. For a test that repeats
+    an attempt with fresh state (a fault whose timing window it may miss)."""
+    with fresh_database() as db_url, fresh_vhost() as amqp_url:
+        cluster = Cluster(
+            root=root,
+            db_url=db_url,
+            broker_url=amqp_url,
+            resync_interval="5",
+            settle_seconds="0.1",
+        )
+        try:
+            yield cluster
+        finally:
+            cluster.stop_all()
+
+
+def wait_for_next_term(cluster: Cluster, epoch: int, *, timeout: float = 30) -> tuple[str, int]:
+    """(instance, epoch) of the first leader recorded with an epoch newer than `epoch`."""
+    found: tuple[str, int] = wait_until(
+        lambda: (lead := cluster.leader()) and lead[1] > epoch and lead,
+        timeout=timeout,
+        what=f"a leadership term after epoch {epoch}",
+    )
+    return found
 
 
 class BrokerCounter:

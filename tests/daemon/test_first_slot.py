@@ -33,13 +33,14 @@ from fastapi.testclient import TestClient
 
 from reconciler.api import create_app
 from reconciler.settings import Settings
-from tests.conftest import fresh_database, fresh_vhost
 
 from .helpers import (
     BrokerCounter,
     Cluster,
     DaemonProcess,
     as_utc,
+    fresh_cluster,
+    wait_for_next_term,
     wait_until,
     write_jobs,
 )
@@ -125,11 +126,7 @@ def test_a_first_slot_lost_to_a_flap_is_fired_or_recorded_missed(
     )
     freeze_across(daemon, first)
 
-    new = wait_until(
-        lambda: (lead := cluster.leader()) and lead[1] > epoch and lead,
-        timeout=30,
-        what="the next leadership term",
-    )
+    new = wait_for_next_term(cluster, epoch)
     woken_at = datetime.now(UTC)
     wait_until(
         lambda: (
@@ -213,18 +210,10 @@ def test_sigkill_between_moving_on_and_recording_loses_no_first_slot(tmp_path: P
     attempt inside the window loses or doubles a slot, or if no attempt hit it."""
     missed = []
     for attempt in range(1, KILL_ATTEMPTS + 1):
-        with fresh_database() as db_url, fresh_vhost() as amqp_url:
-            cluster = Cluster(
-                root=tmp_path / f"attempt-{attempt}",
-                db_url=db_url,
-                broker_url=amqp_url,
-                resync_interval="5",
-                settle_seconds="0.1",
+        with fresh_cluster(tmp_path / f"attempt-{attempt}") as cluster:
+            recorded = kill_between_moving_on_and_recording(
+                cluster, BrokerCounter(cluster.broker_url)
             )
-            try:
-                recorded = kill_between_moving_on_and_recording(cluster, BrokerCounter(amqp_url))
-            finally:
-                cluster.stop_all()
         if recorded is None:
             print(f"\nattempt {attempt}: inside the window after {len(missed)} misses {missed}")
             return
@@ -269,11 +258,7 @@ def kill_between_moving_on_and_recording(cluster: Cluster, broker: BrokerCounter
     lost = cluster.rows(LOST_BY_THE_DEAD, ids=jobs, t=first.timestamp())
     if not lost:
         return len(cluster.ledger("killed-first-"))
-    wait_until(
-        lambda: (lead := cluster.leader()) and lead[1] > epoch,
-        timeout=20,
-        what="takeover",
-    )
+    wait_for_next_term(cluster, epoch, timeout=20)
     wait_for_fires_since(cluster, datetime.now(UTC), what="the standby")
     assert standby.stop() == 0
     rows = cluster.ledger("killed-first-")
@@ -372,11 +357,7 @@ def test_random_flaps_over_never_fired_jobs_account_for_every_slot(make_cluster,
         start, length = rng.uniform(-1.0, 0.5), rng.uniform(2.2, 3.5)
         flaps.append((name, round(start, 2), round(length, 2)))
         freeze_for(daemons[name], at + timedelta(seconds=start), length)
-        wait_until(
-            lambda epoch=epoch: (lead := cluster.leader()) and lead[1] > epoch,
-            timeout=30,
-            what=f"round {round_no}: the next term",
-        )
+        wait_for_next_term(cluster, epoch)
         wait_for_fires_since(cluster, datetime.now(UTC), what=f"round {round_no}")
         for instance, daemon in list(daemons.items()):
             if not daemon.alive():  # superseded: exits 3, a supervisor would restart it

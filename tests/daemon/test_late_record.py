@@ -24,9 +24,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import fresh_database, fresh_vhost
-
-from .helpers import BrokerCounter, Cluster, DaemonProcess, as_utc, wait_until, write_jobs
+from .helpers import (
+    BrokerCounter,
+    Cluster,
+    DaemonProcess,
+    as_utc,
+    fresh_cluster,
+    wait_for_next_term,
+    wait_until,
+    write_jobs,
+)
 from .test_exactly_once import assert_broker_matches_ledger
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
@@ -42,20 +49,10 @@ LATE_LINES = ("the next leader's", "duplicate fire not published")
 
 def test_fires_accepted_before_a_freeze_are_handed_over_not_duplicated(tmp_path: Path) -> None:
     for attempt in range(1, ATTEMPTS + 1):
-        with fresh_database() as db_url, fresh_vhost() as amqp_url:
-            cluster = Cluster(
-                root=tmp_path / f"attempt-{attempt}",
-                db_url=db_url,
-                broker_url=amqp_url,
-                resync_interval="5",
-                settle_seconds="0.1",
-            )
-            try:
-                if freeze_after_a_burst(cluster, BrokerCounter(amqp_url)):
-                    print(f"\nattempt {attempt}: the freeze held accepted, unrecorded fires")
-                    return
-            finally:
-                cluster.stop_all()
+        with fresh_cluster(tmp_path / f"attempt-{attempt}") as cluster:
+            if freeze_after_a_burst(cluster, BrokerCounter(cluster.broker_url)):
+                print(f"\nattempt {attempt}: the freeze held accepted, unrecorded fires")
+                return
     pytest.fail(
         f"no freeze landed between accepting and recording a burst in {ATTEMPTS} attempts "
         "(the machine too slow or too fast for the window); the hand-over was NOT checked"
@@ -78,11 +75,7 @@ def freeze_after_a_burst(cluster: Cluster, broker: BrokerCounter) -> bool:
         time.sleep(FREEZE)
     finally:
         os.kill(frozen.pid, signal.SIGCONT)
-    wait_until(
-        lambda: (lead := cluster.leader()) and lead[1] > epoch,
-        timeout=30,
-        what="the next term",
-    )
+    wait_for_next_term(cluster, epoch)
     woken = datetime.now(UTC)
     wait_until(
         lambda: (

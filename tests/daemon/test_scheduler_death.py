@@ -15,7 +15,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from .helpers import as_utc, wait_until, write_jobs
+from .helpers import as_utc, wait_for_next_term, wait_until, write_jobs
+from .test_first_slot import wait_for_fires_since
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
@@ -50,23 +51,8 @@ def test_a_dead_scheduler_thread_gives_the_lead_to_a_standby(make_cluster, broke
     with cluster.engine.begin() as connection:  # the database healthy again
         connection.execute(sa.text("DROP TRIGGER refuse_deletes ON apscheduler_jobs"))
     restarted = cluster.start("daemon-b")  # what a supervisor does
-    wait_until(
-        lambda: (lead := cluster.leader()) and lead[1] > epoch,
-        timeout=30,
-        what="the next leader",
-    )
-    moment = datetime.now(UTC)
-    wait_until(
-        lambda: (
-            cluster.scalar(
-                "SELECT count(*) FROM job_runs WHERE job_name = 'warm' AND scheduled_time > :t",
-                t=moment,
-            )
-            >= 2
-        ),
-        timeout=30,
-        what="fires of the next leader",
-    )
+    wait_for_next_term(cluster, epoch)
+    wait_for_fires_since(cluster, datetime.now(UTC), what="the next leader")
     # The one-off's row was left due (its DELETE refused): the next leader finds its slot
     # in the ledger (refused, nothing published again) and removes the job.
     wait_until(
