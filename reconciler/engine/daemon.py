@@ -59,6 +59,7 @@ from reconciler.engine.watch import JobsWatcher
 from reconciler.errors import RefusedError
 from reconciler.logs import job_extra
 from reconciler.settings import Settings
+from reconciler.store.change_counts import compact_change_counts
 from reconciler.store.jobstore import OwnedJobStore
 
 log = logging.getLogger(__name__)
@@ -282,6 +283,7 @@ class Daemon:
                 listed = paths if trigger == Trigger.WATCH and not list_all else None
                 ok = self._pass(trigger, caches, listed)
                 list_all = not ok
+                self._compact_counts()
                 runtime.store.forget_unreadable()
                 if trigger == Trigger.RESYNC:
                     release_free_heap()  # it read every row; hourly
@@ -362,6 +364,15 @@ class Daemon:
         self._failures = 0
         self._report(result, caches)
         return True
+
+    def _compact_counts(self) -> None:
+        """Every writing transaction (each write-back of fired jobs) adds a row to
+        `table_changes`; fold them after a pass (store.change_counts)."""
+        try:
+            with self._engine.begin() as connection:
+                compact_change_counts(connection)
+        except Exception:  # only a cost: the counts' rows are read by every pass
+            log.warning("compacting the change counts failed", exc_info=True)
 
     def _write_guard(self, plan: Plan) -> AbstractContextManager[object]:
         """While a pass renames jobs, the scheduler must not be between reading a due row

@@ -67,6 +67,7 @@ from reconciler.spec.loader import (
 from reconciler.spec.model import JobSpec
 from reconciler.spec.records import FileRecord, validation_context
 from reconciler.store.apply_lock import hold_apply_lock, notify_applied
+from reconciler.store.change_counts import ChangeCounts, read_change_counts, written_here
 from reconciler.store.db import has_schema
 from reconciler.store.events import record_job_events
 from reconciler.store.file_records import read_file_records, write_file_records
@@ -133,8 +134,11 @@ class ReconcileCaches:
     plan_basis: PlanBasis | None = None
     memory: CoreMemory = field(default_factory=CoreMemory)  # the pure core's speed-ups
     # The actual state after the last committed pass, and the fingerprint of the tables
-    # it matches (PostgreSQL only; see reconciler.store.fingerprint).
-    actual: tuple[Fingerprint, ActualState] | None = None
+    # it matches (PostgreSQL only; see reconciler.store.fingerprint; None on SQLite,
+    # where only `counts` vouch for it).
+    actual: tuple[Fingerprint | None, ActualState] | None = None
+    # The tables' change counts `actual` matches (store.change_counts); None: unknown.
+    counts: ChangeCounts | None = None
     # A process that keeps these for its life (the daemon): the strings of essences and
     # decoded row arguments interned (core.memo.interned) as they enter the caches,
     # ~340 MB less at 100,000 jobs; a one-shot pass does not pay for it.
@@ -395,18 +399,24 @@ def _load_beside_fingerprint(
     *,
     now: datetime,
     changed: Iterable[str] | None,
+    counts: ChangeCounts | None,
 ) -> tuple[DesiredState, tuple[Fingerprint, NewVersions] | None]:
     """`load_desired` on this thread while another reads the fingerprint that
     `_read_actual_cached` would read first (the connection is the other thread's alone
-    until it is joined, here, whatever happens). None: no fingerprint on this database."""
-    if not fingerprint_supported(connection):
+    until it is joined, here, whatever happens). None: no fingerprint on this database,
+    or none needed (neither table written since the last pass: `counts`)."""
+    same = _unchanged(caches, counts)
+    if not fingerprint_supported(connection) or all(same):
         return load_desired(settings, caches, now=now, changed=changed), None
     found: list[tuple[Fingerprint, NewVersions]] = []
     failed: list[BaseException] = []
+    inventory = _known_inventory(caches) if same[0] else None
 
     def read() -> None:
         try:
-            found.append(read_fingerprint_since(connection, caches.rows.horizon))
+            found.append(
+                read_fingerprint_since(connection, caches.rows.horizon, inventory=inventory)
+            )
         except BaseException as error:  # noqa: BLE001 - re-raised on the pass's thread
             failed.append(error)
 
@@ -421,37 +431,63 @@ def _load_beside_fingerprint(
     return desired, found[0]
 
 
+def _unchanged(caches: ReconcileCaches, counts: ChangeCounts | None) -> tuple[bool, bool]:
+    """Whether the inventory, and the scheduler's rows, are as the cached state has them:
+    their change counts (read before anything else this pass) are the ones it matches."""
+    seen = caches.counts if caches.actual is not None else None
+    if seen is None or counts is None:
+        return False, False
+    return seen.inventory == counts.inventory, seen.scheduler == counts.scheduler
+
+
+def _known_inventory(caches: ReconcileCaches) -> tuple[int, int] | None:
+    fingerprint = caches.actual[0] if caches.actual is not None else None
+    return fingerprint.inventory if fingerprint is not None else None
+
+
 def _read_actual_cached(
     connection: Connection,
     caches: ReconcileCaches,
     *,
     reuse: bool,
     early: tuple[Fingerprint, NewVersions] | None = None,
+    counts: ChangeCounts | None = None,
 ) -> tuple[ActualState, Fingerprint | None]:
     """The actual state, and the fingerprint it was read at (None: not tracked).
 
-    The fingerprint is taken BEFORE the rows are read: a write committed in between
-    makes the rows newer than the fingerprint, so the next pass sees a difference and
+    `counts` (store.change_counts), read first this pass: a table whose count has not
+    moved since the cached state is taken from that state, neither scanned nor read.
+    The fingerprint (and the counts) are taken BEFORE the rows are read: a write committed
+    in between makes the rows newer than them, so the next pass sees a difference and
     reads again (never the reverse, which would hide that write). The scheduler rows
     that moved since the last read (fires) are found in the fingerprint's own scan and
     patched in (patch_scheduler_rows); the others are not read again."""
+    same = _unchanged(caches, counts) if reuse else (False, False)
     cached, caches.actual = caches.actual, None  # set again once this pass commits
+    caches.counts = None
+    if cached is not None and all(same):
+        return cached[1], cached[0]  # neither table written since: nothing read
     if not fingerprint_supported(connection):
-        return read_actual(connection, caches), None
+        if cached is None or not any(same):
+            return read_actual(connection, caches), None
+        return _read_changed_tables(connection, caches, cached[1], same), None
     if cached is None and not has_schema(connection):
         return ActualState(inventory={}, scheduler={}), None
     decoder = caches.rows
-    if early is not None and reuse and cached is not None:  # read with decoder.horizon
+    known = cached[0] if reuse and cached is not None else None
+    if early is not None and known is not None:  # read with decoder.horizon
         fingerprint, new = early
     else:
         fingerprint, new = read_fingerprint_since(
-            connection, decoder.horizon if reuse and cached is not None else None
+            connection,
+            decoder.horizon if known is not None else None,
+            inventory=known.inventory if known is not None and same[0] else None,
         )
-    if not reuse or cached is None:
+    if known is None or cached is None:
         state = _read_tables(connection, caches)
         decoder.horizon = new.horizon  # taken before the rows were read: see fingerprint
         return state, fingerprint
-    before, state = cached
+    before, state = known, cached[1]
     if before == fingerprint:
         return state, fingerprint
     # Usually only the scheduler's rows moved (fires): the inventory is not read again.
@@ -466,6 +502,16 @@ def _read_actual_cached(
         else read_inventory(connection, caches.essences),
         scheduler=scheduler,
     ), fingerprint
+
+
+def _read_changed_tables(
+    connection: Connection, caches: ReconcileCaches, state: ActualState, same: tuple[bool, bool]
+) -> ActualState:
+    """Where there is no fingerprint (SQLite): the tables whose count moved, read."""
+    return ActualState(
+        inventory=state.inventory if same[0] else read_inventory(connection, caches.essences),
+        scheduler=state.scheduler if same[1] else read_scheduler_rows(connection, caches.rows),
+    )
 
 
 @contextmanager
@@ -610,15 +656,22 @@ def _reconcile(
         )
         with engine.begin() as connection:
             hold_apply_lock(connection)
+            # First: what the cached state is compared with (store.change_counts).
+            counts = read_change_counts(connection) if keep else None
             early = None
             if overlap:
                 desired, early = _load_beside_fingerprint(
-                    connection, settings, caches, now=clock_started, changed=changed_files
+                    connection,
+                    settings,
+                    caches,
+                    now=clock_started,
+                    changed=changed_files,
+                    counts=counts,
                 )
             now = clock()
             if keep:
                 actual, fingerprint = _read_actual_cached(
-                    connection, caches, reuse=reuse, early=early
+                    connection, caches, reuse=reuse, early=early, counts=counts
                 )
             else:
                 actual, fingerprint = read_actual_once(connection, caches), None
@@ -626,7 +679,8 @@ def _reconcile(
                 desired = load_desired_recorded(
                     connection, settings, caches, now=clock_started, ahead=ahead
                 )
-            known = (fingerprint, actual) if fingerprint is not None else None
+            tracked = Tracked(fingerprint, counts, actual)
+            known = tracked if fingerprint is not None or counts is not None else None
             plan = make_plan(
                 desired,
                 actual,
@@ -666,7 +720,9 @@ def _reconcile(
                 replace_quarantine(connection, plan.quarantined, now=now)
             if record:
                 _record(connection, plan, trigger, outcome, started, now, instance)
-        caches.actual = known  # committed: the next pass may trust it
+        # Committed: the next pass may trust it.
+        caches.actual = (known.fingerprint, known.actual) if known is not None else None
+        caches.counts = known.counts if known is not None else None
     duration = time.monotonic() - started
     _observe(plan, trigger, outcome, duration, applied=apply)
     return ReconcileResult(plan=plan, outcome=outcome, duration=duration)
@@ -738,28 +794,42 @@ def _record_rows_in_sync(
     record_rows_in_sync(connection, in_sync)
 
 
+@dataclass(frozen=True)
+class Tracked:
+    """The actual state a pass planned against, and what vouches for it: the tables'
+    fingerprint (PostgreSQL) and change counts (where the triggers are) it matches."""
+
+    fingerprint: Fingerprint | None
+    counts: ChangeCounts | None
+    actual: ActualState
+
+
 def _apply(
     connection: Connection,
     plan: Plan,
-    known: tuple[Fingerprint, ActualState] | None,
+    known: Tracked | None,
     caches: ReconcileCaches | None,
     now: datetime,
     memory: CoreMemory,
     *,
     meanwhile: Callable[[], object] = lambda: None,
-) -> tuple[Fingerprint, ActualState] | None:
-    """Write the plan. With `known` (the fingerprint and state it was planned against),
-    return the fingerprint and state after the write; None: not tracked. With `caches`,
-    they learn what was written (so that no later pass decodes it again). `memory`: the
-    one the plan was made with (its first fire times are looked up, not recomputed).
+) -> Tracked | None:
+    """Write the plan. With `known` (what it was planned against), return the state
+    after the write and what vouches for it; None: not tracked. With `caches`, they
+    learn what was written (so that no later pass decodes it again). `memory`: the one
+    the plan was made with (its first fire times are looked up, not recomputed).
     `meanwhile`: see apply_plan.
 
     The fingerprint moves by exactly what this pass wrote: the rows it touched are
     summarised just before and just after writing. A concurrent writer's change to any
-    row makes the real fingerprint differ from the one computed, never agree with it."""
+    row makes the real fingerprint differ from the one computed, never agree with it.
+    The counts move by one for each table this transaction wrote (store.change_counts):
+    a concurrent writer's commit adds its own, and the real counts differ. So both are
+    computed, never read: this pass's writes to those tables happen here, and only here.
+    Without a fingerprint (SQLite) a pass that wrote tracks nothing."""
     touched = touched_jobs(plan)
-    if len(touched) > TRACKED_CHANGES_MAX:
-        known = None  # a bulk change: the next pass reads everything instead
+    if len(touched) > TRACKED_CHANGES_MAX or (known is not None and known.fingerprint is None):
+        known = None  # a bulk change, or SQLite: the next pass reads everything instead
     before = read_fingerprint(connection, touched) if known is not None else None
     rows = apply_plan(
         connection,
@@ -776,11 +846,15 @@ def _apply(
     for change in plan.changes:
         if change.target is not None:
             caches.essences.put(change.target.spec_hash, change.target.essence)
-    if known is None or before is None:
+    if known is None or before is None or known.fingerprint is None:
         return None
-    fingerprint, actual = known
     after = read_fingerprint(connection, touched)
-    return fingerprint.moved(before, after), actual_after(actual, plan, written)
+    tables = written_here(connection) if known.counts is not None else None
+    return Tracked(
+        known.fingerprint.moved(before, after),
+        known.counts.plus(tables) if known.counts is not None and tables is not None else None,
+        actual_after(known.actual, plan, written),
+    )
 
 
 def record_failed_pass(

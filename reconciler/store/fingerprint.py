@@ -54,12 +54,7 @@ _SOME = sa.text(
 # snapshot. NULL :horizon: none.
 # Not their states: after a long quiet those can be every row, and one array of 100,000
 # states would be converted in one C call holding the GIL (see store.scheduler_rows).
-_SINCE = sa.text(
-    """
-SELECT 'inventory', count(*), coalesce(sum(hashtextextended(name, xmin::text::bigint)), 0),
-       NULL::bigint, NULL::varchar[], NULL::bigint[], NULL::bigint[]
-FROM scheduled_jobs
-UNION ALL
+_SCHEDULER_SINCE = """
 SELECT 'scheduler', count(*), coalesce(sum(hash), 0),
        pg_snapshot_xmin(pg_current_snapshot())::text::bigint % 4294967296,
        array_agg(id) FILTER (WHERE new), array_agg(version) FILTER (WHERE new),
@@ -70,7 +65,17 @@ FROM (
     FROM (SELECT id, xmin AS xid, xmin::text::bigint AS version FROM apscheduler_jobs) AS rows
 ) AS versions
 """
+_SINCE = sa.text(
+    """
+SELECT 'inventory', count(*), coalesce(sum(hashtextextended(name, xmin::text::bigint)), 0),
+       NULL::bigint, NULL::varchar[], NULL::bigint[], NULL::bigint[]
+FROM scheduled_jobs
+UNION ALL
+"""
+    + _SCHEDULER_SINCE
 )
+# The same without the inventory's scan, for a caller that knows it has not changed.
+_SCHEDULER_ONLY_SINCE = sa.text(_SCHEDULER_SINCE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,14 +127,19 @@ def _shift(
 
 
 def read_fingerprint_since(
-    connection: Connection, horizon: int | None
+    connection: Connection, horizon: int | None, *, inventory: tuple[int, int] | None = None
 ) -> tuple[Fingerprint, NewVersions]:
     """`read_fingerprint` of both tables, and the scheduler rows written at or after
-    `horizon` (None: none) with this snapshot's own horizon, in one snapshot."""
+    `horizon` (None: none) with this snapshot's own horizon, in one snapshot.
+    `inventory`: the inventory's part, known by the caller to be unchanged
+    (store.change_counts): that table is not scanned."""
     summary: dict[str, tuple[int, int]] = {}
+    if inventory is not None:
+        summary["inventory"] = inventory
     new = NewVersions(0, [])
+    query = _SINCE if inventory is None else _SCHEDULER_ONLY_SINCE
     for table, count, total, mark, ids, versions, hashes in connection.execute(
-        _SINCE, {"horizon": horizon}
+        query, {"horizon": horizon}
     ):
         summary[table] = (int(count), int(total))
         if table == "scheduler":

@@ -186,3 +186,16 @@ apscheduler_jobs = sa.Table(
     sa.Column("next_run_time", sa.Float(25), index=True),
     sa.Column("job_state", sa.LargeBinary, nullable=False),
 )
+
+# How many transactions have written `scheduled_jobs` and `apscheduler_jobs`, kept by
+# triggers (store/change_counts.py): a pass whose counts have not moved since the last
+# one reads neither table. On PostgreSQL each writing transaction adds one row (txid: its
+# id), so writers never wait for one another; `compact_change_counts` folds old rows
+# into one (the sum stays). On SQLite (one writer at a time) one row per table, txid 0.
+table_changes = sa.Table(
+    "table_changes",
+    metadata,
+    sa.Column("table_name", sa.String(64), primary_key=True),
+    sa.Column("txid", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("changes", sa.BigInteger, nullable=False),
+)

@@ -75,6 +75,21 @@ def daemon(tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Iter
     space.engine.dispose()
 
 
+@pytest.fixture
+def sqlite_daemon(
+    tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Daemonish]:
+    """The same on SQLite: no fingerprint, the change counts only."""
+    upgrade_database(sqlite_url)
+    jobs = tmp_path / "jobs.d"
+    jobs.mkdir()
+    space = Daemonish(jobs, sqlite_url)
+    for reader in ("read_inventory", "read_scheduler_rows", "read_actual"):
+        monkeypatch.setattr(reconcile_module, reader, _counted(space, reader))
+    yield space
+    space.engine.dispose()
+
+
 def _counted(space: Daemonish, reader: str) -> Callable[..., object]:
     real = getattr(reconcile_module, reader)
 
@@ -235,6 +250,8 @@ def test_a_fingerprint_read_beside_the_files_fails_the_pass_as_it_would_alone(
     daemon.write("a.yaml", job_yaml("a"))
     daemon.reconcile("startup")
     daemon.write("a.yaml", job_yaml("a", cron="1 * * * *"))
+    # Written by someone else (a fire's write-back): the pass needs the fingerprint.
+    daemon.execute("UPDATE apscheduler_jobs SET next_run_time = next_run_time WHERE id = 'a'")
     real = reconcile_module.read_fingerprint_since
     threads: list[str] = []
 
@@ -427,3 +444,72 @@ def test_a_warm_up_stops_between_slices_of_files_and_before_each_table(
             daemon.engine, daemon.settings, trigger="startup", apply=False, caches=caches
         )
         assert result.outcome == "no_changes"
+
+
+def test_a_pass_after_nobody_wrote_scans_no_table(
+    daemon: Daemonish, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The change counts (store.change_counts) say whether anyone wrote either table
+    since the cached state: not moved, no fingerprint is read (its scans are most of a
+    no-op pass at 100,000 jobs); only the scheduler's moved (fires), only its table is
+    scanned; a write by anyone else is still seen, our own pass's writes are not."""
+    real = reconcile_module.read_fingerprint_since
+    scans: list[str] = []
+
+    def counted(*args: object, inventory: object = None) -> object:
+        scans.append("scheduler" if inventory is not None else "both")
+        return real(*args, inventory=inventory)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(reconcile_module, "read_fingerprint_since", counted)
+    daemon.write("jobs.yaml", "---\n".join(job_yaml(name) for name in "abc"))
+    daemon.reconcile("startup")
+    scans.clear()
+    assert daemon.reconcile().outcome == "no_changes"
+    assert scans == [], "nobody wrote: nothing is scanned"
+    daemon.write("jobs.yaml", "---\n".join(job_yaml(name, cron="1 * * * *") for name in "abc"))
+    assert len(actions(daemon.reconcile())) == 3
+    assert daemon.reconcile().outcome == "no_changes"
+    assert scans == [], "our own writes are known: nothing is scanned"
+
+    daemon.execute("UPDATE apscheduler_jobs SET next_run_time = next_run_time WHERE id = 'a'")
+    assert daemon.reconcile().outcome == "no_changes"
+    assert scans == ["scheduler"]
+    daemon.execute("DELETE FROM apscheduler_jobs WHERE id = 'b'")
+    assert actions(daemon.reconcile()) == [("repair", "b")]
+    daemon.execute("UPDATE scheduled_jobs SET status = 'paused' WHERE name = 'c'")
+    assert actions(daemon.reconcile()) == [("update", "c")]
+    assert scans == ["scheduler", "scheduler", "both"]
+    # Another process's apply (a CLI: no caches) seen by the daemon's next pass.
+    daemon.write("jobs.yaml", "---\n".join(job_yaml(name) for name in "abcd"))
+    cli = reconcile_once(daemon.engine, daemon.settings, trigger="cli")
+    assert sorted(actions(cli)) == [("add", "d"), ("update", "a"), ("update", "b"), ("update", "c")]
+    assert daemon.reconcile().outcome == "no_changes"
+    assert scans[-1] == "both"
+    daemon.execute("TRUNCATE apscheduler_jobs")
+    assert len(actions(daemon.reconcile())) == 4
+
+
+def test_on_sqlite_a_pass_reads_only_the_tables_someone_wrote(sqlite_daemon: Daemonish) -> None:
+    daemon = sqlite_daemon
+
+    def reconcile(trigger: reconcile_module.Trigger = "watch") -> ReconcileResult:
+        return reconcile_once(daemon.engine, daemon.settings, trigger=trigger, caches=daemon.caches)
+
+    daemon.write("jobs.yaml", "---\n".join(job_yaml(name) for name in "abc"))
+    reconcile("startup")
+    reconcile()  # our own writes are not tracked on SQLite: this pass reads both
+    reads = daemon.reads.copy()
+    assert reconcile().outcome == "no_changes"
+    assert daemon.reads == reads, "nobody wrote: nothing is read"
+    daemon.execute("UPDATE apscheduler_jobs SET job_state = X'00' WHERE id = 'a'")
+    assert actions(reconcile()) == [("repair", "a")]
+    assert daemon.reads - reads == Counter({"read_scheduler_rows": 1})
+    reconcile()  # after the repair (our own write): both read
+    reads = daemon.reads.copy()
+    daemon.execute("UPDATE scheduled_jobs SET status = 'paused' WHERE name = 'b'")
+    assert actions(reconcile()) == [("update", "b")]
+    assert daemon.reads - reads == Counter({"read_inventory": 1})
+    assert reconcile("resync").outcome == "no_changes"  # a resync reads everything
+    reads = daemon.reads.copy()
+    assert reconcile().outcome == "no_changes"
+    assert daemon.reads == reads
