@@ -34,6 +34,11 @@ instead of removing them, and reuses them when DIR holds them already: the daemo
 measured again without regenerating and re-applying 100,000 jobs. Drop the database
 (`DROP DATABASE name`) and the vhost yourself afterwards.
 
+With `--compare-with DIR`, step 2 and 3 run for each build in turn, `--rounds` times
+(alternated, on the same database): the other checkout's own `DIR/.venv/bin/reconcile`
+(an editable install there: PYTHONPATH would not override this one's) with `--no-migrate`,
+so that it runs on the schema this build migrated to. `--no-scrapes` skips the scrapes.
+
 `--api-only URL` runs step 4 alone on a database already built (by an earlier run, or
 `reconcile apply` of `bench/corpus.py`'s files); `--compare-with DIR` measures the build
 in checkout DIR beside this one in the same run (bench/scale_reads.py).
@@ -157,13 +162,27 @@ def last_pass_id(engine: sa.Engine) -> int:
         return connection.execute(query).scalar()
 
 
+def daemon_command(build: Build) -> list[str]:
+    """This build's `reconcile run`, or the other checkout's own (module doc)."""
+    if build.source is None:
+        return [RECONCILE, "run"]
+    return [str(Path(build.source) / ".venv" / "bin" / "reconcile"), "run", "--no-migrate"]
+
+
 def daemon_figures(
-    env: dict[str, str], engine: sa.Engine, folder: Path, jobs: Path, files: int
+    env: dict[str, str],
+    engine: sa.Engine,
+    folder: Path,
+    jobs: Path,
+    files: int,
+    *,
+    command: list[str] | None = None,
+    scrapes: bool = True,
 ) -> None:
     log = folder / "daemon.log"
     port = free_port()
     daemon = subprocess.Popen(
-        [RECONCILE, "run"],
+        command or [RECONCILE, "run"],
         # /metrics served, as in production: its per-job series and kept lines count
         # towards the resident size once it is scraped (scraped below).
         env={**env, "RECONCILER_RESYNC_INTERVAL": "3600", "RECONCILER_METRICS_PORT": str(port)},
@@ -199,7 +218,7 @@ def daemon_figures(
         # At least three, until the text stops growing: at high load the gauge refresh
         # that makes the jobs' series has not gone over every job by the first scrapes.
         previous = 0
-        for scrape in range(1, 31):
+        for scrape in range(1, 31 if scrapes else 1):
             started = time.monotonic()
             url = f"http://127.0.0.1:{port}/metrics"
             with urllib.request.urlopen(url, timeout=300) as response:
@@ -287,7 +306,8 @@ def main() -> None:
     parser.add_argument("--api-only", metavar="URL", help="step 4 alone on this database")
     parser.add_argument("--compare-with", metavar="DIR", help="a checkout measured beside")
     parser.add_argument("--only-cold-apply", action="store_true", help="step 1 alone")
-    parser.add_argument("--rounds", type=int, default=1, help="with --only-cold-apply")
+    parser.add_argument("--rounds", type=int, default=1, help="cold applies / daemon runs")
+    parser.add_argument("--no-scrapes", action="store_true", help="do not scrape /metrics")
     parser.add_argument("--steps", default=",".join(STEPS), help="some of " + ",".join(STEPS))
     parser.add_argument("--workdir", type=Path, help="keep (or reuse) corpus, database, vhost")
     args = parser.parse_args()
@@ -327,7 +347,15 @@ def main() -> None:
         if "apply" in steps:
             cold_apply(env)
         if "daemon" in steps:
-            daemon_figures(env, engine, folder, jobs, args.files)
+            for round_number in range(1, args.rounds + 1):
+                for build in builds:
+                    if len(builds) > 1:
+                        print(f"daemon round {round_number}, {build.label}   [{load()}]")
+                    command = daemon_command(build)
+                    scrapes = not args.no_scrapes
+                    daemon_figures(
+                        env, engine, folder, jobs, args.files, command=command, scrapes=scrapes
+                    )
         if "reads" in steps:
             reads(url, args, builds, seed=reused is None)
 

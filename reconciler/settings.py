@@ -115,7 +115,7 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="Seconds between full resyncs of the daemon"
     )
     settle_seconds: float = Field(
-        default=0.3, ge=0, description="Quiet time after file events before a reconcile"
+        default=0.3, ge=0, description="Quiet time after file events before a watch pass writes"
     )
     poll_interval: float = Field(
         default=0.5, gt=0, description="How often the leader checks for outside changes"

@@ -7,8 +7,10 @@ starts the firing pipeline (Dispatcher, UnpublishedRetrier), makes due again the
 killed predecessor lost between moving next_run_time on and recording them
 (OwnedJobStore.rewind_lost_slots), then starts APScheduler on the same database.
 From then on one loop, one pass at a time:
-- file events wake it; it waits for the tree to settle, then runs a pass (watch) that
-  looks in the jobs folder only at the paths the events named;
+- file events wake it; it runs a pass (watch) at once, which looks in the jobs folder
+  only at the paths the events named, and waits for the tree to settle (no event for
+  SETTLE_SECONDS) only before it writes: a tree that changed meanwhile (a checkout in
+  progress, an editor's next step) is not applied; the pass is run again on it;
 - every RESYNC_INTERVAL it runs a full pass anyway (resync: every file listed, every row
   read: missed events, drift);
 - every POLL_INTERVAL it wakes the scheduler, so rows written by another process (a CLI
@@ -51,6 +53,7 @@ from reconciler.engine.leader import LeaderElector
 from reconciler.engine.reconcile import (
     ReconcileCaches,
     ReconcileResult,
+    Unsettled,
     reconcile_once,
     warm_caches,
 )
@@ -268,7 +271,6 @@ class Daemon:
             if retry_at is not None and now < retry_at:
                 pass  # backing off after a failure: the change waits for the retry
             elif changed:
-                self._settle(stop)
                 self._wake.clear()
                 # A due resync takes the change with it: events that never stop must
                 # not put off the full listing.
@@ -280,8 +282,14 @@ class Daemon:
                 # Taken before the pass lists anything: an event after this wakes the
                 # next pass. A resync lists every file, whatever the events said.
                 paths = self._watcher.take_changes()
+                taken = time.monotonic()
                 listed = paths if trigger == Trigger.WATCH and not list_all else None
-                ok = self._pass(trigger, caches, listed)
+                settled = self._settled(stop, taken) if trigger == Trigger.WATCH else None
+                try:
+                    ok = self._pass(trigger, caches, listed, settled)
+                except Unsettled:  # nothing written: the pass again, on the newer tree
+                    changed = True
+                    continue
                 list_all = not ok
                 self._compact_counts()
                 runtime.store.forget_unreadable()
@@ -318,28 +326,52 @@ class Daemon:
             self.failure,
         )
 
-    def _settle(self, stop: threading.Event) -> None:
-        """Wait until no file event for settle_seconds (a checkout in progress)."""
-        settle = self._settings.settle_seconds
-        deadline = time.monotonic() + MAX_SETTLE_SECONDS
-        while not stop.is_set() and time.monotonic() < deadline:
-            quiet_for = time.monotonic() - self._watcher.last_event
-            if quiet_for >= settle:
-                return
-            stop.wait(settle - quiet_for)
+    def _settled(self, stop: threading.Event, taken: float) -> Callable[[Plan], bool]:
+        """For a watch pass that took the events' paths at `taken`: before it writes,
+        wait until no file event for settle_seconds (a checkout in progress, an editor
+        writing in several steps), at most MAX_SETTLE_SECONDS as before; then True if no
+        event came after `taken` (the files the pass read are the settled tree), or if
+        the tree never settled (as before: applied as it is after the longest wait).
+        A plan that would write nothing (no change, no quarantined file) goes on at
+        once: there is nothing a half-written tree could make it do."""
+
+        def settled(plan: Plan) -> bool:
+            if not plan.has_changes and not plan.quarantined:
+                return True
+            settle = self._settings.settle_seconds
+            deadline = time.monotonic() + MAX_SETTLE_SECONDS
+            while not stop.is_set():
+                quiet_for = time.monotonic() - self._watcher.last_event
+                if quiet_for >= settle:
+                    return self._watcher.last_event < taken
+                if time.monotonic() >= deadline:
+                    return True
+                stop.wait(settle - quiet_for)
+            return False  # stopping: write nothing
+
+        return settled
 
     def _pass(
-        self, trigger: Trigger, caches: ReconcileCaches, changed: set[str] | None = None
+        self,
+        trigger: Trigger,
+        caches: ReconcileCaches,
+        changed: set[str] | None = None,
+        settled: Callable[[Plan], bool] | None = None,
     ) -> bool:
         """One reconcile pass. True when it did not fail (a refusal is not a failure to
         retry: it waits for the next change or resync). `changed`: the paths file events
-        named since the last pass (None: every file is listed)."""
+        named since the last pass (None: every file is listed). Raises Unsettled
+        (`settled` said the tree moved: nothing written)."""
         self.passes += 1
         with survivors_frozen():
-            return self._pass_and_report(trigger, caches, changed)
+            return self._pass_and_report(trigger, caches, changed, settled)
 
     def _pass_and_report(
-        self, trigger: Trigger, caches: ReconcileCaches, changed: set[str] | None
+        self,
+        trigger: Trigger,
+        caches: ReconcileCaches,
+        changed: set[str] | None,
+        settled: Callable[[Plan], bool] | None,
     ) -> bool:
         try:
             result = reconcile_once(
@@ -353,10 +385,13 @@ class Daemon:
                 instance=self._elector.instance_id,
                 write_guard=self._write_guard,
                 changed_files=changed,
+                settled=settled,
             )
         except RefusedError as error:
             log.error("reconcile refused: %s", error)
             return True
+        except Unsettled:
+            raise  # not a failure (the loop runs the pass again)
         except Exception:  # recorded by the pass itself; retried with backoff
             self._failures += 1
             log.exception("reconcile pass (%s) failed", trigger)

@@ -93,6 +93,13 @@ from reconciler.store.scheduler_rows import (
 )
 
 log = logging.getLogger(__name__)
+
+
+class Unsettled(TransientError):
+    """The jobs folder changed again while a watch pass planned (`settled` said so):
+    the pass wrote and recorded nothing; the daemon runs it again."""
+
+
 # Up to this many changes, a pass carries its cached state forward by what it wrote;
 # past it (a cold apply), patching costs more than the next pass's full read.
 TRACKED_CHANGES_MAX = 1000
@@ -549,6 +556,7 @@ def reconcile_once(
     ahead: LoadAhead | None = None,
     planned: Callable[[Plan], object] | None = None,
     changed_files: Iterable[str] | None = None,
+    settled: Callable[[Plan], bool] | None = None,
 ) -> ReconcileResult:
     """One full pass. `apply=False` is a dry run (`reconcile plan`): nothing is written
     but, with `record` (a manual-sync daemon), the pass's own reconcile_runs row.
@@ -574,7 +582,11 @@ def reconcile_once(
     without reading a row; a "resync" or "startup" pass always reads everything.
     `changed_files` (a daemon's watch pass): the paths file events named since the last
     pass; only they are looked at in the jobs folder (spec.files.FileListing). A resync
-    or startup pass lists every file.
+    or startup pass lists every file. `settled` (a daemon's watch pass, started at the
+    first file event instead of after the quiet time): called with the plan before
+    anything is written or recorded; it waits for the tree to settle, and False means it
+    changed meanwhile: Unsettled is raised, nothing written, nothing recorded, and the
+    caches keep the state this pass read.
     """
     record = apply if record is None else record
     started = time.monotonic()
@@ -599,7 +611,10 @@ def reconcile_once(
             ahead=ahead,
             planned=planned,
             changed_files=changed_files,
+            settled=settled,
         )
+    except Unsettled:
+        raise  # not a pass: nothing was written or decided
     except Exception as error:
         record_failed_pass(
             engine, trigger=trigger, error=error, started=started, instance=instance, write=record
@@ -633,6 +648,7 @@ def _reconcile(
     ahead: LoadAhead | None,
     planned: Callable[[Plan], object] | None,
     changed_files: Iterable[str] | None = None,
+    settled: Callable[[Plan], bool] | None = None,
 ) -> ReconcileResult:
     # Without caches (a one-shot command) nothing is kept for a next pass: no
     # fingerprint is read and no written row is remembered.
@@ -695,6 +711,11 @@ def _reconcile(
             if caches.compact:
                 _forget_specs(plan, desired)
             outcome = _check(plan, expected_plan_hash, apply, allow_invalid)
+            if settled is not None and not settled(plan):
+                # Read only so far: what was read stays true of the tables.
+                caches.actual = (fingerprint, actual) if known is not None else None
+                caches.counts = counts if known is not None else None
+                raise Unsettled("the jobs folder changed while the pass planned")
             records = _FileRecording(connection, settings, caches, now=now)
             if apply and outcome == ReconcileOutcome.APPLIED:
                 if planned is not None:

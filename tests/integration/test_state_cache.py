@@ -15,10 +15,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from reconciler.core.plan import Plan
 from reconciler.engine import reconcile as reconcile_module
 from reconciler.engine.reconcile import (
     ReconcileCaches,
     ReconcileResult,
+    Unsettled,
     reconcile_once,
     warm_caches,
 )
@@ -513,3 +515,34 @@ def test_on_sqlite_a_pass_reads_only_the_tables_someone_wrote(sqlite_daemon: Dae
     reads = daemon.reads.copy()
     assert reconcile().outcome == "no_changes"
     assert daemon.reads == reads
+
+
+def test_a_pass_told_the_tree_moved_writes_and_records_nothing(daemon: Daemonish) -> None:
+    """The daemon's watch pass asks `settled` before it writes (the jobs folder changed
+    again while it planned: a checkout in progress): told no, it writes nothing, records
+    no pass, and keeps the state it read; the next pass applies the settled tree."""
+    daemon.write("a.yaml", job_yaml("a"))
+    daemon.reconcile("startup")
+    runs = "SELECT count(*) FROM reconcile_runs"
+    cron = "SELECT spec->'schedule'->>'cron' FROM scheduled_jobs WHERE name = 'a'"
+    with daemon.engine.connect() as connection:
+        before = connection.execute(sa.text(runs)).scalar()
+    daemon.write("a.yaml", job_yaml("a", cron="1 * * * *"))
+    asked: list[list[tuple[str, str]]] = []
+
+    def moved(plan: Plan) -> bool:
+        asked.append([(change.action, change.job) for change in plan.changes])
+        return False
+
+    with pytest.raises(Unsettled):
+        reconcile_once(
+            daemon.engine, daemon.settings, trigger="watch", caches=daemon.caches, settled=moved
+        )
+    assert asked == [[("update", "a")]]
+    with daemon.engine.connect() as connection:
+        assert connection.execute(sa.text(runs)).scalar() == before
+        assert connection.execute(sa.text(cron)).scalar() == "*/5 * * * *"
+    daemon.assert_cache_is_the_truth()  # kept: nothing was written
+    reads = daemon.reads.copy()
+    assert actions(daemon.reconcile()) == [("update", "a")]
+    assert daemon.reads == reads, "the state read before was kept"

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from reconciler.engine.daemon import Daemon
-from reconciler.engine.reconcile import Trigger
+from reconciler.engine.reconcile import Trigger, Unsettled
 from reconciler.settings import Settings
 
 
@@ -50,7 +50,9 @@ def run_loop(
     stop = threading.Event()
     calls: list[tuple[Trigger, set[str] | None]] = []
 
-    def recording_pass(trigger: Trigger, caches: object, changed: set[str] | None) -> bool:
+    def recording_pass(
+        trigger: Trigger, caches: object, changed: set[str] | None, settled: object = None
+    ) -> bool:
         calls.append((trigger, changed))
         if len(calls) >= len(outcomes):
             stop.set()
@@ -100,3 +102,67 @@ def test_a_resync_comes_once_per_interval_however_often_events_arrive(tmp_path: 
     took = time.monotonic() - started
     assert len(resyncs) >= 2, f"{len(resyncs)} resyncs among {len(calls)} passes in {took:.1f} s"
     assert all(calls[i][1] is None for i in resyncs)  # a resync lists every file
+
+
+def test_a_watch_pass_writes_only_a_tree_that_stayed_settled(tmp_path: Path) -> None:
+    """A watch pass starts at the first event and waits for the quiet time only before it
+    writes (`settled`): an event after it took its paths (a checkout still going, an
+    editor's next step) abandons it (Unsettled: nothing written) and the pass runs again
+    on the newer tree; a plan that writes nothing does not wait."""
+    settings = Settings(
+        jobs_dir=tmp_path,
+        database_url=f"sqlite:///{tmp_path}/unused.db",
+        resync_interval=3600,
+        settle_seconds=0.2,
+        poll_interval=0.02,
+    )
+    elector: Any = SimpleNamespace(is_leader=lambda: True, instance_id="test", epoch=1)
+    daemon = Daemon(settings=settings, engine=None, elector=elector, make_service=lambda: None)  # type: ignore[arg-type]
+    watcher = ScriptedWatcher()
+    daemon._watcher = watcher  # type: ignore[assignment]
+    daemon._refresh_gauges = lambda caches: None  # type: ignore[method-assign]
+    daemon._compact_counts = lambda: None  # type: ignore[method-assign]
+    stop = threading.Event()
+    writes = SimpleNamespace(has_changes=True, quarantined={})
+    nothing = SimpleNamespace(has_changes=False, quarantined={})
+    seen: list[tuple[set[str] | None, bool, float]] = []
+
+    def scripted_pass(
+        trigger: Trigger, caches: object, changed: set[str] | None, settled: Any = None
+    ) -> bool:
+        assert trigger == Trigger.WATCH and settled is not None
+        started = time.monotonic()
+        if len(seen) == 0:  # the checkout goes on while this pass plans
+            watcher.last_event = time.monotonic()
+            daemon._wake.set()
+        plan = nothing if len(seen) == 2 else writes
+        ok = settled(plan)
+        seen.append((changed, ok, time.monotonic() - started))
+        if len(seen) == 3:
+            stop.set()
+        if not ok:
+            raise Unsettled("moved")
+        if len(seen) == 2:  # a later, unrelated event: a pass that writes nothing
+            watcher.last_event = time.monotonic()
+            daemon._wake.set()
+        return True
+
+    daemon._pass = scripted_pass  # type: ignore[method-assign]
+    runtime: Any = SimpleNamespace(
+        store=SimpleNamespace(forget_unreadable=lambda: None),
+        scheduler=SimpleNamespace(wakeup=lambda: None),
+        scheduler_alive=lambda: True,
+    )
+    watcher.last_event = time.monotonic()
+    daemon._wake.set()
+    loop = threading.Thread(target=daemon._loop, args=(stop, object(), runtime), daemon=True)
+    loop.start()
+    loop.join(10)
+    stop.set()
+    assert not loop.is_alive()
+    (first, first_ok, first_wait), (second, second_ok, second_wait), third = seen
+    assert not first_ok and first_wait >= 0.2, "an event after the paths were taken"
+    # Quiet since the first pass's wait: the files it reads are the settled tree.
+    assert second_ok and second_wait < 0.1
+    assert first == {"file-1.yaml"} and second == {"file-2.yaml"}
+    assert third[1] and third[2] < 0.1, "nothing to write: no wait"
