@@ -288,6 +288,7 @@ class Daemon:
                 try:
                     ok = self._pass(trigger, caches, listed, settled)
                 except Unsettled:  # nothing written: the pass again, on the newer tree
+                    log.info("the jobs folder changed while a pass planned: planning again")
                     changed = True
                     continue
                 list_all = not ok
