@@ -87,7 +87,7 @@ class FieldDiffer:
         self, flat_before: dict[str, Any], flat_after: dict[str, Any]
     ) -> list[FieldDiff]:
         diffs = []
-        for path in sorted(flat_before.keys() | flat_after.keys()):
+        for path in _differing(flat_before, flat_after):
             old, new = flat_before.get(path), flat_after.get(path)
             if old != new:
                 if self._is_secret(path):
@@ -260,11 +260,24 @@ def changed_paths(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[s
     """The flattened paths whose values differ between two essences, in order (what
     FieldDiffer.diff lists, without showing any value)."""
     flat_before, flat_after = flatten(before), flatten(after)
-    return [
-        path
-        for path in sorted(flat_before.keys() | flat_after.keys())
-        if flat_before.get(path) != flat_after.get(path)
-    ]
+    return _differing(flat_before, flat_after)
+
+
+def _differing(flat_before: Mapping[str, Any], flat_after: Mapping[str, Any]) -> list[str]:
+    """The paths whose values differ, sorted; but not an empty mapping on one side whose
+    fields are paths on the other (`kwargs: {}` -> `kwargs.data.a: 1`): its fields are
+    the difference, the mapping does not become null."""
+    paths = sorted(flat_before.keys() | flat_after.keys())
+    differ = [path for path in paths if flat_before.get(path) != flat_after.get(path)]
+    emptied = {path for path in differ if flat_before.get(path, {}) == flat_after.get(path, {})}
+    if not emptied:
+        return differ
+    parents = {path.rsplit(".", 1)[0] for path in paths if "." in path}
+    for path in list(parents):
+        while "." in path:
+            path = path.rsplit(".", 1)[0]
+            parents.add(path)
+    return [path for path in differ if path not in parents or path not in emptied]
 
 
 def _leaves(essence: Mapping[str, Any]) -> list[tuple[str, Any]]:
