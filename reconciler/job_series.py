@@ -55,6 +55,8 @@ LabelVocabulary = tuple[str, Sequence[str]] | None
 # Prometheus text format (0.0.4; its 1.0.0 writes our legacy names the same) and
 # OpenMetrics 1.0.0.
 TEXT = "text"
+# Jobs rendered by one scrape past which JobSeries.after_many_renders is called.
+RELEASE_AFTER = 10_000
 OPENMETRICS = "openmetrics"
 FORMATS = (TEXT, OPENMETRICS)
 
@@ -83,6 +85,10 @@ class JobSeries(Collector):
         self._kept_created = True  # prometheus_client's `_created` switch they follow
         self._pack_size = pack_size
         self._preparing = threading.Lock()  # one scrape renders and packs at a time
+        # Called (outside the locks) after a scrape that rendered RELEASE_AFTER jobs or
+        # more: the daemon gives the C heap's free pages back (its renders' strings are
+        # freed once packed, on the HTTP thread's own malloc arena).
+        self.after_many_renders: Callable[[], object] | None = None
 
     def counter(
         self, name: str, documentation: str, vocabulary: LabelVocabulary = None
@@ -217,6 +223,7 @@ class JobSeries(Collector):
                 kept = self._kept_for(kind, with_created)
                 kept.scrapes += 1
             render = _JobLines(self._families, self._width, kind, with_created).render
+            rendered = 0
             # The tail a pack at a time (after a start: every job), never all loose at once.
             while True:
                 with self._lock:
@@ -225,6 +232,7 @@ class JobSeries(Collector):
                         break
                     todo = self._copies(batch, kept)
                 made = [(job, row, render(job, row)) for job, row in todo]
+                rendered += len(made)
                 with self._lock:
                     self._keep(kept, made)
                     kept.pack_tail()
@@ -241,7 +249,10 @@ class JobSeries(Collector):
                 self._keep(kept, made)
             for job, _row, entry in made:
                 plan.fill(job, entry)
-            return plan
+            rendered += len(made)
+        if rendered >= RELEASE_AFTER and self.after_many_renders is not None:
+            self.after_many_renders()
+        return plan
 
     def _kept_for(self, kind: str, with_created: bool) -> KeptLines:
         """The kept lines of `kind`; the other format's are dropped (kept as they were:
