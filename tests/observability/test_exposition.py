@@ -364,3 +364,22 @@ def test_kept_packed_lines_scrape_as_the_straightforward_rendering(
     kept = store._kept[kind or TEXT]
     assert kept.packs, "packs were made"
     assert len(kept.loose) < len(names), "most kept lines are packed"
+
+
+def test_a_scrape_that_rendered_many_jobs_calls_the_hook(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daemon gives the C heap back after a scrape that rendered many jobs (the first
+    after a start), not after a steady one."""
+    from reconciler import job_series
+
+    monkeypatch.setattr(job_series, "RELEASE_AFTER", 10)
+    store, registry, families = make_store(pack_size=4)
+    calls: list[int] = []
+    store.after_many_renders = lambda: calls.append(1)
+    encoder, _ = choose_encoder("application/openmetrics-text")
+    for number in range(30):
+        families["next"].labels(f"job-{number}").set(number)
+    b"".join(expose(registry, encoder))
+    assert calls == [1]
+    families["next"].labels("job-3").set(-1)  # one job rendered again: no call
+    b"".join(expose(registry, encoder))
+    assert calls == [1]
