@@ -16,7 +16,13 @@ from reconciler.core.plan import Target
 from reconciler.core.state import InventoryRow
 from reconciler.spec.diagnostics import Diagnostic
 from reconciler.store.db import upsert
-from reconciler.store.tables import job_runs, quarantined_files, reconcile_runs, scheduled_jobs
+from reconciler.store.tables import (
+    job_events,
+    job_runs,
+    quarantined_files,
+    reconcile_runs,
+    scheduled_jobs,
+)
 
 
 class EssenceCache:
@@ -151,6 +157,10 @@ def rename_ledger(connection: Connection, renames: Mapping[str, str]) -> None:
             .exists()
         )
         connection.execute(sa.update(t).where(t.c.job_name == old, ~same_slot).values(job_name=new))
+        # Its events are history too (`describe job NEW` lists the changes before the rename).
+        connection.execute(
+            sa.update(job_events).where(job_events.c.job_name == old).values(job_name=new)
+        )
 
 
 def replace_quarantine(

@@ -1,0 +1,37 @@
+"""A rename keeps a job's history (README: the inventory row, run history and next fire
+move to the new name): `describe job NEW` lists the events from before the rename too,
+run as users run it (the console script on SQLite)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+RECONCILE = str(Path(sys.executable).parent / "reconcile")
+JOB = "name: {name}\ntask: reconciler.tasks.example_task\nschedule: {{cron: '{cron}'}}\n"
+
+
+def test_describe_after_a_rename_lists_the_earlier_events(tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs.d"
+    jobs.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
+
+    def reconcile(*args: str) -> str:
+        done = subprocess.run(
+            [RECONCILE, *args], cwd=tmp_path, env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    for text in (
+        JOB.format(name="tick", cron="0 0 1 1 *"),
+        JOB.format(name="tick", cron="0 0 2 1 *"),
+        JOB.format(name="tock", cron="0 0 2 1 *") + "previous_names: [tick]\n",
+    ):
+        (jobs / "job.yaml").write_text(text)
+        reconcile("apply", "--auto-approve")
+    events = json.loads(reconcile("describe", "job", "tock", "-o", "json"))["events"]
+    assert sorted(event["action"] for event in events) == ["rename", "update"], events
