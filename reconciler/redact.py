@@ -190,18 +190,26 @@ class MaskingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        # A record about a job carries its name (reconciler.logs.JOB_FIELD). Before a colon
-        # it is a name, not a key: `~ token-refresh: schedule.cron ...` is no `token: ...`
-        # pair, so the text around the name is masked, not what follows it.
-        name = getattr(record, "job", None)
-        head = f"{name}:" if isinstance(name, str) and name else None
-        if head is not None and head in message:
-            masked = head.join([mask_text(part) for part in message.split(head)])
-        else:
-            masked = mask_text(message)
+        kept = _change_head(message, getattr(record, "job", None))
+        masked = message[:kept] + mask_text(message[kept:])
         if masked != message:
             record.msg, record.args = masked, None
         return True
+
+
+# What reconciler.core.render.change_line puts before a job's name: its plan symbol.
+_CHANGE_SIGILS = ("+ ", "~ ", "- ", "! ")
+
+
+def _change_head(message: str, name: object) -> int:
+    """The length of `~ token-refresh:` when `message` is a change line of job `name`
+    (its record's reconciler.logs.JOB_FIELD), else 0. There the name is a name, not a
+    key: masked, `~ token-refresh: schedule.cron ...` would read as a `token: ...` pair.
+    Only that place: the name elsewhere in a line may end a real key (`api_token: x` of
+    a job called `token`), and the rest of the line is masked as any other text."""
+    if not isinstance(name, str) or not name or message[:2] not in _CHANGE_SIGILS:
+        return 0
+    return len(name) + 3 if message.startswith(f"{name}:", 2) else 0
 
 
 def mask_logs(handlers: list[logging.Handler]) -> None:

@@ -57,13 +57,41 @@ def test_mask_text(text: str, masked: str) -> None:
     assert mask_text(text) == masked
 
 
-def test_a_job_name_before_a_colon_is_not_a_secret_key() -> None:
-    """A log record about `token-refresh` names it; the rest of its line is still masked."""
-    line = f"~ token-refresh: url https://u:{PASSWORD}@h/, token: x"
+@pytest.mark.parametrize(
+    ("job", "line", "shown"),
+    [
+        # A log record about `token-refresh` names it; the rest of its line is still masked.
+        (
+            "token-refresh",
+            f"~ token-refresh: url https://u:{PASSWORD}@h/, token: x",
+            "~ token-refresh: url https://u:***@h/, token: ***",
+        ),
+        # The name ends a longer key, or is a key itself anywhere but a change line's head.
+        (
+            "token",
+            "~ token: cron changed; api_token: s3cr3tvalue123",
+            "~ token: cron changed; api_token: ***",
+        ),
+        ("token", "access_token: s3cr3tvalue123", "access_token: ***"),
+        ("token", "token: s3cr3tvalue123", "token: ***"),
+        ("auth", "request failed basic_auth: s3cr3tvalue123", "request failed basic_auth: ***"),
+        # `oauth` is no secret word (looks_secret): shown as without the job's name.
+        ("auth", "request failed oauth: s3cr3tvalue123", "request failed oauth: s3cr3tvalue123"),
+        # A change line's head is the job's name; a name that merely starts it is not.
+        ("token", "+ token: added from token.yaml", "+ token: added from token.yaml"),
+        ("token", "+ token-refresh: added from t.yaml", "+ token-refresh: *** from t.yaml"),
+    ],
+)
+def test_a_job_name_is_a_name_only_at_a_change_lines_head(job: str, line: str, shown: str) -> None:
+    """Before the colon of its change line, a job's name is no secret key. Elsewhere it
+    may end a real key (`api_token: ...` of a job called `token`): the filter masks
+    there as mask_text does (review finding 1)."""
     record = logging.LogRecord("t", logging.INFO, __file__, 1, "%s", (line,), None)
-    record.job = "token-refresh"  # job_extra(name), as the daemon logs a change
+    record.job = job  # job_extra(name), as the daemon logs a change
     MaskingFilter().filter(record)
-    assert record.getMessage() == "~ token-refresh: url https://u:***@h/, token: ***"
+    assert record.getMessage() == shown
+    if not line[1:].startswith(f" {job}:"):  # not a change line of the job
+        assert shown == mask_text(line)
 
 
 @pytest.fixture
