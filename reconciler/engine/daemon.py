@@ -32,7 +32,7 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC
@@ -62,6 +62,7 @@ from reconciler.engine.watch import JobsWatcher
 from reconciler.errors import RefusedError
 from reconciler.logs import job_extra
 from reconciler.settings import Settings
+from reconciler.spec.diagnostics import Diagnostic
 from reconciler.store.change_counts import compact_change_counts
 from reconciler.store.jobstore import OwnedJobStore
 
@@ -182,6 +183,8 @@ class Daemon:
         self._watcher = JobsWatcher(settings.jobs_dir, on_change=self._wake.set)
         self._failures = 0
         self.passes = 0
+        # The quarantine as the last successful pass left it: what changed is logged.
+        self._quarantined: Mapping[str, tuple[Diagnostic, ...]] = {}
         self._gauges = JobGauges()
         self._runtime: FiringRuntime | None = None
         self._source = SourceWatch(settings)
@@ -429,14 +432,39 @@ class Daemon:
         plan = result.plan
         if plan.has_changes:
             counts = ", ".join(f"{n} {a}" for a, n in plan.summary.items() if n)
-            log.info("applied %s (%s) in %.3f s", counts, plan.revision.label(), result.duration)
+            log.info(
+                "applied %s in %.3f s, revision %s", counts, result.duration, plan.revision.label()
+            )
             differ = FieldDiffer()
             for change in plan.changes[:CHANGES_LOGGED]:
                 line = change_line(change, differ=differ)
                 log.info("%s", line, extra=job_extra(change.job))
             if len(plan.changes) > CHANGES_LOGGED:
                 log.info("... and %d more changes", len(plan.changes) - CHANGES_LOGGED)
+        self._report_quarantine(plan.quarantined)
         self._refresh_gauges(caches)
+
+    def _report_quarantine(self, quarantined: Mapping[str, tuple[Diagnostic, ...]]) -> None:
+        """Log the files that entered the quarantine (or whose diagnostics changed) and
+        those that left it. A broken file pushed to git changes no job (its jobs keep
+        their last applied spec), so without these lines the daemon's log an operator
+        tails said nothing: only `status`, the API and the metric showed it."""
+        entered, left = quarantine_news(self._quarantined, quarantined)
+        self._quarantined = dict(quarantined)
+        for path in entered[:CHANGES_LOGGED]:
+            diagnostics = quarantined[path]
+            more = f" (and {len(diagnostics) - 1} more)" if len(diagnostics) > 1 else ""
+            log.warning(
+                "%s quarantined, its jobs keep their last applied spec: %s%s",
+                path,
+                diagnostics[0].render(),
+                more,
+            )
+        for path in left[:CHANGES_LOGGED]:
+            log.info("%s valid again: out of quarantine", path)
+        hidden = max(0, len(entered) - CHANGES_LOGGED) + max(0, len(left) - CHANGES_LOGGED)
+        if hidden:
+            log.info("... and %d more files in or out of quarantine", hidden)
 
     def _refresh_gauges(self, caches: ReconcileCaches) -> None:
         """Abandoned when a file event arrives while it reads (`JobGauges.refresh`): the
@@ -452,3 +480,13 @@ class Daemon:
             )
         except Exception:  # metrics must never fail the loop
             log.warning("refreshing the job gauges failed", exc_info=True)
+
+
+def quarantine_news(
+    before: Mapping[str, tuple[Diagnostic, ...]], after: Mapping[str, tuple[Diagnostic, ...]]
+) -> tuple[list[str], list[str]]:
+    """The paths that entered the quarantine between two passes (or stayed with other
+    diagnostics: a different mistake is news too), and the paths that left it, sorted."""
+    entered = sorted(path for path, found in after.items() if before.get(path) != found)
+    left = sorted(path for path in before if path not in after)
+    return entered, left

@@ -153,3 +153,38 @@ def test_a_renamed_job_is_not_added_again_by_the_next_watch_pass(make_cluster) -
     assert [run.added for run in runs] == [1, 0, 1], "tick, the rename, then other only"
     daemon_log = cluster.daemons[0].output()
     assert "+ tock" not in daemon_log, daemon_log[-2000:]
+
+
+def test_a_file_entering_and_leaving_the_quarantine_is_logged(make_cluster) -> None:
+    """A broken file pushed to git changes no job (its jobs keep their last applied
+    spec), so the pass applies nothing: the daemon's log must still say so, with the
+    diagnostic's position, and say when the file is valid again. Found from outside:
+    only `status` and the API showed it."""
+    cluster = make_cluster(resync_interval="600")  # the watcher's passes only
+    path = cluster.jobs_dir / "nightly.yaml"
+    path.write_text(job_yaml("nightly", cron="0 3 * * *"))
+    cluster.start("daemon-a")
+    wait_until(lambda: cluster.leader(), timeout=40, what="a leader")
+    wait_until(
+        lambda: cluster.scalar("SELECT count(*) FROM scheduled_jobs WHERE name = 'nightly'"),
+        timeout=20,
+        what="the startup pass",
+    )
+    path.write_text(job_yaml("nightly", cron="0 3 * * *") + "retreis: 3\n")
+    wait_until(
+        lambda: "quarantined" in cluster.daemons[0].output(),
+        timeout=20,
+        what="the quarantine logged",
+    )
+    path.write_text(job_yaml("nightly", cron="0 3 * * *"))
+    wait_until(
+        lambda: "valid again" in cluster.daemons[0].output(),
+        timeout=20,
+        what="the way out logged",
+    )
+    cluster.stop_all()
+    lines = cluster.daemons[0].output().splitlines()
+    entered = [line for line in lines if "quarantined, its jobs keep" in line]
+    assert len(entered) == 1, entered  # once, not on every pass
+    assert "nightly.yaml:" in entered[0] and "UNKNOWN_FIELD" in entered[0], entered[0]
+    assert sum("nightly.yaml valid again" in line for line in lines) == 1
