@@ -728,7 +728,10 @@ def _reconcile(
                         caches if keep else None,
                         now,
                         caches.memory,
-                        meanwhile=records.write,
+                        # A one-shot pass only: the daemon writes its records after
+                        # its scheduler rows, outside `write_guard` (its scheduler
+                        # does not wait for them).
+                        meanwhile=records.write if not keep else lambda: None,
                     )
                     notify_applied(connection, plan.plan_hash)
                     if before_commit is not None:
@@ -744,6 +747,7 @@ def _reconcile(
         # Committed: the next pass may trust it.
         caches.actual = (known.fingerprint, known.actual) if known is not None else None
         caches.counts = known.counts if known is not None else None
+        records.committed()
     duration = time.monotonic() - started
     _observe(plan, trigger, outcome, duration, applied=apply)
     return ReconcileResult(plan=plan, outcome=outcome, duration=duration)
@@ -761,31 +765,49 @@ def _forget_specs(plan: Plan, desired: DesiredState) -> None:
 
 class _FileRecording:
     """`_record_files` once per pass, for the working tree only: while a one-shot apply
-    waits for its new scheduler rows (engine.apply's `meanwhile`), or after the apply."""
+    waits for its new scheduler rows (engine.apply's `meanwhile`), or after the apply.
+    The caches learn what was written only once the pass has committed (`committed`):
+    a pass that fails after writing them rolls the records back, and the next pass
+    must write them again, not find them in the caches."""
 
     def __init__(
         self, connection: Connection, settings: Settings, caches: ReconcileCaches, *, now: datetime
     ) -> None:
         self._call = (connection, settings, caches, now)
         self._done = git_ref(settings.source) is not None  # a commit's tree: no records
+        self._written: _Recorded | None = None
 
     def write(self) -> None:
         if not self._done:
             self._done = True
             connection, settings, caches, now = self._call
-            _record_files(connection, settings, caches, now=now)
+            self._written = _record_files(connection, settings, caches, now=now)
+
+    def committed(self) -> None:
+        caches = self._call[2]
+        if self._written is not None:
+            caches.records, caches.recorded, caches.records_of = self._written
+
+
+# What `_record_files` wrote: the records, the load result they match, the record made
+# of each file outcome (ReconcileCaches.records, .recorded, .records_of).
+_Recorded = tuple[
+    dict[str, FileRecord], LoadResult, dict[int, tuple[FileOutcome, str, FileRecord | None]]
+]
 
 
 def _record_files(
     connection: Connection, settings: Settings, caches: ReconcileCaches, *, now: datetime
-) -> None:
+) -> _Recorded | None:
     """Make `job_files` hold the record of every file this pass loaded (in the pass's
-    transaction: what a later one-shot pass reads was true of a committed pass)."""
+    transaction: what a later one-shot pass reads was true of a committed pass). Returns
+    what the caches learn once the pass commits; None: nothing written."""
     loaded = caches.loaded[0] if caches.loaded is not None else None
     if loaded is None or loaded is caches.recorded:
-        return  # nothing loaded anew since the records were last written
-    if caches.records is None:
-        caches.records = read_file_records(connection)
+        return None  # nothing loaded anew since the records were last written
+    in_table = caches.records
+    if in_table is None:
+        in_table = read_file_records(connection)
     context = validation_context(settings)
     wanted, made = {}, {}
     for outcome in loaded.outcomes:
@@ -795,8 +817,8 @@ def _record_files(
         made[id(outcome)] = known
         if known[2] is not None:
             wanted[known[2].path] = known[2]
-    write_file_records(connection, wanted, known=caches.records, now=now)
-    caches.records, caches.recorded, caches.records_of = wanted, loaded, made
+    write_file_records(connection, wanted, known=in_table, now=now)
+    return wanted, loaded, made
 
 
 def _record_rows_in_sync(

@@ -26,6 +26,7 @@ from reconciler.core.plan import Plan
 from reconciler.core.plan_json import render_json
 from reconciler.core.state import DesiredJob, RecordedSpec
 from reconciler.core.triggers import has_open_end
+from reconciler.engine import reconcile
 from reconciler.engine.reconcile import ReconcileCaches, load_desired, reconcile_once
 from reconciler.settings import Settings
 from reconciler.spec import loader
@@ -378,6 +379,44 @@ def test_a_daemons_passes_record_files_too(space: Space, parsed: list[str]) -> N
     plan = reconcile_once(space.engine, space.settings, trigger="cli", apply=False).plan
     assert not plan.has_changes
     assert parsed == []
+
+
+@pytest.mark.parametrize("failing", ["before_commit", "record"])
+def test_a_failed_daemon_pass_leaves_its_records_to_the_next(
+    either_space: Space, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    """A daemon pass that fails after writing the file records rolls them back: its
+    caches must not say they were written, or no later pass of the daemon's term writes
+    them (its watch passes and resyncs skip what the caches say is recorded). Failing
+    late in the transaction (a kill point before the commit) and in the pass's own
+    reconcile_runs row."""
+    space = either_space
+    caches = ReconcileCaches(compact=True)
+    space.do("write", "a.yaml", f"name: job-a\n{TASK}\n{SCHEDULES[0]}")
+    reconcile_once(space.engine, space.settings, trigger="startup", caches=caches)
+    space.do("write", "b.yaml", f"name: job-b\n{TASK}\n{SCHEDULES[0]}")
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("database went away")
+
+    with monkeypatch.context() as patched:
+        if failing == "record":
+            patched.setattr(reconcile, "_record", boom)
+        with pytest.raises(RuntimeError, match="went away"):
+            reconcile_once(
+                space.engine,
+                space.settings,
+                trigger="watch",
+                caches=caches,
+                changed_files=[str(space.root / "b.yaml")],
+                before_commit=boom if failing == "before_commit" else None,
+            )
+    with space.engine.connect() as connection:
+        assert sorted(read_file_records(connection)) == ["a.yaml"]  # rolled back
+    again = reconcile_once(space.engine, space.settings, trigger="watch", caches=caches)
+    assert [(c.action, c.job) for c in again.plan.changes] == [("add", "job-b")]
+    with space.engine.connect() as connection:
+        assert sorted(read_file_records(connection)) == ["a.yaml", "b.yaml"]
 
 
 def test_rows_as_written_are_not_decoded_and_drift_is(
