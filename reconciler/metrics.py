@@ -110,7 +110,8 @@ LEADER = Gauge(
 SCHEDULER_RUNNING = Gauge(
     "reconciler_scheduler_running",
     "1 while this leader's APScheduler thread runs; 0 on a standby, during a new term's "
-    "startup pass, or once the thread died (the daemon then gives up the lead and exits 1)",
+    "startup pass, or once it cannot fire (its thread died, or a write-back failed for 30 s: "
+    "the daemon then gives up the lead and exits 1)",
     multiprocess_mode="livemax",
 )
 DAEMON_LOOP = Gauge(

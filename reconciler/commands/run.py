@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         if server is not None:
             server.close()
     if daemon.failure is not None:
-        # The lead given up (the scheduler's thread died): a supervisor restarts it.
+        # The lead given up (its scheduler could not fire): a supervisor restarts it.
         return EXIT_ERROR
     if daemon.superseded:
         # A hung leader that another one replaced: a supervisor restarts it as a standby.

@@ -16,9 +16,10 @@ From then on one loop, one pass at a time:
 - every POLL_INTERVAL it wakes the scheduler, so rows written by another process (a CLI
   `reconcile apply`) are live within that interval (our own passes wake it at once);
 - a failed pass is recorded and retried with exponential backoff (1 s .. 60 s);
-- every turn it checks that APScheduler's thread still runs: if it died (an exception
-  APScheduler 3 does not catch), the daemon gives up the lead and exits 1 (see
-  `Daemon._scheduler_died`).
+- every turn it checks that APScheduler's thread still runs and its job store still
+  writes back: if the thread died (an exception APScheduler 3 does not catch) or the
+  store gave a failing write-back up, the daemon gives up the lead and exits 1 (see
+  `Daemon._give_up`).
 Stopping (SIGTERM, or leadership lost): the scheduler shuts down FIRST (its last pass
 still fires: FireExecutor runs it inline into the running pipeline, where stock
 APScheduler would lose it), then the retrier, then the Dispatcher drains what is queued
@@ -136,6 +137,14 @@ class FiringRuntime:
         thread = getattr(self.scheduler, "_thread", None)  # BackgroundScheduler's own
         return thread is not None and thread.is_alive()
 
+    def failure(self) -> str | None:
+        """Why this leader cannot fire any more, if it cannot: its scheduler's thread
+        died, or its job store gave a failing write-back up (its thread alive, but no
+        pass fires anything until the write-back succeeds: OwnedJobStore.failure)."""
+        if not self.scheduler_alive():
+            return "the scheduler's thread died while this process led"
+        return self.store.failure
+
     def stop(self) -> None:
         """The scheduler FIRST: its last pass still fires, through the running pipeline
         (FireExecutor runs it inline); THEN the pipeline drains and publishes."""
@@ -191,7 +200,7 @@ class Daemon:
         self._leader_watch = LeaderWatch(
             engine=engine, instance_id=elector.instance_id, is_leader=elector.is_leader
         )
-        # Why this process stopped by itself (the scheduler's thread died while it led):
+        # Why this process stopped by itself (FiringRuntime.failure: it could not fire):
         # `reconcile run` then exits 1 for its supervisor to restart it.
         self.failure: str | None = None
 
@@ -261,8 +270,9 @@ class Daemon:
         # with them (the database refused it before): the next pass lists every file.
         list_all = False
         while not stop.is_set() and self._elector.is_leader():
-            if not runtime.scheduler_alive():
-                self._scheduler_died()
+            failure = runtime.failure()
+            if failure is not None:
+                self._give_up(failure)
                 return
             if self._wake.wait(timeout=settings.poll_interval):
                 self._wake.clear()
@@ -314,17 +324,17 @@ class Daemon:
             runtime.scheduler.wakeup()
             metrics.DAEMON_LOOP.set_to_current_time()  # liveness, for the healthcheck
 
-    def _scheduler_died(self) -> None:
-        """The leader without a scheduler fires nothing while it keeps the lock: give
-        the lead up (`_lead` stops what is left, in order, and releases the lock: a
-        standby takes over at once) and stop, exiting 1, as a Kubernetes controller
-        would crash: a fresh process starts from a known state, and its supervisor's
-        restart count shows what happened. Restarting the thread in place would hide a
-        fault that may come back on every pass."""
-        self.failure = "the scheduler's thread died while this process led"
+    def _give_up(self, failure: str) -> None:
+        """The leader that cannot fire (FiringRuntime.failure) fires nothing while it
+        keeps the lock: give the lead up (`_lead` stops what is left, in order, and
+        releases the lock: a standby takes over at once) and stop, exiting 1, as a
+        Kubernetes controller would crash: a fresh process starts from a known state,
+        and its supervisor's restart count shows what happened. Restarting the thread
+        in place would hide a fault that may come back on every pass."""
+        self.failure = failure
         metrics.SCHEDULER_RUNNING.set(0)
         log.error(
-            "%s: %s (its exception is logged above as 'Exception in thread APScheduler'); "
+            "%s: %s (the cause is logged above); "
             "giving up the leadership and exiting 1 for a restart",
             self._elector.instance_id,
             self.failure,

@@ -33,7 +33,11 @@ must).
 A write-back that fails (a database restart, a deadlock victim) stays pending and is
 retried by the next flush. `get_next_run_time`, which APScheduler 3 calls outside any
 try (an exception there ended the scheduler's thread for good while the process kept
-leading), logs the error and wakes the scheduler again in RETRY_SECONDS instead.
+leading), logs the error and wakes the scheduler again in RETRY_SECONDS instead. Every
+pass flushes before it takes due jobs, so while the write-back fails NOTHING fires, for
+any job, with the thread alive: retried for at most GIVE_UP_SECONDS (and
+GIVE_UP_ATTEMPTS flushes), then the store declares itself failed (`failure`, see
+`_write_back_failed`) and the daemon gives the lead up as for a dead scheduler thread.
 
 And one thing of ours: a fire's write-back keeps the row's record. `written_scheduler_rows`
 names, by SHA-256, the bytes an apply wrote for a job (store.scheduler_rows), so that a
@@ -55,6 +59,7 @@ import base64
 import copy
 import hashlib
 import logging
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -78,6 +83,13 @@ log = logging.getLogger(__name__)
 REWIND_CHUNK = 1000
 # After a failed write-back or next-run-time read, the scheduler is woken again this soon.
 RETRY_SECONDS = 1.0
+# A write-back failing for this long AND this many flushes is no passing fault: the
+# store fails (module doc). 30 s outlasts a PostgreSQL restart or a deadlock retry (a
+# few seconds) and the leader lease (which a database away that long ends anyway);
+# every second of it fires nothing. The attempts keep one slow pass (a frozen process,
+# a long UPDATE timing out) from counting as a persistent fault.
+GIVE_UP_SECONDS = 30.0
+GIVE_UP_ATTEMPTS = 3
 
 
 def _always() -> bool:
@@ -114,6 +126,13 @@ class OwnedJobStore(SQLAlchemyJobStore):
         self._unreadable: set[str] = set()
         self._read_states: dict[str, bytes] = {}  # job id -> job_state as last read
         self._pending: dict[str, dict[str, Any]] = {}  # buffered update_job writes
+        # Pending rows not yet announced to before_write_back: a retry of the same rows
+        # does not wait for their publishing again (it waited once, or it timed out).
+        self._unannounced = 0
+        # The kept write-back's failures: since (monotonic) and how many flushes.
+        self._failing_since: float | None = None
+        self._failed_flushes = 0
+        self.failure: str | None = None  # set once the write-back is given up
         # Loads and re-pickles this store's jobs: a fired job's shared trigger, loaded
         # once, is pickled once (the codec remembers pickles by trigger identity).
         self._codec = StateCodec()
@@ -128,7 +147,7 @@ class OwnedJobStore(SQLAlchemyJobStore):
 
     def get_due_jobs(self, now: datetime) -> list[Job]:
         self.flush()
-        if not self._is_leader():
+        if not self._is_leader() or self.failure is not None:
             return []
         timestamp = datetime_to_utc_timestamp(now)
         return self._get_jobs(self.jobs_t.c.next_run_time <= timestamp)
@@ -145,6 +164,8 @@ class OwnedJobStore(SQLAlchemyJobStore):
         # Pickled at flush time, after the scheduler's pass: a burst of due jobs is fired
         # first and written back after, instead of every fire waiting for the pickling
         # of the jobs before it. The state is taken now (a snapshot of the job).
+        if job.id not in self._pending:
+            self._unannounced += 1
         self._pending[job.id] = {
             "b_id": job.id,
             "b_read": read,
@@ -162,21 +183,57 @@ class OwnedJobStore(SQLAlchemyJobStore):
                 row["b_state"] = self._codec.pickle_state(row["b_state"])
         # Kept pending until written: a failed write (a database restart, a deadlock
         # victim) is retried by the next flush, with the same rows as read.
-        with self.engine.begin() as connection:
-            if connection.dialect.name == "postgresql":
-                self._flush_as_json(connection, pending, records=self._records(connection))
-            else:
-                table = self.jobs_t
-                statement = (
-                    table.update()
-                    .where(table.c.id == sa.bindparam("b_id"))
-                    .where(table.c.job_state == sa.bindparam("b_read"))
-                    .values(next_run_time=sa.bindparam("b_next"), job_state=sa.bindparam("b_state"))
-                )
-                connection.execute(statement, pending)
+        try:
+            with self.engine.begin() as connection:
+                if connection.dialect.name == "postgresql":
+                    self._flush_as_json(connection, pending, records=self._records(connection))
+                else:
+                    table = self.jobs_t
+                    statement = (
+                        table.update()
+                        .where(table.c.id == sa.bindparam("b_id"))
+                        .where(table.c.job_state == sa.bindparam("b_read"))
+                        .values(
+                            next_run_time=sa.bindparam("b_next"), job_state=sa.bindparam("b_state")
+                        )
+                    )
+                    connection.execute(statement, pending)
+        except Exception:
+            self._write_back_failed()
+            raise
         self._pending = {}
+        self._failing_since = None
+        self._failed_flushes = 0
         for row in pending:
             self._read_states.pop(row["b_id"], None)
+
+    def _write_back_failed(self) -> None:
+        """Count a failed flush; past GIVE_UP_SECONDS and GIVE_UP_ATTEMPTS, fail the store.
+
+        Why failing, not dropping the rows (what the store did before it kept them): a
+        dropped row stays due, so every pass fires it again, each a duplicate the
+        ledger refuses, and a fault that refuses the whole statement (a statement
+        timeout shorter than a burst's UPDATE, a trigger refusing one row of it) comes
+        back on every pass: the leader would spin on duplicates with its health green.
+        Failing is what an operator expects of a leader that cannot fire: the daemon
+        gives the lead up (as for a dead scheduler thread: the standby, with its own
+        connections, takes over and rewinds; this process exits 1), the failure shows
+        in reconciler_scheduler_running, the healthcheck and the restart count. The
+        pending slots are in the ledger: the next leader refires them as refused
+        duplicates at most. Meanwhile this store fires nothing more (get_due_jobs)."""
+        now = time.monotonic()
+        if self._failing_since is None:
+            self._failing_since = now
+        self._failed_flushes += 1
+        failing = now - self._failing_since
+        if self.failure is None and (
+            failing >= GIVE_UP_SECONDS and self._failed_flushes >= GIVE_UP_ATTEMPTS
+        ):
+            self.failure = (
+                f"the job store could not write back {len(self._pending)} fired jobs "
+                f"for {failing:.0f} s ({self._failed_flushes} attempts)"
+            )
+            log.error("%s: giving the write-back up", self.failure)
 
     def _flush_as_json(
         self, connection: sa.Connection, pending: list[dict[str, Any]], *, records: bool
@@ -281,10 +338,11 @@ class OwnedJobStore(SQLAlchemyJobStore):
 
     def _next_run_time(self) -> datetime | None:
         # The end of a scheduler pass: write what it fired.
-        if self._pending and self._before_write_back is not None:
-            self._before_write_back(len(self._pending))
+        if self._unannounced and self._before_write_back is not None:
+            self._before_write_back(self._unannounced)
+        self._unannounced = 0
         self.flush()
-        if not self._is_leader():
+        if not self._is_leader() or self.failure is not None:
             return None  # sleep until woken (or stopped): nothing is ours to fire
         query = (
             sa.select(self.jobs_t.c.next_run_time)

@@ -4,6 +4,8 @@ if its row is still as read: a writer in between (a CLI apply) wins. Both databa
 from __future__ import annotations
 
 import pickle
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,6 +13,7 @@ import sqlalchemy as sa
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from reconciler.store import jobstore
 from reconciler.store.db import create_sync_engine
 from reconciler.store.jobstore import OwnedJobStore
 from reconciler.store.migrate import upgrade_database
@@ -134,13 +137,49 @@ def test_a_write_back_still_failing_at_shutdown_does_not_stop_it(db_url: str) ->
         engine.dispose()
 
 
-def fired_and_pending(db_url: str) -> tuple[sa.Engine, BackgroundScheduler, OwnedJobStore]:
+def test_a_write_back_failing_for_good_fails_the_store_and_waits_once(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kept pending, a write-back that fails on every retry (a statement timeout shorter
+    than a burst's UPDATE, a row a trigger refuses) stopped every fire of the leader
+    with its thread alive and its health green. Past GIVE_UP_SECONDS and
+    GIVE_UP_ATTEMPTS the store fails (the daemon then gives the lead up) and fires
+    nothing more; the retries do not wait for the same burst's publishing again."""
+    monkeypatch.setattr(jobstore, "GIVE_UP_SECONDS", 0.3)
+    announced: list[int] = []
+    engine, scheduler, store = fired_and_pending(db_url, before_write_back=announced.append)
+    table = apscheduler_jobs.name
+    try:
+        with engine.begin() as connection:
+            connection.execute(sa.text(f"ALTER TABLE {table} RENAME TO {table}_away"))
+        store.get_next_run_time()  # the pass's write-back fails: retried
+        time.sleep(0.4)
+        store.get_next_run_time()  # past the time span, not past the attempts
+        assert store.failure is None
+        with pytest.raises(sa.exc.DatabaseError):
+            store.get_due_jobs(NOW)  # APScheduler logs it ("Error getting due jobs")
+        assert store.failure is not None
+        assert "could not write back 1 fired jobs" in store.failure
+        assert announced == [1]  # the burst was waited for once, not on every retry
+        with engine.begin() as connection:
+            connection.execute(sa.text(f"ALTER TABLE {table}_away RENAME TO {table}"))
+        # Written back now, but a failed store fires nothing more: the lead goes.
+        assert store.get_due_jobs(NOW + timedelta(minutes=2)) == []
+        assert store.get_next_run_time() is None
+    finally:
+        scheduler.shutdown(wait=False)
+        engine.dispose()
+
+
+def fired_and_pending(
+    db_url: str, *, before_write_back: Callable[[int], object] | None = None
+) -> tuple[sa.Engine, BackgroundScheduler, OwnedJobStore]:
     """A paused scheduler on the store whose one job a pass has fired: its write-back
     pending (moving it from NOW - 1 min to NOW + 1 min)."""
     upgrade_database(db_url)
     engine = create_sync_engine(db_url)
     own(engine, ["job-0"])
-    store = OwnedJobStore(engine=engine)
+    store = OwnedJobStore(engine=engine, before_write_back=before_write_back)
     scheduler = BackgroundScheduler(jobstores={"default": store}, timezone=UTC)
     scheduler.start(paused=True)
     trigger = IntervalTrigger(minutes=1, start_date=NOW - timedelta(minutes=5))

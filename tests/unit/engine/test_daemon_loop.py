@@ -64,7 +64,7 @@ def run_loop(
     runtime: Any = SimpleNamespace(
         store=SimpleNamespace(forget_unreadable=lambda: None),
         scheduler=SimpleNamespace(wakeup=lambda: None),
-        scheduler_alive=lambda: True,
+        failure=lambda: None,
     )
 
     def events() -> None:
@@ -151,7 +151,7 @@ def test_a_watch_pass_writes_only_a_tree_that_stayed_settled(tmp_path: Path) -> 
     runtime: Any = SimpleNamespace(
         store=SimpleNamespace(forget_unreadable=lambda: None),
         scheduler=SimpleNamespace(wakeup=lambda: None),
-        scheduler_alive=lambda: True,
+        failure=lambda: None,
     )
     watcher.last_event = time.monotonic()
     daemon._wake.set()
