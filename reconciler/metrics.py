@@ -114,6 +114,12 @@ SCHEDULER_RUNNING = Gauge(
     "the daemon then gives up the lead and exits 1)",
     multiprocess_mode="livemax",
 )
+STARTUP_PASS = Gauge(
+    "reconciler_startup_pass_started_timestamp_seconds",
+    "Unix time this leader's startup pass began, while it runs (its scheduler starts after "
+    "it: the healthcheck gives it its own time limit); 0 otherwise",
+    multiprocess_mode="max",
+)
 DAEMON_LOOP = Gauge(
     "reconciler_daemon_loop_timestamp_seconds",
     "Unix time of the leader loop's latest turn (liveness: it turns every poll interval)",
@@ -251,6 +257,7 @@ DAEMON_METRICS = (
     RECONCILE_ERRORS,
     PENDING_CHANGES,
     DAEMON_LOOP,
+    STARTUP_PASS,
     SCHEDULER_RUNNING,
     QUARANTINED_FILES,
     DRIFT_REPAIRS,

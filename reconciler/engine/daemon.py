@@ -243,13 +243,23 @@ class Daemon:
         return caches
 
     def _lead(self, stop: threading.Event, caches: ReconcileCaches) -> None:
-        self._pass(Trigger.STARTUP, caches)
-        if not self._elector.is_leader():  # lost during the pass: no firing, no rewind
-            self._elector.release()
-            return
-        runtime = self._runtime = start_firing(
-            engine=self._engine, service=self._make_service(), is_leader=self._elector.is_leader
-        )
+        # A leader without a scheduler yet, on purpose: the healthcheck gives the startup
+        # pass (a minute at 100,000 jobs with cold caches) and the rewind its own limit
+        # instead of reporting "scheduler not running" (a liveness probe would kill it).
+        metrics.STARTUP_PASS.set_to_current_time()
+        try:
+            self._pass(Trigger.STARTUP, caches)
+            if not self._elector.is_leader():  # lost during the pass: no firing, no rewind
+                self._elector.release()
+                return
+            runtime = self._runtime = start_firing(
+                engine=self._engine,
+                service=self._make_service(),
+                is_leader=self._elector.is_leader,
+            )
+            metrics.DAEMON_LOOP.set_to_current_time()  # the loop's age counts from here
+        finally:
+            metrics.STARTUP_PASS.set(0)
         release_free_heap()  # after the startup pass, its gauges and the rewind
         try:
             self._loop(stop, caches, runtime)

@@ -11,14 +11,19 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
+import time
 import tomllib
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import yaml
 
 from reconciler.cli import COMMANDS, build_parser
+from reconciler.engine.daemon import Daemon
 from reconciler.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -316,7 +321,23 @@ def test_daemons_report_loop_liveness_and_leadership() -> None:
     assert check("reconciler_leader 0.0\n", now=5000.0, max_age=60) == (True, "standby")
     # A leader whose APScheduler thread died (it gives the lead up and exits by itself).
     dead = check(leader + "reconciler_scheduler_running 0.0\n", now=1010.0, max_age=60)
-    assert dead == (False, "leader, scheduler not running (its thread died, or a startup pass)")
+    assert dead == (
+        False,
+        "leader, scheduler not running (its thread died or its write-back failed)",
+    )
+    # A new term's startup pass: no scheduler, no loop turn yet (a process's first term:
+    # none ever), for as long as its own limit allows, not the loop's.
+    starting = (
+        "reconciler_leader 1.0\nreconciler_scheduler_running 0.0\n"
+        "reconciler_daemon_loop_timestamp_seconds 0.0\n"
+        "reconciler_startup_pass_started_timestamp_seconds 1000.0\n"
+    )
+    assert check(starting, now=1090.0, max_age=60, startup_max_age=300) == (
+        True, "leader, startup pass for 90.0 s"
+    )  # fmt: skip
+    assert check(starting, now=1400.0, max_age=60, startup_max_age=300) == (
+        False, "leader, startup pass stuck: running for 400 s (limit 300 s)"
+    )  # fmt: skip
 
 
 def test_the_healthcheck_reads_a_real_daemon_registry() -> None:
@@ -336,6 +357,48 @@ def test_the_healthcheck_reads_a_real_daemon_registry() -> None:
         assert not check(text, now=1240.0, max_age=60)[0]
     finally:
         metrics.LEADER.set(0)
+
+
+def test_a_leader_is_healthy_through_its_startup_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real Daemon._lead: during the startup pass (the scheduler not started yet)
+    and as its loop begins, the healthcheck reading the real registry says healthy. It
+    said "scheduler not running" (or "loop stuck") for the whole pass: a liveness probe
+    could kill a leader mid-pass at every term."""
+    from prometheus_client import REGISTRY, generate_latest
+
+    from reconciler import metrics
+    from reconciler.engine import daemon as daemon_module
+    from reconciler.healthcheck import check
+
+    def health() -> tuple[bool, str]:
+        return check(generate_latest(REGISTRY).decode(), now=time.time(), max_age=60)
+
+    seen: list[tuple[bool, str]] = []
+    settings = Settings(jobs_dir=tmp_path, database_url=f"sqlite:///{tmp_path}/unused.db")
+    elector: Any = SimpleNamespace(
+        is_leader=lambda: True, release=lambda: None, instance_id="test", epoch=1
+    )
+    daemon = Daemon(settings=settings, engine=None, elector=elector, make_service=lambda: None)  # type: ignore[arg-type]
+    daemon._pass = lambda *args: seen.append(health()) or True  # type: ignore[method-assign]
+    daemon._loop = lambda *args: seen.append(health())  # type: ignore[method-assign]
+
+    def start_firing(**kwargs: object) -> Any:
+        metrics.SCHEDULER_RUNNING.set(1)
+        return SimpleNamespace(stop=lambda: metrics.SCHEDULER_RUNNING.set(0))
+
+    monkeypatch.setattr(daemon_module, "start_firing", start_firing)
+    metrics.LEADER.set(1)  # as the elector does when it takes the lock
+    metrics.DAEMON_LOOP.set(0)  # a process's first term
+    try:
+        daemon._lead(threading.Event(), object())  # type: ignore[arg-type]
+    finally:
+        metrics.LEADER.set(0)
+    assert [healthy for healthy, _ in seen] == [True, True], seen
+    assert seen[0][1].startswith("leader, startup pass for ")
+    assert seen[1][1].startswith("leader, loop turned ")
+    assert metrics.STARTUP_PASS._value.get() == 0
 
 
 def test_alerts_reach_an_alertmanager_webhook() -> None:
