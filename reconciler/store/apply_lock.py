@@ -18,8 +18,12 @@ NOTIFY_CHANNEL = "reconciler_changed"
 
 
 def hold_apply_lock(connection: Connection) -> None:
-    """Wait for the apply lock, held until the connection's transaction ends."""
+    """Wait for the apply lock, held until the connection's transaction ends. The first
+    statement of that transaction: it is made READ COMMITTED, so that what it reads once
+    the lock is held includes the apply it waited for (under a database's default of
+    REPEATABLE READ the snapshot would be the lock statement's, taken before it waited)."""
     if connection.dialect.name == "postgresql":
+        connection.execute(sa.text("SET TRANSACTION ISOLATION LEVEL READ COMMITTED"))
         connection.execute(sa.select(sa.func.pg_advisory_xact_lock(APPLY_LOCK_KEY)))
 
 

@@ -60,10 +60,12 @@ _FOREIGN = """
 SELECT coalesce(json_agg(a.id), '[]') FROM apscheduler_jobs AS a
 WHERE NOT EXISTS (SELECT 1 FROM scheduled_jobs AS j WHERE j.name = a.id)
 """
-# All of it in one statement: under READ COMMITTED its snapshot is taken when it starts,
-# after the lock is held (a REPEATABLE READ transaction would take its snapshot at its
-# first statement, the lock's, before a concurrent apply it waited for had committed).
+# All of it in one statement: under READ COMMITTED (asked for by _BEGIN, whatever the
+# database's default_transaction_isolation) its snapshot is taken when it starts, after
+# the lock is held (a REPEATABLE READ transaction would take its snapshot at its first
+# statement, the lock's, before a concurrent apply it waited for had committed).
 _STATE = f"SELECT ({_RECORDS}), ({_JOBS}), ({_FOREIGN}), (SELECT count(*) FROM quarantined_files)"
+_BEGIN = "BEGIN ISOLATION LEVEL READ COMMITTED"
 # The count columns of reconcile_runs, each once (a rename is counted with the updates).
 _COUNTS = tuple(dict.fromkeys(COUNT_COLUMNS.values()))
 _HEX = re.compile(r"[0-9a-f]{40,64}")  # a commit id, as git prints it
@@ -171,7 +173,7 @@ def stored_state(url: str, *, write: bool = False) -> Iterator[Snapshot | None]:
 
 def _read(connection: Connection, head: str, *, write: bool) -> Snapshot | None:
     try:
-        connection.execute("BEGIN" if write else "BEGIN READ ONLY")
+        connection.execute(_BEGIN if write else f"{_BEGIN} READ ONLY")
         connection.query(f"SELECT pg_advisory_xact_lock({APPLY_LOCK_KEY})")
         if connection.query("SELECT to_regclass('alembic_version') IS NOT NULL") != [("t",)]:
             return None

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from reconciler.engine.reconcile import reconcile_once
 from reconciler.settings import load_settings
 from reconciler.store.db import create_sync_engine
 from reconciler.store.tables import metadata
+from tests.polling import wait_until
 
 from .test_noop_plan import (
     BACK,
@@ -38,6 +41,7 @@ from .test_noop_plan import (
     sql,
     took_the_fast_path,
     world,
+    write_files,
 )
 
 __all__ = ["world"]  # the fixture, shared with test_noop_plan
@@ -192,3 +196,66 @@ def test_the_console_script_prints_and_records_what_the_full_path_does(
         assert quick_row == full_row
         assert quick_row["foreign_rows"] == 1
     assert took_the_fast_path("apply")
+
+
+def lock_waiters(url: str) -> int:
+    """Sessions of this database waiting for an advisory lock (the apply lock)."""
+    engine = create_sync_engine(url)
+    try:
+        with engine.connect() as connection:
+            return int(
+                connection.scalar(
+                    sa.text(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                        " AND database = (SELECT oid FROM pg_database"
+                        " WHERE datname = current_database())"
+                    )
+                )
+            )
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("isolation", ["read committed", "repeatable read"])
+@pytest.mark.parametrize("path", ["quick", "full"])
+def test_an_apply_waited_for_is_read_whatever_the_default_isolation(
+    world: tuple[str, Path], tmp_path: Path, isolation: str, path: str
+) -> None:
+    """Apply A (a1's cron changed) holds the apply lock; apply B, with the applied files
+    (the old a1), waits for it. B must then read A's state and put a1 back: the full path
+    applies, the quick apply declines (and its command takes the full path). Under a
+    database's default_transaction_isolation of REPEATABLE READ, B's snapshot was taken
+    by its lock statement, before A committed: B recorded no change (review finding 4)."""
+    url, _ = world
+    database = url.rsplit("/", 1)[1]
+    sql(url, f"ALTER DATABASE \"{database}\" SET default_transaction_isolation = '{isolation}'")
+    other = tmp_path / "other"
+    write_files(other)
+    a_yaml = other / "a.yaml"
+    a_yaml.write_text(a_yaml.read_text().replace('"*/5 * * * *"', '"*/10 * * * *"', 1))
+    a_holds_the_lock = threading.Event()
+
+    def wait_for_b(*_: object) -> None:  # A's before_commit: A has written, not committed
+        a_holds_the_lock.set()
+        wait_until(lambda: lock_waiters(url), timeout=30, what="B waiting for the apply lock")
+
+    def apply_a() -> ReconcileOutcome:
+        engine = create_sync_engine(url)
+        try:
+            settings_a = load_settings().model_copy(update={"jobs_dir": other})
+            return reconcile_once(
+                engine, settings_a, trigger=Trigger.CLI, apply=True, before_commit=wait_for_b
+            ).outcome
+        finally:
+            engine.dispose()
+
+    with ThreadPoolExecutor(1) as thread:
+        a = thread.submit(apply_a)
+        assert a_holds_the_lock.wait(timeout=60), "A did not get to hold the apply lock"
+        if path == "quick":
+            said = _noop.quick_apply(argparse.Namespace(plan_file=None, plan_hash=None), now=NOW)
+            assert said is None, "the quick apply recorded no change over the apply it waited for"
+        # The full path: B itself, or the quick apply's command once it declined.
+        b = full_apply(url, timedelta(0))
+        assert a.result() == ReconcileOutcome.APPLIED
+    assert b == ReconcileOutcome.APPLIED, "the full path recorded no change over A"
