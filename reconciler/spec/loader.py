@@ -598,12 +598,21 @@ def _explain_failures(
             content = documents[number].data
             explained += explain_errors(error, data=content, index=index, source=source)
         explained += explain_findings(findings, index=index, source=source)
-        # A YAML 1.1 form is refused even where the model said something else about it
-        # (`retries: 0755` is 493, over the maximum: that alone would not say "quote
-        # it"), unless the model's own "quote it" (YAML_COERCION) is already there.
-        said = {(item.line, item.column) for item in explained if item.code == "YAML_COERCION"}
+        # A YAML 1.1 form is refused with "quote it" even where the model said something
+        # else about it (`retries: 0755` is 493, over the maximum: that alone would not
+        # say "quote it"), unless the model's own "quote it" is already there. What the
+        # model said of the YAML 1.1 reading is dropped: "expected an integer, found
+        # boolean true" beside `retries: yes` reads as a second, unrelated mistake.
         ambiguous = documents[number].ambiguous
-        explained += [item for item in ambiguous if (item.line, item.column) not in said]
+        if ambiguous:
+            at = {(item.line, item.column) for item in ambiguous}
+            explained = [
+                item
+                for item in explained
+                if item.code == "YAML_COERCION" or (item.line, item.column) not in at
+            ]
+            said = {(item.line, item.column) for item in explained}
+            explained += [item for item in ambiguous if (item.line, item.column) not in said]
         diagnostics += explained
     return diagnostics
 

@@ -166,6 +166,10 @@ def test_yaml11_forms_in_typed_fields_are_refused_through_the_console_script(
     for number, (_, column, message) in enumerate(_TYPED_FIELD_FORMS):
         expected = f"{jobs}/f{number:02d}.yaml:4:{column}: YAML_COERCION {message}"
         assert expected in lines, (expected, lines)
+        # "quote it" alone: what the model says of the YAML 1.1 reading ("expected an
+        # integer, found boolean true" beside `retries: yes`) reads as a second mistake.
+        of_file = [text for text in lines if text.startswith(f"{jobs}/f{number:02d}.yaml:")]
+        assert of_file == [expected], of_file
     assert lines[-1].startswith(f"{len(_TYPED_FIELD_FORMS)} files, 0 jobs: invalid")
 
 
