@@ -30,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
         target = args.output or Path(SCHEMA_FILE)
         current = target.read_text(encoding="utf-8") if target.is_file() else None
         if current != text:
-            print(f"{target} is stale: run `reconcile schema --output {target}`", file=sys.stderr)
+            state = "missing" if current is None else "stale"
+            print(f"{target} is {state}: run `reconcile schema --output {target}`", file=sys.stderr)
             return 1
         print(f"{target} is up to date")
         return 0

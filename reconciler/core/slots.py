@@ -276,7 +276,11 @@ def _from_run(run: Mapping[str, Any], spec: JobSpec) -> dict[str, Any]:
     elif status in UNFINISHED_RUN_STATUSES:
         entry.update(fate=Fate.RAN, reason=f"{status} (not finished){late}")
     elif status == RunStatus.MISSED and why == RunReason.COALESCED:
-        entry.update(fate=Fate.COALESCED, reason="coalesced into a later slot's run")
+        # Not "into a later slot's run": that newest slot may have been missed too.
+        entry.update(
+            fate=Fate.COALESCED,
+            reason="coalesced: of the slots due together, only the newest was kept",
+        )
     elif status == RunStatus.MISSED:
         grace = spec.misfire_grace_seconds
         gap = f" (found {lateness:.0f} s late)" if lateness is not None else ""

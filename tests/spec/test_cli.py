@@ -70,6 +70,7 @@ def test_json_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
 def test_schema_check_and_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     target = tmp_path / "schema.json"
     assert main(["schema", "--check", "--output", str(target)]) == 1
+    assert f"{target} is missing" in capsys.readouterr().err
     assert main(["schema", "--output", str(target)]) == 0
     assert main(["schema", "--check", "--output", str(target)]) == 0
     capsys.readouterr()
