@@ -108,7 +108,7 @@ def _mask_plain(text: str) -> str:
     text = _URL_USERINFO.sub(_mask_userinfo, text)
     text = _AUTH_SCHEME.sub(lambda m: f"{m['scheme']}{m['gap']}{REDACTED}", text)
     text = _TOKEN_SHAPES.sub(REDACTED, text)
-    return _PAIR.sub(_mask_pair, text)
+    return _mask_pairs(text)
 
 
 # Every secret shape above contains one of these; text without any is returned as is.
@@ -158,6 +158,28 @@ def _mask_userinfo(match: re.Match[str]) -> str:
 def _looks_like_token(user: str) -> bool:
     # Long and mixing letters with digits: `ghp_...`, a hex or base64 key; not `git`, `app`.
     return len(user) >= 16 and any(c.isdigit() for c in user) and any(c.isalpha() for c in user)
+
+
+def _mask_pairs(text: str) -> str:
+    """`_PAIR.sub(_mask_pair, text)`, except that a pair hidden in a harmless pair's
+    value is found too. Matches of `sub` never overlap: in `fire failed: token: s3cr3t`
+    the first match is `failed: token:`, whose value swallows the secret pair's key, and
+    in `note: password=s3cr3t` the value is `password=s3cr3t`; both were printed. After
+    a harmless pair whose value holds a separator, the search resumes at that value."""
+    parts: list[str] = []
+    pos = 0
+    while (match := _PAIR.search(text, pos)) is not None:
+        value = match["value"]
+        if not looks_secret(match["key"].strip("\"'")) and (":" in value or "=" in value):
+            start = match.start("value")
+            parts.append(text[pos:start])
+            pos = start
+            continue
+        parts.append(text[pos : match.start()])
+        parts.append(_mask_pair(match))
+        pos = match.end()
+    parts.append(text[pos:])
+    return "".join(parts)
 
 
 def _mask_pair(match: re.Match[str]) -> str:

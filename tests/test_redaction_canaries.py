@@ -51,6 +51,12 @@ kwargs:
         ("xoxb-1234567890-abcdefghij", "***"),
         ("http://127.0.0.1:8000/health/live", "http://127.0.0.1:8000/health/live"),
         ("*/5 * * * *", "*/5 * * * *"),
+        # A secret pair inside a harmless pair's value (matches of one regex never
+        # overlap: both were printed before).
+        ("fire failed: token: s3cr3tvalue", "fire failed: token: ***"),
+        ("note: password=s3cr3t user=x", "note: password=*** user=x"),
+        ("a: b: c: api_key=k1 d=e", "a: b: c: api_key=*** d=e"),
+        ("url: http://host:8080/x", "url: http://host:8080/x"),
     ],
 )
 def test_mask_text(text: str, masked: str) -> None:
