@@ -18,8 +18,9 @@ demo: $(VENV)/.installed
 
 ## the whole test suite (lint and type checks included), on the local services.
 ## Faults are injected on private service instances only, so every test runs in parallel.
+## The 30 slowest tests are listed at the end: the suite must stay under 15 minutes.
 test: $(VENV)/.installed
-	$(VENV)/bin/pytest -n 2 -q
+	$(VENV)/bin/pytest -n 2 -q --durations=30
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy && $(VENV)/bin/lint-imports
