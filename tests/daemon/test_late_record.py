@@ -91,7 +91,11 @@ def freeze_after_a_burst(cluster: Cluster, broker: BrokerCounter) -> bool:
     if not late:
         return False
     rows = cluster.ledger("burst-")
-    assert sum(row.duplicates for row in rows) == 0, [r for r in rows if r.duplicates]
+    # The new leader recorded first: handed over, not a duplicate. The other order (the
+    # woken process records before the new leader fires the slot it made due again) is
+    # still counted as a refused duplicate (README, "Failover"): at most one per slot,
+    # and published once (below).
+    assert all(row.duplicates <= 1 for row in rows), [r for r in rows if r.duplicates]
     assert {row.status for row in rows} == {"published"}, rows
     for job in JOBS:
         slots = [as_utc(row.scheduled_time) for row in rows if row.job_name == job]
