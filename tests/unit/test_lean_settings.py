@@ -87,9 +87,14 @@ VALUES = st.one_of(
             "reconciler.tasks.example_task,reconciler.tasks.noop",
         ]
     ),
-    # No NUL: an environment variable cannot hold one (os.environ refuses it, so the
+    # No NUL and no lone surrogate other than surrogateescape's (U+DC80..U+DCFF): an
+    # environment variable cannot hold them (os.environ refuses to encode them, so the
     # model's side of the comparison could never be built for such a value).
-    st.text(st.characters(blacklist_characters="\x00"), max_size=8),
+    st.text(
+        st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",))
+        | st.characters(min_codepoint=0xDC80, max_codepoint=0xDCFF),
+        max_size=8,
+    ),
 )
 
 
@@ -99,9 +104,15 @@ def _real(
     import os
 
     saved = dict(os.environ)
+    os.environ.clear()
     try:
-        os.environ.clear()
+        # Outside the `except ValueError` below: an environment os.environ cannot hold
+        # (UnicodeEncodeError is a ValueError) must fail the test, not read as refused.
         os.environ.update(environ)
+    except BaseException:
+        os.environ.update(saved)
+        raise
+    try:
         return load_settings(jobs_dir=jobs_dir, database_url=database_url)
     except ValueError:
         return None
