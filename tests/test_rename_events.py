@@ -5,26 +5,17 @@ run as users run it (the console script on SQLite)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-RECONCILE = str(Path(sys.executable).parent / "reconcile")
+from tests.console import console
+
 JOB = "name: {name}\ntask: reconciler.tasks.example_task\nschedule: {{cron: '{cron}'}}\n"
 
 
 def test_describe_after_a_rename_lists_the_earlier_events(tmp_path: Path) -> None:
     jobs = tmp_path / "jobs.d"
     jobs.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
-
-    def reconcile(*args: str) -> str:
-        done = subprocess.run(
-            [RECONCILE, *args], cwd=tmp_path, env=env, capture_output=True, text=True
-        )
-        assert done.returncode == 0, done.stderr
-        return done.stdout
+    reconcile = console(tmp_path)
 
     for text in (
         JOB.format(name="tick", cron="0 0 1 1 *"),

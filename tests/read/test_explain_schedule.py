@@ -4,12 +4,9 @@ a seed's cron field map is `second=*/30`, not every field of the map with its `N
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-RECONCILE = str(Path(sys.executable).parent / "reconcile")
+from tests.console import console
 
 
 def test_explain_and_get_show_a_field_map_alike(tmp_path: Path) -> None:
@@ -18,14 +15,7 @@ def test_explain_and_get_show_a_field_map_alike(tmp_path: Path) -> None:
     (jobs / "seed.yaml").write_text(
         "name: seed\ntask: reconciler.tasks.example_task\nschedule: {cron: {second: '*/30'}}\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
-
-    def reconcile(*args: str) -> str:
-        done = subprocess.run(
-            [RECONCILE, *args], cwd=tmp_path, env=env, capture_output=True, text=True
-        )
-        assert done.returncode == 0, done.stderr
-        return done.stdout
+    reconcile = console(tmp_path)
 
     reconcile("apply", "--auto-approve")
     (listed,) = json.loads(reconcile("get", "jobs", "-o", "json"))["items"]
