@@ -1,4 +1,4 @@
-"""A hung leader (SIGSTOP for 20 s: a GC pause, a stuck NFS read, a VM pause) is
+"""A hung leader (SIGSTOP for 10 s or more: a GC pause, a stuck NFS read, a VM pause) is
 replaced within 10 s; every slot of the freeze is recorded and published once; the
 woken process fences its stale fires (one WARNING line with a count, no traceback),
 never fires, does not take the lock back, and exits with status 3 (superseded).
@@ -23,7 +23,11 @@ from .test_exactly_once import assert_every_slot_present
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
 JOBS = [f"through-freeze-{n:02d}" for n in range(10)]
-FREEZE_SECONDS = 20
+# The freeze lasts this long, and until the new leader has fired for FIRING_SECONDS: well
+# past the lease (3 s) and the old leader's own deadline (2 s), so it wakes superseded
+# with stale fires to fence. It was 20 s; nothing after the takeover depends on more.
+FREEZE_SECONDS = 10
+FIRING_SECONDS = 2.0
 TAKEOVER_BOUND = 10.0
 PUBLISH_AFTER_LEADING = 2.0
 
@@ -63,7 +67,7 @@ def test_a_frozen_leader_is_replaced_and_never_leads_again(make_cluster, broker)
             what="the new leader's first fire",
         )
         first_fire = time.monotonic() - started
-        while time.monotonic() - started < FREEZE_SECONDS:
+        while time.monotonic() - started < max(FREEZE_SECONDS, first_fire + FIRING_SECONDS):
             broker.drain(idle=0.05)
             time.sleep(0.5)
     finally:
@@ -110,8 +114,9 @@ def test_a_frozen_leader_is_replaced_and_never_leads_again(make_cluster, broker)
 
     log = first.output()
     print(
-        f"\nfrozen {FREEZE_SECONDS} s: new leader after {takeover:.2f} s, its first fire "
-        f"after {first_fire:.2f} s; {dict(statuses)}; stale-fire lines: "
+        f"\nfrozen {(resumed_at - frozen_at).total_seconds():.1f} s: new leader after "
+        f"{takeover:.2f} s, its first fire after {first_fire:.2f} s; {dict(statuses)}; "
+        "stale-fire lines: "
         f"{[line for line in log.splitlines() if 'stale fire' in line][:3]}"
     )
     assert takeover <= TAKEOVER_BOUND

@@ -85,7 +85,8 @@ def embedded(tmp_path: Path) -> Iterator[dict[str, Any]]:
         yield state
     finally:
         state["daemon"].stop()
-        worker.stop()
+        # Not a warm shutdown: it would wait out `slow`'s 5 s run (the test is over).
+        worker.stop(timeout=1)
 
 
 def explain(

@@ -1,4 +1,4 @@
-"""Redis forgets, dies, and stays down 30 s while runs are in flight, and in-flight
+"""Redis forgets, dies, and stays down 15 s while runs are in flight, and in-flight
 messages are delivered a second time: every slot executes once (counted outside the
 ledger, in the tally file), each refused delivery is recorded as a duplicate, and runs
 keep executing on the ledger's claim alone while Redis is down (no redelivery storm).
@@ -16,7 +16,10 @@ from .rig import FaultRig, wait_until
 pytestmark = [pytest.mark.services, pytest.mark.slow, pytest.mark.e2e]
 
 JOBS = [f"redis-fault-{n}" for n in range(4)]
-DOWN_SECONDS = 30
+# Down this long: 30 runs due meanwhile, each claimed by the ledger alone, and runs
+# delivered twice while it is down. The redelivery storm this guards against was ~300
+# tracebacks in 10 s; the 30 s this was added no case.
+DOWN_SECONDS = 15
 CONCURRENCY = 2 * len(JOBS)
 
 
@@ -96,10 +99,11 @@ def test_redis_flush_kill_and_outage_never_run_a_slot_twice(
     assert ran_while_down >= len(JOBS) * DOWN_SECONDS / 2 * 0.5, ran_while_down
     log = worker.output()
     # No redelivery storm (it was ~300 tracebacks in 10 s): each pool process says once a
-    # minute that the guard and the result backend are unavailable, and that is all.
+    # minute that the guard and the result backend are unavailable, and that is all: once
+    # in this test's first minute without Redis (8 times each, with 9 processes).
     processes = CONCURRENCY + 1
-    assert log.count("idempotency guard unavailable") <= 2 * processes, log[-3000:]
-    assert log.count("result backend unavailable") <= 2 * processes, log[-3000:]
+    assert log.count("idempotency guard unavailable") <= processes, log[-3000:]
+    assert log.count("result backend unavailable") <= processes, log[-3000:]
     assert log.count("Traceback") == 0, log[-5000:]
     complaints = [line for line in log.splitlines() if "WARNING/" in line or "ERROR/" in line]
     assert len(complaints) <= 6 * processes, complaints

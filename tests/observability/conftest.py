@@ -48,7 +48,10 @@ def prometheus_binary() -> str:
     return found
 
 
-@pytest.fixture(scope="session")
+# Package-scoped: the fleet and its Prometheus stop when the xdist worker leaves this
+# folder. Session-scoped, they went on firing and scraping (a daemon, a worker, an API and
+# a Prometheus per xdist worker) beside the rest of the suite.
+@pytest.fixture(scope="package")
 def fleet(
     tmp_path_factory: pytest.TempPathFactory, redis_prefixes: RedisPrefixes
 ) -> Iterator[t.Fleet]:
@@ -96,16 +99,16 @@ def fleet(
             redis_prefixes.clean(redis_prefix)  # the fleet's results and idempotency keys
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def prometheus(
     prometheus_binary: str, fleet: t.Fleet, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Prometheus]:
-    """One Prometheus for the session, scraping the fleet every second."""
+    """One Prometheus for the fleet, scraping it every second."""
     with run_prometheus(prometheus_binary, fleet, tmp_path_factory.mktemp("prometheus")) as p:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def exported(fleet: t.Fleet) -> set[str]:
     """Series names exported by the real processes (see targets.exported_names), once
     the worker has executed a fire: its per-job series (runs, durations, last success)

@@ -27,11 +27,18 @@ documents = st.recursive(
 )
 
 
+# 500 examples: each of these faults fails a test within them, with every seed tried (4),
+# hypothesis's example database cleared: orjson's spelling for every value (no float
+# check), ensure_ascii=True, unsorted keys, an integer beyond 64 bits raising, hashes_to
+# without the canonical fallback. 2000 took 18 s here (28 s in CI) and found no more.
+EXAMPLES = 500
+
+
 def reference(data: Any) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=EXAMPLES, deadline=None)
 @given(documents)
 def test_canonical_json_is_json_dumps_spelling(data: Any) -> None:
     assert canonical_json(data) == reference(data)
@@ -63,7 +70,7 @@ def hash_or_none(data: Any) -> str | None:
         return None
 
 
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=EXAMPLES, deadline=None)
 @given(documents, documents)
 def test_hashes_to_answers_as_the_canonical_hash_does(data: Any, other: Any) -> None:
     """`hashes_to` is the canonical hash compared, for the data itself, for what JSONB
