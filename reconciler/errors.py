@@ -31,8 +31,9 @@ tests/test_errors.py keeps this drawing complete).
         │   └── LeadershipLost          engine/leader.py: a confirmation found a newer epoch
         │                               or a replaced lock file
         ├── Unsettled                   engine/reconcile.py: the jobs folder changed again
-        │                               while a watch pass planned; nothing was written,
-        │                               the daemon runs the pass again (not a failure)
+        │                               while a watch pass planned; nothing was written
+        │                               or recorded, the daemon runs the pass again once
+        │                               the folder is quiet (not a failure)
         ├── ProbeFailed                 tasks/probe.py: the endpoint answered another status,
         │                               or not at all; retried per the job's policy
         └── LibpqUnavailable            store/libpq.py: the no-op plan check cannot read the

@@ -9,8 +9,11 @@ killed predecessor lost between moving next_run_time on and recording them
 From then on one loop, one pass at a time:
 - file events wake it; it runs a pass (watch) at once, which looks in the jobs folder
   only at the paths the events named, and waits for the tree to settle (no event for
-  SETTLE_SECONDS) only before it writes: a tree that changed meanwhile (a checkout in
-  progress, an editor's next step) is not applied; the pass is run again on it;
+  SETTLE_SECONDS) only before it writes, holding no lock meanwhile: a tree that changed
+  meanwhile (a checkout in progress, an editor's next step) is not applied; that pass
+  is abandoned (it wrote and recorded nothing) and the next one waits for a quiet
+  SETTLE_SECONDS first, then applies what it reads, as every pass did before: at most
+  MAX_SETTLE_SECONDS of waiting from the first pass, whatever the events do;
 - every RESYNC_INTERVAL it runs a full pass anyway (resync: every file listed, every row
   read: missed events, drift);
 - every POLL_INTERVAL it wakes the scheduler, so rows written by another process (a CLI
@@ -279,6 +282,9 @@ class Daemon:
         # A failed pass may have taken its events' paths without patching the listing
         # with them (the database refused it before): the next pass lists every file.
         list_all = False
+        # When the pass the tree moved under took its paths (None: the last pass was
+        # not abandoned): the next one settles first, within the same deadline.
+        abandoned: float | None = None
         while not stop.is_set() and self._elector.is_leader():
             failure = runtime.failure()
             if failure is not None:
@@ -302,29 +308,35 @@ class Daemon:
                 trigger = Trigger.RESYNC
             if trigger is not None and not stop.is_set():
                 changed = False
+                if abandoned is not None:  # the tree moved under the last pass
+                    self._settle(stop, deadline=abandoned + MAX_SETTLE_SECONDS)
                 # Taken before the pass lists anything: an event after this wakes the
                 # next pass. A resync lists every file, whatever the events said.
                 paths = self._watcher.take_changes()
                 taken = time.monotonic()
                 listed = paths if trigger == Trigger.WATCH and not list_all else None
-                settled = self._settled(stop, taken) if trigger == Trigger.WATCH else None
+                # After an abandoned pass (settled above), this one applies what it reads.
+                watch = trigger == Trigger.WATCH and abandoned is None
+                settled = self._settled(stop, taken) if watch else None
                 try:
                     ok = self._pass(trigger, caches, listed, settled)
                 except Unsettled:  # nothing written: the pass again, on the newer tree
                     log.info("the jobs folder changed while a pass planned: planning again")
                     changed = True
-                    continue
-                list_all = not ok
-                self._compact_counts()
-                runtime.store.forget_unreadable()
-                if trigger == Trigger.RESYNC:
-                    release_free_heap()  # it read every row; hourly
-                    # Only a resync moves the next one: watch passes list only the paths
-                    # their events named, so a folder with events more often than the
-                    # interval must still be listed whole (a missed event, a watcher
-                    # restart) at least once per interval.
-                    next_resync = time.monotonic() + settings.resync_interval
-                retry_at = None if ok else time.monotonic() + self._backoff()
+                    abandoned = taken
+                else:
+                    abandoned = None
+                    list_all = not ok
+                    self._compact_counts()
+                    runtime.store.forget_unreadable()
+                    if trigger == Trigger.RESYNC:
+                        release_free_heap()  # it read every row; hourly
+                        # Only a resync moves the next one: watch passes list only the
+                        # paths their events named, so a folder with events more often
+                        # than the interval must still be listed whole (a missed event,
+                        # a watcher restart) at least once per interval.
+                        next_resync = time.monotonic() + settings.resync_interval
+                    retry_at = None if ok else time.monotonic() + self._backoff()
             elif now >= next_gauges:
                 with survivors_frozen():
                     self._refresh_gauges(caches)  # next fires move with every fire
@@ -351,29 +363,33 @@ class Daemon:
         )
 
     def _settled(self, stop: threading.Event, taken: float) -> Callable[[Plan], bool]:
-        """For a watch pass that took the events' paths at `taken`: before it writes,
-        wait until no file event for settle_seconds (a checkout in progress, an editor
-        writing in several steps), at most MAX_SETTLE_SECONDS as before; then True if no
-        event came after `taken` (the files the pass read are the settled tree), or if
-        the tree never settled (as before: applied as it is after the longest wait).
-        A plan that would write nothing (no change, no quarantined file) goes on at
-        once: there is nothing a half-written tree could make it do."""
+        """For a watch pass that took the events' paths at `taken`: before it writes
+        (reconcile_once calls it holding no lock, for a plan that writes only), wait
+        until no file event for settle_seconds (a checkout in progress, an editor
+        writing in several steps); then True if no event came after `taken` (the files
+        the pass read are the settled tree). True too if the tree is still moving
+        MAX_SETTLE_SECONDS after `taken` (as before: applied as it is after the longest
+        wait). False: the pass is abandoned, and the next one settles first (`_loop`)."""
 
         def settled(plan: Plan) -> bool:
-            if not plan.has_changes and not plan.quarantined:
-                return True
-            settle = self._settings.settle_seconds
-            deadline = time.monotonic() + MAX_SETTLE_SECONDS
-            while not stop.is_set():
-                quiet_for = time.monotonic() - self._watcher.last_event
-                if quiet_for >= settle:
-                    return self._watcher.last_event < taken
-                if time.monotonic() >= deadline:
-                    return True
-                stop.wait(settle - quiet_for)
-            return False  # stopping: write nothing
+            if not self._settle(stop, deadline=taken + MAX_SETTLE_SECONDS):
+                return not stop.is_set()  # stopping: write nothing
+            return self._watcher.last_event < taken
 
         return settled
+
+    def _settle(self, stop: threading.Event, *, deadline: float) -> bool:
+        """Wait until no file event for settle_seconds (True), or until `deadline`
+        (monotonic) or a stop (False)."""
+        settle = self._settings.settle_seconds
+        while not stop.is_set():
+            quiet_for = time.monotonic() - self._watcher.last_event
+            if quiet_for >= settle:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            stop.wait(min(settle - quiet_for, max(deadline - time.monotonic(), 0.0)))
+        return False
 
     def _pass(
         self,

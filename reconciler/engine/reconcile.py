@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from itertools import chain
 from typing import Any
 
@@ -98,6 +99,15 @@ log = logging.getLogger(__name__)
 class Unsettled(TransientError):
     """The jobs folder changed again while a watch pass planned (`settled` said so):
     the pass wrote and recorded nothing; the daemon runs it again."""
+
+
+class _Settling(Exception):
+    """Raised out of a watch pass's transaction (rolled back: it only read) once it has
+    a plan that writes, so that `settled` waits holding no lock (reconcile_once)."""
+
+    def __init__(self, plan: Plan) -> None:
+        super().__init__("waiting for the jobs folder to settle")
+        self.plan = plan
 
 
 # Up to this many changes, a pass carries its cached state forward by what it wrote;
@@ -583,36 +593,47 @@ def reconcile_once(
     `changed_files` (a daemon's watch pass): the paths file events named since the last
     pass; only they are looked at in the jobs folder (spec.files.FileListing). A resync
     or startup pass lists every file. `settled` (a daemon's watch pass, started at the
-    first file event instead of after the quiet time): called with the plan before
-    anything is written or recorded; it waits for the tree to settle, and False means it
-    changed meanwhile: Unsettled is raised, nothing written, nothing recorded, and the
-    caches keep the state this pass read.
+    first file event instead of after the quiet time): called with a plan that writes
+    (changes or quarantined files), after its transaction was rolled back: it waits for
+    the tree to settle holding no lock (a CLI `apply` or `plan` does not wait behind
+    it). False means the tree changed meanwhile: Unsettled is raised, nothing written,
+    nothing recorded (the daemon's next pass records), and the caches keep the state
+    this pass read. True: the pass is read and planned again from that state (cheap:
+    what nobody wrote since is not read again) at a `now` taken after the wait, so
+    first fires are not already due when it commits, then written and recorded.
     """
     record = apply if record is None else record
     started = time.monotonic()
     if approved is not None:
         expected_plan_hash = approved.plan_hash
+    run = partial(
+        _reconcile,
+        engine,
+        settings,
+        trigger=trigger,
+        apply=apply,
+        record=record,
+        allow_mass_delete=allow_mass_delete,
+        allow_invalid=allow_invalid,
+        expected_plan_hash=expected_plan_hash,
+        caches=caches,
+        instance=instance,
+        clock=clock,
+        before_commit=before_commit,
+        write_guard=write_guard,
+        started=started,
+        ahead=ahead,
+        planned=planned,
+        changed_files=changed_files,
+    )
     try:
-        result = _reconcile(
-            engine,
-            settings,
-            trigger=trigger,
-            apply=apply,
-            record=record,
-            allow_mass_delete=allow_mass_delete,
-            allow_invalid=allow_invalid,
-            expected_plan_hash=expected_plan_hash,
-            caches=caches,
-            instance=instance,
-            clock=clock,
-            before_commit=before_commit,
-            write_guard=write_guard,
-            started=started,
-            ahead=ahead,
-            planned=planned,
-            changed_files=changed_files,
-            settled=settled,
-        )
+        try:
+            result = run(settling=settled is not None)
+        except _Settling as settling:
+            assert settled is not None
+            if not settled(settling.plan):
+                raise Unsettled("the jobs folder changed while the pass planned") from None
+            result = run(settling=False)
     except Unsettled:
         raise  # not a pass: nothing was written or decided
     except Exception as error:
@@ -648,7 +669,7 @@ def _reconcile(
     ahead: LoadAhead | None,
     planned: Callable[[Plan], object] | None,
     changed_files: Iterable[str] | None = None,
-    settled: Callable[[Plan], bool] | None = None,
+    settling: bool = False,
 ) -> ReconcileResult:
     # Without caches (a one-shot command) nothing is kept for a next pass: no
     # fingerprint is read and no written row is remembered.
@@ -711,11 +732,12 @@ def _reconcile(
             if caches.compact:
                 _forget_specs(plan, desired)
             outcome = _check(plan, expected_plan_hash, apply, allow_invalid)
-            if settled is not None and not settled(plan):
-                # Read only so far: what was read stays true of the tables.
+            if settling and (plan.has_changes or plan.quarantined):
+                # Read only so far: what was read stays true of the tables. The lock
+                # is released (rolled back) while the tree settles.
                 caches.actual = (fingerprint, actual) if known is not None else None
                 caches.counts = counts if known is not None else None
-                raise Unsettled("the jobs folder changed while the pass planned")
+                raise _Settling(plan)
             records = _FileRecording(connection, settings, caches, now=now)
             if apply and outcome == ReconcileOutcome.APPLIED:
                 if planned is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import random
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ from reconciler.engine.reconcile import (
     warm_caches,
 )
 from reconciler.settings import Settings
+from reconciler.store.apply_lock import APPLY_LOCK_KEY
 from reconciler.store.db import create_sync_engine
 from reconciler.store.fingerprint import read_fingerprint
 from reconciler.store.inventory import read_inventory
@@ -546,3 +548,61 @@ def test_a_pass_told_the_tree_moved_writes_and_records_nothing(daemon: Daemonish
     reads = daemon.reads.copy()
     assert actions(daemon.reconcile()) == [("update", "a")]
     assert daemon.reads == reads, "the state read before was kept"
+
+
+def test_a_pass_waits_for_the_tree_holding_no_lock_and_writes_from_a_later_now(
+    daemon: Daemonish,
+) -> None:
+    """Review repro (807b2e0): the settle wait ran inside the pass's transaction, after
+    the apply lock, with `now` taken before it: every `reconcile apply`/`plan` waited
+    behind it (3.5 s here), and a rescheduled job's first fire was computed for a moment
+    already past at commit (due at once: an immediate extra run, DESIGN). Now the pass
+    rolls back, waits holding nothing, then plans again at a later `now`."""
+    daemon.write("a.yaml", job_yaml("a", cron="0 0 * * *"))
+    daemon.reconcile("startup")
+    daemon.write("a.yaml", job_yaml("a", cron="*/2 * * * * *"))  # every 2 s
+    waited: list[float] = []
+
+    def settling(plan: Plan) -> bool:  # a checkout still writing, within the deadline
+        time.sleep(3.0)
+        waited.append(time.time())
+        return True
+
+    def watch_pass() -> None:
+        caches = daemon.caches
+        reconcile_once(
+            daemon.engine, daemon.settings, trigger="watch", caches=caches, settled=settling
+        )
+
+    runs = "SELECT count(*) FROM reconcile_runs"
+    with daemon.engine.connect() as connection:
+        before = connection.execute(sa.text(runs)).scalar()
+    worker = threading.Thread(target=watch_pass)
+    worker.start()
+    time.sleep(1.0)  # the pass has planned and waits
+    with daemon.engine.connect() as other:  # what `reconcile apply` does first
+        asked = time.monotonic()
+        other.execute(sa.select(sa.func.pg_advisory_xact_lock(APPLY_LOCK_KEY)))
+        blocked = time.monotonic() - asked
+        other.rollback()
+    worker.join()
+    assert blocked < 0.5, f"a CLI apply waited {blocked:.1f} s for a pass that only waited"
+    next_run = "SELECT next_run_time FROM apscheduler_jobs WHERE id = 'a'"
+    with daemon.engine.connect() as connection:
+        assert connection.execute(sa.text(next_run)).scalar() > waited[0]
+        assert connection.execute(sa.text(runs)).scalar() == before + 1
+    daemon.assert_cache_is_the_truth()
+
+
+def test_a_pass_that_writes_nothing_does_not_wait_for_the_tree(daemon: Daemonish) -> None:
+    daemon.write("a.yaml", job_yaml("a"))
+    daemon.reconcile("startup")
+    daemon.write("a.yaml", job_yaml("a") + "\n")  # an event, no change
+
+    def never(plan: Plan) -> bool:
+        raise AssertionError("asked to wait for a plan that writes nothing")
+
+    result = reconcile_once(
+        daemon.engine, daemon.settings, trigger="watch", caches=daemon.caches, settled=never
+    )
+    assert result.outcome == "no_changes"
