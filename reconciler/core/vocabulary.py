@@ -189,7 +189,9 @@ class FireOutcome(StrEnum):
     UNPUBLISHED = "unpublished"  # the broker did not confirm it: the retrier resends it
     EXPIRED = "expired"
     # Offered to a process that had just lost the leadership, not fired; or accepted just
-    # before losing it and found in the ledger when recorded: the next leader's slot.
+    # before losing it and found in the ledger when recorded: the next leader's slot; or
+    # fired by the next leader, due when it took over, and found recorded late by that
+    # process (the failover's hand-over, either order: dispatch.batch.record_batch).
     FENCED = "fenced"
 
 

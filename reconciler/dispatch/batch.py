@@ -4,8 +4,11 @@
 
 - a slot already in the ledger (another scheduler, a failover, a retry of the same
   slot) is a DUPLICATE: the existing row's `duplicates` is incremented, nothing is
-  published; unless the batch is LATE (recorded by a process that no longer leads,
-  `record_batch(late=True)`): then the slot is HANDED OVER, nothing is counted;
+  published; unless the fire is one side of a failover's HAND-OVER, in either order:
+  the batch is LATE (recorded by a process that no longer leads,
+  `record_batch(late=True)`), or the request is INHERITED (a new leader's fire of a slot
+  already due when it took over, which its predecessor may have accepted:
+  Dispatcher.take_over). Then nothing is counted and nothing published;
 - a job already running `max_concurrent_runs` times is an OVERLAP: the slot is
   recorded 'skipped' (reason 'overlap') and not published;
 - a missed slot (misfire, coalesced, catch-up limit) is recorded 'missed' with its reason;
@@ -39,7 +42,7 @@ DEFAULT_RUN_BOUND = timedelta(hours=1)
 class BatchOutcome:
     to_publish: list[FireRequest] = field(default_factory=list)
     duplicates: list[FireRequest] = field(default_factory=list)
-    # Late fires whose slot the next leader had already recorded (record_batch(late=True)).
+    # Fires whose slot was in the ledger, late or inherited: the failover's hand-over.
     handed_over: list[FireRequest] = field(default_factory=list)
     overlaps: list[FireRequest] = field(default_factory=list)
     missed: list[FireRequest] = field(default_factory=list)
@@ -131,7 +134,13 @@ def record_batch(
     process was paused: the next leader could not see a fire held in this process's
     memory, and this one publishes nothing. It is handed over, not counted as a
     duplicate (which says a LEADER fired a slot twice: two schedulers, a slot fired
-    again after a write-back was lost)."""
+    again after a write-back was lost).
+
+    The other order: the woken process recorded the slot first, then the next leader
+    fires it (due when that leader took over: made due again by its rewind, still due,
+    or moved back by the woken process's write-back). That request is `inherited`
+    (Dispatcher.take_over): handed over too. A leader's second fire of a slot after its
+    takeover is still a duplicate."""
     fires = [r for r in requests if r.kind == "fire"]
     skipped = _overlapping(connection, fires, now=now)
     rows, seen = [], set()
@@ -142,8 +151,9 @@ def record_batch(
         rows.append(_row_for(request, skipped=request.id in skipped, now=now, retry_at=retry_at))
     inserted = ledger.insert_rows(connection, rows)
     outcome = _classify(requests, inserted, skipped)
-    if late:
-        outcome.handed_over, outcome.duplicates = outcome.duplicates, []
+    refused, outcome.duplicates = outcome.duplicates, []
+    for request in refused:
+        (outcome.handed_over if late or request.inherited else outcome.duplicates).append(request)
     ledger.add_duplicates(connection, (r.id for r in outcome.duplicates), now=now)
     return outcome
 

@@ -22,6 +22,9 @@ accepted just before leadership was lost is still recorded, but not published: t
 is left due for the retrier, which runs only in the current leader; if the next leader
 recorded the slot first (it took over while this process was paused between accepting
 and recording), the slot is handed over, not counted as a duplicate (batch.record_batch).
+In the other order (the woken process records first), the next leader's fire of the
+slot finds it recorded: a slot due when that leader took over is INHERITED (`take_over`),
+and handed over too.
 The ledger's unique slot key is the last line of defence: a slot is recorded once, only
 the process whose insert won publishes it fresh, and any re-publish (retrier) carries
 the same task id, which the worker runs once.
@@ -36,7 +39,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -156,6 +159,8 @@ class Dispatcher:
         self._threads: list[threading.Thread] = []
         self._stopped = False
         self._broker_down = False  # the last publish failed (guarded by self._lock)
+        # This leader's takeover (take_over): its fires of slots up to it are inherited.
+        self._took_over_at: datetime | None = None
 
     # --- stage 1: the scheduler's thread -----------------------------------------------
     def fire(self, *, job: str, payload: FirePayload, scheduled_time: datetime) -> FireRequest:
@@ -173,8 +178,24 @@ class Dispatcher:
         request = make_request(
             job=job, payload=payload, scheduled_time=scheduled_time, now=self._clock()
         )
+        took_over_at = self._took_over_at
+        if took_over_at is not None and request.slot <= took_over_at:
+            request = replace(request, inherited=True)
         self._enqueue(request)
         return request
+
+    def take_over(self, *, at: datetime) -> None:
+        """This process leads from `at` on (aware; call it before its scheduler starts):
+        its fires of slots at or before `at` are INHERITED (FireRequest.inherited).
+
+        Those slots were due when it took over (made due again by its rewind, or still
+        due), and the previous leader, fenced only since, may have accepted them: paused
+        between accepting a fire and recording it, it still records the slot when it
+        wakes, and may write the job's row back after this leader read it (this leader
+        then fires that slot again). Found in the ledger, such a fire is the failover's
+        hand-over, not a duplicate (batch.record_batch). A slot after `at` no fenced
+        predecessor can have accepted: a second fire of it is a duplicate."""
+        self._took_over_at = at
 
     def record_missed(
         self,
@@ -383,7 +404,7 @@ class Dispatcher:
             outcome = batch.record_batch(
                 connection, requests, now=now, retry_at=retry_at, late=late
             )
-        _count_outcome(outcome)
+        _count_outcome(outcome, late=late)
         return outcome.to_publish if publishable else []
 
     def _mark(self, requests: Sequence[FireRequest], result: PublishResult) -> None:
@@ -434,7 +455,19 @@ class Dispatcher:
                 self._settled.notify_all()
 
 
-def _count_outcome(outcome: batch.BatchOutcome) -> None:
+# The two sides of a failover's hand-over (batch.record_batch), as the log says them.
+_LATE_HAND_OVER = (
+    "slot %s, fired before this process lost the leadership, is already in the ledger: "
+    "the next leader's, not published here"
+)
+_INHERITED_HAND_OVER = (
+    "slot %s, due when this process took over the leadership, is already in the ledger: "
+    "the failover's (the previous leader recorded it or wrote its job back late), not a "
+    "duplicate"
+)
+
+
+def _count_outcome(outcome: batch.BatchOutcome, *, late: bool) -> None:
     for request in outcome.duplicates:
         metrics.DUPLICATE_FIRES.labels(request.job).inc()
         metrics.FIRES.labels(request.job, FireOutcome.DUPLICATE).inc()
@@ -446,8 +479,7 @@ def _count_outcome(outcome: batch.BatchOutcome) -> None:
     for request in outcome.handed_over:
         metrics.FIRES.labels(request.job, FireOutcome.FENCED).inc()
         log.info(
-            "slot %s, fired before this process lost the leadership, is already in the "
-            "ledger: the next leader's, not published here",
+            _LATE_HAND_OVER if late else _INHERITED_HAND_OVER,
             rfc3339(request.slot),
             extra=job_extra(request.job),
         )

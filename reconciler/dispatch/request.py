@@ -33,6 +33,10 @@ class FireRequest:
     fired_at: datetime
     kind: Kind = "fire"
     reason: str | None = None
+    # A slot due when this leader took over (Dispatcher.take_over), which its fenced
+    # predecessor may have accepted: found in the ledger, the fire is handed over, not
+    # counted as a duplicate (batch.record_batch).
+    inherited: bool = field(default=False, compare=False)
     # Set by the retrier: the ledger row exists (do not insert it again) and has seen
     # `attempts` failed publishes (for the backoff).
     recorded: bool = field(default=False, compare=False)

@@ -89,7 +89,8 @@ class FiringService:
         in the `:00` herd the ledger batches took twice as long. The scheduler fires
         nothing meanwhile (it is in its pass), and the jobs are due again only once
         written back, so a slot is still fired once; a crash meanwhile leaves the
-        burst's slots in the ledger, where the next leader finds them duplicates."""
+        burst's slots in the ledger, where the next leader's fires of them (due when
+        it took over) are refused and handed over (Dispatcher.take_over)."""
         if fired >= BURST:
             self.dispatcher.wait_settled(timeout=self.settings.publish_timeout)
 

@@ -5,7 +5,8 @@
 The leader, in order: reconciles once (so the scheduler starts on converged rows),
 starts the firing pipeline (Dispatcher, UnpublishedRetrier), makes due again the slots a
 killed predecessor lost between moving next_run_time on and recording them
-(OwnedJobStore.rewind_lost_slots), then starts APScheduler on the same database.
+(OwnedJobStore.rewind_lost_slots; a paused one may still record a slot due by then
+when it wakes: Dispatcher.take_over), then starts APScheduler on the same database.
 From then on one loop, one pass at a time:
 - file events wake it; it runs a pass (watch) at once, which looks in the jobs folder
   only at the paths the events named, and waits for the tree to settle (no event for
@@ -39,7 +40,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from functools import cache
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -165,6 +166,8 @@ def start_firing(
     store = OwnedJobStore(  # fenced too (jobstore doc)
         engine=engine, is_leader=is_leader, before_write_back=service.before_write_back
     )
+    # Slots due by now may be recorded late by a paused predecessor: handed over.
+    service.dispatcher.take_over(at=datetime.now(UTC))
     store.rewind_lost_slots()  # a killed or fenced predecessor's last slots (jobstore doc)
     scheduler = BackgroundScheduler(
         jobstores={"default": store}, executors={"default": service.executor()}, timezone=UTC

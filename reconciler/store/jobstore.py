@@ -219,8 +219,9 @@ class OwnedJobStore(SQLAlchemyJobStore):
         gives the lead up (as for a dead scheduler thread: the standby, with its own
         connections, takes over and rewinds; this process exits 1), the failure shows
         in reconciler_scheduler_running, the healthcheck and the restart count. The
-        pending slots are in the ledger: the next leader refires them as refused
-        duplicates at most. Meanwhile this store fires nothing more (get_due_jobs)."""
+        pending slots are in the ledger: the next leader refires them at most, refused
+        by the ledger and handed over (due when it took over: Dispatcher.take_over).
+        Meanwhile this store fires nothing more (get_due_jobs)."""
         now = time.monotonic()
         if self._failing_since is None:
             self._failing_since = now

@@ -6,11 +6,14 @@ thread inserts it ~20 ms later. Frozen in between (SIGSTOP 12 ms after the burst
 longer than the 3 s lease), the leader holds those slots in memory only: the standby
 takes over and fires them itself (the rows still due, or made due again by its rewind).
 The woken process still records what it accepted (its rows may have moved on) and finds
-each slot taken: handed over, not a duplicate. Every slot once in the ledger, published
-once, no duplicate counted.
+each slot taken: handed over, not a duplicate. Or, woken before the new leader's fire is
+recorded, it records the slot first, and the new leader's fire of a slot that was due
+when it took over is handed over (Dispatcher.take_over); so is its second fire of a slot
+whose row the woken process wrote back after the new leader had read it. Every slot
+once in the ledger, published once, no duplicate counted.
 
 The freeze must land inside that window: an attempt that missed it (nothing accepted and
-unrecorded: the woken process logged no such slot) proves nothing and is repeated with
+unrecorded: neither process logged such a slot) proves nothing and is repeated with
 fresh state, at most ATTEMPTS times. Only processes the test started are frozen."""
 
 from __future__ import annotations
@@ -45,6 +48,9 @@ FREEZE = 4.0  # past the lease (3 s): the standby takes over during the freeze
 # What the woken process logs for a slot it accepted and found recorded by the next
 # leader: now, and before the hand-over existed (then counted as a duplicate).
 LATE_LINES = ("the next leader's", "duplicate fire not published")
+# What the new leader logs for a slot the woken process recorded first: now, and before
+# that order was a hand-over too.
+INHERITED_LINES = ("due when this process took over", "duplicate fire not published")
 
 
 def test_fires_accepted_before_a_freeze_are_handed_over_not_duplicated(tmp_path: Path) -> None:
@@ -85,17 +91,19 @@ def freeze_after_a_burst(cluster: Cluster, broker: BrokerCounter) -> bool:
         timeout=30,
         what="two bursts of the next term",
     )
-    late = late_slots(frozen)
+    late = late_slots(frozen) + [
+        line
+        for daemon in daemons
+        if daemon is not frozen
+        for line in daemon.output().splitlines()
+        if any(s in line for s in INHERITED_LINES)
+    ]
     for daemon in daemons:
         daemon.stop()  # the frozen one has exited 3 (superseded) by itself
     if not late:
         return False
     rows = cluster.ledger("burst-")
-    # The new leader recorded first: handed over, not a duplicate. The other order (the
-    # woken process records before the new leader fires the slot it made due again) is
-    # still counted as a refused duplicate (README, "Failover"): at most one per slot,
-    # and published once (below).
-    assert all(row.duplicates <= 1 for row in rows), [r for r in rows if r.duplicates]
+    assert sum(row.duplicates for row in rows) == 0, [r for r in rows if r.duplicates]
     assert {row.status for row in rows} == {"published"}, rows
     for job in JOBS:
         slots = [as_utc(row.scheduled_time) for row in rows if row.job_name == job]

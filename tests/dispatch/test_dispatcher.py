@@ -364,3 +364,62 @@ def test_a_fire_recorded_after_losing_the_leadership_is_handed_over(
     new.dispatcher.fire(job="sweep", payload=payload, scheduled_time=SLOT)
     wait_until(lambda: runs(engine)[0].duplicates == 1, timeout=10)
     assert len(drain_queue(broker.url, broker.queue)) == 1
+
+
+def fenced_fires(job: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "reconciler_fires_total", {"job_name": job, "outcome": "fenced"}
+    )
+    return value or 0.0
+
+
+def test_a_slot_due_at_the_takeover_and_recorded_late_is_handed_over(
+    engine, broker: Broker, stacks, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The other order of the test above: the paused leader wakes and records its slot
+    (late: due for the retrier, not published) BEFORE the new leader fires it. The slot
+    was due when the new leader took over (made due again by its rewind, or still due),
+    so the new leader's fire, refused by the ledger, is handed over like the late
+    record (fires_total outcome fenced, logged), not counted as a duplicate; its
+    retrier publishes the late row: published once; and so is a second fire of it by
+    the new leader. A slot after the takeover fired twice, and a fire by a leader that
+    took over before the slot, are duplicates."""
+    spec = make_spec("sweep", queue=broker.queue, max_concurrent_runs=5)
+    add_to_inventory(engine, spec)  # the new leader's retrier publishes from it
+    payload = make_payload(spec)
+    old = Stack(engine, broker.url, Fence(True))  # its pipeline not started: "paused"
+    stacks.append(old)
+    old.dispatcher.fire(job="sweep", payload=payload, scheduled_time=SLOT)
+    old.fence.leader = False
+    old.start()  # woken before the new leader fires: it records the slot first
+    wait_until(lambda: not old.dispatcher.in_flight(), timeout=10)
+    assert statuses(engine, "sweep") == ["scheduled"]
+    new = Stack(engine, broker.url, Fence(True))
+    stacks.append(new)
+    new.dispatcher.take_over(at=SLOT + timedelta(seconds=1))
+    new.start()
+    before = fenced_fires("sweep")
+    with caplog.at_level("INFO", logger="reconciler.dispatch.dispatcher"):
+        new.dispatcher.fire(job="sweep", payload=payload, scheduled_time=SLOT)
+        wait_until(lambda: not new.dispatcher.in_flight(), timeout=10)
+    wait_until(lambda: statuses(engine, "sweep") == ["published"], timeout=10)  # the retrier
+    assert [(r.status, r.duplicates) for r in runs(engine)] == [("published", 0)]
+    assert fenced_fires("sweep") == before + 1
+    assert "due when this process took over the leadership" in caplog.text
+    # Fired again by the new leader (the woken process wrote the job's row back after
+    # the new leader had read it, so the slot was due again): still the failover's.
+    new.dispatcher.fire(job="sweep", payload=payload, scheduled_time=SLOT)
+    wait_until(lambda: fenced_fires("sweep") == before + 2, timeout=10)
+    # A slot after the takeover, fired twice by the new leader: a duplicate.
+    later = SLOT + timedelta(seconds=2)
+    for _ in range(2):
+        new.dispatcher.fire(job="sweep", payload=payload, scheduled_time=later)
+    wait_until(lambda: [r.duplicates for r in runs(engine)] == [0, 1], timeout=10)
+    # The first slot fired again by a leader that took over before it: a duplicate.
+    newer = Stack(engine, broker.url, Fence(True))
+    stacks.append(newer)
+    newer.dispatcher.take_over(at=SLOT - timedelta(seconds=1))
+    newer.start().dispatcher.fire(job="sweep", payload=payload, scheduled_time=SLOT)
+    wait_until(lambda: [r.duplicates for r in runs(engine)] == [1, 1], timeout=10)
+    assert fenced_fires("sweep") == before + 2
+    assert len(drain_queue(broker.url, broker.queue)) == 2
