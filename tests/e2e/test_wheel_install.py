@@ -61,8 +61,14 @@ def installed(tmp_path: Path) -> Path:
     )
     (wheel,) = dist.glob("jobs_reconciler-*.whl")
     venv = tmp_path / "venv"
-    _run([sys.executable, "-m", "venv", str(venv)], cwd=tmp_path, env=env)
-    _run([str(venv / "bin" / "pip"), "install", "-q", str(wheel)], cwd=tmp_path, env=env)
+    _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=tmp_path, env=env)
+    # This environment's pip installs into the new one (--python), with the wheel's declared
+    # dependencies resolved as usual, but no pip bootstrapped there (ensurepip: ~10 s) and
+    # no byte-compiling of every dependency (half the install): the commands below compile
+    # what they import as they run. The setup took 48.6 s in CI.
+    python = str(venv / "bin" / "python")
+    pip = [sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-compile"]
+    _run([*pip, str(wheel)], cwd=tmp_path, env=env)
     return venv / "bin"
 
 
