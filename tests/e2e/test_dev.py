@@ -29,8 +29,7 @@ def test_dev_runs_the_examples_without_servers(tmp_path: Path) -> None:
     # The examples fire every 30 s at the most often: one more job of the example task, every
     # second, so that a first run is seconds away, not up to 30.
     (checkout / "jobs.d" / "every-second.yaml").write_text(
-        "name: every-second\ntask: reconciler.tasks.example_task\n"
-        'schedule: {cron: "* * * * * *"}\n'
+        'name: every-second\ntask: reconciler.tasks.example_task\nschedule: {cron: "* * * * * *"}\n'
     )
     git = ["git", "-C", str(checkout), "-c", "user.name=t", "-c", "user.email=t@t"]
     subprocess.run([*git, "init", "-q"], check=True)
