@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from reconciler.engine.reconcile import ReconcileResult
     from reconciler.settings import Settings
     from reconciler.spec.loader import LoadAhead
-    from reconciler.spec.parallel import Ahead
 
 HELP = "apply the plan once (exit 0 done, 1 error, invalid or stale plan, 3 refused)"
 
@@ -90,7 +89,6 @@ def run(args: argparse.Namespace) -> int:
         result = _apply(args, settings, expected, approved, ahead, text)
         return _report(args, result, text)
     finally:
-        text.cancel()
         if ahead is not None:
             ahead.cancel()  # not needed after all (or the pass failed before the files)
 
@@ -198,40 +196,30 @@ def _confirm(args: argparse.Namespace) -> str | None:
 
 
 class _PlanText:
-    """The text of the plan being applied, rendered by a forked child while this
-    process writes the plan (spec.parallel.Ahead); rendered here if the child could not
-    be started or failed. The same function on the same plan: the same bytes."""
+    """The text of the plan being applied, rendered while the pass waits for the added
+    jobs' scheduler rows (reconcile_once's `planned`: a forked child makes them; the
+    other core is busy with it, so a child rendering too only shared that core and
+    copied pages; bench/RESULTS.md "The plan's text rendered while the rows are
+    made"); rendered when asked if the pass did not call `start`. The same function
+    on the same plan: the same bytes."""
 
     def __init__(self, *, colour: bool, wanted: bool) -> None:
         self._colour, self._wanted = colour, wanted
-        self._started: tuple[Plan, Ahead] | None = None
+        self._rendered: tuple[Plan, str] | None = None
 
     def start(self, plan: Plan) -> None:
-        from reconciler.spec.parallel import Ahead
-
-        if self._wanted and self._started is None:
-            child = Ahead.start([plan], self._render, _same)
-            self._started = None if child is None else (plan, child)
+        if self._wanted and self._rendered is None:
+            self._rendered = (plan, self._render(plan))
 
     def of(self, plan: Plan) -> str:
-        if self._started is not None and self._started[0] is plan:
-            sent = self._started[1].collect(_same)
-            if sent is not None:
-                return str(sent[0])
+        if self._rendered is not None and self._rendered[0] is plan:
+            return self._rendered[1]
         return self._render(plan)
-
-    def cancel(self) -> None:
-        if self._started is not None:
-            self._started[1].cancel()
 
     def _render(self, plan: Plan) -> str:
         from reconciler.core.render import render_text
 
         return render_text(plan, colour=self._colour)
-
-
-def _same(value: object) -> object:
-    return value
 
 
 def _report(args: argparse.Namespace, result: ReconcileResult, text: _PlanText) -> int:

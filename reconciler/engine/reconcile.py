@@ -584,8 +584,9 @@ def reconcile_once(
     while the plan is written, is the daemon's way to keep its scheduler from firing a
     row that is being renamed. `ahead` (a one-shot pass on the working tree): files
     being loaded already (spec.loader.load_ahead); the caller cancels it if unused.
-    `planned` is called with a plan that is about to be written, before the first write
-    (the CLI starts rendering it on the other core meanwhile).
+    `planned` is called with the plan being written, once, in the pass's transaction
+    while a forked child makes the added jobs' scheduler rows (engine.apply's
+    `meanwhile`: the CLI renders the plan's text then, instead of waiting for them).
 
     With `caches` (a long-running process), a pass whose tables have not changed since
     the last committed pass (same fingerprint) plans against the state that pass left,
@@ -740,8 +741,16 @@ def _reconcile(
                 raise _Settling(plan)
             records = _FileRecording(connection, settings, caches, now=now)
             if apply and outcome == ReconcileOutcome.APPLIED:
-                if planned is not None:
-                    planned(plan)
+
+                def meanwhile() -> None:
+                    # A one-shot pass only: the daemon writes its records after its
+                    # scheduler rows, outside `write_guard` (its scheduler does not
+                    # wait for them).
+                    if not keep:
+                        records.write()
+                    if planned is not None:
+                        planned(plan)
+
                 with write_guard(plan) if write_guard is not None else nullcontext():
                     known = _apply(
                         connection,
@@ -750,10 +759,7 @@ def _reconcile(
                         caches if keep else None,
                         now,
                         caches.memory,
-                        # A one-shot pass only: the daemon writes its records after
-                        # its scheduler rows, outside `write_guard` (its scheduler
-                        # does not wait for them).
-                        meanwhile=records.write if not keep else lambda: None,
+                        meanwhile=meanwhile,
                     )
                     notify_applied(connection, plan.plan_hash)
                     if before_commit is not None:
