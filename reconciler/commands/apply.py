@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from reconciler.commands._common import (
     EXIT_ERROR,
     EXIT_OK,
+    leave_to_exit,
     open_engine,
     open_read_only_engine,
     require_jobs_dir,
@@ -87,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     text = _PlanText(colour=stdout_is_terminal(), wanted=not args.quiet)
     try:
         result = _apply(args, settings, expected, approved, ahead, text)
+        leave_to_exit((result, text))
         return _report(args, result, text)
     finally:
         if ahead is not None:
