@@ -97,8 +97,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _load_ahead(settings: Settings) -> LoadAhead | None:
     """On a database without file records every file will be parsed: start a child
-    parsing part of them now, while this process imports SQLAlchemy and Alembic and
-    migrates (bench/RESULTS.md "Cold `reconcile apply`: starting the parse first")."""
+    parsing them from the last one backwards now, while this process imports SQLAlchemy
+    and Alembic and migrates; the pass then parses from the first on until they meet
+    (spec.loader.LoadAhead)."""
     from reconciler.store.emptiness import holds_no_file_records
 
     if settings.source != "worktree" or not holds_no_file_records(settings.database_url):

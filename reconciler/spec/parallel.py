@@ -4,7 +4,8 @@ A cold load (a CLI `apply` or `validate` of 1,000 files) is CPU-bound Python: li
 events turned into data, then validation and checks. On the 2-core machines we target,
 the database server is idle meanwhile, so a forked child loads the last ~44% of the
 files while this process loads the rest (bench/RESULTS.md "Figures behind code
-choices" has the gain).
+choices" has the gain). A child started ahead (`Ahead`, loader.load_ahead) is read as
+its chunks come (`Ahead.poll`), so that its parent can stop where they meet.
 
 What comes back from the child is plain data: each valid job as the document it was
 validated from, not as a pydantic model (unpickling the models costs more than the
@@ -21,6 +22,7 @@ from __future__ import annotations
 import os
 import pickle
 import queue
+import select
 import signal
 import threading
 from collections.abc import Callable, Sequence
@@ -38,16 +40,6 @@ PARENT_SHARE = 0.56
 # A child sends its results this many entries at a time: the parent rebuilds each chunk
 # while the child computes the next.
 CHUNK = 25
-# When the child starts ahead (Ahead, loader.load_ahead), the parent still imports,
-# migrates and reads the database before it loads its part: about as long as loading
-# this many files (~0.4 s on the machines we measure). The two then split what remains
-# evenly (ahead_split): 300 of 1,000 files for the parent, 4,800 of 10,000.
-AHEAD_HEAD_START = 400
-
-
-def ahead_split(count: int) -> int:
-    """How many of `count` files the parent loads itself when a child starts ahead."""
-    return max(0, (count - AHEAD_HEAD_START) // 2)
 
 
 def can_fork() -> bool:
@@ -94,6 +86,7 @@ class Ahead:
         self.entries = entries
         self._pid: int | None = pid
         self._read_end = read_end
+        self._unread = bytearray()  # what `poll` read of a chunk not complete yet
 
     @classmethod
     def start(
@@ -124,6 +117,36 @@ class Ahead:
         if rebuilt is None or not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
             return None
         return rebuilt if len(rebuilt) == len(self.entries) else None
+
+    def poll(self, from_plain: Callable[[Any], Outcome]) -> list[Outcome] | None:
+        """What the child sent since the last poll, rebuilt with `from_plain`, without
+        waiting for more (`collect` waits for all): [] when no whole chunk came (also
+        once it has ended or died); None when it sent garbage (distrust all it sent) or
+        it was collected or cancelled. Each chunk is a whole pickle behind its length:
+        a child that dies mid-chunk sends nothing of that chunk. End the child with
+        `cancel`; not to be mixed with `collect`."""
+        if self._pid is None:
+            return None
+        while select.select([self._read_end], [], [], 0)[0]:
+            data = os.read(self._read_end, 1 << 20)
+            if not data:
+                break  # it ended: nothing more will come
+            self._unread += data
+        rebuilt: list[Outcome] = []
+        unread = self._unread
+        while len(unread) >= 8:
+            size = int.from_bytes(unread[:8], "little")
+            if len(unread) < 8 + size:
+                break
+            try:
+                plain = pickle.loads(unread[8 : 8 + size])
+                if not isinstance(plain, list):
+                    return None
+                rebuilt += (from_plain(item) for item in plain)
+            except Exception:  # noqa: BLE001 - any surprise: the caller loads it instead
+                return None
+            del unread[: 8 + size]
+        return rebuilt
 
     def cancel(self) -> None:
         """End the child without reading it (its work is not wanted)."""

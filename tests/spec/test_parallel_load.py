@@ -166,14 +166,16 @@ def test_a_child_that_fails_or_cannot_be_forked_only_costs_time() -> None:
 
 
 def test_loading_ahead_gives_the_sequential_result(tmp_path: Path) -> None:
-    """A child started before the pass knows what it parses (loader.load_ahead): its
-    outcomes are taken only for the bytes the pass read and only where the clock cannot
-    change them; the result is the sequential load's, outcome for outcome, also when the
-    child dies."""
+    """A child started before the pass knows what it parses (loader.load_ahead) loads
+    from the last file backwards while the pass loads from the first on, until they
+    meet: its outcomes are taken only for the bytes the pass read and only where the
+    clock cannot change them; the result is the sequential load's, outcome for outcome,
+    wherever they meet (the pass slow, at the child's pace, fast), also when the child
+    dies, sends garbage or is not used."""
     files = MIN_FILES + 50
     write_corpus(tmp_path, files)
-    # In the child's part: a file whose validity follows the clock (a cron map's year),
-    # and a file the pass reads with other bytes than the child did.
+    # Near the end (the child's first files): a file whose validity follows the clock
+    # (a cron map's year), and a file the pass reads with other bytes than the child did.
     dated = f"f{files - 20:04d}.yaml"
     (tmp_path / dated).write_text(
         "name: dated\ntask: reconciler.tasks.example_task\n"
@@ -182,7 +184,7 @@ def test_loading_ahead_gives_the_sequential_result(tmp_path: Path) -> None:
     edited = f"f{files - 10:04d}.yaml"
     output = run_python(
         textwrap.dedent(f"""
-        import json, os, signal
+        import json, os, signal, time
         from datetime import datetime
         from pathlib import Path
         from reconciler.settings import Settings
@@ -210,24 +212,61 @@ def test_loading_ahead_gives_the_sequential_result(tmp_path: Path) -> None:
         def load(ahead):
             return summary(loader.load_files(entries, settings=settings, now=now,
                            essences=True, contents=contents, ahead=ahead))
-        ahead = loader.load_ahead(root, settings=settings)
-        got = load(ahead)
+        load_file = loader._load_file
+        def paced(seconds):
+            # The pass's own loads made slower (after the child was forked: not its).
+            def slow(*args, **kwargs):
+                time.sleep(seconds)
+                return load_file(*args, **kwargs)
+            return slow
+        runs = {{}}
+        for pace in (0.02, 0.001, 0.0):
+            ahead = loader.load_ahead(root, settings=settings)
+            loader._load_file = paced(pace)
+            taken.clear()
+            runs[pace] = [load(ahead), dict(taken)]
+            loader._load_file = load_file
         dying = loader.load_ahead(root, settings=settings)
         os.kill(dying._child._pid, signal.SIGKILL)
         after_death = load(dying)
+        lying = loader.load_ahead(root, settings=settings)
+        os.kill(lying._child._pid, signal.SIGKILL)
+        os.waitpid(lying._child._pid, 0)
+        lying._child._pid = os.getpid()  # never killed: it is this process
+        lying._child.cancel = lambda: None
+        # A whole chunk with a doctored outcome of the last file, then (at the next
+        # poll) garbage: what came before the garbage is not trusted either.
+        import pickle
+        source, jobs, *rest = loader._plain_outcome(loader._load_file(
+            entries[-1], settings=settings, now=now, data=contents[entries[-1].label],
+            essences=True))
+        doctored = [(dict(jobs[0][0], queue="high_priority"), *jobs[0][1:]), *jobs[1:]]
+        chunk = pickle.dumps([(source, tuple(doctored), *rest)])
+        lying._child._unread += len(chunk).to_bytes(8, "little") + chunk
+        first_poll = lying._child.poll
+        def poll(from_plain):
+            got = first_poll(from_plain)  # the doctored outcome, rebuilt
+            lying._child._unread += (9).to_bytes(8, "little") + b"not a pickle"
+            lying._child.poll = first_poll
+            return got
+        lying._child.poll = poll
+        after_garbage = load(lying)
         unused = loader.load_ahead(root, settings=settings)
         unused.cancel()
         parallel.can_fork = lambda: False
         expected = load(None)
-        print(json.dumps({{"same": got == expected, "same after death": after_death == expected,
-                          "labels": sorted(ahead.labels), "taken": taken}}))
+        print(json.dumps({{"same": {{pace: got == expected for pace, (got, _) in runs.items()}},
+                          "taken": {{pace: t for pace, (_, t) in runs.items()}},
+                          "same after death": after_death == expected,
+                          "same after garbage": after_garbage == expected}}))
         """)
     )
     got = json.loads(output)
-    assert got["same"], "loading ahead changed an outcome"
+    assert all(got["same"].values()), f"loading ahead changed an outcome: {got['same']}"
     assert got["same after death"], "a dead child must only cost time"
-    labels = got["labels"]
-    assert len(labels) == files - parallel.ahead_split(files) > 0
-    taken = got["taken"]
-    assert sorted(taken) == labels, "the child's outcomes are offered, nothing else"
-    assert [label for label in labels if not taken[label]] == [dated, edited]
+    assert got["same after garbage"], "garbage from the child must only cost time"
+    # The pass slowed down (20 ms a file): the child met it early, and its outcomes for
+    # the clock-dependent file and the edited one were offered and refused.
+    slow = got["taken"]["0.02"]
+    assert len(slow) > files // 2, "the child loaded most files"
+    assert sorted(label for label, kept in slow.items() if not kept) == [dated, edited]
