@@ -12,6 +12,7 @@ Ordering does not matter for safety (everything commits together), only for the 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -49,6 +50,7 @@ def apply_plan(
     triggers: TriggerMemory | None = None,
     rows_wanted: bool = True,
     meanwhile: Callable[[], object] = lambda: None,
+    beside: Callable[[], object] = lambda: None,
 ) -> list[WrittenRow]:
     """Write the plan. Returns the scheduler rows written. `triggers`: the memory the
     plan was made with (its first fire times are then looked up, not computed again).
@@ -58,7 +60,11 @@ def apply_plan(
     cold apply: pickling 10,000 states and their digests is a third of what follows
     the plan), and they are not among the rows returned. `meanwhile`: the caller's
     own writes in this transaction, made once the inventory is written, before the
-    added jobs' scheduler rows (while the child makes them)."""
+    added jobs' scheduler rows (while the child makes them). `beside`: the caller's
+    work that does not touch the database (the CLI renders the plan's text), done
+    while a thread waits for the child's rows and sends them (the server's COPY and
+    the wait overlap it); done before the rows are made here when no child makes them.
+    Called once each, `meanwhile` first."""
     removed = [change.job for change in plan.changes if change.action == Action.REMOVE]
     delete_scheduler_rows(connection, removed)
     delete_inventory(connection, removed)
@@ -93,7 +99,7 @@ def apply_plan(
         )
         kept.update((renames[old], moment) for old, moment in carried.items())
         meanwhile()
-        new_rows = _write_added(connection, added, now, triggers, ahead)
+        new_rows = _write_added(connection, added, now, triggers, ahead, beside)
     finally:
         if ahead is not None:
             ahead.cancel()  # collected already, or this pass failed
@@ -124,15 +130,43 @@ def _write_added(
     now: datetime,
     triggers: TriggerMemory | None,
     ahead: Ahead | None,
+    beside: Callable[[], object],
 ) -> list[WrittenRow]:
-    """Write the scheduler rows of the added jobs: those the child made if it could,
-    else made here. Only the rows made here are returned."""
-    sent = ahead.collect(_same) if ahead is not None else None
-    made = sent[0] if sent else None
-    if isinstance(made, NewRows) and copy_new_rows(connection, made):
-        return []
-    new = _scheduled(added, {}, now, triggers)
-    return upsert_scheduler_rows(connection, new, expect_new=True, made_for=_made_for(added))
+    """Write the scheduler rows of the added jobs: those the child made if it could
+    (sent by a thread while `beside` runs here), else made here. Only the rows made
+    here are returned."""
+    if ahead is None or not _copied_beside(connection, ahead, beside):
+        if ahead is None:
+            beside()
+        new = _scheduled(added, {}, now, triggers)
+        return upsert_scheduler_rows(connection, new, expect_new=True, made_for=_made_for(added))
+    return []
+
+
+def _copied_beside(connection: Connection, ahead: Ahead, beside: Callable[[], object]) -> bool:
+    """`beside()` here while a thread collects the child's rows and COPYs them (the
+    connection is the thread's alone until it is joined, here, whatever happens);
+    whether they were written (False: none, upsert them)."""
+    copied: list[bool] = []
+    failed: list[BaseException] = []
+
+    def copy() -> None:
+        try:
+            sent = ahead.collect(_same)
+            made = sent[0] if sent else None
+            copied.append(isinstance(made, NewRows) and copy_new_rows(connection, made))
+        except BaseException as error:  # noqa: BLE001 - re-raised on the pass's thread
+            failed.append(error)
+
+    writer = threading.Thread(target=copy, name="new-rows", daemon=True)
+    writer.start()
+    try:
+        beside()
+    finally:
+        writer.join()
+    if failed:
+        raise failed[0]
+    return copied[0]
 
 
 def _same(value: object) -> object:

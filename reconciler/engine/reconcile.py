@@ -584,9 +584,10 @@ def reconcile_once(
     while the plan is written, is the daemon's way to keep its scheduler from firing a
     row that is being renamed. `ahead` (a one-shot pass on the working tree): files
     being loaded already (spec.loader.load_ahead); the caller cancels it if unused.
-    `planned` is called with the plan being written, once, in the pass's transaction
-    while a forked child makes the added jobs' scheduler rows (engine.apply's
-    `meanwhile`: the CLI renders the plan's text then, instead of waiting for them).
+    `planned` is called with the plan being written, once, before the pass commits,
+    while the added jobs' scheduler rows are made by a forked child and sent by a
+    thread (engine.apply's `beside`: the CLI renders the plan's text then, instead of
+    waiting for them); it must not use the pass's connection.
 
     With `caches` (a long-running process), a pass whose tables have not changed since
     the last committed pass (same fingerprint) plans against the state that pass left,
@@ -741,16 +742,6 @@ def _reconcile(
                 raise _Settling(plan)
             records = _FileRecording(connection, settings, caches, now=now)
             if apply and outcome == ReconcileOutcome.APPLIED:
-
-                def meanwhile() -> None:
-                    # A one-shot pass only: the daemon writes its records after its
-                    # scheduler rows, outside `write_guard` (its scheduler does not
-                    # wait for them).
-                    if not keep:
-                        records.write()
-                    if planned is not None:
-                        planned(plan)
-
                 with write_guard(plan) if write_guard is not None else nullcontext():
                     known = _apply(
                         connection,
@@ -759,7 +750,11 @@ def _reconcile(
                         caches if keep else None,
                         now,
                         caches.memory,
-                        meanwhile=meanwhile,
+                        # A one-shot pass only: the daemon writes its records after
+                        # its scheduler rows, outside `write_guard` (its scheduler
+                        # does not wait for them).
+                        meanwhile=records.write if not keep else lambda: None,
+                        beside=(lambda: planned(plan)) if planned is not None else lambda: None,
                     )
                     notify_applied(connection, plan.plan_hash)
                     if before_commit is not None:
@@ -884,12 +879,13 @@ def _apply(
     memory: CoreMemory,
     *,
     meanwhile: Callable[[], object] = lambda: None,
+    beside: Callable[[], object] = lambda: None,
 ) -> Tracked | None:
     """Write the plan. With `known` (what it was planned against), return the state
     after the write and what vouches for it; None: not tracked. With `caches`, they
     learn what was written (so that no later pass decodes it again). `memory`: the one
     the plan was made with (its first fire times are looked up, not recomputed).
-    `meanwhile`: see apply_plan.
+    `meanwhile`, `beside`: see apply_plan.
 
     The fingerprint moves by exactly what this pass wrote: the rows it touched are
     summarised just before and just after writing. A concurrent writer's change to any
@@ -909,6 +905,7 @@ def _apply(
         triggers=memory.triggers,
         rows_wanted=caches is not None,
         meanwhile=meanwhile,
+        beside=beside,
     )
     record_job_events(connection, plan, now=now)
     if caches is None:

@@ -5,6 +5,7 @@ included; rows of which one exists already are refused whole, and the upsert fol
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -145,6 +146,54 @@ def cold_apply(root: Path, url: str) -> dict[str, list[tuple[Any, ...]]]:
     return found
 
 
+def write_jobs(root: Path) -> None:
+    for number in range(BULK_ROWS // 3 + 10):
+        documents = [
+            f"name: job-{number}-{slot}\ntask: reconciler.tasks.example_task\n"
+            f'schedule: {{cron: "{slot} 3 * * *"}}\nkwargs: {{data: {{n: {number}}}}}\n'
+            for slot in range(3)
+        ]
+        (root / f"f{number:04d}.yaml").write_text("---\n".join(documents))
+
+
+@pytest.mark.parametrize("where", ["beside", "copy"])
+def test_a_failure_while_the_rows_are_sent_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """The child's rows are sent by a thread while the pass does the caller's `beside`
+    work (reconcile_once's `planned`): a failure on either side fails the pass, once
+    the thread is joined, and nothing is written."""
+    if not parallel.can_fork():
+        pytest.skip("needs fork, two CPUs and a single thread")
+    write_jobs(tmp_path)
+
+    def planned(plan: object) -> None:
+        if where == "beside":
+            raise RuntimeError("failed beside")
+
+    def copy_fails(*args: object) -> bool:
+        raise RuntimeError("failed to copy")
+
+    if where == "copy":
+        monkeypatch.setattr(apply_module, "copy_new_rows", copy_fails)
+    with fresh_database() as url:
+        upgrade_database(url)
+        engine = create_sync_engine(url)
+        try:
+            settings = Settings(database_url=url, jobs_dir=tmp_path)
+            with pytest.raises(RuntimeError, match=f"failed {where}|failed to {where}"):
+                reconcile_once(
+                    engine, settings, trigger=Trigger.CLI, clock=lambda: NOW, planned=planned
+                )
+            assert threading.active_count() == 1  # the thread was joined
+            assert tables(engine) == {"jobs": [], "records": []}
+            with engine.connect() as connection:
+                query = "SELECT count(*) FROM scheduled_jobs"
+                assert connection.execute(sa.text(query)).scalar() == 0
+        finally:
+            engine.dispose()
+
+
 def test_a_cold_apply_whose_rows_child_fails_writes_the_same(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -152,13 +201,7 @@ def test_a_cold_apply_whose_rows_child_fails_writes_the_same(
     costs only time: the same rows are then made by the pass itself."""
     if not parallel.can_fork():
         pytest.skip("needs fork, two CPUs and a single thread")
-    for number in range(BULK_ROWS // 3 + 10):
-        documents = [
-            f"name: job-{number}-{slot}\ntask: reconciler.tasks.example_task\n"
-            f'schedule: {{cron: "{slot} 3 * * *"}}\nkwargs: {{data: {{n: {number}}}}}\n'
-            for slot in range(3)
-        ]
-        (tmp_path / f"f{number:04d}.yaml").write_text("---\n".join(documents))
+    write_jobs(tmp_path)
     started: list[object] = []
     start = parallel.Ahead.start
 
