@@ -52,11 +52,17 @@ def apply_once(root: Path, url: str, text: _PlanText) -> tuple[Plan, list[tuple[
     return result.plan, calls
 
 
-def test_the_text_printed_is_the_text_of_the_plan_applied(tmp_path: Path) -> None:
+def folder(tmp_path: Path, jobs: int) -> str:
+    """A migrated SQLite database and `jobs` job files under tmp_path/jobs; its URL."""
     url = f"sqlite:///{tmp_path / 'state.db'}"
     upgrade_database(url)
     (tmp_path / "jobs").mkdir()
-    write_jobs(tmp_path / "jobs", 3)
+    write_jobs(tmp_path / "jobs", jobs)
+    return url
+
+
+def test_the_text_printed_is_the_text_of_the_plan_applied(tmp_path: Path) -> None:
+    url = folder(tmp_path, 3)
     text = _PlanText(colour=False, wanted=True)
     plan, calls = apply_once(tmp_path / "jobs", url, text)
     assert [(called is plan, committed) for called, committed in calls] == [(True, 0)]
@@ -72,10 +78,7 @@ def test_the_text_printed_is_the_text_of_the_plan_applied(tmp_path: Path) -> Non
 
 
 def test_a_quiet_apply_renders_nothing(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'state.db'}"
-    upgrade_database(url)
-    (tmp_path / "jobs").mkdir()
-    write_jobs(tmp_path / "jobs", 2)
+    url = folder(tmp_path, 2)
     text = _Counted(colour=False, wanted=False)
     _, calls = apply_once(tmp_path / "jobs", url, text)
     assert len(calls) == 1 and text.rendered == 0
