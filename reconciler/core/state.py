@@ -331,6 +331,19 @@ class SchedulerRow:
     readable: bool = True
     written_for: tuple[str, str | None] | None = None
 
+    def same_job(self, other: SchedulerRow) -> bool:
+        """Whether `other` holds what this row holds but for the value of its next run
+        time (both have one, or neither): a fire moved it on. A plan reads only whether
+        a row has a next run time (core.plan_basis)."""
+        return (
+            (self.next_run_time is None) == (other.next_run_time is None)
+            and (self.id, self.func, self.fingerprint, self.readable, self.written_for)
+            == (other.id, other.func, other.fingerprint, other.readable, other.written_for)
+            and (self.misfire_grace_time, self.coalesce, self.max_instances)
+            == (other.misfire_grace_time, other.coalesce, other.max_instances)
+            and (self.kwargs is other.kwargs or self.kwargs == other.kwargs)
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class ActualState:

@@ -70,6 +70,7 @@ from reconciler.settings import Settings
 from reconciler.spec.diagnostics import Diagnostic
 from reconciler.store.change_counts import compact_change_counts
 from reconciler.store.jobstore import OwnedJobStore
+from reconciler.store.own_writes import OwnWrites
 
 log = logging.getLogger(__name__)
 MAX_SETTLE_SECONDS = 10.0
@@ -160,11 +161,20 @@ class FiringRuntime:
 
 
 def start_firing(
-    *, engine: Engine, service: FiringService, is_leader: Callable[[], bool]
+    *,
+    engine: Engine,
+    service: FiringService,
+    is_leader: Callable[[], bool],
+    own_writes: OwnWrites | None = None,
 ) -> FiringRuntime:
+    """`own_writes`: where the store logs its write-backs for the passes (the caches'
+    own: store.own_writes)."""
     service.start()
     store = OwnedJobStore(  # fenced too (jobstore doc)
-        engine=engine, is_leader=is_leader, before_write_back=service.before_write_back
+        engine=engine,
+        is_leader=is_leader,
+        before_write_back=service.before_write_back,
+        own_writes=own_writes,
     )
     # Slots due by now may be recorded late by a paused predecessor: handed over.
     service.dispatcher.take_over(at=datetime.now(UTC))
@@ -262,6 +272,7 @@ class Daemon:
                 engine=self._engine,
                 service=self._make_service(),
                 is_leader=self._elector.is_leader,
+                own_writes=caches.own_writes,
             )
             metrics.DAEMON_LOOP.set_to_current_time()  # the loop's age counts from here
         finally:

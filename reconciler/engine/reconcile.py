@@ -85,8 +85,10 @@ from reconciler.store.inventory import (
     record_reconcile_run,
     replace_quarantine,
 )
+from reconciler.store.own_writes import OwnWrites, WriteBack, explained
 from reconciler.store.scheduler_rows import (
     RowDecoder,
+    patch_own_writes,
     patch_scheduler_rows,
     read_scheduler_rows,
     read_scheduler_rows_once,
@@ -156,6 +158,14 @@ class ReconcileCaches:
     actual: tuple[Fingerprint | None, ActualState] | None = None
     # The tables' change counts `actual` matches (store.change_counts); None: unknown.
     counts: ChangeCounts | None = None
+    # Whether the last read of the counts found them (PostgreSQL: then read in one
+    # statement; see read_change_counts).
+    counts_known: bool = False
+    # What this daemon's scheduler wrote since the last pass (store.own_writes; its job
+    # store adds to it), and the scheduler rows this process's own passes wrote since
+    # `rows` last read the table (read again by id when the counts say nobody else wrote).
+    own_writes: OwnWrites = field(default_factory=OwnWrites)
+    reread: set[str] = field(default_factory=set)
     # A process that keeps these for its life (the daemon): the strings of essences and
     # decoded row arguments interned (core.memo.interned) as they enter the caches,
     # ~340 MB less at 100,000 jobs; a one-shot pass does not pay for it.
@@ -188,6 +198,9 @@ def load_desired(
     if ref is None:
         if caches.listing is None or caches.listing.jobs_dir != settings.jobs_dir:
             caches.listing = FileListing(settings.jobs_dir)
+        # git runs (rev-parse, status: 5-25 ms of a watch pass's wall at 100,000 jobs,
+        # more in a large checkout) while the files load: it waits, holding no GIL.
+        reading = _Background(lambda: read_revision(settings.jobs_dir))
         loaded = load_jobs(
             settings.jobs_dir,
             settings=settings,
@@ -197,12 +210,35 @@ def load_desired(
             listing=caches.listing,
             changed=changed,
         )
-        revision = read_revision(settings.jobs_dir)
-    else:
-        loaded, revision = load_from_git(
-            settings.jobs_dir, ref, settings=settings, now=now, cache=caches.git
-        )
+        return _desired_state(loaded, reading.result(), caches)
+    loaded, revision = load_from_git(
+        settings.jobs_dir, ref, settings=settings, now=now, cache=caches.git
+    )
     return _desired_state(loaded, revision, caches)
+
+
+class _Background:
+    """A call run on a thread of its own; `result()` joins it and returns (or raises)
+    what the call did."""
+
+    def __init__(self, call: Callable[[], Revision]) -> None:
+        self._call = call
+        self._outcome: list[Revision] = []
+        self._error: list[BaseException] = []
+        self._thread = threading.Thread(target=self._run, name="pass-revision", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._outcome.append(self._call())
+        except BaseException as error:  # noqa: BLE001 - re-raised by result()
+            self._error.append(error)
+
+    def result(self) -> Revision:
+        self._thread.join()
+        if self._error:
+            raise self._error[0]
+        return self._outcome[0]
 
 
 def warm_caches(
@@ -417,12 +453,16 @@ def _load_beside_fingerprint(
     now: datetime,
     changed: Iterable[str] | None,
     counts: ChangeCounts | None,
+    own: list[WriteBack] | None = None,
 ) -> tuple[DesiredState, tuple[Fingerprint, NewVersions] | None]:
     """`load_desired` on this thread while another reads the fingerprint that
     `_read_actual_cached` would read first (the connection is the other thread's alone
     until it is joined, here, whatever happens). None: no fingerprint on this database,
-    or none needed (neither table written since the last pass: `counts`)."""
+    or none needed (neither table written since the last pass but by this daemon's own
+    scheduler, `own`: see `_own_writes`)."""
     same = _unchanged(caches, counts)
+    if own is not None:
+        same = (same[0], True)
     if not fingerprint_supported(connection) or all(same):
         return load_desired(settings, caches, now=now, changed=changed), None
     found: list[tuple[Fingerprint, NewVersions]] = []
@@ -457,6 +497,27 @@ def _unchanged(caches: ReconcileCaches, counts: ChangeCounts | None) -> tuple[bo
     return seen.inventory == counts.inventory, seen.scheduler == counts.scheduler
 
 
+def _own_writes(
+    caches: ReconcileCaches, counts: ChangeCounts | None, writes: list[WriteBack] | None
+) -> list[WriteBack] | None:
+    """The scheduler's write-backs (taken from `caches.own_writes` before `counts` were
+    read) that explain every move of the scheduler's count since the cached state, the
+    inventory's count not moved: nobody else wrote either table (store.own_writes).
+    None: not so (or not known); the pass reads as before. Writes not yet visible to
+    `counts` are put back for the next pass."""
+    seen = caches.counts if caches.actual is not None else None
+    if writes is None or counts is None or seen is None or seen.inventory != counts.inventory:
+        return None
+    if seen.snapshot is None or counts.snapshot is None:
+        return None
+    found = explained(seen.scheduler, counts.scheduler, seen.snapshot, counts.snapshot, writes)
+    if found is None:
+        return None
+    new, later = found
+    caches.own_writes.put_back(later)
+    return new
+
+
 def _known_inventory(caches: ReconcileCaches) -> tuple[int, int] | None:
     fingerprint = caches.actual[0] if caches.actual is not None else None
     return fingerprint.inventory if fingerprint is not None else None
@@ -469,6 +530,7 @@ def _read_actual_cached(
     reuse: bool,
     early: tuple[Fingerprint, NewVersions] | None = None,
     counts: ChangeCounts | None = None,
+    own: list[WriteBack] | None = None,
 ) -> tuple[ActualState, Fingerprint | None]:
     """The actual state, and the fingerprint it was read at (None: not tracked).
 
@@ -478,12 +540,26 @@ def _read_actual_cached(
     in between makes the rows newer than them, so the next pass sees a difference and
     reads again (never the reverse, which would hide that write). The scheduler rows
     that moved since the last read (fires) are found in the fingerprint's own scan and
-    patched in (patch_scheduler_rows); the others are not read again."""
+    patched in (patch_scheduler_rows); the others are not read again. With `own` (the
+    write-backs of this daemon's scheduler that explain every change of the counts:
+    `_own_writes`), no table is scanned: the rows they moved are patched in
+    (patch_own_writes).
+
+    `caches.reread` (rows this process's passes wrote) is emptied whenever the decoder's
+    last read is brought up to the table (those rows included)."""
     same = _unchanged(caches, counts) if reuse else (False, False)
     cached, caches.actual = caches.actual, None  # set again once this pass commits
     caches.counts = None
     if cached is not None and all(same):
         return cached[1], cached[0]  # neither table written since: nothing read
+    if reuse and own is not None and cached is not None and cached[0] is not None and same[0]:
+        assert counts is not None and counts.snapshot is not None  # see _own_writes
+        rows = patch_own_writes(connection, caches.rows, own, caches.reread)
+        if rows is not None:
+            caches.reread = set()
+            caches.rows.horizon = counts.snapshot.xmin % 2**32  # see store.own_writes
+            fingerprint = Fingerprint(cached[0].inventory, caches.rows.summary or (0, 0))
+            return ActualState(inventory=cached[1].inventory, scheduler=rows), fingerprint
     if not fingerprint_supported(connection):
         if cached is None or not any(same):
             return read_actual(connection, caches), None
@@ -503,6 +579,7 @@ def _read_actual_cached(
     if known is None or cached is None:
         state = _read_tables(connection, caches)
         decoder.horizon = new.horizon  # taken before the rows were read: see fingerprint
+        caches.reread = set()
         return state, fingerprint
     before, state = known, cached[1]
     if before == fingerprint:
@@ -513,6 +590,7 @@ def _read_actual_cached(
         patched = patch_scheduler_rows(connection, decoder, new, fingerprint.scheduler)
         scheduler = read_scheduler_rows(connection, decoder) if patched is None else patched
         decoder.horizon = new.horizon
+        caches.reread = set()
     return ActualState(
         inventory=state.inventory
         if before.inventory == fingerprint.inventory
@@ -695,8 +773,9 @@ def _reconcile(
         )
         with engine.begin() as connection:
             hold_apply_lock(connection)
-            # First: what the cached state is compared with (store.change_counts).
-            counts = read_change_counts(connection) if keep else None
+            # First: what the cached state is compared with (store.change_counts),
+            # after taking what our scheduler wrote (so that the counts see all of it).
+            counts, own = _read_counts(connection, caches, reuse=reuse) if keep else (None, None)
             early = None
             if overlap:
                 desired, early = _load_beside_fingerprint(
@@ -706,11 +785,12 @@ def _reconcile(
                     now=clock_started,
                     changed=changed_files,
                     counts=counts,
+                    own=own,
                 )
             now = clock()
             if keep:
                 actual, fingerprint = _read_actual_cached(
-                    connection, caches, reuse=reuse, early=early, counts=counts
+                    connection, caches, reuse=reuse, early=early, counts=counts, own=own
                 )
             else:
                 actual, fingerprint = read_actual_once(connection, caches), None
@@ -774,6 +854,20 @@ def _reconcile(
     duration = time.monotonic() - started
     _observe(plan, trigger, outcome, duration, applied=apply)
     return ReconcileResult(plan=plan, outcome=outcome, duration=duration)
+
+
+def _read_counts(
+    connection: Connection, caches: ReconcileCaches, *, reuse: bool
+) -> tuple[ChangeCounts | None, list[WriteBack] | None]:
+    """The change counts, and the write-backs of our own scheduler that explain their
+    moves since the cached state (`_own_writes`; None: not so, or a pass that reads
+    everything anyway). The log is taken BEFORE the counts are read: every write in it
+    has committed, so the counts' snapshot sees it (store.own_writes)."""
+    writes = caches.own_writes.take()
+    known, caches.counts_known = caches.counts_known, False  # raised: not known again
+    counts = read_change_counts(connection, known=known)
+    caches.counts_known = counts is not None
+    return counts, (_own_writes(caches, counts, writes) if reuse else None)
 
 
 def _forget_specs(plan: Plan, desired: DesiredState) -> None:
@@ -911,6 +1005,7 @@ def _apply(
     if caches is None:
         return None
     written = caches.rows.remember(rows)
+    caches.reread.update(touched)  # the decoder's last read does not hold them
     for change in plan.changes:
         if change.target is not None:
             caches.essences.put(change.target.spec_hash, change.target.essence)

@@ -20,11 +20,12 @@ the trigger, writes, and enables it again; the daemon's resync reads every row a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from reconciler.store.own_writes import Snapshot
 from reconciler.store.tables import apscheduler_jobs, scheduled_jobs, table_changes
 
 _INVENTORY, _SCHEDULER = scheduled_jobs.name, apscheduler_jobs.name
@@ -33,13 +34,27 @@ COMPACT_ABOVE = 200
 
 # PostgreSQL: each table's identity (its oid: a table made again is another), whether
 # its trigger is there and fires ALWAYS (also under session_replication_role = replica).
-_POSTGRES_TRIGGERS = sa.text(
-    """
+_IDENTITIES = """
 SELECT t.name, coalesce(to_regclass(t.name)::oid::bigint, 0),
        EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = to_regclass(t.name)
                AND g.tgname = 'count_changes' AND g.tgenabled = 'A')
+"""
+_POSTGRES_TRIGGERS = sa.text(
+    _IDENTITIES
+    + """
 FROM (VALUES (:inventory), (:scheduler)) AS t(name)
 WHERE to_regclass('table_changes') IS NOT NULL
+"""
+)
+# The same, each table's count and the statement's snapshot (store.own_writes), in one
+# statement: for a caller that knows `table_changes` is there (naming a missing table
+# fails the statement, and the transaction with it).
+_POSTGRES_COUNTS = sa.text(
+    _IDENTITIES
+    + """,
+       (SELECT coalesce(sum(c.changes), 0) FROM table_changes AS c WHERE c.table_name = t.name),
+       pg_current_snapshot()::text
+FROM (VALUES (:inventory), (:scheduler)) AS t(name)
 """
 )
 # SQLite: the counting table and each table's three row triggers, by name.
@@ -68,32 +83,35 @@ SELECT :name, txid_current(), sum(changes) FROM gone HAVING count(*) > 0
 @dataclass(frozen=True, slots=True)
 class ChangeCounts:
     """(table identity, transactions that wrote it) of our inventory and of the
-    scheduler's rows. Equal counts of a table: nobody wrote it in between."""
+    scheduler's rows. Equal counts of a table: nobody wrote it in between. `snapshot`:
+    the one they were read in (PostgreSQL; store.own_writes), not part of the value."""
 
     inventory: tuple[int, int]
     scheduler: tuple[int, int]
+    snapshot: Snapshot | None = field(default=None, compare=False)
 
     def plus(self, written: frozenset[str]) -> ChangeCounts:
         """These counts after a transaction that wrote the tables named in `written`
         commits (each writing transaction counts once per table)."""
         inventory, scheduler = _INVENTORY in written, _SCHEDULER in written
-        return ChangeCounts(_plus(self.inventory, inventory), _plus(self.scheduler, scheduler))
+        return ChangeCounts(
+            _plus(self.inventory, inventory), _plus(self.scheduler, scheduler), self.snapshot
+        )
 
 
 def _plus(count: tuple[int, int], wrote: bool) -> tuple[int, int]:
     return (count[0], count[1] + 1) if wrote else count
 
 
-def read_change_counts(connection: Connection) -> ChangeCounts | None:
+def read_change_counts(connection: Connection, *, known: bool = False) -> ChangeCounts | None:
     """The counts as this statement's snapshot sees them; None when they cannot be
-    trusted here (module doc): the caller reads the tables."""
+    trusted here (module doc): the caller reads the tables. `known`: the caller's last
+    read on this database found them (PostgreSQL: one statement instead of two; if
+    `table_changes` was dropped since, it raises, and the caller's next read must not
+    say `known`)."""
     if connection.dialect.name == "postgresql":
-        names = {"inventory": _INVENTORY, "scheduler": _SCHEDULER}
-        found = connection.execute(_POSTGRES_TRIGGERS, names)
-        identities = {name: int(identity) for name, identity, counted in found if counted}
-        if set(identities) != {_INVENTORY, _SCHEDULER}:
-            return None
-    elif {name for (name,) in connection.execute(_SQLITE_OBJECTS)} >= _SQLITE_NEEDED:
+        return _read_postgres_counts(connection, known=known)
+    if {name for (name,) in connection.execute(_SQLITE_OBJECTS)} >= _SQLITE_NEEDED:
         identities = {_INVENTORY: 0, _SCHEDULER: 0}
     else:
         return None
@@ -102,6 +120,22 @@ def read_change_counts(connection: Connection) -> ChangeCounts | None:
         (identities[_INVENTORY], sums.get(_INVENTORY, 0)),
         (identities[_SCHEDULER], sums.get(_SCHEDULER, 0)),
     )
+
+
+def _read_postgres_counts(connection: Connection, *, known: bool) -> ChangeCounts | None:
+    names = {"inventory": _INVENTORY, "scheduler": _SCHEDULER}
+    if not known:
+        found = connection.execute(_POSTGRES_TRIGGERS, names)
+        if {name for name, _, counted in found if counted} != {_INVENTORY, _SCHEDULER}:
+            return None
+    counts, snapshot = {}, None
+    for name, identity, counted, total, seen in connection.execute(_POSTGRES_COUNTS, names):
+        if counted:
+            counts[name] = (int(identity), int(total))
+        snapshot = Snapshot.parse(seen)
+    if set(counts) != {_INVENTORY, _SCHEDULER}:
+        return None
+    return ChangeCounts(counts[_INVENTORY], counts[_SCHEDULER], snapshot)
 
 
 def written_here(connection: Connection) -> frozenset[str] | None:

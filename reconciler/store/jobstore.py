@@ -75,6 +75,7 @@ from reconciler.core.moments import rfc3339
 from reconciler.core.triggers import first_fire_of
 from reconciler.store.job_state import StateCodec
 from reconciler.store.ledger import read_rewind_anchors
+from reconciler.store.own_writes import OwnWrites, WriteBack
 from reconciler.store.scheduler_rows import ContentCheck
 from reconciler.store.tables import apscheduler_jobs, scheduled_jobs, written_scheduler_rows
 
@@ -113,16 +114,20 @@ class OwnedJobStore(SQLAlchemyJobStore):
         *,
         is_leader: Callable[[], bool] = _always,
         before_write_back: Callable[[int], object] | None = None,
+        own_writes: OwnWrites | None = None,
         **options: Any,
     ) -> None:
         """`options` are SQLAlchemyJobStore's; `is_leader`: the fence (module doc). Its
         default, always true, is for stores whose process leads by construction (tests,
         benchmarks). `before_write_back(n)` is called at the end of a scheduler pass
         that fired n jobs, before they are written back (the daemon's lets a burst's
-        fires be published first: `FiringService.before_write_back`)."""
+        fires be published first: `FiringService.before_write_back`). `own_writes`: the
+        daemon's passes' log of what the write-backs wrote (PostgreSQL; see
+        store.own_writes), added to once each has committed."""
         super().__init__(**options)
         self._is_leader = is_leader
         self._before_write_back = before_write_back
+        self._own_writes = own_writes
         self._unreadable: set[str] = set()
         self._read_states: dict[str, bytes] = {}  # job id -> job_state as last read
         self._pending: dict[str, dict[str, Any]] = {}  # buffered update_job writes
@@ -183,10 +188,12 @@ class OwnedJobStore(SQLAlchemyJobStore):
                 row["b_state"] = self._codec.pickle_state(row["b_state"])
         # Kept pending until written: a failed write (a database restart, a deadlock
         # victim) is retried by the next flush, with the same rows as read.
+        written: WriteBack | None = None
         try:
             with self.engine.begin() as connection:
                 if connection.dialect.name == "postgresql":
-                    self._flush_as_json(connection, pending, records=self._records(connection))
+                    records = self._records(connection)
+                    written = self._flush_as_json(connection, pending, records=records)
                 else:
                     table = self.jobs_t
                     statement = (
@@ -199,8 +206,12 @@ class OwnedJobStore(SQLAlchemyJobStore):
                     )
                     connection.execute(statement, pending)
         except Exception:
+            if self._own_writes is not None:
+                self._own_writes.lose()  # committed or not: unknown
             self._write_back_failed()
             raise
+        if written is not None and self._own_writes is not None:
+            self._own_writes.add(written)  # committed: a pass may now count on it
         self._pending = {}
         self._failing_since = None
         self._failed_flushes = 0
@@ -238,19 +249,23 @@ class OwnedJobStore(SQLAlchemyJobStore):
 
     def _flush_as_json(
         self, connection: sa.Connection, pending: list[dict[str, Any]], *, records: bool
-    ) -> None:
+    ) -> WriteBack | None:
         """flush on PostgreSQL: ONE statement, the rows as one json parameter (states in
         base64, the state as read by its SHA-256). After a burst of 10,000 fires, an
         executemany spent most of the scheduler thread's time binding parameters in
         Python; encoding here is done in C (base64, hashlib, orjson). `records`: the same
-        statement moves each row's record to its new bytes (module doc)."""
+        statement moves each row's record to its new bytes (module doc). With a log of
+        own writes, the statement returns its transaction and the rows it wrote, each
+        with its new version and whether it holds the same job as read (ContentCheck):
+        what the log is given once committed (store.own_writes)."""
+        report = self._own_writes is not None
         rows = [
             {
                 "id": row["b_id"],
                 "read_sha": hashlib.sha256(row["b_read"]).hexdigest(),
                 "next_run_time": row["b_next"],
                 "state": base64.b64encode(row["b_state"]).decode(),
-                "same": records and self._content.same(row["b_read"], row["b_state"]),
+                "same": (records or report) and self._content.same(row["b_read"], row["b_state"]),
             }
             for row in pending
         ]
@@ -262,15 +277,28 @@ class OwnedJobStore(SQLAlchemyJobStore):
             "AS r(id varchar, read_sha text, next_run_time float8, state text, same boolean) "
             "WHERE stored.id = r.id AND encode(sha256(stored.job_state), 'hex') = r.read_sha"
         )
+        parameters = {"rows": orjson.dumps(rows).decode()}
+        if not records and not report:
+            connection.execute(sa.text(update), parameters)
+            return None
+        statement = (
+            f"WITH moved AS ({update} RETURNING stored.id, r.read_sha, r.same, "
+            "encode(sha256(stored.job_state), 'hex') AS sha, "
+            "stored.xmin::text::bigint AS version, stored.next_run_time)"
+        )
         if records:
-            update = (
-                f"WITH moved AS ({update} RETURNING stored.id, r.read_sha, r.same, "
-                "encode(sha256(stored.job_state), 'hex') AS sha) "
-                f"UPDATE {written_scheduler_rows.name} AS w SET state_sha256 = moved.sha "
-                "FROM moved WHERE moved.same AND w.id = moved.id "
-                "AND w.state_sha256 = moved.read_sha"
+            statement += (
+                f", kept AS (UPDATE {written_scheduler_rows.name} AS w "
+                "SET state_sha256 = moved.sha FROM moved WHERE moved.same AND w.id = moved.id "
+                "AND w.state_sha256 = moved.read_sha)"
             )
-        connection.execute(sa.text(update), {"rows": orjson.dumps(rows).decode()})
+        statement += (
+            " SELECT txid_current(), array_agg(id), array_agg(version), "
+            "array_agg(hashtextextended(id, version)), array_agg(next_run_time), "
+            "array_agg(same) FROM moved"
+        )
+        found = connection.execute(sa.text(statement), parameters).one()
+        return _write_back(*found) if report else None
 
     def _records(self, connection: sa.Connection) -> bool:
         """Whether write-backs move the rows' records: the table is APScheduler's default
@@ -491,3 +519,24 @@ class OwnedJobStore(SQLAlchemyJobStore):
                     .values(state_sha256=hashlib.sha256(state).hexdigest())
                 )
             return True
+
+
+def _write_back(
+    txid: int,
+    ids: list[str] | None,
+    versions: list[int] | None,
+    hashes: list[int] | None,
+    next_run_times: list[float | None] | None,
+    same: list[bool] | None,
+) -> WriteBack:
+    """The WriteBack of `_flush_as_json`'s statement: its arrays are NULL when it
+    updated no row (each write-back counts as one writing transaction all the same)."""
+    moved, other = [], []
+    for row_id, version, hashed, next_run_time, kept in zip(
+        ids or (), versions or (), hashes or (), next_run_times or (), same or (), strict=True
+    ):
+        if kept:
+            moved.append((row_id, int(version), int(hashed), next_run_time))
+        else:
+            other.append(row_id)
+    return WriteBack(int(txid), tuple(moved), tuple(other))

@@ -37,6 +37,7 @@ from reconciler.store.binary_copy import copy_data, encode_rows
 from reconciler.store.db import upsert
 from reconciler.store.fingerprint import NewVersions
 from reconciler.store.job_state import StateCodec, same_but_next_run_time
+from reconciler.store.own_writes import WriteBack
 from reconciler.store.tables import apscheduler_jobs, written_scheduler_rows
 
 # What a written row was made for: the job's spec hash and revision (see row_code).
@@ -271,6 +272,81 @@ def patch_scheduler_rows(
         digest = state_digest(job_state)
         rows[row_id] = decoder.decode_passing(row_id, next_run_time, job_state, digest)
         versions[row_id] = (version, hashed, rows[row_id], digest)
+    decoder.rows, decoder.summary = rows, (count, total)
+    return rows
+
+
+def patch_own_writes(
+    connection: Connection,
+    decoder: RowDecoder,
+    writes: Iterable[WriteBack],
+    reread: Iterable[str],
+) -> dict[str, SchedulerRow] | None:
+    """The rows of the table, made from the decoder's last read and what was written
+    since, when the caller knows nobody else wrote the table meanwhile (store.own_writes):
+    the scheduler's write-backs `writes` (in commit order) and the rows of the ids in
+    `reread` (the caller's own pass wrote them, and a write-back's `other` rows), which
+    are read again by id with their versions. A row a write-back only moved to its next
+    run time is the decoded row it replaced with that next run time: neither fetched
+    nor decoded. None when there is no read to start from.
+
+    A DerivedDict of the last read's mapping, like `patch_scheduler_rows`, and the
+    decoder's versions and summary follow (a later `patch_scheduler_rows` starts from
+    them)."""
+    base, summary, versions = decoder.rows, decoder.summary, decoder.versions
+    if base is None or summary is None:
+        return None
+    fetch = set(reread)
+    moved: dict[str, tuple[int, int, float | None]] = {}
+    for write in writes:
+        for row_id, version, hashed, next_run_time in write.moved:
+            moved[row_id] = (version, hashed, next_run_time)
+        fetch.update(write.other)
+    fetch.update(row_id for row_id in moved if row_id not in versions)
+    changed = fetch | moved.keys()
+    if not changed:
+        return base
+    rows = DerivedDict(base, base=base, changed=changed)
+    count, total = summary
+    for row_id, (version, hashed, next_run_time) in moved.items():
+        if row_id in fetch:
+            continue  # read again below: what the table holds now wins
+        old_version, old_hash, row, digest = versions[row_id]
+        if old_version != version:
+            row = _with_next_run_time(row, row_id, next_run_time)
+            versions[row_id] = (version, hashed, row, digest)
+            total += hashed - old_hash
+        rows[row_id] = row
+    found = connection.execute(_STATES, {"ids": sorted(fetch)}) if fetch else ()
+    for row_id, next_run_time, job_state, version, hashed in found:
+        fetch.discard(row_id)
+        known = versions.get(row_id)
+        if known is not None and known[0] == version:
+            rows[row_id] = known[2]
+            continue
+        digest = state_digest(job_state)
+        rows[row_id] = decoder.decode_passing(row_id, next_run_time, job_state, digest)
+        if known is None:
+            count += 1
+        else:
+            total -= known[1]
+        versions[row_id] = (version, hashed, rows[row_id], digest)
+        total += hashed
+    return _finish_patch(decoder, rows, fetch, count, total)  # `fetch`: not found
+
+
+def _finish_patch(
+    decoder: RowDecoder, rows: DerivedDict, gone: set[str], count: int, total: int
+) -> DerivedDict:
+    """Drop the rows of `gone` (read again, not found: deleted) and keep the result as
+    the decoder's last read."""
+    versions = decoder.versions
+    for row_id in gone:
+        rows.pop(row_id, None)
+        known = versions.pop(row_id, None)
+        if known is not None:
+            count -= 1
+            total -= known[1]
     decoder.rows, decoder.summary = rows, (count, total)
     return rows
 

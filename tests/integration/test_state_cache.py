@@ -45,6 +45,14 @@ class Daemonish:
         self.caches = ReconcileCaches(compact=True)  # as the daemon keeps them
         self.reads: Counter[str] = Counter()
 
+    @classmethod
+    def at(cls, folder: Path, url: str) -> Daemonish:
+        """One on a migrated database, its jobs folder made in `folder`."""
+        upgrade_database(url)
+        jobs = folder / "jobs.d"
+        jobs.mkdir()
+        return cls(jobs, url)
+
     def write(self, name: str, text: str) -> None:
         (self.jobs_dir / name).write_text(text)
 
@@ -68,10 +76,7 @@ class Daemonish:
 
 @pytest.fixture
 def daemon(tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Daemonish]:
-    upgrade_database(pg_url)
-    jobs = tmp_path / "jobs.d"
-    jobs.mkdir()
-    space = Daemonish(jobs, pg_url)
+    space = Daemonish.at(tmp_path, pg_url)
     for reader in ("read_inventory", "read_scheduler_rows"):
         monkeypatch.setattr(reconcile_module, reader, _counted(space, reader))
     monkeypatch.setattr(reconcile_module, "patch_scheduler_rows", _counted_patch(space))
@@ -84,10 +89,7 @@ def sqlite_daemon(
     tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Daemonish]:
     """The same on SQLite: no fingerprint, the change counts only."""
-    upgrade_database(sqlite_url)
-    jobs = tmp_path / "jobs.d"
-    jobs.mkdir()
-    space = Daemonish(jobs, sqlite_url)
+    space = Daemonish.at(tmp_path, sqlite_url)
     for reader in ("read_inventory", "read_scheduler_rows", "read_actual"):
         monkeypatch.setattr(reconcile_module, reader, _counted(space, reader))
     yield space

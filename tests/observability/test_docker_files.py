@@ -392,7 +392,7 @@ def test_a_leader_is_healthy_through_its_startup_pass(
     metrics.LEADER.set(1)  # as the elector does when it takes the lock
     metrics.DAEMON_LOOP.set(0)  # a process's first term
     try:
-        daemon._lead(threading.Event(), object())  # type: ignore[arg-type]
+        daemon._lead(threading.Event(), SimpleNamespace(own_writes=None))  # type: ignore[arg-type]
     finally:
         metrics.LEADER.set(0)
     assert [healthy for healthy, _ in seen] == [True, True], seen

@@ -229,6 +229,12 @@ def test_random_sequences_of_states_give_the_plans_of_a_fresh_diff() -> None:
                 actual = with_rows(actual, **{f"foreign-{name}": foreign_row(f"foreign-{name}")})
             elif roll < 0.9:  # its owner removed it
                 actual = with_rows(actual, **{f"foreign-{name}": None})
+            elif roll < 0.95 and name in actual.scheduler:
+                # A fire moved it on (its verdict stands), or a hand stopped it (not).
+                row = actual.scheduler[name]
+                moved = None if row.next_run_time is None or rng.random() < 0.3 else 60.0
+                later = None if moved is None else row.next_run_time + moved  # type: ignore[operator]
+                actual = with_rows(actual, **{name: replace(row, next_run_time=later)})
             else:
                 quarantined = {} if quarantined else broken
         clock = rng.random()
