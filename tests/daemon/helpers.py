@@ -210,6 +210,20 @@ def wait_for_next_term(cluster: Cluster, epoch: int, *, timeout: float = 30) -> 
     return found
 
 
+def wait_for_slots_after(
+    cluster: Cluster, moment: datetime, count: int, *, timeout: float, what: str
+) -> None:
+    """Until the ledger holds `count` rows of slots after `moment`."""
+    wait_until(
+        lambda: (
+            cluster.scalar("SELECT count(*) FROM job_runs WHERE scheduled_time > :t", t=moment)
+            >= count
+        ),
+        timeout=timeout,
+        what=what,
+    )
+
+
 class BrokerCounter:
     """Consumes every message of the vhost's queues (no worker runs): task ids, in order."""
 

@@ -34,6 +34,7 @@ from .helpers import (
     as_utc,
     fresh_cluster,
     wait_for_next_term,
+    wait_for_slots_after,
     wait_until,
     write_jobs,
 )
@@ -83,13 +84,8 @@ def freeze_after_a_burst(cluster: Cluster, broker: BrokerCounter) -> bool:
         os.kill(frozen.pid, signal.SIGCONT)
     wait_for_next_term(cluster, epoch)
     woken = datetime.now(UTC)
-    wait_until(
-        lambda: (
-            cluster.scalar("SELECT count(*) FROM job_runs WHERE scheduled_time > :t", t=woken)
-            >= 2 * len(JOBS)
-        ),
-        timeout=30,
-        what="two bursts of the next term",
+    wait_for_slots_after(
+        cluster, woken, 2 * len(JOBS), timeout=30, what="two bursts of the next term"
     )
     late = late_slots(frozen) + [
         line
