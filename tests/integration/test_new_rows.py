@@ -30,6 +30,7 @@ from reconciler.store.scheduler_rows import (
     encode_new_rows,
     upsert_scheduler_rows,
 )
+from tests.alone import fork_here
 from tests.conftest import fresh_database
 
 pytestmark = pytest.mark.services
@@ -158,13 +159,13 @@ def write_jobs(root: Path) -> None:
 
 @pytest.mark.parametrize("where", ["beside", "copy"])
 def test_a_failure_while_the_rows_are_sent_writes_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, where: str
 ) -> None:
     """The child's rows are sent by a thread while the pass does the caller's `beside`
     work (reconcile_once's `planned`): a failure on either side fails the pass, once
     the thread is joined, and nothing is written."""
-    if not parallel.can_fork():
-        pytest.skip("needs fork, two CPUs and a single thread")
+    if not fork_here(request):
+        return  # it ran alone, in a fresh process, and passed there
     write_jobs(tmp_path)
 
     def planned(plan: object) -> None:
@@ -195,12 +196,12 @@ def test_a_failure_while_the_rows_are_sent_writes_nothing(
 
 
 def test_a_cold_apply_whose_rows_child_fails_writes_the_same(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> None:
     """The added jobs' rows are made by a forked child (engine.apply); a child that fails
     costs only time: the same rows are then made by the pass itself."""
-    if not parallel.can_fork():
-        pytest.skip("needs fork, two CPUs and a single thread")
+    if not fork_here(request):
+        return  # it ran alone, in a fresh process, and passed there
     write_jobs(tmp_path)
     started: list[object] = []
     start = parallel.Ahead.start
