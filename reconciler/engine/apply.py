@@ -12,7 +12,6 @@ Ordering does not matter for safety (everything commits together), only for the 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -23,6 +22,7 @@ from reconciler.core.plan import Plan, Target
 from reconciler.core.state import SchedulerJob
 from reconciler.core.triggers import TriggerMemory, first_fire_after
 from reconciler.core.vocabulary import Action, JobStatus
+from reconciler.engine.beside import run_beside
 from reconciler.spec.parallel import Ahead
 from reconciler.store.db import BULK_ROWS
 from reconciler.store.inventory import (
@@ -147,26 +147,14 @@ def _copied_beside(connection: Connection, ahead: Ahead, beside: Callable[[], ob
     """`beside()` here while a thread collects the child's rows and COPYs them (the
     connection is the thread's alone until it is joined, here, whatever happens);
     whether they were written (False: none, upsert them)."""
-    copied: list[bool] = []
-    failed: list[BaseException] = []
 
-    def copy() -> None:
-        try:
-            sent = ahead.collect(_same)
-            made = sent[0] if sent else None
-            copied.append(isinstance(made, NewRows) and copy_new_rows(connection, made))
-        except BaseException as error:  # noqa: BLE001 - re-raised on the pass's thread
-            failed.append(error)
+    def copy() -> bool:
+        sent = ahead.collect(_same)
+        made = sent[0] if sent else None
+        return isinstance(made, NewRows) and copy_new_rows(connection, made)
 
-    writer = threading.Thread(target=copy, name="new-rows", daemon=True)
-    writer.start()
-    try:
-        beside()
-    finally:
-        writer.join()
-    if failed:
-        raise failed[0]
-    return copied[0]
+    copied, _ = run_beside(copy, beside, name="new-rows")
+    return copied
 
 
 def _same(value: object) -> object:

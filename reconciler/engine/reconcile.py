@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -51,6 +50,7 @@ from reconciler.core.vocabulary import (
     Trigger,
 )
 from reconciler.engine.apply import apply_plan
+from reconciler.engine.beside import run_beside
 from reconciler.engine.gitrev import read_revision
 from reconciler.engine.gitsource import GitTreeCache, git_ref, load_from_git
 from reconciler.errors import RefusedError, StalePlanError, TransientError
@@ -200,45 +200,24 @@ def load_desired(
             caches.listing = FileListing(settings.jobs_dir)
         # git runs (rev-parse, status: 5-25 ms of a watch pass's wall at 100,000 jobs,
         # more in a large checkout) while the files load: it waits, holding no GIL.
-        reading = _Background(lambda: read_revision(settings.jobs_dir))
-        loaded = load_jobs(
-            settings.jobs_dir,
-            settings=settings,
-            now=now,
-            cache=caches.files,
-            essences=True,
-            listing=caches.listing,
-            changed=changed,
+        revision, loaded = run_beside(
+            lambda: read_revision(settings.jobs_dir),
+            lambda: load_jobs(
+                settings.jobs_dir,
+                settings=settings,
+                now=now,
+                cache=caches.files,
+                essences=True,
+                listing=caches.listing,
+                changed=changed,
+            ),
+            name="pass-revision",
         )
-        return _desired_state(loaded, reading.result(), caches)
+        return _desired_state(loaded, revision, caches)
     loaded, revision = load_from_git(
         settings.jobs_dir, ref, settings=settings, now=now, cache=caches.git
     )
     return _desired_state(loaded, revision, caches)
-
-
-class _Background:
-    """A call run on a thread of its own; `result()` joins it and returns (or raises)
-    what the call did."""
-
-    def __init__(self, call: Callable[[], Revision]) -> None:
-        self._call = call
-        self._outcome: list[Revision] = []
-        self._error: list[BaseException] = []
-        self._thread = threading.Thread(target=self._run, name="pass-revision", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._outcome.append(self._call())
-        except BaseException as error:  # noqa: BLE001 - re-raised by result()
-            self._error.append(error)
-
-    def result(self) -> Revision:
-        self._thread.join()
-        if self._error:
-            raise self._error[0]
-        return self._outcome[0]
 
 
 def warm_caches(
@@ -465,27 +444,13 @@ def _load_beside_fingerprint(
         same = (same[0], True)
     if not fingerprint_supported(connection) or all(same):
         return load_desired(settings, caches, now=now, changed=changed), None
-    found: list[tuple[Fingerprint, NewVersions]] = []
-    failed: list[BaseException] = []
     inventory = _known_inventory(caches) if same[0] else None
-
-    def read() -> None:
-        try:
-            found.append(
-                read_fingerprint_since(connection, caches.rows.horizon, inventory=inventory)
-            )
-        except BaseException as error:  # noqa: BLE001 - re-raised on the pass's thread
-            failed.append(error)
-
-    reader = threading.Thread(target=read, name="pass-fingerprint", daemon=True)
-    reader.start()
-    try:
-        desired = load_desired(settings, caches, now=now, changed=changed)
-    finally:
-        reader.join()
-    if failed:
-        raise failed[0]
-    return desired, found[0]
+    found, desired = run_beside(
+        lambda: read_fingerprint_since(connection, caches.rows.horizon, inventory=inventory),
+        lambda: load_desired(settings, caches, now=now, changed=changed),
+        name="pass-fingerprint",
+    )
+    return desired, found
 
 
 def _unchanged(caches: ReconcileCaches, counts: ChangeCounts | None) -> tuple[bool, bool]:
