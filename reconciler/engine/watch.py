@@ -7,11 +7,17 @@ watchfiles watches the folder's PARENT, filtered to the folder: watching the fol
 itself goes silent for ever once it is replaced (`rm -rf jobs.d && mkdir jobs.d`, a
 git-sync symlink swap). `last_event` lets the loop wait for the tree to settle, so a
 `git checkout` of 1,000 files is applied as one consistent tree.
+
+Only events that can change the listing count (`names_listable`): a hidden entry, or
+anything below one, is never listed (spec.files), so an editor's swap file, a `.git`
+folder taking a fetch, or a sibling folder whose name merely starts like this one's
+neither wakes a pass nor holds one back while it waits for the tree to settle.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -59,12 +65,12 @@ class JobsWatcher:
         from watchfiles import watch
 
         parent = self._jobs_dir.parent
-        prefix = str(self._jobs_dir)
+        jobs_dir = str(self._jobs_dir)
         while not self._stop.is_set():
             try:
                 for changes in watch(
                     parent,
-                    watch_filter=lambda _change, path: path.startswith(prefix),
+                    watch_filter=lambda _change, path: names_listable(path, jobs_dir),
                     debounce=50,
                     step=10,
                     stop_event=self._stop,
@@ -82,3 +88,16 @@ class JobsWatcher:
                 self._lost()
                 self._stop.wait(1.0)
                 self._lost()  # a pass may have taken changes meanwhile: still unknown
+
+
+def names_listable(path: str, jobs_dir: str) -> bool:
+    """Whether an event on `path` may change what spec.files lists in `jobs_dir` (both
+    absolute): the folder itself, or an entry below it with no hidden part. A renamed
+    entry is reported under both names, so a folder renamed to or from a hidden name
+    still counts by its visible one."""
+    if path == jobs_dir:
+        return True
+    if not path.startswith(jobs_dir + os.sep):
+        return False  # elsewhere, or a sibling like `jobs.d.old` next to `jobs.d`
+    relative = path[len(jobs_dir) + 1 :]
+    return not any(part.startswith(".") for part in relative.split(os.sep))

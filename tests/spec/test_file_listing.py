@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.engine.watch import JobsWatcher
+from reconciler.engine.watch import JobsWatcher, names_listable
 from reconciler.spec import files as files_module
 from reconciler.spec.files import FileListing, find_job_files
 
@@ -159,3 +159,55 @@ def test_a_listing_follows_the_real_watchers_events(tmp_path: Path) -> None:
             assert listing.files(changed) == find_job_files(root), step
     finally:
         watcher.stop()
+
+
+def test_the_watcher_ignores_what_is_never_listed(tmp_path: Path) -> None:
+    """An editor's swap file, a `.git` folder taking a fetch, a sibling folder named like
+    the jobs folder: no wake-up, and no event that would hold a settling pass back. A
+    job file written after them wakes it, and names only itself."""
+    root = (tmp_path / "jobs.d").resolve()
+    root.mkdir()
+    (root / "team").mkdir()
+    sibling = tmp_path / "jobs.d.old"
+    sibling.mkdir()
+    woken = threading.Event()
+    watcher = JobsWatcher(root, on_change=woken.set).start()
+    try:
+        time.sleep(0.5)  # the watch established
+        watcher.take_changes()
+        (root / ".git" / "objects").mkdir(parents=True)
+        (root / ".git" / "objects" / "pack").write_bytes(b"x" * 1000)
+        (root / "team" / ".a.yaml.swp").write_text("swap")
+        (root / ".hidden").mkdir()
+        (root / ".hidden" / "b.yaml").write_text("name: b")
+        (sibling / "c.yaml").write_text("name: c")
+        assert not woken.wait(1.0)
+        assert watcher.last_event == 0.0
+        assert watcher.take_changes() == set()
+        (root / "team" / "a.yaml").write_text("name: a")
+        assert woken.wait(5.0)
+        time.sleep(0.2)  # the rest of the batch
+        assert watcher.take_changes() == {str(root / "team" / "a.yaml")}
+    finally:
+        watcher.stop()
+
+
+@pytest.mark.parametrize(
+    ("path", "listable"),
+    [
+        ("/srv/jobs.d", True),  # the folder itself: replaced, removed, made again
+        ("/srv/jobs.d/a.yaml", True),
+        ("/srv/jobs.d/team/a.yaml", True),
+        ("/srv/jobs.d/team", True),  # a folder renamed or removed: no per-file events
+        ("/srv/jobs.d/notes.txt", True),  # listed or not, spec.files decides
+        ("/srv/jobs.d/.git/index", False),
+        ("/srv/jobs.d/team/.a.yaml.swp", False),
+        ("/srv/jobs.d/.hidden/a.yaml", False),
+        ("/srv/jobs.d.old/a.yaml", False),
+        ("/srv/jobs.dx", False),
+        ("/srv/other/a.yaml", False),
+        ("/srv/.jobs.d/a.yaml", False),
+    ],
+)
+def test_names_listable(path: str, listable: bool) -> None:
+    assert names_listable(path, "/srv/jobs.d") is listable
