@@ -28,6 +28,16 @@ and handed over too.
 The ledger's unique slot key is the last line of defence: a slot is recorded once, only
 the process whose insert won publishes it fresh, and any re-publish (retrier) carries
 the same task id, which the worker runs once.
+
+A leader frozen INSIDE a ledger transaction (after its INSERT, before its COMMIT) holds
+the new rows' locks, and the next leader's record of the same slots waits for its
+outcome (an INSERT ... ON CONFLICT does): before the bound, for as long as the freeze
+lasted, publishing nothing. So every ledger transaction here (the record, the mark, the
+retrier's pass) bounds its silence on PostgreSQL (store.sessions.bound_idle): the server
+ends it after IDLE_SECONDS. The woken process's commit fails on the lost session, and
+its retry (`_record_with_retries`) records the batch late: a slot the next leader
+recorded meanwhile is handed over, any other is recorded due at once for the leader's
+retrier (tests/dispatch/test_frozen_record.py).
 """
 
 from __future__ import annotations
@@ -44,7 +54,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import SQLAlchemyError
 
 from reconciler import metrics
 from reconciler.core.fires import FirePayload
@@ -56,6 +66,7 @@ from reconciler.dispatch.request import FireRequest, make_request
 from reconciler.errors import NotLeaderError
 from reconciler.logs import job_extra
 from reconciler.store import ledger
+from reconciler.store.sessions import bound_idle, unreachable
 
 log = logging.getLogger(__name__)
 
@@ -382,11 +393,17 @@ class Dispatcher:
     ) -> list[FireRequest]:
         # The database blinking must not cost the batch: these slots exist nowhere else
         # (APScheduler has already moved next_run_time on). A few seconds of retries,
-        # then the error propagates and is logged with the batch size.
+        # then the error propagates and is logged with the batch size. Retried too: a
+        # transaction the server ended under a process frozen inside it (store.sessions:
+        # an InternalError on a lost connection); woken, it is no longer the leader, and
+        # the retry records the batch late (a slot the next leader recorded meanwhile is
+        # handed over).
         for delay in DB_RETRY_DELAYS:
             try:
                 return self._record(requests, publishable=publishable)
-            except OperationalError as error:
+            except SQLAlchemyError as error:
+                if not unreachable(error):
+                    raise
                 log.warning("ledger write failed (retry in %.1f s): %s", delay, error)
                 time.sleep(delay)
         return self._record(requests, publishable=publishable)
@@ -395,12 +412,16 @@ class Dispatcher:
         if not requests:
             return []
         now = self._clock()
-        # Not publishable (fenced): the rows are due for the leader's retrier at once.
-        retry_at = now + self._publish_grace if publishable else now
         # Accepted while leading, recorded after losing it: a slot found in the ledger
         # is the next leader's, not a duplicate (batch.record_batch).
         late = not self._fence.is_leader()
+        # Not publishable (fenced, or late: the lead was lost since the batch was taken,
+        # e.g. during a freeze inside a first attempt): the rows are due for the
+        # leader's retrier at once, not after the publish grace.
+        publishable = publishable and not late
+        retry_at = now + self._publish_grace if publishable else now
         with self._engine.begin() as connection:
+            bound_idle(connection)  # a frozen recorder holds its rows' locks (store.sessions)
             outcome = batch.record_batch(
                 connection, requests, now=now, retry_at=retry_at, late=late
             )
@@ -417,6 +438,7 @@ class Dispatcher:
             recovered = self._broker_down and not failed
             self._broker_down = bool(failed)
         with self._engine.begin() as connection:
+            bound_idle(connection)  # as in _record
             ledger.mark_published(connection, result.confirmed, now=now)
             ledger.mark_unpublished(connection, retry_at, now=now)
             if recovered:

@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlalchemy.engine import Connection, Engine
 
@@ -50,6 +49,7 @@ from reconciler.logs import job_extra
 from reconciler.spec.model import JobSpec
 from reconciler.store import ledger
 from reconciler.store.inventory import read_applied_specs
+from reconciler.store.sessions import bound_idle, unreachable
 
 log = logging.getLogger(__name__)
 
@@ -106,12 +106,16 @@ class UnpublishedRetrier:
             try:
                 self.run_once()
                 warned_at = None
-            except sa.exc.OperationalError as error:  # the database is away: one line a minute
-                if warned_at is None or time.monotonic() - warned_at >= 60:
+            except Exception as error:  # keep retrying: the next pass may succeed
+                if not unreachable(error):
+                    log.exception("unpublished-fire retrier pass failed")
+                elif warned_at is None or time.monotonic() - warned_at >= 60:
+                    # The database is away (or ended a frozen pass): one line a minute.
                     warned_at = time.monotonic()
-                    log.warning("unpublished-fire retrier: database unavailable: %s", error.orig)
-            except Exception:  # keep retrying: the next pass may succeed
-                log.exception("unpublished-fire retrier pass failed")
+                    log.warning(
+                        "unpublished-fire retrier: database unavailable: %s",
+                        getattr(error, "orig", error),
+                    )
             if self._stop.wait(self._interval):
                 return
 
@@ -126,6 +130,9 @@ class UnpublishedRetrier:
 
     def _retry(self, now: datetime) -> RetryPass:
         with self._engine.begin() as connection:
+            # A retrier frozen inside this pass holds the rows it updated, which the next
+            # leader's pipeline and retrier write too (store.sessions).
+            bound_idle(connection)
             if not self._term_started:
                 ledger.make_unpublished_due(connection, now=now)
             lost = ledger.reap_lost(connection, now=now, grace=self._reap_grace)

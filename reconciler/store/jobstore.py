@@ -44,17 +44,17 @@ its UPDATE, holds the fired rows' locks for as long as it is frozen: the kernel 
 session alive, and the next leader terminates only its lock's session. Before this
 bound (tests/daemon/test_frozen_write_back.py): the new leader took over, fired the rows
 (still due as committed), and its own write-back waited on those locks until the frozen
-process woke; nothing fired meanwhile. So on PostgreSQL the write-back
-(and a rewind) sets `idle_in_transaction_session_timeout` for its own transaction only
-(WRITE_BACK_IDLE_SECONDS): the server ends that session once the client is silent that
-long, rolling the write-back back. The slots are in the ledger already (the next leader's
-fires of them are handed over); the woken process finds its commit failed, keeps the rows
-pending, and the next flush writes each only if still as read (the CAS above), fenced
-like any write-back of a process that no longer leads. The engine's other transactions
-(a reconcile pass's, a full read unpickling its rows) are not bounded. The server
-counts only the client's silence between statements: not an UPDATE waiting on locks or
-running, nor the sending of its rows (the extended protocol's Bind message, read with
-the timer off), so a healthy leader's burst of any size is never cut.
+process woke; nothing fired meanwhile. So on PostgreSQL the write-back (and a rewind)
+bounds its transaction's silence (store.sessions.bound_idle, set after the burst's
+encoding): the server ends that session once the client is silent IDLE_SECONDS (3 s)
+between statements, rolling the write-back back. The slots are in the ledger already
+(the next leader's fires of them are handed over); the woken process finds its commit
+failed, keeps the rows pending, and the next flush writes each only if still as read
+(the CAS above), fenced like any write-back of a process that no longer leads. The
+Dispatcher's ledger transactions are bounded the same way; the engine's other
+transactions (a reconcile pass's, a full read unpickling its rows) are not. The server
+counts only the client's silence between statements, so a healthy leader's burst of any
+size is never cut (store.sessions).
 
 And one thing of ours: a fire's write-back keeps the row's record. `written_scheduler_rows`
 names, by SHA-256, the bytes an apply wrote for a job (store.scheduler_rows), so that a
@@ -94,6 +94,7 @@ from reconciler.store.job_state import StateCodec
 from reconciler.store.ledger import read_rewind_anchors
 from reconciler.store.own_writes import OwnWrites, WriteBack
 from reconciler.store.scheduler_rows import ContentCheck
+from reconciler.store.sessions import bound_idle
 from reconciler.store.tables import apscheduler_jobs, scheduled_jobs, written_scheduler_rows
 
 log = logging.getLogger(__name__)
@@ -108,15 +109,6 @@ RETRY_SECONDS = 1.0
 # a long UPDATE timing out) from counting as a persistent fault.
 GIVE_UP_SECONDS = 30.0
 GIVE_UP_ATTEMPTS = 3
-# PostgreSQL: a write-back (or rewind) transaction whose client goes silent this long
-# between its statements is ended by the server (`idle_in_transaction_session_timeout`,
-# SET LOCAL: this transaction only), which frees the job rows it locked. Module doc,
-# "A frozen writer". Between those statements the store runs no Python work of its own
-# (microseconds); the lease is 3 s, so a process silent this long leads no more anyway.
-WRITE_BACK_IDLE_SECONDS = 3.0
-_BOUND_IDLE = sa.text(
-    f"SET LOCAL idle_in_transaction_session_timeout = {int(WRITE_BACK_IDLE_SECONDS * 1000)}"
-)
 
 
 def _always() -> bool:
@@ -304,7 +296,7 @@ class OwnedJobStore(SQLAlchemyJobStore):
             "WHERE stored.id = r.id AND encode(sha256(stored.job_state), 'hex') = r.read_sha"
         )
         parameters = {"rows": orjson.dumps(rows).decode()}
-        connection.execute(_BOUND_IDLE)  # last, after the Python work (WRITE_BACK_IDLE_SECONDS)
+        bound_idle(connection)  # last, after the Python work (module doc, "A frozen writer")
         if not records and not report:
             connection.execute(sa.text(update), parameters)
             return None
@@ -533,8 +525,7 @@ class OwnedJobStore(SQLAlchemyJobStore):
         )
         read = self._read_states.get(job.id)
         with self.engine.begin() as connection:
-            if connection.dialect.name == "postgresql":
-                connection.execute(_BOUND_IDLE)  # see WRITE_BACK_IDLE_SECONDS
+            bound_idle(connection)  # module doc, "A frozen writer"
             if not connection.execute(statement).rowcount:
                 return False
             if read is not None and self._records(connection) and self._content.same(read, state):

@@ -39,6 +39,7 @@ import sqlalchemy as sa
 from reconciler import metrics
 from reconciler.core.vocabulary import TaskOutcome
 from reconciler.store.ledger import FINAL_WRITES
+from reconciler.store.sessions import unreachable
 from reconciler.worker.claims import Ledger, count_ledger_failure, describe
 
 log = logging.getLogger(__name__)
@@ -211,10 +212,3 @@ class LedgerWriter:
                 self._pending,
                 describe(error, 300),
             )
-
-
-def unreachable(error: Exception) -> bool:
-    """True for errors about reaching the database (retry), not about the statement."""
-    if isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated:
-        return True
-    return isinstance(error, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.TimeoutError)

@@ -1,10 +1,10 @@
 """A leader frozen (SIGSTOP) INSIDE its scheduler write-back transaction, after its UPDATE
 of the fired rows and before its COMMIT, holds those rows' locks: the kernel keeps its
 session alive, and the standby's takeover terminates only the session of the leader
-lock. Before the bound (jobstore WRITE_BACK_IDLE_SECONDS) the new leader fired the rows
+lock. Before the bound (store.sessions.bound_idle) the new leader fired the rows
 (still due as committed) and its own write-back then waited on those locks for as long
 as the freeze lasted: nothing fired. Now the server ends the frozen transaction after
-WRITE_BACK_IDLE_SECONDS of silence, so the new leader keeps firing within a bound; the
+IDLE_SECONDS (3 s) of silence, so the new leader keeps firing within a bound; the
 woken process finds its write-back rolled back, stays fenced, exits 3 (superseded), and
 no slot is in the ledger or on the broker twice.
 
