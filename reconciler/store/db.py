@@ -215,12 +215,14 @@ def _copy_rows(connection: Connection, table_name: str, values: list[dict[str, A
         cursor.close()
 
 
-def _json_text(value: Any) -> str:
-    """JSON for the COPY of a json/jsonb column (orjson: a fraction of json's time). orjson
-    writes NaN and infinities as null, json refuses them here: validation keeps them
-    out of specs (spec.model), and a silent null would change a spec."""
+def _json_text(value: Any) -> str | bytes:
+    """JSON for the COPY of a json/jsonb column (orjson: a fraction of json's time), as
+    the UTF-8 bytes psycopg sends (its dumper encodes a str: orjson's own bytes are those
+    already, not decoded to be encoded again). orjson writes NaN and infinities as null,
+    json refuses them here: validation keeps them out of specs (spec.model), and a
+    silent null would change a spec."""
     try:
-        return orjson.dumps(value).decode()
+        return orjson.dumps(value)
     except TypeError:  # what orjson refuses (integers beyond 64 bits) json still writes
         return json.dumps(value, allow_nan=False)
 

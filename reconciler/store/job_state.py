@@ -45,25 +45,35 @@ class StateCodec:
         # itself (aware datetimes compare equal across zones, and within one zone
         # ignore fold).
         self._moment_pickles: dict[tuple[datetime, int, object], bytes] = {}
+        # Jobs on one schedule share their next run time object (engine.apply): its
+        # key above is made once per object.
+        self._moment_pickles_by_object = IdentityMemo(self._moment_pickle, limit=_MEMO_LIMIT)
         self._loaded: dict[bytes, Any] = {}
 
     def pickle_job(self, job: SchedulerJob, next_run_time: datetime | None) -> bytes:
-        """The pickled state dict of `job`, as APScheduler's `Job.__getstate__` builds it."""
+        """The pickled state dict of `job`, as APScheduler's `Job.__getstate__` builds it:
+        `pickle_state` of that dict, built here with its trigger and next run time
+        nested already (the same dict `pickle_state` pickles: the same bytes)."""
+        kwargs = job.kwargs
+        moment: Any = next_run_time
+        if isinstance(moment, datetime):
+            moment = _Nested(self._moment_pickles_by_object(moment))
         state = {
             "version": 1,
             "id": job.id,
             "func": FIRE_CALLABLE,
-            "trigger": job.trigger,
+            "trigger": _Nested(self._trigger_pickles(job.trigger)),
             "executor": EXECUTOR,
             "args": (),
-            "kwargs": dict(job.kwargs),
+            # A dict pickles as its copy would (it is referred to once): not copied.
+            "kwargs": kwargs if type(kwargs) is dict else dict(kwargs),
             "name": job.id,
             "misfire_grace_time": job.misfire_grace_time,
             "coalesce": job.coalesce,
             "max_instances": job.max_instances,
-            "next_run_time": next_run_time,
+            "next_run_time": moment,  # last (module doc)
         }
-        return self.pickle_state(state)
+        return pickle.dumps(state, pickle.HIGHEST_PROTOCOL)
 
     def pickle_state(self, state: Mapping[str, Any]) -> bytes:
         """A job's state dict (`Job.__getstate__()`), pickled with its trigger and next

@@ -33,7 +33,7 @@ from reconciler.core.state import (
 from reconciler.core.triggers import describe_trigger
 from reconciler.spec.records import installed_code
 from reconciler.store import job_state as state_codec
-from reconciler.store.binary_copy import copy_data, encode_rows
+from reconciler.store.binary_copy import CopyData, copy_data
 from reconciler.store.db import upsert
 from reconciler.store.fingerprint import NewVersions
 from reconciler.store.job_state import StateCodec, same_but_next_run_time
@@ -401,16 +401,19 @@ def encode_new_rows(
     `made_for` (its record would be deleted, not written: upsert them instead)."""
     codec = StateCodec()
     code = row_code()
-    jobs: list[tuple[str, float | None, bytes]] = []
-    records: list[tuple[str, str, str, str | None, str]] = []
+    jobs, records = CopyData(), CopyData()
+    # Jobs on one schedule share their first fire time (engine.apply): its timestamp is
+    # computed once per moment object.
+    stamps = IdentityMemo(datetime_to_utc_timestamp, limit=10_000)
     for job, next_run_time in rows:
         basis = made_for.get(job.id)
         if basis is None:
             return None
+        stamp = None if next_run_time is None else stamps(next_run_time)
         state = codec.pickle_job(job, next_run_time)
-        jobs.append((job.id, datetime_to_utc_timestamp(next_run_time), state))
-        records.append((job.id, hashlib.sha256(state).hexdigest(), *basis, code))
-    return NewRows(encode_rows(jobs), encode_rows(records))
+        jobs.add((job.id, stamp, state))
+        records.add((job.id, hashlib.sha256(state).hexdigest(), *basis, code))
+    return NewRows(jobs.finish(), records.finish())
 
 
 def copy_new_rows(connection: Connection, rows: NewRows) -> bool:
