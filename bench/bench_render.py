@@ -2,12 +2,15 @@
 
     .venv/bin/python bench/bench_render.py [--changes 10000] [--repeat 5]
 
-Two plans, made by the pure core (no database), over jobs like bench_apply.py's (10 per
-file, 20 folders): "cold", every job an add (what `reconcile apply` prints on an empty
-database), and "mixed", half adds, a quarter updates (a schedule and a label changed)
-and a quarter removes. Each renderer runs `--repeat` times on the same plan; the
-figures are the fastest and the median wall time and the median CPU time of the
-process (CPU time moves less than wall time on a loaded machine). Target (issue 15):
+Three plans, made by the pure core (no database): over jobs like bench_apply.py's (10
+per file, 20 folders), "cold", every job an add (what `reconcile apply` prints on an
+empty database), and "mixed", half adds, a quarter updates (a schedule and a label
+changed) and a quarter removes; and "corpus cold", every job an add, over the jobs the
+process benchmarks run on (bench/corpus.py: a description, kwargs.data.*, labels, a
+queue, a zone, a misfire grace; loaded from their YAML text as `reconcile` loads them),
+whose text is 5 MB at 10,000 jobs. Each renderer runs `--repeat` times on the same
+plan; the figures are the fastest and the median wall time and the median CPU time of
+the process (CPU time moves less than wall time on a loaded machine). Target (issue 15):
 each format <= 0.1 s. The load average is printed with the figures.
 """
 
@@ -19,12 +22,17 @@ import statistics
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+
+from corpus import file_path, file_text
 
 from reconciler.core.plan import Plan, make_plan
 from reconciler.core.plan_json import render_json
 from reconciler.core.render import render_markdown, render_text
 from reconciler.core.state import ActualState, DesiredJob, DesiredState, InventoryRow, Revision
+from reconciler.settings import Settings
+from reconciler.spec.loader import load_bytes
 from reconciler.spec.model import JobSpec
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -67,6 +75,18 @@ def cold_plan(changes: int) -> Plan:
     return _plan(desired, {})
 
 
+def corpus_plan(changes: int) -> Plan:
+    """Every job of bench/corpus.py's files (10 per file) added, without next-fire
+    previews (as `reconcile apply` plans); `changes` rounded up to whole files."""
+    settings, desired = Settings(), {}
+    for number in range(-(-changes // 10)):
+        source = file_path(Path(), number).as_posix()
+        text = file_text(number, 10).encode()
+        for loaded in load_bytes(source, text, settings=settings, now=NOW).jobs:
+            desired[loaded.name] = DesiredJob.of(loaded.spec, source=source, line=loaded.line)
+    return _plan(desired, {}, preview_fires=False)
+
+
 def mixed_plan(changes: int) -> Plan:
     adds, updates, removes = changes // 2, changes // 4, changes - changes // 2 - changes // 4
     kept = [job(i) for i in range(updates + removes)]
@@ -76,12 +96,18 @@ def mixed_plan(changes: int) -> Plan:
     return _plan(desired, applied(kept))
 
 
-def _plan(desired: dict[str, DesiredJob], inventory: dict[str, InventoryRow]) -> Plan:
+def _plan(
+    desired: dict[str, DesiredJob],
+    inventory: dict[str, InventoryRow],
+    *,
+    preview_fires: bool = True,
+) -> Plan:
     return make_plan(
         DesiredState(jobs=desired, revision=REVISION),
         ActualState(inventory=inventory, scheduler={}),
         now=NOW,
         allow_mass_delete=True,
+        preview_fires=preview_fires,
     )
 
 
@@ -111,7 +137,8 @@ def main() -> None:
         "markdown": render_markdown,
     }
     print(f"load average before: {' '.join(f'{n:.2f}' for n in os.getloadavg())}")
-    for name, make in (("cold", cold_plan), ("mixed", mixed_plan)):
+    plans = (("cold", cold_plan), ("mixed", mixed_plan), ("corpus cold", corpus_plan))
+    for name, make in plans:
         plan = make(options.changes)
         summary = ", ".join(f"{n} {a}" for a, n in plan.summary.items() if n)
         print(f"\n{name} plan: {len(plan.changes)} changes ({summary})")

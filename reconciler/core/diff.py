@@ -131,89 +131,58 @@ class FieldViews(Generic[Made]):
     queue and a zone). `make(path, shown value)` gives None for a field left out; fields
     whose value is None are no difference from nothing and never made.
 
-    An essence is walked by its top-level keys, sorted once per set of keys: a
-    top-level scalar costs one look-up, only mappings are flattened (the paths under
-    the sorted keys come out in the order sorting every path would give)."""
+    An essence is walked mapping by mapping, each by its keys sorted once per set of
+    keys (`_Level`): a scalar at any depth (`kwargs.data.n`) costs one look-up in its
+    path's tables, and nothing is flattened or sorted per essence. A mapping whose keys
+    would not sort as its paths do (`_sorts_by_top_key`) is flattened and its paths
+    sorted, as they always are."""
 
     def __init__(self, differ: FieldDiffer, make: Callable[[str, Any], Made | None]) -> None:
         self._differ = differ
         self._make = make
         self._made: dict[tuple[str, type, Any], Made | None] = {}
-        # Per top-level key, per scalar type, what each value made: looked up without
-        # building a (key, type, value) tuple per field (the type is part of the key, as
-        # `1 == True`). Per set of top-level keys: the sorted keys with their tables.
-        self._by_key: dict[str, dict[type, dict[Any, Made | None]]] = {}
-        self._orders: dict[tuple[Any, ...], list[_KeyTables[Made]] | None] = {}
-        self._flat_types: dict[tuple[tuple[type, ...], tuple[type, ...]], bool] = {}
-        self._mappings: dict[tuple[str, tuple[Any, ...], tuple[type, ...]], list[Made]] = {}
+        self._top: _Level[Made] = _Level("")
 
     def __call__(self, essence: Mapping[str, Any]) -> list[Made]:
-        order = self._orders.get(tuple(essence), _UNKNOWN)
-        if order is _UNKNOWN:
-            order = self._order(tuple(essence))
-        if order is None:
-            return self._leaves(flatten(essence))
         every: list[Made] = []
-        for key, tables in order:
-            value = essence[key]
+        self.into(essence, every)
+        return every
+
+    def into(self, essence: Mapping[str, Any], every: list[Made]) -> None:
+        """Append what each field of `essence` makes to `every`, in path order."""
+        self._walk(self._top, essence, every)
+
+    def _walk(self, level: _Level[Made], mapping: Mapping[Any, Any], every: list[Made]) -> None:
+        """Append what each field under `mapping` (at `level`) makes to `every`."""
+        unknown = _UNKNOWN
+        order = level.orders.get(tuple(mapping), unknown)
+        if order is unknown:
+            order = level.order(tuple(mapping))
+        if order is None:
+            every += self._leaves(flatten(mapping, level.path))
+            return
+        append = every.append
+        for key, path, tables, empties, below in order:
+            value = mapping[key]
             table = tables.get(type(value))
             if table is not None:  # a str, int or bool: one look-up
-                item = table.get(value, _UNKNOWN)
-                if item is _UNKNOWN:
-                    item = table[value] = self._make(key, self._differ.show(key, value))
+                item = table.get(value, unknown)
+                if item is unknown:
+                    item = table[value] = self._make(path, self._differ.show(path, value))
                 if item is not None:
-                    every.append(item)
+                    append(item)
             elif value is None:
                 continue  # no difference from nothing
             elif type(value) is dict and value:
-                every += self._mapping(key, value)
+                self._walk(below, value, every)
             elif not value and type(value) in _CONTAINERS:  # `args: []`
-                item = self._made.get((key, type(value), None), _UNKNOWN)
-                if item is _UNKNOWN:
-                    item = self._made[key, type(value), None] = self._make(
-                        key, self._differ.show(key, value)
-                    )
+                item = empties.get(type(value), unknown)
+                if item is unknown:
+                    item = empties[type(value)] = self._make(path, self._differ.show(path, value))
                 if item is not None:
-                    every.append(item)
-            else:
-                every += self._leaves({key: value})
-        return every
-
-    def _mapping(self, key: str, mapping: dict[Any, Any]) -> list[Made]:
-        """The items of a top-level mapping, remembered by its items and their value
-        types when they are flat (str keys; str, int, bool or None values): `1 == True`,
-        so the types are part of what is remembered. A remembered mapping's keys were
-        all str, and only a str equals a str: a hit needs no check of the keys."""
-        value_types = tuple(map(type, mapping.values()))
-        try:
-            memo = (key, tuple(mapping.items()), value_types)
-            known = self._mappings.get(memo)
-        except TypeError:  # an unhashable value (a list): not flat
-            return self._leaves(flatten(mapping, key))
-        if known is not None:
-            return known
-        types = (tuple(map(type, mapping)), value_types)
-        flat = self._flat_types.get(types)
-        if flat is None:
-            flat = self._flat_types[types] = all(kind is str for kind in types[0]) and all(
-                kind in _FLAT_VALUES for kind in types[1]
-            )
-        if not flat:
-            return self._leaves(flatten(mapping, key))
-        known = self._mappings[memo] = self._leaves(flatten(mapping, key))
-        return known
-
-    def _order(self, keys: tuple[Any, ...]) -> list[_KeyTables[Made]] | None:
-        """`keys` sorted, each with its tables, if the paths under them sort as the keys
-        do (`_sorts_by_top_key`); else None."""
-        order = None
-        if _sorts_by_top_key(keys):
-            order = [
-                (key, self._by_key.setdefault(key, {str: {}, int: {}, bool: {}}))
-                for key in sorted(keys)
-            ]
-        self._orders[keys] = order
-        return order
+                    append(item)
+            else:  # a float, a list, another kind of mapping
+                every += self._leaves(flatten({key: value}, level.path))
 
     def _leaves(self, flat: Mapping[str, Any]) -> list[Made]:
         made, every = self._made, []
@@ -235,11 +204,42 @@ class FieldViews(Generic[Made]):
         return every
 
 
+class _Level(Generic[Made]):
+    """The mappings found at one path of the essences (the top level at ""): per key,
+    its path, its tables (per scalar type, what each value made: the type is part of
+    the key, as `1 == True`) and the level below it; per set of keys, those entries in
+    sorted key order, or None when the paths under the keys do not sort as the keys."""
+
+    __slots__ = ("_entries", "orders", "path")
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.orders: dict[tuple[Any, ...], list[_Entry[Made]] | None] = {}
+        self._entries: dict[str, _Entry[Made]] = {}
+
+    def order(self, keys: tuple[Any, ...]) -> list[_Entry[Made]] | None:
+        order = None
+        if _sorts_by_top_key(keys):
+            order = [self._entry(key) for key in sorted(keys)]
+        self.orders[keys] = order
+        return order
+
+    def _entry(self, key: str) -> _Entry[Made]:
+        entry = self._entries.get(key)
+        if entry is None:
+            path = f"{self.path}.{key}" if self.path else key
+            tables: dict[type, dict[Any, Made | None]] = {str: {}, int: {}, bool: {}}
+            entry = self._entries[key] = (key, path, tables, {}, _Level(path))
+        return entry
+
+
 _UNKNOWN: Any = object()
 _ABSENT: Any = object()  # a key missing from one side of a diff
-# A top-level key and its memo tables by scalar type (FieldViews).
-_KeyTables = tuple[str, dict[type, dict[Any, Made | None]]]
-_FLAT_VALUES = frozenset({str, int, bool, type(None)})
+# A key of a level: the key, its path, its memo tables by scalar type, what an empty
+# container made by its type, the level below.
+_Entry = tuple[
+    str, str, dict[type, dict[Any, Made | None]], dict[type, Made | None], "_Level[Made]"
+]
 
 
 # Values that stand for themselves in a key (besides empty containers). Not float: 0.0

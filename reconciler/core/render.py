@@ -36,9 +36,9 @@ def render_text(plan: Plan, *, colour: bool = False) -> str:
         if len(plan.changes) >= SUMMARY_FROM:
             lines += _summary_text(plan.changes)
         lines.append("Reconcile will perform these actions:")
-        change_lines = _TextChanges(colour=colour).lines
+        write = _TextChanges(colour=colour).write
         for change in plan.changes:
-            lines += change_lines(change)
+            write(change, lines)
     lines.extend(_trailer_text(plan))
     return "\n".join(lines) + "\n"
 
@@ -54,7 +54,8 @@ def _no_changes(plan: Plan) -> str:
 
 
 class _TextChanges:
-    """The lines of each change of one text plan, each opened by an empty line."""
+    """The lines of each change of one text plan, each opened by an empty line, appended
+    to the plan's lines."""
 
     def __init__(self, *, colour: bool) -> None:
         # Per action, what comes before and after the job's name in its head line.
@@ -70,7 +71,7 @@ class _TextChanges:
         self._added = FieldViews(self._differ, _shown_unless_default("      "))
         self._moments = FireTimes(_joined)
 
-    def lines(self, change: Change) -> list[str]:
+    def write(self, change: Change, lines: list[str]) -> None:
         action = change.action
         opening, closing = self._heads[action]
         head = opening + change.job + closing
@@ -78,10 +79,10 @@ class _TextChanges:
             head += f" (was {change.renamed_from})"
         if change.source:
             head += f"  ({change.source})"
-        lines = ["", head, "      # " + change.reason]
+        lines += ("", head, "      # " + change.reason)
         if action is Action.ADD:
             if change.after is not None:
-                lines += self._added(change.after.essence)
+                self._added.into(change.after.essence, lines)
         elif action is not Action.REMOVE:
             lines += [
                 f"      {diff.path}: {_value(diff.before)} -> {_value(diff.after)}"
@@ -91,7 +92,6 @@ class _TextChanges:
             lines.append("      next fires before: " + self._moments(change.fires_before))
         if change.fires_after:
             lines.append("      next fires after:  " + self._moments(change.fires_after))
-        return lines
 
 
 def _shown_unless_default(prefix: str) -> Callable[[str, Any], str | None]:

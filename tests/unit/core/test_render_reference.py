@@ -248,3 +248,36 @@ def test_equal_fire_times_in_two_zones_print_in_their_own_zones() -> None:
         text = render_plan(result)
         assert text == reference(result)
         assert "T14:00:00+01:00" in text and "T13:00:00+00:00" in text
+
+
+def test_jobs_shaped_like_the_bench_corpus_print_what_the_reference_prints() -> None:
+    """Adds, updates and removes of jobs like bench/corpus.py's (a unique name and
+    description, a nested `kwargs.data` with a unique number and a secret-bearing URL,
+    labels, queues, a misfire grace): the nested mappings are walked level by level,
+    each path's values remembered across the jobs of the plan."""
+
+    def corpus_job(number: int, *, team: str | None = None) -> JobSpec:
+        url = "https://user:pw@example.com/hook" if number % 7 == 0 else "https://e.com/h"
+        return spec(
+            f"job-{number:05d}",
+            description=f"generated job {number}",
+            schedule={"cron": f"{number % 60} {number // 60 % 24} * * *"},
+            queue=("default", "high_priority", "low_priority")[number % 3],
+            timezone="Europe/Berlin",
+            misfire_grace_seconds=30,
+            kwargs={"data": {"key": "value", "n": number % 5 == 0 or number, "url": url}},
+            labels={"team": team or f"t{number % 10}", "tier": "standard"},
+        )
+
+    before = [corpus_job(n) for n in range(40)]
+    after = [corpus_job(n, team="platform" if n % 4 == 0 else None) for n in range(20, 80)]
+    result = plan(desired(*after), applied(*before), allow_mass_delete=True)
+    assert {change.action for change in result.changes} >= {
+        Action.ADD,
+        Action.UPDATE,
+        Action.REMOVE,
+    }
+    assert render_json(result) == reference_json(result)
+    assert render_text(result) == reference_text(result)
+    assert render_markdown(result) == reference_markdown(result)
+    assert "kwargs.data.n: true" in render_text(result)

@@ -190,7 +190,23 @@ values = st.recursive(
 )
 
 
+# Mappings nested under mappings, walked level by level with a table per path: values
+# alike across types and depths (1, True, 1.0, "1", -0.0), empty containers, a level
+# whose keys do not sort as its paths ("a-b" beside "a"), a non-str key, a secret.
+NESTED: list[dict[str, Any]] = [
+    {"kwargs": {"data": {"key": "value", "n": 1, "url": "https://u:pw@h/x"}}, "args": []},
+    {"kwargs": {"data": {"key": "value", "n": True, "url": "https://h/x"}}, "args": [1]},
+    {"kwargs": {"data": {"key": "value", "n": 1.0, "f": -0.0}}, "args": ()},
+    {"kwargs": {"data": {"key": "value", "n": "1", "f": 0.0, "e": {}, "l": []}}},
+    {"kwargs": {"data": {"a-b": 1, "a": {"b": 2}}}, "labels": {"team": "t1"}},
+    {"kwargs": {"data": {1: "x", "n": None}, "api_key": {"v": 1}}, "labels": {"team": 1}},
+    {"kwargs": {"data": {"key": {"deeper": {"n": 1}}}}, "labels": {"team": True}},
+    {"kwargs": {"data": {"key": {"deeper": {"n": True}}}}, "labels": {}},
+]
+
+
 @settings(max_examples=300, deadline=None)
+@example(batch=NESTED + NESTED[::-1])
 @given(batch=st.lists(st.dictionaries(keys, values, max_size=5), min_size=1, max_size=6))
 def test_field_views_give_every_leaf_in_path_order(batch: list[dict[str, Any]]) -> None:
     """FieldViews (what it remembers across essences included) gives, for each essence,
