@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from reconciler.spec.floats import floats_in
+from reconciler.spec.floats import holds_float
 from reconciler.spec.model import JobSpec
 
 
@@ -37,7 +37,7 @@ def canonical_json(data: Any) -> str:
     exponents `1e16`, json `1e+16`), integers beyond 64 bits and lone surrogates (it
     refuses them): data holding any of these goes through json
     (tests/spec/test_essence.py)."""
-    if next(floats_in(data), None) is None:
+    if not holds_float(data):
         try:
             return orjson.dumps(data, option=orjson.OPT_SORT_KEYS).decode()
         except TypeError:

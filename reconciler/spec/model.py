@@ -10,7 +10,6 @@ type error of such a value into YAML_COERCION, which says to quote it.
 
 from __future__ import annotations
 
-import math
 import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -32,7 +31,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from reconciler.spec.cron import CronSyntaxError, compile_cron
-from reconciler.spec.floats import floats_in
+from reconciler.spec.floats import holds_float
 from reconciler.spec.zonenames import is_host_dependent
 
 SCHEMA_VERSION = 1
@@ -219,7 +218,7 @@ class JobSpec(_Frozen):
     def _finite_numbers(cls, value: Any) -> Any:
         # YAML's .nan and .inf are floats but not JSON: the hash, the database's JSON
         # columns and Celery's JSON serializer would each spell them differently.
-        if not all(map(math.isfinite, floats_in(value))):
+        if holds_float(value, nonfinite_only=True):
             raise PydanticCustomError(
                 "invalid_value", "numbers must be finite: .nan and .inf are not JSON"
             )

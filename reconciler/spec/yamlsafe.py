@@ -61,6 +61,7 @@ NodePath = tuple[str | int, ...]
 # YAML forbids C0 controls (but tab, LF, CR), DEL, C1 controls (but NEL) and surrogates.
 _CONTROL_BYTES = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _CONTROL_CHARS = re.compile("[\x80-\x84\x86-\x9f\ud800-\udfff\ufffe\uffff]")
+_CONTROL_BYTE_VALUES = bytes(b for b in range(256) if _CONTROL_BYTES.match(bytes([b])))
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,12 +147,18 @@ def locate_nodes(data: bytes, *, max_depth: int) -> list[dict[NodePath, NodeInfo
 
 def check_text(data: bytes, *, path: str) -> Diagnostic | None:
     """BINARY_FILE for control bytes, NOT_UTF8 for invalid UTF-8, else None."""
-    byte_match = _CONTROL_BYTES.search(data)
+    # Searched for only when there is one: deleting them all is 5 times faster than
+    # the search, and then ASCII text cannot hold a refused character (all above 0x7f).
+    byte_match = None
+    if len(data.translate(None, _CONTROL_BYTE_VALUES)) != len(data):
+        byte_match = _CONTROL_BYTES.search(data)
     if byte_match is not None:
         line, column = _position_of(data, byte_match.start())
         return Diagnostic(
             path, line, column, "BINARY_FILE", f"control byte 0x{data[byte_match.start()]:02x}"
         )
+    if data.isascii():
+        return None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -233,16 +240,26 @@ class _Builder:
         return Diagnostic(self.path, line, column, "YAML_SYNTAX", message)
 
     def _consume(self, next_event: Callable[[], Any]) -> None:
-        # One flat loop with local variables: this is the hot path of every load.
+        # One flat loop with local variables: this is the hot path of every load. The
+        # innermost open container is `top`; `key` says what it waits for: `_NO_KEY` (a
+        # mapping's next key), a key (that key's value), `_ITEM` (a sequence's next item)
+        # or `_ROOT` (no container open: a document's root node). The outer containers'
+        # (top, key, key_mark) are on `stack`, outermost first: its length is the depth.
         record = self.record
-        containers: list[Any] = []  # open dicts and lists, outermost first
-        pending_keys: list[Any] = []  # per open container: the key awaiting its value
-        key_marks: list[Any] = []  # per open container: that key's mark
-        paths: list[NodePath] = []  # per open container: its path (only when recording)
+        max_depth = self.max_depth
+        keys_get = self._keys.get
+        values_get = self._values.get
+        stack: list[tuple[Any, Any, Any]] = []
+        top: Any = None
+        key: Any = _ROOT
+        key_mark: Any = None  # where the innermost mapping's pending key starts
+        path: NodePath = ()  # the innermost container's path (only when recording)
+        paths: list[NodePath] = []  # the outer containers' paths (only when recording)
         doc = _DocumentState()
         # While > 0: the depth from which on the open containers are inside a document's
         # `args` or `kwargs`, where plain values follow YAML 1.2 core (`_resolve_core`).
         strict_from = 0
+        free_form = False  # bool(strict_from)
         while True:
             event = next_event()
             kind = type(event)
@@ -250,69 +267,66 @@ class _Builder:
                 if kind is AliasEvent or event.anchor is not None or event.tag is not None:
                     self._report_structure(event)
                     value: Any = None if kind is AliasEvent else event.value
-                elif event.implicit[0] and event.value[:1] in _IMPLICIT:
+                elif key is _NO_KEY or key is _ROOT:  # a key (`_key_text` checks it), a root
+                    value = event.value
                     # Only text starting like this can be anything but text, in YAML 1.1
                     # or 1.2 core: the plain-text fast path skips both resolvers.
-                    if containers and not (
-                        type(containers[-1]) is dict and pending_keys[-1] is _NO_KEY
-                    ):
-                        value = self._resolve_core(
-                            event, containers, pending_keys, doc, free_form=bool(strict_from)
-                        )
-                    else:  # a key: `_key_text` checks it
-                        value = self._keys.get(event.value, _UNKNOWN)
+                    if event.implicit[0] and value[:1] in _IMPLICIT:
+                        value = keys_get(value, _UNKNOWN)
                         if value is _UNKNOWN:
                             value = self._resolve_key(event)
                 else:
-                    value = event.value  # quoted, or plain text no resolver could claim
-                if doc.root_mark is None:
-                    doc.root_mark = event.start_mark
-                top = containers[-1] if containers else None
-                if type(top) is dict and pending_keys[-1] is _NO_KEY:
+                    value = event.value
+                    if event.implicit[0] and value[:1] in _IMPLICIT:
+                        value = values_get((value, free_form), _UNKNOWN)
+                        if value is _UNKNOWN:
+                            open_levels = (stack, top, key)
+                            value = self._resolve_core(event, doc, open_levels, free_form=free_form)
+                if key is _NO_KEY:
                     if type(value) is not str or value in top:
                         value = self._key_text(event, value, top)
-                    pending_keys[-1] = value
-                    key_marks[-1] = event.start_mark
-                    if len(containers) == 1 and pending_keys[-1] == "name":
-                        doc.name_mark = event.start_mark
+                    key = value
+                    key_mark = event.start_mark
+                    if value == "name" and len(stack) == 1:
+                        doc.name_mark = key_mark
                     continue
+                if key is _ROOT and doc.root_mark is None:
+                    doc.root_mark = event.start_mark
                 if record:
-                    path = _child_path(containers, pending_keys, paths)
-                    doc.index[path] = _node_info(event, containers, key_marks)
+                    doc.index[_child_path(top, key, path)] = _node_info(event, key, key_mark)
             elif kind is MappingStartEvent or kind is SequenceStartEvent:
                 if event.anchor is not None or event.tag is not None:
                     self._report_structure(event)
-                if len(containers) >= self.max_depth:
-                    message = f"nesting deeper than {self.max_depth} levels"
+                if len(stack) >= max_depth:
+                    message = f"nesting deeper than {max_depth} levels"
                     raise _Abort(self._at(event, "NESTING_TOO_DEEP", message))
-                if containers and type(containers[-1]) is dict and pending_keys[-1] is _NO_KEY:
+                if key is _NO_KEY:
                     message = "a mapping key must be text, not a collection"
                     raise _Abort(self._at(event, "INVALID_TYPE", message))
-                if doc.root_mark is None:
+                if key is _ROOT and doc.root_mark is None:
                     doc.root_mark = event.start_mark
                 if record:
-                    path = _child_path(containers, pending_keys, paths)
-                    doc.index[path] = _node_info(event, containers, key_marks)
                     paths.append(path)
-                if (
-                    not strict_from
-                    and len(containers) == 1
-                    and type(containers[0]) is dict
-                    and pending_keys[0] in _FREE_FORM_FIELDS
-                ):
+                    path = _child_path(top, key, path)
+                    doc.index[path] = _node_info(event, key, key_mark)
+                if not free_form and len(stack) == 1 and key in _FREE_FORM_FIELDS:
                     strict_from = 2
-                containers.append({} if kind is MappingStartEvent else [])
-                pending_keys.append(_NO_KEY)
-                key_marks.append(None)
+                    free_form = True
+                stack.append((top, key, key_mark))
+                if kind is MappingStartEvent:
+                    top, key = {}, _NO_KEY
+                else:
+                    top, key = [], _ITEM
+                key_mark = None
                 continue
             elif kind is MappingEndEvent or kind is SequenceEndEvent:
-                value = containers.pop()
-                pending_keys.pop()
-                key_marks.pop()
-                if len(containers) < strict_from:
+                value = top
+                top, key, key_mark = stack.pop()
+                if len(stack) < strict_from:
                     strict_from = 0
+                    free_form = False
                 if record:
-                    paths.pop()
+                    path = paths.pop()
             elif kind is DocumentStartEvent:
                 doc = _DocumentState(first_problem=self.problems)
                 continue
@@ -324,15 +338,13 @@ class _Builder:
             else:  # StreamStartEvent
                 continue
             # A complete node (scalar, alias or closed collection): attach it to its parent.
-            if not containers:
-                doc.root = value
-                continue
-            top = containers[-1]
-            if type(top) is list:
+            if key is _ITEM:
                 top.append(value)
+            elif key is _ROOT:
+                doc.root = value
             else:
-                top[pending_keys[-1]] = value
-                pending_keys[-1] = _NO_KEY
+                top[key] = value
+                key = _NO_KEY
 
     def _close_document(self, doc: _DocumentState, event: Any) -> None:
         mark = doc.root_mark if doc.root_mark is not None else event.start_mark
@@ -382,15 +394,9 @@ class _Builder:
         return text
 
     def _resolve_core(
-        self,
-        event: Any,
-        containers: list[Any],
-        pending_keys: list[Any],
-        doc: _DocumentState,
-        *,
-        free_form: bool,
+        self, event: Any, doc: _DocumentState, open_levels: _Levels, *, free_form: bool
     ) -> Any:
-        """A plain value, checked against YAML 1.2 core.
+        """A plain value not remembered yet, checked against YAML 1.2 core.
 
         Inside args/kwargs (`free_form`): its value if YAML 1.1 (PyYAML) and YAML 1.2
         core agree on it and nothing is lost (`1.10`), else a YAML_COERCION problem (and
@@ -398,11 +404,13 @@ class _Builder:
         in the document's `ambiguous`: the loader reports it unless the model already
         said something about that node (a text field's own "quote it" message is more
         precise). A timestamp there is no disagreement: the fields that take one (`at`,
-        `start`, `end`) read the text the same way."""
+        `start`, `end`) read the text the same way. `open_levels`: the containers open
+        around the value, for a message (see `_open`)."""
         text: str = event.value
-        remembered = self._values.get((text, free_form), _UNKNOWN)
-        if remembered is not _UNKNOWN:
-            return remembered
+        if len(text) < 19 and text.isdigit() and text.isascii() and text[0] != "0":
+            # Digits without a leading zero: a decimal integer in YAML 1.1 and 1.2 core
+            # alike, nothing lost (the resolvers' answer, without their regexes).
+            return int(text)
         problems = self.problems
         yaml11 = self._resolve(event)
         if not free_form and isinstance(yaml11, date):
@@ -413,6 +421,7 @@ class _Builder:
             if self.problems == problems and len(self._values) < _REMEMBERED:
                 self._values[text, free_form] = yaml11
             return yaml11
+        containers, pending_keys = _open(*open_levels)
         if any(type(key) is str and looks_secret(key) for key in pending_keys):
             problem = problem.replace(text, REDACTED)  # `pin: 0123` must not be printed
         where = _dotted_path(containers, pending_keys)
@@ -488,6 +497,8 @@ class _NoKey:
 
 
 _NO_KEY = _NoKey()
+_ITEM = _NoKey()  # a sequence waits for its next item
+_ROOT = _NoKey()  # no container is open: a document waits for its root node
 _UNKNOWN = _NoKey()  # a text not remembered yet
 # At most this many scalar texts are remembered per parse (bounded however hostile the file).
 _REMEMBERED = 1024
@@ -567,18 +578,32 @@ def _dotted_path(containers: list[Any], pending_keys: list[Any]) -> str:
     return ".".join(steps)
 
 
-def _child_path(containers: list[Any], pending_keys: list[Any], paths: list[NodePath]) -> NodePath:
-    if not containers:
+# `_consume`'s state: the outer levels' (container, key, key mark), the innermost
+# container and its key.
+_Levels = tuple[list[tuple[Any, Any, Any]], Any, Any]
+
+
+def _open(stack: list[tuple[Any, Any, Any]], top: Any, key: Any) -> tuple[list[Any], list[Any]]:
+    """The open containers, outermost first, and the key each awaits the value of
+    (`_NO_KEY` for a sequence), from `_consume`'s state."""
+    levels = [*stack[1:], (top, key, None)]
+    containers = [container for container, _, _ in levels]
+    pending_keys = [_NO_KEY if step is _ITEM else step for _, step, _ in levels]
+    return containers, pending_keys
+
+
+def _child_path(top: Any, key: Any, path: NodePath) -> NodePath:
+    """The path of the node about to be attached to `top` (whose path is `path`)."""
+    if key is _ROOT:
         return ()
-    top = containers[-1]
-    step = len(top) if type(top) is list else pending_keys[-1]
-    return (*paths[-1], step)
+    return (*path, len(top) if key is _ITEM else key)
 
 
-def _node_info(event: Any, containers: list[Any], key_marks: list[Any]) -> NodeInfo:
+def _node_info(event: Any, key: Any, key_mark: Any) -> NodeInfo:
     mark = event.start_mark
-    in_mapping = bool(containers) and type(containers[-1]) is dict
-    key_mark = key_marks[-1] if in_mapping and key_marks[-1] is not None else mark
+    in_mapping = key is not _ITEM and key is not _ROOT
+    if not in_mapping or key_mark is None:
+        key_mark = mark
     scalar = type(event) is ScalarEvent
     return NodeInfo(
         line=mark.line + 1,
