@@ -42,21 +42,22 @@ class FirePayload(TypedDict):
 
 
 def fire_payload(spec: JobSpec, *, spec_hash: str, revision: str | None) -> FirePayload:
-    return FirePayload(
-        task=spec.task,
-        args=list(spec.args),
-        kwargs=dict(spec.kwargs),
-        queue=spec.queue,
-        spec_hash=spec_hash,
-        revision=revision,
-        idempotency_key=spec.idempotency_key,
-        expires_seconds=spec.expires_seconds,
-        time_limit_seconds=spec.time_limit_seconds,
-        retries=spec.retries,
-        retry_delay_seconds=spec.retry_delay_seconds,
-        max_concurrent_runs=spec.max_concurrent_runs,
-        misfire_grace_seconds=spec.misfire_grace_seconds,
-    )
+    # A literal: calling FirePayload (dict) with keywords cost twice as much, per job.
+    return {
+        "task": spec.task,
+        "args": list(spec.args),
+        "kwargs": dict(spec.kwargs),
+        "queue": spec.queue,
+        "spec_hash": spec_hash,
+        "revision": revision,
+        "idempotency_key": spec.idempotency_key,
+        "expires_seconds": spec.expires_seconds,
+        "time_limit_seconds": spec.time_limit_seconds,
+        "retries": spec.retries,
+        "retry_delay_seconds": spec.retry_delay_seconds,
+        "max_concurrent_runs": spec.max_concurrent_runs,
+        "misfire_grace_seconds": spec.misfire_grace_seconds,
+    }
 
 
 def slot_utc(scheduled_time: datetime) -> datetime:

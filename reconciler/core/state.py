@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from reconciler.core.fires import FIRE_CALLABLE, FirePayload, fire_payload
+from reconciler.core.frozen import quick_init
 from reconciler.core.triggers import (
     TriggerMemory,
     build_trigger,
@@ -138,6 +139,7 @@ def transient(found: SpecFound) -> JobSpec:
     return found if isinstance(found, JobSpec) else found.fresh()
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, eq=False)
 class DesiredJob:
     """A declared job. `found`: its spec, parsed or recorded (RecordedSpec); either way
@@ -203,9 +205,10 @@ class DesiredJob:
             return JobStatus.PAUSED
         if self.open_ended:
             return JobStatus.ACTIVE
-        return runtime_status(transient(self.found), now=now, triggers=triggers)
+        return _fire_status(transient(self.found), now=now, triggers=triggers)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class JobContent:
     """A job as a plan's change sees it on one side: what it declares (its essence, a
@@ -351,6 +354,7 @@ class ActualState:
     scheduler: Mapping[str, SchedulerRow]
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class SchedulerJob:
     """What the scheduler row of a job must hold: the job's runtime essence."""
@@ -420,7 +424,7 @@ def scheduler_job(
         id=spec.name,
         trigger=trigger,
         fingerprint=fingerprint,
-        kwargs={"job": spec.name, "payload": dict(payload)},
+        kwargs={"job": spec.name, "payload": payload},  # a fresh dict: not copied again
         misfire_grace_time=spec.misfire_grace_seconds,
         coalesce=spec.coalesce,
         max_instances=FIRE_MAX_INSTANCES,
@@ -435,6 +439,11 @@ def runtime_status(
         return JobStatus.PAUSED
     if has_open_end(spec):
         return JobStatus.ACTIVE
+    return _fire_status(spec, now=now, triggers=triggers)
+
+
+def _fire_status(spec: JobSpec, *, now: datetime, triggers: TriggerMemory | None) -> JobStatus:
+    """runtime_status of a spec neither paused nor open-ended: whether it fires again."""
     if first_fire_after(spec, now=now, memory=triggers) is None:
         return JobStatus.COMPLETED
     return JobStatus.ACTIVE

@@ -114,3 +114,54 @@ def test_the_process_wide_memos_are_the_documented_ones() -> None:
     documented = (Path(reconciler.__file__).parent.parent / "docs/architecture.md").read_text()
     for qualified in PROCESS_WIDE:
         assert qualified.rsplit(".", 1)[1] in documented
+
+
+# Schedules a memory keys alike or apart (core/triggers.py TriggerMemory._schedule_key):
+# intervals of one length however spelled, cron texts, dates of one instant; field maps.
+lengths = st.sampled_from([60, 3600, 5400, 86_400])
+intervals = lengths.flatmap(
+    lambda total: st.sampled_from(
+        [
+            {"seconds": total},
+            {"minutes": total // 60},
+            {"hours": total // 3600, "seconds": total % 3600},
+        ]
+    )
+)
+keyed = st.one_of(
+    intervals.map(lambda spelled: {"interval": spelled}),
+    st.sampled_from(["*/15 * * * *", "0 9 * * 1-5", "30 2 * * *"]).map(lambda c: {"cron": c}),
+    st.sampled_from(SCHEDULES),
+    st.sampled_from(  # one instant in three offsets, and a naive wall time
+        [
+            "2026-04-02T09:00:00+01:00",
+            "2026-04-02T08:00:00Z",
+            "2026-04-02T08:00:00+00:00",
+            "2026-04-02T08:00:00",
+        ]
+    ).map(lambda at: {"at": at}),
+)
+bounds = st.sampled_from([{}, {"start": "2026-01-01T00:00:00"}, {"end": "2027-01-01T00:00:00"}])
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    asked=st.lists(
+        st.tuples(keyed, st.sampled_from(ZONES), bounds, st.sampled_from([0, 30])),
+        min_size=1,
+        max_size=10,
+    )
+)
+def test_jobs_keyed_alike_get_the_trigger_built_for_each(asked) -> None:
+    """One memory asked for many jobs, in any order, gives each job a trigger that fires
+    as its own would (the same fingerprint) and the same first fire."""
+    memory = TriggerMemory()
+    for schedule, zone, bound, jitter in asked:
+        spec = job(schedule, zone, jitter_seconds=jitter, **bound)
+        fingerprint = memory.fingerprint(build_trigger(spec, memory=memory))
+        assert fingerprint == describe_trigger(build_trigger(spec))
+        unjittered = describe_trigger(build_trigger(spec, with_jitter=False))
+        assert describe_trigger(memory.trigger(spec, with_jitter=False)) == unjittered
+        assert next_fire_times(spec, after=START, count=2, memory=memory) == next_fire_times(
+            spec, after=START, count=2
+        )
