@@ -25,6 +25,7 @@ from reconciler.errors import (
     RefusedError,
     operational_message,
 )
+from reconciler.heap import tune_heap
 from reconciler.logs import configure_logging
 from reconciler.redact import mask_logs, mask_text
 
@@ -69,6 +70,9 @@ ONE_SHOT_COMMANDS = frozenset(
         "next",
     }
 )
+# The one-shot commands that may load every job file (thousands of them): their C heap is
+# set up for many allocations kept until the exit (reconciler.heap).
+BULK_COMMANDS = frozenset({"validate", "plan", "apply"})
 # `--dry-run`, wherever it is placed, is `reconcile plan` for these; any other command
 # refuses it (usage error) rather than run for real.
 DRY_RUN_COMMANDS = frozenset({"plan", "apply"})
@@ -172,6 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     one_shot = argv is None and args.command in ONE_SHOT_COMMANDS
     if one_shot:
         gc.disable()  # the program itself (not a caller passing argv): it exits after
+        if args.command in BULK_COMMANDS:
+            tune_heap()
     configure_logging()
     mask_logs(logging.getLogger().handlers)  # secrets by value never reach a log line
     try:
