@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
 def _load_ahead(settings: Settings) -> LoadAhead | None:
     """On a database without file records every file will be parsed: start a child
     parsing them from the last one backwards now, while this process imports SQLAlchemy
-    and Alembic and migrates; the pass then parses from the first on until they meet
+    and migrates; the pass then parses from the first on until they meet
     (spec.loader.LoadAhead)."""
     from reconciler.store.emptiness import holds_no_file_records
 

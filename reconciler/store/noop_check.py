@@ -22,12 +22,12 @@ import orjson
 
 from reconciler.core.vocabulary import COUNT_COLUMNS, ReconcileOutcome, Trigger
 from reconciler.spec.context import installed_code
+from reconciler.store.head_schema import head_revision
 from reconciler.store.libpq import Connection, LibpqUnavailable
 
 # store.apply_lock.APPLY_LOCK_KEY (a test keeps them equal).
 APPLY_LOCK_KEY = 0x7265636F6E63
 _STORE = Path(__file__).resolve().parent
-_MIGRATIONS = _STORE.parent / "migrations" / "versions"
 # The plain URLs this reading vouches for: libpq reads them exactly as SQLAlchemy hands
 # them to psycopg. Anything else (query options, several hosts, a driver name, escapes)
 # is left to the full path.
@@ -201,22 +201,3 @@ def row_code() -> str:
     for name in ("job_state.py", "scheduler_rows.py"):
         digest.update((_STORE / name).read_bytes())
     return digest.hexdigest()
-
-
-_REVISION = re.compile(r'^revision = "([^"]+)"$', re.MULTILINE)
-_DOWN = re.compile(r'^down_revision = (?:"([^"]+)"|None)$', re.MULTILINE)
-
-
-def head_revision() -> str | None:
-    """The one head of the migrations, read from their files (a test keeps it equal to
-    Alembic's); None when they do not form one plain chain."""
-    revisions, downs = set(), set()
-    for path in _MIGRATIONS.glob("*.py"):
-        text = path.read_text(encoding="utf-8")
-        revision, down = _REVISION.findall(text), _DOWN.findall(text)
-        if len(revision) != 1 or len(down) != 1:
-            return None
-        revisions.add(revision[0])
-        downs.add(down[0])
-    heads = revisions - downs
-    return heads.pop() if len(heads) == 1 else None

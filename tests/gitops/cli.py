@@ -77,6 +77,12 @@ def database_image(db_url: str) -> str:
         if not path.exists():
             return "(no file)"
         return hashlib.sha256(path.read_bytes()).hexdigest()
+    return hashlib.sha256(postgresql_dump(db_url)).hexdigest()
+
+
+def postgresql_dump(db_url: str) -> bytes:
+    """A PostgreSQL database's schema and data, as pg_dump writes them (owners and
+    grants left out)."""
     dump = subprocess.run(
         ["pg_dump", "--no-owner", "--no-privileges", db_url],
         capture_output=True,
@@ -87,4 +93,4 @@ def database_image(db_url: str) -> str:
     lines = [
         line for line in dump.splitlines() if not line.startswith((b"\\restrict", b"\\unrestrict"))
     ]
-    return hashlib.sha256(b"\n".join(lines)).hexdigest()
+    return b"\n".join(lines)

@@ -2,15 +2,7 @@
 
 from __future__ import annotations
 
-from alembic.script import ScriptDirectory
-
 from reconciler.store import apply_lock, noop_check, scheduler_rows
-from reconciler.store.migrate import alembic_config
-
-
-def test_the_head_is_alembics() -> None:
-    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
-    assert noop_check.head_revision() == script.get_current_head()
 
 
 def test_the_lock_and_the_row_code_are_the_stores() -> None:
