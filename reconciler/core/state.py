@@ -26,7 +26,7 @@ from reconciler.core.triggers import (
 )
 from reconciler.core.vocabulary import JobStatus
 from reconciler.spec.diagnostics import Diagnostic
-from reconciler.spec.essence import essence, hash_essence
+from reconciler.spec.essence import essence_and_hash
 from reconciler.spec.model import JobSpec
 
 
@@ -192,8 +192,7 @@ class DesiredJob:
         """`known_essence`: the spec's essence and hash, if already computed (a
         RecordedSpec's essence is its own)."""
         if known_essence is None:
-            fresh = essence(built(spec))
-            known_essence = fresh, hash_essence(fresh)
+            known_essence = essence_and_hash(built(spec))
         data, digest = known_essence
         if isinstance(spec, RecordedSpec):
             return cls(spec, source, line, digest, data, spec.open_ended)

@@ -249,6 +249,10 @@ def _hint_text(hint: Any) -> str:
     return text or str(hint).replace("typing.", "")
 
 
+# The tasks `extra_checks` has rules for (their arguments name what they touch).
+CONFINED_TASKS = frozenset({"reconciler.tasks.sql_maintenance", "reconciler.tasks.write_report"})
+
+
 def extra_checks(
     task: str,
     args: list[Any],

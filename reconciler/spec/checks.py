@@ -23,10 +23,16 @@ from functools import lru_cache
 from reconciler.core.moments import rfc3339
 from reconciler.core.schedule import next_wall
 from reconciler.settings import Settings
-from reconciler.spec.catalog import CatalogError, check_arguments, extra_checks, task_catalog
+from reconciler.spec.catalog import (
+    CONFINED_TASKS,
+    CatalogError,
+    check_arguments,
+    extra_checks,
+    task_catalog,
+)
 from reconciler.spec.cron import CronPattern, compile_cron
 from reconciler.spec.diagnostics import Diagnostic
-from reconciler.spec.model import CronSchedule, DateSchedule, JobSpec
+from reconciler.spec.model import CronFieldMap, CronSchedule, DateSchedule, JobSpec
 
 # Celery's built-ins (celery.chord_unlock, celery.backend_cleanup, celery.group ...) run
 # whatever signatures they are given: never allowed, whatever the allowlist says.
@@ -99,11 +105,12 @@ def check_task_arguments(spec: JobSpec, *, settings: Settings) -> list[Finding]:
     params = catalog.get(spec.task)
     if params is None:
         return []  # a task no listed module declares: its worker will check
-    problems = check_arguments(params, list(spec.args), spec.kwargs)
-    if not problems:
+    # The spec's own list: read, never changed, by both checks (no copy per job).
+    problems = check_arguments(params, spec.args, spec.kwargs)
+    if not problems and spec.task in CONFINED_TASKS:
         problems = extra_checks(
             spec.task,
-            list(spec.args),
+            spec.args,
             spec.kwargs,
             sql_statements=settings.sql_statement_allowlist,
             report_dir=settings.report_dir,
@@ -150,15 +157,14 @@ def cron_fires(spec: JobSpec, *, now: datetime) -> bool:
     """True if the cron schedule of `spec` has a fire time after max(now, start).
 
     Cheap first: whether the pattern can ever match a wall time is a property of the
-    expression alone (memoised; see `_calendar_allows`). Only a cron with a year or a
+    expression alone (memoised; see `_cron_calendar`). Only a cron with a year or a
     start is then searched from max(now, start) by the schedule engine (401 years at
     most, the Gregorian cycle)."""
     assert isinstance(spec.schedule, CronSchedule)
-    cron = spec.schedule.cron
-    pattern = compile_cron(cron if isinstance(cron, str) else cron.as_mapping())
-    if not _calendar_allows(pattern):
+    allowed, names_years = _cron_calendar(spec.schedule.cron)
+    if not allowed:
         return False
-    if spec.start is None and pattern.years is None:
+    if spec.start is None and not names_years:
         return True
     # Imported when needed (a cron with a year or a start): it brings in APScheduler.
     from reconciler.core.triggers import build_trigger
@@ -171,8 +177,17 @@ def cron_fires(spec: JobSpec, *, now: datetime) -> bool:
 
 
 # Process-wide memo (docs/architecture.md): reached from the loader's validation (in forked
-# loader processes too), which has no owner to pass in; a frozen pattern -> a bool.
+# loader processes too), which has no owner to pass in. Keyed by the cron as written (text
+# or frozen field map): the jobs of a folder share a few crons, and a key of the pattern
+# made the map's dump, its compilation and the pattern's hash again for every job.
 @lru_cache(maxsize=4096)
+def _cron_calendar(cron: str | CronFieldMap) -> tuple[bool, bool]:
+    """Whether a cron matches any wall time at all, its years aside
+    (`_calendar_allows`), and whether it names years."""
+    pattern = compile_cron(cron if isinstance(cron, str) else cron.as_mapping())
+    return _calendar_allows(pattern), pattern.years is not None
+
+
 def _calendar_allows(pattern: CronPattern) -> bool:
     """Whether a pattern, its years aside, matches any wall time at all.
 

@@ -22,13 +22,23 @@ def essence(spec: JobSpec) -> dict[str, Any]:
 
     `previous_names` is identity history, not content: declaring it changes nothing a
     job does (no update), and jobs applied before the field existed keep their hash."""
-    return spec.model_dump(mode="json", exclude_none=True, exclude=_NOT_CONTENT)
+    data = spec.model_dump(mode="json", exclude_none=True)
+    # Removed here rather than excluded by the dump: pydantic's `exclude` cost a sixth
+    # of every dump (a list, never None, so the key is always there).
+    del data["previous_names"]
+    return data
 
 
-_NOT_CONTENT = {"previous_names"}
+def essence_and_hash(spec: JobSpec) -> tuple[dict[str, Any], str]:
+    """`essence(spec)` and its hash (`hash_essence`), searching only `args` and `kwargs`
+    for floats: no other field can hold one (each is text, an integer, a boolean, or a
+    moment spelled as text; tests/spec/test_load_work_reference.py)."""
+    data = essence(spec)
+    floats = holds_float(data["args"]) or holds_float(data["kwargs"])
+    return data, _sha256_hex(canonical_json(data, floats=floats))
 
 
-def canonical_json(data: Any) -> str:
+def canonical_json(data: Any, *, floats: bool | None = None) -> str:
     """One byte-exact text per value: sorted keys, no spaces, UTF-8 kept as is; exactly
     `json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`, the
     spelling every stored hash was made with.
@@ -36,8 +46,9 @@ def canonical_json(data: Any) -> str:
     orjson writes the same text in a fraction of the time, except for floats (it spells
     exponents `1e16`, json `1e+16`), integers beyond 64 bits and lone surrogates (it
     refuses them): data holding any of these goes through json
-    (tests/spec/test_essence.py)."""
-    if not holds_float(data):
+    (tests/spec/test_essence.py). `floats`: whether `data` holds a float, when the
+    caller knows (`holds_float(data)`; None: searched here)."""
+    if not (holds_float(data) if floats is None else floats):
         try:
             return orjson.dumps(data, option=orjson.OPT_SORT_KEYS).decode()
         except TypeError:
@@ -47,11 +58,15 @@ def canonical_json(data: Any) -> str:
 
 def spec_hash(spec: JobSpec) -> str:
     """SHA-256 hex of the canonical essence. Stable across processes and versions."""
-    return hash_essence(essence(spec))
+    return essence_and_hash(spec)[1]
 
 
 def hash_essence(data: dict[str, Any]) -> str:
-    return hashlib.sha256(canonical_json(data).encode()).hexdigest()
+    return _sha256_hex(canonical_json(data))
+
+
+def _sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def hashes_to(data: dict[str, Any], spec_hash: str) -> bool:

@@ -40,7 +40,7 @@ from reconciler.spec.checks import (
     past_one_off,
 )
 from reconciler.spec.diagnostics import Diagnostic
-from reconciler.spec.essence import essence, hash_essence
+from reconciler.spec.essence import essence_and_hash
 from reconciler.spec.explain import explain_errors, explain_findings
 from reconciler.spec.files import (
     FileEntry,
@@ -407,7 +407,7 @@ def _load_bytes(
             # The model took `paused: yes` as true; YAML 1.2 reads text: refuse the job.
             diagnostics += document.ambiguous
             continue
-        known = _essence_of(spec) if essences else None
+        known = essence_and_hash(spec) if essences else None
         jobs.append(LoadedJob(spec, source, document.line, document.column, known))
         documents.append(content)
     if failed:
@@ -529,11 +529,6 @@ def load_ahead(jobs_dir: Path, *, settings: Settings) -> LoadAhead | None:
 
     child = parallel.Ahead.start(entries[::-1], load, _plain_outcome)
     return None if child is None else LoadAhead(child)
-
-
-def _essence_of(spec: JobSpec) -> tuple[dict[str, Any], str]:
-    data = essence(spec)
-    return data, hash_essence(data)
 
 
 def _plain_outcome(loaded: _Loaded) -> tuple[Any, ...]:

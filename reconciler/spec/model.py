@@ -153,11 +153,18 @@ class DateSchedule(_Frozen):
 
 def _schedule_kind(value: Any) -> str | None:
     """Pick the schedule model by its one key, so errors point inside that model only."""
+    # Called twice per job (validation, dump): written out, without a comprehension.
     if isinstance(value, dict):
-        kinds = [kind for kind in ("cron", "interval", "at") if kind in value]
-        return kinds[0] if len(kinds) == 1 else None
-    if isinstance(value, CronSchedule | IntervalSchedule | DateSchedule):
-        return {"cron": "cron", "interval": "interval", "date": "at"}[value.kind]
+        cron, interval, at = "cron" in value, "interval" in value, "at" in value
+        if cron + interval + at != 1:
+            return None
+        return "cron" if cron else "interval" if interval else "at"
+    if isinstance(value, CronSchedule):
+        return "cron"
+    if isinstance(value, IntervalSchedule):
+        return "interval"
+    if isinstance(value, DateSchedule):
+        return "at"
     return None
 
 

@@ -41,7 +41,7 @@ from reconciler.spec.context import (
     module_digest,
 )
 from reconciler.spec.diagnostics import Diagnostic
-from reconciler.spec.essence import essence, hash_essence, hashes_to
+from reconciler.spec.essence import essence_and_hash, hashes_to
 
 # Re-exported: the records' format, the digests a record is named by (spec.context).
 __all__ = [
@@ -126,7 +126,7 @@ def recorded_job(
     """The record of a job; a job found by its record (an applying pass records every
     file again) gives it back without building its spec."""
     open_ended = found.open_ended if isinstance(found, RecordedSpec) else has_open_end(found)
-    spec_hash = known[1] if known is not None else hash_essence(essence(built(found)))
+    spec_hash = known[1] if known is not None else essence_and_hash(built(found))[1]
     previous = tuple(found.previous_names)
     return RecordedJob(found.name, line, column, spec_hash, previous, open_ended)
 
