@@ -51,6 +51,7 @@ from reconciler.spec.files import (
     signature_of,
 )
 from reconciler.spec.model import JobSpec
+from reconciler.spec.rebuild import rebuild_spec
 from reconciler.spec.records import file_digest, validation_context
 from reconciler.spec.yamlsafe import (
     MAX_DIAGNOSTICS_PER_FILE,
@@ -532,30 +533,26 @@ def load_ahead(jobs_dir: Path, *, settings: Settings) -> LoadAhead | None:
 
 
 def _plain_outcome(loaded: _Loaded) -> tuple[Any, ...]:
-    """In the child: each job as its document, position and essence (if computed)."""
+    """In the child: each job as its document, position and essence (if computed), each
+    name site as a tuple (a pickled dataclass costs a Python call each way)."""
     outcome, documents = loaded
     jobs = tuple(
         (document, job.line, job.column, job.essence)
         for job, document in zip(outcome.jobs, documents, strict=True)
     )
-    return (
-        outcome.source,
-        jobs,
-        outcome.names,
-        outcome.diagnostics,
-        outcome.digest,
-        outcome.timeless,
-    )
+    names = tuple((site.name, site.line, site.column) for site in outcome.names)
+    return (outcome.source, jobs, names, outcome.diagnostics, outcome.digest, outcome.timeless)
 
 
 def _outcome_from_plain(plain: tuple[Any, ...]) -> _Loaded:
     source, jobs, names, diagnostics, digest, timeless = plain
-    # The same validation the child ran, so the same spec; its checks passed there.
+    # The child validated each document and checked its spec (spec.rebuild).
     specs = tuple(
-        LoadedJob(JobSpec.model_validate(document), source, line, column, known)
+        LoadedJob(rebuild_spec(document), source, line, column, known)
         for document, line, column, known in jobs
     )
-    return FileOutcome(source, specs, names, diagnostics, digest, timeless), ()
+    sites = tuple(NameSite(name, source, line, column) for name, line, column in names)
+    return FileOutcome(source, specs, sites, diagnostics, digest, timeless), ()
 
 
 def bound_diagnostics(diagnostics: Sequence[Diagnostic]) -> tuple[Diagnostic, ...]:

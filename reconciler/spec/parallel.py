@@ -8,10 +8,11 @@ choices" has the gain). A child started ahead (`Ahead`, loader.load_ahead) is re
 its chunks come (`Ahead.poll`), so that its parent can stop where they meet.
 
 What comes back from the child is plain data: each valid job as the document it was
-validated from, not as a pydantic model (unpickling the models costs more than the
-child saves; re-validating their documents is cheap). Diagnostics and name sites are
-small dataclasses. Every problem falls back to loading the child's part here: a child
-that cannot fork, fails, dies or sends garbage changes nothing but the time taken.
+validated from, not as a pydantic model (pickling the models costs the child about what
+unpickling them saves here), rebuilt here without validating it again (spec.rebuild).
+Diagnostics are small dataclasses; name sites go as tuples. Every problem falls back
+to loading the child's part here: a child that cannot fork, fails, dies or sends
+garbage changes nothing but the time taken.
 
 Forking is only done from a process with a single thread (a forked child of a threaded
 process may inherit a lock held by another thread, for ever).
