@@ -43,20 +43,24 @@ class FirePayload(TypedDict):
 
 def fire_payload(spec: JobSpec, *, spec_hash: str, revision: str | None) -> FirePayload:
     # A literal: calling FirePayload (dict) with keywords cost twice as much, per job.
+    # The fields read from the model's __dict__, where pydantic keeps their values: an
+    # attribute of a model goes through its __getattr__ hook, unspecialised (a cold plan
+    # of 10,000 jobs read 120,000 of them here; tests/unit/core/test_fields_read.py).
+    fields = spec.__dict__
     return {
-        "task": spec.task,
-        "args": list(spec.args),
-        "kwargs": dict(spec.kwargs),
-        "queue": spec.queue,
+        "task": fields["task"],
+        "args": list(fields["args"]),
+        "kwargs": dict(fields["kwargs"]),
+        "queue": fields["queue"],
         "spec_hash": spec_hash,
         "revision": revision,
-        "idempotency_key": spec.idempotency_key,
-        "expires_seconds": spec.expires_seconds,
-        "time_limit_seconds": spec.time_limit_seconds,
-        "retries": spec.retries,
-        "retry_delay_seconds": spec.retry_delay_seconds,
-        "max_concurrent_runs": spec.max_concurrent_runs,
-        "misfire_grace_seconds": spec.misfire_grace_seconds,
+        "idempotency_key": fields["idempotency_key"],
+        "expires_seconds": fields["expires_seconds"],
+        "time_limit_seconds": fields["time_limit_seconds"],
+        "retries": fields["retries"],
+        "retry_delay_seconds": fields["retry_delay_seconds"],
+        "max_concurrent_runs": fields["max_concurrent_runs"],
+        "misfire_grace_seconds": fields["misfire_grace_seconds"],
     }
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from reconciler.core.state import SchedulerJob, SpecFound, scheduler_job, transient
 from reconciler.core.triggers import MEMORY_LIMIT, TriggerMemory
+from reconciler.spec.model import JobSpec
 
 
 @dataclass
@@ -36,8 +37,9 @@ class CoreMemory:
         if known is None or known.id != found.name:
             if len(self.scheduler_jobs) >= MEMORY_LIMIT:
                 self.scheduler_jobs.clear()
+            spec = found if type(found) is JobSpec else transient(found)  # no call for a spec
             known = scheduler_job(
-                transient(found), spec_hash=spec_hash, revision=revision, triggers=self.triggers
+                spec, spec_hash=spec_hash, revision=revision, triggers=self.triggers
             )
             self.scheduler_jobs[key] = known
         return known

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from reconciler.core.diff import changed_paths
-from reconciler.core.frozen import quick_init
+from reconciler.core.frozen import quick_init, quick_new
 from reconciler.core.memory import CoreMemory
 from reconciler.core.plan_basis import PlanBasis, timed_due
 from reconciler.core.state import (
@@ -100,6 +100,12 @@ class Target:
         )
 
 
+# What the hot paths make per job, made without a class call (core.frozen.quick_new).
+_new_change = quick_new(Change)
+_new_target = quick_new(Target)
+_new_content = quick_new(JobContent)
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     changes: tuple[Change, ...]
@@ -144,7 +150,8 @@ def make_plan(
     frozen_files = frozenset(desired.quarantined)
     examine = previous.names_to_examine(desired, actual, now=now) if previous is not None else None
     timed: Mapping[str, datetime | None] = {}
-    if previous is None or examine is None:
+    everything = examine is None  # every name: no previous plan, or it cannot tell
+    if examine is None or previous is None:
         examine = set(desired.jobs) | set(actual.inventory)
         foreign = set(actual.scheduler) - examine
     else:
@@ -168,7 +175,11 @@ def make_plan(
     changes: list[Change] = []
     unsettled: set[str] = set()
     found: dict[str, datetime | None] = {}  # time-dependent jobs found in sync: until when
-    for name in sorted(examine):
+    # Nothing in the inventory (a cold apply): the names to examine are the declared
+    # ones, which the files list nearly in order; sorted from there (timsort) rather
+    # than from a set's order, 100,000 names take a third of the time.
+    names = sorted(desired.jobs if everything and not actual.inventory else examine)
+    for name in names:
         wanted, have = desired.jobs.get(name), actual.inventory.get(name)
         if name in renames:
             unsettled.add(name)
@@ -178,6 +189,8 @@ def make_plan(
             change: Change | None = _compare(
                 wanted, have, actual, desired.revision, now=now, fires=fires, memory=memory
             )
+        elif have is None and wanted is not None:  # _verdict's first case, without its call
+            change = _add(wanted, desired.revision, now=now, fires=fires, memory=memory)
         else:
             change = _verdict(
                 wanted, have, actual, desired.revision, frozen_files, now, fires, memory
@@ -299,7 +312,7 @@ def _add(
     wanted: DesiredJob, revision: Revision, *, now: datetime, fires: Fires, memory: CoreMemory
 ) -> Change:
     target = _target(wanted, revision.commit, revision.dirty, memory, now=now, keep=False)
-    return Change(
+    return _new_change(
         action=Action.ADD,
         job=wanted.name,
         source=wanted.source,
@@ -491,7 +504,7 @@ def _row_key(row: SchedulerRow | None) -> str:
 
 
 def _after(wanted: DesiredJob, target: Target) -> JobContent:
-    return JobContent(wanted.essence, wanted.spec_hash, target.status, wanted.source)
+    return _new_content(wanted.essence, wanted.spec_hash, target.status, wanted.source)
 
 
 def _target(
@@ -504,7 +517,7 @@ def _target(
     keep: bool,
     status: JobStatus | None = None,
 ) -> Target:
-    return Target(
+    return _new_target(
         spec=wanted.spec,
         spec_hash=wanted.spec_hash,
         essence=wanted.essence,

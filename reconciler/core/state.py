@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from reconciler.core.fires import FIRE_CALLABLE, FirePayload, fire_payload
-from reconciler.core.frozen import quick_init
+from reconciler.core.frozen import quick_init, quick_new
 from reconciler.core.triggers import (
     TriggerMemory,
     build_trigger,
@@ -194,17 +194,22 @@ class DesiredJob:
         if known_essence is None:
             known_essence = essence_and_hash(built(spec))
         data, digest = known_essence
+        make = _new_desired_job if cls is DesiredJob else cls
         if isinstance(spec, RecordedSpec):
-            return cls(spec, source, line, digest, data, spec.open_ended)
-        return cls(spec, source, line, digest, data, has_open_end(spec))
+            return make(spec, source, line, digest, data, spec.open_ended)
+        return make(spec, source, line, digest, data, has_open_end(spec))
 
     def status(self, *, now: datetime, triggers: TriggerMemory | None = None) -> JobStatus:
         """active, paused or completed (see runtime_status)."""
-        if self.paused:  # as runtime_status says first, without building the spec
+        if self.found.paused:  # as runtime_status says first, without building the spec
             return JobStatus.PAUSED
         if self.open_ended:
             return JobStatus.ACTIVE
         return _fire_status(transient(self.found), now=now, triggers=triggers)
+
+
+# Made per job by the loader and the plan: without a class call (core.frozen.quick_new).
+_new_desired_job = quick_new(DesiredJob)
 
 
 @quick_init
@@ -398,6 +403,9 @@ class SchedulerJob:
         )
 
 
+_new_scheduler_job = quick_new(SchedulerJob)  # one per job a plan writes: see quick_new
+
+
 # APScheduler's max_instances counts calls of fire_job still running in its executor, and
 # fire_job only enqueues (microseconds). Overlap of RUNS is max_concurrent_runs, enforced
 # by the dispatcher against the ledger; a low value here would only turn a slow thread
@@ -416,16 +424,21 @@ def scheduler_job(
     CHANGED the job (kept in its inventory row), not the newest commit: a commit that
     leaves a job alone must not rewrite (and so re-time) its row. Determined completely
     by (spec_hash, revision), so a CoreMemory may remember it (core/memory.py)."""
-    trigger = build_trigger(spec, memory=triggers)
-    fingerprint = describe_trigger(trigger) if triggers is None else triggers.fingerprint(trigger)
+    if triggers is None:
+        trigger = build_trigger(spec)
+        fingerprint = describe_trigger(trigger)
+    else:
+        trigger, fingerprint = triggers.trigger_and_fingerprint(spec)
     payload: FirePayload = fire_payload(spec, spec_hash=spec_hash, revision=revision)
-    return SchedulerJob(
-        id=spec.name,
+    fields = spec.__dict__  # the model's field values, read quicker (see fire_payload)
+    name = fields["name"]
+    return _new_scheduler_job(
+        id=name,
         trigger=trigger,
         fingerprint=fingerprint,
-        kwargs={"job": spec.name, "payload": payload},  # a fresh dict: not copied again
-        misfire_grace_time=spec.misfire_grace_seconds,
-        coalesce=spec.coalesce,
+        kwargs={"job": name, "payload": payload},  # a fresh dict: not copied again
+        misfire_grace_time=fields["misfire_grace_seconds"],
+        coalesce=fields["coalesce"],
         max_instances=FIRE_MAX_INSTANCES,
     )
 

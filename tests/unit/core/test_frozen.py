@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.core.frozen import quick_init
+from reconciler.core.frozen import quick_init, quick_new
 from reconciler.core.plan import Change, Target
 from reconciler.core.state import DesiredJob, JobContent, SchedulerJob
 
@@ -43,12 +43,12 @@ NAMES = ("a", "b", "c", "d", "e", "f", "g")
 values = st.one_of(st.none(), st.integers(), st.text(max_size=3), st.tuples(st.integers()))
 
 
-def _outcome(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+def _outcome(make: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
     try:
-        made = cls(*args, **kwargs)
+        made = make(*args, **kwargs)
     except TypeError:
         return ("TypeError",)
-    return tuple(getattr(made, name) for name in NAMES[:6])
+    return (type(made).__name__, *(getattr(made, name) for name in NAMES[:6]))
 
 
 @settings(max_examples=300, deadline=None)
@@ -58,6 +58,25 @@ def _outcome(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[
 )
 def test_quick_builds_what_the_generated_init_builds(args, kwargs) -> None:
     assert _outcome(Quick, args, kwargs) == _outcome(Plain, args, kwargs)
+    assert _outcome(quick_new(Quick), args, kwargs) == _outcome(Plain, args, kwargs)
+
+
+def test_quick_new_makes_the_same_kind_of_value() -> None:
+    made, called = quick_new(Quick)(1, 2, e=[3]), Quick(1, 2, e=[3])
+    assert type(made) is Quick and made == called
+    assert hash(quick_new(Quick)(1, 2, e=(3,))) == hash(Quick(1, 2, e=(3,)))
+    assert repr(made) == repr(called) and not hasattr(made, "__dict__")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.a = 3
+    content = quick_new(JobContent)({"a": 1}, "hash", "active", "jobs.yaml")
+    assert pickle.loads(pickle.dumps(content)) == content
+    assert content == JobContent({"a": 1}, "hash", "active", "jobs.yaml")
+    assert dataclasses.replace(made, c=5) == Quick(1, 2, 5, e=[3])
+    assert quick_new(Quick)(1, 2).e == [] and quick_new(Quick)(1, 2).e is not made.e
+    for cls in (Change, Target, DesiredJob, JobContent, SchedulerJob):
+        assert inspect.signature(quick_new(cls)) == inspect.signature(cls)
+    with pytest.raises(TypeError):
+        quick_new(Plain)  # not given quick_init
 
 
 def test_a_quick_instance_is_the_same_kind_of_value() -> None:
@@ -91,7 +110,11 @@ def test_only_frozen_slotted_dataclasses_without_post_init() -> None:
         def __post_init__(self) -> None:
             pass
 
-    for cls in (NoSlots, NotFrozen, PostInit, int):
+    @dataclass(frozen=True, slots=True)
+    class Sub(Plain):  # type: ignore[valid-type,misc]
+        g: int = 0
+
+    for cls in (NoSlots, NotFrozen, PostInit, Sub, int):
         with pytest.raises(TypeError):
             quick_init(cls)
 
