@@ -90,26 +90,28 @@ class FieldDiffer:
         for path in _differing(flat_before, flat_after):
             old, new = flat_before.get(path), flat_after.get(path)
             if old != new:
-                if self._is_secret(path):
+                if self.is_secret(path):
                     old = SENSITIVE if path in flat_before else None
                     new = SENSITIVE if path in flat_after else None
                 else:
-                    old, new = self._shown(old), self._shown(new)
+                    old, new = self.masked(old), self.masked(new)
                 diffs.append(FieldDiff(path, old, new))
         return diffs
 
     def show(self, path: str, value: Any) -> Any:
         """The value at `path` as a plan may show it: "(sensitive)" under a secret-looking
         path, else with secrets found by their shape masked."""
-        return SENSITIVE if self._is_secret(path) else self._shown(value)
+        return SENSITIVE if self.is_secret(path) else self.masked(value)
 
-    def _is_secret(self, path: str) -> bool:
+    def is_secret(self, path: str) -> bool:
+        """Whether one of the keys of `path` looks secret (its values show as
+        "(sensitive)"), remembered per path."""
         known = self._secret_paths.get(path)
         if known is None:
             known = self._secret_paths[path] = any(map(looks_secret, path.split(".")))
         return known
 
-    def _shown(self, value: Any) -> Any:
+    def masked(self, value: Any) -> Any:
         """`value` with secrets found by their shape masked."""
         if type(value) is str:
             shown = self._shown_text.get(value)
@@ -122,26 +124,31 @@ class FieldDiffer:
 
 
 Made = TypeVar("Made")
+# What a field becomes in one output, per path: a function of its shown value (None
+# leaves the field out).
+View = Callable[[str], Callable[[Any], Made | None]]
 
 
 class FieldViews(Generic[Made]):
     """What each field of a whole essence (an add's or a remove's) becomes in one
     output (a line, a JSON entry), made once per distinct path and value: across the
     thousands of jobs of a plan most fields repeat (every job has a task, most share a
-    queue and a zone). `make(path, shown value)` gives None for a field left out; fields
-    whose value is None are no difference from nothing and never made.
+    queue and a zone). `view(path)` is asked once per path for the function that makes
+    the field from its shown value (None: left out); fields whose value is None are no
+    difference from nothing and never made.
 
     An essence is walked mapping by mapping, each by its keys sorted once per set of
     keys (`_Level`): a scalar at any depth (`kwargs.data.n`) costs one look-up in its
-    path's tables, and nothing is flattened or sorted per essence. A mapping whose keys
-    would not sort as its paths do (`_sorts_by_top_key`) is flattened and its paths
-    sorted, as they always are."""
+    path's table for its type, and nothing is flattened or sorted per essence. A mapping
+    whose keys would not sort as its paths do (`_sorts_by_top_key`) is flattened and its
+    paths sorted, as they always are."""
 
-    def __init__(self, differ: FieldDiffer, make: Callable[[str, Any], Made | None]) -> None:
+    def __init__(self, differ: FieldDiffer, view: View[Made]) -> None:
         self._differ = differ
-        self._make = make
+        self._view = view
+        self._fields: dict[str, _Field[Made]] = {}
         self._made: dict[tuple[str, type, Any], Made | None] = {}
-        self._top: _Level[Made] = _Level("")
+        self._top: _Level[Made] = _Level("", self._field)
 
     def __call__(self, essence: Mapping[str, Any]) -> list[Made]:
         every: list[Made] = []
@@ -152,37 +159,58 @@ class FieldViews(Generic[Made]):
         """Append what each field of `essence` makes to `every`, in path order."""
         self._walk(self._top, essence, every)
 
+    def _field(self, path: str) -> _Field[Made]:
+        field = self._fields.get(path)
+        if field is None:
+            view = self._view(path)
+            field = self._fields[path] = _Field(path, self._differ, view, self._field)
+        return field
+
     def _walk(self, level: _Level[Made], mapping: Mapping[Any, Any], every: list[Made]) -> None:
         """Append what each field under `mapping` (at `level`) makes to `every`."""
         unknown = _UNKNOWN
-        order = level.orders.get(tuple(mapping), unknown)
-        if order is unknown:
-            order = level.order(tuple(mapping))
+        keys = tuple(mapping)
+        if keys == level.keys:  # the last mapping's keys (compared, not hashed)
+            order = level.last
+        else:
+            order = level.orders.get(keys, unknown)
+            if order is unknown:
+                order = level.order(keys)
+            level.keys, level.last = keys, order
         if order is None:
             every += self._leaves(flatten(mapping, level.path))
             return
         append = every.append
-        for key, path, tables, empties, below in order:
+        # The hot loop of a render (19 fields a job, 100,000 jobs): a str, int or bool
+        # costs a look-up in its path's table for its type (the type is part of the key,
+        # as `1 == True`); its first value a call.
+        for key, strs, ints, bools, field in order:
             value = mapping[key]
-            table = tables.get(type(value))
-            if table is not None:  # a str, int or bool: one look-up
-                item = table.get(value, unknown)
+            kind = type(value)
+            if kind is str:
+                item = strs.get(value, unknown)
                 if item is unknown:
-                    item = table[value] = self._make(path, self._differ.show(path, value))
-                if item is not None:
-                    append(item)
+                    item = strs[value] = field.make(value)
+            elif kind is int:
+                item = ints.get(value, unknown)
+                if item is unknown:
+                    item = ints[value] = field.make(value)
+            elif kind is bool:
+                item = bools.get(value, unknown)
+                if item is unknown:
+                    item = bools[value] = field.make(value)
             elif value is None:
                 continue  # no difference from nothing
-            elif type(value) is dict and value:
-                self._walk(below, value, every)
-            elif not value and type(value) in _CONTAINERS:  # `args: []`
-                item = empties.get(type(value), unknown)
-                if item is unknown:
-                    item = empties[type(value)] = self._make(path, self._differ.show(path, value))
-                if item is not None:
-                    append(item)
+            elif kind is dict and value:
+                self._walk(field.below, value, every)
+                continue
+            elif not value and kind in _CONTAINERS:  # `args: []`
+                item = field.empty(value)
             else:  # a float, a list, another kind of mapping
                 every += self._leaves(flatten({key: value}, level.path))
+                continue
+            if item is not None:
+                append(item)
 
     def _leaves(self, flat: Mapping[str, Any]) -> list[Made]:
         made, every = self._made, []
@@ -196,25 +224,58 @@ class FieldViews(Generic[Made]):
                 if key in made:
                     item = made[key]
                 else:
-                    item = made[key] = self._make(path, self._differ.show(path, value))
+                    item = made[key] = self._field(path).make(value)
             else:
-                item = self._make(path, self._differ.show(path, value))
+                item = self._field(path).make(value)
             if item is not None:
                 every.append(item)
         return every
 
 
+class _Field(Generic[Made]):
+    """One path of the essences: what its values make, what an empty container there
+    made (by its type), and the level below it (for a mapping there)."""
+
+    __slots__ = ("_empties", "_masked", "_secret", "_view", "below", "path")
+
+    def __init__(
+        self,
+        path: str,
+        differ: FieldDiffer,
+        view: Callable[[Any], Made | None],
+        fields: Callable[[str], _Field[Made]],
+    ) -> None:
+        self.path, self._view = path, view
+        # What FieldDiffer.show(path, value) does, decided for the path once.
+        self._secret, self._masked = differ.is_secret(path), differ.masked
+        self._empties: dict[type, Made | None] = {}
+        self.below: _Level[Made] = _Level(path, fields)
+
+    def make(self, value: Any) -> Made | None:
+        return self._view(SENSITIVE if self._secret else self._masked(value))
+
+    def empty(self, value: Any) -> Made | None:
+        """What the empty container `value` makes, once per type."""
+        made = self._empties.get(type(value), _UNKNOWN)
+        if made is _UNKNOWN:
+            made = self._empties[type(value)] = self.make(value)
+        return made
+
+
 class _Level(Generic[Made]):
-    """The mappings found at one path of the essences (the top level at ""): per key,
-    its path, its tables (per scalar type, what each value made: the type is part of
-    the key, as `1 == True`) and the level below it; per set of keys, those entries in
-    sorted key order, or None when the paths under the keys do not sort as the keys."""
+    """The mappings found at one path of the essences (the top level at ""): per set
+    of keys, an entry per key in sorted key order (the key, its tables per scalar type:
+    what each value made, and its field), or None when the paths under the keys do not
+    sort as the keys."""
 
-    __slots__ = ("_entries", "orders", "path")
+    __slots__ = ("_entries", "_field", "keys", "last", "orders", "path")
 
-    def __init__(self, path: str) -> None:
-        self.path = path
+    def __init__(self, path: str, field: Callable[[str], _Field[Made]]) -> None:
+        self.path, self._field = path, field
         self.orders: dict[tuple[Any, ...], list[_Entry[Made]] | None] = {}
+        # The keys of the last mapping walked at this level and their order.
+        self.keys: tuple[Any, ...] | None = None
+        self.last: list[_Entry[Made]] | None = None
         self._entries: dict[str, _Entry[Made]] = {}
 
     def order(self, keys: tuple[Any, ...]) -> list[_Entry[Made]] | None:
@@ -228,19 +289,16 @@ class _Level(Generic[Made]):
         entry = self._entries.get(key)
         if entry is None:
             path = f"{self.path}.{key}" if self.path else key
-            tables: dict[type, dict[Any, Made | None]] = {str: {}, int: {}, bool: {}}
-            entry = self._entries[key] = (key, path, tables, {}, _Level(path))
+            entry = self._entries[key] = (key, {}, {}, {}, self._field(path))
         return entry
 
 
 _UNKNOWN: Any = object()
 _ABSENT: Any = object()  # a key missing from one side of a diff
-# A key of a level: the key, its path, its memo tables by scalar type, what an empty
-# container made by its type, the level below.
+# A key of a level: the key, what its str, int and bool values made, its field.
 _Entry = tuple[
-    str, str, dict[type, dict[Any, Made | None]], dict[type, Made | None], "_Level[Made]"
+    str, dict[str, Made | None], dict[int, Made | None], dict[bool, Made | None], _Field[Made]
 ]
-
 
 # Values that stand for themselves in a key (besides empty containers). Not float: 0.0
 # and -0.0 are equal keys but print differently.

@@ -96,8 +96,8 @@ class _JsonText:
     def __init__(self, pieces: list[str]) -> None:
         self._pieces = pieces
         differ = self._differ = FieldDiffer()
-        self._added = FieldViews(differ, lambda path, value: _entry(path, None, value))
-        self._removed = FieldViews(differ, lambda path, value: _entry(path, value, None))
+        self._added = FieldViews(differ, _added_entry)
+        self._removed = FieldViews(differ, _removed_entry)
         self._listed = FireTimes(_fire_list)
 
     def write(self, changes: Iterable[Change]) -> None:
@@ -156,6 +156,18 @@ def _entry(path: str, before: Any, after: Any) -> str:
         f'          "before": {_value(before)},\n'
         f'          "after": {_value(after)}\n        }}'
     )
+
+
+def _added_entry(path: str) -> Callable[[Any], str]:
+    """Per path, `_entry(path, None, value)` of a value, the path written once."""
+    opening = f'        {{\n          "path": {_text(path)},\n          "before": null,\n'
+    return lambda value: f'{opening}          "after": {_value(value)}\n        }}'
+
+
+def _removed_entry(path: str) -> Callable[[Any], str]:
+    """Per path, `_entry(path, value, None)` of a value, the path written once."""
+    opening = f'        {{\n          "path": {_text(path)},\n          "before": '
+    return lambda value: f'{opening}{_value(value)},\n          "after": null\n        }}'
 
 
 def _value(value: Any) -> str:

@@ -16,6 +16,7 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 from reconciler.core.diff import FieldDiffer, FieldViews
@@ -94,13 +95,18 @@ class _TextChanges:
             lines.append("      next fires after:  " + self._moments(change.fires_after))
 
 
-def _shown_unless_default(prefix: str) -> Callable[[str, Any], str | None]:
-    """A field as one line, `{prefix}path: value`; None for a field at its default."""
+def _shown_unless_default(prefix: str) -> Callable[[str], Callable[[Any], str | None]]:
+    """Per path, a field as one line, `{prefix}path: value`; None for a field at its
+    default (`_is_default`, decided per path once: most fields have no default)."""
 
-    def line(path: str, value: Any) -> str | None:
-        return None if _is_default(path, value) else f"{prefix}{path}: {_value(value)}"
+    def view(path: str) -> Callable[[Any], str | None]:
+        head = f"{prefix}{path}: "
+        default = _DEFAULTS.get(path, _NO_DEFAULT)
+        if isinstance(default, _NoDefault) and not path.startswith("schedule.interval."):
+            return lambda value: head + _value(value)
+        return lambda value: None if _is_default(path, value) else head + _value(value)
 
-    return line
+    return view
 
 
 def change_line(change: Change, *, limit: int = 3, differ: FieldDiffer | None = None) -> str:
@@ -157,7 +163,10 @@ def _summary_rows(
 ) -> tuple[list[str], list[list[str]], list[str]]:
     """Header, one row per folder (sorted), and the total row; a column per action that
     occurs, in the plan's action order."""
-    counts = Counter((_folder(change.source), change.action) for change in changes)
+    # Counted by file in C first (a plan's changes are far more than its files).
+    counts: Counter[tuple[str, Action]] = Counter()
+    for (source, action), count in Counter(map(_SOURCE_AND_ACTION, changes)).items():
+        counts[_folder(source), action] += count
     actions = [action for action in ACTIONS if any(a == action for _, a in counts)]
     folders = sorted({folder for folder, _ in counts})
     header = ["folder", *actions, "total"]
@@ -167,6 +176,9 @@ def _summary_rows(
         rows.append([folder, *map(str, numbers), str(sum(numbers))])
     totals = [sum(counts[folder, action] for folder in folders) for action in actions]
     return header, rows, ["total", *map(str, totals), str(sum(totals))]
+
+
+_SOURCE_AND_ACTION = attrgetter("source", "action")
 
 
 def _folder(source: str | None) -> str:
@@ -287,6 +299,7 @@ def _field_defaults() -> dict[str, Any]:
 
 
 _DEFAULTS = _field_defaults()
+_NO_DEFAULT: Any = _NoDefault()  # equal to nothing: never a field's default
 
 
 def _is_default(path: str, value: Any) -> bool:

@@ -281,3 +281,37 @@ def test_jobs_shaped_like_the_bench_corpus_print_what_the_reference_prints() -> 
     assert render_text(result) == reference_text(result)
     assert render_markdown(result) == reference_markdown(result)
     assert "kwargs.data.n: true" in render_text(result)
+
+
+def test_mappings_of_alternating_shapes_print_what_the_reference_prints() -> None:
+    """Consecutive jobs whose mappings change shape at every level (a cron, an
+    interval, a date; labels of the same size with other keys; kwargs with 1 / True /
+    "1" / 1.0 under one key; an interval field at zero, a default flag set and not),
+    removed and added: a renderer walks each mapping in the order of the last one of
+    its level only when the keys are the same, and decides each path's default once."""
+    schedules = [
+        {"cron": "0 3 * * *"},
+        {"interval": {"minutes": 0, "hours": 2}},
+        {"at": "2031-01-01T09:00:00"},
+        {"interval": {"minutes": 5}},
+    ]
+    kwargs = [{"n": 1}, {"n": True}, {"n": "1"}, {"n": 1.0}, {}, {"m": {"n": 0}}]
+    labels = [{"team": "a", "tier": "b"}, {"team": "a", "zone": "b"}, {}, {"x-y": "a|b"}]
+    specs = [
+        spec(
+            f"job-{number:03d}",
+            schedule=schedules[number % len(schedules)],
+            kwargs=kwargs[number % len(kwargs)],
+            labels=labels[number % len(labels)],
+            paused=number % 5 == 0,
+            retries=number % 3,
+            args=[] if number % 2 else [number],
+        )
+        for number in range(60)
+    ]
+    result = plan(desired(*specs[20:]), applied(*specs[:20]), allow_mass_delete=True)
+    assert {change.action for change in result.changes} >= {Action.ADD, Action.REMOVE}
+    assert render_json(result) == reference_json(result)
+    assert render_text(result) == reference_text(result)
+    assert render_markdown(result) == reference_markdown(result)
+    assert "schedule.interval.hours: 2" in render_text(result)
