@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.engine import Connection
@@ -26,7 +27,9 @@ from reconciler.engine.beside import run_beside
 from reconciler.spec.parallel import Ahead
 from reconciler.store.db import BULK_ROWS
 from reconciler.store.inventory import (
+    copy_new_inventory,
     delete_inventory,
+    encode_new_inventory,
     rename_inventory,
     rename_ledger,
     upsert_inventory,
@@ -56,15 +59,16 @@ def apply_plan(
     plan was made with (its first fire times are then looked up, not computed again).
 
     `rows_wanted=False` (a one-shot pass, which remembers nothing): the rows of many
-    added jobs are made by a forked child while this process writes the inventory (a
-    cold apply: pickling 10,000 states and their digests is a third of what follows
-    the plan), and they are not among the rows returned. `meanwhile`: the caller's
-    own writes in this transaction, made once the inventory is written, before the
-    added jobs' scheduler rows (while the child makes them). `beside`: the caller's
-    work that does not touch the database (the CLI renders the plan's text), done
-    while a thread waits for the child's rows and sends them (the server's COPY and
-    the wait overlap it); done before the rows are made here when no child makes them.
-    Called once each, `meanwhile` first."""
+    added jobs are made by a forked child while this process makes their inventory
+    rows (a cold apply: pickling 10,000 states and their digests is a third of what
+    follows the plan), and they are not among the rows returned. `meanwhile`: the
+    caller's own writes in this transaction, made before the added jobs' scheduler
+    rows (while the child makes them) and, when a child makes those, before their
+    inventory rows. `beside`: the caller's work that does not touch the database (the
+    CLI renders the plan's text), done while a thread sends the added jobs' inventory
+    rows (when a child makes their scheduler rows), waits for the child's rows and
+    sends them (the server's inserts and the wait overlap it); done before the rows
+    are made here when no child makes them. Called once each, `meanwhile` first."""
     removed = [change.job for change in plan.changes if change.action == Action.REMOVE]
     delete_scheduler_rows(connection, removed)
     delete_inventory(connection, removed)
@@ -92,14 +96,19 @@ def apply_plan(
             inventoried.append(change.target)
     ahead = None if rows_wanted else _new_rows_ahead(connection, added, now, triggers)
     try:
-        upsert_inventory(connection, added, now=now, expect_new=True)
+        # With a child making the rows, the added jobs' inventory is sent by the thread
+        # that sends them (while `beside` runs here), as COPY data made here.
+        inventory = None if ahead is None else encode_new_inventory(added, now=now)
+        if inventory is None:
+            upsert_inventory(connection, added, now=now, expect_new=True)
         upsert_inventory(connection, inventoried, now=now)
         kept = read_next_run_times(
             connection, [t.spec.name for t in others if t.keep_next_run_time]
         )
         kept.update((renames[old], moment) for old, moment in carried.items())
         meanwhile()
-        new_rows = _write_added(connection, added, now, triggers, ahead, beside)
+        left = _Inventory(added, now, inventory)
+        new_rows = _write_added(connection, added, now, triggers, ahead, beside, left)
     finally:
         if ahead is not None:
             ahead.cancel()  # collected already, or this pass failed
@@ -124,6 +133,19 @@ def _new_rows(
     return encode_new_rows(_scheduled(targets, {}, now, triggers), _made_for(targets))
 
 
+class _Inventory(NamedTuple):
+    """The inventory rows of the added jobs, left for `_write_added` to write: `data`,
+    their COPY data (store.inventory.encode_new_inventory); None: written already."""
+
+    targets: list[Target]
+    now: datetime
+    data: bytes | None
+
+    def write(self, connection: Connection) -> None:
+        if self.data is not None and not copy_new_inventory(connection, self.data):
+            upsert_inventory(connection, self.targets, now=self.now)  # a name was taken
+
+
 def _write_added(
     connection: Connection,
     added: list[Target],
@@ -131,24 +153,30 @@ def _write_added(
     triggers: TriggerMemory | None,
     ahead: Ahead | None,
     beside: Callable[[], object],
+    inventory: _Inventory,
 ) -> list[WrittenRow]:
-    """Write the scheduler rows of the added jobs: those the child made if it could
-    (sent by a thread while `beside` runs here), else made here. Only the rows made
-    here are returned."""
-    if ahead is None or not _copied_beside(connection, ahead, beside):
-        if ahead is None:
-            beside()
-        new = _scheduled(added, {}, now, triggers)
-        return upsert_scheduler_rows(connection, new, expect_new=True, made_for=_made_for(added))
-    return []
+    """Write the inventory rows left in `inventory` and the scheduler rows of the added
+    jobs: those the child made if it could (all sent by a thread while `beside` runs
+    here), else made here. Only the rows made here are returned."""
+    if ahead is None:
+        beside()
+    elif _copied_beside(connection, ahead, beside, inventory):
+        return []
+    new = _scheduled(added, {}, now, triggers)
+    return upsert_scheduler_rows(connection, new, expect_new=True, made_for=_made_for(added))
 
 
-def _copied_beside(connection: Connection, ahead: Ahead, beside: Callable[[], object]) -> bool:
-    """`beside()` here while a thread collects the child's rows and COPYs them (the
-    connection is the thread's alone until it is joined, here, whatever happens);
-    whether they were written (False: none, upsert them)."""
+def _copied_beside(
+    connection: Connection, ahead: Ahead, beside: Callable[[], object], inventory: _Inventory
+) -> bool:
+    """`beside()` here while a thread writes `inventory`, then collects the child's rows
+    and COPYs them (the connection is the thread's alone until it is joined, here,
+    whatever happens): the server inserts while this thread works. Whether the rows
+    were written (False: none, upsert them; the inventory is written either way, or an
+    error raised)."""
 
     def copy() -> bool:
+        inventory.write(connection)
         sent = ahead.collect(_same)
         made = sent[0] if sent else None
         return isinstance(made, NewRows) and copy_new_rows(connection, made)

@@ -5,8 +5,13 @@ A cold apply makes the 10,000 new scheduler rows and their records in a forked c
 encodes the rows itself, and the parent sends the bytes as they are (`copy_data`).
 Only the values those rows hold: str (a text or varchar column), float (a double
 precision column), bytes (a bytea column) and None; their binary forms are the very
-bytes psycopg's binary dumpers send for them (tests/store/test_binary_copy.py
+bytes psycopg's binary dumpers send for them (tests/integration/test_new_rows.py
 compares the rows each COPY leaves).
+
+The inventory's new rows are made here too (store.inventory), by the parent, from the
+whole fields below (`text_field` ...): psycopg's generic row writer, given them as
+dicts, costs a third more (tests/integration/test_new_inventory.py compares the bytes
+with psycopg's).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import io
 import struct
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -25,6 +31,11 @@ _NULL = b"\xff\xff\xff\xff"
 _LENGTH = struct.Struct(">i").pack
 _FIELDS = struct.Struct(">h").pack
 _FLOAT = struct.Struct(">id")
+_INT4 = struct.Struct(">ii")
+_INT8 = struct.Struct(">iq")
+_TRUE, _FALSE = b"\x00\x00\x00\x01\x01", b"\x00\x00\x00\x01\x00"
+# timestamptz: microseconds since this moment.
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 # The length words of the common sizes, made once (a scheduler row's state is ~1 KB).
 _COMMON = 4096
 _LENGTHS = tuple(_LENGTH(size) for size in range(_COMMON))
@@ -82,6 +93,53 @@ class CopyData:
         """The data, trailer included. Called once: no row is added after it."""
         self._out.write(TRAILER)
         return self._out.getvalue()
+
+
+def timestamptz_micros(moment: datetime) -> int:
+    """A timestamptz's binary value: microseconds since 2000-01-01 UTC (psycopg's
+    DatetimeBinaryDumper). Raises ValueError for a naive datetime (a timestamp's)."""
+    if moment.tzinfo is None:
+        raise ValueError("a naive datetime is no timestamptz")
+    delta = moment - _EPOCH
+    return delta.microseconds + 1_000_000 * (86_400 * delta.days + delta.seconds)
+
+
+# Whole fields (length word and value), for writers that join a row's fields
+# themselves (store.inventory): a row is one `b"".join` of them, not a call per value.
+
+
+def text_field(text: str) -> bytes:
+    """A text (or varchar) field. Raises ValueError for a NUL."""
+    data = text.encode()
+    if b"\x00" in data:
+        raise ValueError("PostgreSQL text cannot contain NUL characters")
+    size = len(data)
+    return (_LENGTHS[size] if size < _COMMON else _LENGTH(size)) + data
+
+
+def length_word(size: int) -> bytes:
+    """The length word of a field of `size` bytes."""
+    return _LENGTHS[size] if size < _COMMON else _LENGTH(size)
+
+
+def int4_field(value: int) -> bytes:
+    """An integer field. Raises ValueError beyond int4."""
+    try:
+        return _INT4.pack(4, value)
+    except struct.error:
+        raise ValueError(f"{value} is beyond an integer column") from None
+
+
+def bool_field(value: bool) -> bytes:
+    return _TRUE if value else _FALSE
+
+
+def timestamptz_field(moment: datetime) -> bytes:
+    """A timestamptz field. Raises ValueError for a naive datetime."""
+    return _INT8.pack(8, timestamptz_micros(moment))
+
+
+NULL_FIELD = _NULL
 
 
 def copy_data(connection: Connection, table: str, columns: Sequence[str], data: bytes) -> None:

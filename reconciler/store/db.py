@@ -206,7 +206,7 @@ def _copy_rows(connection: Connection, table_name: str, values: list[dict[str, A
     quoted = ", ".join(f'"{column}"' for column in columns)
     cursor: Any = connection.connection.cursor()  # psycopg's, for COPY
     try:
-        set_json_dumps(_json_text, context=cursor)
+        set_json_dumps(json_text, context=cursor)
         with cursor.copy(f'COPY "{table_name}" ({quoted}) FROM STDIN (FORMAT BINARY)') as copy:
             copy.set_types(types)
             for row in values:
@@ -215,7 +215,7 @@ def _copy_rows(connection: Connection, table_name: str, values: list[dict[str, A
         cursor.close()
 
 
-def _json_text(value: Any) -> str | bytes:
+def json_text(value: Any) -> str | bytes:
     """JSON for the COPY of a json/jsonb column (orjson: a fraction of json's time), as
     the UTF-8 bytes psycopg sends (its dumper encodes a str: orjson's own bytes are those
     already, not decoded to be encoded again). orjson writes NaN and infinities as null,

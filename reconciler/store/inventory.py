@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections.abc import Collection, Iterable, Mapping
@@ -15,7 +16,18 @@ from sqlalchemy.engine import Connection
 from reconciler.core.plan import Target
 from reconciler.core.state import InventoryRow
 from reconciler.spec.diagnostics import Diagnostic
-from reconciler.store.db import upsert
+from reconciler.store.binary_copy import (
+    NULL_FIELD,
+    SIGNATURE,
+    TRAILER,
+    bool_field,
+    copy_data,
+    int4_field,
+    length_word,
+    text_field,
+    timestamptz_field,
+)
+from reconciler.store.db import json_text, upsert
 from reconciler.store.tables import (
     job_events,
     job_runs,
@@ -95,6 +107,25 @@ def _load_json(text: str) -> Any:
     return orjson.loads(text)
 
 
+# The columns `upsert_inventory` writes (`generation` is the table's default, or moved
+# by one on conflict), in the order of `encode_new_inventory`'s fields.
+INVENTORY_COLUMNS = (
+    "name",
+    "spec",
+    "spec_hash",
+    "task",
+    "queue",
+    "labels",
+    "status",
+    "source_file",
+    "source_line",
+    "revision",
+    "revision_dirty",
+    "created_at",
+    "updated_at",
+)
+
+
 def upsert_inventory(
     connection: Connection, targets: Iterable[Target], *, now: datetime, expect_new: bool = False
 ) -> None:
@@ -128,6 +159,94 @@ def upsert_inventory(
         extra={"generation": scheduled_jobs.c.generation + 1},
         expect_new=expect_new,
     )
+
+
+def encode_new_inventory(targets: Iterable[Target], *, now: datetime) -> bytes | None:
+    """The inventory rows `upsert_inventory(targets, now=now)` writes (in the order of
+    INVENTORY_COLUMNS), as binary COPY data (store.binary_copy); None when one of them
+    has no binary form here (then upsert them: the driver reports what is wrong).
+
+    Made field by field, each row one join (10,000 rows: 0.10 s of CPU against 0.145 s
+    for the dicts of `upsert_inventory` and psycopg's row writer); the fields of the
+    columns with few values (task, queue, status, file, revision) once per value."""
+    try:
+        return _encode_inventory(targets, now)
+    except (ValueError, TypeError, AttributeError):  # AttributeError: a None in a text
+        return None
+
+
+def _encode_inventory(targets: Iterable[Target], now: datetime) -> bytes:
+    out = io.BytesIO()
+    write = out.write
+    write(SIGNATURE)
+    stamp = timestamptz_field(now)
+    # The fields of the columns with few values, by value (in column order): task and
+    # queue; status and file; revision, revision_dirty, created_at and updated_at.
+    routes: dict[tuple[str, str], bytes] = {}
+    places: dict[tuple[str, str], bytes] = {}
+    versions: dict[tuple[str | None, bool], bytes] = {}
+    count = len(INVENTORY_COLUMNS).to_bytes(2, "big")
+    for target in targets:
+        spec = target.spec
+        name, spec_hash = spec.name.encode(), target.spec_hash.encode()
+        if b"\x00" in name or b"\x00" in spec_hash:
+            raise ValueError("PostgreSQL text cannot contain NUL characters")
+        try:
+            essence, labels = orjson.dumps(dict(target.essence)), orjson.dumps(dict(spec.labels))
+        except TypeError:  # what orjson refuses: as the driver's path writes it (json_text)
+            essence, labels = _json_bytes(dict(target.essence)), _json_bytes(dict(spec.labels))
+        route = (spec.task, spec.queue)
+        if route not in routes:
+            routes[route] = text_field(route[0]) + text_field(route[1])
+        place = (str(target.status), target.source)
+        if place not in places:
+            places[place] = text_field(place[0]) + text_field(place[1])
+        version = (target.revision, target.revision_dirty)
+        if version not in versions:
+            revision = NULL_FIELD if version[0] is None else text_field(version[0])
+            versions[version] = revision + bool_field(version[1]) + stamp + stamp
+        write(
+            b"".join(
+                (
+                    count,
+                    length_word(len(name)),
+                    name,
+                    length_word(len(essence) + 1),
+                    b"\x01",  # jsonb's format version
+                    essence,
+                    length_word(len(spec_hash)),
+                    spec_hash,
+                    routes[route],
+                    length_word(len(labels) + 1),
+                    b"\x01",
+                    labels,
+                    places[place],
+                    int4_field(target.line),
+                    versions[version],
+                )
+            )
+        )
+    write(TRAILER)
+    return out.getvalue()
+
+
+def _json_bytes(value: dict[str, Any]) -> bytes:
+    text = json_text(value)
+    return text if isinstance(text, bytes) else text.encode()
+
+
+def copy_new_inventory(connection: Connection, data: bytes) -> bool:
+    """Write inventory rows made by `encode_new_inventory` (PostgreSQL), in a
+    savepoint; False, and nothing written, when one of their names has a row already
+    (then upsert them: see store.db.upsert)."""
+    from psycopg.errors import UniqueViolation
+
+    try:
+        with connection.begin_nested():
+            copy_data(connection, scheduled_jobs.name, INVENTORY_COLUMNS, data)
+    except UniqueViolation:  # raised by psycopg's own COPY, not wrapped by SQLAlchemy
+        return False
+    return True
 
 
 def delete_inventory(connection: Connection, names: Iterable[str]) -> None:

@@ -157,13 +157,14 @@ def write_jobs(root: Path) -> None:
         (root / f"f{number:04d}.yaml").write_text("---\n".join(documents))
 
 
-@pytest.mark.parametrize("where", ["beside", "copy"])
+@pytest.mark.parametrize("where", ["beside", "copy", "inventory"])
 def test_a_failure_while_the_rows_are_sent_writes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, where: str
 ) -> None:
-    """The child's rows are sent by a thread while the pass does the caller's `beside`
-    work (reconcile_once's `planned`): a failure on either side fails the pass, once
-    the thread is joined, and nothing is written."""
+    """The child's rows, after the added jobs' inventory rows, are sent by a thread
+    while the pass does the caller's `beside` work (reconcile_once's `planned`): a
+    failure on either side fails the pass, once the thread is joined, and nothing is
+    written."""
     if not fork_here(request):
         return  # it ran alone, in a fresh process, and passed there
     write_jobs(tmp_path)
@@ -177,12 +178,15 @@ def test_a_failure_while_the_rows_are_sent_writes_nothing(
 
     if where == "copy":
         monkeypatch.setattr(apply_module, "copy_new_rows", copy_fails)
+    if where == "inventory":
+        monkeypatch.setattr(apply_module, "copy_new_inventory", copy_fails)
     with fresh_database() as url:
         upgrade_database(url)
         engine = create_sync_engine(url)
         try:
             settings = Settings(database_url=url, jobs_dir=tmp_path)
-            with pytest.raises(RuntimeError, match=f"failed {where}|failed to {where}"):
+            failure = "failed beside" if where == "beside" else "failed to copy"
+            with pytest.raises(RuntimeError, match=failure):
                 reconcile_once(
                     engine, settings, trigger=Trigger.CLI, clock=lambda: NOW, planned=planned
                 )
