@@ -55,6 +55,7 @@ from reconciler.spec.rebuild import rebuild_spec
 from reconciler.spec.records import file_digest, validation_context
 from reconciler.spec.yamlsafe import (
     MAX_DIAGNOSTICS_PER_FILE,
+    ScalarMemo,
     describe_kind,
     locate_nodes,
     parse_yaml,
@@ -349,16 +350,17 @@ def _load_file(
     now: datetime,
     data: bytes | Diagnostic | None = None,
     essences: bool = False,
+    memo: ScalarMemo | None = None,
 ) -> _Loaded:
     """`data`: the file's content (or why it could not be read) when read already.
-    `essences`: see load_jobs."""
+    `essences`: see load_jobs. `memo`: shared by the files of one load (parse_yaml)."""
     if data is None:
         data = read_job_file(entry, max_bytes=settings.max_file_bytes)
     if isinstance(data, Diagnostic):
         return FileOutcome(entry.label, (), (), (data,)), ()
     digest = file_digest(data)
     return _load_bytes(
-        entry.label, data, settings=settings, now=now, digest=digest, essences=essences
+        entry.label, data, settings=settings, now=now, digest=digest, essences=essences, memo=memo
     )
 
 
@@ -370,11 +372,12 @@ def _load_bytes(
     now: datetime,
     digest: str | None = None,
     essences: bool = False,
+    memo: ScalarMemo | None = None,
 ) -> _Loaded:
     """`digest`: the outcome's (file_digest of `data`); `essences`: each job's essence
     and hash computed (see load_jobs). Built as given, not copied after (dataclasses'
     replace cost 4 % of a cold load)."""
-    parsed = parse_yaml(data, path=source, max_depth=settings.max_nesting_depth)
+    parsed = parse_yaml(data, path=source, max_depth=settings.max_nesting_depth, memo=memo)
     diagnostics = list(parsed.diagnostics)
     jobs: list[LoadedJob] = []
     documents: list[dict[str, Any]] = []
@@ -445,10 +448,13 @@ def load_files(
     is what is parsed: its digest must be the digest of what was parsed). `ahead`: a
     child loading some of the files already (see load_ahead), made with `settings`."""
     known = contents or {}
+    memo = ScalarMemo()
 
     def load(entry: FileEntry) -> _Loaded:
         data = known.get(entry.label)
-        return _load_file(entry, settings=settings, now=now, data=data, essences=essences)
+        return _load_file(
+            entry, settings=settings, now=now, data=data, essences=essences, memo=memo
+        )
 
     if ahead is not None:
         return ahead.finish(entries, load, known)
@@ -524,9 +530,10 @@ def load_ahead(jobs_dir: Path, *, settings: Settings) -> LoadAhead | None:
     if len(entries) < parallel.MIN_FILES:
         return None
     now = datetime.now(UTC)
+    memo = ScalarMemo()
 
     def load(entry: FileEntry) -> _Loaded:
-        return _load_file(entry, settings=settings, now=now, essences=True)
+        return _load_file(entry, settings=settings, now=now, essences=True, memo=memo)
 
     child = parallel.Ahead.start(entries[::-1], load, _plain_outcome)
     return None if child is None else LoadAhead(child)

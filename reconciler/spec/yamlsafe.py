@@ -20,7 +20,9 @@ builds the data from them, so that:
   `start` and `end` fields take either way. So a job means what any YAML 1.2 reader
   would take it to mean.
 
-The caller bounds the byte size (see `reconciler.spec.files`). Everything here is pure.
+The caller bounds the byte size (see `reconciler.spec.files`). Everything here is pure
+but for the event classes PyYAML's C parser is given while one parse runs (see
+`reconciler.spec.events`: no Python code per event).
 Building plain data is about twice as fast as `yaml.load_all(..., CSafeLoader)`; the
 positions are only recorded when asked for (`locate_nodes`), i.e. when a document has
 an error to report.
@@ -37,21 +39,12 @@ from typing import Any
 
 import yaml
 from yaml.constructor import SafeConstructor
-from yaml.events import (
-    AliasEvent,
-    DocumentEndEvent,
-    DocumentStartEvent,
-    MappingEndEvent,
-    MappingStartEvent,
-    ScalarEvent,
-    SequenceEndEvent,
-    SequenceStartEvent,
-    StreamEndEvent,
-)
+from yaml.events import AliasEvent, ScalarEvent
 from yaml.nodes import ScalarNode
 from yaml.resolver import Resolver
 
 from reconciler.redact import REDACTED, looks_secret
+from reconciler.spec import events as cheap
 from reconciler.spec.diagnostics import Diagnostic
 
 # Structural problems listed per file; the rest are counted in one line per code.
@@ -118,14 +111,32 @@ class _Abort(Exception):
         self.diagnostic = diagnostic
 
 
-def parse_yaml(data: bytes, *, path: str, max_depth: int) -> ParsedYaml:
+class ScalarMemo:
+    """What plain scalar texts resolved to without a problem, as a key (YAML 1.1) and as
+    a value (checked against YAML 1.2 core; by whether it is free-form), for the parses
+    that share it: the jobs of a folder repeat their keys and many values (`t0`, `30`,
+    dates). Owned by the caller (one load); at most `_REMEMBERED` texts of each kind,
+    however hostile the files; only immutable values (text, numbers, booleans, None,
+    dates), so a value may sit in several documents."""
+
+    __slots__ = ("keys", "values")
+
+    def __init__(self) -> None:
+        self.keys: dict[str, Any] = {}
+        self.values: dict[tuple[str, bool], Any] = {}
+
+
+def parse_yaml(
+    data: bytes, *, path: str, max_depth: int, memo: ScalarMemo | None = None
+) -> ParsedYaml:
     """Parse every document of `data` into plain data (dict, list, str, int, float,
     bool, None, date, datetime). Never raises for any input; problems are diagnostics
-    labelled with `path`."""
+    labelled with `path`. `memo`: shared with other parses (a fresh one if None); the
+    result is the same either way."""
     problem = check_text(data, path=path)
     if problem is not None:
         return ParsedYaml((), (problem,))
-    builder = _Builder(path=path, max_depth=max_depth, record=False)
+    builder = _Builder(path=path, max_depth=max_depth, record=False, memo=memo or ScalarMemo())
     fatal = builder.run(data)
     diagnostics = [
         *builder.diagnostics,
@@ -140,7 +151,7 @@ def locate_nodes(data: bytes, *, max_depth: int) -> list[dict[NodePath, NodeInfo
 
     Meant for text `parse_yaml` already read without a fatal problem; for other text
     the list covers the documents read before the problem."""
-    builder = _Builder(path="", max_depth=max_depth, record=True)
+    builder = _Builder(path="", max_depth=max_depth, record=True, memo=ScalarMemo())
     builder.run(data)
     return builder.indexes
 
@@ -186,7 +197,7 @@ class _Builder:
     so the depth bound is the only limit on input shape.
     """
 
-    def __init__(self, *, path: str, max_depth: int, record: bool) -> None:
+    def __init__(self, *, path: str, max_depth: int, record: bool, memo: ScalarMemo) -> None:
         self.path = path
         self.max_depth = max_depth
         self.record = record
@@ -196,18 +207,14 @@ class _Builder:
         self._convert = _scalar_constructors()
         self.problems = 0  # every structural problem, shown or not
         self.suppressed: dict[str, int] = {}
-        # The value of each plain scalar text resolved without a problem so far, as a
-        # key (YAML 1.1) and as a value (checked against YAML 1.2 core; by whether it is
-        # free-form): the jobs of one file repeat their keys and many values. Only
-        # immutable values are held (text, numbers, booleans, None, dates).
-        self._keys: dict[str, Any] = {}
-        self._values: dict[tuple[str, bool], Any] = {}
+        self._keys = memo.keys
+        self._values = memo.values
 
     def run(self, data: bytes) -> Diagnostic | None:
         """Consume all events; return the fatal diagnostic that stopped it, if any."""
-        loader = yaml.CSafeLoader(data)
         try:
-            self._consume(loader.get_event)
+            with cheap.cheap_events():
+                self._consume(yaml.CSafeLoader(data).get_event)
         except _Abort as abort:
             return abort.diagnostic
         except yaml.MarkedYAMLError as error:
@@ -217,8 +224,6 @@ class _Builder:
             line, column = _position_of(data, position if isinstance(position, int) else 0)
             reason = getattr(error, "reason", "unreadable text")
             return Diagnostic(self.path, line, column, "YAML_SYNTAX", str(reason))
-        finally:
-            loader.dispose()
         return None
 
     def _syntax_error(self, error: yaml.MarkedYAMLError) -> Diagnostic:
@@ -260,24 +265,28 @@ class _Builder:
         # `args` or `kwargs`, where plain values follow YAML 1.2 core (`_resolve_core`).
         strict_from = 0
         free_form = False  # bool(strict_from)
+        # Events are `cheap.CHEAP`'s (see `run`): their fields are unpacked from `args`.
         while True:
             event = next_event()
             kind = type(event)
-            if kind is ScalarEvent or kind is AliasEvent:
-                if kind is AliasEvent or event.anchor is not None or event.tag is not None:
+            if kind is _SCALAR or kind is _ALIAS:
+                if kind is _ALIAS:
                     self._report_structure(event)
-                    value: Any = None if kind is AliasEvent else event.value
-                elif key is _NO_KEY or key is _ROOT:  # a key (`_key_text` checks it), a root
-                    value = event.value
+                    value: Any = None
+                    mark = event.args[1]
+                else:
+                    anchor, tag, implicit, value, mark, _, _ = event.args
+                    if anchor is not None or tag is not None:
+                        self._report_structure(event)
                     # Only text starting like this can be anything but text, in YAML 1.1
                     # or 1.2 core: the plain-text fast path skips both resolvers.
-                    if event.implicit[0] and value[:1] in _IMPLICIT:
+                    elif not implicit[0] or value[:1] not in _IMPLICIT:
+                        pass
+                    elif key is _NO_KEY or key is _ROOT:  # a key (`_key_text` checks it), a root
                         value = keys_get(value, _UNKNOWN)
                         if value is _UNKNOWN:
                             value = self._resolve_key(event)
-                else:
-                    value = event.value
-                    if event.implicit[0] and value[:1] in _IMPLICIT:
+                    else:
                         value = values_get((value, free_form), _UNKNOWN)
                         if value is _UNKNOWN:
                             open_levels = (stack, top, key)
@@ -286,16 +295,17 @@ class _Builder:
                     if type(value) is not str or value in top:
                         value = self._key_text(event, value, top)
                     key = value
-                    key_mark = event.start_mark
+                    key_mark = mark
                     if value == "name" and len(stack) == 1:
                         doc.name_mark = key_mark
                     continue
                 if key is _ROOT and doc.root_mark is None:
-                    doc.root_mark = event.start_mark
+                    doc.root_mark = mark
                 if record:
                     doc.index[_child_path(top, key, path)] = _node_info(event, key, key_mark)
-            elif kind is MappingStartEvent or kind is SequenceStartEvent:
-                if event.anchor is not None or event.tag is not None:
+            elif kind is _MAPPING_START or kind is _SEQUENCE_START:
+                anchor, tag, _, mark, _, _ = event.args
+                if anchor is not None or tag is not None:
                     self._report_structure(event)
                 if len(stack) >= max_depth:
                     message = f"nesting deeper than {max_depth} levels"
@@ -304,7 +314,7 @@ class _Builder:
                     message = "a mapping key must be text, not a collection"
                     raise _Abort(self._at(event, "INVALID_TYPE", message))
                 if key is _ROOT and doc.root_mark is None:
-                    doc.root_mark = event.start_mark
+                    doc.root_mark = mark
                 if record:
                     paths.append(path)
                     path = _child_path(top, key, path)
@@ -313,13 +323,13 @@ class _Builder:
                     strict_from = 2
                     free_form = True
                 stack.append((top, key, key_mark))
-                if kind is MappingStartEvent:
+                if kind is _MAPPING_START:
                     top, key = {}, _NO_KEY
                 else:
                     top, key = [], _ITEM
                 key_mark = None
                 continue
-            elif kind is MappingEndEvent or kind is SequenceEndEvent:
+            elif kind is _MAPPING_END or kind is _SEQUENCE_END:
                 value = top
                 top, key, key_mark = stack.pop()
                 if len(stack) < strict_from:
@@ -327,13 +337,13 @@ class _Builder:
                     free_form = False
                 if record:
                     path = paths.pop()
-            elif kind is DocumentStartEvent:
+            elif kind is _DOCUMENT_START:
                 doc = _DocumentState(first_problem=self.problems)
                 continue
-            elif kind is DocumentEndEvent:
+            elif kind is _DOCUMENT_END:
                 self._close_document(doc, event)
                 continue
-            elif kind is StreamEndEvent:
+            elif kind is _STREAM_END:
                 return
             else:  # StreamStartEvent
                 continue
@@ -435,7 +445,7 @@ class _Builder:
     def _key_text(self, event: Any, value: Any, mapping: dict[str, Any]) -> str:
         """The mapping key as text; reports non-text and duplicate keys."""
         if type(value) is not str:
-            if type(event) is ScalarEvent:
+            if isinstance(event, ScalarEvent):
                 shown = describe_value(value)
                 message = f"key read as {shown}; write it in quotes if you mean the text"
                 self._report(self._at(event, "YAML_COERCION", message))
@@ -464,7 +474,7 @@ class _Builder:
         ]
 
     def _report_structure(self, event: Any) -> None:
-        if type(event) is AliasEvent:
+        if isinstance(event, AliasEvent):
             self._report(self._at(event, "YAML_ALIAS", "aliases (*name) are not allowed"))
             return
         if event.anchor is not None:
@@ -500,8 +510,19 @@ _NO_KEY = _NoKey()
 _ITEM = _NoKey()  # a sequence waits for its next item
 _ROOT = _NoKey()  # no container is open: a document waits for its root node
 _UNKNOWN = _NoKey()  # a text not remembered yet
-# At most this many scalar texts are remembered per parse (bounded however hostile the file).
-_REMEMBERED = 1024
+# The event classes `_consume` sees (`cheap.cheap_events`).
+_SCALAR = cheap.ScalarEvent
+_ALIAS = cheap.AliasEvent
+_MAPPING_START = cheap.MappingStartEvent
+_MAPPING_END = cheap.MappingEndEvent
+_SEQUENCE_START = cheap.SequenceStartEvent
+_SEQUENCE_END = cheap.SequenceEndEvent
+_DOCUMENT_START = cheap.DocumentStartEvent
+_DOCUMENT_END = cheap.DocumentEndEvent
+_STREAM_END = cheap.StreamEndEvent
+# At most this many scalar texts of each kind are remembered per memo (bounded however
+# hostile the files).
+_REMEMBERED = 4096
 _IMPLICIT: dict[str, list[tuple[str, re.Pattern[str]]]] = Resolver.yaml_implicit_resolvers
 # Top-level fields whose values are free-form JSON for the task: no model type there
 # would notice that YAML 1.1 turned `NO` into false.
@@ -604,7 +625,7 @@ def _node_info(event: Any, key: Any, key_mark: Any) -> NodeInfo:
     in_mapping = key is not _ITEM and key is not _ROOT
     if not in_mapping or key_mark is None:
         key_mark = mark
-    scalar = type(event) is ScalarEvent
+    scalar = isinstance(event, ScalarEvent)
     return NodeInfo(
         line=mark.line + 1,
         column=mark.column + 1,

@@ -5,7 +5,9 @@ fast one keeps the innermost in local variables and skips the resolvers for deci
 integers. Same data, positions and diagnostics for every input, or a test fails.
 
 Frozen: never changed to follow the module (a behaviour change is made there, and shows
-here as a failing comparison that the change must explain)."""
+here as a failing comparison that the change must explain). Its `run` is main's of
+f602bc2, from before the builder read libyaml's events as `spec.events`' cheap
+classes: this loop reads PyYAML's own."""
 
 from __future__ import annotations
 
@@ -13,6 +15,19 @@ from collections.abc import Callable
 from datetime import date
 from typing import Any
 from unittest.mock import patch
+
+import yaml
+from yaml.events import (
+    AliasEvent,
+    DocumentEndEvent,
+    DocumentStartEvent,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+    StreamEndEvent,
+)
 
 from reconciler.redact import REDACTED, looks_secret
 from reconciler.spec import yamlsafe
@@ -25,18 +40,9 @@ from reconciler.spec.yamlsafe import (
     _NO_KEY,
     _REMEMBERED,
     _UNKNOWN,
-    AliasEvent,
-    DocumentEndEvent,
-    DocumentStartEvent,
-    MappingEndEvent,
-    MappingStartEvent,
     NodeInfo,
     NodePath,
     ParsedYaml,
-    ScalarEvent,
-    SequenceEndEvent,
-    SequenceStartEvent,
-    StreamEndEvent,
     _Abort,
     _Builder,
     _DocumentState,
@@ -83,7 +89,24 @@ def check_text(data: bytes, *, path: str) -> Diagnostic | None:
 
 
 class OldBuilder(_Builder):
-    """The old loop and its resolver of values."""
+    """The old loop and its resolver of values, on PyYAML's own event classes."""
+
+    def run(self, data: bytes) -> Diagnostic | None:
+        loader = yaml.CSafeLoader(data)
+        try:
+            self._consume(loader.get_event)
+        except _Abort as abort:
+            return abort.diagnostic
+        except yaml.MarkedYAMLError as error:
+            return self._syntax_error(error)
+        except yaml.YAMLError as error:  # ReaderError: has an offset, no mark
+            position = getattr(error, "position", 0)
+            line, column = _position_of(data, position if isinstance(position, int) else 0)
+            reason = getattr(error, "reason", "unreadable text")
+            return Diagnostic(self.path, line, column, "YAML_SYNTAX", str(reason))
+        finally:
+            loader.dispose()
+        return None
 
     def _consume(self, next_event: Callable[[], Any]) -> None:
         # One flat loop with local variables: this is the hot path of every load.

@@ -121,3 +121,17 @@ def test_any_text_builds_as_before(text: str) -> None:
 @given(st.binary(max_size=200))
 def test_any_bytes_build_as_before(data: bytes) -> None:
     assert_same(data)
+
+
+@EXAMPLES
+@given(st.lists(streams(), min_size=2, max_size=5), st.sampled_from(DEPTHS))
+def test_a_memo_shared_by_several_files_changes_nothing(texts: list[str], depth: int) -> None:
+    # The files of one load share a ScalarMemo: a text resolved in one file (or refused
+    # there: `2024-02-30`, `0755` in args) must read, and be reported, as it would alone.
+    memo = yamlsafe.ScalarMemo()
+    for text in texts * 2:
+        data = text.encode("utf-8", errors="surrogatepass")
+        shared = yamlsafe.parse_yaml(data, path="f.yaml", max_depth=depth, memo=memo)
+        alone = old_yamlsafe.parse_yaml(data, path="f.yaml", max_depth=depth)
+        assert repr(shared.documents) == repr(alone.documents)
+        assert shared.diagnostics == alone.diagnostics
