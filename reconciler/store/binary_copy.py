@@ -113,8 +113,7 @@ def text_field(text: str) -> bytes:
     data = text.encode()
     if b"\x00" in data:
         raise ValueError("PostgreSQL text cannot contain NUL characters")
-    size = len(data)
-    return (_LENGTHS[size] if size < _COMMON else _LENGTH(size)) + data
+    return length_word(len(data)) + data
 
 
 def length_word(size: int) -> bytes:

@@ -188,9 +188,6 @@ def _encode_inventory(targets: Iterable[Target], now: datetime) -> bytes:
     count = len(INVENTORY_COLUMNS).to_bytes(2, "big")
     for target in targets:
         spec = target.spec
-        name, spec_hash = spec.name.encode(), target.spec_hash.encode()
-        if b"\x00" in name or b"\x00" in spec_hash:
-            raise ValueError("PostgreSQL text cannot contain NUL characters")
         try:
             essence, labels = orjson.dumps(dict(target.essence)), orjson.dumps(dict(spec.labels))
         except TypeError:  # what orjson refuses: as the driver's path writes it (json_text)
@@ -209,13 +206,11 @@ def _encode_inventory(targets: Iterable[Target], now: datetime) -> bytes:
             b"".join(
                 (
                     count,
-                    length_word(len(name)),
-                    name,
+                    text_field(spec.name),
                     length_word(len(essence) + 1),
                     b"\x01",  # jsonb's format version
                     essence,
-                    length_word(len(spec_hash)),
-                    spec_hash,
+                    text_field(target.spec_hash),
                     routes[route],
                     length_word(len(labels) + 1),
                     b"\x01",
