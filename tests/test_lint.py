@@ -17,7 +17,7 @@ BIN = Path(sys.executable).parent
     [
         ["ruff", "check", "."],
         ["ruff", "format", "--check", "."],
-        ["mypy"],
+        pytest.param(["mypy"], marks=pytest.mark.slow),  # about a minute: start it early
         ["lint-imports"],
     ],
     ids=["ruff", "ruff-format", "mypy", "import-linter"],

@@ -51,7 +51,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -71,6 +71,7 @@ from reconciler.store.sessions import bound_idle, unreachable
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+_T = TypeVar("_T")
 
 
 def utcnow() -> datetime:
@@ -382,7 +383,11 @@ class Dispatcher:
         the rows for the retrier and are logged."""
         try:
             _sent, result = pipeline.settle_oldest()
-            self._mark(recorded.to_publish, result)
+            # Retried like the record: a mark lost to a blink leaves confirmed fires
+            # 'scheduled', and the retrier would send them to the broker a second time
+            # (run once all the same: the task id is the fire id). Still in flight
+            # meanwhile, so this process's retrier leaves them alone.
+            _retrying_blinks(lambda: self._mark(recorded.to_publish, result))
         except Exception:  # a bug or a dead database must not kill the pipeline
             log.exception("fire pipeline: publishing %d fires failed", len(recorded.to_publish))
         finally:
@@ -398,15 +403,7 @@ class Dispatcher:
         # an InternalError on a lost connection); woken, it is no longer the leader, and
         # the retry records the batch late (a slot the next leader recorded meanwhile is
         # handed over).
-        for delay in DB_RETRY_DELAYS:
-            try:
-                return self._record(requests, publishable=publishable)
-            except SQLAlchemyError as error:
-                if not unreachable(error):
-                    raise
-                log.warning("ledger write failed (retry in %.1f s): %s", delay, error)
-                time.sleep(delay)
-        return self._record(requests, publishable=publishable)
+        return _retrying_blinks(lambda: self._record(requests, publishable=publishable))
 
     def _record(self, requests: Sequence[FireRequest], *, publishable: bool) -> list[FireRequest]:
         if not requests:
@@ -475,6 +472,21 @@ class Dispatcher:
             self._in_flight.difference_update(r.id for r in requests)
             if not self._in_flight:
                 self._settled.notify_all()
+
+
+def _retrying_blinks(write: Callable[[], _T]) -> _T:
+    """`write()`, again after each of DB_RETRY_DELAYS when the database could not be
+    reached (a blink, or a transaction the server ended under a frozen process); the
+    last attempt's error propagates. Each attempt is one whole transaction."""
+    for delay in DB_RETRY_DELAYS:
+        try:
+            return write()
+        except SQLAlchemyError as error:
+            if not unreachable(error):
+                raise
+            log.warning("ledger write failed (retry in %.1f s): %s", delay, error)
+            time.sleep(delay)
+    return write()
 
 
 # The two sides of a failover's hand-over (batch.record_batch), as the log says them.

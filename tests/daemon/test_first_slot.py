@@ -332,7 +332,11 @@ def test_random_flaps_over_never_fired_jobs_account_for_every_slot(make_cluster,
     takes the lock first; a superseded process exits 3 and is replaced by a fresh
     standby). Afterwards every slot of every job since it was applied is in the ledger
     once: published (within its grace: counted once at the broker) or missed with a
-    reason; none absent, none twice."""
+    reason; none absent, none twice. A slot the frozen leader published just before it
+    froze may reach the broker twice: the broker confirmed it, but the row was not yet
+    marked 'published', so the next leader's retrier publishes it again with the same
+    task id (the worker's CLAIM runs it once; README, "Exactly once"). Only such slots
+    may be sent twice."""
     seed = int(os.environ.get("FIRSTSLOT_SEED", time.time_ns() % 100_000))
     rng = random.Random(seed)
     cluster = make_cluster()
@@ -342,6 +346,7 @@ def test_random_flaps_over_never_fired_jobs_account_for_every_slot(make_cluster,
     applied: dict[str, datetime] = {}
     daily: dict[str, datetime | None] = {}
     flaps = []
+    froze_at: list[datetime] = []
     for round_no in range(ROUNDS):
         name, epoch = cluster.leader()
         at = (datetime.now(UTC) + timedelta(seconds=LEAD_TIME)).replace(microsecond=0)
@@ -356,6 +361,7 @@ def test_random_flaps_over_never_fired_jobs_account_for_every_slot(make_cluster,
         applied.update(applied_at(cluster, jobs))
         start, length = rng.uniform(-1.0, 0.5), rng.uniform(2.2, 3.5)
         flaps.append((name, round(start, 2), round(length, 2)))
+        froze_at.append(at + timedelta(seconds=start))
         freeze_for(daemons[name], at + timedelta(seconds=start), length)
         wait_for_next_term(cluster, epoch)
         wait_for_fires_since(cluster, datetime.now(UTC), what=f"round {round_no}")
@@ -403,7 +409,12 @@ def test_random_flaps_over_never_fired_jobs_account_for_every_slot(make_cluster,
     wait_until(lambda: broker.drain(idle=0.3) == 0 and broker.task_ids, timeout=30)
     sent = Counter(broker.task_ids)
     for row in rows:
-        if sent[row.id] != (1 if row.status == "published" else 0):
+        twice_allowed = row.status == "published" and published_before_a_freeze(
+            as_utc(row.scheduled_time), froze_at
+        )
+        if sent[row.id] != (1 if row.status == "published" else 0) and not (
+            twice_allowed and sent[row.id] == 2
+        ):
             problems.append((row.job_name, _z(as_utc(row.scheduled_time)), "sent", sent[row.id]))
     summary = (
         f"seed {seed} (FIRSTSLOT_SEED), flaps {flaps}, {flapped} step-downs, "
@@ -412,6 +423,17 @@ def test_random_flaps_over_never_fired_jobs_account_for_every_slot(make_cluster,
     print(f"\n{summary}")
     assert flapped >= ROUNDS, f"the flaps did not happen as designed; {summary}"
     assert not problems, f"{len(problems)} slots not accounted for once: {problems[:20]}; {summary}"
+
+
+# How long a leader may take from a slot to marking it published (confirms included):
+# a slot further back than this before a freeze was marked before the freeze.
+MARKED_WITHIN = timedelta(seconds=3)
+
+
+def published_before_a_freeze(slot: datetime, froze_at: list[datetime]) -> bool:
+    """The slot came shortly before a leader was frozen: it may have been confirmed by the
+    broker and not yet marked, and so re-published by the next leader (same task id)."""
+    return any(moment - MARKED_WITHIN <= slot <= moment for moment in froze_at)
 
 
 def wait_for_fires_since(cluster: Cluster, moment: datetime, *, what: str) -> None:

@@ -18,6 +18,7 @@ from reconciler.dispatch.dispatcher import Backoff, Dispatcher
 from reconciler.dispatch.publisher import Publisher
 from reconciler.dispatch.retrier import UnpublishedRetrier
 from reconciler.errors import NotLeaderError
+from reconciler.store.db import create_sync_engine
 from reconciler.store.tables import job_runs
 from tests.conftest import rabbitmqctl
 
@@ -423,3 +424,41 @@ def test_a_slot_due_at_the_takeover_and_recorded_late_is_handed_over(
     wait_until(lambda: [r.duplicates for r in runs(engine)] == [1, 1], timeout=10)
     assert fenced_fires("sweep") == before + 2
     assert len(drain_queue(broker.url, broker.queue)) == 2
+
+
+def test_a_mark_the_server_cuts_off_is_retried_and_nothing_is_sent_twice(
+    engine, ledger_url: str, broker: Broker, stacks
+) -> None:
+    """The server ends the session of the first mark, just before its UPDATE
+    (pg_terminate_backend: a blink of this one connection). The mark is retried on a new
+    connection: the fires are marked 'published' and reach the broker once. Before, the
+    rows stayed 'scheduled' and the retrier sent every confirmed fire a second time."""
+    admin = create_sync_engine(ledger_url)
+    cut: list[int] = []
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def cut_the_first_mark(connection, cursor, statement, parameters, context, many) -> None:
+        if cut or not statement.lstrip().startswith("UPDATE job_runs"):
+            return
+        if "published_at" not in statement:
+            return
+        pid = connection.connection.dbapi_connection.info.backend_pid
+        cut.append(pid)
+        with admin.connect() as other:
+            other.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+
+    try:
+        stack = start_stack(stacks, engine, broker.url)
+        payload = make_payload(make_spec(queue=broker.queue))
+        jobs = [f"cut-{i}" for i in range(10)]
+        for job in jobs:
+            stack.dispatcher.fire(job=job, payload=payload, scheduled_time=SLOT)
+        wait_until(lambda: all(statuses(engine, job) == ["published"] for job in jobs), timeout=10)
+        time.sleep(1.0)  # five retrier passes: a row left 'scheduled' would be sent again
+        messages = drain_queue(broker.url, broker.queue)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", cut_the_first_mark)
+        admin.dispose()
+    assert cut, "the mark's UPDATE was never seen"
+    assert sorted(m.headers["id"] for m in messages) == sorted(fire_id(j, SLOT) for j in jobs)
+    assert {row.publish_attempts for job in jobs for row in runs(engine, job)} == {1}
