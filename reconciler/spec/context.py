@@ -117,7 +117,9 @@ def _version(name: str) -> str:
             entry
             for entry in entries
             if entry.endswith((".dist-info", ".egg-info"))
-            and re.sub(r"[-_.]+", "_", entry.rpartition("-")[0]).lower() == wanted
+            # NAME-VERSION.dist-info: the name is before the version's hyphen, not the
+            # suffix's (before, every name missed and importlib.metadata was imported).
+            and re.sub(r"[-_.]+", "_", entry.rsplit(".", 1)[0].rpartition("-")[0]).lower() == wanted
         ]
         if not found:
             continue
