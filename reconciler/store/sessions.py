@@ -16,7 +16,9 @@ rolling the transaction back and freeing its locks. The server counts only that 
 not a statement waiting on locks or running, nor the sending of its rows (the extended
 protocol's Bind message, read with the timer off), so a healthy leader's transaction of
 any size is never cut; the bound is set after the Python work a transaction does before
-its first write, where there is much of it (a burst's encoding).
+its first write, where there is much of it (a burst's encoding). A worker's ledger
+writes are a statement or two each, with no work between them: its engine bounds every
+transaction at connect (`idle_bounded_sessions`), no round trip added to a claim.
 
 The woken process's next statement (or COMMIT) is refused with its session gone:
 psycopg raises IdleInTransactionSessionTimeout, an InternalError, not an
@@ -42,6 +44,19 @@ def bound_idle(connection: Connection) -> None:
     IDLE_SECONDS between two statements (this transaction only). Nothing on SQLite."""
     if connection.dialect.name == "postgresql":
         connection.execute(_BOUND_IDLE)
+
+
+def idle_bounded_sessions(url: str) -> dict[str, object]:
+    """create_engine options that bound EVERY transaction of the engine's sessions as
+    `bound_idle` bounds one (PostgreSQL; none for SQLite), set once at connect, with no
+    round trip per transaction. For engines whose transactions are a statement or two
+    with no work between them: the workers' ledger writes (a claim, a lease renewal, a
+    final write). A worker frozen inside one holds its run's row lock: the leader's
+    retrier pass (expiring that run) and a redelivery's claim would wait as long."""
+    if sa.engine.make_url(url).get_backend_name() != "postgresql":
+        return {}
+    timeout = int(IDLE_SECONDS * 1000)
+    return {"connect_args": {"options": f"-c idle_in_transaction_session_timeout={timeout}"}}
 
 
 def unreachable(error: Exception) -> bool:

@@ -55,6 +55,7 @@ from reconciler.logs import line_formatter
 from reconciler.redact import mask_logs
 from reconciler.settings import Settings
 from reconciler.store.db import create_sync_engine
+from reconciler.store.sessions import idle_bounded_sessions
 from reconciler.worker.claims import (
     Claim,
     Ledger,
@@ -127,7 +128,7 @@ class WorkerRuntime:
     def from_settings(cls, settings: Settings) -> WorkerRuntime:
         # No pre-ping (a round trip per checkout on the hot path): a dropped connection
         # fails one claim read, which is retried, and one writer batch, which is retried.
-        engine = create_sync_engine(settings.database_url)
+        engine = ledger_engine(settings.database_url)
         reader = create_sync_engine(settings.database_url, isolation_level="AUTOCOMMIT")
         guard = None
         if settings.redis_url:
@@ -417,3 +418,10 @@ def _on_revoked(sender: Any = None, request: Any = None, expired: bool = False, 
     fire = fire_context(request, task=getattr(sender, "name", ""))
     if fire is not None:
         runtime_for(app).ledger.expired(fire.run_id)
+
+
+def ledger_engine(url: str) -> sa.Engine:
+    """The engine of a worker's ledger writes: every transaction of it bounded
+    (store.sessions.idle_bounded_sessions), so that a worker frozen inside one holds no
+    run's row past IDLE_SECONDS."""
+    return create_sync_engine(url, **idle_bounded_sessions(url))
