@@ -34,6 +34,9 @@ tests/test_errors.py keeps this drawing complete).
         │                               while a watch pass planned; nothing was written
         │                               or recorded, the daemon runs the pass again once
         │                               the folder is quiet (not a failure)
+        ├── ChildFailed                 spec/parallel.py: a forked child streaming its work
+        │                               (a cold apply's new scheduler rows) failed or died
+        │                               before its end; the parent does that work itself
         ├── ProbeFailed                 tasks/probe.py: the endpoint answered another status,
         │                               or not at all; retried per the job's policy
         └── LibpqUnavailable            store/libpq.py: the no-op plan check cannot read the

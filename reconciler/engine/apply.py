@@ -12,7 +12,7 @@ Ordering does not matter for safety (everything commits together), only for the 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
@@ -24,7 +24,7 @@ from reconciler.core.state import SchedulerJob
 from reconciler.core.triggers import TriggerMemory, first_fire_after
 from reconciler.core.vocabulary import Action, JobStatus
 from reconciler.engine.beside import run_beside
-from reconciler.spec.parallel import Ahead
+from reconciler.spec.parallel import ChildFailed, Stream
 from reconciler.store.db import BULK_ROWS
 from reconciler.store.inventory import (
     copy_new_inventory,
@@ -35,12 +35,11 @@ from reconciler.store.inventory import (
     upsert_inventory,
 )
 from reconciler.store.scheduler_rows import (
-    NewRows,
     WrittenRow,
     copy_new_rows,
     delete_scheduler_rows,
-    encode_new_rows,
     read_next_run_times,
+    stream_new_rows,
     upsert_scheduler_rows,
 )
 
@@ -66,9 +65,10 @@ def apply_plan(
     rows (while the child makes them) and, when a child makes those, before their
     inventory rows. `beside`: the caller's work that does not touch the database (the
     CLI renders the plan's text), done while a thread sends the added jobs' inventory
-    rows (when a child makes their scheduler rows), waits for the child's rows and
-    sends them (the server's inserts and the wait overlap it); done before the rows
-    are made here when no child makes them. Called once each, `meanwhile` first."""
+    rows (when a child makes their scheduler rows), then the child's rows as they come
+    (the server inserts the first ones while the child makes the others); done before
+    the rows are made here when no child makes them. Called once each, `meanwhile`
+    first."""
     removed = [change.job for change in plan.changes if change.action == Action.REMOVE]
     delete_scheduler_rows(connection, removed)
     delete_inventory(connection, removed)
@@ -111,7 +111,7 @@ def apply_plan(
         new_rows = _write_added(connection, added, now, triggers, ahead, beside, left)
     finally:
         if ahead is not None:
-            ahead.cancel()  # collected already, or this pass failed
+            ahead.cancel()  # read already, or this pass failed
     return new_rows + upsert_scheduler_rows(
         connection, _scheduled(others, kept, now, triggers), made_for=_made_for(others)
     )
@@ -119,18 +119,18 @@ def apply_plan(
 
 def _new_rows_ahead(
     connection: Connection, added: list[Target], now: datetime, triggers: TriggerMemory | None
-) -> Ahead | None:
-    """A child making the scheduler rows of `added` (NewRows), if they are many and go
-    to PostgreSQL; None: made here."""
+) -> Stream | None:
+    """A child making the scheduler rows of `added` (store.scheduler_rows.stream_new_rows,
+    sent as it makes them), if they are many and go to PostgreSQL; None: made here."""
     if len(added) < BULK_ROWS or connection.dialect.name != "postgresql":
         return None
-    return Ahead.start([added], lambda targets: _new_rows(targets, now, triggers), _same)
+    return Stream.start(lambda: _new_rows(added, now, triggers))
 
 
 def _new_rows(
     targets: list[Target], now: datetime, triggers: TriggerMemory | None
-) -> NewRows | None:
-    return encode_new_rows(_scheduled(targets, {}, now, triggers), _made_for(targets))
+) -> Iterator[tuple[int, bytes]]:
+    return stream_new_rows(_scheduled(targets, {}, now, triggers), _made_for(targets))
 
 
 class _Inventory(NamedTuple):
@@ -151,7 +151,7 @@ def _write_added(
     added: list[Target],
     now: datetime,
     triggers: TriggerMemory | None,
-    ahead: Ahead | None,
+    ahead: Stream | None,
     beside: Callable[[], object],
     inventory: _Inventory,
 ) -> list[WrittenRow]:
@@ -167,26 +167,25 @@ def _write_added(
 
 
 def _copied_beside(
-    connection: Connection, ahead: Ahead, beside: Callable[[], object], inventory: _Inventory
+    connection: Connection, ahead: Stream, beside: Callable[[], object], inventory: _Inventory
 ) -> bool:
-    """`beside()` here while a thread writes `inventory`, then collects the child's rows
-    and COPYs them (the connection is the thread's alone until it is joined, here,
-    whatever happens): the server inserts while this thread works. Whether the rows
-    were written (False: none, upsert them; the inventory is written either way, or an
-    error raised)."""
+    """`beside()` here while a thread writes `inventory`, then COPYs the child's rows,
+    each part as it comes (the connection is the thread's alone until it is joined,
+    here, whatever happens): the server inserts while this thread and the child work.
+    Whether the rows were written (False: none, upsert them; the child failed or died,
+    or a row exists; the inventory is written either way, or an error raised)."""
 
     def copy() -> bool:
         inventory.write(connection)
-        sent = ahead.collect(_same)
-        made = sent[0] if sent else None
-        return isinstance(made, NewRows) and copy_new_rows(connection, made)
+        try:
+            return copy_new_rows(connection, ahead.pieces())
+        except ChildFailed:  # the COPY was aborted: nothing of it written
+            return False
+        finally:
+            ahead.cancel()  # read whole, or not wanted any more (a row exists)
 
     copied, _ = run_beside(copy, beside, name="new-rows")
     return copied
-
-
-def _same(value: object) -> object:
-    return value
 
 
 def _made_for(targets: list[Target]) -> dict[str, tuple[str, str | None]]:

@@ -89,8 +89,17 @@ class CopyData:
             else:
                 raise ValueError(f"no binary COPY form here for {kind.__name__}")
 
+    def take(self) -> bytes:
+        """The data written since the last `take` (from the header on, the first time):
+        the data of the rows so far, to be sent before the others are made. The parts
+        taken and then `finish`'s, joined, are the whole data."""
+        taken = self._out.getvalue()
+        self._out = io.BytesIO()
+        return taken
+
     def finish(self) -> bytes:
-        """The data, trailer included. Called once: no row is added after it."""
+        """The data (since the last `take`), trailer included. Called once: no row is
+        added after it."""
         self._out.write(TRAILER)
         return self._out.getvalue()
 
@@ -121,6 +130,12 @@ def length_word(size: int) -> bytes:
     return _LENGTHS[size] if size < _COMMON else _LENGTH(size)
 
 
+def jsonb_field(json: bytes) -> bytes:
+    """A jsonb field of the JSON text `json` (UTF-8): its format version, then the text,
+    as psycopg's JsonbBinaryDumper sends it (the server parses it)."""
+    return length_word(len(json) + 1) + b"\x01" + json
+
+
 def int4_field(value: int) -> bytes:
     """An integer field. Raises ValueError beyond int4."""
     try:
@@ -141,12 +156,20 @@ def timestamptz_field(moment: datetime) -> bytes:
 NULL_FIELD = _NULL
 
 
-def copy_data(connection: Connection, table: str, columns: Sequence[str], data: bytes) -> None:
-    """COPY binary data made by `encode_rows` into the columns of the named table."""
+def copy_data(
+    connection: Connection, table: str, columns: Sequence[str], data: Iterable[bytes]
+) -> None:
+    """COPY binary data made by `encode_rows` (or CopyData, in parts) into the columns
+    of the named table: the parts of `data`, each sent as it comes (an iterator may
+    still be making the next). An error of `data` aborts the COPY (nothing of it is
+    written) and is raised; so is the server's (psycopg's own errors, such as
+    UniqueViolation, not wrapped by SQLAlchemy), as soon as psycopg sees it: the rest
+    of `data` is not taken."""
     quoted = ", ".join(f'"{column}"' for column in columns)
     cursor: Any = connection.connection.cursor()  # psycopg's, for COPY
     try:
         with cursor.copy(f'COPY "{table}" ({quoted}) FROM STDIN (FORMAT BINARY)') as copy:
-            copy.write(data)
+            for part in data:
+                copy.write(part)
     finally:
         cursor.close()

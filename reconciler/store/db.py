@@ -227,6 +227,13 @@ def json_text(value: Any) -> str | bytes:
         return json.dumps(value, allow_nan=False)
 
 
+def json_bytes(value: Any) -> bytes:
+    """`json_text(value)` as bytes: the JSON of a jsonb column's binary COPY data
+    (store.binary_copy.jsonb_field), the very bytes psycopg's dumper sends."""
+    text = json_text(value)
+    return text if isinstance(text, bytes) else text.encode()
+
+
 def _dialect_insert(connection: Connection) -> Any:
     if connection.dialect.name == "postgresql":
         from sqlalchemy.dialects import postgresql

@@ -27,7 +27,7 @@ from reconciler.store.binary_copy import (
     text_field,
     timestamptz_field,
 )
-from reconciler.store.db import json_text, upsert
+from reconciler.store.db import json_bytes, upsert
 from reconciler.store.tables import (
     job_events,
     job_runs,
@@ -190,8 +190,8 @@ def _encode_inventory(targets: Iterable[Target], now: datetime) -> bytes:
         spec = target.spec
         try:
             essence, labels = orjson.dumps(dict(target.essence)), orjson.dumps(dict(spec.labels))
-        except TypeError:  # what orjson refuses: as the driver's path writes it (json_text)
-            essence, labels = _json_bytes(dict(target.essence)), _json_bytes(dict(spec.labels))
+        except TypeError:  # what orjson refuses: as the driver's path writes it (db.json_text)
+            essence, labels = json_bytes(dict(target.essence)), json_bytes(dict(spec.labels))
         route = (spec.task, spec.queue)
         if route not in routes:
             routes[route] = text_field(route[0]) + text_field(route[1])
@@ -225,11 +225,6 @@ def _encode_inventory(targets: Iterable[Target], now: datetime) -> bytes:
     return out.getvalue()
 
 
-def _json_bytes(value: dict[str, Any]) -> bytes:
-    text = json_text(value)
-    return text if isinstance(text, bytes) else text.encode()
-
-
 def copy_new_inventory(connection: Connection, data: bytes) -> bool:
     """Write inventory rows made by `encode_new_inventory` (PostgreSQL), in a
     savepoint; False, and nothing written, when one of their names has a row already
@@ -238,7 +233,7 @@ def copy_new_inventory(connection: Connection, data: bytes) -> bool:
 
     try:
         with connection.begin_nested():
-            copy_data(connection, scheduled_jobs.name, INVENTORY_COLUMNS, data)
+            copy_data(connection, scheduled_jobs.name, INVENTORY_COLUMNS, [data])
     except UniqueViolation:  # raised by psycopg's own COPY, not wrapped by SQLAlchemy
         return False
     return True

@@ -10,7 +10,7 @@ exact format `SQLAlchemyJobStore` writes, so the scheduler reads them as its own
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -383,48 +383,69 @@ def upsert_scheduler_rows(
     return written
 
 
-@dataclass(frozen=True)
-class NewRows:
-    """New scheduler rows and their `written_scheduler_rows` records as binary COPY
-    data (store.binary_copy), made where there is no connection (engine.apply makes
-    them in a forked child): `copy_new_rows` writes what `upsert_scheduler_rows(rows,
-    expect_new=True, made_for=...)` writes."""
-
-    jobs: bytes  # apscheduler_jobs (id, next_run_time, job_state)
-    records: bytes  # written_scheduler_rows (id, state_sha256, spec_hash, revision, code)
+# The channels of the new rows' data (`stream_new_rows`): the apscheduler_jobs rows,
+# their written_scheduler_rows records.
+JOB_ROWS, ROW_RECORDS = 0, 1
+# The apscheduler_jobs rows are given this many at a time (~1 MB of COPY data).
+STREAM_ROWS = 1000
 
 
-def encode_new_rows(
-    rows: Iterable[tuple[SchedulerJob, datetime | None]], made_for: Mapping[str, Basis]
-) -> NewRows | None:
-    """The rows of `upsert_scheduler_rows` as NewRows; None when one of them is not in
-    `made_for` (its record would be deleted, not written: upsert them instead)."""
+def stream_new_rows(
+    rows: Iterable[tuple[SchedulerJob, datetime | None]],
+    made_for: Mapping[str, Basis],
+    *,
+    every: int = 0,
+) -> Iterator[tuple[int, bytes]]:
+    """The rows `upsert_scheduler_rows(rows, expect_new=True, made_for=...)` writes, as
+    binary COPY data (store.binary_copy) made where there is no connection (engine.apply
+    makes them in a forked child): (JOB_ROWS, part of the apscheduler_jobs data) every
+    `every` rows (0: STREAM_ROWS) as they are made, then (ROW_RECORDS, the
+    written_scheduler_rows data, whole). Each channel's parts, joined, are its whole
+    data. Raises ValueError when a row is not in `made_for` (then upsert them: its
+    record is deleted, not written) or has no binary form here: the parts given
+    already are to be discarded."""
+    every = every or STREAM_ROWS
     codec = StateCodec()
     code = row_code()
     jobs, records = CopyData(), CopyData()
     # Jobs on one schedule share their first fire time (engine.apply): its timestamp is
     # computed once per moment object.
     stamps = IdentityMemo(datetime_to_utc_timestamp, limit=10_000)
-    for job, next_run_time in rows:
+    for count, (job, next_run_time) in enumerate(rows, 1):
         basis = made_for.get(job.id)
         if basis is None:
-            return None
+            raise ValueError(f"no basis for {job.id}: its record would be deleted")
         stamp = None if next_run_time is None else stamps(next_run_time)
         state = codec.pickle_job(job, next_run_time)
         jobs.add((job.id, stamp, state))
         records.add((job.id, hashlib.sha256(state).hexdigest(), *basis, code))
-    return NewRows(jobs.finish(), records.finish())
+        if count % every == 0:
+            yield JOB_ROWS, jobs.take()
+    yield JOB_ROWS, jobs.finish()
+    yield ROW_RECORDS, records.finish()
 
 
-def copy_new_rows(connection: Connection, rows: NewRows) -> bool:
-    """Write NewRows (PostgreSQL), in a savepoint; False, and nothing written, when one
-    of their ids has a row already (then upsert them: see store.db.upsert)."""
+def copy_new_rows(connection: Connection, pieces: Iterable[tuple[int, bytes]]) -> bool:
+    """Write the new rows of `stream_new_rows` (PostgreSQL), in a savepoint, each
+    apscheduler_jobs part sent as it comes (the records are sent after them); False,
+    and nothing written, when one of their ids has a row already (then upsert them:
+    see store.db.upsert). An error of `pieces` (or of the server) aborts the COPY, rolls
+    the savepoint back (nothing written) and is raised."""
     from psycopg.errors import UniqueViolation
+
+    records: list[bytes] = []
+
+    def job_rows() -> Iterator[bytes]:
+        for channel, data in pieces:
+            if channel == JOB_ROWS:
+                yield data
+            else:
+                records.append(data)
 
     try:
         with connection.begin_nested():
-            copy_data(connection, apscheduler_jobs.name, _JOB_COLUMNS, rows.jobs)
-            copy_data(connection, written_scheduler_rows.name, _RECORD_COLUMNS, rows.records)
+            copy_data(connection, apscheduler_jobs.name, _JOB_COLUMNS, job_rows())
+            copy_data(connection, written_scheduler_rows.name, _RECORD_COLUMNS, records)
     except UniqueViolation:  # raised by psycopg's own COPY, not wrapped by SQLAlchemy
         return False
     return True

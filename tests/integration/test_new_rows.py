@@ -1,16 +1,20 @@
-"""New scheduler rows made where there is no connection (store.scheduler_rows.NewRows,
-binary COPY data encoded by store.binary_copy; a cold apply makes them in a forked
-child): written, they are exactly the rows `upsert_scheduler_rows` writes, records
-included; rows of which one exists already are refused whole, and the upsert follows."""
+"""New scheduler rows made where there is no connection (store.scheduler_rows.
+stream_new_rows, binary COPY data encoded by store.binary_copy; a cold apply makes them
+in a forked child, which sends them as it makes them): written, they are exactly the
+rows `upsert_scheduler_rows` writes, records included, however they are cut into parts;
+rows of which one exists already are refused whole, and the upsert follows; a stream
+that breaks, or a COPY the server refuses, half-way writes nothing."""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -22,12 +26,14 @@ from reconciler.engine.reconcile import reconcile_once
 from reconciler.settings import Settings
 from reconciler.spec import parallel
 from reconciler.spec.model import JobSpec
+from reconciler.store import scheduler_rows
 from reconciler.store.binary_copy import encode_rows
 from reconciler.store.db import BULK_ROWS, create_sync_engine
 from reconciler.store.migrate import upgrade_database
 from reconciler.store.scheduler_rows import (
+    JOB_ROWS,
     copy_new_rows,
-    encode_new_rows,
+    stream_new_rows,
     upsert_scheduler_rows,
 )
 from tests.alone import fork_here
@@ -86,30 +92,39 @@ def clear(engine: Engine) -> None:
         connection.execute(sa.text("DELETE FROM written_scheduler_rows"))
 
 
-def test_new_rows_written_are_the_rows_upserted(engine: Engine) -> None:
+@pytest.mark.parametrize("every", [1, 7, 40, 1000])
+def test_new_rows_written_are_the_rows_upserted(engine: Engine, every: int) -> None:
     rows = jobs()
     with engine.begin() as connection:
         upsert_scheduler_rows(connection, rows, expect_new=True, made_for=made_for(rows))
     upserted = tables(engine)
     clear(engine)
-    made = encode_new_rows(rows, made_for(rows))
-    assert made is not None
     with engine.begin() as connection:
-        assert copy_new_rows(connection, made)
+        assert copy_new_rows(connection, stream_new_rows(rows, made_for(rows), every=every))
     assert tables(engine) == upserted
     assert len(upserted["jobs"]) == len(upserted["records"]) == 40
     assert sum(1 for _, moment, _ in upserted["jobs"] if moment is None) == 8
 
 
-def test_rows_of_which_one_exists_are_refused_whole(engine: Engine) -> None:
+def test_the_parts_joined_are_the_whole_data() -> None:
+    rows = jobs()
+    whole = b"".join(data for channel, data in stream_new_rows(rows, made_for(rows), every=100))
+    for every in (1, 3, 39, 40):
+        parts = list(stream_new_rows(rows, made_for(rows), every=every))
+        assert len([c for c, _ in parts if c == JOB_ROWS]) == 40 // every + 1
+        assert b"".join(data for _, data in parts) == whole
+
+
+@pytest.mark.parametrize("every", [5, 1000])
+def test_rows_of_which_one_exists_are_refused_whole(engine: Engine, every: int) -> None:
+    """Also when the row that exists comes late in the stream: the server refuses it
+    after taking the parts before it, and nothing of them is written."""
     rows = jobs()
     with engine.begin() as connection:
-        upsert_scheduler_rows(connection, rows[3:4], made_for=made_for(rows))
+        upsert_scheduler_rows(connection, rows[33:34], made_for=made_for(rows))
     before = tables(engine)
-    made = encode_new_rows(rows, made_for(rows))
-    assert made is not None
     with engine.begin() as connection:
-        assert not copy_new_rows(connection, made)
+        assert not copy_new_rows(connection, stream_new_rows(rows, made_for(rows), every=every))
         connection.execute(sa.select(1))  # the transaction goes on: the savepoint rolled back
     assert tables(engine) == before
 
@@ -118,7 +133,45 @@ def test_rows_without_a_basis_are_not_encoded() -> None:
     rows = jobs()
     vouched = made_for(rows)
     del vouched[rows[5][0].id]
-    assert encode_new_rows(rows, vouched) is None  # upserted instead: the record is deleted
+    with pytest.raises(ValueError, match="no basis"):  # upserted: the record is deleted
+        list(stream_new_rows(rows, vouched))
+
+
+def test_a_stream_broken_half_way_writes_nothing(engine: Engine) -> None:
+    """The parts sent before the break are discarded with the aborted COPY: the
+    transaction goes on without them, its own earlier writes kept."""
+    rows = jobs()
+
+    def broken() -> Any:
+        for number, part in enumerate(stream_new_rows(rows, made_for(rows), every=4)):
+            if number == 3:
+                raise RuntimeError("the child died")
+            yield part
+
+    with engine.begin() as connection:
+        upsert_scheduler_rows(connection, rows[:1], made_for=made_for(rows))
+        with pytest.raises(RuntimeError, match="the child died"):
+            copy_new_rows(connection, broken())
+    found = tables(engine)
+    assert [row[0] for row in found["jobs"]] == [rows[0][0].id]
+    assert [row[0] for row in found["records"]] == [rows[0][0].id]
+
+
+def test_a_copy_the_server_refuses_half_way_writes_nothing(engine: Engine) -> None:
+    """A part the server cannot read (here: cut short) fails the COPY with the
+    server's error, raised; nothing of the stream is written."""
+    rows = jobs()
+
+    def garbled() -> Any:
+        for number, (channel, data) in enumerate(stream_new_rows(rows, made_for(rows), every=4)):
+            yield channel, data[:-3] if number == 3 else data
+
+    with (
+        pytest.raises(psycopg.DataError, match="COPY apscheduler_jobs"),
+        engine.begin() as connection,
+    ):
+        copy_new_rows(connection, garbled())
+    assert tables(engine) == {"jobs": [], "records": []}
 
 
 def test_what_postgresql_text_cannot_hold_is_refused() -> None:
@@ -199,32 +252,46 @@ def test_a_failure_while_the_rows_are_sent_writes_nothing(
             engine.dispose()
 
 
+@pytest.mark.parametrize("how", ["fails", "dies mid-stream"])
 def test_a_cold_apply_whose_rows_child_fails_writes_the_same(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, how: str
 ) -> None:
-    """The added jobs' rows are made by a forked child (engine.apply); a child that fails
-    costs only time: the same rows are then made by the pass itself."""
+    """The added jobs' rows are made by a forked child (engine.apply) and COPYed as it
+    sends them; a child that fails before sending, or dies after sending part of them
+    (the server has taken those), costs only time: the COPY is aborted, and the same
+    rows are then made by the pass itself."""
     if not fork_here(request):
         return  # it ran alone, in a fresh process, and passed there
     write_jobs(tmp_path)
     started: list[object] = []
-    start = parallel.Ahead.start
+    start = parallel.Stream.start
 
-    def spied(*args: Any) -> parallel.Ahead | None:
+    def spied(*args: Any) -> parallel.Stream | None:
         child = start(*args)
         started.append(child)
         return child
 
-    monkeypatch.setattr(parallel.Ahead, "start", spied)
+    monkeypatch.setattr(parallel.Stream, "start", spied)
     with fresh_database() as url:
         healthy = cold_apply(tmp_path, url)
     assert len(started) == 1 and started[0] is not None  # the rows were made by a child
+    made = apply_module._new_rows
+    died = tmp_path / "died"
 
-    def failing(*args: object) -> object:
-        raise RuntimeError("the child fails")
+    def failing(*args: Any) -> Iterator[tuple[int, bytes]]:
+        if how == "fails":
+            raise RuntimeError("the child fails")
+        for number, (channel, data) in enumerate(made(*args)):
+            if number == 2:
+                died.write_text(str(channel))
+                os._exit(1)  # a child dying half-way, as SIGKILL would end it
+            yield channel, data
 
     monkeypatch.setattr(apply_module, "_new_rows", failing)
+    monkeypatch.setattr(scheduler_rows, "STREAM_ROWS", 100)  # several parts at this size
     with fresh_database() as url:
         assert cold_apply(tmp_path, url) == healthy
     assert len(started) == 2 and started[1] is not None
+    if how == "dies mid-stream":
+        assert died.read_text() == str(JOB_ROWS)  # after two parts of the rows, not all
     assert len(healthy["jobs"]) == len(healthy["records"]) == 3 * (BULK_ROWS // 3 + 10)
