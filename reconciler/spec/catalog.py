@@ -88,9 +88,12 @@ class TaskParameters:
     takes_any_positional: bool = dataclasses.field(init=False, repr=False, compare=False)
     takes_any_keyword: bool = dataclasses.field(init=False, repr=False, compare=False)
     required: tuple[str, ...] = dataclasses.field(init=False, repr=False, compare=False)
+    # The parameters whose values are checked, with their hints (any hint but Any).
+    checked: Mapping[str, Any] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         parameters = self.signature.parameters.values()
+        names = self.signature.parameters
         facts = {
             "positional": tuple(p.name for p in parameters if p.kind in _POSITIONAL),
             "takes_any_positional": any(p.kind is p.VAR_POSITIONAL for p in parameters),
@@ -100,6 +103,11 @@ class TaskParameters:
                 for p in parameters
                 if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
             ),
+            "checked": {
+                name: hint
+                for name, hint in self.hints.items()
+                if name in names and hint is not None and hint is not Any
+            },
         }
         for name, value in facts.items():
             object.__setattr__(self, name, value)
@@ -173,24 +181,30 @@ def _field_hints(cls: type) -> list[Any]:
 def check_arguments(
     params: TaskParameters, args: list[Any], kwargs: Mapping[str, Any]
 ) -> list[Problem]:
-    """Whether a call with `args` and `kwargs` fits `params` (see the module docstring)."""
+    """Whether a call with `args` and `kwargs` fits `params` (see the module docstring):
+    its arity, then each value whose parameter has a hint, positional ones first."""
     problems = _arity(params, args, kwargs)
-    parameters = params.signature.parameters
-    given: list[tuple[tuple[str | int, ...], str, Any]] = [
-        (("args", index), name, value)
-        for index, (name, value) in enumerate(zip(params.positional, args, strict=False))
-    ]
-    given += [(("kwargs", key), key, value) for key, value in kwargs.items() if key in parameters]
-    for field, name, value in given:
-        hint = params.hints.get(name)
-        if hint is None or hint is Any or _fits(hint, value):
-            continue
-        message = f"{_dotted(field)}: expected {_hint_text(hint)} for {name!r} of {params.task}"
-        problems.append(Problem(field, "INVALID_ARGUMENT", message))
+    checked = params.checked
+    if not checked:
+        return problems  # no value to check: most tasks of a folder (`Any`, no hint)
+    for index, (name, value) in enumerate(zip(params.positional, args, strict=False)):
+        hint = checked.get(name)
+        if hint is not None and not _fits(hint, value):
+            problems.append(_invalid(params, ("args", index), name, hint))
+    for key, value in kwargs.items():
+        hint = checked.get(key)
+        if hint is not None and not _fits(hint, value):
+            problems.append(_invalid(params, ("kwargs", key), key, hint))
     return problems
 
 
+def _invalid(params: TaskParameters, field: tuple[str | int, ...], name: str, hint: Any) -> Problem:
+    message = f"{_dotted(field)}: expected {_hint_text(hint)} for {name!r} of {params.task}"
+    return Problem(field, "INVALID_ARGUMENT", message)
+
+
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+_NONE_TAKEN: frozenset[str] = frozenset()
 
 
 def _arity(params: TaskParameters, args: list[Any], kwargs: Mapping[str, Any]) -> list[Problem]:
@@ -203,7 +217,7 @@ def _arity(params: TaskParameters, args: list[Any], kwargs: Mapping[str, Any]) -
             f"argument{'s' if len(positional) != 1 else ''}, {len(args)} given"
         )
         problems.append(Problem(("args",), "INVALID_ARGUMENT", message))
-    taken = set(positional[: len(args)])
+    taken = frozenset(positional[: len(args)]) if args else _NONE_TAKEN
     for key in kwargs:
         if key in taken:
             message = f"kwargs.{key}: also given as a positional argument (args)"

@@ -13,7 +13,6 @@ point at the right line. Contracts:
 
 from __future__ import annotations
 
-import dataclasses
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from reconciler.spec.catalog import (
     extra_checks,
     task_catalog,
 )
-from reconciler.spec.cron import CronPattern, compile_cron
+from reconciler.spec.cron import CronPattern, DayRule, compile_cron
 from reconciler.spec.diagnostics import Diagnostic
 from reconciler.spec.model import CronFieldMap, CronSchedule, DateSchedule, JobSpec
 
@@ -107,7 +106,9 @@ def check_task_arguments(spec: JobSpec, *, settings: Settings) -> list[Finding]:
         return []  # a task no listed module declares: its worker will check
     # The spec's own list: read, never changed, by both checks (no copy per job).
     problems = check_arguments(params, spec.args, spec.kwargs)
-    if not problems and spec.task in CONFINED_TASKS:
+    if not problems:
+        if spec.task not in CONFINED_TASKS:
+            return []
         problems = extra_checks(
             spec.task,
             spec.args,
@@ -176,20 +177,26 @@ def cron_fires(spec: JobSpec, *, now: datetime) -> bool:
     return trigger.get_next_fire_time(None, max(start, now)) is not None
 
 
-# Process-wide memo (docs/architecture.md): reached from the loader's validation (in forked
-# loader processes too), which has no owner to pass in. Keyed by the cron as written (text
-# or frozen field map): the jobs of a folder share a few crons, and a key of the pattern
-# made the map's dump, its compilation and the pattern's hash again for every job.
+# Process-wide memos (docs/architecture.md): reached from the loader's validation (in forked
+# loader processes too), which has no owner to pass in. The first is keyed by the cron as
+# written (text or frozen field map): the jobs of a folder share a few crons, and a key of
+# the pattern made the map's dump, its compilation and the pattern's hash again for every
+# job. The second by what the answer depends on, the months and day rule: distinct crons
+# mostly differ in their times of day only ("5 10 * * *", "6 10 * * *"), and the search
+# for a matching date was most of a load's checks.
 @lru_cache(maxsize=4096)
 def _cron_calendar(cron: str | CronFieldMap) -> tuple[bool, bool]:
     """Whether a cron matches any wall time at all, its years aside
     (`_calendar_allows`), and whether it names years."""
     pattern = compile_cron(cron if isinstance(cron, str) else cron.as_mapping())
-    return _calendar_allows(pattern), pattern.years is not None
+    return _calendar_allows(pattern.months, pattern.days), pattern.years is not None
 
 
-def _calendar_allows(pattern: CronPattern) -> bool:
-    """Whether a pattern, its years aside, matches any wall time at all.
+@lru_cache(maxsize=1024)
+def _calendar_allows(months: frozenset[int], days: DayRule) -> bool:
+    """Whether a pattern of these months and days, its years aside, matches any wall
+    time at all. Its times of day do not matter: a compiled pattern names at least one
+    (each time field is a non-empty set), and every day has every wall time.
 
     Searched from 2000-01-01 (a leap year: every month/day pair exists) over:
     - 1 year when the weekday and ISO week are free: each date occurs in 2000;
@@ -198,16 +205,16 @@ def _calendar_allows(pattern: CronPattern) -> bool:
     - 401 years when an ISO week is given (the Gregorian calendar repeats every 400).
     A wall time inside a DST gap exists on the other days of the year, so the zone does
     not matter here."""
-    days = pattern.days
     if days.weeks is not None:
         years = _HORIZON_YEARS
     elif days.dow == frozenset(range(7)) and not days.dow_positions:
         years = 1
     else:
         years = 29
-    yearless = dataclasses.replace(pattern, years=None)
+    midnight = (0,)
+    pattern = CronPattern(midnight, midnight, midnight, months, days, real_time=False)
     start = datetime(2000, 1, 1)
-    return next_wall(yearless, start, datetime(2000 + years, 1, 1)) is not None
+    return next_wall(pattern, start, datetime(2000 + years, 1, 1)) is not None
 
 
 def find_duplicate_names(sites: Iterable[NameSite]) -> list[Diagnostic]:

@@ -89,6 +89,7 @@ PROCESS_WIDE = {
     "reconciler.spec.cron._compile_map",
     "reconciler.core.zones._CLOCKS",
     "reconciler.spec.checks._cron_calendar",
+    "reconciler.spec.checks._calendar_allows",
     "reconciler.spec.catalog.task_catalog",
     "reconciler.spec.catalog._adapter",
     "reconciler.spec.context.code_digest",
