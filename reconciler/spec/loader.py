@@ -28,6 +28,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from reconciler.core.frozen import quick_init, quick_new
 from reconciler.core.state import SpecFound, built
 from reconciler.settings import Settings
 from reconciler.spec import parallel
@@ -66,6 +67,7 @@ from reconciler.spec.yamlsafe import (
 _RACY_NS = 1_000_000_000
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, eq=False)
 class LoadedJob:
     """A valid job and where it was declared (1-based position of its document).
@@ -100,6 +102,14 @@ class LoadedJob:
 
     def __hash__(self) -> int:
         return hash(self._key())
+
+
+# Made per job by the loader and by the parent of a parallel load: without a class call
+# (core.frozen.quick_new).
+_new_loaded_job = quick_new(LoadedJob)
+# The validation `JobSpec.model_validate` runs, called without that method's Python frame
+# and keyword arguments (~4,000 instructions a job): the loader validates every document.
+_validate_job = JobSpec.__pydantic_validator__.validate_python
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,7 +409,7 @@ def _load_bytes(
         if not document.clean:
             continue  # its tag, alias or duplicate key is reported; the rest would be noise
         try:
-            spec = JobSpec.model_validate(content)
+            spec: JobSpec = _validate_job(content)
         except ValidationError as error:
             failed.append((number, error, _routing_findings(content, error, settings)))
             continue
@@ -412,7 +422,7 @@ def _load_bytes(
             diagnostics += document.ambiguous
             continue
         known = essence_and_hash(spec) if essences else None
-        jobs.append(LoadedJob(spec, source, document.line, document.column, known))
+        jobs.append(_new_loaded_job(spec, source, document.line, document.column, known))
         documents.append(content)
     if failed:
         diagnostics += _explain_failures(source, data, parsed.documents, failed, settings)
@@ -555,7 +565,7 @@ def _outcome_from_plain(plain: tuple[Any, ...]) -> _Loaded:
     source, jobs, names, diagnostics, digest, timeless = plain
     # The child validated each document and checked its spec (spec.rebuild).
     specs = tuple(
-        LoadedJob(rebuild_spec(document), source, line, column, known)
+        _new_loaded_job(rebuild_spec(document), source, line, column, known)
         for document, line, column, known in jobs
     )
     sites = tuple(NameSite(name, source, line, column) for name, line, column in names)

@@ -25,6 +25,7 @@ from pydantic import (
     StrictInt,
     StrictStr,
     Tag,
+    ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
 )
@@ -32,6 +33,7 @@ from pydantic_core import PydanticCustomError
 
 from reconciler.spec.cron import CronSyntaxError, compile_cron
 from reconciler.spec.floats import holds_float
+from reconciler.spec.plainjson import is_plain_json
 from reconciler.spec.zonenames import is_host_dependent
 
 SCHEMA_VERSION = 1
@@ -66,7 +68,9 @@ class CronFieldMap(_Frozen):
     second: StrictStr | StrictInt | None = None
 
     def as_mapping(self) -> dict[str, str | int]:
-        return {key: value for key, value in self.model_dump().items() if value is not None}
+        # The fields as they are (what model_dump gives for these plain values, without
+        # the serializer's cost: the cron validator and the checks ask this of each job).
+        return {key: value for key, value in self.__dict__.items() if value is not None}
 
 
 class CronSchedule(_Frozen):
@@ -220,16 +224,21 @@ class JobSpec(_Frozen):
     owner: StrictStr | None = None
     labels: dict[StrictStr, StrictStr] = Field(default_factory=dict)
 
-    @field_validator("args", "kwargs")
+    # Wrapped: a plain value (nearly all of them) is taken as it is after one walk, in
+    # place of pydantic's call per value and a second walk (spec.plainjson).
+    @field_validator("args", mode="wrap")
     @classmethod
-    def _finite_numbers(cls, value: Any) -> Any:
-        # YAML's .nan and .inf are floats but not JSON: the hash, the database's JSON
-        # columns and Celery's JSON serializer would each spell them differently.
-        if holds_float(value, nonfinite_only=True):
-            raise PydanticCustomError(
-                "invalid_value", "numbers must be finite: .nan and .inf are not JSON"
-            )
-        return value
+    def _finite_args(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        if type(value) is list and is_plain_json(value):
+            return value
+        return _finite(handler(value))
+
+    @field_validator("kwargs", mode="wrap")
+    @classmethod
+    def _finite_kwargs(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        if type(value) is dict and is_plain_json(value):
+            return value
+        return _finite(handler(value))
 
     @field_validator("timezone")
     @classmethod
@@ -263,16 +272,13 @@ class JobSpec(_Frozen):
             )
         return value
 
+    # One validator for both rules, not one each: each is a Python call per job.
     @model_validator(mode="after")
-    def _dst_for_cron_only(self) -> JobSpec:
+    def _consistent(self) -> JobSpec:
         if self.dst is not None and not isinstance(self.schedule, CronSchedule):
             raise PydanticCustomError(
                 "invalid_value", "dst applies to cron schedules only (intervals follow real time)"
             )
-        return self
-
-    @model_validator(mode="after")
-    def _start_before_end(self) -> JobSpec:
         if self.start and self.end and self.zoned(self.start) >= self.zoned(self.end):
             raise PydanticCustomError("start_after_end", "start must be before end")
         return self
@@ -282,3 +288,13 @@ class JobSpec(_Frozen):
         if moment.tzinfo is None:
             return moment.replace(tzinfo=ZoneInfo(self.timezone))
         return moment
+
+
+def _finite(value: Any) -> Any:
+    # YAML's .nan and .inf are floats but not JSON: the hash, the database's JSON
+    # columns and Celery's JSON serializer would each spell them differently.
+    if holds_float(value, nonfinite_only=True):
+        raise PydanticCustomError(
+            "invalid_value", "numbers must be finite: .nan and .inf are not JSON"
+        )
+    return value

@@ -9,8 +9,9 @@ ms (bench/RESULTS.md, issue 15, helper `handover`).
 What validating a valid document adds to it is all that is done here: the defaults of
 the fields it leaves out (a fresh list or dict where a factory makes one), the nested
 models (the schedule, its interval or cron field map, dst) and the set of fields given.
-The values are the document's own: validation would copy its lists and dicts (equal,
-not the same objects) and keeps its texts, numbers and datetimes. A moment (`start`,
+The values are the document's own: validation keeps its texts, numbers and datetimes,
+and its plain `args` and `kwargs` (spec.plainjson); it would copy other lists and dicts
+(equal, not the same objects). A moment (`start`,
 `end`, `at`) that is not a datetime yet (text, or a number read as a timestamp) is
 parsed by validation: such a document is validated again.
 

@@ -234,11 +234,11 @@ def test_the_fields_validation_converts_and_the_validators_are_the_known_ones() 
     }
     assert validators == {  # each one only checks
         "JobSpec": [
-            "_dst_for_cron_only",
-            "_finite_numbers",
+            "_consistent",
+            "_finite_args",
+            "_finite_kwargs",
             "_known_placeholders",
             "_known_zone",
-            "_start_before_end",
         ],
         "CronSchedule": ["_parse"],
         "Interval": ["_positive"],
