@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import io
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -173,3 +173,18 @@ def copy_data(
                 copy.write(part)
     finally:
         cursor.close()
+
+
+def copied_as_new(connection: Connection, copy: Callable[[], None]) -> bool:
+    """`copy()` (COPYs of rows expected new, PostgreSQL) in a savepoint; False, and
+    nothing of it written, when one of them has a row already (psycopg's own
+    UniqueViolation, raised by its COPY, not wrapped by SQLAlchemy): the caller then
+    upserts them. Any other error rolls the savepoint back and is raised."""
+    from psycopg.errors import UniqueViolation
+
+    try:
+        with connection.begin_nested():
+            copy()
+    except UniqueViolation:
+        return False
+    return True

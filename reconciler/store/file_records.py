@@ -14,6 +14,7 @@ from reconciler.spec.records import FileRecord
 from reconciler.store.binary_copy import (
     SIGNATURE,
     TRAILER,
+    copied_as_new,
     copy_data,
     jsonb_field,
     text_field,
@@ -124,11 +125,6 @@ def _encode_records(records: Iterable[FileRecord], now: datetime) -> bytes:
 def copy_new_records(connection: Connection, data: bytes) -> bool:
     """Write rows made by `encode_new_records` (PostgreSQL), in a savepoint; False, and
     nothing written, when one of their paths has a row already (then upsert them)."""
-    from psycopg.errors import UniqueViolation
-
-    try:
-        with connection.begin_nested():
-            copy_data(connection, job_files.name, RECORD_COLUMNS, [data])
-    except UniqueViolation:  # raised by psycopg's own COPY, not wrapped by SQLAlchemy
-        return False
-    return True
+    return copied_as_new(
+        connection, lambda: copy_data(connection, job_files.name, RECORD_COLUMNS, [data])
+    )

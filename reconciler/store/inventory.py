@@ -21,6 +21,7 @@ from reconciler.store.binary_copy import (
     SIGNATURE,
     TRAILER,
     bool_field,
+    copied_as_new,
     copy_data,
     int4_field,
     length_word,
@@ -229,14 +230,9 @@ def copy_new_inventory(connection: Connection, data: bytes) -> bool:
     """Write inventory rows made by `encode_new_inventory` (PostgreSQL), in a
     savepoint; False, and nothing written, when one of their names has a row already
     (then upsert them: see store.db.upsert)."""
-    from psycopg.errors import UniqueViolation
-
-    try:
-        with connection.begin_nested():
-            copy_data(connection, scheduled_jobs.name, INVENTORY_COLUMNS, [data])
-    except UniqueViolation:  # raised by psycopg's own COPY, not wrapped by SQLAlchemy
-        return False
-    return True
+    return copied_as_new(
+        connection, lambda: copy_data(connection, scheduled_jobs.name, INVENTORY_COLUMNS, [data])
+    )
 
 
 def delete_inventory(connection: Connection, names: Iterable[str]) -> None:

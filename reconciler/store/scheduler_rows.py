@@ -33,7 +33,7 @@ from reconciler.core.state import (
 from reconciler.core.triggers import describe_trigger
 from reconciler.spec.records import installed_code
 from reconciler.store import job_state as state_codec
-from reconciler.store.binary_copy import CopyData, copy_data
+from reconciler.store.binary_copy import CopyData, copied_as_new, copy_data
 from reconciler.store.db import upsert
 from reconciler.store.fingerprint import NewVersions
 from reconciler.store.job_state import StateCodec, same_but_next_run_time
@@ -431,8 +431,6 @@ def copy_new_rows(connection: Connection, pieces: Iterable[tuple[int, bytes]]) -
     and nothing written, when one of their ids has a row already (then upsert them:
     see store.db.upsert). An error of `pieces` (or of the server) aborts the COPY, rolls
     the savepoint back (nothing written) and is raised."""
-    from psycopg.errors import UniqueViolation
-
     records: list[bytes] = []
 
     def job_rows() -> Iterator[bytes]:
@@ -442,13 +440,11 @@ def copy_new_rows(connection: Connection, pieces: Iterable[tuple[int, bytes]]) -
             else:
                 records.append(data)
 
-    try:
-        with connection.begin_nested():
-            copy_data(connection, apscheduler_jobs.name, _JOB_COLUMNS, job_rows())
-            copy_data(connection, written_scheduler_rows.name, _RECORD_COLUMNS, records)
-    except UniqueViolation:  # raised by psycopg's own COPY, not wrapped by SQLAlchemy
-        return False
-    return True
+    def copy() -> None:
+        copy_data(connection, apscheduler_jobs.name, _JOB_COLUMNS, job_rows())
+        copy_data(connection, written_scheduler_rows.name, _RECORD_COLUMNS, records)
+
+    return copied_as_new(connection, copy)
 
 
 _JOB_COLUMNS = ("id", "next_run_time", "job_state")
