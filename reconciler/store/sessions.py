@@ -53,7 +53,11 @@ def idle_bounded_sessions(url: str) -> dict[str, object]:
     with no work between them: the workers' ledger writes (a claim, a lease renewal, a
     final write). A worker frozen inside one holds its run's row lock: the leader's
     retrier pass (expiring that run) and a redelivery's claim would wait as long."""
-    if sa.engine.make_url(url).get_backend_name() != "postgresql":
+    try:
+        backend = sa.engine.make_url(url).get_backend_name()
+    except sa.exc.ArgumentError:
+        return {}  # not a URL: creating the engine says so (store.db, a ConfigError)
+    if backend != "postgresql":
         return {}
     timeout = int(IDLE_SECONDS * 1000)
     return {"connect_args": {"options": f"-c idle_in_transaction_session_timeout={timeout}"}}
