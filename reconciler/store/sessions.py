@@ -54,13 +54,17 @@ def idle_bounded_sessions(url: str) -> dict[str, object]:
     final write). A worker frozen inside one holds its run's row lock: the leader's
     retrier pass (expiring that run) and a redelivery's claim would wait as long."""
     try:
-        backend = sa.engine.make_url(url).get_backend_name()
+        parsed = sa.engine.make_url(url)
     except sa.exc.ArgumentError:
         return {}  # not a URL: creating the engine says so (store.db, a ConfigError)
-    if backend != "postgresql":
+    if parsed.get_backend_name() != "postgresql":
         return {}
-    timeout = int(IDLE_SECONDS * 1000)
-    return {"connect_args": {"options": f"-c idle_in_transaction_session_timeout={timeout}"}}
+    bound = f"-c idle_in_transaction_session_timeout={int(IDLE_SECONDS * 1000)}"
+    # The URL's own `options` (a search_path, say) would be replaced by this argument.
+    given = parsed.query.get("options")
+    if isinstance(given, tuple):
+        given = " ".join(given)
+    return {"connect_args": {"options": f"{given} {bound}" if given else bound}}
 
 
 def unreachable(error: Exception) -> bool:

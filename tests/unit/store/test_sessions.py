@@ -19,6 +19,23 @@ def test_only_postgresql_sessions_are_bounded() -> None:
     assert idle_bounded_sessions("sqlite:///x.db") == {}
 
 
+def test_the_urls_own_options_are_kept(pg_url: str) -> None:
+    """A URL's `options` go to the server beside the bound, not replaced by it."""
+    import sqlalchemy as sa
+
+    url = f"{pg_url}?options=-c%20search_path%3Dpg_catalog"
+    engine = ledger_engine(url)
+    try:
+        with engine.connect() as connection:
+            path = connection.execute(sa.text("SHOW search_path")).scalar()
+            timeout = connection.execute(
+                sa.text("SHOW idle_in_transaction_session_timeout")
+            ).scalar()
+    finally:
+        engine.dispose()
+    assert (path, timeout) == ("pg_catalog", f"{int(IDLE_SECONDS)}s")
+
+
 def test_a_worker_given_a_url_that_is_none_gets_the_config_error() -> None:
     with pytest.raises(ConfigError, match="invalid database URL"):
         ledger_engine("not a url")
