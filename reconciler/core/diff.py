@@ -168,49 +168,58 @@ class FieldViews(Generic[Made]):
 
     def _walk(self, level: _Level[Made], mapping: Mapping[Any, Any], every: list[Made]) -> None:
         """Append what each field under `mapping` (at `level`) makes to `every`."""
-        unknown = _UNKNOWN
         keys = tuple(mapping)
         if keys == level.keys:  # the last mapping's keys (compared, not hashed)
             order = level.last
         else:
-            order = level.orders.get(keys, unknown)
-            if order is unknown:
-                order = level.order(keys)
+            order = level.orders.get(keys, _UNKNOWN)
+            if order is _UNKNOWN:
+                order = level.order(keys, mapping)
             level.keys, level.last = keys, order
         if order is None:
             every += self._leaves(flatten(mapping, level.path))
             return
-        append = every.append
-        # The hot loop of a render (19 fields a job, 100,000 jobs): a str, int or bool
-        # costs a look-up in its path's table for its type (the type is part of the key,
-        # as `1 == True`); its first value a call.
-        for key, strs, ints, bools, field in order:
+        # The hot loop of a render (19 fields a job, 100,000 jobs): a value of the type
+        # its key had when the order was made (a str, an int or a bool) costs a look-up
+        # in its path's table for that type (the type is part of the key, as `1 ==
+        # True`), its first value a call; a mapping below, a walk; any other, `_other`.
+        for key, kind, table, make, field in order:
             value = mapping[key]
-            kind = type(value)
-            if kind is str:
-                item = strs.get(value, unknown)
-                if item is unknown:
-                    item = strs[value] = field.make(value)
-            elif kind is int:
-                item = ints.get(value, unknown)
-                if item is unknown:
-                    item = ints[value] = field.make(value)
-            elif kind is bool:
-                item = bools.get(value, unknown)
-                if item is unknown:
-                    item = bools[value] = field.make(value)
-            elif value is None:
-                continue  # no difference from nothing
-            elif kind is dict and value:
+            if type(value) is kind:
+                if value in table:
+                    item = table[value]
+                else:
+                    item = table[value] = make(value)
+                if item is not None:
+                    every.append(item)
+            elif type(value) is dict and value:
                 self._walk(field.below, value, every)
-                continue
-            elif not value and kind in _CONTAINERS:  # `args: []`
-                item = field.empty(value)
-            else:  # a float, a list, another kind of mapping
-                every += self._leaves(flatten({key: value}, level.path))
-                continue
-            if item is not None:
-                append(item)
+            else:
+                self._other(field, key, value, level, every)
+
+    def _other(
+        self, field: _Field[Made], key: str, value: Any, level: _Level[Made], every: list[Made]
+    ) -> None:
+        """Append what the field `key` of a mapping at `level` makes to `every`, whatever
+        its value's type."""
+        kind = type(value)
+        if kind in _HASHABLE:
+            table = field.tables[kind]
+            item = table.get(value, _UNKNOWN)
+            if item is _UNKNOWN:
+                item = table[value] = field.make(value)
+        elif value is None:
+            return  # no difference from nothing
+        elif kind is dict and value:
+            self._walk(field.below, value, every)
+            return
+        elif not value and kind in _CONTAINERS:  # `args: []`
+            item = field.empty(value)
+        else:  # a float, a list, another kind of mapping
+            every += self._leaves(flatten({key: value}, level.path))
+            return
+        if item is not None:
+            every.append(item)
 
     def _leaves(self, flat: Mapping[str, Any]) -> list[Made]:
         made, every = self._made, []
@@ -236,7 +245,7 @@ class _Field(Generic[Made]):
     """One path of the essences: what its values make, what an empty container there
     made (by its type), and the level below it (for a mapping there)."""
 
-    __slots__ = ("_empties", "_masked", "_secret", "_view", "below", "path")
+    __slots__ = ("_empties", "_masked", "_secret", "_view", "below", "path", "tables")
 
     def __init__(
         self,
@@ -249,10 +258,20 @@ class _Field(Generic[Made]):
         # What FieldDiffer.show(path, value) does, decided for the path once.
         self._secret, self._masked = differ.is_secret(path), differ.masked
         self._empties: dict[type, Made | None] = {}
+        # Per scalar type (str, int, bool: `1 == True`), what each value made.
+        self.tables: dict[type, dict[Any, Made | None]] = {str: {}, int: {}, bool: {}}
         self.below: _Level[Made] = _Level(path, fields)
 
     def make(self, value: Any) -> Made | None:
         return self._view(SENSITIVE if self._secret else self._masked(value))
+
+    def make_text(self, value: str) -> Made | None:
+        """`make` of a str (`masked` without its memo: a field's table is one)."""
+        return self._view(SENSITIVE if self._secret else mask_text(value))
+
+    def make_plain(self, value: int) -> Made | None:
+        """`make` of an int or a bool (shown as it is)."""
+        return self._view(SENSITIVE if self._secret else value)
 
     def empty(self, value: Any) -> Made | None:
         """What the empty container `value` makes, once per type."""
@@ -264,9 +283,8 @@ class _Field(Generic[Made]):
 
 class _Level(Generic[Made]):
     """The mappings found at one path of the essences (the top level at ""): per set
-    of keys, an entry per key in sorted key order (the key, its tables per scalar type:
-    what each value made, and its field), or None when the paths under the keys do not
-    sort as the keys."""
+    of keys, an entry per key in sorted key order (`_Entry`), or None when the paths
+    under the keys do not sort as the keys."""
 
     __slots__ = ("_entries", "_field", "keys", "last", "orders", "path")
 
@@ -278,27 +296,41 @@ class _Level(Generic[Made]):
         self.last: list[_Entry[Made]] | None = None
         self._entries: dict[str, _Entry[Made]] = {}
 
-    def order(self, keys: tuple[Any, ...]) -> list[_Entry[Made]] | None:
+    def order(self, keys: tuple[Any, ...], mapping: Mapping[Any, Any]) -> list[_Entry[Made]] | None:
+        """The entries of `keys` (the keys of `mapping`, whose values' types the entries
+        made now expect)."""
         order = None
         if _sorts_by_top_key(keys):
-            order = [self._entry(key) for key in sorted(keys)]
+            order = [self._entry(key, type(mapping[key])) for key in sorted(keys)]
         self.orders[keys] = order
         return order
 
-    def _entry(self, key: str) -> _Entry[Made]:
+    def _entry(self, key: str, kind: type) -> _Entry[Made]:
         entry = self._entries.get(key)
         if entry is None:
             path = f"{self.path}.{key}" if self.path else key
-            entry = self._entries[key] = (key, {}, {}, {}, self._field(path))
+            field = self._field(path)
+            if kind is str:
+                entry = (key, str, field.tables[str], field.make_text, field)
+            elif kind is int or kind is bool:
+                entry = (key, kind, field.tables[kind], field.make_plain, field)
+            else:  # never expected: the walk tells a mapping, `_other` the rest
+                entry = (key, _Unexpected, {}, field.make, field)
+            self._entries[key] = entry
         return entry
+
+
+class _Unexpected:
+    """The type of no value: what a level's entry expects when its key's first value
+    was neither a str, an int nor a bool."""
 
 
 _UNKNOWN: Any = object()
 _ABSENT: Any = object()  # a key missing from one side of a diff
-# A key of a level: the key, what its str, int and bool values made, its field.
-_Entry = tuple[
-    str, dict[str, Made | None], dict[int, Made | None], dict[bool, Made | None], _Field[Made]
-]
+# A key of a level: the key; the type of value the entry expects (the type of its key's
+# first value), its path's table for that type (what each value made) and what makes a
+# value of it; its field.
+_Entry = tuple[str, type, dict[Any, Made | None], Callable[[Any], Made | None], _Field[Made]]
 
 # Values that stand for themselves in a key (besides empty containers). Not float: 0.0
 # and -0.0 are equal keys but print differently.

@@ -41,7 +41,8 @@ def render_text(plan: Plan, *, colour: bool = False) -> str:
         for change in plan.changes:
             write(change, lines)
     lines.extend(_trailer_text(plan))
-    return "\n".join(lines) + "\n"
+    lines.append("")  # the text's last line break, without copying the text once more
+    return "\n".join(lines)
 
 
 def _no_changes(plan: Plan) -> str:
@@ -69,21 +70,21 @@ class _TextChanges:
         }
         # The JSON plan lists every field; people read only what differs from the defaults.
         self._differ = FieldDiffer()
-        self._added = FieldViews(self._differ, _shown_unless_default("      "))
+        self._add = FieldViews(self._differ, _shown_unless_default("      ")).into
         self._moments = FireTimes(_joined)
 
     def write(self, change: Change, lines: list[str]) -> None:
         action = change.action
         opening, closing = self._heads[action]
-        head = opening + change.job + closing
+        head = f"{opening}{change.job}{closing}"
         if change.renamed_from:
             head += f" (was {change.renamed_from})"
         if change.source:
-            head += f"  ({change.source})"
-        lines += ("", head, "      # " + change.reason)
+            head = f"{head}  ({change.source})"
+        lines += ("", head, f"      # {change.reason}")
         if action is Action.ADD:
             if change.after is not None:
-                self._added.into(change.after.essence, lines)
+                self._add(change.after.essence, lines)
         elif action is not Action.REMOVE:
             lines += [
                 f"      {diff.path}: {_value(diff.before)} -> {_value(diff.after)}"
@@ -103,7 +104,10 @@ def _shown_unless_default(prefix: str) -> Callable[[str], Callable[[Any], str | 
         head = f"{prefix}{path}: "
         default = _DEFAULTS.get(path, _NO_DEFAULT)
         if isinstance(default, _NoDefault) and not path.startswith("schedule.interval."):
-            return lambda value: head + _value(value)
+            # A str (most values) without `_value`'s call.
+            return lambda value: (
+                head + _encode_text(value) if type(value) is str else head + _value(value)
+            )
         return lambda value: None if _is_default(path, value) else head + _value(value)
 
     return view
