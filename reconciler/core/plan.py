@@ -100,6 +100,10 @@ class Target:
         )
 
 
+# What an add reads per job, read once: a member read from its enum class goes through
+# EnumType's __getattr__ hook (~900 instructions, Python 3.11).
+_ADD, _ACTIVE, _COMPLETED = Action.ADD, JobStatus.ACTIVE, JobStatus.COMPLETED
+_STATUS_TEXT = {status: status.value for status in JobStatus}
 # What the hot paths make per job, made without a class call (core.frozen.quick_new).
 _new_change = quick_new(Change)
 _new_target = quick_new(Target)
@@ -178,7 +182,15 @@ def make_plan(
     # Nothing in the inventory (a cold apply): the names to examine are the declared
     # ones, which the files list nearly in order; sorted from there (timsort) rather
     # than from a set's order, 100,000 names take a third of the time.
-    names = sorted(desired.jobs if everything and not actual.inventory else examine)
+    cold = everything and not actual.inventory
+    names = sorted(desired.jobs if cold else examine)
+    if cold:
+        # Nothing in the inventory: every declared job is an add (no rename: nothing to
+        # rename from; none in sync), planned without the loop's questions.
+        jobs, revision = desired.jobs, desired.revision
+        changes = [_add(jobs[name], revision, now, fires, memory) for name in names]
+        unsettled.update(names)
+        names = []
     for name in names:
         wanted, have = desired.jobs.get(name), actual.inventory.get(name)
         if name in renames:
@@ -190,7 +202,7 @@ def make_plan(
                 wanted, have, actual, desired.revision, now=now, fires=fires, memory=memory
             )
         elif have is None and wanted is not None:  # _verdict's first case, without its call
-            change = _add(wanted, desired.revision, now=now, fires=fires, memory=memory)
+            change = _add(wanted, desired.revision, now, fires, memory)
         else:
             change = _verdict(
                 wanted, have, actual, desired.revision, frozen_files, now, fires, memory
@@ -209,7 +221,7 @@ def make_plan(
     # The same names found in sync until the same instants: the same earliest one.
     same = previous is not None and timed is previous.timed
     due = previous.due if previous is not None and same else timed_due(timed)
-    summary = _summary(changes)
+    summary = _summary(changes, cold)
     return _finish(
         changes,
         summary,
@@ -245,7 +257,7 @@ def _verdict(
 ) -> Change | None:
     """The change one job needs, or None when it is in sync."""
     if wanted is not None and have is None:
-        return _add(wanted, revision, now=now, fires=fires, memory=memory)
+        return _add(wanted, revision, now, fires, memory)
     if wanted is not None and have is not None:
         return _compare(wanted, have, actual, revision, now=now, fires=fires, memory=memory)
     if have is not None and have.source_file not in frozen_files:
@@ -309,27 +321,44 @@ def touched_jobs(plan: Plan) -> list[str]:
 
 
 def _add(
-    wanted: DesiredJob, revision: Revision, *, now: datetime, fires: Fires, memory: CoreMemory
+    wanted: DesiredJob, revision: Revision, now: datetime, fires: Fires, memory: CoreMemory
 ) -> Change:
-    target = _target(wanted, revision.commit, revision.dirty, memory, now=now, keep=False)
+    """The add of a declared job not in the inventory: `_target(wanted, ..., keep=False)`
+    inlined, every object made by position (a cold plan makes one per declared job)."""
+    found, spec_hash, source, line = wanted.found, wanted.spec_hash, wanted.source, wanted.line
+    commit, status = revision.commit, wanted.status(now=now, triggers=memory.triggers)
+    spec = found if type(found) is JobSpec else built(found)  # wanted.spec, without its call
+    scheduler = memory.scheduler_job(found, spec_hash=spec_hash, revision=commit)
+    target = _new_target(
+        spec,
+        spec_hash,
+        wanted.essence,
+        source,
+        line,
+        status,
+        commit,
+        revision.dirty,
+        scheduler,
+        False,
+    )
+    where = f"declared in {source}:{line}, not scheduled yet"
     return _new_change(
-        action=Action.ADD,
-        job=wanted.name,
-        source=wanted.source,
-        reason=f"declared in {wanted.source}:{wanted.line}, not scheduled yet"
-        + (
-            "; completed: no future fire time, it never fires"
-            if target.status == JobStatus.COMPLETED
-            else ""
-        ),
-        after=(after := _after(wanted, target)),
-        fires_after=(
-            fires(wanted.spec, now)
-            if fires is not _no_fires and target.status == JobStatus.ACTIVE
-            else ()
-        ),
-        target=target,
-        after_key=after.key,
+        _ADD,
+        scheduler.id,  # the spec's name, as read once by scheduler_job
+        source,
+        where + "; completed: no future fire time, it never fires"
+        if status == _COMPLETED
+        else where,
+        None,
+        _new_content(wanted.essence, spec_hash, status, source),
+        (),
+        fires(spec, now) if fires is not _no_fires and status == _ACTIVE else (),
+        target,
+        None,
+        None,
+        # JobContent.key: the status as its text (an f-string formats an enum member
+        # through its __format__, ~600 instructions).
+        f"{spec_hash}|{_STATUS_TEXT[status]}|{source}",
     )
 
 
@@ -517,17 +546,18 @@ def _target(
     keep: bool,
     status: JobStatus | None = None,
 ) -> Target:
+    found, spec_hash = wanted.found, wanted.spec_hash
     return _new_target(
-        spec=wanted.spec,
-        spec_hash=wanted.spec_hash,
-        essence=wanted.essence,
-        source=wanted.source,
-        line=wanted.line,
-        status=status or wanted.status(now=now, triggers=memory.triggers),
-        revision=commit,
-        revision_dirty=dirty,
-        scheduler=memory.scheduler_job(wanted.found, spec_hash=wanted.spec_hash, revision=commit),
-        keep_next_run_time=keep,
+        found if type(found) is JobSpec else built(found),  # wanted.spec, without its call
+        spec_hash,
+        wanted.essence,
+        wanted.source,
+        wanted.line,
+        status or wanted.status(now=now, triggers=memory.triggers),
+        commit,
+        dirty,
+        memory.scheduler_job(found, spec_hash=spec_hash, revision=commit),
+        keep,
     )
 
 
@@ -569,9 +599,12 @@ def _guard(
     return None
 
 
-def _summary(changes: list[Change]) -> dict[str, int]:
-    """How many changes of each action."""
+def _summary(changes: list[Change], adds: bool = False) -> dict[str, int]:
+    """How many changes of each action; `adds`: every change is an add (a cold plan's)."""
     summary = {action.value: 0 for action in Action}  # plain str keys: orjson takes them
+    if adds:
+        summary[_ADD] = len(changes)
+        return summary
     for change in changes:
         summary[change.action] += 1
     return summary

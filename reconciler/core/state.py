@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from reconciler.core.fires import FIRE_CALLABLE, FirePayload, fire_payload
+from reconciler.core.fires import FIRE_CALLABLE, FirePayload, payload_of
 from reconciler.core.frozen import quick_init, quick_new
 from reconciler.core.triggers import (
     TriggerMemory,
@@ -28,6 +28,10 @@ from reconciler.core.vocabulary import JobStatus
 from reconciler.spec.diagnostics import Diagnostic
 from reconciler.spec.essence import essence_and_hash
 from reconciler.spec.model import JobSpec
+
+# The statuses a plan gives each job, read once: a member read from its enum class goes
+# through EnumType's __getattr__ hook (~900 instructions, Python 3.11), per job.
+_ACTIVE, _PAUSED, _COMPLETED = JobStatus.ACTIVE, JobStatus.PAUSED, JobStatus.COMPLETED
 
 
 class DerivedDict(dict[str, Any]):
@@ -202,14 +206,15 @@ class DesiredJob:
     def status(self, *, now: datetime, triggers: TriggerMemory | None = None) -> JobStatus:
         """active, paused or completed (see runtime_status)."""
         if self.found.paused:  # as runtime_status says first, without building the spec
-            return JobStatus.PAUSED
+            return _PAUSED
         if self.open_ended:
-            return JobStatus.ACTIVE
+            return _ACTIVE
         return _fire_status(transient(self.found), now=now, triggers=triggers)
 
 
 # Made per job by the loader and the plan: without a class call (core.frozen.quick_new).
-_new_desired_job = quick_new(DesiredJob)
+# Its fields by position: found, source, line, spec_hash, essence, open_ended.
+new_desired_job = _new_desired_job = quick_new(DesiredJob)
 
 
 @quick_init
@@ -424,22 +429,24 @@ def scheduler_job(
     CHANGED the job (kept in its inventory row), not the newest commit: a commit that
     leaves a job alone must not rewrite (and so re-time) its row. Determined completely
     by (spec_hash, revision), so a CoreMemory may remember it (core/memory.py)."""
+    fields = spec.__dict__  # the model's field values, read once (see fire_payload)
     if triggers is None:
         trigger = build_trigger(spec)
         fingerprint = describe_trigger(trigger)
     else:
-        trigger, fingerprint = triggers.trigger_and_fingerprint(spec)
-    payload: FirePayload = fire_payload(spec, spec_hash=spec_hash, revision=revision)
-    fields = spec.__dict__  # the model's field values, read quicker (see fire_payload)
+        trigger, fingerprint = triggers.trigger_and_fingerprint(spec, fields)
+    payload: FirePayload = payload_of(fields, spec_hash, revision)
     name = fields["name"]
+    # Made per job a plan writes: the fields by position (id, trigger, fingerprint,
+    # kwargs, misfire_grace_time, coalesce, max_instances).
     return _new_scheduler_job(
-        id=name,
-        trigger=trigger,
-        fingerprint=fingerprint,
-        kwargs={"job": name, "payload": payload},  # a fresh dict: not copied again
-        misfire_grace_time=fields["misfire_grace_seconds"],
-        coalesce=fields["coalesce"],
-        max_instances=FIRE_MAX_INSTANCES,
+        name,
+        trigger,
+        fingerprint,
+        {"job": name, "payload": payload},  # a fresh dict: not copied again
+        fields["misfire_grace_seconds"],
+        fields["coalesce"],
+        FIRE_MAX_INSTANCES,
     )
 
 
@@ -457,5 +464,5 @@ def runtime_status(
 def _fire_status(spec: JobSpec, *, now: datetime, triggers: TriggerMemory | None) -> JobStatus:
     """runtime_status of a spec neither paused nor open-ended: whether it fires again."""
     if first_fire_after(spec, now=now, memory=triggers) is None:
-        return JobStatus.COMPLETED
-    return JobStatus.ACTIVE
+        return _COMPLETED
+    return _ACTIVE

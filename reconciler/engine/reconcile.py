@@ -36,6 +36,7 @@ from reconciler.core.state import (
     DesiredState,
     RecordedSpec,
     Revision,
+    new_desired_job,
 )
 from reconciler.core.triggers import has_open_end
 from reconciler.core.vocabulary import (
@@ -313,19 +314,14 @@ def _desired_jobs(
     for outcome in loaded.healthy:
         entry = caches.desired.get(id(outcome))
         if entry is None or entry[0] is not outcome:
-            entry = (
-                outcome,
-                [
-                    (job.name, _desired(job, caches.essences, compact=caches.compact))
-                    for job in outcome.jobs
-                ],
-            )
-            changed += (name for name, _ in entry[1])
+            entry = (outcome, _file_jobs(outcome, caches))
             fresh.append(entry)
         known[id(outcome)] = entry
     pairs = chain.from_iterable(entry[1] for entry in known.values())
     if caches.loaded is None:
         return known, dict(pairs)
+    for _, jobs in fresh:
+        changed += (name for name, _ in jobs)
     gone = [entry for key, entry in caches.desired.items() if key not in known]
     for _, jobs in gone:  # a file gone, changed or quarantined: its jobs may be gone
         changed += (name for name, _ in jobs)
@@ -347,6 +343,25 @@ def _same_names(gone: list[_FileJobs], fresh: list[_FileJobs]) -> bool:
         old.source == new.source and [name for name, _ in was] == [name for name, _ in now]
         for (old, was), (new, now) in zip(gone, fresh, strict=True)
     )
+
+
+def _file_jobs(outcome: FileOutcome, caches: ReconcileCaches) -> list[tuple[str, DesiredJob]]:
+    """`[(job.name, _desired(job, ...)) for job in outcome.jobs]`, made without a call
+    per job where the loader computed a parsed spec's essence (every job of a cold
+    apply): the name read from the essence, whether it fires for ever remembered per
+    cron (TriggerMemory.open_end), no property, no keywords."""
+    essences, compact, open_end = caches.essences, caches.compact, caches.memory.triggers.open_end
+    made = []
+    for job in outcome.jobs:
+        found, known = job.found, job.essence
+        if known is None or type(found) is not JobSpec:
+            made.append((job.name, _desired(job, essences, compact=compact)))
+            continue
+        data, digest = known
+        shared = _shared_essence(data, digest, essences, compact=compact)
+        desired = new_desired_job(found, job.source, job.line, digest, shared, open_end(found))
+        made.append((data["name"], desired))
+    return made
 
 
 def _desired(job: LoadedJob, essences: EssenceCache, *, compact: bool = False) -> DesiredJob:
