@@ -210,19 +210,39 @@ def read_job_file(entry: FileEntry, *, max_bytes: int) -> bytes | Diagnostic:
         if os.path.islink(entry.path):
             return _symlink_refused(entry.label)
         return Diagnostic(entry.label, 0, 0, "FILE_UNREADABLE", _reason(error))
-    with os.fdopen(descriptor, "rb") as handle:
-        info = os.fstat(handle.fileno())
+    try:
+        info = os.fstat(descriptor)
         if not stat.S_ISREG(info.st_mode):
             return Diagnostic(entry.label, 0, 0, "FILE_UNREADABLE", "not a regular file")
         if info.st_size > max_bytes:
             return _too_large(entry.label, info.st_size, max_bytes)
         try:
-            data = handle.read(max_bytes + 1)
+            data = _read_to_end(descriptor, limit=max_bytes + 1, size=info.st_size)
         except OSError as error:
             return Diagnostic(entry.label, 0, 0, "FILE_UNREADABLE", _reason(error))
+    finally:
+        os.close(descriptor)
     if len(data) > max_bytes:
         return _too_large(entry.label, len(data), max_bytes)
     return data
+
+
+def _read_to_end(descriptor: int, *, limit: int, size: int) -> bytes:
+    """The file's bytes to its end, at most `limit`. The first read asks for the size
+    fstat gave and one byte more (a file that grew meanwhile reads on): a buffered read
+    of `limit` bytes allocated the whole limit (1 MB) for every file, which made reading
+    10,000 small files 4x slower than the reads themselves."""
+    parts: list[bytes] = []
+    total = 0
+    wanted = size + 1
+    while total < limit:
+        part = os.read(descriptor, min(wanted, limit - total))
+        if not part:
+            break
+        parts.append(part)
+        total += len(part)
+        wanted = 1 << 16
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def _too_large(label: str, size: int, max_bytes: int) -> Diagnostic:
