@@ -171,9 +171,13 @@ def _active(
 
 def mark_published(connection: Connection, ids: Collection[str], *, now: datetime) -> None:
     """Confirmed by the broker. A worker may already have moved the row on (started,
-    succeeded): its status is then left alone."""
+    succeeded): its status is then left alone. A row marked published already keeps its
+    published_at: a leader frozen between the broker's confirm and its mark marks at
+    its wake the rows the next leader's retrier published meanwhile, and the first
+    publish is the one that counts (the worker runs the slot once)."""
     if not ids:
         return
+    published_at = job_runs.c.published_at
     connection.execute(
         job_runs.update()
         .where(_member_of(connection, job_runs.c.id, ids))
@@ -182,7 +186,10 @@ def mark_published(connection: Connection, ids: Collection[str], *, now: datetim
                 (job_runs.c.status == RunStatus.SCHEDULED, RunStatus.PUBLISHED.value),
                 else_=job_runs.c.status,
             ),
-            published_at=now,
+            published_at=sa.case(
+                (published_at.is_(None), sa.bindparam(None, now, type_=published_at.type)),
+                else_=published_at,
+            ),
             publish_attempts=job_runs.c.publish_attempts + 1,
             next_attempt_at=None,
             updated_at=now,

@@ -17,6 +17,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from reconciler.dispatch.dispatcher import DB_RETRY_DELAYS
+
 from .helpers import as_utc, wait_until, write_jobs
 from .test_exactly_once import assert_every_slot_present
 
@@ -102,6 +104,7 @@ def test_a_frozen_leader_is_replaced_and_never_leads_again(make_cluster, broker)
     fired_before = {row.id for row in rows if as_utc(row.fired_at) <= frozen_at}
     assert set(twice) <= fired_before
     published_at = dict(cluster.rows("SELECT id, published_at FROM job_runs"))
+    log = first.output()
     late = [
         row
         for row in rows
@@ -110,9 +113,21 @@ def test_a_frozen_leader_is_replaced_and_never_leads_again(make_cluster, broker)
         and as_utc(published_at[row.id])
         > frozen_at + timedelta(seconds=first_fire + PUBLISH_AFTER_LEADING)
     ]
+    # Unless the freeze came inside the frozen leader's record transaction (after its
+    # INSERT, before its COMMIT: the server ended it after the idle bound, and the slots
+    # were in no ledger until the woken process recorded them again, due at once for the
+    # new leader's retrier: reconciler/dispatch/dispatcher.py's module doc). Its log says
+    # so, and those slots, fired at the freeze, are published right after the wake.
+    if "ledger write failed" in log:
+        after_wake = resumed_at + timedelta(seconds=sum(DB_RETRY_DELAYS) + PUBLISH_AFTER_LEADING)
+        late = [
+            row
+            for row in late
+            if as_utc(row.fired_at) < frozen_at - timedelta(seconds=2)
+            or as_utc(published_at[row.id]) > after_wake
+        ]
     assert not late, [(row.job_name, published_at[row.id]) for row in late]
 
-    log = first.output()
     print(
         f"\nfrozen {(resumed_at - frozen_at).total_seconds():.1f} s: new leader after "
         f"{takeover:.2f} s, its first fire after {first_fire:.2f} s; {dict(statuses)}; "

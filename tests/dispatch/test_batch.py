@@ -121,3 +121,34 @@ def test_count_active_runs_counts_what_find_active_runs_reads(engine: sa.Engine)
             found = ledger.find_active_runs(connection, jobs, since=since, now=NOW)
             counts = ledger.count_active_runs(connection, jobs, since=since, now=NOW)
             assert counts == {job: len(runs) for job, runs in found.items()}
+
+
+def test_a_second_mark_keeps_the_first_publish_time(engine: sa.Engine) -> None:
+    """A leader frozen between the broker's confirm and its mark marks its rows at its
+    wake, after the next leader's retrier published and marked them: published_at stays
+    the first publish's; a row marked for the first time gets the mark's time."""
+
+    def row(n: int) -> dict[str, object]:
+        return {
+            "id": f"mark-{n}",
+            "job_name": "job",
+            "scheduled_time": NOW + timedelta(minutes=n),
+            "status": "scheduled",
+            "task": "reconciler.tasks.noop",
+            "queue": "default",
+            "idempotency_key": f"mark-{n}",
+            "updated_at": NOW,
+        }
+
+    first, wake = NOW + timedelta(seconds=1), NOW + timedelta(seconds=11)
+    with engine.begin() as connection:
+        connection.execute(sa.insert(job_runs), [row(0), row(1)])
+        ledger.mark_published(connection, ["mark-0"], now=first)
+        ledger.mark_published(connection, ["mark-0", "mark-1"], now=wake)
+        selected = connection.execute(sa.select(job_runs.c.id, job_runs.c.published_at))
+        found = {fire_id: published_at for fire_id, published_at in selected}
+        attempts = connection.execute(
+            sa.select(job_runs.c.publish_attempts).where(job_runs.c.id == "mark-0")
+        ).scalar()
+    assert found == {"mark-0": first, "mark-1": wake}
+    assert attempts == 2

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.spec.files import FileEntry, read_job_file
 from reconciler.spec.diagnostics import Diagnostic
+from reconciler.spec.files import FileEntry, read_job_file
 
 
 def entry(path: Path) -> FileEntry:
