@@ -198,7 +198,7 @@ class DesiredJob:
         if known_essence is None:
             known_essence = essence_and_hash(built(spec))
         data, digest = known_essence
-        make = _new_desired_job if cls is DesiredJob else cls
+        make = new_desired_job if cls is DesiredJob else cls
         if isinstance(spec, RecordedSpec):
             return make(spec, source, line, digest, data, spec.open_ended)
         return make(spec, source, line, digest, data, has_open_end(spec))
@@ -214,7 +214,7 @@ class DesiredJob:
 
 # Made per job by the loader and the plan: without a class call (core.frozen.quick_new).
 # Its fields by position: found, source, line, spec_hash, essence, open_ended.
-new_desired_job = _new_desired_job = quick_new(DesiredJob)
+new_desired_job = quick_new(DesiredJob)
 
 
 @quick_init

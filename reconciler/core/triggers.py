@@ -211,9 +211,8 @@ def _build(spec: JobSpec, *, with_jitter: bool) -> BaseTrigger:
     end = spec.zoned(fields["end"]) if fields["end"] else None
     jitter = fields["jitter_seconds"] or None if with_jitter else None
     if isinstance(schedule, CronSchedule):
-        cron = schedule.__dict__["cron"]
         return WallClockCronTrigger(
-            cron=cron if isinstance(cron, str) else cron.as_mapping(),  # cron_source
+            cron=cron_source(schedule),
             timezone=timezone,
             dst=None if fields["dst"] is None else dst_policy(spec),
             start=start,

@@ -24,7 +24,7 @@ from reconciler.store.binary_copy import (
     copied_as_new,
     copy_data,
     int4_field,
-    length_word,
+    jsonb_field,
     text_field,
     timestamptz_field,
 )
@@ -208,14 +208,10 @@ def _encode_inventory(targets: Iterable[Target], now: datetime) -> bytes:
                 (
                     count,
                     text_field(spec.name),
-                    length_word(len(essence) + 1),
-                    b"\x01",  # jsonb's format version
-                    essence,
+                    jsonb_field(essence),
                     text_field(target.spec_hash),
                     routes[route],
-                    length_word(len(labels) + 1),
-                    b"\x01",
-                    labels,
+                    jsonb_field(labels),
                     places[place],
                     int4_field(target.line),
                     versions[version],
