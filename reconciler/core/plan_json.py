@@ -102,6 +102,8 @@ class _JsonText:
 
     def write(self, changes: Iterable[Change]) -> None:
         append, listed = self._pieces.append, self._listed
+        # A file's jobs share their source, most changes a reason: each written once.
+        texts: dict[str | None, str] = {None: "null"}
         opening = '    {\n      "action": '
         for change in changes:
             before, after = change.before, change.after
@@ -112,24 +114,37 @@ class _JsonText:
             else:
                 diffs = self._differ.between(before, after)
                 entries = [_entry(diff.path, diff.before, diff.after) for diff in diffs]
+            source, reason = change.source, change.reason
+            before_key, after_key = change.before_key, change.after_key
+            fires_before, fires_after = change.fires_before, change.fires_after
             append(
                 f"{opening}{_ACTIONS[change.action]},\n"
                 f'      "job": {_text(change.job)},\n'
                 f'      "renamed_from": {_text_or_null(change.renamed_from)},\n'
-                f'      "source": {_text_or_null(change.source)},\n'
-                f'      "reason": {_text(change.reason)},\n'
-                f'      "content": {{\n        "before": {_text_or_null(change.before_key)},\n'
-                f'        "after": {_text_or_null(change.after_key)}\n      }},\n'
-                f'      "diffs": {_ENTRIES_OPEN if entries else "[]"}'
+                f'      "source": {texts.get(source) or _remembered(texts, source)},\n'
+                f'      "reason": {texts.get(reason) or _remembered(texts, reason)},\n'
+                '      "content": {\n        "before": '
+                f"{'null' if before_key is None else _text(before_key)},\n"
+                f'        "after": {"null" if after_key is None else _text(after_key)}\n'
+                '      },\n      "diffs": '
             )
             if entries:
+                append(_ENTRIES_OPEN)
                 append(",\n".join(entries))
             append(
-                f"{_ENTRIES_CLOSE if entries else ''},\n"
-                f'      "next_fires_before": {listed(change.fires_before)},\n'
-                f'      "next_fires_after": {listed(change.fires_after)}\n    }}'
+                f"{_ENTRIES_CLOSE if entries else '[]'},\n"
+                '      "next_fires_before": '
+                f"{listed(fires_before) if fires_before else '[]'},\n"
+                '      "next_fires_after": '
+                f"{listed(fires_after) if fires_after else '[]'}\n    }}"
             )
             opening = ',\n    {\n      "action": '
+
+
+def _remembered(texts: dict[str | None, str], text: str | None) -> str:
+    """`text` as JSON, remembered in `texts`."""
+    shown = texts[text] = _text_or_null(text)
+    return shown
 
 
 def _fire_list(moments: tuple[datetime, ...]) -> str:
@@ -161,7 +176,11 @@ def _entry(path: str, before: Any, after: Any) -> str:
 def _added_entry(path: str) -> Callable[[Any], str]:
     """Per path, `_entry(path, None, value)` of a value, the path written once."""
     opening = f'        {{\n          "path": {_text(path)},\n          "before": null,\n'
-    return lambda value: f'{opening}          "after": {_value(value)}\n        }}'
+    # A str (most values) without `_value`'s call.
+    return lambda value: (
+        f'{opening}          "after": {_text(value) if type(value) is str else _value(value)}'
+        "\n        }"
+    )
 
 
 def _removed_entry(path: str) -> Callable[[Any], str]:

@@ -203,10 +203,12 @@ def render_markdown(plan: Plan) -> str:
         if len(plan.changes) >= SUMMARY_FROM:
             lines += _summary_markdown(plan.changes)
         lines += ["| action | job | source | reason |", "| --- | --- | --- | --- |"]
+        # Per action, its cell and the row's opening (an enum member formats slowly).
+        openings = {action: f"| {action.symbol} {action} | `" for action in Action}
         for change in plan.changes:
             renamed = f" (was `{change.renamed_from}`)" if change.renamed_from else ""
             lines.append(
-                f"| {change.action.symbol} {change.action} | `{change.job}`{renamed} "
+                f"{openings[change.action]}{change.job}`{renamed} "
                 f"| `{change.source or ''}` | {_escape(change.reason)} |"
             )
         lines += ["", "<details><summary>Field changes and next fire times</summary>", ""]
@@ -242,10 +244,11 @@ def _markdown_diff(plan: Plan) -> list[str]:
     added = FieldViews(differ, _shown_unless_default("+   "))
     removed = FieldViews(differ, _shown_unless_default("-   "))
     moments = FireTimes(_joined)
+    # Per action, what opens its line: the diff's sign (an update's "!") and the action.
+    openings = {action: f"{_DIFF_SIGNS.get(action, '!')} {action} " for action in Action}
     lines: list[str] = []
     for change in plan.changes:
-        sign = {Action.ADD: "+", Action.REMOVE: "-"}.get(change.action, "!")
-        lines.append(f"{sign} {change.action} {change.job}")
+        lines.append(openings[change.action] + change.job)
         if change.before is None and change.after is not None:
             lines += added(change.after.essence)
         elif change.after is None and change.before is not None:
@@ -259,6 +262,9 @@ def _markdown_diff(plan: Plan) -> list[str]:
         if change.fires_after:
             lines.append("    next fires: " + moments(change.fires_after))
     return lines
+
+
+_DIFF_SIGNS = {Action.ADD: "+", Action.REMOVE: "-"}
 
 
 class FireTimes:
