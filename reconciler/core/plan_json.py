@@ -96,27 +96,21 @@ class _JsonText:
     def __init__(self, pieces: list[str]) -> None:
         self._pieces = pieces
         differ = self._differ = FieldDiffer()
-        self._added = FieldViews(differ, _added_entry)
-        self._removed = FieldViews(differ, _removed_entry)
+        # Each entry ends with the entries' separator (the last one's is cut off): the
+        # entries go into the pieces as they are, not joined per change first.
+        self._added = FieldViews(differ, _added_entry).into
+        self._removed = FieldViews(differ, _removed_entry).into
         self._listed = FireTimes(_fire_list)
 
     def write(self, changes: Iterable[Change]) -> None:
-        append, listed = self._pieces.append, self._listed
+        pieces, listed = self._pieces, self._listed
+        append = pieces.append
         # A file's jobs share their source, most changes a reason: each written once.
         texts: dict[str | None, str] = {None: "null"}
         opening = '    {\n      "action": '
         for change in changes:
-            before, after = change.before, change.after
-            if before is None and after is not None:
-                entries = self._added(after.essence)
-            elif after is None and before is not None:
-                entries = self._removed(before.essence)
-            else:
-                diffs = self._differ.between(before, after)
-                entries = [_entry(diff.path, diff.before, diff.after) for diff in diffs]
             source, reason = change.source, change.reason
             before_key, after_key = change.before_key, change.after_key
-            fires_before, fires_after = change.fires_before, change.fires_after
             append(
                 f"{opening}{_ACTIONS[change.action]},\n"
                 f'      "job": {_text(change.job)},\n'
@@ -128,11 +122,24 @@ class _JsonText:
                 f'        "after": {"null" if after_key is None else _text(after_key)}\n'
                 '      },\n      "diffs": '
             )
-            if entries:
-                append(_ENTRIES_OPEN)
-                append(",\n".join(entries))
+            append(_ENTRIES_OPEN)
+            first = len(pieces)
+            before, after = change.before, change.after
+            if before is None and after is not None:
+                self._added(after.essence, pieces)
+            elif after is None and before is not None:
+                self._removed(before.essence, pieces)
+            else:
+                diffs = self._differ.between(before, after)
+                pieces += [_entry(diff.path, diff.before, diff.after) for diff in diffs]
+            if len(pieces) > first:
+                pieces[-1] = pieces[-1][: -len(_SEPARATOR)]
+                closing = _ENTRIES_CLOSE
+            else:
+                pieces[-1], closing = "[]", ""
+            fires_before, fires_after = change.fires_before, change.fires_after
             append(
-                f"{_ENTRIES_CLOSE if entries else '[]'},\n"
+                f"{closing},\n"
                 '      "next_fires_before": '
                 f"{listed(fires_before) if fires_before else '[]'},\n"
                 '      "next_fires_after": '
@@ -154,7 +161,7 @@ def _fire_list(moments: tuple[datetime, ...]) -> str:
     return f"[\n{items}\n      ]"
 
 
-_ENTRIES_OPEN, _ENTRIES_CLOSE = "[\n", "\n      ]"
+_ENTRIES_OPEN, _SEPARATOR, _ENTRIES_CLOSE = "[\n", ",\n", "\n      ]"
 # json's own encoder of a string (ensure_ascii), in C.
 _text: Callable[[str], str] = json.encoder.encode_basestring_ascii
 _ACTIONS = {action: _text(action) for action in Action}
@@ -165,11 +172,12 @@ def _text_or_null(text: str | None) -> str:
 
 
 def _entry(path: str, before: Any, after: Any) -> str:
-    """A field entry of a change's "diffs", indented as its item there."""
+    """A field entry of a change's "diffs", indented as its item there, and the
+    entries' separator."""
     return (
         f'        {{\n          "path": {_text(path)},\n'
         f'          "before": {_value(before)},\n'
-        f'          "after": {_value(after)}\n        }}'
+        f'          "after": {_value(after)}\n        }},\n'
     )
 
 
@@ -179,14 +187,14 @@ def _added_entry(path: str) -> Callable[[Any], str]:
     # A str (most values) without `_value`'s call.
     return lambda value: (
         f'{opening}          "after": {_text(value) if type(value) is str else _value(value)}'
-        "\n        }"
+        "\n        },\n"
     )
 
 
 def _removed_entry(path: str) -> Callable[[Any], str]:
     """Per path, `_entry(path, value, None)` of a value, the path written once."""
     opening = f'        {{\n          "path": {_text(path)},\n          "before": '
-    return lambda value: f'{opening}{_value(value)},\n          "after": null\n        }}'
+    return lambda value: f'{opening}{_value(value)},\n          "after": null\n        }},\n'
 
 
 def _value(value: Any) -> str:
