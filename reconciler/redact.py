@@ -66,6 +66,10 @@ _URL_USERINFO = re.compile(
 _AUTH_SCHEME = re.compile(
     r"\b(?P<scheme>Bearer|Basic|Token)(?P<gap>\s+)[A-Za-z0-9._~+/=-]{6,}", re.I
 )
+# No text shorter than this matches _AUTH_SCHEME (`Basic`, a space, six characters;
+# a test holds the two together).
+SHORTEST_AUTH_HEADER = 12
+_AUTH_SCHEME_NAME = re.compile("bearer|basic|token", re.IGNORECASE)
 _TOKEN_SHAPES = re.compile(
     r"\b(?:"
     r"gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|glpat-[A-Za-z0-9_-]{20,}"
@@ -88,63 +92,72 @@ _PAIR = re.compile(
 
 def mask_text(text: str) -> str:
     """`text` with every secret found by its shape replaced by REDACTED (see above)."""
-    if not text or not _ANY_HINT.search(text):
-        return text  # the common case, cheaply: nothing that could start a secret
-    if len(text) < SHORTEST_TOKEN and "%" not in text and not _needs_every_shape(text):
-        return text  # a short name like `job-1`: no token fits, no other shape is there
-    if "%" not in text and not _needs_every_shape(text):
-        return _TOKEN_SHAPES.sub(REDACTED, text)  # a name like `job-1`: tokens alone
     masked = _mask_plain(text)
-    if "%" in text:
-        # Percent-encoded (a query string in an access log): if decoding reveals a
-        # secret, the decoded text is shown masked.
+    if "%" in masked or "+" in masked:  # else decoding changes nothing
+        # Percent-encoded (a query string in an access log, where `+` is a space): if
+        # decoding reveals a secret, the decoded text is shown masked.
         decoded = unquote_plus(masked)
-        if _mask_plain(decoded) != decoded:
-            return _mask_plain(decoded)
+        if decoded != masked and (revealed := _mask_plain(decoded)) != decoded:
+            return revealed
     return masked
 
 
 def _mask_plain(text: str) -> str:
-    text = _URL_USERINFO.sub(_mask_userinfo, text)
-    text = _AUTH_SCHEME.sub(lambda m: f"{m['scheme']}{m['gap']}{REDACTED}", text)
-    text = _TOKEN_SHAPES.sub(REDACTED, text)
-    return _mask_pairs(text)
+    """Every shape masked in `text`. A shape is looked for only in text that holds what
+    each match of it needs (tests/unit/test_mask_text.py holds this to looking for every
+    shape in any text): a job's name, description or cron then costs a few `in` tests
+    and no regex."""
+    if "@" in text:  # a URL's user part ends at `@`
+        text = _URL_USERINFO.sub(_mask_userinfo, text)
+    if len(text) >= SHORTEST_AUTH_HEADER:  # <= SHORTEST_TOKEN (a test holds them)
+        if _may_name_auth_scheme(text):
+            text = _AUTH_SCHEME.sub(_mask_auth_header, text)
+        if len(text) >= SHORTEST_TOKEN and _may_hold_token(text):
+            text = _TOKEN_SHAPES.sub(REDACTED, text)
+    if (":" in text or "=" in text) and _may_name_secret_key(text):
+        text = _mask_pairs(text)
+    return text
 
 
-# Every secret shape above contains one of these; text without any is returned as is.
-_HINTS = (
-    "@",
-    "=",
-    ":",
-    "_",
-    "-",
-    "%",
-    "Bearer",
-    "bearer",
-    "Basic",
-    "Token",
-    "AKIA",
-    "ASIA",
-    "AIza",
-)
+def _may_name_auth_scheme(text: str) -> bool:
+    """Whether `text` may hold an authorization header: `Bearer`, `Basic` or `Token` in
+    any case and whitespace. ASCII text is searched by `in` and str methods, cheaper
+    than any regex; other text by a case-blind regex, which takes `ſ` for `s`, `ı` and
+    `İ` for `i` and the Kelvin sign for `k`, as _AUTH_SCHEME does."""
+    if not text.isascii():
+        return _AUTH_SCHEME_NAME.search(text) is not None
+    if " " not in text and text.isprintable():
+        return False  # no whitespace: in ASCII, the other kinds are unprintable
+    lowered = text.lower()
+    return "bearer" in lowered or "basic" in lowered or "token" in lowered
 
 
-_ANY_HINT = re.compile("|".join(map(re.escape, _HINTS)))
-_OTHER_SHAPES_HINT = re.compile("[@:=]|bearer|basic|token", re.IGNORECASE)
+def _may_hold_token(text: str) -> bool:
+    # Each of _TOKEN_SHAPES holds `_` or `-`, or starts with `AKIA`, `ASIA` or `AIza`
+    # (AWS and Google keys) or `eyJ` (a JWT: its base64url parts may hold neither);
+    # a test holds every match of the regex to these.
+    return (
+        "_" in text
+        or "-" in text
+        or "AKIA" in text
+        or "ASIA" in text
+        or "AIza" in text
+        or "eyJ" in text
+    )
 
 
-def _needs_every_shape(text: str) -> bool:
-    """Whether any shape but a bare token could be in `text`: a URL's user part and a
-    `key=value` pair need `@`, `:` or `=`, an authorization header its scheme's name
-    (in any case). ASCII text is searched by `in` (a third of the regex's instructions
-    on a job name); other text by the regex, whose case-blind match also takes `ſ` for
-    `s`, `ı` for `i` and the Kelvin sign for `k`."""
-    if text.isascii():
-        if "@" in text or ":" in text or "=" in text:
-            return True
-        lowered = text.lower()
-        return "bearer" in lowered or "basic" in lowered or "token" in lowered
-    return _OTHER_SHAPES_HINT.search(text) is not None
+# A pair is masked only when its key looks secret (looks_secret): one of the key's
+# words, lowercased, is a secret word or `key`, so the lowercased text holds that word
+# (lowercased in either, the Kelvin sign in `\u212aey` is a `k`).
+_SECRET_KEY_WORD = re.compile("|".join(sorted(SECRET_WORDS | {"key"})))
+
+
+def _may_name_secret_key(text: str) -> bool:
+    return _SECRET_KEY_WORD.search(text.lower()) is not None
+
+
+def _mask_auth_header(match: re.Match[str]) -> str:
+    return f"{match['scheme']}{match['gap']}{REDACTED}"
 
 
 def _mask_userinfo(match: re.Match[str]) -> str:

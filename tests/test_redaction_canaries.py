@@ -23,7 +23,9 @@ PASSWORD = "CanaryPw7731"
 DSN_PASSWORD = "CanaryDsn5520"
 BEARER = "CanaryBearer9182xyz"
 GITHUB = "ghp_" + "Canary" * 6  # 36 characters after the prefix
-CANARIES = (PASSWORD, DSN_PASSWORD, BEARER, GITHUB)
+# A JWT whose base64url parts hold neither `_` nor `-` ({"Canary":"Jwt"}).
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJDYW5hcnkiOiJKd3QifQ.Q2FuYXJ5Snd0U2lnbmF0dXJl"
+CANARIES = (PASSWORD, DSN_PASSWORD, BEARER, GITHUB, JWT)
 JOB = f"""\
 name: canary-job
 task: reconciler.tasks.example_task
@@ -33,6 +35,8 @@ kwargs:
     url: https://deploy:{PASSWORD}@git.example.com/repo.git
     conn: host=db user=app password={DSN_PASSWORD}
     header: Bearer {BEARER}
+    shouted: BEARER {BEARER}
+    jwt_seen: {JWT}
     clone: https://{GITHUB}@github.com/org/repo
     plain: postgresql://reporting@db/analytics
 """
@@ -49,6 +53,9 @@ kwargs:
         (f"key {GITHUB} here", "key *** here"),
         ("aws AKIAABCDEFGHIJKLMNOP", "aws ***"),
         ("xoxb-1234567890-abcdefghij", "***"),
+        (f"jwt {JWT} sent", "jwt *** sent"),
+        ("HEADER WAS BEARER abcdef123456", "HEADER WAS BEARER ***"),
+        ("was BEARER abc.def-123, TOKEN abcdef123456", "was BEARER ***, TOKEN ***"),
         ("http://127.0.0.1:8000/health/live", "http://127.0.0.1:8000/health/live"),
         ("*/5 * * * *", "*/5 * * * *"),
         # A secret pair inside a harmless pair's value (matches of one regex never
