@@ -7,9 +7,12 @@ by a word such as `api` or `private` (`api_key`, `privateKey`); its whole value 
 By value (`mask_text`, applied to every string `redact` walks, whatever its key): the
 password of a URL (`postgresql://app:***@db/x`, `https://user:***@host/`), a URL whose
 user part is itself a token (`https://***@github.com/...`), `password=...`-style pairs
-of DSNs and headers (`host=db password=***`), `Bearer ***` / `Basic ***`, and common
-token shapes (GitHub, GitLab, Slack, AWS access keys, Stripe/OpenAI-style `sk-` keys,
-Google API keys, JWTs). Masking keeps the text around a secret, so a message stays useful.
+of DSNs and headers (`host=db password=***`), `Bearer ***` / `Basic ***` (the scheme in
+any case), a Slack webhook's path (`https://hooks.slack.com/services/***`), and common
+token shapes (GitHub, GitLab's token prefixes, Slack, AWS access keys, Stripe/OpenAI-style
+`sk-` keys, Google API keys, JWTs). Masking keeps the text around a secret, so a message
+stays useful. Yelp's detect-secrets checks these shapes from outside
+(tests/unit/test_redaction_oracle.py).
 """
 
 from __future__ import annotations
@@ -72,12 +75,20 @@ SHORTEST_AUTH_HEADER = 12
 _AUTH_SCHEME_NAME = re.compile("bearer|basic|token", re.IGNORECASE)
 _TOKEN_SHAPES = re.compile(
     r"\b(?:"
-    r"gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|glpat-[A-Za-z0-9_-]{20,}"
-    r"|xox[abposr]-[A-Za-z0-9-]{10,}|(?:AKIA|ASIA)[0-9A-Z]{16}"
+    r"gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}"
+    # GitLab's token prefixes: personal, deploy, feed, SCIM, runner, CI build, incoming
+    # mail, pipeline trigger, OAuth application, agent.
+    r"|gl(?:pat|dt|ft|soat|rt|cbt|imt|ptt|oas|agent)-[A-Za-z0-9_-]{20,}"
+    # AWS access keys: long-term (AKIA), temporary (ASIA), bearer (ABIA), context (ACCA).
+    r"|xox[abposr]-[A-Za-z0-9-]{10,}|(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}"
     r"|(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}|sk-[A-Za-z0-9_-]{20,}"
     r"|AIza[0-9A-Za-z_-]{35}"
     r"|eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"
     r")"
+)
+# A Slack incoming webhook: its path is the secret (whoever has it posts to the channel).
+_SLACK_WEBHOOK = re.compile(
+    r"(?P<url>https://hooks\.slack\.com/services/)T[A-Za-z0-9_]+/B[A-Za-z0-9_]+/[A-Za-z0-9_]+"
 )
 # No text shorter than this matches _TOKEN_SHAPES (`xox?-` and ten characters; a test
 # holds the two together).
@@ -114,6 +125,8 @@ def _mask_plain(text: str) -> str:
             text = _AUTH_SCHEME.sub(_mask_auth_header, text)
         if len(text) >= SHORTEST_TOKEN and _may_hold_token(text):
             text = _TOKEN_SHAPES.sub(REDACTED, text)
+        if "hooks.slack.com" in text:
+            text = _SLACK_WEBHOOK.sub(_mask_webhook, text)
     if (":" in text or "=" in text) and _may_name_secret_key(text):
         text = _mask_pairs(text)
     return text
@@ -133,16 +146,18 @@ def _may_name_auth_scheme(text: str) -> bool:
 
 
 def _may_hold_token(text: str) -> bool:
-    # Each of _TOKEN_SHAPES holds `_` or `-`, or starts with `AKIA`, `ASIA` or `AIza`
-    # (AWS and Google keys) or `eyJ` (a JWT: its base64url parts may hold neither);
-    # a test holds every match of the regex to these.
+    # Each of _TOKEN_SHAPES holds `_` or `-`, or starts with `AKIA`, `ASIA`, `ABIA`,
+    # `ACCA` or `AIza` (AWS and Google keys) or `eyJ` (a JWT: its base64url parts may
+    # hold neither); a test holds every match of the regex to these.
     return (
         "_" in text
         or "-" in text
+        or "eyJ" in text
         or "AKIA" in text
         or "ASIA" in text
+        or "ABIA" in text
+        or "ACCA" in text
         or "AIza" in text
-        or "eyJ" in text
     )
 
 
@@ -154,6 +169,10 @@ _SECRET_KEY_WORD = re.compile("|".join(sorted(SECRET_WORDS | {"key"})))
 
 def _may_name_secret_key(text: str) -> bool:
     return _SECRET_KEY_WORD.search(text.lower()) is not None
+
+
+def _mask_webhook(match: re.Match[str]) -> str:
+    return f"{match['url']}{REDACTED}"
 
 
 def _mask_auth_header(match: re.Match[str]) -> str:

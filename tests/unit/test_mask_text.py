@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from reconciler.redact import (
     _AUTH_SCHEME,
     _AUTH_SCHEME_NAME,
+    _SLACK_WEBHOOK,
     _TOKEN_SHAPES,
     _URL_USERINFO,
     REDACTED,
@@ -21,6 +22,7 @@ from reconciler.redact import (
     _mask_auth_header,
     _mask_pairs,
     _mask_userinfo,
+    _mask_webhook,
     _may_hold_token,
     _may_name_auth_scheme,
     mask_text,
@@ -44,6 +46,7 @@ def _every_plain_shape(text: str) -> str:
     text = _URL_USERINFO.sub(_mask_userinfo, text)
     text = _AUTH_SCHEME.sub(_mask_auth_header, text)
     text = _TOKEN_SHAPES.sub(REDACTED, text)
+    text = _SLACK_WEBHOOK.sub(_mask_webhook, text)
     return _mask_pairs(text)
 
 
