@@ -11,6 +11,7 @@ type error of such a value into YAML_COERCION, which says to quote it.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -26,6 +27,7 @@ from pydantic import (
     StrictStr,
     Tag,
     ValidatorFunctionWrapHandler,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -47,8 +49,43 @@ FORBIDDEN_OPTIONS = frozenset(
 )
 
 Seconds = Annotated[StrictInt, Field(ge=0, le=31_536_000)]
+# The texts of a time the loader takes, for the JSON Schema (an editor reads YAML 1.2, so
+# an unquoted time is text to it): pydantic's (`T`, `t`, `_` or a space; minutes or
+# seconds, a fraction after `.` or `,`; `Z` or an offset with or without its colon) and
+# YAML 1.1's timestamps, which the loader reads unquoted (one-digit month, day and hour,
+# spaces before the offset). Not "format": "date-time": RFC 3339 refuses a naive time,
+# the README's own `at: 2030-12-31T23:00:00`. Ranges (month 13, 30 February) are left to
+# the loader.
+TIME_PATTERN = (
+    r"^[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}"
+    r"(([Tt_]|[ \t]+)[0-9]{1,2}:[0-9]{2}(:[0-9]{2}([.,][0-9]*)?)?"
+    r"([ \t]*([Zz]|[-+][0-9]{1,2}(:?[0-9]{2})?))?)?$"
+    r"|^[-+]?[0-9]+(\.[0-9]*)?$"
+)
 # YAML gives a datetime for an unquoted timestamp and a string for a quoted one: take both.
-Moment = Annotated[datetime, Field(strict=False)]
+# pydantic's lax datetime also reads a number (or a text of digits) as Unix seconds, so
+# the schema says so too: an editor must not flag what the loader runs.
+MOMENT_SCHEMA: dict[str, Any] = {
+    "anyOf": [{"type": "string", "pattern": TIME_PATTERN}, {"type": "number"}],
+    "description": "A date and time (RFC 3339 or a YAML timestamp); without an offset, in "
+    "the job's timezone. A number is Unix seconds.",
+}
+Moment = Annotated[datetime, Field(strict=False), WithJsonSchema(MOMENT_SCHEMA)]
+# The placeholders an idempotency key may hold, as the schema's pattern: what
+# `JobSpec._known_placeholders` refuses is a `{...}` naming another one (a `{` never closed
+# is text).
+IDEMPOTENCY_PATTERN = r"^([^{]|\{(job|scheduled_time|date)\})*(\{[^}]*)?$"
+
+
+def needs_one_field(value: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+    """A model's `json_schema_extra` saying "one field at least is there and matches
+    `value`": a model validator's rule, as far as an editor can check it too."""
+
+    def add(schema: dict[str, Any]) -> None:
+        fields = schema["properties"]
+        schema["anyOf"] = [{"required": [name], "properties": {name: value}} for name in fields]
+
+    return add
 
 
 class _Frozen(BaseModel):
@@ -57,6 +94,9 @@ class _Frozen(BaseModel):
 
 class CronFieldMap(_Frozen):
     """The seed's cron field map, e.g. `{second: "*/30"}`; omitted fields are `*` or 0."""
+
+    # compile_cron refuses a map without a field (null is no field).
+    model_config = ConfigDict(json_schema_extra=needs_one_field({"not": {"type": "null"}}))
 
     year: StrictStr | StrictInt | None = None
     month: StrictStr | StrictInt | None = None
@@ -112,6 +152,9 @@ class DstPolicySpec(_Frozen):
 
 
 class Interval(_Frozen):
+    # `_positive`, as far as the schema can say it: one unit at least 1.
+    model_config = ConfigDict(json_schema_extra=needs_one_field({"minimum": 1}))
+
     weeks: Seconds = 0
     days: Seconds = 0
     hours: Seconds = 0
@@ -187,6 +230,14 @@ Schedule = Annotated[
 class JobSpec(_Frozen):
     """One job, as written in a `jobs.d/**/*.yaml` document."""
 
+    # `_consistent`'s first rule, for editors: a `dst` policy needs a cron schedule.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"dst": {"type": "object"}}, "required": ["dst"]},
+            "then": {"properties": {"schedule": {"required": ["cron"]}}},
+        }
+    )
+
     name: Annotated[StrictStr, Field(pattern=NAME_PATTERN, description="Stable identity")]
     previous_names: list[Annotated[StrictStr, Field(pattern=NAME_PATTERN)]] = Field(
         default_factory=list,
@@ -216,7 +267,10 @@ class JobSpec(_Frozen):
     retry_delay_seconds: Seconds = 10
     time_limit_seconds: Annotated[StrictInt, Field(ge=1, le=86_400)] | None = None
     expires_seconds: Annotated[StrictInt, Field(ge=1, le=31_536_000)] | None = None
-    idempotency_key: StrictStr | None = Field(
+    idempotency_key: (
+        Annotated[StrictStr, WithJsonSchema({"type": "string", "pattern": IDEMPOTENCY_PATTERN})]
+        | None
+    ) = Field(
         default=None,
         description="Template over {job}, {scheduled_time}, {date}; default: one key per fire",
     )
