@@ -105,3 +105,32 @@ def test_the_read_commands_find_the_database_where_the_settings_do(
         database_url_from_env(environ, override=flag)
         == load_settings(database_url=flag).database_url
     )
+
+
+def test_a_hostile_file_name_reaches_no_terminal_raw(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A job file (and a folder) named with an OSC title sequence, an SGR colour, BEL,
+    a bidi override and C1's CSI: `plan` (text and Markdown) and `validate` print them
+    escaped (`\\u001b`), as they print a YAML value's escapes."""
+    import re
+
+    jobs = tmp_path / "jobs"
+    folder = jobs / "t\x1b]0;pwn\x07"
+    folder.mkdir(parents=True)
+    (folder / "ok\x1b[31m\u202e.yaml").write_text(
+        "name: ok\ntask: reconciler.tasks.example_task\n"
+        "schedule: {cron: '*/5 * * * *'}\ndescription: \"\\e[2J\\u202e\"\n"
+    )
+    (jobs / "bad\x1b[2J\x9b.yaml").write_text("name: bad\ntask: x\n")
+    common = ["--jobs-dir", str(jobs), "--database-url", f"sqlite:///{tmp_path / 's.db'}"]
+    control = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+    for argv in (["plan", "--allow-invalid"], ["plan", "--allow-invalid", "--format", "markdown"]):
+        assert main([*common, *argv]) == 2
+        out = capsys.readouterr().out
+        assert not control.search(out)
+        assert "t\\u001b]0;pwn\\u0007/ok\\u001b[31m\\u202e.yaml" in out
+        assert "bad\\u001b[2J\\u009b.yaml:1:1: MISSING_FIELD" in out
+    assert main([*common, "validate"]) == 1
+    out = capsys.readouterr().out
+    assert not control.search(out) and "bad\\u001b[2J\\u009b.yaml:1:1" in out

@@ -91,9 +91,10 @@ def _text(document: dict[str, Any], paint: Any) -> str:
 
     from reconciler.core.moments import jsonable, rfc3339
     from reconciler.core.readout import STATE_COLOURS, runs_text
+    from reconciler.printable import printable
 
     schedule = document["schedule"] or {}
-    labels = ", ".join(f"{k}={v}" for k, v in sorted(document["labels"].items()))
+    labels = ", ".join(printable(f"{k}={v}") for k, v in sorted(document["labels"].items()))
     revision = (document["revision"] or "-") + (" (dirty)" if document["revision_dirty"] else "")
     state = document["state"]
     lines = [
@@ -104,7 +105,7 @@ def _text(document: dict[str, Any], paint: Any) -> str:
         f"Schedule:    {schedule.get('kind', '?')} {schedule.get('value', '?')} "
         f"({schedule.get('timezone', '?')})",
         f"Labels:      {labels or '-'}",
-        f"Source:      {document['source_file']}:{document['source_line']}",
+        f"Source:      {printable(document['source_file'])}:{document['source_line']}",
         f"Revision:    {revision}",
         f"Added:       {rfc3339(document['created_at'])}",
         f"Updated:     {rfc3339(document['updated_at'])}",
@@ -116,11 +117,12 @@ def _text(document: dict[str, Any], paint: Any) -> str:
     if quarantine is None:
         lines.append("Quarantine:  none")
     else:
-        lines.append(f"Quarantine:  {quarantine['path']} since {rfc3339(quarantine['since'])}")
+        since = rfc3339(quarantine["since"])
+        lines.append(f"Quarantine:  {printable(quarantine['path'])} since {since}")
         for diagnostic in quarantine["diagnostics"]:
             lines.append(
-                f"  {diagnostic['path']}:{diagnostic['line']}:{diagnostic['column']}: "
-                f"{diagnostic['code']} {diagnostic['message']}"
+                f"  {printable(diagnostic['path'])}:{diagnostic['line']}:{diagnostic['column']}: "
+                f"{diagnostic['code']} {printable(diagnostic['message'])}"
             )
     drift = document["drift"]
     lines.append(
@@ -136,5 +138,5 @@ def _text(document: dict[str, Any], paint: Any) -> str:
         ]
     lines.append(f"Events ({len(document['events'])}):")
     for event in reversed(document["events"]):
-        lines.append(f"  {rfc3339(event['at'])}  {event['detail']}")
+        lines.append(f"  {rfc3339(event['at'])}  {printable(event['detail'])}")
     return "\n".join(lines)

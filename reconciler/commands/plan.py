@@ -119,6 +119,7 @@ def _warn_past_one_offs(plan: Plan) -> None:
     (stdout stays the plan document, whatever the format)."""
     from datetime import UTC, datetime
 
+    from reconciler.printable import printable
     from reconciler.spec.checks import past_one_off
 
     now = datetime.now(UTC)
@@ -127,5 +128,5 @@ def _warn_past_one_offs(plan: Plan) -> None:
             continue
         why = past_one_off(change.target.spec, now=now)
         if why is not None:
-            where = f"{change.target.source}:{change.target.line}"
+            where = f"{printable(change.target.source)}:{change.target.line}"
             print(f"warning: {where}: AT_IN_PAST {change.job}: {why}", file=sys.stderr)

@@ -73,14 +73,11 @@ def render_json(result: LoadResult, warnings: tuple[Diagnostic, ...] = ()) -> st
 def render_markdown(result: LoadResult, warnings: tuple[Diagnostic, ...] = ()) -> str:
     """A heading with the verdict and, when invalid, a table of the diagnostics."""
     counts = f"{_plural(result.files, 'file')}, {_plural(len(result.jobs), 'job')}"
-    warned = "".join(
-        f"\n\n> warning `{w.path}:{w.line}:{w.column}` `{w.code}` {_cell(w.message)}"
-        for w in warnings
-    )
+    warned = "".join(f"\n\n> warning {_where(w)} `{w.code}` {_cell(w.message)}" for w in warnings)
     if result.valid:
         return f"### Job files: valid\n\n{counts}.{warned}"
     rows = [
-        f"| `{d.path}:{d.line}:{d.column}` | `{d.code}` | {_cell(d.message)} |"
+        f"| {_where(d, in_table=True)} | `{d.code}` | {_cell(d.message)} |"
         for d in result.diagnostics
     ]
     table = "\n".join(["| where | code | problem |", "| --- | --- | --- |", *rows])
@@ -88,8 +85,20 @@ def render_markdown(result: LoadResult, warnings: tuple[Diagnostic, ...] = ()) -
     return f"### Job files: invalid\n\n{counts}; {bad} quarantined.\n\n{table}{warned}"
 
 
+def _where(diagnostic: Diagnostic, *, in_table: bool = False) -> str:
+    """`path:line:col` as code, the path as written (`printable`, whatever it holds)."""
+    from reconciler.core.markdown_text import code_span
+    from reconciler.printable import printable
+
+    where = f"{printable(diagnostic.path)}:{diagnostic.line}:{diagnostic.column}"
+    return code_span(where, in_table=in_table)
+
+
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """A message as Markdown text (it may quote the file: a key, a value)."""
+    from reconciler.core.markdown_text import inline_text
+
+    return inline_text(text.replace("\n", " "))
 
 
 def _plural(count: int, noun: str) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 from reconciler.core.moments import rfc3339
 from reconciler.core.status import DRIFT_DETAILS, JobView, StatusView
 from reconciler.core.vocabulary import Fate, JobState, Role, RunStatus
+from reconciler.printable import printable
 
 Paint = Callable[[str, str], str]
 NONE = "-"
@@ -165,8 +166,8 @@ def jobs_text(views: Sequence[JobView], *, wide: bool, paint: Paint = plain) -> 
             cells += [
                 row.task,
                 row.queue,
-                labels or NONE,
-                row.source_file,
+                printable(labels) or NONE,
+                printable(row.source_file),
                 (row.revision or NONE)[:12],
             ]
         rows.append(cells)

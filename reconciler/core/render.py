@@ -8,6 +8,11 @@ folder and action; every change follows, as in a small plan.
 Each renderer writes 10,000 changes in a fraction of a second (bench/bench_render.py):
 one FieldDiffer per call remembers the paths and strings that repeat across jobs, field
 defaults are read from the model once, and the JSON text is written by orjson.
+
+Paths, field keys and values, reasons and row ids come from outside: text and
+Markdown show them as `reconciler.printable` does (no control or bidi character
+reaches a terminal), and Markdown keeps each in its cell, list item or fence as text
+(`reconciler.core.markdown_text`; tests/unit/core/test_markdown_oracle.py parses it).
 """
 
 from __future__ import annotations
@@ -20,8 +25,10 @@ from operator import attrgetter
 from typing import Any
 
 from reconciler.core.diff import FieldDiffer, FieldViews
+from reconciler.core.markdown_text import code_span, fence_for, inline_text
 from reconciler.core.plan import ACTIONS, Change, Plan
 from reconciler.core.vocabulary import Action
+from reconciler.printable import printable, printable_json
 from reconciler.spec.model import JobSpec
 
 # From this many changes on, text and Markdown open with a summary by folder and action.
@@ -72,6 +79,8 @@ class _TextChanges:
         self._differ = FieldDiffer()
         self._add = FieldViews(self._differ, _shown_unless_default("      ")).into
         self._moments = FireTimes(_joined)
+        # Per file, its path as shown (a file holds several jobs).
+        self._sources: dict[str, str] = {}
 
     def write(self, change: Change, lines: list[str]) -> None:
         action = change.action
@@ -80,14 +89,17 @@ class _TextChanges:
         if change.renamed_from:
             head += f" (was {change.renamed_from})"
         if change.source:
-            head = f"{head}  ({change.source})"
-        lines += ("", head, f"      # {change.reason}")
+            source = self._sources.get(change.source)
+            if source is None:
+                source = self._sources[change.source] = printable(change.source)
+            head = f"{head}  ({source})"
+        lines += ("", head, f"      # {printable(change.reason)}")
         if action is Action.ADD:
             if change.after is not None:
                 self._add(change.after.essence, lines)
         elif action is not Action.REMOVE:
             lines += [
-                f"      {diff.path}: {_value(diff.before)} -> {_value(diff.after)}"
+                f"      {printable(diff.path)}: {_value(diff.before)} -> {_value(diff.after)}"
                 for diff in self._differ.between(change.before, change.after)
             ]
         if change.fires_before:
@@ -101,12 +113,14 @@ def _shown_unless_default(prefix: str) -> Callable[[str], Callable[[Any], str | 
     default (`_is_default`, decided per path once: most fields have no default)."""
 
     def view(path: str) -> Callable[[Any], str | None]:
-        head = f"{prefix}{path}: "
+        head = f"{prefix}{printable(path)}: "
         default = _DEFAULTS.get(path, _NO_DEFAULT)
         if isinstance(default, _NoDefault) and not path.startswith("schedule.interval."):
-            # A str (most values) without `_value`'s call.
+            # A str (most values, printable) without `_value`'s call nor `_json_text`'s.
             return lambda value: (
-                head + _encode_text(value) if type(value) is str else head + _value(value)
+                head + (_encode_text(value) if value.isprintable() else _json_text(value))
+                if type(value) is str
+                else head + _value(value)
             )
         return lambda value: None if _is_default(path, value) else head + _value(value)
 
@@ -119,16 +133,16 @@ def change_line(change: Change, *, limit: int = 3, differ: FieldDiffer | None = 
     as `(sensitive)`. Pass one `differ` for the lines of a whole plan."""
     head = f"{change.action.symbol} {change.job}"
     if change.action == Action.ADD:
-        return f"{head}: added from {change.source}"
+        return f"{head}: added from {printable(change.source or '')}"
     if change.action == Action.REMOVE:
         return f"{head}: removed"
     if change.action == Action.REPAIR:
-        return f"{head}: repaired ({change.reason})"
+        return f"{head}: repaired ({printable(change.reason)})"
     diffs = (differ or FieldDiffer()).between(change.before, change.after)
-    parts = [f"{d.path} {_value(d.before)} -> {_value(d.after)}" for d in diffs[:limit]]
+    parts = [f"{printable(d.path)} {_value(d.before)} -> {_value(d.after)}" for d in diffs[:limit]]
     if len(diffs) > limit:
         parts.append(f"and {len(diffs) - limit} more")
-    return f"{head}: " + (", ".join(parts) if parts else change.reason)
+    return f"{head}: " + (", ".join(parts) if parts else printable(change.reason))
 
 
 def _trailer_text(plan: Plan) -> list[str]:
@@ -139,9 +153,9 @@ def _trailer_text(plan: Plan) -> list[str]:
             lines += [f"  {diagnostic.render()}" for diagnostic in diagnostics]
     if plan.foreign:
         lines += ["", "Foreign apscheduler_jobs rows (not ours, left alone):"]
-        lines += [f"  {row_id}" for row_id in plan.foreign]
+        lines += [f"  {printable(row_id)}" for row_id in plan.foreign]
     if plan.hints:
-        lines += ["", "Hints:"] + [f"  {hint}" for hint in plan.hints]
+        lines += ["", "Hints:"] + [f"  {printable(hint)}" for hint in plan.hints]
     counts = ", ".join(f"{plan.summary.get(action, 0)} to {action}" for action in ACTIONS)
     lines += ["", f"Plan: {counts}.", f"Plan hash: {plan.plan_hash}"]
     if plan.refused:
@@ -152,7 +166,7 @@ def _trailer_text(plan: Plan) -> list[str]:
 def _summary_text(changes: Iterable[Change]) -> list[str]:
     """The changes counted by folder and action, as an aligned table."""
     header, rows, total = _summary_rows(changes)
-    table = [header, *rows, total]
+    table = [header, *([printable(row[0]), *row[1:]] for row in rows), total]
     widths = [max(len(row[column]) for row in table) for column in range(len(header))]
     lines = ["Changes by folder:", ""]
     for row in table:
@@ -205,23 +219,34 @@ def render_markdown(plan: Plan) -> str:
         lines += ["| action | job | source | reason |", "| --- | --- | --- | --- |"]
         # Per action, its cell and the row's opening (an enum member formats slowly).
         openings = {action: f"| {action.symbol} {action} | `" for action in Action}
+        # Per file, its cell (a file holds several jobs).
+        sources: dict[str | None, str] = {}
         for change in plan.changes:
             renamed = f" (was `{change.renamed_from}`)" if change.renamed_from else ""
+            source = sources.get(change.source)
+            if source is None:
+                source = sources[change.source] = _source_cell(change.source)
             lines.append(
                 f"{openings[change.action]}{change.job}`{renamed} "
-                f"| `{change.source or ''}` | {_escape(change.reason)} |"
+                f"| {source} | {inline_text(change.reason)} |"
             )
+        # Nothing shown holds a line break (`printable`), so no line of the block
+        # starts with a backtick; the fence is longer than any run of them all the same.
+        block = "\n".join(_markdown_diff(plan))
+        fence = fence_for(block)
         lines += ["", "<details><summary>Field changes and next fire times</summary>", ""]
-        lines += ["```diff", *_markdown_diff(plan), "```", "", "</details>"]
+        lines += [fence + "diff", block, fence, "", "</details>"]
     if plan.quarantined:
         lines += ["", "**Quarantined files** (their jobs keep their last applied spec):", ""]
         for path in sorted(plan.quarantined):
             for diagnostic in plan.quarantined[path]:
-                lines.append(f"- `{diagnostic.render()}`")
+                lines.append(f"- {code_span(diagnostic.render())}")
     if plan.foreign:
-        lines += ["", "Foreign scheduler rows (left alone): " + ", ".join(plan.foreign)]
+        foreign = ", ".join(map(inline_text, plan.foreign))
+        lines += ["", "Foreign scheduler rows (left alone): " + foreign]
     if plan.hints:
-        lines += ["", "**Hints:**", ""] + [f"- {_escape(hint)}" for hint in plan.hints]
+        # A hint's code spans are meant (it names jobs, whose names Markdown reads not).
+        lines += ["", "**Hints:**", ""] + [f"- {_pipes_escaped(hint)}" for hint in plan.hints]
     counts = " · ".join(f"{plan.summary.get(a, 0)} {a}" for a in ACTIONS)
     # The whole hash: `reconcile apply --plan-hash` takes exactly this.
     lines += ["", f"**Plan:** {counts}", "", f"Plan hash: `{plan.plan_hash}`"]
@@ -234,9 +259,14 @@ def _summary_markdown(changes: Iterable[Change]) -> list[str]:
         "| " + " | ".join(header) + " |",
         "| --- |" + " ---: |" * (len(header) - 1),
     ]
-    lines += [f"| `{row[0]}` | " + " | ".join(row[1:]) + " |" for row in rows]
+    lines += [f"| {_source_cell(row[0])} | " + " | ".join(row[1:]) + " |" for row in rows]
     lines.append("| **total** | " + " | ".join(f"**{n}**" for n in total[1:]) + " |")
     return [*lines, ""]
+
+
+def _source_cell(source: str | None) -> str:
+    """A file's or a folder's path as a table cell: code, as written (`printable`)."""
+    return code_span(printable(source or ""), in_table=True)
 
 
 def _markdown_diff(plan: Plan) -> list[str]:
@@ -255,10 +285,11 @@ def _markdown_diff(plan: Plan) -> list[str]:
             lines += removed(change.before.essence)
         else:
             for diff in differ.between(change.before, change.after):
+                path = printable(diff.path)
                 if diff.before is not None:
-                    lines.append(f"-   {diff.path}: {_value(diff.before)}")
+                    lines.append(f"-   {path}: {_value(diff.before)}")
                 if diff.after is not None:
-                    lines.append(f"+   {diff.path}: {_value(diff.after)}")
+                    lines.append(f"+   {path}: {_value(diff.after)}")
         if change.fires_after:
             lines.append("    next fires: " + moments(change.fires_after))
     return lines
@@ -323,18 +354,25 @@ def _value(value: Any) -> str:
     sort_keys=True, default=str)` writes it, the common scalars without its set-up)."""
     kind = type(value)
     if kind is str:
-        return _encode_text(value)
+        return _json_text(value)
     if kind is bool:
         return "true" if value else "false"
     if kind is int:
         return int.__repr__(value)
     if value is None:
         return "null"
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+    return printable_json(json.dumps(value, ensure_ascii=False, sort_keys=True, default=str))
 
 
 _encode_text: Callable[[str], str] = json.encoder.encode_basestring
 
 
-def _escape(text: str) -> str:
+def _json_text(text: str) -> str:
+    """`text` as a JSON string, with nothing a terminal obeys left raw (`printable_json`,
+    asked only when str.isprintable says no: most values are plain)."""
+    encoded = _encode_text(text)
+    return encoded if encoded.isprintable() else printable_json(encoded)
+
+
+def _pipes_escaped(text: str) -> str:
     return text.replace("|", "\\|")

@@ -10,6 +10,8 @@ import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
+from reconciler.printable import printable
+
 # Every code a diagnostic may carry, with what it means. The README lists the same table;
 # a test keeps them in step.
 CODES: dict[str, str] = {
@@ -62,7 +64,10 @@ class Diagnostic:
     message: str
 
     def render(self) -> str:
-        return f"{self.path}:{self.line}:{self.column}: {self.code} {self.message}"
+        """`path:line:col: CODE message`, the path and the message as `printable` shows
+        them (a path may hold any byte but `/` and NUL, a message quotes the file)."""
+        where = f"{printable(self.path)}:{self.line}:{self.column}"
+        return f"{where}: {self.code} {printable(self.message)}"
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)

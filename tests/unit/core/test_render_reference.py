@@ -18,10 +18,12 @@ from hypothesis import strategies as st
 
 from reconciler.core import render
 from reconciler.core.diff import FieldDiffer
+from reconciler.core.markdown_text import code_span, fence_for, inline_text
 from reconciler.core.plan import Change, Plan
 from reconciler.core.plan_json import plan_document, render_json
 from reconciler.core.render import render_markdown, render_text
 from reconciler.core.vocabulary import Action
+from reconciler.printable import printable
 from reconciler.spec.diagnostics import Diagnostic
 from reconciler.spec.model import JobSpec
 from tests.unit.core.planning import applied, desired, plan, spec
@@ -56,17 +58,17 @@ def _text_change(change: Change, *, colour: bool) -> list[str]:
     if change.renamed_from:
         head += f" (was {change.renamed_from})"
     if change.source:
-        head += f"  ({change.source})"
-    lines = ["", head, f"      # {change.reason}"]
+        head += f"  ({printable(change.source)})"
+    lines = ["", head, f"      # {printable(change.reason)}"]
     if action is Action.ADD:  # every field but those at their defaults
         lines += [
-            f"      {d.path}: {render._value(d.after)}"
+            f"      {printable(d.path)}: {render._value(d.after)}"
             for d in FieldDiffer().between(None, change.after)
             if not render._is_default(d.path, d.after)
         ]
     elif action is not Action.REMOVE:
         lines += [
-            f"      {d.path}: {render._value(d.before)} -> {render._value(d.after)}"
+            f"      {printable(d.path)}: {render._value(d.before)} -> {render._value(d.after)}"
             for d in FieldDiffer().between(change.before, change.after)
         ]
     for label, moments in (("before: ", change.fires_before), ("after:  ", change.fires_after)):
@@ -91,22 +93,22 @@ def reference_markdown(result: Plan) -> str:
         lines += ["| action | job | source | reason |", "| --- | --- | --- | --- |"]
         for c in result.changes:
             renamed = f" (was `{c.renamed_from}`)" if c.renamed_from else ""
-            reason = c.reason.replace("|", "\\|")
+            source = code_span(printable(c.source or ""), in_table=True)
             lines.append(
                 f"| {c.action.symbol} {c.action} | `{c.job}`{renamed} "
-                f"| `{c.source or ''}` | {reason} |"
+                f"| {source} | {inline_text(c.reason)} |"
             )
         lines += ["", "<details><summary>Field changes and next fire times</summary>", ""]
-        lines += ["```diff"]
-        for c in result.changes:
-            lines += _markdown_change(c)
-        lines += ["```", "", "</details>"]
+        block = [line for c in result.changes for line in _markdown_change(c)]
+        fence = fence_for("\n".join(block))
+        lines += [fence + "diff", *block, fence, "", "</details>"]
     if result.quarantined:
         lines += ["", "**Quarantined files** (their jobs keep their last applied spec):", ""]
         for path in sorted(result.quarantined):
-            lines += [f"- `{d.render()}`" for d in result.quarantined[path]]
+            lines += [f"- {code_span(d.render())}" for d in result.quarantined[path]]
     if result.foreign:
-        lines += ["", "Foreign scheduler rows (left alone): " + ", ".join(result.foreign)]
+        foreign = ", ".join(inline_text(row_id) for row_id in result.foreign)
+        lines += ["", "Foreign scheduler rows (left alone): " + foreign]
     if result.hints:
         lines += ["", "**Hints:**", ""] + ["- " + h.replace("|", "\\|") for h in result.hints]
     counts = " · ".join(f"{result.summary.get(a, 0)} {a}" for a in render.ACTIONS)
@@ -120,10 +122,11 @@ def _markdown_change(change: Change) -> list[str]:
     diffs = FieldDiffer().between(change.before, change.after)
     whole = change.before is None or change.after is None
     for d in diffs:
+        path = printable(d.path)
         if d.before is not None and not (whole and render._is_default(d.path, d.before)):
-            lines.append(f"-   {d.path}: {render._value(d.before)}")
+            lines.append(f"-   {path}: {render._value(d.before)}")
         if d.after is not None and not (whole and render._is_default(d.path, d.after)):
-            lines.append(f"+   {d.path}: {render._value(d.after)}")
+            lines.append(f"+   {path}: {render._value(d.after)}")
     if change.fires_after:
         lines.append("    next fires: " + ", ".join(m.isoformat() for m in change.fires_after))
     return lines
