@@ -25,7 +25,14 @@ RECORD_FORMAT = 2
 # task catalog (argument checks), the core (time zones, DST rules, triggers a cron with
 # a `start` is searched with) and the top-level modules these import.
 _CODE_FOLDERS = ("spec", "tasks", "core")
-_CODE_FILES = ("__init__.py", "settings.py", "errors.py", "redact.py", "database_url.py")
+_CODE_FILES = (
+    "__init__.py",
+    "settings.py",
+    "errors.py",
+    "redact.py",
+    "printable.py",
+    "database_url.py",
+)
 _LIBRARIES = ("pydantic", "pydantic-core", "PyYAML", "APScheduler", "tzlocal")
 _PACKAGE = Path(__file__).resolve().parent.parent
 
