@@ -20,7 +20,7 @@ from reconciler.printable import printable
 _MARKDOWN_CHARACTER = re.compile(r"[\\`*\[\]<&~|$]")
 # An `_` not between two letters or digits (`_` first: the search skips to each one).
 _LONE_UNDERSCORE = re.compile(r"_(?:(?<![^\W_]_)|(?![^\W_]))")
-_TO_ESCAPE = re.compile(r"[\\`*\[\]<&~|$]|_(?:(?<![^\W_]_)|(?![^\W_]))")
+_TO_ESCAPE = re.compile(f"{_MARKDOWN_CHARACTER.pattern}|{_LONE_UNDERSCORE.pattern}")
 _BACKTICKS = re.compile("`+")
 # The ASCII characters an ASCII text shown as itself holds none of: those above, `_`
 # (then asked about as above), the controls (ASCII's only white space besides the space).
