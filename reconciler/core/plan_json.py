@@ -105,18 +105,18 @@ class _JsonText:
     def write(self, changes: Iterable[Change]) -> None:
         pieces, listed = self._pieces, self._listed
         append = pieces.append
-        # A file's jobs share their source, most changes a reason: each written once.
+        # A file's jobs share their source: written once. An add's reason names its line.
         texts: dict[str | None, str] = {None: "null"}
         opening = '    {\n      "action": '
         for change in changes:
-            source, reason = change.source, change.reason
+            source = change.source
             before_key, after_key = change.before_key, change.after_key
             append(
                 f"{opening}{_ACTIONS[change.action]},\n"
                 f'      "job": {_text(change.job)},\n'
                 f'      "renamed_from": {_text_or_null(change.renamed_from)},\n'
                 f'      "source": {texts.get(source) or _remembered(texts, source)},\n'
-                f'      "reason": {texts.get(reason) or _remembered(texts, reason)},\n'
+                f'      "reason": {_text(change.reason)},\n'
                 '      "content": {\n        "before": '
                 f"{'null' if before_key is None else _text(before_key)},\n"
                 f'        "after": {"null" if after_key is None else _text(after_key)}\n'
@@ -138,13 +138,16 @@ class _JsonText:
             else:
                 pieces[-1], closing = "[]", ""
             fires_before, fires_after = change.fires_before, change.fires_after
-            append(
-                f"{closing},\n"
-                '      "next_fires_before": '
-                f"{listed(fires_before) if fires_before else '[]'},\n"
-                '      "next_fires_after": '
-                f"{listed(fires_after) if fires_after else '[]'}\n    }}"
-            )
+            if fires_before or fires_after:
+                append(
+                    f"{closing},\n"
+                    '      "next_fires_before": '
+                    f"{listed(fires_before) if fires_before else '[]'},\n"
+                    '      "next_fires_after": '
+                    f"{listed(fires_after) if fires_after else '[]'}\n    }}"
+                )
+            else:  # every add of a plan made without previews (`reconcile apply`)
+                append(_NO_FIRES[closing])
             opening = ',\n    {\n      "action": '
 
 
@@ -162,6 +165,11 @@ def _fire_list(moments: tuple[datetime, ...]) -> str:
 
 
 _ENTRIES_OPEN, _SEPARATOR, _ENTRIES_CLOSE = "[\n", ",\n", "\n      ]"
+# What closes a change without next fires, by what closes its list of diffs.
+_NO_FIRES = {
+    closing: f'{closing},\n      "next_fires_before": [],\n      "next_fires_after": []\n    }}'
+    for closing in (_ENTRIES_CLOSE, "")
+}
 # json's own encoder of a string (ensure_ascii), in C.
 _text: Callable[[str], str] = json.encoder.encode_basestring_ascii
 _ACTIONS = {action: _text(action) for action in Action}

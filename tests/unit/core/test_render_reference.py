@@ -318,3 +318,22 @@ def test_mappings_of_alternating_shapes_print_what_the_reference_prints() -> Non
     assert render_text(result) == reference_text(result)
     assert render_markdown(result) == reference_markdown(result)
     assert "schedule.interval.hours: 2" in render_text(result)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(result=plans())
+def test_changes_without_next_fires_or_diffs_print_what_the_reference_prints(
+    result: Plan,
+) -> None:
+    """A plan made without previews (`reconcile apply`'s: no next fires in any change),
+    one change of it also with nothing to show field by field (its content the same on
+    both sides, as a repair's): the JSON closes such changes from text written once."""
+    changes = [
+        dataclasses.replace(change, fires_before=(), fires_after=()) for change in result.changes
+    ]
+    if changes and changes[0].before is not None:
+        changes[0] = dataclasses.replace(changes[0], after=changes[0].before)
+    unpreviewed = dataclasses.replace(result, changes=changes)
+    assert render_json(unpreviewed) == reference_json(unpreviewed)
+    if changes and changes[0].before is not None:
+        assert '"diffs": [],\n      "next_fires_before": [],' in render_json(unpreviewed)
