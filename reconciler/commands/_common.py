@@ -102,8 +102,10 @@ def add_format(parser: argparse.ArgumentParser, *choices: str) -> None:
     )
 
 
-def stdout_is_terminal() -> bool:
-    return sys.stdout.isatty()
+def colour_wanted() -> bool:
+    """Colour on a terminal, unless NO_COLOR is set (no-color.org): the one rule of every
+    command's text output, the plan's as the read commands'."""
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
 
 def read_database_url(args: argparse.Namespace) -> str:

@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+from reconciler.commands._common import colour_wanted
 from reconciler.core.moments import jsonable, rfc3339
 from reconciler.core.readout import Paint, painter
 
@@ -29,8 +28,7 @@ def add_output(parser: argparse.ArgumentParser) -> None:
 
 
 def colour_paint() -> Paint:
-    """Colour on a terminal, unless NO_COLOR is set (no-color.org)."""
-    return painter(sys.stdout.isatty() and not os.environ.get("NO_COLOR"))
+    return painter(colour_wanted())
 
 
 def json_text(document: Any) -> str:

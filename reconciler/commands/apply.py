@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING
 from reconciler.commands._common import (
     EXIT_ERROR,
     EXIT_OK,
+    colour_wanted,
     leave_to_exit,
     open_engine,
     open_read_only_engine,
     require_jobs_dir,
     settings_from,
-    stdout_is_terminal,
 )
 from reconciler.commands.plan import add_plan_flags
 
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_ERROR
         expected = expected or shown  # apply exactly what was shown, or nothing
     ahead = _load_ahead(settings)
-    text = _PlanText(colour=stdout_is_terminal(), wanted=not args.quiet)
+    text = _PlanText(colour=colour_wanted(), wanted=not args.quiet)
     try:
         result = _apply(args, settings, expected, approved, ahead, text)
         leave_to_exit((result, text))
@@ -185,7 +185,7 @@ def _confirm(args: argparse.Namespace) -> str | None:
         or (preview.quarantined and not args.allow_invalid)
     ):
         return preview.plan_hash
-    print(render_text(preview, colour=stdout_is_terminal()), end="")
+    print(render_text(preview, colour=colour_wanted()), end="")
     print("\nDo you want to apply these changes? Only 'yes' will be accepted.")
     try:
         answer = input("  Enter a value: ")

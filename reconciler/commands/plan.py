@@ -18,11 +18,11 @@ from reconciler.commands._common import (
     EXIT_OK,
     EXIT_REFUSED,
     add_format,
+    colour_wanted,
     open_read_only_engine,
     require_jobs_dir,
     schema_ready,
     settings_from,
-    stdout_is_terminal,
 )
 
 if TYPE_CHECKING:
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     elif fmt == "markdown":
         print(render_markdown(plan), end="")
     else:
-        print(render_text(plan, colour=stdout_is_terminal()), end="")
+        print(render_text(plan, colour=colour_wanted()), end="")
     out = getattr(args, "out", None)
     if out:
         Path(out).write_text(render_json(plan) + "\n", encoding="utf-8")

@@ -163,6 +163,23 @@ def test_apply_asks_on_a_terminal_unless_auto_approved(pg_workspace: Workspace) 
     assert ws.rows("select count(*) from scheduled_jobs")[0][0] == 3
 
 
+def test_no_color_turns_off_the_plan_colours_on_a_terminal(
+    sqlite_workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """README: text output is "coloured only on a terminal (`NO_COLOR` turns it off)";
+    `get jobs` honoured it, `plan` and `apply` (the plan shown before the question) not."""
+    ws = sqlite_workspace
+    ws.write("a.yaml", job("a"))
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    code, text = _run_on_terminal(ws, "plan", answer="")
+    assert code == 2 and "\x1b[" in text, text  # a terminal: coloured
+    monkeypatch.setenv("NO_COLOR", "1")
+    code, text = _run_on_terminal(ws, "plan", answer="")
+    assert code == 2 and "+ add     a" in text and "\x1b[" not in text, text
+    code, text = _run_on_terminal(ws, "apply", answer="no")
+    assert code == 1 and "+ add     a" in text and "\x1b[" not in text, text
+
+
 def test_a_failing_apply_is_recorded(pg_workspace: Workspace) -> None:
     ws = pg_workspace
     ws.write("a.yaml", job("a"))
