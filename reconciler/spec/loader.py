@@ -304,18 +304,31 @@ def load_paths(
     """Load the given files and folders (for `reconcile validate PATH ...`).
 
     Sources are the paths as given, folders' files below them (`jobs.d/ops/x.yaml`).
-    A given file is read whatever its suffix, but never through a symlink."""
+    A given file is read whatever its suffix, but never through a symlink. A file
+    reached twice (a folder and a file in it, one folder spelt two ways) is read once,
+    under its first label: read twice, its jobs would be its own DUPLICATE_JOB."""
     entries: list[FileEntry] = []
     refused: list[Diagnostic] = []
+    seen: set[Path] = set()
     for path in paths:
         label = path.as_posix()
         if path.is_dir():
             found, skipped = find_job_files(path, prefix=label.rstrip("/") + "/")
-            entries += found
             refused += skipped
         else:
-            entries.append(FileEntry(label, path))
+            found = [FileEntry(label, path)]
+        for entry in found:
+            where = _identity(Path(entry.path))
+            if where not in seen:
+                seen.add(where)
+                entries.append(entry)
     return load_entries(entries, refused, settings=settings, now=now)
+
+
+def _identity(path: Path) -> Path:
+    """Where a path leads, its own last component not followed: a given symlink stays
+    itself (refused when read), distinct from the file it points to."""
+    return path.absolute().parent.resolve() / path.name
 
 
 def load_entries(

@@ -92,6 +92,28 @@ def test_validate_subprocess_exit_codes_without_traceback(tmp_path: Path) -> Non
         assert "Traceback" not in run.stdout + run.stderr
 
 
+def test_a_file_named_twice_is_read_once(tmp_path: Path) -> None:
+    """CI validates the jobs folder and the files a pull request changes, overlapping
+    (`reconcile validate jobs.d jobs.d/team/a.yaml`, or one folder spelt two ways): each
+    file is one file, not its own DUPLICATE_JOB."""
+    write(tmp_path, "jobs.d/team/a.yaml", JOB)
+    write(tmp_path, "jobs.d/b.yaml", JOB.replace("job-a", "job-b"))
+    for paths in (
+        ["jobs.d", "jobs.d/team/a.yaml"],
+        ["jobs.d/team", "./jobs.d/team"],
+        ["jobs.d/b.yaml", "jobs.d/team/../b.yaml"],
+    ):
+        run = subprocess.run(
+            [str(BIN / "reconcile"), "validate", *paths],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+        )
+        assert run.returncode == 0, (paths, run.stdout + run.stderr)
+        assert "DUPLICATE_JOB" not in run.stdout and ": valid" in run.stdout, run.stdout
+
+
 def test_markdown_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = write(tmp_path, "bad.yaml", JOB + "description: a | b\nowner: no\n")
     assert main(["validate", "--format", "markdown", str(bad)]) == 1
