@@ -196,3 +196,24 @@ def test_cli_errors_mask_secrets_by_value(tmp_path: Path) -> None:
     result = _reconcile(["status"], env)
     assert result.returncode == 1
     _assert_clean(result.stdout + result.stderr, "a CLI error")
+
+
+def test_diagnostics_mask_secrets_by_value(workspace: tuple[Path, dict[str, str]]) -> None:
+    """A diagnostic quotes the value it refuses (`unknown queue '...'`): a secret pasted
+    into the wrong field is masked in `validate`, the plan's quarantined files (every
+    format) and `status`, as in every other output."""
+    tmp_path, env = workspace
+    (tmp_path / "jobs.d" / "misplaced.yaml").write_text(
+        "name: misplaced\ntask: reconciler.tasks.example_task\n"
+        "schedule: {interval: {hours: 1}}\n"
+        f"queue: 'postgresql://app:{DSN_PASSWORD}@db/x'\ntimezone: {GITHUB}\n"
+    )
+    outputs = {"validate": _reconcile(["validate"], env)}
+    for fmt in ("text", "json", "markdown"):
+        outputs[fmt] = _reconcile(["plan", "--allow-invalid", "--format", fmt], env)
+    assert _reconcile(["apply", "--allow-invalid"], env).returncode == 0
+    outputs["status"] = _reconcile(["status", "-o", "json"], env)
+    for where, result in outputs.items():
+        assert "UNKNOWN_QUEUE" in result.stdout, (where, result.stdout, result.stderr)
+        _assert_clean(result.stdout + result.stderr, where)
+    assert "postgresql://app:***@db/x" in outputs["validate"].stdout

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 from reconciler.printable import printable
+from reconciler.redact import mask_text
 
 # Every code a diagnostic may carry, with what it means. The README lists the same table;
 # a test keeps them in step.
@@ -62,6 +63,13 @@ class Diagnostic:
     column: int
     code: str
     message: str
+
+    def __post_init__(self) -> None:
+        # A message quotes the value it refuses (`unknown queue '...'`), and a secret
+        # pasted into the wrong field is still a secret: masked once, here, it is masked
+        # wherever the diagnostic goes (validate, the plan, the quarantine table, status,
+        # the API, logs).
+        object.__setattr__(self, "message", mask_text(self.message))
 
     def render(self) -> str:
         """`path:line:col: CODE message`, the path and the message as `printable` shows
