@@ -8,7 +8,11 @@ import json
 import os
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from cronsim import CronSim
 
 from reconciler.core.diff import FieldDiffer, changed_paths
 
@@ -47,3 +51,37 @@ def test_a_value_replaced_by_a_mapping_still_shows_both() -> None:
     assert changed_paths(before, after) == ["kwargs.data", "kwargs.data.a"]
     emptied = {"kwargs": {"data": {"a": 1}}}, {"kwargs": {}}
     assert changed_paths(*emptied) == ["kwargs.data.a"]
+
+
+def test_the_markdown_plan_shows_the_next_fires_before_and_after(tmp_path: Path) -> None:
+    """DESIGN: CI posts `plan --format markdown` "with field-level diffs and the next fire
+    times before and after". A cron moved from 02:30 to 03:30 (Europe/Berlin): the diff
+    block's `-   next fires:` line lists the old cron's fires, its `+   next fires:` line
+    the new one's, each time checked against cronsim (not our cron code)."""
+    jobs = tmp_path / "jobs.d"
+    jobs.mkdir()
+    job = "name: m\ntask: reconciler.tasks.example_task\ntimezone: Europe/Berlin\n"
+    (jobs / "m.yaml").write_text(job + "schedule: {cron: '30 2 * * *'}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
+
+    def reconcile(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [RECONCILE, *args], cwd=tmp_path, env=env, capture_output=True, text=True
+        )
+
+    assert reconcile("apply", "--auto-approve").returncode == 0
+    (jobs / "m.yaml").write_text(job + "schedule: {cron: '30 3 * * *'}\n")
+    plan = reconcile("plan", "--format", "markdown")
+    assert plan.returncode == 2, plan.stderr
+    fires = {
+        line[0]: [datetime.fromisoformat(t) for t in line.split(": ", 1)[1].split(", ")]
+        for line in plan.stdout.splitlines()
+        if line.startswith(("-   next fires: ", "+   next fires: "))
+    }
+    assert set(fires) == {"-", "+"}, plan.stdout
+    berlin = ZoneInfo("Europe/Berlin")
+    for sign, cron in (("-", "30 2 * * *"), ("+", "30 3 * * *")):
+        first = fires[sign][0]
+        expected = CronSim(cron, (first - timedelta(seconds=1)).astimezone(berlin))
+        assert fires[sign] == [next(expected) for _ in fires[sign]], (sign, plan.stdout)
+        assert all(t.astimezone(berlin).hour == int(cron.split()[1]) for t in fires[sign])

@@ -290,8 +290,12 @@ def _markdown_diff(plan: Plan) -> list[str]:
                     lines.append(f"-   {path}: {_value(diff.before)}")
                 if diff.after is not None:
                     lines.append(f"+   {path}: {_value(diff.after)}")
+        # The fire times a change stops and starts, signed as its fields are: what CI
+        # posts on a pull request shows the next fires before and after.
+        if change.fires_before:
+            lines.append("-   next fires: " + moments(change.fires_before))
         if change.fires_after:
-            lines.append("    next fires: " + moments(change.fires_after))
+            lines.append("+   next fires: " + moments(change.fires_after))
     return lines
 
 

@@ -244,8 +244,11 @@ def _markdown_diff(plan: Plan) -> list[str]:
                     lines.append(f"-   {diff.path}: {_value(diff.before)}")
                 if diff.after is not None:
                     lines.append(f"+   {diff.path}: {_value(diff.after)}")
+        # (The fire lines in today's format: the old code's walk is what this file keeps.)
+        if change.fires_before:
+            lines.append("-   next fires: " + moments(change.fires_before))
         if change.fires_after:
-            lines.append("    next fires: " + moments(change.fires_after))
+            lines.append("+   next fires: " + moments(change.fires_after))
     return lines
 
 

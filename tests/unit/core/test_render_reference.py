@@ -127,8 +127,10 @@ def _markdown_change(change: Change) -> list[str]:
             lines.append(f"-   {path}: {render._value(d.before)}")
         if d.after is not None and not (whole and render._is_default(d.path, d.after)):
             lines.append(f"+   {path}: {render._value(d.after)}")
+    if change.fires_before:
+        lines.append("-   next fires: " + ", ".join(m.isoformat() for m in change.fires_before))
     if change.fires_after:
-        lines.append("    next fires: " + ", ".join(m.isoformat() for m in change.fires_after))
+        lines.append("+   next fires: " + ", ".join(m.isoformat() for m in change.fires_after))
     return lines
 
 
