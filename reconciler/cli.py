@@ -173,6 +173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"--dry-run means nothing for `reconcile {args.command}`; "
             "it applies to `reconcile plan` and `reconcile apply` (the plan, no change)"
         )
+    applies = args.command == "apply" and not getattr(args, "dry_run", False)
+    if applies and (args.format is not None or args.out is not None):
+        parser.error("--format and --out are the plan's: `reconcile apply --dry-run` takes them")
     one_shot = argv is None and args.command in ONE_SHOT_COMMANDS
     if one_shot:
         gc.disable()  # the program itself (not a caller passing argv): it exits after

@@ -55,12 +55,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="do not ask for confirmation on a terminal",
     )
     parser.add_argument("--quiet", action="store_true", help="print only the summary line")
+    # `apply --dry-run` is `reconcile plan`, its output flags included; without
+    # --dry-run they are refused (reconciler.cli), as apply prints no other format.
+    parser.add_argument(
+        "--format",
+        choices=("text", "json", "markdown"),
+        default=None,
+        help="with --dry-run: the plan's format (as `reconcile plan --format`)",
+    )
+    parser.add_argument(
+        "--out",
+        metavar="FILE",
+        default=None,
+        help="with --dry-run: also save the plan (as `reconcile plan --out`)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "dry_run", False):
         from reconciler.commands import plan
 
+        args.format = args.format or "text"  # plan's default
         return plan.run(args)  # the plan, its output and its exit codes; nothing written
     from reconciler.commands._noop import quick_apply
 

@@ -6,6 +6,9 @@ and `reconcile plan` against nothing creates no database file and no table."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from .cli import Workspace, database_image, job
@@ -32,6 +35,16 @@ REFUSED = [
 def _plan_text(output: str) -> list[str]:
     # Next fire times move with the clock between two runs; everything else must agree.
     return [line for line in output.splitlines() if "next fires" not in line]
+
+
+def _same_plan(output: str, fmt: str) -> object:
+    """A plan's output but its next fire times (they move with the clock)."""
+    if fmt != "json":
+        return _plan_text(output)
+    document = json.loads(output)
+    for change in document["changes"]:
+        del change["next_fires_before"], change["next_fires_after"]
+    return document
 
 
 def test_a_dry_run_creates_no_sqlite_file(sqlite_workspace: Workspace) -> None:
@@ -79,3 +92,29 @@ def test_commands_where_a_dry_run_means_nothing_refuse_it(pg_workspace: Workspac
         assert done.returncode == 1, (argv, done.stdout + done.stderr)
         assert "usage:" in done.stderr and "Traceback" not in done.stderr, argv
     assert database_image(pg_workspace.db_url) == before
+
+
+def test_apply_dry_run_takes_the_plans_output_flags(
+    pg_workspace: Workspace, tmp_path: Path
+) -> None:
+    """README: `reconcile apply --dry-run` is `reconcile plan` (same output): its
+    `--format` and `--out` too, wherever --dry-run is placed; without --dry-run they are
+    a usage error (exit 1), never an apply."""
+    workspace = pg_workspace
+    workspace.write("a.yaml", job("a"))
+    fresh = database_image(workspace.db_url)
+    for fmt in ("json", "markdown"):
+        plan = workspace.run("plan", "--format", fmt)
+        assert plan.returncode == 2, plan.stderr
+        for placement in PLACEMENTS[1:]:
+            done = workspace.run(*placement, "--format", fmt)
+            assert done.returncode == 2, (placement, fmt, done.stderr)
+            assert _same_plan(done.stdout, fmt) == _same_plan(plan.stdout, fmt), placement
+    saved = tmp_path / "plan.json"
+    done = workspace.run("apply", "--dry-run", "--out", str(saved))
+    assert done.returncode == 2 and '"format_version": 1' in saved.read_text(), done.stderr
+    for flags in (("--format", "json"), ("--out", str(tmp_path / "other.json"))):
+        refused = workspace.run("apply", "--auto-approve", *flags)
+        assert refused.returncode == 1 and "usage:" in refused.stderr, (flags, refused.stderr)
+    assert not (tmp_path / "other.json").exists()
+    assert database_image(workspace.db_url) == fresh
