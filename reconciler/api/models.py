@@ -202,7 +202,7 @@ class ReconcileRun(_Out):
     revision_dirty: bool | None
     plan_hash: str | None
     changes: dict[str, int] = Field(
-        description="added, updated, paused, resumed, removed, repaired"
+        description="added, updated, renamed, paused, resumed, removed, repaired"
     )
     quarantined_files: int
     foreign_rows: int

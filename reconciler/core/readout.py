@@ -231,10 +231,9 @@ def status_text(view: StatusView, *, paint: Paint = plain) -> str:
 def _reconcile_text(last: Mapping[str, Any] | None) -> str:
     if not last:
         return "never"
-    counts = " ".join(
-        f"{symbol}{last[key]}"
-        for symbol, key in (("+", "added"), ("~", "updated"), ("-", "removed"), ("!", "repaired"))
-    )
+    # Updates and renames share their symbol (`~`), as in the plan.
+    changed = last["updated"] + (last.get("renamed") or 0)
+    counts = f"+{last['added']} ~{changed} -{last['removed']} !{last['repaired']}"
     return (
         f"{rfc3339(last['started_at'])} {last['outcome']} via {last['trigger']} "
         f"({counts}, {(last['duration_seconds'] or 0):.3f} s)"

@@ -28,7 +28,6 @@ from reconciler.core.moments import as_utc, from_epoch
 from reconciler.core.vocabulary import (
     COUNT_COLUMNS,
     FAILED_RUN_STATUSES,
-    Action,
     Drift,
     JobState,
     JobStatus,
@@ -39,10 +38,8 @@ from reconciler.core.vocabulary import (
 
 # The leader heartbeats every second; a standby every 5 s. 15 s without one: stale.
 LEADER_STALE_AFTER = timedelta(seconds=15)
-# The counts a planned pass records, by action (a rename is counted with the updates).
-_PENDING_COUNTS = [
-    (action.value, column) for action, column in COUNT_COLUMNS.items() if action != Action.RENAME
-]
+# The counts a planned pass records, by action.
+_PENDING_COUNTS = [(action.value, column) for action, column in COUNT_COLUMNS.items()]
 # An active job whose next fire is this far in the past is late (nothing fired it).
 LATE_AFTER = timedelta(seconds=60)
 

@@ -58,12 +58,11 @@ _SYMBOLS = {
 }
 
 
-# The `reconcile_runs` column that counts each action of a pass (a rename is counted as
-# an update).
+# The `reconcile_runs` column that counts each action of a pass.
 COUNT_COLUMNS = {
     Action.ADD: "added",
     Action.UPDATE: "updated",
-    Action.RENAME: "updated",
+    Action.RENAME: "renamed",
     Action.PAUSE: "paused",
     Action.RESUME: "resumed",
     Action.REMOVE: "removed",

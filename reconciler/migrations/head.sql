@@ -1,4 +1,4 @@
--- Recorded from Alembic's upgrade of an empty PostgreSQL database to 0007.
+-- Recorded from Alembic's upgrade of an empty PostgreSQL database to 0008.
 CREATE TABLE alembic_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
@@ -154,3 +154,5 @@ ALTER TABLE scheduled_jobs ENABLE ALWAYS TRIGGER count_changes;
 CREATE TRIGGER count_changes AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON apscheduler_jobs FOR EACH STATEMENT EXECUTE FUNCTION reconciler_count_change();
 ALTER TABLE apscheduler_jobs ENABLE ALWAYS TRIGGER count_changes;
 UPDATE alembic_version SET version_num='0007' WHERE alembic_version.version_num = '0006';
+ALTER TABLE reconcile_runs ADD COLUMN renamed INTEGER DEFAULT '0' NOT NULL;
+UPDATE alembic_version SET version_num='0008' WHERE alembic_version.version_num = '0007';

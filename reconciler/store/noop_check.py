@@ -66,7 +66,7 @@ WHERE NOT EXISTS (SELECT 1 FROM scheduled_jobs AS j WHERE j.name = a.id)
 # statement, the lock's, before a concurrent apply it waited for had committed).
 _STATE = f"SELECT ({_RECORDS}), ({_JOBS}), ({_FOREIGN}), (SELECT count(*) FROM quarantined_files)"
 _BEGIN = "BEGIN ISOLATION LEVEL READ COMMITTED"
-# The count columns of reconcile_runs, each once (a rename is counted with the updates).
+# The count columns of reconcile_runs, each once.
 _COUNTS = tuple(dict.fromkeys(COUNT_COLUMNS.values()))
 _HEX = re.compile(r"[0-9a-f]{40,64}")  # a commit id, as git prints it
 # core.plan.plan_hash of no change: the digest of an empty list, twice.

@@ -100,6 +100,7 @@ reconcile_runs = sa.Table(
     sa.Column("plan_hash", sa.String(64)),
     sa.Column("added", sa.Integer, nullable=False, server_default="0"),
     sa.Column("updated", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("renamed", sa.Integer, nullable=False, server_default="0"),  # since 0008
     sa.Column("paused", sa.Integer, nullable=False, server_default="0"),
     sa.Column("resumed", sa.Integer, nullable=False, server_default="0"),
     sa.Column("removed", sa.Integer, nullable=False, server_default="0"),

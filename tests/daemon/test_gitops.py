@@ -221,5 +221,6 @@ def test_git_mv_and_previous_names_keep_history_and_every_slot(make_cluster) -> 
     gaps = [b for a, b in itertools.pairwise(slots) if b - a != timedelta(seconds=1)]
     assert not gaps, f"slots lost before {gaps}"
     assert inventory(cluster)["tock"][4] == created  # the same inventory row
-    runs = cluster.rows("SELECT updated FROM reconcile_runs WHERE outcome = 'applied'")
-    assert sum(run.updated for run in runs) == 2  # the move, then the rename
+    runs = cluster.rows("SELECT updated, renamed FROM reconcile_runs WHERE outcome = 'applied'")
+    assert sum(run.updated for run in runs) == 1  # the move
+    assert sum(run.renamed for run in runs) == 1  # then the rename
