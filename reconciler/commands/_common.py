@@ -126,7 +126,12 @@ def connect(args: argparse.Namespace) -> Iterator[Connection]:
     try:
         if not schema_ready(engine):
             raise ConfigError("the database has no schema yet: run `reconcile db upgrade`")
+        from reconciler.store.head_schema import behind_head
+
         with engine.connect() as connection:
+            behind = behind_head(connection)
+            if behind is not None:
+                raise ConfigError(behind)
             yield connection
     finally:
         engine.dispose()

@@ -69,6 +69,22 @@ def reach_head(connection: Connection) -> bool:
     return True
 
 
+def behind_head(connection: Connection) -> str | None:
+    """Why a reader cannot trust this database's schema to hold what this code reads (a
+    migration of this release not run yet: a column it selects may be missing), or None
+    (at the head, or not a chain of ours to judge)."""
+    head = head_revision()
+    if head is None or not _has_version_table(connection):
+        return None
+    versions = [
+        row[0] for row in connection.exec_driver_sql("SELECT version_num FROM alembic_version")
+    ]
+    if versions == [head]:
+        return None
+    at = ", ".join(versions) or "no migration"
+    return f"the database schema is at {at}, this release reads {head}: run `reconcile db upgrade`"
+
+
 def read_head_script(head: str, path: Path = HEAD_SCRIPT) -> str | None:
     """The head script, if it was recorded at `head` (else None: a migration was added
     since, and Alembic runs until the script is recorded again)."""
