@@ -1,6 +1,6 @@
 """Readiness checks that really talk to the services, each timed in milliseconds.
 
-    database   SELECT 1 through the API's own pool
+    database   SELECT 1 through the API's own pool, and the schema at this release's head
     redis      PING on a fresh connection to RECONCILER_REDIS_URL (skipped if not Redis)
     broker     a full connection (AMQP handshake and login) with kombu, in a thread
 
@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reconciler.api.resources import REDIS_SCHEMES
 from reconciler.api.scrub import scrub_text
+from reconciler.store.head_schema import behind_head
 
 PROBE_TIMEOUT = 2.0
 
@@ -44,6 +45,15 @@ async def timed(check: Callable[[], Awaitable[None]]) -> dict[str, Any]:
 async def check_database(engine: AsyncEngine) -> None:
     async with engine.connect() as connection:
         await connection.execute(sa.text("SELECT 1"))
+        # A release whose migration has not run yet reads columns that are not there:
+        # not ready until `reconcile db upgrade` (the daemon's start) has run.
+        behind = await connection.run_sync(behind_head)
+        if behind is not None:
+            raise SchemaBehind(behind)
+
+
+class SchemaBehind(Exception):
+    """The database's schema is older than what this release reads."""
 
 
 async def check_redis(url: str) -> None:
