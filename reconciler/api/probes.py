@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reconciler.api.resources import REDIS_SCHEMES
 from reconciler.api.scrub import scrub_text
+from reconciler.errors import ConfigError
 from reconciler.store.head_schema import behind_head
 
 PROBE_TIMEOUT = 2.0
@@ -49,11 +50,7 @@ async def check_database(engine: AsyncEngine) -> None:
         # not ready until `reconcile db upgrade` (the daemon's start) has run.
         behind = await connection.run_sync(behind_head)
         if behind is not None:
-            raise SchemaBehind(behind)
-
-
-class SchemaBehind(Exception):
-    """The database's schema is older than what this release reads."""
+            raise ConfigError(behind)
 
 
 async def check_redis(url: str) -> None:
