@@ -40,15 +40,20 @@ def serve(settings: Settings, *, host: str, port: int, access_log: bool = True) 
         port=port,
         workers=1,
         lifespan="on",
+        # No logging config of uvicorn's own: its records (access lines included) then
+        # reach the root handler `reconcile` set up, so every line has the same shape
+        # (RFC 3339 UTC time, RECONCILER_LOG_FORMAT text or json) and passes its
+        # MaskingFilter. uvicorn's AccessFormatter unpacks `record.args`, which the filter
+        # empties on a line it masks: that line was lost, with a "Logging error" dump.
+        log_config=None,
         access_log=access_log,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
         server_header=False,
     )
-    # uvicorn configured its own handlers just now: secrets by value (a token in a query
-    # string, a URL in an error) are masked there too.
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
-        mask_logs(logging.getLogger(name).handlers)
+    # Secrets by value (a token in a query string, a URL in an error) are masked in
+    # uvicorn's lines by the root handler's filter (idempotent: `reconcile` set it up).
+    mask_logs(logging.getLogger().handlers)
     server = _Server(config)
     try:
         server.run()
