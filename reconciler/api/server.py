@@ -17,6 +17,7 @@ from reconciler.api.app import create_app
 from reconciler.errors import ConfigError
 from reconciler.redact import mask_logs
 from reconciler.settings import Settings
+from reconciler.store.db import async_url
 
 GRACEFUL_SECONDS = 10
 
@@ -32,8 +33,12 @@ class _Server(uvicorn.Server):
 
 def serve(settings: Settings, *, host: str, port: int, access_log: bool = True) -> int:
     """Serve until a stop signal. Returns the exit code (0 after a clean stop). Raises
-    ConfigError, naming the setting, when the address cannot be bound."""
+    ConfigError, naming the setting, when the address cannot be bound or the database
+    URL names no database we serve."""
     _check_bindable(host, port)
+    # The app opens its engine in its lifespan, where a ConfigError is a uvicorn
+    # traceback and "Application startup failed": say it in one line, as `run` does.
+    async_url(settings.database_url)
     config = uvicorn.Config(
         create_app(settings),
         host=host,

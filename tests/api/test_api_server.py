@@ -116,3 +116,18 @@ def test_every_log_line_has_the_configured_shape_and_masked_lines_are_kept(
     request = '"GET /api/v1/jobs?prefix=https://bob:***@example.com/ HTTP/1.1" 200'
     assert [d for d in documents if d["message"].endswith(request)], lines  # logged, masked
     assert b"hunter2" not in out + err
+
+
+def test_an_unsupported_database_is_one_line() -> None:
+    """README, operational errors: one line, exit 1, never a traceback."""
+    result = subprocess.run(
+        [RECONCILE, "api", "--port", str(_free_port())],
+        env={**os.environ, "RECONCILER_DATABASE_URL": "mysql://app@db/jobs"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "error: unsupported database 'mysql': use postgresql:// or sqlite:///"
+    ], result.stderr
