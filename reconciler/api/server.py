@@ -17,6 +17,7 @@ from reconciler.api.app import create_app
 from reconciler.errors import ConfigError
 from reconciler.redact import mask_logs
 from reconciler.settings import Settings
+from reconciler.store.db import async_url
 
 GRACEFUL_SECONDS = 10
 
@@ -32,23 +33,32 @@ class _Server(uvicorn.Server):
 
 def serve(settings: Settings, *, host: str, port: int, access_log: bool = True) -> int:
     """Serve until a stop signal. Returns the exit code (0 after a clean stop). Raises
-    ConfigError, naming the setting, when the address cannot be bound."""
+    ConfigError, naming the setting, when the address cannot be bound or the database
+    URL names no database we serve."""
     _check_bindable(host, port)
+    # The app opens its engine in its lifespan, where a ConfigError is a uvicorn
+    # traceback and "Application startup failed": say it in one line, as `run` does.
+    async_url(settings.database_url)
     config = uvicorn.Config(
         create_app(settings),
         host=host,
         port=port,
         workers=1,
         lifespan="on",
+        # No logging config of uvicorn's own: its records (access lines included) then
+        # reach the root handler `reconcile` set up, so every line has the same shape
+        # (RFC 3339 UTC time, RECONCILER_LOG_FORMAT text or json) and passes its
+        # MaskingFilter. uvicorn's AccessFormatter unpacks `record.args`, which the filter
+        # empties on a line it masks: that line was lost, with a "Logging error" dump.
+        log_config=None,
         access_log=access_log,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
         server_header=False,
     )
-    # uvicorn configured its own handlers just now: secrets by value (a token in a query
-    # string, a URL in an error) are masked there too.
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
-        mask_logs(logging.getLogger(name).handlers)
+    # Secrets by value (a token in a query string, a URL in an error) are masked in
+    # uvicorn's lines by the root handler's filter (idempotent: `reconcile` set it up).
+    mask_logs(logging.getLogger().handlers)
     server = _Server(config)
     try:
         server.run()

@@ -50,7 +50,7 @@ from reconciler import metrics
 from reconciler.core.diff import FieldDiffer
 from reconciler.core.plan import Plan
 from reconciler.core.render import change_line
-from reconciler.core.vocabulary import Trigger
+from reconciler.core.vocabulary import ReconcileOutcome, Trigger
 from reconciler.dispatch.service import FiringService
 from reconciler.engine.gauges import JobGauges
 from reconciler.engine.gitsource import SourceWatch
@@ -480,8 +480,17 @@ class Daemon:
 
     def _report(self, result: ReconcileResult, caches: ReconcileCaches) -> None:
         plan = result.plan
-        if plan.has_changes:
-            counts = ", ".join(f"{n} {a}" for a, n in plan.summary.items() if n)
+        counts = ", ".join(f"{n} {a}" for a, n in plan.summary.items() if n)
+        if plan.has_changes and result.outcome == ReconcileOutcome.PLANNED:
+            # A RECONCILER_SYNC=manual pass wrote no job: "applied" and "added from" lines
+            # would tell whoever tails the log the opposite of what happened.
+            log.info(
+                "not applied (RECONCILER_SYNC=manual): %s pending for `reconcile apply`, "
+                "revision %s",
+                counts,
+                plan.revision.label(),
+            )
+        elif plan.has_changes:
             log.info(
                 "applied %s in %.3f s, revision %s", counts, result.duration, plan.revision.label()
             )

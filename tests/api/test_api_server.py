@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -80,3 +81,53 @@ def test_taken_port_exits_1(sqlite_url: str) -> None:
             timeout=30,
         )
     assert result.returncode == 1
+
+
+def test_every_log_line_has_the_configured_shape_and_masked_lines_are_kept(
+    sqlite_url: str,
+) -> None:
+    """README: every log line carries an RFC 3339 UTC time and is a JSON line with
+    RECONCILER_LOG_FORMAT=json, the API access log masked. uvicorn's own formatters wrote
+    `INFO:     ...` lines, and a masked access line was lost in a "Logging error" dump."""
+    upgrade_database(sqlite_url)
+    port = _free_port()
+    env = {**os.environ, "RECONCILER_DATABASE_URL": sqlite_url, "RECONCILER_LOG_FORMAT": "json"}
+    process = subprocess.Popen(
+        [RECONCILE, "api", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_until_up(base, process)
+        httpx.get(f"{base}/api/v1/jobs", params={"prefix": "https://bob:hunter2@example.com/"})
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, err.decode()
+    lines = [line for line in (out + err).decode().splitlines() if line.strip()]
+    assert lines and "Logging error" not in err.decode()
+    documents = [json.loads(line) for line in lines]  # every line is one JSON object
+    assert all(document["time"].endswith("Z") for document in documents)
+    request = '"GET /api/v1/jobs?prefix=https://bob:***@example.com/ HTTP/1.1" 200'
+    assert [d for d in documents if d["message"].endswith(request)], lines  # logged, masked
+    assert b"hunter2" not in out + err
+
+
+def test_an_unsupported_database_is_one_line() -> None:
+    """README, operational errors: one line, exit 1, never a traceback."""
+    result = subprocess.run(
+        [RECONCILE, "api", "--port", str(_free_port())],
+        env={**os.environ, "RECONCILER_DATABASE_URL": "mysql://app@db/jobs"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "error: unsupported database 'mysql': use postgresql:// or sqlite:///"
+    ], result.stderr

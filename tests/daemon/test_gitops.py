@@ -120,6 +120,31 @@ def test_manual_sync_never_writes_the_inventory_while_fires_continue(make_cluste
     wait_until(lambda: cluster.ledger("new"), timeout=20, what="the applied job firing")
 
 
+def test_a_manual_daemon_never_logs_its_pending_changes_as_applied(make_cluster) -> None:
+    """README: a `manual` daemon "never writes a job"; its log said "applied 1 add" and
+    "+ new: added from new.yaml" on every pass while the job stayed pending."""
+    cluster = make_cluster(sync="manual")
+    (cluster.jobs_dir / "tick.yaml").write_text(job_yaml("tick"))
+    assert cli_apply(cluster).returncode == 0
+    daemon = cluster.start("daemon-a")
+    wait_until(lambda: cluster.leader() is not None, timeout=60, what="a leader")
+    seen = last_run_id(cluster)
+    (cluster.jobs_dir / "new.yaml").write_text(job_yaml("new"))
+    wait_until(
+        lambda: any(
+            run.outcome == "planned" and run.added == 1 for run in runs_after(cluster, seen)
+        ),
+        timeout=30,
+        what="the pending add recorded",
+    )
+    wait_until(lambda: "1 add" in daemon.output(), timeout=10, what="the pending add logged")
+    daemon.stop()
+    logged = daemon.output()
+    assert "not applied (RECONCILER_SYNC=manual): 1 add pending" in logged, logged
+    assert " applied 1 add" not in logged and "added from" not in logged, logged
+    assert "new" not in inventory(cluster)
+
+
 def test_git_head_applies_commits_only_and_records_them(make_cluster) -> None:
     cluster = make_cluster(source="git:HEAD")
     root = cluster.root
