@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -20,17 +21,21 @@ RECONCILE = str(Path(sys.executable).parent / "reconcile")
 JOB = "name: d\ntask: reconciler.tasks.example_task\nschedule: {cron: '0 0 1 1 *'}\n"
 
 
+def _console(cwd: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """The console script in `cwd`, with none of the caller's RECONCILER_* settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
+
+    def reconcile(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([RECONCILE, *args], cwd=cwd, env=env, capture_output=True, text=True)
+
+    return reconcile
+
+
 def test_a_mapping_that_gets_fields_shows_only_the_fields(tmp_path: Path) -> None:
     jobs = tmp_path / "jobs.d"
     jobs.mkdir()
     (jobs / "d.yaml").write_text(JOB)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
-
-    def reconcile(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [RECONCILE, *args], cwd=tmp_path, env=env, capture_output=True, text=True
-        )
-
+    reconcile = _console(tmp_path)
     assert reconcile("apply", "--auto-approve").returncode == 0
     (jobs / "d.yaml").write_text(JOB + "kwargs: {data: {a: 1}}\nlabels: {team: x}\n")
     plan = reconcile("plan", "--format", "json")
@@ -62,13 +67,7 @@ def test_the_markdown_plan_shows_the_next_fires_before_and_after(tmp_path: Path)
     jobs.mkdir()
     job = "name: m\ntask: reconciler.tasks.example_task\ntimezone: Europe/Berlin\n"
     (jobs / "m.yaml").write_text(job + "schedule: {cron: '30 2 * * *'}\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
-
-    def reconcile(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [RECONCILE, *args], cwd=tmp_path, env=env, capture_output=True, text=True
-        )
-
+    reconcile = _console(tmp_path)
     assert reconcile("apply", "--auto-approve").returncode == 0
     (jobs / "m.yaml").write_text(job + "schedule: {cron: '30 3 * * *'}\n")
     plan = reconcile("plan", "--format", "markdown")

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -39,13 +40,14 @@ def _wait_until_up(base: str, process: subprocess.Popen[bytes]) -> None:
     raise AssertionError("reconcile api did not start")
 
 
-def test_serves_and_stops_on_sigterm(sqlite_url: str) -> None:
-    upgrade_database(sqlite_url)
-    seed(sqlite_url)
+def _serve_until_sigterm(
+    env: dict[str, str], ask: Callable[[str], None], *flags: str
+) -> tuple[int, bytes, bytes]:
+    """`reconcile api FLAGS` on a free port: once it answers, `ask(base_url)`, then
+    SIGTERM; its exit code, stdout and stderr (killed if a check failed first)."""
     port = _free_port()
-    env = {**os.environ, "RECONCILER_DATABASE_URL": sqlite_url, "RECONCILER_API_TOKEN": "tok"}
     process = subprocess.Popen(
-        [RECONCILE, "api", "--host", "127.0.0.1", "--port", str(port)],
+        [RECONCILE, "api", *flags, "--port", str(port)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -53,18 +55,30 @@ def test_serves_and_stops_on_sigterm(sqlite_url: str) -> None:
     try:
         base = f"http://127.0.0.1:{port}"
         _wait_until_up(base, process)
+        ask(base)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return process.returncode, out, err
+
+
+def test_serves_and_stops_on_sigterm(sqlite_url: str) -> None:
+    upgrade_database(sqlite_url)
+    seed(sqlite_url)
+    env = {**os.environ, "RECONCILER_DATABASE_URL": sqlite_url, "RECONCILER_API_TOKEN": "tok"}
+
+    def ask(base: str) -> None:
         assert httpx.get(f"{base}/health").json()["status"] == "ok"
         assert httpx.get(f"{base}/api/v1/jobs").status_code == 401
         jobs = httpx.get(f"{base}/api/v1/jobs", headers={"Authorization": "Bearer tok"})
         assert jobs.status_code == 200 and len(jobs.json()["items"]) == 5
         assert "server" not in jobs.headers  # no version banner
-        process.send_signal(signal.SIGTERM)
-        _out, err = process.communicate(timeout=20)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == 0, err.decode()
+
+    code, _out, err = _serve_until_sigterm(env, ask, "--host", "127.0.0.1")
+    assert code == 0, err.decode()
     assert b"Traceback" not in err
     assert b"tok" not in err.replace(b"Started", b"")  # the token is never logged
 
@@ -90,25 +104,13 @@ def test_every_log_line_has_the_configured_shape_and_masked_lines_are_kept(
     RECONCILER_LOG_FORMAT=json, the API access log masked. uvicorn's own formatters wrote
     `INFO:     ...` lines, and a masked access line was lost in a "Logging error" dump."""
     upgrade_database(sqlite_url)
-    port = _free_port()
     env = {**os.environ, "RECONCILER_DATABASE_URL": sqlite_url, "RECONCILER_LOG_FORMAT": "json"}
-    process = subprocess.Popen(
-        [RECONCILE, "api", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        _wait_until_up(base, process)
+
+    def ask(base: str) -> None:
         httpx.get(f"{base}/api/v1/jobs", params={"prefix": "https://bob:hunter2@example.com/"})
-        process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=20)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == 0, err.decode()
+
+    code, out, err = _serve_until_sigterm(env, ask)
+    assert code == 0, err.decode()
     lines = [line for line in (out + err).decode().splitlines() if line.strip()]
     assert lines and "Logging error" not in err.decode()
     documents = [json.loads(line) for line in lines]  # every line is one JSON object
