@@ -123,7 +123,10 @@ def test_cancel_ends_the_child(request: pytest.FixtureRequest, tmp_path: Path, w
     pid_file = tmp_path / "pid"
 
     def make() -> Iterator[tuple[int, bytes]]:
-        pid_file.write_text(str(os.getpid()))
+        # Written whole, then renamed: the parent never reads the file half written (it
+        # read '' once, between the child's open and its write).
+        (tmp_path / "pid.part").write_text(str(os.getpid()))
+        (tmp_path / "pid.part").rename(pid_file)
         while True:
             yield 0, b"y" * (1 << 20)
 
