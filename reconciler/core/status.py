@@ -38,8 +38,6 @@ from reconciler.core.vocabulary import (
 
 # The leader heartbeats every second; a standby every 5 s. 15 s without one: stale.
 LEADER_STALE_AFTER = timedelta(seconds=15)
-# The counts a planned pass records, by action.
-_PENDING_COUNTS = [(action.value, column) for action, column in COUNT_COLUMNS.items()]
 # An active job whose next fire is this far in the past is late (nothing fired it).
 LATE_AFTER = timedelta(seconds=60)
 
@@ -283,7 +281,9 @@ def pending_changes(last_settled: Mapping[str, Any] | None) -> dict[str, int]:
     nothing to change (nothing pending)."""
     if not last_settled or last_settled.get("outcome") != ReconcileOutcome.PLANNED:
         return {}
-    counts = {action: int(last_settled.get(column) or 0) for action, column in _PENDING_COUNTS}
+    counts = {
+        action.value: int(last_settled.get(column) or 0) for action, column in COUNT_COLUMNS.items()
+    }
     return {action: count for action, count in counts.items() if count}
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import sys
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,6 +34,7 @@ _REVISION = re.compile(r'^revision = "([^"]+)"$', re.MULTILINE)
 _DOWN = re.compile(r'^down_revision = (?:"([^"]+)"|None)$', re.MULTILINE)
 
 
+@cache  # the files of a running release do not change (a readiness probe asks often)
 def head_revision() -> str | None:
     """The one head of the migrations, read from their files (a test keeps it equal to
     Alembic's); None when they do not form one plain chain."""
@@ -57,8 +59,7 @@ def reach_head(connection: Connection) -> bool:
     if head is None:
         return False
     if _has_version_table(connection):
-        versions = connection.exec_driver_sql("SELECT version_num FROM alembic_version").all()
-        return [tuple(row) for row in versions] == [(head,)]
+        return _versions(connection) == [head]
     if connection.dialect.name != "postgresql":
         return False
     script = read_head_script(head)
@@ -76,9 +77,7 @@ def behind_head(connection: Connection) -> str | None:
     head = head_revision()
     if head is None or not _has_version_table(connection):
         return None
-    versions = [
-        row[0] for row in connection.exec_driver_sql("SELECT version_num FROM alembic_version")
-    ]
+    versions = _versions(connection)
     if versions == [head]:
         return None
     at = ", ".join(versions) or "no migration"
@@ -93,6 +92,11 @@ def read_head_script(head: str, path: Path = HEAD_SCRIPT) -> str | None:
     except OSError:
         return None
     return script if script.startswith(_HEADER.format(head=head)) else None
+
+
+def _versions(connection: Connection) -> list[str]:
+    """The revisions Alembic's version table records (one, unless branches)."""
+    return [row[0] for row in connection.exec_driver_sql("SELECT version_num FROM alembic_version")]
 
 
 def _has_version_table(connection: Connection) -> bool:

@@ -66,8 +66,7 @@ WHERE NOT EXISTS (SELECT 1 FROM scheduled_jobs AS j WHERE j.name = a.id)
 # statement, the lock's, before a concurrent apply it waited for had committed).
 _STATE = f"SELECT ({_RECORDS}), ({_JOBS}), ({_FOREIGN}), (SELECT count(*) FROM quarantined_files)"
 _BEGIN = "BEGIN ISOLATION LEVEL READ COMMITTED"
-# The count columns of reconcile_runs, each once.
-_COUNTS = tuple(dict.fromkeys(COUNT_COLUMNS.values()))
+_COUNTS = tuple(COUNT_COLUMNS.values())  # the count columns of reconcile_runs
 _HEX = re.compile(r"[0-9a-f]{40,64}")  # a commit id, as git prints it
 # core.plan.plan_hash of no change: the digest of an empty list, twice.
 EMPTY_PLAN_HASH = hashlib.sha256(b"[]").hexdigest()[:32] * 2

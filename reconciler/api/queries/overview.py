@@ -16,7 +16,7 @@ from reconciler.store.history import quarantine_statement, read_all_async, recon
 from reconciler.store.status import read_status_rows_async
 
 # The count columns of a pass, each once (a rename is counted with the updates).
-_CHANGES = tuple(dict.fromkeys(COUNT_COLUMNS.values()))
+_CHANGES = tuple(COUNT_COLUMNS.values())
 
 
 async def read_status(connection: AsyncConnection, *, now: datetime) -> StatusView:
