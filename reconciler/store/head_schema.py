@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import re
 import sys
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,7 +33,6 @@ _REVISION = re.compile(r'^revision = "([^"]+)"$', re.MULTILINE)
 _DOWN = re.compile(r'^down_revision = (?:"([^"]+)"|None)$', re.MULTILINE)
 
 
-@cache  # the files of a running release do not change (a readiness probe asks often)
 def head_revision() -> str | None:
     """The one head of the migrations, read from their files (a test keeps it equal to
     Alembic's); None when they do not form one plain chain."""
